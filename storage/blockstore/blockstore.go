@@ -1,0 +1,67 @@
+// Package blockstore opens a node's badger-backed datastore and the
+// content-addressed blockstore on top of it.
+//
+// One badger database per node holds everything: blocks under /blocks (boxo's
+// default prefix) and, under other namespaces, the ledger's materialized view,
+// the encrypted DICOM index and bookkeeping. Sharing one database keeps a
+// node's state in a single directory with a single write-ahead log, so a
+// killed daemon recovers it as a whole.
+package blockstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/dgraph-io/badger/v4/options"
+	bstore "github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/go-datastore"
+	badger "github.com/ipfs/go-ds-badger4"
+)
+
+// Store is a node's datastore together with the blockstore that lives in it.
+type Store struct {
+	// DS is the whole badger datastore. Callers that keep their own state in
+	// it must use a namespace of their own (datastore/namespace.Wrap).
+	DS *badger.Datastore
+	// Blocks verifies every block it returns against its CID: a block that
+	// was corrupted on disk is reported as ErrHashMismatch, never returned.
+	Blocks bstore.Blockstore
+}
+
+// ErrHashMismatch is returned when a stored block does not hash to its CID.
+var ErrHashMismatch = bstore.ErrHashMismatch
+
+// Open opens (creating if needed) the badger datastore in dir.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create datastore directory: %w", err)
+	}
+	opts := badger.DefaultOptions
+	// Blocks are ciphertext: compressing them is wasted work.
+	opts.Options = opts.Options.WithCompression(options.None).
+		// Values above 64 KiB (every data chunk) go to the value log, so the
+		// LSM tree stays small and compactions cheap.
+		WithValueThreshold(64 << 10).
+		// Keep the memory footprint modest: a node runs beside other work.
+		WithNumMemtables(2).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithLogger(nil)
+	ds, err := badger.NewDatastore(dir, &opts)
+	if err != nil {
+		return nil, fmt.Errorf("open datastore %s: %w (is another medmesh daemon using this repo?)", dir, err)
+	}
+	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(ds)}
+	return &Store{DS: ds, Blocks: bs}, nil
+}
+
+// Close flushes and closes the datastore.
+func (s *Store) Close() error {
+	if s == nil || s.DS == nil {
+		return nil
+	}
+	err := s.DS.Sync(context.Background(), datastore.NewKey("/"))
+	return errors.Join(err, s.DS.Close())
+}
