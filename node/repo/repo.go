@@ -1,0 +1,309 @@
+// Package repo manages a node's repository directory: its configuration, its
+// private keys, the API token and the datastore.
+//
+// Layout of a repo (the directory itself is 0700, every secret file 0600):
+//
+//	config.json      listen and API addresses, bootstrap peers, replication factor, quota
+//	identity.key     libp2p Ed25519 private key (protobuf, as libp2p marshals it)
+//	kem.key          HPKE ML-KEM-768+X25519 private key (key wrapping)
+//	api.token        bearer token for the HTTP API
+//	network/         genesis.cbor (the ledger's first entry), psk (pre-shared key)
+//	datastore/       badger: blocks, ledger state, indexes, wrapped data keys
+//	api              written by a running daemon: its actual API address
+//
+// Private keys never leave the repo: nothing in this package sends them
+// anywhere, and they are read only by the daemon of the same repo.
+package repo
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/sharing/keywrap"
+)
+
+// File names inside a repo.
+const (
+	ConfigFile   = "config.json"
+	IdentityFile = "identity.key"
+	KEMFile      = "kem.key"
+	TokenFile    = "api.token"
+	APIFile      = "api"
+	NetworkDir   = "network"
+	GenesisFile  = "network/genesis.cbor"
+	PSKFile      = "network/psk"
+	DatastoreDir = "datastore"
+)
+
+// Defaults for a new repo.
+const (
+	DefaultListen            = "/ip4/0.0.0.0/tcp/4101"
+	DefaultAPI               = "127.0.0.1:5101"
+	DefaultReplicationFactor = 3
+)
+
+// EnvRepo names the environment variable that selects the repo.
+const EnvRepo = "MEDMESH_REPO"
+
+// Config is the node's configuration file.
+type Config struct {
+	// Listen are libp2p multiaddrs (TCP only: the network is private).
+	Listen []string `json:"listen"`
+	// API is the HTTP API address; it must be a loopback address.
+	API string `json:"api"`
+	// Bootstrap are multiaddrs with /p2p/ of peers to dial at start and keep dialing.
+	Bootstrap []string `json:"bootstrap"`
+	// ReplicationFactor is how many nodes should hold each record (owner included).
+	ReplicationFactor int `json:"replication_factor"`
+	// StorageQuota caps the bytes of replicas this node accepts for others (0: no cap).
+	StorageQuota int64 `json:"storage_quota"`
+	// Org is the organisation label this node gives when it is admitted.
+	Org string `json:"org,omitempty"`
+}
+
+// Repo is an opened repository.
+type Repo struct {
+	Dir    string
+	Config Config
+}
+
+// ErrNoRepo means the directory holds no medmesh repo.
+var ErrNoRepo = errors.New("no medmesh repo")
+
+// DefaultDir resolves --repo: the flag, then $MEDMESH_REPO, then ~/.medmesh.
+func DefaultDir(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if d := os.Getenv(EnvRepo); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".medmesh"
+	}
+	return filepath.Join(home, ".medmesh")
+}
+
+// InitOptions configure Init.
+type InitOptions struct {
+	Listen []string
+	API    string
+	Org    string
+}
+
+// Init creates a new repo in dir. It refuses to touch a directory that
+// already holds one (or any file), so an existing identity is never lost.
+func Init(dir string, o InitOptions) (*Repo, error) {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return nil, fmt.Errorf("%s already holds a medmesh repo; refusing to overwrite it (choose another --repo)", dir)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("%s exists and is not empty; refusing to initialise a repo there", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create repo: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
+	cfg := Config{
+		Listen:            o.Listen,
+		API:               o.API,
+		ReplicationFactor: DefaultReplicationFactor,
+		Org:               o.Org,
+		Bootstrap:         []string{},
+	}
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{DefaultListen}
+	}
+	if cfg.API == "" {
+		cfg.API = DefaultAPI
+	}
+	if err := ValidateAPIAddr(cfg.API); err != nil {
+		return nil, err
+	}
+	priv, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	privBytes, err := crypto.MarshalPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	kem, err := keywrap.Generate()
+	if err != nil {
+		return nil, err
+	}
+	kemBytes, err := kem.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return nil, err
+	}
+	r := &Repo{Dir: dir, Config: cfg}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{IdentityFile, privBytes},
+		{KEMFile, kemBytes},
+		{TokenFile, []byte(hex.EncodeToString(token) + "\n")},
+	} {
+		if err := WriteFileAtomic(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, NetworkDir), 0o700); err != nil {
+		return nil, err
+	}
+	// The config is written last: its presence marks a complete repo.
+	if err := r.SaveConfig(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Open opens an existing repo.
+func Open(dir string) (*Repo, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s: run `medmesh init --repo %s` first", ErrNoRepo, dir, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var cfg Config
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	if err := ValidateAPIAddr(cfg.API); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	if cfg.ReplicationFactor < 1 {
+		cfg.ReplicationFactor = DefaultReplicationFactor
+	}
+	return &Repo{Dir: dir, Config: cfg}, nil
+}
+
+// SaveConfig writes config.json atomically.
+func (r *Repo) SaveConfig() error {
+	b, err := json.MarshalIndent(r.Config, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(r.Dir, ConfigFile), append(b, '\n'), 0o600)
+}
+
+// Path joins name onto the repo directory.
+func (r *Repo) Path(name string) string { return filepath.Join(r.Dir, name) }
+
+// Identity loads the libp2p private key.
+func (r *Repo) Identity() (crypto.PrivKey, error) {
+	b, err := readSecret(r.Path(IdentityFile))
+	if err != nil {
+		return nil, err
+	}
+	k, err := crypto.UnmarshalPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", IdentityFile, err)
+	}
+	return k, nil
+}
+
+// PeerID returns this node's peer ID.
+func (r *Repo) PeerID() (peer.ID, error) {
+	k, err := r.Identity()
+	if err != nil {
+		return "", err
+	}
+	return peer.IDFromPrivateKey(k)
+}
+
+// KEMKey loads the HPKE private key.
+func (r *Repo) KEMKey() (*keywrap.PrivateKey, error) {
+	b, err := readSecret(r.Path(KEMFile))
+	if err != nil {
+		return nil, err
+	}
+	return keywrap.ParsePrivateKey(b)
+}
+
+// Token returns the API bearer token.
+func (r *Repo) Token() (string, error) {
+	b, err := readSecret(r.Path(TokenFile))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// readSecret reads a key file and refuses one that others can read: a key
+// that leaked through permissions is a key that must be rotated.
+func readSecret(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %v: secrets must be readable by the owner only (chmod 600 %s)", path, st.Mode().Perm(), path)
+	}
+	return os.ReadFile(path)
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it into place, so a crash leaves either the old or the new file.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
