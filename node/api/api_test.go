@@ -1,0 +1,97 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func startServer(t *testing.T) (*Server, *Client) {
+	t.Helper()
+	s := NewServer("secret-token", nil)
+	s.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) {
+		JSON(w, 200, map[string]string{"pong": "yes"})
+	})
+	s.HandleFunc("GET /api/v1/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", TrailerResult)
+		io.WriteString(w, "hello")
+		if r.URL.Query().Get("fail") != "" {
+			w.Header().Set(TrailerResult, "plaintext hash mismatch")
+			return
+		}
+		w.Header().Set(TrailerResult, "ok")
+	})
+	s.HandleFunc("POST /api/v1/up", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			Fail(w, Errorf(400, "", "upload truncated: %v", err))
+			return
+		}
+		JSON(w, 200, map[string]int{"n": len(b)})
+	})
+	addr, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s, &Client{Base: "http://" + addr.String(), Token: "secret-token", HTTP: &http.Client{}}
+}
+
+func TestTokenRequired(t *testing.T) {
+	_, c := startServer(t)
+	var out map[string]string
+	if err := c.Do(context.Background(), "GET", "/api/v1/ping", nil, &out); err != nil || out["pong"] != "yes" {
+		t.Fatalf("good token: %v %v", out, err)
+	}
+	bad := *c
+	bad.Token = "wrong"
+	err := bad.Do(context.Background(), "GET", "/api/v1/ping", nil, &out)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Status != 401 || !strings.Contains(err.Error(), "api.token") {
+		t.Fatalf("wrong token: %v", err)
+	}
+}
+
+func TestForeignHostRefused(t *testing.T) {
+	_, c := startServer(t)
+	req, _ := http.NewRequest("GET", c.Base+"/api/v1/ping", nil)
+	req.Host = "evil.example:80"
+	req.Header.Set("Authorization", "Bearer secret-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("status %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestDownloadTrailer(t *testing.T) {
+	_, c := startServer(t)
+	var buf bytes.Buffer
+	if _, err := c.Download(context.Background(), "/api/v1/stream", &buf); err != nil || buf.String() != "hello" {
+		t.Fatalf("%q %v", buf.String(), err)
+	}
+	if _, err := c.Download(context.Background(), "/api/v1/stream?fail=1", io.Discard); err == nil || !strings.Contains(err.Error(), "mismatch") {
+		t.Fatalf("unconfirmed download accepted: %v", err)
+	}
+}
+
+func TestListenRefusesPublic(t *testing.T) {
+	s := NewServer("t", nil)
+	if _, err := s.Listen("0.0.0.0:0"); err == nil {
+		t.Fatal("listened on a public address")
+	}
+}
+
+func TestNoDaemon(t *testing.T) {
+	if _, err := ClientForRepo(t.TempDir()); !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "medmesh daemon") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,168 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Client calls a node's API.
+type Client struct {
+	Base  string // http://127.0.0.1:PORT
+	Token string
+	HTTP  *http.Client
+}
+
+// ErrNoDaemon means no daemon is running for the repo.
+var ErrNoDaemon = errors.New("no medmesh daemon is running for this repo")
+
+// ClientForRepo finds the running daemon of the repo in dir through the
+// repo's api file (written by the daemon when it is ready).
+func ClientForRepo(dir string) (*Client, error) {
+	addr, err := os.ReadFile(filepath.Join(dir, "api"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (start one with `medmesh daemon --repo %s`)", ErrNoDaemon, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "api.token"))
+	if err != nil {
+		return nil, fmt.Errorf("read API token: %w", err)
+	}
+	return &Client{Base: "http://" + strings.TrimSpace(string(addr)), Token: strings.TrimSpace(string(tok)), HTTP: &http.Client{}}, nil
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	return req, nil
+}
+
+// Do sends in as JSON (if not nil) and decodes the answer into out (if not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Upload streams body (of the given size, -1 if unknown) to path.
+func (c *Client) Upload(ctx context.Context, path string, body io.Reader, size int64, out any) error {
+	req, err := c.newRequest(ctx, http.MethodPost, path, body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Download streams path into w and returns an error unless the server
+// confirmed in the trailer that what it sent is complete and verified.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) (int64, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("download interrupted after %d bytes: %w", n, err)
+	}
+	if res := resp.Trailer.Get(TrailerResult); res != "ok" {
+		if res == "" {
+			res = "the daemon did not confirm the download"
+		}
+		return n, errors.New(res)
+	}
+	return n, nil
+}
+
+// DownloadRaw streams path into w without expecting a trailer (metrics, DICOM).
+func (c *Client) DownloadRaw(ctx context.Context, path string, w io.Writer) error {
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v (start one with `medmesh daemon`)", ErrNoDaemon, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		}
+		return nil, &RemoteError{Status: resp.StatusCode, E: e}
+	}
+	return resp, nil
+}
+
+// RemoteError is an error the daemon returned.
+type RemoteError struct {
+	Status int
+	E      Error
+}
+
+func (e *RemoteError) Error() string {
+	if e.E.Hint != "" {
+		return e.E.Error + " (" + e.E.Hint + ")"
+	}
+	return e.E.Error
+}

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// StatusError is an error with an HTTP status and a hint for the operator.
+type StatusError struct {
+	Code int
+	Msg  string
+	Hint string
+	Err  error
+}
+
+func (e *StatusError) Error() string {
+	if e.Err != nil && e.Msg == "" {
+		return e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// Errorf makes a StatusError.
+func Errorf(code int, hint, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &StatusError{Code: code, Msg: err.Error(), Hint: hint, Err: errors.Unwrap(err)}
+}
+
+// Server is the HTTP API server.
+type Server struct {
+	mux    *http.ServeMux
+	token  string
+	log    *slog.Logger
+	srv    *http.Server
+	ln     net.Listener
+	public map[string]bool
+}
+
+// NewServer makes a server that checks token on every call.
+func NewServer(token string, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{mux: http.NewServeMux(), token: token, log: log, public: map[string]bool{}}
+}
+
+// Handle registers a handler for a pattern such as "GET /api/v1/records/{id}".
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// HandleFunc registers a handler function.
+func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+
+// ServeHTTP applies the loopback Host check and token check, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// DNS-rebinding defence: a browser tricked into calling us carries a
+	// foreign Host header. Only loopback names are ours.
+	if !loopbackHost(r.Host) {
+		Fail(w, Errorf(http.StatusForbidden, "call the API at 127.0.0.1", "host %q is not a loopback address", r.Host))
+		return
+	}
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="medmesh"`)
+		Fail(w, Errorf(http.StatusUnauthorized, "send `Authorization: Bearer <token>` with the token from the repo's api.token file", "missing or wrong API token"))
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, code: 200}
+	s.mux.ServeHTTP(sw, r)
+	s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "status", sw.code, "dur", time.Since(start))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(c int) { s.code = c; s.ResponseWriter.WriteHeader(c) }
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Listen binds the API address (which must be loopback; repo validates it).
+func (s *Server) Listen(addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("API listen on %s: %w (is another daemon running? choose another --api port)", addr, err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		ln.Close()
+		return nil, fmt.Errorf("API address %s is not loopback", ln.Addr())
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return ln.Addr(), nil
+}
+
+// Serve serves until Shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting calls and waits for those under way.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}
+
+// JSON writes v as the response.
+func JSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Fail writes err as a JSON error with its status.
+func Fail(w http.ResponseWriter, err error) {
+	var se *StatusError
+	code := http.StatusInternalServerError
+	e := Error{Error: err.Error()}
+	if errors.As(err, &se) {
+		code = se.Code
+		e.Hint = se.Hint
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		code = http.StatusGatewayTimeout
+	}
+	JSON(w, code, e)
+}
+
+// Decode reads a JSON request body strictly (at most 1 MiB).
+func Decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(http.StatusBadRequest, "", "bad request body: %v", err)
+	}
+	return nil
+}

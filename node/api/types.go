@@ -1,0 +1,138 @@
+// Package api is the node's HTTP API: JSON in and out, one place for the CLI,
+// scripts and web pages. It listens on loopback only and every call needs the
+// bearer token from the repo's api.token file.
+//
+// Record content moves as a raw byte stream (upload in the request body,
+// download in the response body). A download's success is confirmed in the
+// HTTP trailer Medmesh-Result: a reader that does not see "ok" there must
+// discard what it received (the daemon only learns that the plaintext hash
+// matches once the last byte has been decrypted).
+package api
+
+import "time"
+
+// Version prefix of every API path.
+const Prefix = "/api/v1"
+
+// TrailerResult is the trailer that confirms a complete, verified download.
+const TrailerResult = "Medmesh-Result"
+
+// Error is the JSON body of every failed call.
+type Error struct {
+	Error string `json:"error"`
+	// Hint says what to do about it, when there is something to do.
+	Hint string `json:"hint,omitempty"`
+}
+
+// IDInfo describes a node.
+type IDInfo struct {
+	PeerID       string   `json:"peer_id"`
+	Addrs        []string `json:"addrs"`
+	KEMPublicKey string   `json:"kem_public_key"` // base64
+	NetworkID    string   `json:"network_id,omitempty"`
+	Member       bool     `json:"member"`
+	Admin        bool     `json:"admin"`
+	Peers        int      `json:"peers"`
+}
+
+// AddResult is the answer to an add or update.
+type AddResult struct {
+	ID      string `json:"id"`
+	Size    int64  `json:"size"`
+	Chunks  int    `json:"chunks"`
+	Version int    `json:"version"`
+	Prev    string `json:"prev,omitempty"`
+}
+
+// Record is one line of `ls`.
+type Record struct {
+	ID       string    `json:"id"`
+	Size     int64     `json:"size"`
+	Owner    string    `json:"owner"`
+	Class    string    `json:"class"`
+	Version  int       `json:"version"`
+	Prev     string    `json:"prev,omitempty"`
+	Created  time.Time `json:"created"`
+	Mine     bool      `json:"mine"`
+	Held     bool      `json:"held"`     // this node stores the record's blocks
+	Readable bool      `json:"readable"` // this node has a key for it
+	Replicas int       `json:"replicas_wanted"`
+	Holders  int       `json:"holders"`
+	Under    bool      `json:"under_replicated"`
+}
+
+// GrantRequest asks the owner's node to share a record.
+type GrantRequest struct {
+	To      string `json:"to"`
+	Purpose string `json:"purpose"`
+	Expires string `json:"expires,omitempty"` // Go duration, e.g. 720h; empty: no expiry
+}
+
+// Grant is a current grant of a record.
+type Grant struct {
+	Record  string    `json:"record"`
+	Grantee string    `json:"grantee"`
+	Purpose string    `json:"purpose"`
+	Expires time.Time `json:"expires"`
+	Granted time.Time `json:"granted"`
+	Entry   string    `json:"entry"`
+	Expired bool      `json:"expired"`
+}
+
+// AccessEvent is one line of a record's audit trail.
+type AccessEvent struct {
+	Record    string    `json:"record"`
+	Reader    string    `json:"reader"`
+	Version   int       `json:"version"`
+	Purpose   string    `json:"purpose"`
+	Time      time.Time `json:"time"`
+	Entry     string    `json:"entry"`
+	Emergency bool      `json:"emergency,omitempty"`
+}
+
+// InviteRequest admits a peer to the network.
+type InviteRequest struct {
+	Peer  string   `json:"peer"`
+	Org   string   `json:"org,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+}
+
+// InviteResult carries the invite token.
+type InviteResult struct {
+	Peer  string `json:"peer"`
+	Token string `json:"token"`
+}
+
+// LedgerEntry is one entry of `ledger log`.
+type LedgerEntry struct {
+	CID     string    `json:"cid"`
+	Type    string    `json:"type"`
+	Author  string    `json:"author"`
+	Time    time.Time `json:"time"`
+	Parents []string  `json:"parents"`
+	Payload any       `json:"payload,omitempty"`
+}
+
+// Heads is the ledger's frontier and state digest: nothing node-specific, so
+// two nodes in the same state return the same bytes.
+type Heads struct {
+	Heads []string `json:"heads"`
+	State string   `json:"state"`
+}
+
+// VerifyResult is the outcome of `ledger verify`.
+type VerifyResult struct {
+	OK      bool   `json:"ok"`
+	Entries int    `json:"entries"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Status is a record's replication status.
+type Status struct {
+	ID           string    `json:"id"`
+	Wanted       int       `json:"wanted"`
+	Holders      []string  `json:"holders"`
+	Reachable    []string  `json:"reachable"`
+	Providers    []string  `json:"providers"`
+	LastVerified time.Time `json:"last_verified,omitempty"`
+}
