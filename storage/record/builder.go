@@ -1,0 +1,258 @@
+package record
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+)
+
+// minManifestChunkCost is a lower bound on the manifest bytes one chunk
+// costs (array header, 32-byte digest with its header, size): AddFile stops
+// with ErrTooLarge once a file's chunks alone could not fit in a manifest.
+const minManifestChunkCost = 1 + 34 + 1
+
+// batchBytes is how much sealed data the Builder gathers before a PutMany,
+// when the putter supports it.
+const batchBytes = 8 << 20
+
+// Builder seals files into a record: AddFile for each file, then Finish.
+// A Builder is not safe for concurrent use. Once AddFile or Finish fails,
+// or after Finish, the Builder refuses further calls (ErrBuilderClosed):
+// its key has sealed data at file indexes it can no longer account for,
+// and must not seal anything else. Blocks already stored by a failed
+// Builder are unreferenced garbage.
+type Builder struct {
+	bs        BlockPutter
+	batcher   batchPutter
+	keys      *recordKeys
+	chunkSize int
+	progress  func(int64)
+
+	buf     []byte         // plaintext chunk buffer, reused
+	batch   []blocks.Block // pending PutMany
+	batchN  int            // bytes in batch
+	files   []File
+	blocks  []cid.Cid
+	total   int64
+	chunks  int64 // chunks in all files, for the early manifest-size check
+	err     error // sticky: set when the Builder may no longer be used
+	started time.Time
+}
+
+// NewBuilder starts a record sealed under key, storing blocks into bs.
+// key must be fresh (NewKey) and used for this one Builder only: nonces are
+// derived from positions within the record, so two records sealed under
+// the same key would reuse nonces. Invalid options are reported by the
+// first AddFile.
+func NewBuilder(bs BlockPutter, key Key, opts Options) *Builder {
+	b := &Builder{bs: bs, chunkSize: opts.ChunkSize, progress: opts.Progress, started: time.Now()}
+	if b.chunkSize == 0 {
+		b.chunkSize = DefaultChunkSize
+	}
+	switch {
+	case bs == nil:
+		b.err = fmt.Errorf("%w: no block store", ErrBuilderClosed)
+		return b
+	case b.chunkSize < MinChunkSize || b.chunkSize > MaxChunkSize:
+		b.err = fmt.Errorf("%w: chunk size %d outside [%d, %d]", ErrBuilderClosed, b.chunkSize, MinChunkSize, MaxChunkSize)
+		return b
+	}
+	k, err := deriveKeys(key)
+	if err != nil {
+		b.err = fmt.Errorf("%w: %v", ErrBuilderClosed, err)
+		return b
+	}
+	b.keys = k
+	if bp, ok := bs.(batchPutter); ok {
+		b.batcher = bp
+	}
+	return b
+}
+
+// AddFile reads r to its end, sealing it chunk by chunk into blocks, and
+// adds it to the record as the next file (index len of earlier files). It
+// holds one chunk of plaintext at a time, whatever the size of r, plus up
+// to 8 MiB of sealed blocks waiting for a batched write. The returned File
+// is also recorded in the manifest.
+func (b *Builder) AddFile(ctx context.Context, path string, r io.Reader) (File, error) {
+	if b.err != nil {
+		return File{}, b.err
+	}
+	f, err := b.addFile(ctx, path, r)
+	if err != nil {
+		b.fail(err)
+		return File{}, err
+	}
+	b.files = append(b.files, f)
+	return f, nil
+}
+
+func (b *Builder) fail(err error) {
+	b.err = fmt.Errorf("%w: an earlier call failed: %v", ErrBuilderClosed, err)
+	b.buf, b.batch = nil, nil
+}
+
+func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, error) {
+	if err := validateFile(File{Path: path, Chunks: []Chunk{{CID: rawCID([32]byte{})}}}); err != nil {
+		return File{}, fmt.Errorf("add file %q: %w", path, err)
+	}
+	if len(b.files) >= maxFiles {
+		return File{}, fmt.Errorf("add file %q: %w: a record holds at most %d files", path, ErrTooLarge, maxFiles)
+	}
+	if r == nil {
+		return File{}, fmt.Errorf("add file %q: nil reader", path)
+	}
+	if b.buf == nil {
+		b.buf = make([]byte, b.chunkSize)
+	}
+	fi := uint32(len(b.files))
+	f := File{Path: path}
+	h := sha256.New()
+	var carry [1]byte
+	haveCarry := false
+	for idx := uint64(0); ; idx++ {
+		if err := ctx.Err(); err != nil {
+			return File{}, fmt.Errorf("add file %q: %w", path, err)
+		}
+		b.chunks++
+		if b.chunks*minManifestChunkCost > MaxManifestSize {
+			return File{}, fmt.Errorf("add file %q: %w: more than %d chunks would not fit in a %d-byte manifest; use a larger chunk size or split the record",
+				path, ErrTooLarge, MaxManifestSize/minManifestChunkCost, MaxManifestSize)
+		}
+		// Fill one chunk. A full chunk is the last one only if the next
+		// read finds EOF: read one byte ahead and carry it over.
+		buf := b.buf
+		n := 0
+		if haveCarry {
+			buf[0] = carry[0]
+			n = 1
+		}
+		m, err := io.ReadFull(r, buf[n:])
+		n += m
+		last := false
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			last = true
+		case err != nil:
+			return File{}, fmt.Errorf("add file %q: read at byte %d: %w", path, f.Size+int64(n), err)
+		default:
+			k, err := io.ReadFull(r, carry[:])
+			switch {
+			case k == 1:
+				haveCarry = true
+			case errors.Is(err, io.EOF):
+				last = true
+			default:
+				return File{}, fmt.Errorf("add file %q: read at byte %d: %w", path, f.Size+int64(n), err)
+			}
+		}
+		pt := buf[:n]
+		h.Write(pt)
+		sealed := b.keys.seal(make([]byte, 0, n+TagSize), pt, fi, idx, last)
+		c := rawCID(sha256Sum(sealed))
+		blk, _ := blocks.NewBlockWithCid(sealed, c)
+		if err := b.put(ctx, blk); err != nil {
+			return File{}, fmt.Errorf("add file %q: store chunk %d: %w", path, idx, err)
+		}
+		f.Chunks = append(f.Chunks, Chunk{CID: c, Size: int64(n)})
+		f.Size += int64(n)
+		b.total += int64(n)
+		if b.progress != nil {
+			b.progress(b.total)
+		}
+		if last {
+			break
+		}
+	}
+	if err := b.flush(ctx); err != nil {
+		return File{}, fmt.Errorf("add file %q: store chunks: %w", path, err)
+	}
+	h.Sum(f.SHA256[:0])
+	for _, c := range f.Chunks {
+		b.blocks = append(b.blocks, c.CID)
+	}
+	return f, nil
+}
+
+// put stores one block, batching when the putter supports PutMany.
+func (b *Builder) put(ctx context.Context, blk blocks.Block) error {
+	if b.batcher == nil {
+		return b.bs.Put(ctx, blk)
+	}
+	b.batch = append(b.batch, blk)
+	b.batchN += len(blk.RawData())
+	if b.batchN >= batchBytes {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+func (b *Builder) flush(ctx context.Context) error {
+	if len(b.batch) == 0 {
+		return nil
+	}
+	err := b.batcher.PutMany(ctx, b.batch)
+	clear(b.batch)
+	b.batch, b.batchN = b.batch[:0], 0
+	return err
+}
+
+// Finish seals the manifest (h plus the files added so far), stores it and
+// returns the record. Header.Created defaults to now and Version to 1.
+// If the header is invalid or the manifest too large, Finish returns an
+// error and may be called again; otherwise the Builder is closed.
+func (b *Builder) Finish(ctx context.Context, h Header) (*Result, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	m := &Manifest{
+		Kind:      h.Kind,
+		Name:      h.Name,
+		MediaType: h.MediaType,
+		Created:   h.Created,
+		Version:   h.Version,
+		Prev:      h.Prev,
+		Files:     b.files,
+		Meta:      h.Meta,
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now()
+	}
+	m.Created = m.Created.Round(0).UTC() // as it will decode
+	if m.Version == 0 {
+		m.Version = 1
+	}
+	if len(m.Meta) == 0 {
+		m.Meta = nil
+	}
+	pt, err := encodeManifest(m)
+	if err != nil {
+		return nil, fmt.Errorf("finish record: %w", err)
+	}
+	// The manifest must open again: check before sealing it for good.
+	if _, err := decodeManifest(pt); err != nil {
+		return nil, fmt.Errorf("finish record: manifest does not decode: %w", err)
+	}
+	// Close before sealing: a retried Finish must not seal another
+	// manifest under the same nonce. (A Finish that failed validation
+	// above sealed nothing and may be retried.)
+	b.err = fmt.Errorf("%w: Finish was called", ErrBuilderClosed)
+	b.buf, b.batch = nil, nil
+	blk, err := sealManifest(b.keys, pt)
+	if err != nil {
+		return nil, fmt.Errorf("finish record: %w", err)
+	}
+	if err := b.bs.Put(ctx, blk); err != nil {
+		return nil, fmt.Errorf("finish record: store manifest: %w", err)
+	}
+	res := &Result{ID: blk.Cid(), Manifest: m, Blocks: append(b.blocks, blk.Cid()), Size: b.total}
+	return res, nil
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
