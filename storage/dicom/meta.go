@@ -1,0 +1,195 @@
+package dicom
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// studyMetaVersion is the version of the encoded study index.
+const studyMetaVersion = 1
+
+// Limits enforced when decoding study metadata.
+const (
+	maxMetaBytes     = 64 << 20
+	maxMetaSeries    = 10000
+	maxMetaInstances = 1 << 20
+	maxMetaString    = 1024
+)
+
+// ErrBadStudyMeta is returned by DecodeStudyMeta for any invalid input.
+var ErrBadStudyMeta = errors.New("dicom: invalid study metadata")
+
+type wireStudy struct {
+	Version          int          `cbor:"1,keyasint"`
+	UID              string       `cbor:"2,keyasint"`
+	PatientID        string       `cbor:"3,keyasint"`
+	PatientName      string       `cbor:"4,keyasint"`
+	PatientBirthDate string       `cbor:"5,keyasint"`
+	PatientSex       string       `cbor:"6,keyasint"`
+	StudyDate        string       `cbor:"7,keyasint"`
+	StudyTime        string       `cbor:"8,keyasint"`
+	Description      string       `cbor:"9,keyasint"`
+	AccessionNumber  string       `cbor:"10,keyasint"`
+	Series           []wireSeries `cbor:"11,keyasint"`
+}
+
+type wireSeries struct {
+	UID         string         `cbor:"1,keyasint"`
+	Modality    string         `cbor:"2,keyasint"`
+	BodyPart    string         `cbor:"3,keyasint"`
+	Number      int            `cbor:"4,keyasint"`
+	Description string         `cbor:"5,keyasint"`
+	Instances   []wireInstance `cbor:"6,keyasint"`
+}
+
+type wireInstance struct {
+	SOPInstanceUID string `cbor:"1,keyasint"`
+	SOPClassUID    string `cbor:"2,keyasint"`
+	TransferSyntax string `cbor:"3,keyasint"`
+	Number         int    `cbor:"4,keyasint"`
+	Size           int64  `cbor:"5,keyasint"`
+	FileIndex      int    `cbor:"6,keyasint"`
+}
+
+var (
+	metaEnc cbor.EncMode
+	metaDec cbor.DecMode
+)
+
+func init() {
+	var err error
+	metaEnc, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	metaDec, err = cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		IndefLength:       cbor.IndefLengthForbidden,
+		MaxNestedLevels:   8,
+		MaxArrayElements:  maxMetaInstances,
+		MaxMapPairs:       64,
+		UTF8:              cbor.UTF8RejectInvalid,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// EncodeStudyMeta encodes a study's index (patient/study attributes, series,
+// instances with their file index in the record) as canonical CBOR (RFC 8949
+// core deterministic encoding), for the record manifest's encrypted Meta
+// field. Local paths are not encoded. The same study always encodes to the
+// same bytes.
+func EncodeStudyMeta(s *Study) ([]byte, error) {
+	if s == nil {
+		return nil, errors.New("dicom: nil study")
+	}
+	w := wireStudy{Version: studyMetaVersion, UID: s.UID, PatientID: s.PatientID, PatientName: s.PatientName,
+		PatientBirthDate: s.PatientBirthDate, PatientSex: s.PatientSex, StudyDate: s.StudyDate, StudyTime: s.StudyTime,
+		Description: s.Description, AccessionNumber: s.AccessionNumber}
+	for _, se := range s.Series {
+		ws := wireSeries{UID: se.UID, Modality: se.Modality, BodyPart: se.BodyPart, Number: se.Number, Description: se.Description}
+		for _, in := range se.Instances {
+			ws.Instances = append(ws.Instances, wireInstance{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID,
+				TransferSyntax: in.TransferSyntax, Number: in.Number, Size: in.Size, FileIndex: in.FileIndex})
+		}
+		w.Series = append(w.Series, ws)
+	}
+	if err := validateWire(&w); err != nil {
+		return nil, err
+	}
+	return metaEnc.Marshal(&w)
+}
+
+// DecodeStudyMeta decodes what EncodeStudyMeta produced. It is strict: the
+// input must be exactly the canonical encoding of a valid study (known
+// fields only, no duplicates, no trailing bytes, UIDs present, file indexes
+// a permutation of 0..n-1, SOP Instance UIDs unique).
+func DecodeStudyMeta(b []byte) (*Study, error) {
+	if len(b) > maxMetaBytes {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadStudyMeta, len(b))
+	}
+	var w wireStudy
+	if err := metaDec.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadStudyMeta, err)
+	}
+	if err := validateWire(&w); err != nil {
+		return nil, err
+	}
+	again, err := metaEnc.Marshal(&w)
+	if err != nil || !bytes.Equal(again, b) {
+		return nil, fmt.Errorf("%w: not canonical", ErrBadStudyMeta)
+	}
+	s := &Study{UID: w.UID, PatientID: w.PatientID, PatientName: w.PatientName, PatientBirthDate: w.PatientBirthDate,
+		PatientSex: w.PatientSex, StudyDate: w.StudyDate, StudyTime: w.StudyTime, Description: w.Description,
+		AccessionNumber: w.AccessionNumber}
+	for _, ws := range w.Series {
+		se := &Series{UID: ws.UID, Modality: ws.Modality, BodyPart: ws.BodyPart, Number: ws.Number, Description: ws.Description}
+		for _, wi := range ws.Instances {
+			se.Instances = append(se.Instances, &InstanceRef{SOPInstanceUID: wi.SOPInstanceUID, SOPClassUID: wi.SOPClassUID,
+				TransferSyntax: wi.TransferSyntax, Number: wi.Number, Size: wi.Size, FileIndex: wi.FileIndex})
+		}
+		s.Series = append(s.Series, se)
+	}
+	return s, nil
+}
+
+func validateWire(w *wireStudy) error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrBadStudyMeta, fmt.Sprintf(f, a...)) }
+	if w.Version != studyMetaVersion {
+		return bad("version %d", w.Version)
+	}
+	if w.UID == "" {
+		return bad("empty study UID")
+	}
+	if len(w.Series) > maxMetaSeries {
+		return bad("%d series", len(w.Series))
+	}
+	for _, s := range []string{w.UID, w.PatientID, w.PatientName, w.PatientBirthDate, w.PatientSex, w.StudyDate, w.StudyTime, w.Description, w.AccessionNumber} {
+		if len(s) > maxMetaString {
+			return bad("string of %d bytes", len(s))
+		}
+	}
+	n := 0
+	for _, s := range w.Series {
+		n += len(s.Instances)
+	}
+	if n > maxMetaInstances {
+		return bad("%d instances", n)
+	}
+	idx := make([]bool, n)
+	sops := make(map[string]bool, n)
+	series := map[string]bool{}
+	for _, s := range w.Series {
+		if s.UID == "" || series[s.UID] {
+			return bad("empty or repeated series UID %q", s.UID)
+		}
+		series[s.UID] = true
+		for _, str := range []string{s.UID, s.Modality, s.BodyPart, s.Description} {
+			if len(str) > maxMetaString {
+				return bad("string of %d bytes", len(str))
+			}
+		}
+		for _, in := range s.Instances {
+			if in.SOPInstanceUID == "" || sops[in.SOPInstanceUID] {
+				return bad("empty or repeated SOP Instance UID %q", in.SOPInstanceUID)
+			}
+			sops[in.SOPInstanceUID] = true
+			if len(in.SOPInstanceUID) > maxMetaString || len(in.SOPClassUID) > maxMetaString || len(in.TransferSyntax) > maxMetaString {
+				return bad("UID too long")
+			}
+			if in.FileIndex < 0 || in.FileIndex >= n || idx[in.FileIndex] {
+				return bad("file index %d out of range or repeated", in.FileIndex)
+			}
+			idx[in.FileIndex] = true
+			if in.Size < 0 {
+				return bad("negative size")
+			}
+		}
+	}
+	return nil
+}
