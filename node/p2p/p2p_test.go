@@ -1,0 +1,325 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
+
+	mbs "github.com/medmesh/medmesh/storage/blockstore"
+)
+
+// TestFetchViaDHT: A and C know only B; A provides a block, C finds A
+// through a DHT provider lookup and fetches the block from it.
+func TestFetchViaDHT(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ia, ib, ic := newIdentity(t), newIdentity(t), newIdentity(t)
+	members := newMemberSet(ia.id, ib.id, ic.id)
+	b := startNode(t, ib, psk, members, nil)
+	boot := func(cfg *Config) { cfg.Bootstrap = []peer.AddrInfo{b.AddrInfo()} }
+	a := startNode(t, ia, psk, members, boot)
+	c := startNode(t, ic, psk, members, boot)
+
+	waitFor(t, 10*time.Second, "routing tables", func() bool {
+		return a.DHT.RoutingTable().Size() > 0 && c.DHT.RoutingTable().Size() > 0
+	})
+	blk := randomBlock(t, 256<<10)
+	putBlocks(t, a.Blockstore(), blk)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Provide(ctx, []cid.Cid{blk.Cid()}); err != nil {
+		t.Fatalf("provide: %v", err)
+	}
+	// Providing may have connected A and C (A stores its provider record
+	// on C). Cut that, so C must find A through the DHT.
+	_ = c.Host.Network().ClosePeer(a.ID())
+	_ = a.Host.Network().ClosePeer(c.ID())
+	waitFor(t, 5*time.Second, "A and C disconnected", func() bool {
+		return !connected(c.Node, a.ID()) && !connected(a.Node, c.ID())
+	})
+	if has, _ := b.Blockstore().Has(ctx, blk.Cid()); has {
+		t.Fatal("B must not hold the block")
+	}
+
+	got, err := c.Get(ctx, blk.Cid())
+	if err != nil {
+		t.Fatalf("C get: %v", err)
+	}
+	if !bytes.Equal(got.RawData(), blk.RawData()) {
+		t.Fatal("C got different bytes")
+	}
+	if !connected(c.Node, a.ID()) {
+		t.Fatal("C should have dialed the provider A")
+	}
+	// Stored locally and verified on read.
+	local, err := c.Blockstore().Get(ctx, blk.Cid())
+	if err != nil || !bytes.Equal(local.RawData(), blk.RawData()) {
+		t.Fatalf("C local copy: %v", err)
+	}
+	if v := counterValue(t, c.metrics.fetchedBlocks); v != 1 {
+		t.Fatalf("fetched blocks metric = %v, want 1", v)
+	}
+}
+
+// TestAdmission: the PSK keeps out other networks, the gater keeps out
+// non-members that hold the PSK.
+func TestAdmission(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	im, iWrongPSK, iOtherNet, iNonMember := newIdentity(t), newIdentity(t), newIdentity(t), newIdentity(t)
+	members := newMemberSet(im.id, iWrongPSK.id, iOtherNet.id)
+	// Outsiders consider everyone a member, so only m's defenses act.
+	everyone := newMemberSet(im.id, iWrongPSK.id, iOtherNet.id, iNonMember.id)
+	m := startNode(t, im, psk, members, nil)
+	wrongPSK := startNode(t, iWrongPSK, newPSK(t), everyone, nil)
+	otherNet := startNode(t, iOtherNet, newPSK(t), everyone, func(c *Config) { c.NetworkID = "other" })
+	nonMember := startNode(t, iNonMember, psk, everyone, nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for name, out := range map[string]*testNode{"wrong PSK": wrongPSK, "other network": otherNet} {
+		if err := out.Connect(ctx, m.AddrInfo()); err == nil {
+			t.Errorf("%s: connect succeeded", name)
+		}
+		if err := m.Connect(ctx, out.AddrInfo()); err == nil {
+			t.Errorf("%s: m connected to it", name)
+		}
+	}
+	// The non-member has the PSK: the handshake completes, then m's gater
+	// refuses it. Whatever Connect returns, no connection may persist.
+	_ = nonMember.Connect(ctx, m.AddrInfo())
+	if err := m.Connect(ctx, nonMember.AddrInfo()); !errors.Is(err, ErrNotMember) {
+		t.Errorf("m.Connect(non-member) = %v, want ErrNotMember", err)
+	}
+	// Bypassing Connect's check, the gater still refuses to dial.
+	if err := m.Host.Connect(ctx, nonMember.AddrInfo()); err == nil {
+		t.Error("host dialed a non-member")
+	}
+	waitFor(t, 5*time.Second, "no connections to outsiders", func() bool {
+		for _, out := range []*testNode{wrongPSK, otherNet, nonMember} {
+			if len(m.Host.Network().ConnsToPeer(out.ID())) > 0 || len(out.Host.Network().ConnsToPeer(m.ID())) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if len(m.Host.Network().Peers()) != 0 {
+		t.Fatalf("m has peers %v", m.Host.Network().Peers())
+	}
+	// Protocol prefix: never the public DHT.
+	for _, p := range m.Host.Mux().Protocols() {
+		if bytes.HasPrefix([]byte(p), []byte("/ipfs/kad")) {
+			t.Fatalf("public DHT protocol %s registered", p)
+		}
+	}
+}
+
+// TestBlockFilter: the holder refuses a block to one peer, which fails with
+// ErrNotFetched, and serves it to another.
+func TestBlockFilter(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ih, ir, ig := newIdentity(t), newIdentity(t), newIdentity(t)
+	members := newMemberSet(ih.id, ir.id, ig.id)
+	blk := randomBlock(t, 64<<10)
+	holder := startNode(t, ih, psk, members, func(c *Config) {
+		c.BlockFilter = func(p peer.ID, k cid.Cid) bool { return !(p == ir.id && k == blk.Cid()) }
+	})
+	putBlocks(t, holder.Blockstore(), blk)
+	fast := func(c *Config) {
+		c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()}
+		c.StallTimeout = 300 * time.Millisecond
+	}
+	refused := startNode(t, ir, psk, members, fast)
+	granted := startNode(t, ig, psk, members, fast)
+	waitFor(t, 10*time.Second, "connections to holder", func() bool {
+		return connected(refused.Node, holder.ID()) && connected(granted.Node, holder.ID())
+	})
+	waitFor(t, 10*time.Second, "holder routing table", func() bool { return holder.DHT.RoutingTable().Size() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := holder.Provide(ctx, []cid.Cid{blk.Cid()}); err != nil {
+		t.Fatal(err)
+	}
+
+	short, cancelShort := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancelShort()
+	_, err := refused.Get(short, blk.Cid())
+	if !errors.Is(err, ErrNotFetched) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("refused Get = %v, want ErrNotFetched and deadline", err)
+	}
+	t.Logf("refused peer's error: %v", err)
+	if v := counterValue(t, holder.metrics.refused); v < 1 {
+		t.Fatalf("refused counter = %v", v)
+	}
+	if has, _ := refused.Blockstore().Has(ctx, blk.Cid()); has {
+		t.Fatal("refused peer holds the block")
+	}
+	got, err := granted.Get(ctx, blk.Cid())
+	if err != nil || !bytes.Equal(got.RawData(), blk.RawData()) {
+		t.Fatalf("granted Get: %v", err)
+	}
+	// The registered metric is the one counted.
+	mfs, err := holder.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, mf := range mfs {
+		if mf.GetName() == "medmesh_bitswap_refused_blocks_total" {
+			found = mf.GetMetric()[0].GetCounter().GetValue() >= 1
+		}
+	}
+	if !found {
+		t.Fatal("medmesh_bitswap_refused_blocks_total not registered or zero")
+	}
+}
+
+// lyingBlockstore answers every Get for target with other data.
+type lyingBlockstore struct {
+	blockstore.Blockstore
+	target cid.Cid
+	data   []byte
+}
+
+func (l *lyingBlockstore) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	if c == l.target {
+		return true, nil
+	}
+	return l.Blockstore.Has(ctx, c)
+}
+
+func (l *lyingBlockstore) GetSize(ctx context.Context, c cid.Cid) (int, error) {
+	if c == l.target {
+		return len(l.data), nil
+	}
+	return l.Blockstore.GetSize(ctx, c)
+}
+
+func (l *lyingBlockstore) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if c == l.target {
+		// NewBlockWithCid does not check the hash outside debug builds.
+		return blocks.NewBlockWithCid(l.data, c)
+	}
+	return l.Blockstore.Get(ctx, c)
+}
+
+// TestWrongBlockRejected: a peer that serves other bytes under a CID never
+// gets them accepted.
+func TestWrongBlockRejected(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	il, ir := newIdentity(t), newIdentity(t)
+	members := newMemberSet(il.id, ir.id)
+	want := randomBlock(t, 32<<10)
+	store, err := mbs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	liar := &lyingBlockstore{Blockstore: store.Blocks, target: want.Cid(), data: bytes.Repeat([]byte{7}, 32<<10)}
+	l := startNodeWithStore(t, il, psk, members, store, func(c *Config) { c.Blockstore = liar })
+	r := startNode(t, ir, psk, members, func(c *Config) {
+		c.Bootstrap = []peer.AddrInfo{l.AddrInfo()}
+		c.StallTimeout = 300 * time.Millisecond
+	})
+	waitFor(t, 10*time.Second, "connected", func() bool { return connected(r.Node, l.ID()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	if _, err := r.Get(ctx, want.Cid()); !errors.Is(err, ErrNotFetched) {
+		t.Fatalf("Get from liar = %v, want ErrNotFetched", err)
+	}
+	if has, _ := r.Blockstore().Has(context.Background(), want.Cid()); has {
+		t.Fatal("wrong block stored")
+	}
+	// The liar did answer: the wrong bytes reached r and were dropped.
+	st, err := r.Bitswap.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BlocksReceived == 0 {
+		t.Fatal("liar sent nothing; the test proves nothing")
+	}
+}
+
+func TestVerifyBlock(t *testing.T) {
+	t.Parallel()
+	b := randomBlock(t, 1024)
+	if err := verifyBlock(b.Cid(), b.RawData()); err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(b.RawData())
+	bad[0] ^= 1
+	if err := verifyBlock(b.Cid(), bad); !errors.Is(err, errBlockMismatch) {
+		t.Fatalf("tampered block: %v", err)
+	}
+}
+
+// TestMembershipChanged: a removed member's connections are closed and it
+// cannot come back.
+func TestMembershipChanged(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ia, ib := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ia.id, ib.id)
+	a := startNode(t, ia, psk, members, nil)
+	bMembers := newMemberSet(ia.id, ib.id) // b still believes in a
+	b := startNode(t, ib, psk, bMembers, func(c *Config) {
+		c.Bootstrap = []peer.AddrInfo{a.AddrInfo()}
+		c.RedialBackoffMin = 50 * time.Millisecond
+		c.RedialBackoffMax = 100 * time.Millisecond
+	})
+	waitFor(t, 10*time.Second, "connected", func() bool { return connected(a.Node, b.ID()) })
+
+	members.remove(b.ID())
+	a.MembershipChanged()
+	waitFor(t, 5*time.Second, "b disconnected", func() bool {
+		return len(a.Host.Network().ConnsToPeer(b.ID())) == 0 && len(b.Host.Network().ConnsToPeer(a.ID())) == 0
+	})
+	// b keeps re-dialing a (bootstrap); a's gater refuses every attempt.
+	dials := counterValue(t, b.metrics.bootstrapDials)
+	waitFor(t, 5*time.Second, "b re-dialing", func() bool { return counterValue(t, b.metrics.bootstrapDials) >= dials+2 })
+	if len(a.Host.Network().ConnsToPeer(b.ID())) != 0 {
+		t.Fatal("removed member got back in")
+	}
+	if err := a.Connect(context.Background(), b.AddrInfo()); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("connect to removed member: %v", err)
+	}
+}
+
+// TestBootstrapRedial: a bootstrap peer that goes away and comes back (same
+// identity and address) is re-dialed.
+func TestBootstrapRedial(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ia, ib := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ia.id, ib.id)
+	b1 := startNode(t, ib, psk, members, nil)
+	bInfo := b1.AddrInfo()
+	a := startNode(t, ia, psk, members, func(c *Config) {
+		c.Bootstrap = []peer.AddrInfo{bInfo}
+		c.RedialBackoffMin = 50 * time.Millisecond
+		c.RedialBackoffMax = 200 * time.Millisecond
+	})
+	waitFor(t, 10*time.Second, "first connection", func() bool { return connected(a.Node, ib.id) })
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "disconnect seen", func() bool { return !connected(a.Node, ib.id) })
+	dials := counterValue(t, a.metrics.bootstrapDials)
+	waitFor(t, 5*time.Second, "failed re-dials", func() bool { return counterValue(t, a.metrics.bootstrapDials) >= dials+1 })
+
+	// b comes back on the same address.
+	b2 := startNode(t, ib, psk, members, func(c *Config) {
+		c.ListenAddrs = []multiaddr.Multiaddr{bInfo.Addrs[0]}
+	})
+	waitFor(t, 10*time.Second, "re-dial after return", func() bool { return connected(a.Node, b2.ID()) })
+	waitFor(t, 10*time.Second, "DHT routing table has b", func() bool { return a.DHT.RoutingTable().Find(ib.id) != "" })
+}
