@@ -1,0 +1,256 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Limits on entries. They are part of the protocol: every node must use the
+// same values or nodes could disagree on validity.
+const (
+	// MaxEntrySize is the largest encoded entry accepted.
+	MaxEntrySize = 64 << 10
+	// MaxParents bounds the number of parent links of one entry.
+	MaxParents = 64
+	// maxTypeLen bounds an entry type name.
+	maxTypeLen = 64
+)
+
+// signDomain separates ledger signatures from any other use of node keys.
+var signDomain = []byte("medmesh/ledger/entry/v1\n")
+
+// HLC is a hybrid logical clock reading: wall-clock milliseconds since the
+// Unix epoch and a counter that orders readings within one millisecond.
+// Every entry's clock is strictly greater than each of its parents' clocks,
+// so ordering entries by (clock, CID) is a topological order of the DAG.
+type HLC struct {
+	Wall    uint64
+	Counter uint32
+}
+
+// Less orders clock readings.
+func (h HLC) Less(o HLC) bool {
+	if h.Wall != o.Wall {
+		return h.Wall < o.Wall
+	}
+	return h.Counter < o.Counter
+}
+
+// Entry is one decoded, signature-checked ledger entry.
+type Entry struct {
+	// Network is the genesis CID (cid.Undef in the genesis entry itself).
+	Network cid.Cid
+	// Type names the entry's TypeSpec.
+	Type string
+	// AuthorKey is the author's raw 32-byte Ed25519 public key.
+	AuthorKey []byte
+	// Author is the peer ID derived from AuthorKey.
+	Author peer.ID
+	// Payload is the type-specific canonical CBOR payload.
+	Payload []byte
+	// Parents are the heads the author had seen, sorted by bytes.
+	Parents []cid.Cid
+	// Clock is the author's hybrid logical clock at signing.
+	Clock HLC
+	// Sig is the Ed25519 signature over the canonical encoding of all other
+	// fields, prefixed with a domain separator.
+	Sig []byte
+
+	cid cid.Cid
+	raw []byte
+}
+
+// CID returns the entry's block CID (CIDv1, raw codec, sha2-256).
+func (e *Entry) CID() cid.Cid { return e.cid }
+
+// Bytes returns the entry's canonical encoding (the block's bytes). The
+// caller must not modify it.
+func (e *Entry) Bytes() []byte { return e.raw }
+
+// wireEntry is the canonical CBOR form of an entry. Integer keys keep it
+// compact; Core Deterministic Encoding fixes key order and integer widths.
+type wireEntry struct {
+	Network []byte          `cbor:"1,keyasint,omitempty"`
+	Type    string          `cbor:"2,keyasint"`
+	Author  []byte          `cbor:"3,keyasint"`
+	Payload cbor.RawMessage `cbor:"4,keyasint"`
+	Parents [][]byte        `cbor:"5,keyasint"`
+	Wall    uint64          `cbor:"6,keyasint"`
+	Counter uint32          `cbor:"7,keyasint"`
+	Sig     []byte          `cbor:"8,keyasint,omitempty"`
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		MaxNestedLevels:   16,
+		MaxArrayElements:  4096,
+		MaxMapPairs:       256,
+		UTF8:              cbor.UTF8RejectInvalid,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// Errors reported by decoding.
+var (
+	ErrOversize  = errors.New("ledger: entry exceeds size limit")
+	ErrMalformed = errors.New("ledger: malformed entry")
+	ErrSignature = errors.New("ledger: bad signature")
+)
+
+// canonicalUnmarshal decodes b strictly into v and checks that re-encoding v
+// gives b back, so every value has exactly one accepted encoding.
+func canonicalUnmarshal(b []byte, v any) error {
+	if err := decMode.Unmarshal(b, v); err != nil {
+		return err
+	}
+	re, err := encMode.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(re, b) {
+		return errors.New("non-canonical encoding")
+	}
+	return nil
+}
+
+// DecodeEntry parses and checks an entry's encoding and signature. It does
+// not check anything that depends on other entries (parents, membership).
+func DecodeEntry(raw []byte) (*Entry, error) {
+	if len(raw) > MaxEntrySize {
+		return nil, ErrOversize
+	}
+	var w wireEntry
+	if err := canonicalUnmarshal(raw, &w); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	e := &Entry{Type: w.Type, AuthorKey: w.Author, Payload: w.Payload, Clock: HLC{w.Wall, w.Counter}, Sig: w.Sig}
+	if len(w.Type) == 0 || len(w.Type) > maxTypeLen || !validTypeName(w.Type) {
+		return nil, fmt.Errorf("%w: bad type name", ErrMalformed)
+	}
+	if len(w.Network) > 0 {
+		c, err := cid.Cast(w.Network)
+		if err != nil {
+			return nil, fmt.Errorf("%w: network id: %v", ErrMalformed, err)
+		}
+		e.Network = c
+	}
+	if len(w.Parents) > MaxParents {
+		return nil, fmt.Errorf("%w: too many parents", ErrMalformed)
+	}
+	for i, p := range w.Parents {
+		if i > 0 && bytes.Compare(w.Parents[i-1], p) >= 0 {
+			return nil, fmt.Errorf("%w: parents not sorted and unique", ErrMalformed)
+		}
+		c, err := cid.Cast(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: parent: %v", ErrMalformed, err)
+		}
+		e.Parents = append(e.Parents, c)
+	}
+	if (len(e.Parents) == 0) != (e.Network == cid.Undef) {
+		return nil, fmt.Errorf("%w: only genesis may lack parents or network id", ErrMalformed)
+	}
+	pub, err := crypto.UnmarshalEd25519PublicKey(w.Author)
+	if err != nil {
+		return nil, fmt.Errorf("%w: author key: %v", ErrMalformed, err)
+	}
+	if e.Author, err = peer.IDFromPublicKey(pub); err != nil {
+		return nil, fmt.Errorf("%w: author key: %v", ErrMalformed, err)
+	}
+	if len(w.Sig) != 64 {
+		return nil, ErrSignature
+	}
+	w.Sig = nil
+	unsigned, err := encMode.Marshal(&w)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	ok, err := pub.Verify(append(append([]byte(nil), signDomain...), unsigned...), e.Sig)
+	if err != nil || !ok {
+		return nil, ErrSignature
+	}
+	e.raw = raw
+	e.cid = blockCID(raw)
+	return e, nil
+}
+
+func validTypeName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// blockCID is the CID an entry's bytes are stored under.
+func blockCID(raw []byte) cid.Cid {
+	h, _ := mh.Sum(raw, mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+// signEntry builds, signs and encodes an entry.
+func signEntry(key crypto.PrivKey, network cid.Cid, typ string, payload []byte, parents []cid.Cid, clock HLC) (*Entry, error) {
+	if key.Type() != crypto.Ed25519 {
+		return nil, errors.New("ledger: node key must be Ed25519")
+	}
+	pubRaw, err := key.GetPublic().Raw()
+	if err != nil {
+		return nil, err
+	}
+	w := wireEntry{Type: typ, Author: pubRaw, Payload: payload, Wall: clock.Wall, Counter: clock.Counter}
+	if network.Defined() {
+		w.Network = network.Bytes()
+	}
+	w.Parents = make([][]byte, 0, len(parents))
+	for _, p := range parents {
+		w.Parents = append(w.Parents, p.Bytes())
+	}
+	sortBytes(w.Parents)
+	unsigned, err := encMode.Marshal(&w)
+	if err != nil {
+		return nil, err
+	}
+	if w.Sig, err = key.Sign(append(append([]byte(nil), signDomain...), unsigned...)); err != nil {
+		return nil, err
+	}
+	raw, err := encMode.Marshal(&w)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxEntrySize {
+		return nil, ErrOversize
+	}
+	return DecodeEntry(raw)
+}
+
+func sortBytes(b [][]byte) {
+	for i := 1; i < len(b); i++ {
+		for j := i; j > 0 && bytes.Compare(b[j-1], b[j]) > 0; j-- {
+			b[j-1], b[j] = b[j], b[j-1]
+		}
+	}
+}

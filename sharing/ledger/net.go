@@ -1,0 +1,452 @@
+package ledger
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// SyncProtocol is the catch-up protocol. A client sends one request per
+// stream and reads one response; messages are a uvarint length then CBOR.
+const SyncProtocol = protocol.ID("/medmesh/ledger/sync/1.0.0")
+
+// Sync protocol bounds.
+const (
+	maxSyncRequest  = 1 << 20
+	maxSyncResponse = 8 << 20
+	respEntryBytes  = 4 << 20 // entries per response stop at this many bytes
+	maxRespEntries  = 4000
+	maxHaveHeads    = 512
+	syncTimeout     = 30 * time.Second
+	maxSyncRounds   = 100000
+)
+
+// Sync operations.
+const (
+	opDiff = 1 // entries in the server's past not in Have's past, oldest first
+)
+
+type syncReq struct {
+	Network []byte   `cbor:"1,keyasint"`
+	Op      uint8    `cbor:"2,keyasint"`
+	Have    [][]byte `cbor:"3,keyasint"`
+	Max     uint32   `cbor:"4,keyasint"`
+}
+
+type syncResp struct {
+	Heads   [][]byte `cbor:"1,keyasint"`
+	Entries [][]byte `cbor:"2,keyasint"`
+	More    bool     `cbor:"3,keyasint"`
+	Err     string   `cbor:"4,keyasint,omitempty"`
+}
+
+// TopicName returns the GossipSub topic of a network's ledger.
+func TopicName(network cid.Cid) string { return "/medmesh/" + network.String() + "/ledger/1" }
+
+// netState is the ledger's networking, set up by Start.
+type netState struct {
+	h      host.Host
+	ps     *pubsub.PubSub
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	ctx    context.Context
+	cancel context.CancelFunc
+	notif  *network.NotifyBundle
+
+	mu      sync.Mutex
+	syncing map[peer.ID]bool // in flight; true = run again when done
+}
+
+func (n *netState) stop() {
+	n.cancel()
+	n.h.Network().StopNotify(n.notif)
+	n.h.RemoveStreamHandler(SyncProtocol)
+	if n.sub != nil {
+		n.sub.Cancel()
+	}
+	_ = n.ps.UnregisterTopicValidator(n.topic.String())
+	_ = n.topic.Close()
+}
+
+// Start joins the ledger's GossipSub topic (with a validator that applies
+// valid entries and rejects invalid ones), serves the sync protocol, and
+// catches up with peers on connect and every SyncInterval. It runs until
+// Close.
+func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) error {
+	if l.net2.Load() != nil {
+		return errors.New("ledger: already started")
+	}
+	name := TopicName(l.net)
+	if err := ps.RegisterTopicValidator(name, l.validate); err != nil {
+		return fmt.Errorf("ledger: register validator: %w", err)
+	}
+	topic, err := ps.Join(name)
+	if err != nil {
+		return fmt.Errorf("ledger: join topic: %w", err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		topic.Close()
+		return fmt.Errorf("ledger: subscribe: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	n := &netState{h: h, ps: ps, topic: topic, sub: sub, ctx: rctx, cancel: cancel, syncing: map[peer.ID]bool{}}
+	n.notif = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		l.trigger(rctx, c.RemotePeer())
+	}}
+	if !l.net2.CompareAndSwap(nil, n) {
+		n.stop()
+		return errors.New("ledger: already started")
+	}
+	h.SetStreamHandler(SyncProtocol, l.handleSync)
+	h.Network().Notify(n.notif)
+	l.wg.Add(2)
+	go func() { // drain: the validator already applied every delivered entry
+		defer l.wg.Done()
+		for {
+			if _, err := sub.Next(rctx); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.syncLoop(rctx)
+	}()
+	for _, p := range h.Network().Peers() {
+		l.trigger(rctx, p)
+	}
+	return nil
+}
+
+func (l *Ledger) publish(ctx context.Context, e *Entry) {
+	n := l.net2.Load()
+	if n == nil {
+		return
+	}
+	if err := n.topic.Publish(ctx, e.raw); err != nil {
+		l.log.Warn("publish entry", "entry", e.cid.String(), "err", err)
+	}
+}
+
+// validate is the GossipSub validator: forged or invalid entries are
+// rejected (the sender is penalized), duplicates and entries waiting for
+// parents are ignored (not forwarded), valid new entries are applied and
+// accepted.
+func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if msg.Local {
+		return pubsub.ValidationAccept // appended (and applied) by us
+	}
+	e, err := DecodeEntry(msg.Data)
+	if err != nil {
+		l.reject(reasonOf(err), cid.Undef, err)
+		return pubsub.ValidationReject
+	}
+	res, err := l.ingest(ctx, []*Entry{e}, from)
+	if err != nil {
+		l.log.Error("apply gossiped entry", "entry", e.cid.String(), "err", err)
+		return pubsub.ValidationIgnore
+	}
+	switch r := res[0]; {
+	case r.applied:
+		return pubsub.ValidationAccept
+	case r.pending:
+		if n := l.net2.Load(); n != nil {
+			l.trigger(context.Background(), from)
+		}
+		return pubsub.ValidationIgnore
+	case r.dup:
+		return pubsub.ValidationIgnore
+	default:
+		return pubsub.ValidationReject
+	}
+}
+
+// syncLoop periodically catches up with a random peer, and with peers that
+// sent entries we could not place.
+func (l *Ledger) syncLoop(ctx context.Context) {
+	t := time.NewTicker(l.o.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.closed:
+			return
+		case <-t.C:
+		}
+		n := l.net2.Load()
+		l.mu.Lock()
+		want := l.pend.wantFrom
+		l.pend.wantFrom = map[peer.ID]bool{}
+		l.mu.Unlock()
+		for p := range want {
+			l.trigger(ctx, p)
+		}
+		peers := n.h.Network().Peers()
+		if len(peers) > 0 {
+			l.trigger(ctx, peers[rand.IntN(len(peers))])
+		}
+	}
+}
+
+// trigger starts a sync with p unless one is running; if one is, it runs
+// once more when done.
+func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
+	n := l.net2.Load()
+	if n == nil || p == n.h.ID() {
+		return
+	}
+	n.mu.Lock()
+	if _, running := n.syncing[p]; running {
+		n.syncing[p] = true
+		n.mu.Unlock()
+		return
+	}
+	n.syncing[p] = false
+	n.mu.Unlock()
+	ctx = n.ctx
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			err := l.SyncWith(ctx, n.h, p)
+			if err != nil {
+				l.log.Debug("sync", "peer", p.String(), "err", err)
+			}
+			n.mu.Lock()
+			again := n.syncing[p]
+			if !again || ctx.Err() != nil {
+				delete(n.syncing, p)
+				n.mu.Unlock()
+				return
+			}
+			n.syncing[p] = false
+			n.mu.Unlock()
+		}
+	}()
+}
+
+// SyncWith fetches from p every entry p has that this node lacks, oldest
+// first, in bounded batches, and applies them.
+func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
+	total := 0
+	for round := 0; round < maxSyncRounds; round++ {
+		have := l.Heads()
+		if len(have) > maxHaveHeads {
+			have = have[:maxHaveHeads]
+		}
+		req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: maxRespEntries}
+		for _, c := range have {
+			req.Have = append(req.Have, c.Bytes())
+		}
+		resp, err := l.request(ctx, h, p, &req)
+		if err != nil {
+			l.met.syncs.WithLabelValues("error").Inc()
+			return err
+		}
+		if resp.Err != "" {
+			l.met.syncs.WithLabelValues("error").Inc()
+			return fmt.Errorf("ledger: peer %s: %s", p, resp.Err)
+		}
+		if len(resp.Entries) == 0 {
+			break
+		}
+		l.met.fetched.Add(float64(len(resp.Entries)))
+		es := decodeParallel(resp.Entries, func(err error) { l.reject(reasonOf(err), cid.Undef, err) })
+		res, err := l.ingest(ctx, es, "")
+		if err != nil {
+			return err
+		}
+		applied := 0
+		for _, r := range res {
+			if r.applied {
+				applied++
+			}
+		}
+		total += applied
+		if !resp.More || applied == 0 {
+			break
+		}
+	}
+	l.met.syncs.WithLabelValues("ok").Inc()
+	if total > 0 {
+		l.log.Debug("synced", "peer", p.String(), "entries", total)
+	}
+	return nil
+}
+
+// decodeParallel decodes and signature-checks entries on all cores.
+func decodeParallel(raws [][]byte, bad func(error)) []*Entry {
+	out := make([]*Entry, len(raws))
+	errs := make([]error, len(raws))
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	var next int
+	var mu sync.Mutex
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(raws) {
+					return
+				}
+				out[i], errs[i] = DecodeEntry(raws[i])
+			}
+		}()
+	}
+	wg.Wait()
+	es := out[:0]
+	for i, e := range out {
+		if errs[i] != nil {
+			bad(errs[i])
+			continue
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+func (l *Ledger) request(ctx context.Context, h host.Host, p peer.ID, req *syncReq) (*syncResp, error) {
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "ledger-sync"), p, SyncProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	if err := writeMsg(s, req); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	_ = s.CloseWrite()
+	var resp syncResp
+	if err := readMsg(bufio.NewReader(s), maxSyncResponse, &resp); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (l *Ledger) handleSync(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	var req syncReq
+	if err := readMsg(bufio.NewReader(s), maxSyncRequest, &req); err != nil {
+		s.Reset()
+		return
+	}
+	resp := l.serve(context.Background(), s.Conn().RemotePeer(), &req)
+	if err := writeMsg(s, resp); err != nil {
+		s.Reset()
+	}
+}
+
+// serve answers one sync request. It never trusts the request beyond its
+// bounds: unknown CIDs in Have are ignored.
+func (l *Ledger) serve(ctx context.Context, from peer.ID, req *syncReq) *syncResp {
+	if string(req.Network) != string(l.net.Bytes()) {
+		return &syncResp{Err: "wrong network"}
+	}
+	if req.Op != opDiff {
+		return &syncResp{Err: "unknown op"}
+	}
+	if len(req.Have) > maxHaveHeads {
+		return &syncResp{Err: "too many heads"}
+	}
+	max := int(req.Max)
+	if max <= 0 || max > maxRespEntries {
+		max = maxRespEntries
+	}
+	var have []cid.Cid
+	unknown := false
+	l.mu.Lock()
+	for _, b := range req.Have {
+		c, err := cid.Cast(b)
+		if err != nil {
+			l.mu.Unlock()
+			return &syncResp{Err: "bad cid"}
+		}
+		if n, _ := l.d.get(ctx, c); n == nil {
+			unknown = true
+		}
+		have = append(have, c)
+	}
+	heads := make([]cid.Cid, 0, len(l.heads))
+	for c := range l.heads {
+		heads = append(heads, c)
+	}
+	diff, err := l.d.difference(ctx, heads, have, 0)
+	l.mu.Unlock()
+	if unknown && from != "" {
+		l.trigger(ctx, from) // the client has entries we lack
+	}
+	resp := &syncResp{}
+	for _, h := range sortedCids(heads) {
+		resp.Heads = append(resp.Heads, h.Bytes())
+	}
+	if err != nil {
+		resp.Err = "internal error"
+		return resp
+	}
+	size := 0
+	for i := len(diff) - 1; i >= 0; i-- { // oldest first
+		if len(resp.Entries) >= max || size >= respEntryBytes {
+			resp.More = true
+			break
+		}
+		b, err := l.o.Blocks.Get(ctx, diff[i])
+		if err != nil {
+			resp.More = true
+			break
+		}
+		resp.Entries = append(resp.Entries, b.RawData())
+		size += len(b.RawData())
+	}
+	return resp
+}
+
+func writeMsg(w io.Writer, v any) error {
+	b, err := encMode.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := binary.AppendUvarint(nil, uint64(len(b)))
+	_, err = w.Write(append(buf, b...))
+	return err
+}
+
+func readMsg(r *bufio.Reader, max int, v any) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return err
+	}
+	if n > uint64(max) {
+		return errors.New("ledger: sync message too large")
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return decMode.Unmarshal(b, v)
+}

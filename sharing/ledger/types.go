@@ -1,0 +1,278 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/sharing/keywrap"
+)
+
+// View is the ledger state as seen from one entry's causal position: only
+// entries that are ancestors of the entry being validated count. Validate
+// functions must decide using a View only, so every node reaches the same
+// verdict whatever else it has seen.
+type View interface {
+	// IsMember reports membership of p.
+	IsMember(p peer.ID) bool
+	// HasRole reports whether p is a member holding role.
+	HasRole(p peer.ID, role string) bool
+	// KEMKey returns p's current key-wrapping public key and its KeyID.
+	KEMKey(p peer.ID) (pub []byte, id keywrap.KeyID, ok bool)
+	// Record returns a record announced in the causal past.
+	Record(id cid.Cid) (RecordInfo, bool)
+	// InPast reports whether entry c is in the causal past.
+	InPast(c cid.Cid) bool
+}
+
+// Txn lets a type's Apply keep state of its own. Keys are scoped to the type
+// (stored under /ledger/s/x/<type>/<key>) and included in the Digest; values
+// must be deterministic functions of the entries applied.
+type Txn interface {
+	Get(key string) ([]byte, bool, error)
+	Put(key string, value []byte)
+	Delete(key string)
+}
+
+// TypeSpec describes one entry type. Every node of a network must register
+// the same types with the same rules before they are used: an unknown type is
+// rejected, and a node that rejects what others accept diverges from them.
+type TypeSpec struct {
+	// Name is the entry type string ([a-z0-9._-]).
+	Name string
+	// New returns a pointer to a fresh payload value to decode into. The
+	// payload's canonical CBOR re-encoding must equal its bytes.
+	New func() any
+	// Validate checks the entry against the state at its causal position.
+	// A non-nil error rejects it; wrap ErrUnauthorized for authority failures.
+	Validate func(v View, e *Entry, payload any) error
+	// Apply changes the type's own state (Txn); it must not fail for an entry
+	// that passed Validate except on storage errors.
+	Apply func(t Txn, e *Entry, payload any) error
+	// builtin is the internal apply for built-in types.
+	builtin func(a *applier, e *Entry, payload any) error
+}
+
+// ErrUnauthorized is wrapped by validation errors about authority.
+var ErrUnauthorized = errors.New("ledger: not authorized")
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]*TypeSpec{}
+)
+
+// Register adds an entry type. It fails if the name is taken or invalid.
+func Register(t TypeSpec) error {
+	if t.Name == "" || len(t.Name) > maxTypeLen || !validTypeName(t.Name) {
+		return fmt.Errorf("ledger: bad type name %q", t.Name)
+	}
+	if t.New == nil || t.Validate == nil || (t.Apply == nil && t.builtin == nil) {
+		return fmt.Errorf("ledger: type %q needs New, Validate and Apply", t.Name)
+	}
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, ok := registry[t.Name]; ok {
+		return fmt.Errorf("ledger: type %q already registered", t.Name)
+	}
+	registry[t.Name] = &t
+	return nil
+}
+
+func lookupType(name string) *TypeSpec {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	return registry[name]
+}
+
+// causalView implements View for an entry whose causal past is every applied
+// entry except those in excluded. With excluded empty it is the current state.
+type causalView struct {
+	ctx      context.Context
+	d        *dag
+	t        *txn
+	excluded map[cid.Cid]bool
+	err      error
+}
+
+func (v *causalView) fail(err error) {
+	if v.err == nil && err != nil {
+		v.err = err
+	}
+}
+
+// InPast implements View.
+func (v *causalView) InPast(c cid.Cid) bool {
+	if v.excluded[c] {
+		return false
+	}
+	n, err := v.d.get(v.ctx, c)
+	v.fail(err)
+	return n != nil
+}
+
+// memberState evaluates the membership rule for p over the view:
+// p is a member iff some member.add of p (or the genesis admin) has every
+// member.remove of p in the view in its causal past. Among such surviving
+// adds the latest in (clock, CID) order gives org and roles.
+func (v *causalView) memberState(p peer.ID) (*memberIdx, bool) {
+	rows, err := v.t.list(v.ctx, pIdx+"m/"+p.String()+"/")
+	if err != nil {
+		v.fail(err)
+		return nil, false
+	}
+	var adds, removes []*memberIdx
+	for _, r := range rows {
+		var m memberIdx
+		if err := decMode.Unmarshal(r.Value, &m); err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		c, err := cid.Cast(m.Entry)
+		if err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		m.entry = c
+		if !v.InPast(c) {
+			continue
+		}
+		if m.Add {
+			adds = append(adds, &m)
+		} else {
+			removes = append(removes, &m)
+		}
+	}
+	var best *memberIdx
+	for _, a := range adds {
+		ok := true
+		for _, r := range removes {
+			anc, err := v.d.isAncestor(v.ctx, r.entry, a.entry)
+			v.fail(err)
+			if !anc {
+				ok = false
+				break
+			}
+		}
+		if ok && (best == nil || before(HLC{best.Wall, best.Counter}, best.entry, HLC{a.Wall, a.Counter}, a.entry)) {
+			best = a
+		}
+	}
+	return best, best != nil
+}
+
+// IsMember implements View.
+func (v *causalView) IsMember(p peer.ID) bool {
+	_, ok := v.memberState(p)
+	return ok
+}
+
+// HasRole implements View.
+func (v *causalView) HasRole(p peer.ID, role string) bool {
+	m, ok := v.memberState(p)
+	if !ok {
+		return false
+	}
+	for _, r := range m.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// keyState picks p's current key in the view: the key.announce by p latest
+// in (clock, CID) order. Since clocks grow along causal links, a rotation
+// that saw the previous key always supersedes it.
+func (v *causalView) keyState(p peer.ID) (*keyIdx, bool) {
+	rows, err := v.t.list(v.ctx, pIdx+"k/"+p.String()+"/")
+	if err != nil {
+		v.fail(err)
+		return nil, false
+	}
+	var best *keyIdx
+	for _, r := range rows {
+		var k keyIdx
+		if err := decMode.Unmarshal(r.Value, &k); err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		c, err := cid.Cast(k.Entry)
+		if err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		k.entry = c
+		if !v.InPast(c) {
+			continue
+		}
+		if best == nil || before(HLC{best.Wall, best.Counter}, best.entry, HLC{k.Wall, k.Counter}, c) {
+			kk := k
+			best = &kk
+		}
+	}
+	return best, best != nil
+}
+
+// KEMKey implements View.
+func (v *causalView) KEMKey(p peer.ID) ([]byte, keywrap.KeyID, bool) {
+	k, ok := v.keyState(p)
+	if !ok {
+		return nil, keywrap.KeyID{}, false
+	}
+	return k.Pub, keywrap.IDOf(k.Pub), true
+}
+
+// recordState picks the owning announcement of a record in the view: when
+// several authors announced the same record ID concurrently, the earliest in
+// (clock, CID) order owns it.
+func (v *causalView) recordState(id cid.Cid) (*recordIdx, bool) {
+	rows, err := v.t.list(v.ctx, pIdx+"r/"+id.String()+"/")
+	if err != nil {
+		v.fail(err)
+		return nil, false
+	}
+	var best *recordIdx
+	for _, r := range rows {
+		var ri recordIdx
+		if err := decMode.Unmarshal(r.Value, &ri); err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		c, err := cid.Cast(ri.Info.Entry)
+		if err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		ri.entry = c
+		if !v.InPast(c) {
+			continue
+		}
+		if best == nil || before(HLC{ri.Wall, ri.Counter}, c, HLC{best.Wall, best.Counter}, best.entry) {
+			rr := ri
+			best = &rr
+		}
+	}
+	return best, best != nil
+}
+
+// Record implements View.
+func (v *causalView) Record(id cid.Cid) (RecordInfo, bool) {
+	r, ok := v.recordState(id)
+	if !ok {
+		return RecordInfo{}, false
+	}
+	info, err := r.Info.public()
+	v.fail(err)
+	return info, err == nil
+}
+
+// sortedCids sorts CIDs by their bytes.
+func sortedCids(cs []cid.Cid) []cid.Cid {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].KeyString() < cs[j].KeyString() })
+	return cs
+}
