@@ -54,6 +54,9 @@ type element struct {
 	// Pixel is set for top-level pixel data elements that are streamed, not
 	// held: Value is nil and the bytes are consumed by the pixel callback.
 	Pixel bool
+	// Encap marks a nested undefined-length non-sequence value (encapsulated
+	// pixel data inside a sequence): Value holds the raw fragment items.
+	Encap bool
 	Off   int64
 }
 
@@ -107,7 +110,9 @@ type decoder struct {
 	// data and float pixel data). It must consume the value (see
 	// copyPixel). nil means skip.
 	pixel func(d *decoder, e *element) error
-	buf   [8]byte
+	// top holds the top-level elements read so far (for the pixel callback).
+	top []*element
+	buf [8]byte
 }
 
 func (d *decoder) remaining() int64 {
@@ -313,7 +318,7 @@ func (d *decoder) readDataset(end int64, inItem bool, depth int) ([]*element, er
 		}
 		e := &element{Tag: t, VR: vr, VL: vl, Off: off}
 		switch {
-		case depth == 0 && t>>16 == 0x7FE0 && (t&0xFFFF == 0x0010 || t&0xFFFF == 0x0008 || t&0xFFFF == 0x0009):
+		case depth == 0 && t>>16 == 0x7FE0 && vr != "SQ" && (t&0xFFFF == 0x0010 || t&0xFFFF == 0x0008 || t&0xFFFF == 0x0009):
 			e.Pixel = true
 			if d.pixel != nil {
 				if err := d.pixel(d, e); err != nil {
@@ -334,6 +339,7 @@ func (d *decoder) readDataset(end int64, inItem bool, depth int) ([]*element, er
 				return nil, err
 			}
 			e.Value = bb.Bytes()
+			e.Encap = true
 		default:
 			v, err := d.readValue(t, vl)
 			if err != nil {
@@ -342,6 +348,9 @@ func (d *decoder) readDataset(end int64, inItem bool, depth int) ([]*element, er
 			e.Value = v
 		}
 		out = append(out, e)
+		if depth == 0 {
+			d.top = out
+		}
 	}
 }
 
