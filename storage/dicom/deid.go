@@ -260,7 +260,9 @@ func (x *deid) prepare(meta *file, top []*element) error {
 			x.secrets = append(x.secrets, strings.ToUpper(s))
 		}
 	}
-	for _, t := range []uint32{0x00100020, 0x00101000, 0x00080050, 0x00100030, 0x00100010, 0x00101001, 0x00101005} {
+	// Patient, accession, institution and physician identities.
+	for _, t := range []uint32{0x00100020, 0x00101000, 0x00080050, 0x00100030, 0x00100010, 0x00101001, 0x00101005,
+		0x00080080, 0x00080081, 0x00080090, 0x00081048, 0x00081050, 0x00081060, 0x00081070, 0x00321032} {
 		v := find(top, t).str()
 		add(v)
 		for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == '^' || r == '=' || r == '\\' }) {
