@@ -1,0 +1,206 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/spf13/cobra"
+)
+
+func newAddCmd() *cobra.Command {
+	var replicas int
+	var class, mediaType string
+	cmd := &cobra.Command{
+		Use:   "add FILE",
+		Short: "Encrypt and store a file as a record; prints its record ID",
+		Long: `Stream FILE into the node: cut into chunks, each sealed with AES-256-GCM under a
+fresh random data key for this record, stored as content-addressed blocks and
+announced on the network. The data key is kept only wrapped to this node's key.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return upload(cmd, args[0], api.Prefix+"/records", url.Values{
+				"replicas": {strconv.Itoa(replicas)},
+				"class":    {class},
+				"type":     {mediaType},
+			})
+		},
+	}
+	cmd.Flags().IntVar(&replicas, "replicas", 0, "nodes that should hold the record, owner included (default from config)")
+	cmd.Flags().StringVar(&class, "class", "document", "coarse class announced on the ledger: document, imaging, report, ... (never patient data)")
+	cmd.Flags().StringVar(&mediaType, "type", "", "media type (default from the file name)")
+	return cmd
+}
+
+func newUpdateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "update RECORD FILE",
+		Short: "Store a new version of a record under a fresh key, for the owner and current grantees only",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return upload(cmd, args[1], api.Prefix+"/records/"+pathEscape(args[0])+"/versions", url.Values{})
+		},
+	}
+	return cmd
+}
+
+func upload(cmd *cobra.Command, path, endpoint string, q url.Values) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a directory (for DICOM folders use `medmesh dicom import`)", path)
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	q.Set("name", filepath.Base(path))
+	if q.Get("type") == "" {
+		q.Set("type", mime.TypeByExtension(filepath.Ext(path)))
+	}
+	for k, v := range q {
+		if len(v) == 0 || v[0] == "" || v[0] == "0" || v[0] == "false" {
+			delete(q, k)
+		}
+	}
+	body, done := progress(f, st.Size(), "adding")
+	var res api.AddResult
+	err = c.Upload(ctxOf(cmd), endpoint+"?"+q.Encode(), body, st.Size(), &res)
+	done()
+	if err != nil {
+		return err
+	}
+	return output(res, func() { say("%s", res.ID) })
+}
+
+func newGetCmd() *cobra.Command {
+	var out, purpose string
+	var version int
+	cmd := &cobra.Command{
+		Use:   "get RECORD -o FILE",
+		Short: "Fetch, verify and decrypt a record into FILE",
+		Long: `Find the record's providers through the DHT, fetch its blocks with bitswap,
+verify each against its CID, unwrap the data key, decrypt and check the
+plaintext hash. FILE appears only when everything checked out (written to a
+temporary file, synced and renamed). Reading another node's record is recorded
+on the ledger's audit trail with --purpose.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("-o FILE is required")
+			}
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			if version > 0 {
+				q.Set("version", strconv.Itoa(version))
+			}
+			if purpose != "" {
+				q.Set("purpose", purpose)
+			}
+			start := time.Now()
+			n, err := writeAtomic(out, func(f *os.File) (int64, error) {
+				w, done := progressWriter(f, -1, "fetching")
+				defer done()
+				return c.Download(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode(), w)
+			})
+			if err != nil {
+				return err
+			}
+			el := time.Since(start)
+			return output(map[string]any{"id": args[0], "file": out, "size": n, "seconds": el.Seconds()}, func() {
+				say("wrote %s (%d bytes, %.1f MB/s)", out, n, float64(n)/1e6/max(el.Seconds(), 1e-9))
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	cmd.Flags().IntVar(&version, "version", 0, "fetch this version (default: the newest you may read)")
+	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "purpose of this access, for the audit trail")
+	return cmd
+}
+
+// writeAtomic writes a file through a temporary file in the same directory,
+// synced and renamed into place only when fill succeeds.
+func writeAtomic(path string, fill func(*os.File) (int64, error)) (int64, error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".part-*")
+	if err != nil {
+		return 0, fmt.Errorf("cannot write in %s: %w", dir, err)
+	}
+	tmp := f.Name()
+	n, err := fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return n, nil
+}
+
+func newLsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the records this node owns or holds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var recs []api.Record
+			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/records", nil, &recs); err != nil {
+				return err
+			}
+			if recs == nil {
+				recs = []api.Record{}
+			}
+			return output(recs, func() {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "RECORD\tSIZE\tVER\tCLASS\tOWNER\tREPLICAS")
+				for _, r := range recs {
+					owner := shortPeer(r.Owner)
+					if r.Mine {
+						owner = "me"
+					}
+					rep := fmt.Sprintf("%d/%d", r.Holders, r.Replicas)
+					if r.Under {
+						rep += " UNDER-REPLICATED"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", r.ID, r.Size, r.Version, r.Class, owner, rep)
+				}
+				tw.Flush()
+			})
+		},
+	}
+}
+
+func shortPeer(p string) string {
+	if len(p) > 12 {
+		return "…" + p[len(p)-8:]
+	}
+	return p
+}

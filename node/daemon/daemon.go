@@ -1,0 +1,300 @@
+// Package daemon runs a medmesh node: it opens the repo's datastore, joins the
+// private libp2p network, replays and follows the gossip ledger, and serves
+// the HTTP API on loopback.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/p2p"
+	"github.com/medmesh/medmesh/node/repo"
+	"github.com/medmesh/medmesh/sharing/keywrap"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/blockstore"
+	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options tune a daemon.
+type Options struct {
+	Logger *slog.Logger
+	// FetchTimeout bounds how long a get waits for a record's blocks to be
+	// found on the network. Default 60s.
+	FetchTimeout time.Duration
+	// StallTimeout is passed to the fetcher (see p2p.Config). Default 5s.
+	StallTimeout time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	Repo   *repo.Repo
+	Store  *blockstore.Store
+	Ledger *ledger.Ledger
+	P2P    *p2p.Node
+
+	self    peer.ID
+	ident   crypto.PrivKey
+	kem     *keywrap.PrivateKey
+	log     *slog.Logger
+	opts    Options
+	reg     *prometheus.Registry
+	api     *api.Server
+	apiAddr string
+	local   datastore.Batching // node-local bookkeeping (/medmesh/local)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	access *accessIndex
+	m      *metrics
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the repo in dir and brings the node up. The API is serving
+// and DIR/api written when Start returns.
+func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.FetchTimeout == 0 {
+		o.FetchTimeout = 60 * time.Second
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r, err := repo.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	network, err := r.Network()
+	if err != nil {
+		return nil, err
+	}
+	ident, err := r.Identity()
+	if err != nil {
+		return nil, err
+	}
+	kem, err := r.KEMKey()
+	if err != nil {
+		return nil, err
+	}
+	token, err := r.Token()
+	if err != nil {
+		return nil, err
+	}
+	self, err := peer.IDFromPrivateKey(ident)
+	if err != nil {
+		return nil, err
+	}
+	// A stale api file from a killed daemon would send clients nowhere.
+	os.Remove(r.Path(repo.APIFile))
+
+	store, err := blockstore.Open(r.Path(repo.DatastoreDir))
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithCancel(context.Background())
+	d = &Daemon{
+		Repo: r, Store: store, self: self, ident: ident, kem: kem,
+		log: o.Logger.With("node", self.ShortString()), opts: o,
+		reg: prometheus.NewRegistry(), ctx: dctx, cancel: cancel,
+		local: namespace.Wrap(store.DS, datastore.NewKey("/medmesh/local")),
+	}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.m = newMetrics(d.reg)
+
+	d.Ledger, err = ledger.Open(ctx, ledger.Options{
+		DS: store.DS, Blocks: store.Blocks, Key: ident, Genesis: network.Genesis,
+		Logger: d.log, Metrics: d.reg, Now: o.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
+	}
+	d.access = newAccessIndex(d)
+	if err := d.access.load(ctx); err != nil {
+		return nil, err
+	}
+
+	var listen []multiaddr.Multiaddr
+	for _, s := range r.Config.Listen {
+		ma, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("config listen address %q: %w", s, err)
+		}
+		listen = append(listen, ma)
+	}
+	var boot []peer.AddrInfo
+	for _, s := range r.Config.Bootstrap {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("config bootstrap address %q: %w", s, err)
+		}
+		boot = append(boot, *ai)
+	}
+	d.P2P, err = p2p.New(ctx, p2p.Config{
+		Identity:     ident,
+		ListenAddrs:  listen,
+		PSK:          network.PSK,
+		NetworkID:    d.Ledger.NetworkID().String(),
+		Members:      d.Ledger,
+		Blockstore:   store.Blocks,
+		BlockFilter:  d.access.allow,
+		Bootstrap:    boot,
+		Metrics:      d.reg,
+		Logger:       d.log,
+		StallTimeout: o.StallTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
+		return nil, fmt.Errorf("start ledger sync: %w", err)
+	}
+	d.wg.Add(1)
+	go d.followLedger()
+
+	d.api = api.NewServer(token, d.log)
+	d.routes()
+	addr, err := d.api.Listen(r.Config.API)
+	if err != nil {
+		return nil, err
+	}
+	d.apiAddr = addr.String()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.api.Serve(); err != nil {
+			d.log.Error("API server stopped", "err", err)
+		}
+	}()
+	if err := repo.WriteFileAtomic(r.Path(repo.APIFile), []byte(d.apiAddr+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	d.log.Info("medmesh node ready", "peer", self.String(), "api", d.apiAddr, "addrs", d.P2P.Host.Addrs(), "network", d.Ledger.NetworkID().String())
+	return d, nil
+}
+
+// APIAddr is the API's actual address.
+func (d *Daemon) APIAddr() string { return d.apiAddr }
+
+// PeerID is the node's peer ID.
+func (d *Daemon) PeerID() peer.ID { return d.self }
+
+// Client returns an API client for this daemon.
+func (d *Daemon) Client() *api.Client {
+	tok, _ := d.Repo.Token()
+	return &api.Client{Base: "http://" + d.apiAddr, Token: tok, HTTP: &http.Client{}}
+}
+
+// followLedger reacts to applied ledger entries: the connection gater
+// follows membership, and this node announces its key once it is a member.
+func (d *Daemon) followLedger() {
+	defer d.wg.Done()
+	ch, cancel := d.Ledger.Subscribe()
+	defer cancel()
+	d.announceKeyIfNeeded()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch e.Type {
+			case ledger.TypeMemberRemove:
+				d.P2P.MembershipChanged()
+			case ledger.TypeMemberAdd:
+				d.announceKeyIfNeeded()
+			}
+			d.access.onEntry(e)
+		}
+	}
+}
+
+// announceKeyIfNeeded publishes this node's key-wrapping public key once it
+// is a member and the ledger does not already carry it.
+func (d *Daemon) announceKeyIfNeeded() {
+	if !d.Ledger.IsMember(d.self) {
+		return
+	}
+	if pub, ok := d.Ledger.KEMKey(d.self); ok && string(pub) == string(d.kem.Public()) {
+		return
+	}
+	if _, err := d.Ledger.Append(d.ctx, ledger.TypeKeyAnnounce, ledger.KeyAnnouncePayload{Public: d.kem.Public()}); err != nil {
+		d.log.Warn("announce key-wrapping key", "err", err)
+		return
+	}
+	d.log.Info("announced key-wrapping public key on the ledger")
+}
+
+// Close shuts the node down: API first (no new work), then the network,
+// the ledger and last the datastore, so nothing is half-written.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		var errs []error
+		if d.api != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, d.api.Shutdown(sctx))
+			cancel()
+		}
+		if d.Repo != nil {
+			os.Remove(d.Repo.Path(repo.APIFile))
+		}
+		d.cancel()
+		if d.P2P != nil {
+			errs = append(errs, d.P2P.Close())
+		}
+		d.wg.Wait()
+		if d.Ledger != nil {
+			errs = append(errs, d.Ledger.Close())
+		}
+		if d.Store != nil {
+			errs = append(errs, d.Store.Close())
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+// Run starts the daemon and runs it until ctx is done.
+func Run(ctx context.Context, dir string, o Options) error {
+	d, err := Start(ctx, dir, o)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	return d.Close()
+}
+
+func (d *Daemon) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,448 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/keywrap"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/record"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// AddRequest describes a record to store.
+type AddRequest struct {
+	Name      string
+	MediaType string
+	Kind      string // record kind in the manifest; default "file"
+	Class     string // coarse class announced on the ledger
+	Replicas  int
+	Meta      []byte
+	// Files are the record's files; an ordinary record has one.
+	Files []FileSource
+	// Prev is the record this one is a new version of (cid.Undef if none).
+	Prev cid.Cid
+}
+
+// FileSource is one file to add.
+type FileSource struct {
+	Path string
+	Open func() (io.Reader, error)
+}
+
+// AddResult is what Add stored.
+type AddResult struct {
+	ID       cid.Cid
+	Manifest *record.Manifest
+	Size     int64
+	Chunks   int
+	Version  int
+}
+
+// ReceiptHeld is the receipt status of a replica holder that stores a record.
+const ReceiptHeld = "held"
+
+var rawPrefix = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
+
+// trackingPutter remembers every block it stored so a failed add can take
+// them back: an interrupted upload leaves nothing behind.
+type trackingPutter struct {
+	inner record.BlockPutter
+	mu    sync.Mutex
+	put   []cid.Cid
+}
+
+func (t *trackingPutter) Put(ctx context.Context, b blocks.Block) error {
+	if err := t.inner.Put(ctx, b); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.put = append(t.put, b.Cid())
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *trackingPutter) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		if err := t.Put(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) rollback(t *trackingPutter) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.put {
+		if err := d.Store.Blocks.DeleteBlock(context.Background(), c); err != nil {
+			d.log.Warn("rollback: delete block", "cid", c, "err", err)
+		}
+	}
+	t.put = nil
+}
+
+// ownerInfo binds the owner's own envelope to the record.
+func ownerInfo(id cid.Cid) []byte { return keywrap.Info("owner", id.String()) }
+
+// grantInfo binds a grant envelope to record, grantee and purpose.
+func grantInfo(id cid.Cid, grantee peer.ID, purpose string) []byte {
+	return keywrap.Info("grant", id.String(), grantee.String(), purpose)
+}
+
+// Add encrypts and stores a record, announces it on the ledger and the DHT.
+func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
+	if !d.Ledger.IsMember(d.self) {
+		return nil, api.Errorf(http.StatusConflict, "wait until the ledger has synced this node's admission, or ask the admin to invite it", "this node is not (yet) a member of the network")
+	}
+	if len(req.Files) == 0 {
+		return nil, errors.New("a record needs at least one file")
+	}
+	if req.Kind == "" {
+		req.Kind = "file"
+	}
+	if req.Class == "" {
+		req.Class = "document"
+	}
+	if req.Replicas <= 0 {
+		req.Replicas = d.Repo.Config.ReplicationFactor
+	}
+	version := 1
+	if req.Prev.Defined() {
+		prev, ok := d.Ledger.Record(req.Prev)
+		if !ok {
+			return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", req.Prev)
+		}
+		if prev.Owner != d.self {
+			return nil, api.Errorf(http.StatusForbidden, "only the record's owner can store a new version", "record %s belongs to %s", req.Prev, prev.Owner)
+		}
+		latest := d.latestVersion(req.Prev)
+		req.Prev = latest.ID
+		version = int(latest.Version) + 1
+	}
+	key, err := record.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	tp := &trackingPutter{inner: d.Store.Blocks}
+	ok := false
+	defer func() {
+		if !ok {
+			d.rollback(tp)
+		}
+	}()
+	b := record.NewBuilder(tp, key, record.Options{})
+	for _, f := range req.Files {
+		r, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		_, err = b.AddFile(ctx, f.Path, r)
+		if c, isCloser := r.(io.Closer); isCloser {
+			c.Close()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", f.Path, err)
+		}
+	}
+	res, err := b.Finish(ctx, record.Header{
+		Kind: req.Kind, Name: req.Name, MediaType: req.MediaType,
+		Created: d.opts.Now(), Version: version, Prev: req.Prev, Meta: req.Meta,
+	})
+	if err != nil {
+		return nil, err
+	}
+	blRaw, err := record.EncodeBlockList(res.Blocks)
+	if err != nil {
+		return nil, err
+	}
+	blCID, err := rawPrefix.Sum(blRaw)
+	if err != nil {
+		return nil, err
+	}
+	blBlock, _ := blocks.NewBlockWithCid(blRaw, blCID)
+	if err := tp.Put(ctx, blBlock); err != nil {
+		return nil, err
+	}
+	env, err := keywrap.Wrap(d.kem.Public(), key[:], ownerInfo(res.ID))
+	if err != nil {
+		return nil, err
+	}
+	envBytes, _ := env.MarshalBinary()
+	ann := ledger.RecordAnnouncePayload{
+		Record: res.ID, Blocklist: blCID, Size: uint64(res.Size), Replicas: uint32(req.Replicas),
+		Class: req.Class, Version: uint64(version), Prev: req.Prev, OwnerEnvelope: envBytes,
+	}
+	if err := d.local.Put(ctx, keyKey(res.ID), envBytes); err != nil {
+		return nil, err
+	}
+	d.access.addBlocks(ctx, res.ID, append(res.Blocks, blCID))
+	// Make every block durable before the ledger says the record exists.
+	if err := d.Store.DS.Sync(ctx, datastore.NewKey("/")); err != nil {
+		return nil, fmt.Errorf("sync datastore: %w", err)
+	}
+	if _, err := d.Ledger.Append(ctx, ledger.TypeRecordAnnounce, ann); err != nil {
+		return nil, fmt.Errorf("announce record on the ledger: %w", err)
+	}
+	ok = true
+	d.m.recordsAdded.Inc()
+	d.m.bytesAdded.Add(float64(res.Size))
+	chunks := len(res.Blocks) - 1
+	// The manifest and block list are announced before we return, so a peer
+	// can find the record at once; the chunks follow in the background.
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := d.P2P.Provide(pctx, []cid.Cid{res.ID, blCID}); err != nil {
+		d.log.Warn("provide record", "record", res.ID, "err", err)
+	}
+	cancel()
+	d.provideLater(res.Blocks[:chunks])
+	return &AddResult{ID: res.ID, Manifest: res.Manifest, Size: res.Size, Chunks: chunks, Version: version}, nil
+}
+
+func (d *Daemon) provideLater(cids []cid.Cid) {
+	if len(cids) == 0 {
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(d.ctx, 10*time.Minute)
+		defer cancel()
+		if err := d.P2P.Provide(ctx, cids); err != nil && d.ctx.Err() == nil {
+			d.log.Warn("provide chunks", "n", len(cids), "err", err)
+		}
+	}()
+}
+
+func keyKey(id cid.Cid) datastore.Key { return datastore.NewKey("/keys/" + id.String()) }
+
+// latestVersion follows the version chain of id to its newest version.
+func (d *Daemon) latestVersion(id cid.Cid) ledger.RecordInfo {
+	vs := d.Ledger.Versions(id)
+	best, _ := d.Ledger.Record(id)
+	for _, v := range vs {
+		if v.Version > best.Version {
+			best = v
+		}
+	}
+	return best
+}
+
+// readKey finds this node's data key for a record: its own envelope if it
+// owns the record, else a current grant to it.
+func (d *Daemon) readKey(ctx context.Context, info ledger.RecordInfo) (record.Key, *ledger.Grant, error) {
+	var key record.Key
+	if info.Owner == d.self {
+		raw, err := d.local.Get(ctx, keyKey(info.ID))
+		if errors.Is(err, datastore.ErrNotFound) {
+			raw, err = info.OwnerEnvelope, nil
+		}
+		if err != nil {
+			return key, nil, err
+		}
+		k, err := d.unwrap(raw, ownerInfo(info.ID))
+		return k, nil, err
+	}
+	now := d.opts.Now()
+	for _, g := range d.Ledger.Grants(info.ID) {
+		if g.Grantee != d.self || !grantLive(g, now) {
+			continue
+		}
+		k, err := d.unwrap(g.Envelope, grantInfo(info.ID, d.self, g.Purpose))
+		if err != nil {
+			d.log.Warn("grant envelope does not open", "record", info.ID, "entry", g.Entry, "err", err)
+			continue
+		}
+		g := g
+		return k, &g, nil
+	}
+	return key, nil, api.Errorf(http.StatusForbidden,
+		fmt.Sprintf("ask the owner (%s) for a grant: `medmesh grant %s --to %s`", info.Owner, info.ID, d.self),
+		"no key for this record: this node has no current grant for %s", info.ID)
+}
+
+// ClockSkew is the margin by which a grant is honoured past its expiry, to
+// tolerate clocks that disagree between nodes.
+const ClockSkew = 2 * time.Minute
+
+func grantLive(g ledger.Grant, now time.Time) bool {
+	return g.Expires.IsZero() || now.Before(g.Expires.Add(ClockSkew))
+}
+
+func (d *Daemon) unwrap(raw []byte, info []byte) (record.Key, error) {
+	var key record.Key
+	var env keywrap.Envelope
+	if err := env.UnmarshalBinary(raw); err != nil {
+		return key, err
+	}
+	k, err := keywrap.Unwrap(d.kem, &env, info)
+	if err != nil {
+		return key, err
+	}
+	copy(key[:], k)
+	return key, nil
+}
+
+// GetRequest selects what to read.
+type GetRequest struct {
+	Version int
+	Purpose string
+	// File selects one file of the record by index (-1: all, concatenated).
+	File int
+}
+
+// resolve finds which version of a record the caller reads, and its key.
+func (d *Daemon) resolve(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, record.Key, *ledger.Grant, error) {
+	info, ok := d.Ledger.Record(id)
+	if !ok {
+		return info, record.Key{}, nil, api.Errorf(http.StatusNotFound, "check the record ID; if it was just added, wait for the ledger to sync", "unknown record %s: not announced on this node's ledger", id)
+	}
+	chain := d.Ledger.Versions(id)
+	sort.Slice(chain, func(i, j int) bool { return chain[i].Version > chain[j].Version })
+	var firstErr error
+	for _, v := range chain {
+		if version > 0 && int(v.Version) != version {
+			continue
+		}
+		key, g, err := d.readKey(ctx, v)
+		if err == nil {
+			return v, key, g, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr == nil {
+		firstErr = api.Errorf(http.StatusNotFound, "", "record %s has no version %d", id, version)
+	}
+	return info, record.Key{}, nil, firstErr
+}
+
+// Open fetches and decrypts a record's manifest.
+func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, error) {
+	info, key, g, err := d.resolve(ctx, id, version)
+	if err != nil {
+		return info, nil, key, nil, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, d.opts.FetchTimeout)
+	defer cancel()
+	m, err := record.OpenManifest(fctx, d.P2P, info.ID, key)
+	if err != nil {
+		if fctx.Err() != nil {
+			return info, nil, key, nil, api.Errorf(http.StatusGatewayTimeout, "check that a node holding it is up and reachable", "record %s could not be found on the network within %v", info.ID, d.opts.FetchTimeout)
+		}
+		return info, nil, key, nil, err
+	}
+	return info, m, key, g, nil
+}
+
+// ReadFiles streams files of an opened record into w, in order.
+func (d *Daemon) ReadFiles(ctx context.Context, m *record.Manifest, key record.Key, which []int, w io.Writer) error {
+	for _, i := range which {
+		if i < 0 || i >= len(m.Files) {
+			return api.Errorf(http.StatusNotFound, "", "record has no file %d", i)
+		}
+		if err := record.ReadFile(ctx, d.P2P, key, m.Files[i], i, w, record.ReadOptions{Concurrency: 32}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Audit records a successful read of someone else's record on the ledger.
+func (d *Daemon) audit(ctx context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
+	if info.Owner == d.self {
+		return
+	}
+	if purpose == "" && g != nil {
+		purpose = g.Purpose
+	}
+	ev := ledger.AccessPayload{Record: info.ID, Version: info.Version, Purpose: purpose, Time: d.opts.Now()}
+	if _, err := d.Ledger.Append(ctx, ledger.TypeAccess, ev); err != nil {
+		d.log.Error("audit: could not record access on the ledger", "record", info.ID, "err", err)
+	}
+	// The reader now holds the blocks: it may serve them to others allowed.
+	d.m.recordsRead.Inc()
+}
+
+// Get streams a record's plaintext into w.
+func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Writer) error {
+	info, m, key, g, err := d.Open(ctx, id, req.Version)
+	if err != nil {
+		return err
+	}
+	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
+	which := []int{}
+	if req.File >= 0 {
+		which = append(which, req.File)
+	} else {
+		for i := range m.Files {
+			which = append(which, i)
+		}
+	}
+	if err := d.ReadFiles(ctx, m, key, which, w); err != nil {
+		return err
+	}
+	d.audit(ctx, info, req.Purpose, g)
+	return nil
+}
+
+// List returns the records this node owns, holds or may read.
+func (d *Daemon) List(ctx context.Context) ([]api.Record, error) {
+	var out []api.Record
+	now := d.opts.Now()
+	for _, r := range d.Ledger.Records() {
+		mine := r.Owner == d.self
+		held, _ := d.Store.Blocks.Has(ctx, r.ID)
+		readable := mine
+		if !mine {
+			for _, g := range d.Ledger.Grants(r.ID) {
+				if g.Grantee == d.self && grantLive(g, now) {
+					readable = true
+				}
+			}
+		}
+		if !mine && !held && !readable {
+			continue
+		}
+		holders := d.holders(r)
+		rec := api.Record{
+			ID: r.ID.String(), Size: int64(r.Size), Owner: r.Owner.String(), Class: r.Class,
+			Version: int(r.Version), Created: r.Announced, Mine: mine, Held: held, Readable: readable,
+			Replicas: int(r.Replicas), Holders: len(holders), Under: len(holders) < int(r.Replicas),
+		}
+		if r.Prev.Defined() {
+			rec.Prev = r.Prev.String()
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// holders are the peers with a current "held" receipt, plus the owner.
+func (d *Daemon) holders(r ledger.RecordInfo) []peer.ID {
+	set := map[peer.ID]bool{r.Owner: true}
+	for _, rc := range d.Ledger.Receipts(r.ID) {
+		if rc.Status == ReceiptHeld {
+			set[rc.Holder] = true
+		}
+	}
+	out := make([]peer.ID, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -1,0 +1,242 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/keywrap"
+	"github.com/medmesh/medmesh/sharing/ledger"
+)
+
+func (d *Daemon) shareRoutes() {
+	s := d.api
+	s.HandleFunc("POST "+p+"/records/{id}/grants", func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathCID(r, "id")
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		var req api.GrantRequest
+		if err := api.Decode(r, &req); err != nil {
+			api.Fail(w, err)
+			return
+		}
+		g, err := d.Grant(r.Context(), id, req)
+		reply(w, g, err)
+	})
+	s.HandleFunc("GET "+p+"/records/{id}/grants", func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathCID(r, "id")
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		gs, err := d.ListGrants(id)
+		reply(w, gs, err)
+	})
+	s.HandleFunc("DELETE "+p+"/records/{id}/grants/{peer}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathCID(r, "id")
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		pid, err := peer.Decode(r.PathValue("peer"))
+		if err != nil {
+			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", r.PathValue("peer")))
+			return
+		}
+		n, err := d.Revoke(r.Context(), id, pid)
+		reply(w, map[string]any{"record": id.String(), "revoked": pid.String(), "entries": n}, err)
+	})
+	s.HandleFunc("GET "+p+"/records/{id}/audit", func(w http.ResponseWriter, r *http.Request) {
+		id, err := pathCID(r, "id")
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		evs, err := d.Audit(id)
+		reply(w, evs, err)
+	})
+}
+
+// ownedChain returns every version of a record this node owns.
+func (d *Daemon) ownedChain(id cid.Cid) ([]ledger.RecordInfo, error) {
+	info, ok := d.Ledger.Record(id)
+	if !ok {
+		return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+	}
+	if info.Owner != d.self {
+		return nil, api.Errorf(http.StatusForbidden, "only the record's owner can do this", "record %s belongs to %s", id, info.Owner)
+	}
+	chain := d.Ledger.Versions(id)
+	if len(chain) == 0 {
+		chain = []ledger.RecordInfo{info}
+	}
+	sort.Slice(chain, func(i, j int) bool { return chain[i].Version < chain[j].Version })
+	return chain, nil
+}
+
+// Grant shares every version of a record with a member: its data key is
+// wrapped to the grantee's announced key and published in a grant entry.
+func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*api.Grant, error) {
+	grantee, err := peer.Decode(req.To)
+	if err != nil {
+		return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", req.To)
+	}
+	if req.Purpose == "" {
+		req.Purpose = ledger.PurposeTreatment
+	}
+	switch req.Purpose {
+	case ledger.PurposeTreatment, ledger.PurposeResearch, ledger.PurposeOperations, ledger.PurposeEmergency:
+	default:
+		return nil, api.Errorf(http.StatusBadRequest, "use treatment, research, operations or emergency", "unknown purpose %q", req.Purpose)
+	}
+	now := d.opts.Now()
+	expires, err := parseExpiry(now, req.Expires)
+	if err != nil {
+		return nil, err
+	}
+	if req.Purpose == ledger.PurposeEmergency && (expires.IsZero() || expires.Sub(now) > ledger.MaxEmergencyGrant) {
+		expires = now.Add(ledger.MaxEmergencyGrant)
+	}
+	if !d.Ledger.IsMember(grantee) {
+		return nil, api.Errorf(http.StatusBadRequest, "the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
+	}
+	pub, ok := d.Ledger.KEMKey(grantee)
+	if !ok {
+		return nil, api.Errorf(http.StatusConflict, "start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
+	}
+	chain, err := d.ownedChain(id)
+	if err != nil {
+		return nil, err
+	}
+	var last *ledger.Entry
+	for _, v := range chain {
+		key, _, err := d.readKey(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		e, err := d.grantVersion(ctx, v.ID, key[:], grantee, pub, req.Purpose, expires)
+		if err != nil {
+			return nil, err
+		}
+		last = e
+	}
+	return &api.Grant{Record: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: expires, Granted: now, Entry: last.CID().String()}, nil
+}
+
+func (d *Daemon) grantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time) (*ledger.Entry, error) {
+	env, err := keywrap.Wrap(pub, key, grantInfo(rec, grantee, purpose))
+	if err != nil {
+		return nil, err
+	}
+	b, _ := env.MarshalBinary()
+	return d.Ledger.Append(ctx, ledger.TypeGrant, ledger.GrantPayload{Record: rec, Grantee: grantee, Envelope: b, Expires: expires, Purpose: purpose})
+}
+
+// ListGrants lists the current grants of a record (all versions).
+func (d *Daemon) ListGrants(id cid.Cid) ([]api.Grant, error) {
+	if _, ok := d.Ledger.Record(id); !ok {
+		return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+	}
+	now := d.opts.Now()
+	out := []api.Grant{}
+	for _, g := range d.Ledger.Grants(id) {
+		out = append(out, api.Grant{
+			Record: g.Record.String(), Grantee: g.Grantee.String(), Purpose: g.Purpose,
+			Expires: g.Expires, Granted: g.Time, Entry: g.Entry.String(), Expired: !grantLive(g, now),
+		})
+	}
+	return out, nil
+}
+
+// Revoke cancels a peer's grants on every version of a record.
+func (d *Daemon) Revoke(ctx context.Context, id cid.Cid, grantee peer.ID) (int, error) {
+	chain, err := d.ownedChain(id)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range chain {
+		has := false
+		for _, g := range d.Ledger.Grants(v.ID) {
+			has = has || g.Grantee == grantee
+		}
+		if !has {
+			continue
+		}
+		if _, err := d.Ledger.Append(ctx, ledger.TypeRevoke, ledger.RevokePayload{Record: v.ID, Grantee: grantee}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, api.Errorf(http.StatusNotFound, "`medmesh grants RECORD` lists them", "%s has no grant on %s", grantee, id)
+	}
+	return n, nil
+}
+
+// Update stores a new version of a record under a fresh key, wrapped to the
+// owner and the current grantees only: a revoked peer never gets it.
+func (d *Daemon) Update(ctx context.Context, req AddRequest) (*AddResult, error) {
+	chain, err := d.ownedChain(req.Prev)
+	if err != nil {
+		return nil, err
+	}
+	latest := chain[len(chain)-1]
+	prevInfo, _ := d.Ledger.Record(latest.ID)
+	if req.Class == "" {
+		req.Class = prevInfo.Class
+	}
+	if req.Replicas == 0 {
+		req.Replicas = int(prevInfo.Replicas)
+	}
+	grants := d.Ledger.Grants(latest.ID)
+	res, err := d.Add(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := d.readKey(ctx, ledger.RecordInfo{ID: res.ID, Owner: d.self})
+	if err != nil {
+		return nil, err
+	}
+	now := d.opts.Now()
+	for _, g := range grants {
+		if !grantLive(g, now) {
+			continue
+		}
+		pub, ok := d.Ledger.KEMKey(g.Grantee)
+		if !ok {
+			continue
+		}
+		if _, err := d.grantVersion(ctx, res.ID, key[:], g.Grantee, pub, g.Purpose, g.Expires); err != nil {
+			return nil, fmt.Errorf("re-grant new version to %s: %w", g.Grantee, err)
+		}
+	}
+	return res, nil
+}
+
+// Audit lists who read a record (all versions), for its owner.
+func (d *Daemon) Audit(id cid.Cid) ([]api.AccessEvent, error) {
+	chain, err := d.ownedChain(id)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.AccessEvent{}
+	for _, v := range chain {
+		for _, e := range d.Ledger.Access(v.ID) {
+			out = append(out, api.AccessEvent{
+				Record: e.Record.String(), Reader: e.Reader.String(), Version: int(e.Version),
+				Purpose: e.Purpose, Time: e.Time, Entry: e.Entry.String(),
+				Emergency: e.Purpose == ledger.PurposeEmergency,
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
