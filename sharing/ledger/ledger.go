@@ -544,7 +544,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	if err != nil {
 		return result{err: err}
 	}
-	ck := clockKey(e.Clock, e.cid)
+	ck := revClockKey(e.Clock, e.cid)
 	t.put(pLog+ck, []byte(e.Type))
 	t.put(pType+e.Type+"/"+ck, nil)
 	for _, p := range e.Parents {
@@ -904,7 +904,7 @@ func (l *Ledger) Log(ctx context.Context, typ string, limit int) ([]*Entry, erro
 	if typ != "" {
 		prefix = pType + typ
 	}
-	q := dsq.Query{Prefix: prefix, KeysOnly: true, Orders: []dsq.Order{dsq.OrderByKeyDescending{}}}
+	q := dsq.Query{Prefix: prefix, KeysOnly: true}
 	if limit > 0 {
 		q.Limit = limit
 	}
@@ -960,7 +960,22 @@ func (l *Ledger) rebuild(ctx context.Context) (*Ledger, error) {
 		fresh.Close()
 		return nil, err
 	}
-	defer res.Close()
+	var all []cid.Cid
+	for r := range res.Next() {
+		if r.Error != nil {
+			res.Close()
+			fresh.Close()
+			return nil, r.Error
+		}
+		c, err := cid.Decode(lastSeg(r.Key))
+		if err != nil {
+			res.Close()
+			fresh.Close()
+			return nil, err
+		}
+		all = append(all, c)
+	}
+	res.Close()
 	var batch []*Entry
 	run := func() error {
 		rs, err := fresh.ingest(ctx, batch, "")
@@ -975,16 +990,8 @@ func (l *Ledger) rebuild(ctx context.Context) (*Ledger, error) {
 		batch = batch[:0]
 		return nil
 	}
-	for r := range res.Next() {
-		if r.Error != nil {
-			fresh.Close()
-			return nil, r.Error
-		}
-		c, err := cid.Decode(lastSeg(r.Key))
-		if err != nil {
-			fresh.Close()
-			return nil, err
-		}
+	for i := len(all) - 1; i >= 0; i-- { // oldest first
+		c := all[i]
 		e, err := l.Entry(ctx, c)
 		if err != nil {
 			fresh.Close()

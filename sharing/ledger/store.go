@@ -18,8 +18,8 @@ import (
 //
 //	/e/<cid>                    meta of every applied entry (clock, parents, type, author)
 //	/h/<cid>                    current heads
-//	/l/<clockkey>/<cid>         all applied entries in (clock, CID) order (type as value)
-//	/t/<type>/<clockkey>/<cid>  the same, per type
+//	/l/<revclock>/<cid>         all applied entries, newest first (type as value)
+//	/t/<type>/<revclock>/<cid>  the same, per type
 //	/i/...                      indexes over applied entries (inputs of derived state)
 //	/s/...                      the materialized view; Digest hashes exactly this prefix
 //	/c/clock                    the local clock high-water mark
@@ -42,6 +42,12 @@ func clockKey(h HLC, c cid.Cid) string {
 		b[8+i] = byte(h.Counter >> (24 - 8*i))
 	}
 	return hex.EncodeToString(b[:]) + "/" + c.String()
+}
+
+// revClockKey renders a clock and CID so that ascending byte order is
+// newest first (badger's reverse prefix iteration is unreliable).
+func revClockKey(h HLC, c cid.Cid) string {
+	return clockKey(HLC{^h.Wall, ^h.Counter}, c)
 }
 
 // meta is what the ledger keeps about each applied entry besides its block.

@@ -1,0 +1,99 @@
+// Package ledger is medmesh's gossip ledger: a signed, hash-linked,
+// append-only DAG of entries (a Merkle-CRDT) carrying membership, HPKE public
+// keys, record announcements, grants, revocations, key-wrap envelopes and the
+// audit trail. There is no mining and no consensus round: every node
+// validates and applies entries with the same deterministic rules and
+// converges to the same state whatever the arrival order.
+//
+// # Entries
+//
+// An entry is canonical CBOR (Core Deterministic Encoding; decoding rejects
+// duplicate keys, indefinite lengths, tags, trailing bytes, deep nesting,
+// unknown fields and any non-canonical form, by re-encoding and comparing)
+// of: network ID (the genesis CID), type, author (raw Ed25519 public key),
+// payload (canonical CBOR per type), parents (the heads the author had
+// seen, sorted), a hybrid logical clock, and an Ed25519 signature over the
+// domain-separated encoding of everything else. Each entry is a raw block
+// (CIDv1, sha2-256) of at most MaxEntrySize bytes.
+//
+// An entry's clock must be strictly greater than each parent's, so ordering
+// by (clock, CID) is a topological order of the DAG. The clock's wall time is
+// not checked against local time: that check would depend on when an entry
+// arrives and make nodes disagree.
+//
+// # Validity: the causal past
+//
+// An entry is judged only against its causal past (its ancestors): author
+// membership, roles, the grantee's current key, record ownership. The causal
+// past is a function of the entry, so every node reaches the same verdict
+// whenever the entry arrives. A node computes it as "everything applied
+// minus the entries reachable from its heads but not from the entry's
+// parents", found by a painted walk in decreasing (clock, CID) order that
+// stops when only entries common to both sides are queued; its cost is the
+// size of the concurrent region, not the log. Entries whose parents are
+// missing wait in a bounded buffer while the sync protocol fetches them.
+//
+// A consequence, accepted by design: an entry a removed member wrote
+// concurrently with its removal (not having seen it) is valid. Its entries
+// after it saw the removal are rejected, and the connection gater stops it
+// from reaching members once they have seen the removal.
+//
+// # Concurrency rules (order-independent)
+//
+// Membership (remove wins): peer P is a member in a set of entries iff some
+// member.add of P (or the genesis, for the founding admin) has every
+// member.remove of P in the set in its causal past. So a remove cancels the
+// adds it saw and any add concurrent with it; an add that saw the remove
+// re-admits. Roles and org come from the latest such surviving add in
+// (clock, CID) order.
+//
+// Grants (revoke wins): a grant of (record, grantee) is current iff every
+// revoke of (record, grantee) is in the grant's causal past. A revoke
+// cancels grants it saw and grants concurrent with it; a grant made after
+// seeing a revoke stands.
+//
+// Keys: a peer's current key is its key.announce latest in (clock, CID)
+// order; a grant's envelope must be sealed to the grantee's current key in
+// the grant's causal past. Records: the first announcement of a record ID in
+// (clock, CID) order owns it; an announcement of an ID already in its causal
+// past is invalid. Receipts: each holder's latest receipt in (clock, CID)
+// order. Access events accumulate.
+//
+// Every rule is a function of the set of valid entries and the causal
+// relation between them, so the state does not depend on arrival order.
+//
+// # State
+//
+// The materialized view lives under /ledger in the node's datastore (see
+// store.go for the layout) and is updated in one datastore batch per group
+// of applied entries. Restart loads only heads, the clock and the member
+// table. Digest is SHA-256 over every key and value of the view (/ledger/s),
+// in key order. Verify rebuilds the view from the entries alone in a fresh
+// in-memory ledger and compares digests.
+//
+// # Propagation and catch-up
+//
+// Entries are published on the GossipSub topic TopicName(networkID). The
+// topic validator applies valid entries (Accept), rejects forged or invalid
+// ones (Reject: the sender is penalized, nothing is forwarded) and ignores
+// duplicates and entries waiting for parents. Catch-up uses SyncProtocol:
+// the client sends its heads; the server answers with the entries in its
+// causal past that are not in the client's, oldest first, in bounded
+// batches; the client applies them and repeats. Sync runs on connect, every
+// SyncInterval with a random peer, and when an entry with unknown parents
+// arrives.
+//
+// # Extending
+//
+// Register adds entry types (consent, dataset, ...) without touching the
+// core: Validate sees a View of the causal past, Apply writes scoped state
+// that is part of the Digest. All nodes must register the same types.
+//
+// # Concurrency
+//
+// One mutex serializes validation and apply (and guards heads, clock and the
+// DAG cache); queries read committed state from the datastore or the
+// in-memory member table and never block on network I/O. Subscribers get
+// applied entries through unbounded queues, so a slow consumer never stalls
+// the ledger.
+package ledger

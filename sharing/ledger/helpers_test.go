@@ -1,0 +1,175 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/medmesh/medmesh/sharing/keywrap"
+	"github.com/medmesh/medmesh/storage/blockstore"
+)
+
+// ident is a test participant: libp2p key plus HPKE key.
+type ident struct {
+	key crypto.PrivKey
+	id  peer.ID
+	kem *keywrap.PrivateKey
+}
+
+func newIdent(t testing.TB) *ident {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kem, err := keywrap.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(k)
+	return &ident{key: k, id: id, kem: kem}
+}
+
+var testEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// openAt opens a ledger on a badger store in dir.
+func openAt(t testing.TB, dir string, who *ident, genesis []byte) (*Ledger, *blockstore.Store) {
+	t.Helper()
+	st, err := blockstore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(context.Background(), Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(),
+		SyncInterval: 500 * time.Millisecond})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	return l, st
+}
+
+func openNode(t testing.TB, who *ident, genesis []byte) *Ledger {
+	t.Helper()
+	l, st := openAt(t, t.TempDir(), who, genesis)
+	t.Cleanup(func() { l.Close(); st.Close() })
+	return l
+}
+
+// forge signs an entry as who on top of the given parents (the ledger's
+// heads if nil) without applying it anywhere.
+func forge(t testing.TB, l *Ledger, who *ident, typ string, payload any, parents []cid.Cid) *Entry {
+	t.Helper()
+	pl, err := encodePayload(typ, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parents == nil {
+		parents = l.Heads()
+	}
+	var maxc HLC
+	l.mu.Lock()
+	for _, p := range parents {
+		if n, _ := l.d.get(context.Background(), p); n != nil && maxc.Less(n.clock) {
+			maxc = n.clock
+		}
+	}
+	l.mu.Unlock()
+	clock := HLC{Wall: maxc.Wall, Counter: maxc.Counter + 1}
+	e, err := signEntry(who.key, l.net, typ, pl, parents, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// as forges an entry as who on l's heads and ingests it into l.
+func as(t testing.TB, l *Ledger, who *ident, typ string, payload any) *Entry {
+	t.Helper()
+	e := forge(t, l, who, typ, payload, nil)
+	if err := l.Ingest(context.Background(), e.raw); err != nil {
+		t.Fatalf("%s by %s: %v", typ, who.id, err)
+	}
+	return e
+}
+
+func fakeCid(s string) cid.Cid {
+	h, _ := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+func envelopeFor(t testing.TB, to *ident, info string) []byte {
+	t.Helper()
+	dk := make([]byte, keywrap.KeySize)
+	rand.Read(dk)
+	env, err := keywrap.Wrap(to.kem.Public(), dk, keywrap.Info(info))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := env.MarshalBinary()
+	return b
+}
+
+func recordPayload(t testing.TB, owner *ident, name string) RecordAnnouncePayload {
+	return RecordAnnouncePayload{Record: fakeCid("rec " + name), Blocklist: fakeCid("bl " + name), Size: 1000, Replicas: 3,
+		Class: "document", Version: 1, OwnerEnvelope: envelopeFor(t, owner, name)}
+}
+
+// world is a small network's identities and genesis.
+type world struct {
+	admin   *ident
+	members []*ident // members[0] == admin
+	genesis []byte
+	netID   cid.Cid
+}
+
+func newWorld(t testing.TB, n int) *world {
+	t.Helper()
+	w := &world{admin: newIdent(t)}
+	var err error
+	w.genesis, w.netID, err = NewGenesis(w.admin.key, "test", testEpoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.members = []*ident{w.admin}
+	for i := 1; i < n; i++ {
+		w.members = append(w.members, newIdent(t))
+	}
+	return w
+}
+
+// setup returns the entries that admit every member, announce every key and
+// one record per member, built on l (which applies them).
+func (w *world) setup(t testing.TB, l *Ledger) []*Entry {
+	t.Helper()
+	var out []*Entry
+	for i, m := range w.members {
+		if i > 0 {
+			out = append(out, as(t, l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: "clinic", Roles: []string{RoleEmergency}}))
+		}
+	}
+	for _, m := range w.members {
+		out = append(out, as(t, l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()}))
+	}
+	for i, m := range w.members {
+		out = append(out, as(t, l, m, TypeRecordAnnounce, recordPayload(t, m, string(rune('a'+i)))))
+	}
+	return out
+}
+
+func ingestAll(t testing.TB, l *Ledger, es []*Entry) {
+	t.Helper()
+	for _, e := range es {
+		if err := l.Ingest(context.Background(), e.raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
