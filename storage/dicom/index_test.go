@@ -1,0 +1,105 @@
+package dicom
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/ipfs/go-datastore/query"
+	"github.com/medmesh/medmesh/storage/blockstore"
+)
+
+func TestIndexBadger(t *testing.T) {
+	ctx := context.Background()
+	st, err := blockstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key := bytes.Repeat([]byte{9}, 32)
+	ix, err := NewIndex(st.DS, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(uid, pid, name, date string, mods ...string) *Study {
+		s := &Study{UID: uid, PatientID: pid, PatientName: name, StudyDate: date, Description: "desc " + uid}
+		for i, m := range mods {
+			s.Series = append(s.Series, &Series{UID: uid + "." + m, Modality: m, Instances: []*InstanceRef{{SOPInstanceUID: uid + ".1", FileIndex: i}}})
+		}
+		return s
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(ix.Put(ctx, "rec-a", mk("1.2.3.1", "PATIENT-SECRET-77", "Secretname^Alice", "20240105", "CT", "MR")))
+	must(ix.Put(ctx, "rec-b", mk("1.2.3.2", "PATIENT-SECRET-77", "Secretname^Alice", "20240301", "CR")))
+	must(ix.Put(ctx, "rec-c", mk("1.2.3.3", "OTHER-PATIENT-88", "Othername^Bob", "20231201", "CT")))
+	ids := func(f Filter) []string {
+		t.Helper()
+		hits, err := ix.Query(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hits {
+			out = append(out, h.RecordID)
+		}
+		return out
+	}
+	eq := func(got []string, want ...string) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+		}
+	}
+	eq(ids(Filter{}), "rec-c", "rec-a", "rec-b")
+	eq(ids(Filter{PatientID: "PATIENT-SECRET-77"}), "rec-a", "rec-b")
+	eq(ids(Filter{Modality: "CT"}), "rec-c", "rec-a")
+	eq(ids(Filter{PatientID: "PATIENT-SECRET-77", Modality: "CT"}), "rec-a")
+	eq(ids(Filter{StudyUID: "1.2.3.2"}), "rec-b")
+	eq(ids(Filter{From: "20240101", To: "20240131"}), "rec-a")
+	eq(ids(Filter{PatientID: "nobody"}))
+	hits, _ := ix.Query(ctx, Filter{StudyUID: "1.2.3.1"})
+	if h := hits[0]; h.PatientName != "Secretname^Alice" || len(h.Modalities) != 2 || h.Instances != 2 || h.Description != "desc 1.2.3.1" {
+		t.Fatalf("hit %+v", h)
+	}
+	// Re-put changes blind keys; delete removes everything.
+	must(ix.Put(ctx, "rec-a", mk("1.2.3.1", "PATIENT-SECRET-77", "Secretname^Alice", "20240105", "US")))
+	eq(ids(Filter{Modality: "CT"}), "rec-c")
+	must(ix.Delete(ctx, "rec-c"))
+	eq(ids(Filter{Modality: "CT"}))
+	if _, err := ix.Query(ctx, Filter{From: "2024-01-01"}); err == nil {
+		t.Fatal("bad date accepted")
+	}
+	// Wrong key cannot read entries.
+	other, _ := NewIndex(st.DS, bytes.Repeat([]byte{1}, 32))
+	if _, err := other.Query(ctx, Filter{}); err == nil {
+		t.Fatal("foreign key decrypted the index")
+	}
+	// No PHI in clear anywhere in the datastore (keys or values).
+	res, err := st.DS.Query(ctx, query.Query{Prefix: "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for r := range res.Next() {
+		n++
+		for _, secret := range []string{"PATIENT-SECRET-77", "Secretname", "Alice", "20240105", "1.2.3.1", "desc"} {
+			if bytes.Contains([]byte(r.Key), []byte(secret)) || bytes.Contains(r.Value, []byte(secret)) {
+				t.Errorf("%q in clear in %s", secret, r.Key)
+			}
+		}
+	}
+	res.Close()
+	if n == 0 {
+		t.Fatal("datastore empty")
+	}
+}
