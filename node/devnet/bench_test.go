@@ -1,0 +1,288 @@
+package devnet
+
+// Benchmarks of whole daemons (badger repos, libp2p on 127.0.0.1, the ledger,
+// the access filter) through the Daemon API that the HTTP handlers call.
+//
+//	go test -run '^$' -bench . -benchtime 1x ./node/devnet/
+//	MEDMESH_BENCH_MB=1024 go test -run '^$' -bench 'Add|TwoNodes' -benchtime 1x ./node/devnet/
+//
+// MEDMESH_BENCH_MB sets the record size of Add, GetLocal and GetTwoNodes
+// (default 64), MEDMESH_BENCH_PEAK_MB the size of AddPeakMem (default 256),
+// MEDMESH_BENCH_FETCH_KB the record size of Fetch100 (default 4096).
+// Figures measured on the project's machine are in docs/BENCHMARKS.md;
+// scripts/bench.sh runs the same flows with the CLI beside Kubo.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
+)
+
+func envInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return v
+}
+
+// benchBytes is the record size of the throughput benchmarks.
+func benchBytes(b *testing.B) int64 { return int64(envInt(b, "MEDMESH_BENCH_MB", 64)) << 20 }
+
+// genReader yields n pseudo-random (incompressible) bytes from seed, fast
+// enough (ChaCha8, several GB/s) not to be what is measured.
+func genReader(seed uint64, n int64) io.Reader {
+	var s [32]byte
+	for i := range 8 {
+		s[i] = byte(seed >> (8 * i))
+	}
+	return io.LimitReader(rand.NewChaCha8(s), n)
+}
+
+var seedCtr atomic.Uint64
+
+// addGenerated adds a fresh generated record of n bytes on d.
+func addGenerated(b *testing.B, ctx context.Context, d *daemon.Daemon, n int64) *daemon.AddResult {
+	seed := seedCtr.Add(1) + uint64(time.Now().UnixNano())
+	res, err := d.Add(ctx, daemon.AddRequest{
+		Name:      fmt.Sprintf("bench-%d.bin", seed),
+		MediaType: "application/octet-stream",
+		Files: []daemon.FileSource{{Path: "bench.bin", Open: func() (io.Reader, error) {
+			return genReader(seed, n), nil
+		}}},
+	})
+	if err != nil {
+		b.Fatalf("add %d bytes: %v", n, err)
+	}
+	if res.Size != n {
+		b.Fatalf("added %d bytes, want %d", res.Size, n)
+	}
+	return res
+}
+
+func startNet(b *testing.B, names ...string) *Net {
+	b.Helper()
+	ctx := context.Background()
+	n, err := Start(ctx, b.TempDir(), names, Options{Timeout: 60 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { n.Close() })
+	return n
+}
+
+// grant shares rec from owner to grantee and waits until the grantee's
+// ledger has the grant.
+func grant(b *testing.B, n *Net, owner, grantee *Node, rec cid.Cid) {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := owner.Daemon.Grant(ctx, rec, api.GrantRequest{To: grantee.ID.String()}); err != nil {
+		b.Fatalf("grant: %v", err)
+	}
+	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// countWriter counts bytes and discards them.
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+func getAll(b *testing.B, d *daemon.Daemon, id cid.Cid, want int64) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var w countWriter
+	if err := d.Get(ctx, id, daemon.GetRequest{File: -1}, &w); err != nil {
+		b.Fatalf("get %s: %v", id, err)
+	}
+	if w.n != want {
+		b.Fatalf("got %d bytes, want %d", w.n, want)
+	}
+}
+
+// stallCount reads the fetcher's stall counter from a node's /metrics.
+func stallCount(b *testing.B, nd *Node) float64 {
+	b.Helper()
+	var buf bytes.Buffer
+	if err := nd.API.DownloadRaw(context.Background(), "/metrics", &buf); err != nil {
+		b.Logf("metrics: %v", err)
+		return 0
+	}
+	sc := bufio.NewScanner(&buf)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "medmesh_fetch_stalls_total "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// BenchmarkAdd encrypts and stores a generated stream on one node: chunking,
+// AES-256-GCM, badger writes, the final sync, the ledger announcement and the
+// synchronous DHT provide of manifest and block list.
+func BenchmarkAdd(b *testing.B) {
+	n := startNet(b, "a")
+	size := benchBytes(b)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		addGenerated(b, context.Background(), n.Nodes[0].Daemon, size)
+	}
+}
+
+// BenchmarkGetLocal reads and decrypts a record its owner holds.
+func BenchmarkGetLocal(b *testing.B) {
+	n := startNet(b, "a")
+	size := benchBytes(b)
+	res := addGenerated(b, context.Background(), n.Nodes[0].Daemon, size)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		getAll(b, n.Nodes[0].Daemon, res.ID, size)
+	}
+}
+
+// BenchmarkGetTwoNodes has a grantee fetch a record from its owner over
+// loopback and decrypt it. Every iteration reads a fresh record (added and
+// granted outside the timer), so nothing is in the grantee's blockstore.
+func BenchmarkGetTwoNodes(b *testing.B) {
+	n := startNet(b, "owner", "grantee")
+	owner, grantee := n.Nodes[0], n.Nodes[1]
+	size := benchBytes(b)
+	stalls0 := stallCount(b, grantee)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		res := addGenerated(b, context.Background(), owner.Daemon, size)
+		grant(b, n, owner, grantee, res.ID)
+		if has, _ := grantee.Daemon.Store.Blocks.Has(context.Background(), res.Manifest.Files[0].Chunks[0].CID); has {
+			b.Fatal("grantee already holds the record's blocks")
+		}
+		b.StartTimer()
+		getAll(b, grantee.Daemon, res.ID, size)
+	}
+	b.StopTimer()
+	b.ReportMetric(stallCount(b, grantee)-stalls0, "fetcher-stalls")
+}
+
+// BenchmarkFetch100 measures the latency of 100 consecutive fetches of a
+// small record (4 MiB) by a grantee: manifest lookup, fetch, decrypt. Before
+// each fetch the grantee's copy of the record's blocks is deleted, so every
+// fetch crosses the network. A stall is a fetch slower than 10x the median
+// (also reported: the fetcher's own stall counter, StallTimeout without a
+// block).
+func BenchmarkFetch100(b *testing.B) {
+	const fetches = 100
+	n := startNet(b, "owner", "grantee")
+	owner, grantee := n.Nodes[0], n.Nodes[1]
+	size := int64(envInt(b, "MEDMESH_BENCH_FETCH_KB", 4096)) << 10
+	res := addGenerated(b, context.Background(), owner.Daemon, size)
+	grant(b, n, owner, grantee, res.ID)
+	blks := res.Manifest.Blocks(res.ID)
+	drop := func() {
+		for _, c := range blks {
+			if err := grantee.Daemon.Store.Blocks.DeleteBlock(context.Background(), c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	stalls0 := stallCount(b, grantee)
+	lat := make([]time.Duration, 0, fetches*b.N)
+	b.SetBytes(size * fetches)
+	b.ResetTimer()
+	for range b.N {
+		for range fetches {
+			b.StopTimer()
+			drop()
+			b.StartTimer()
+			t := time.Now()
+			getAll(b, grantee.Daemon, res.ID, size)
+			lat = append(lat, time.Since(t))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	p50 := q(0.50)
+	slow := 0
+	for _, d := range lat {
+		if d > 10*p50 {
+			slow++
+		}
+	}
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(slow), "stalls")
+	b.ReportMetric(stallCount(b, grantee)-stalls0, "fetcher-stalls")
+}
+
+// BenchmarkAddPeakMem adds MEDMESH_BENCH_PEAK_MB (default 256; 1024 for the
+// target) and samples the Go runtime every 10ms: peak HeapInuse and peak Sys
+// (all memory the runtime holds from the OS) during the add. The target is
+// < 256 MiB for 1 GiB; scripts/bench.sh measures the RSS of a real daemon
+// process (VmHWM) too.
+func BenchmarkAddPeakMem(b *testing.B) {
+	n := startNet(b, "a")
+	size := int64(envInt(b, "MEDMESH_BENCH_PEAK_MB", 256)) << 20
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var mu sync.Mutex
+	var peakHeap, peakSys uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			mu.Lock()
+			peakHeap = max(peakHeap, ms.HeapInuse)
+			peakSys = max(peakSys, ms.Sys)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		addGenerated(b, context.Background(), n.Nodes[0].Daemon, size)
+	}
+	b.StopTimer()
+	close(stop)
+	<-done
+	b.ReportMetric(float64(base.HeapInuse)/(1<<20), "base-heap-MiB")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(peakSys)/(1<<20), "peak-sys-MiB")
+}
