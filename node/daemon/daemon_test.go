@@ -1,0 +1,309 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/node/devnet"
+)
+
+// clock is a clock all nodes of a test share, so grant expiry can be tested
+// without waiting.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+func startNet(t *testing.T, names ...string) (*devnet.Net, *clock) {
+	t.Helper()
+	clk := &clock{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := devnet.Start(ctx, t.TempDir(), names, devnet.Options{Daemon: daemon.Options{Now: clk.Now, FetchTimeout: 15 * time.Second, StallTimeout: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, clk
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func add(t *testing.T, nd *devnet.Node, data []byte) api.AddResult {
+	t.Helper()
+	var res api.AddResult
+	q := url.Values{"name": {"report.pdf"}, "type": {"application/pdf"}}
+	if err := nd.API.Upload(context.Background(), api.Prefix+"/records?"+q.Encode(), bytes.NewReader(data), int64(len(data)), &res); err != nil {
+		t.Fatalf("add on %s: %v", nd.Name, err)
+	}
+	return res
+}
+
+func get(nd *devnet.Node, id string, version int) ([]byte, error) {
+	var buf bytes.Buffer
+	path := api.Prefix + "/records/" + id + "/content?purpose=treatment"
+	if version > 0 {
+		path += "&version=" + string(rune('0'+version))
+	}
+	_, err := nd.API.Download(context.Background(), path, &buf)
+	return buf.Bytes(), err
+}
+
+func grant(t *testing.T, owner *devnet.Node, id string, to *devnet.Node, purpose, expires string) {
+	t.Helper()
+	var g api.Grant
+	if err := owner.API.Do(context.Background(), "POST", api.Prefix+"/records/"+id+"/grants", api.GrantRequest{To: to.ID.String(), Purpose: purpose, Expires: expires}, &g); err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+}
+
+func sync(t *testing.T, n *devnet.Net) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.WaitLedgerSync(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func remoteStatus(err error) int {
+	var re *api.RemoteError
+	if errors.As(err, &re) {
+		return re.Status
+	}
+	return 0
+}
+
+// TestShareReadRevokeAudit is the access-control story on four nodes: owner
+// A, grantee B, member without a grant C, bystander D.
+func TestShareReadRevokeAudit(t *testing.T) {
+	n, clk := startNet(t, "A", "B", "C", "D")
+	A, B, C := n.Nodes[0], n.Nodes[1], n.Nodes[2]
+	data := randomBytes(3<<20 + 17) // several chunks plus a partial one
+	rec := add(t, A, data)
+	if rec.Chunks < 4 {
+		t.Fatalf("expected several chunks, got %d", rec.Chunks)
+	}
+
+	// The owner reads its own record.
+	if got, err := get(A, rec.ID, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("owner get: %v", err)
+	}
+
+	// B has no grant yet: a clear "no key" refusal.
+	sync(t, n)
+	if _, err := get(B, rec.ID, 0); remoteStatus(err) != http.StatusForbidden || !strings.Contains(err.Error(), "no key") {
+		t.Fatalf("B before grant: %v", err)
+	}
+
+	grant(t, A, rec.ID, B, "treatment", "24h")
+	sync(t, n)
+	got, err := get(B, rec.ID, 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("B after grant: %v (got %d bytes)", err, len(got))
+	}
+
+	// C has no grant: no key, and the holder refuses its block requests.
+	if _, err := get(C, rec.ID, 0); remoteStatus(err) != http.StatusForbidden {
+		t.Fatalf("C: %v", err)
+	}
+	refusedBefore := refused(t, A)
+	id, _ := cid.Decode(rec.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_, err = C.Daemon.P2P.Get(ctx, id)
+	cancel()
+	if err == nil {
+		t.Fatal("C fetched a block of a record it may not read")
+	}
+	if refused(t, A) <= refusedBefore {
+		t.Fatal("A's refusal counter did not move")
+	}
+
+	// The audit lists B's read with its purpose and nothing for C.
+	sync(t, n)
+	var evs []api.AccessEvent
+	if err := A.API.Do(context.Background(), "GET", api.Prefix+"/records/"+rec.ID+"/audit", nil, &evs); err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Reader != B.ID.String() || evs[0].Purpose != "treatment" {
+		t.Fatalf("audit: %+v", evs)
+	}
+	// Only the owner sees the audit.
+	if err := B.API.Do(context.Background(), "GET", api.Prefix+"/records/"+rec.ID+"/audit", nil, &evs); remoteStatus(err) != http.StatusForbidden {
+		t.Fatalf("B read the audit: %v", err)
+	}
+
+	// Revoke: B's node refuses to decrypt; a new version is unreadable by B.
+	if err := A.API.Do(context.Background(), "DELETE", api.Prefix+"/records/"+rec.ID+"/grants/"+B.ID.String(), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	sync(t, n)
+	if _, err := get(B, rec.ID, 0); remoteStatus(err) != http.StatusForbidden {
+		t.Fatalf("B after revoke: %v", err)
+	}
+	v2 := randomBytes(1 << 20)
+	var upd api.AddResult
+	if err := A.API.Upload(context.Background(), api.Prefix+"/records/"+rec.ID+"/versions?name=report-v2.pdf", bytes.NewReader(v2), int64(len(v2)), &upd); err != nil {
+		t.Fatal(err)
+	}
+	if upd.Version != 2 || upd.Prev != rec.ID {
+		t.Fatalf("update: %+v", upd)
+	}
+	sync(t, n)
+	if _, err := get(B, upd.ID, 0); remoteStatus(err) != http.StatusForbidden {
+		t.Fatalf("B read a version made after its revocation: %v", err)
+	}
+	newID, _ := cid.Decode(upd.ID)
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	_, err = B.Daemon.P2P.Get(ctx, newID)
+	cancel()
+	if err == nil {
+		t.Fatal("revoked B fetched a block of the new version")
+	}
+	// The owner gets the newest version by default, the old one on request.
+	if got, err := get(A, rec.ID, 0); err != nil || !bytes.Equal(got, v2) {
+		t.Fatalf("owner newest: %v", err)
+	}
+	if got, err := get(A, rec.ID, 1); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("owner version 1: %v", err)
+	}
+
+	// A grant expires without a revoke (past the clock-skew margin).
+	D := n.Nodes[3]
+	grant(t, A, upd.ID, D, "operations", "1h")
+	sync(t, n)
+	if _, err := get(D, upd.ID, 0); err != nil {
+		t.Fatalf("D within its grant: %v", err)
+	}
+	clk.Advance(time.Hour + daemon.ClockSkew + time.Second)
+	if _, err := get(D, upd.ID, 0); remoteStatus(err) != http.StatusForbidden {
+		t.Fatalf("D after expiry: %v", err)
+	}
+}
+
+func refused(t *testing.T, nd *devnet.Node) float64 {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := nd.API.DownloadRaw(context.Background(), "/metrics", &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.HasPrefix(line, "medmesh_access_refused_blocks_total ") {
+			var v float64
+			_, err := fmtSscan(strings.TrimPrefix(line, "medmesh_access_refused_blocks_total "), &v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatal("no refusal metric")
+	return 0
+}
+
+
+func TestNonOwnerCannotGrant(t *testing.T) {
+	n, _ := startNet(t, "A", "B", "C")
+	A, B, C := n.Nodes[0], n.Nodes[1], n.Nodes[2]
+	rec := add(t, A, []byte("discharge letter"))
+	sync(t, n)
+	err := B.API.Do(context.Background(), "POST", api.Prefix+"/records/"+rec.ID+"/grants", api.GrantRequest{To: C.ID.String()}, nil)
+	if remoteStatus(err) != http.StatusForbidden {
+		t.Fatalf("non-owner grant: %v", err)
+	}
+	// And the ledger itself refuses a non-owner's grant entry.
+	id, _ := cid.Decode(rec.ID)
+	if _, err := B.Daemon.Ledger.Append(context.Background(), "grant", grantPayload(id, C)); err == nil {
+		t.Fatal("ledger accepted a grant by a non-owner")
+	}
+}
+
+func TestUnknownRecordAndTruncatedUpload(t *testing.T) {
+	n, _ := startNet(t, "A")
+	A := n.Nodes[0]
+	_, err := get(A, "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", 0)
+	if remoteStatus(err) != http.StatusNotFound || !strings.Contains(err.Error(), "unknown record") {
+		t.Fatalf("unknown record: %v", err)
+	}
+	if _, err := get(A, "not-a-cid", 0); remoteStatus(err) != http.StatusBadRequest {
+		t.Fatalf("bad id: %v", err)
+	}
+
+	before := countBlocks(t, A)
+	// Declare 4 MiB, send 1 MiB, then close: the daemon must store nothing.
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(randomBytes(1 << 20))
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+	}()
+	var res api.AddResult
+	err = A.API.Upload(context.Background(), api.Prefix+"/records?name=x", pr, 4<<20, &res)
+	if err == nil {
+		t.Fatal("truncated upload accepted")
+	}
+	time.Sleep(200 * time.Millisecond) // the handler's rollback runs after the connection drops
+	if after := countBlocks(t, A); after != before {
+		t.Fatalf("truncated upload left %d blocks behind", after-before)
+	}
+	var recs []api.Record
+	A.API.Do(context.Background(), "GET", api.Prefix+"/records", nil, &recs)
+	if len(recs) != 0 {
+		t.Fatalf("truncated upload listed: %+v", recs)
+	}
+}
+
+func countBlocks(t *testing.T, nd *devnet.Node) int {
+	t.Helper()
+	ch, err := nd.Daemon.Store.Blocks.AllKeysChan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
+}
+
+func TestRestartKeepsRecords(t *testing.T) {
+	n, _ := startNet(t, "A", "B")
+	A := n.Nodes[0]
+	data := randomBytes(2<<20 + 5)
+	rec := add(t, A, data)
+	empty := add(t, A, nil)
+	if err := A.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := A.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := get(A, rec.ID, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after restart: %v", err)
+	}
+	if got, err := get(A, empty.ID, 0); err != nil || len(got) != 0 {
+		t.Fatalf("empty record after restart: %v %d", err, len(got))
+	}
+	var recs []api.Record
+	if err := A.API.Do(context.Background(), "GET", api.Prefix+"/records", nil, &recs); err != nil || len(recs) != 2 {
+		t.Fatalf("ls after restart: %v %+v", err, recs)
+	}
+	if recs[0].Owner != A.ID.String() || !recs[0].Mine {
+		t.Fatalf("ls owner: %+v", recs[0])
+	}
+}
