@@ -32,6 +32,7 @@ func (d *Daemon) routes() {
 	s.HandleFunc("POST "+p+"/network/invite", d.handleInvite)
 	d.shareRoutes()
 	d.ledgerRoutes()
+	d.dicomRoutes()
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"net/http"
+
+	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/storage/dicom"
+)
+
+// DicomImportRequest is the body of POST /api/v1/dicom/import.
+type DicomImportRequest struct {
+	Paths []string `json:"paths"`
+}
+
+// DicomExportRequest is the body of POST /api/v1/dicom/export.
+type DicomExportRequest struct {
+	Record  string `json:"record"`
+	Version int    `json:"version,omitempty"`
+	Dir     string `json:"dir"`
+	Series  string `json:"series,omitempty"`
+	Purpose string `json:"purpose,omitempty"`
+}
+
+func (d *Daemon) dicomRoutes() {
+	s := d.api
+	s.HandleFunc("POST "+p+"/dicom/import", func(w http.ResponseWriter, r *http.Request) {
+		var req DicomImportRequest
+		if err := api.Decode(r, &req); err != nil {
+			api.Fail(w, err)
+			return
+		}
+		res, err := d.ImportDICOM(r.Context(), req.Paths)
+		reply(w, res, err)
+	})
+	s.HandleFunc("GET "+p+"/dicom/studies", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		hits, err := d.QueryDICOM(r.Context(), dicom.Filter{
+			PatientID: q.Get("patient"), Modality: q.Get("modality"), StudyUID: q.Get("study"),
+			From: q.Get("from"), To: q.Get("to"),
+		})
+		reply(w, hits, err)
+	})
+	s.HandleFunc("POST "+p+"/dicom/export", func(w http.ResponseWriter, r *http.Request) {
+		var req DicomExportRequest
+		if err := api.Decode(r, &req); err != nil {
+			api.Fail(w, err)
+			return
+		}
+		id, err := recordID(req.Record)
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		res, err := d.ExportDICOM(r.Context(), id, req.Version, req.Dir, req.Series, req.Purpose)
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		reply(w, res, nil)
+	})
+	s.HandleFunc("POST "+p+"/dicom/deidentify", func(w http.ResponseWriter, r *http.Request) {
+		var req DicomDeidRequest
+		if err := api.Decode(r, &req); err != nil {
+			api.Fail(w, err)
+			return
+		}
+		id, err := recordID(req.Record)
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		res, err := d.DeidentifyDICOM(r.Context(), id, req)
+		reply(w, res, err)
+	})
+	d.dicomwebRoutes()
+}
+
+func recordID(s string) (cid.Cid, error) {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef, api.Errorf(http.StatusBadRequest, "record IDs look like bafkrei…", "%q is not a record ID: %v", s, err)
+	}
+	return c, nil
+}
