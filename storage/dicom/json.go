@@ -16,7 +16,7 @@ import (
 // numbers; sequences nest. Private attributes and bulk binary values (OB, OW,
 // OF, UN, pixel data) are omitted. in must come from ParseFile/ParseReader.
 func MetadataJSON(in *Instance) ([]byte, error) {
-	if in == nil || in.elems == nil {
+	if in == nil || in.ts.BO == nil {
 		return nil, errors.New("dicom: MetadataJSON: instance has no parsed elements")
 	}
 	return json.Marshal(jsonDataset(in.elems, in.ts.BO))

@@ -82,6 +82,9 @@ type tsInfo struct {
 }
 
 func lookupTS(uid string) (tsInfo, error) {
+	if !validUID(uid) {
+		return tsInfo{}, perr(ErrUnsupported, -1, "invalid transfer syntax UID %q", uid)
+	}
 	switch uid {
 	case tsImplicitLE:
 		return tsInfo{uid, binary.LittleEndian, true, false}, nil
@@ -142,6 +145,32 @@ func (d *decoder) peekGroup(bo binary.ByteOrder) (uint16, bool) {
 		return 0, false
 	}
 	return bo.Uint16(b), true
+}
+
+var knownVR = map[string]bool{}
+
+func init() {
+	for _, vr := range strings.Fields("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV") {
+		knownVR[vr] = true
+	}
+}
+
+// validUID reports whether s is a syntactically valid UID (PS3.5 9.1).
+func validUID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range strings.Split(s, ".") {
+		if c == "" || (len(c) > 1 && c[0] == '0') {
+			return false
+		}
+		for i := 0; i < len(c); i++ {
+			if c[i] < '0' || c[i] > '9' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isLongVR(vr string) bool {
@@ -211,6 +240,9 @@ func (d *decoder) readHeader() (t uint32, vr string, vl uint32, err error) {
 		return 0, "", 0, perr(ErrMalformed, d.pos-4, "invalid VR bytes %q for tag (%04X,%04X)", b[0:2], g, el)
 	}
 	vr = string(b[0:2])
+	if !knownVR[vr] {
+		return 0, "", 0, perr(ErrMalformed, d.pos-4, "unknown VR %q for tag (%04X,%04X)", vr, g, el)
+	}
 	if isLongVR(vr) {
 		b, err = d.readN(4)
 		if err != nil {
