@@ -138,13 +138,17 @@ func (a *accessIndex) compute(rec cid.Cid) map[peer.ID]bool {
 	return set
 }
 
-// replicaPeers are the peers that hold or are assigned a replica of a record.
+// replicaPeers are the peers that hold or are assigned a replica of a record:
+// placement's targets may fetch before their receipt exists.
 func (a *Daemon) replicaPeers(info ledger.RecordInfo) []peer.ID {
 	var out []peer.ID
 	for _, rc := range a.Ledger.Receipts(info.ID) {
 		if rc.Status == ReceiptHeld {
 			out = append(out, rc.Holder)
 		}
+	}
+	if r := a.repl.Load(); r != nil {
+		out = append(out, r.assigned(info)...)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-datastore"
@@ -39,6 +40,8 @@ type Options struct {
 	StallTimeout time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Replication tunes placement, repair and reprovides (replication.go).
+	Replication ReplicationOptions
 }
 
 // Daemon is a running node.
@@ -64,6 +67,7 @@ type Daemon struct {
 
 	access *accessIndex
 	m      *metrics
+	repl   atomic.Pointer[replicator] // set once by startReplication
 
 	closeOnce sync.Once
 	closeErr  error
@@ -179,6 +183,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	}
 	d.wg.Add(1)
 	go d.followLedger()
+	if err := d.startReplication(); err != nil {
+		return nil, err
+	}
 
 	d.api = api.NewServer(token, d.log)
 	d.routes()
@@ -269,6 +276,7 @@ func (d *Daemon) Close() error {
 			os.Remove(d.Repo.Path(repo.APIFile))
 		}
 		d.cancel()
+		d.stopReplication()
 		if d.P2P != nil {
 			errs = append(errs, d.P2P.Close())
 		}

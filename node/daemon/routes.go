@@ -33,6 +33,7 @@ func (d *Daemon) routes() {
 	d.shareRoutes()
 	d.ledgerRoutes()
 	d.dicomRoutes()
+	d.replicationRoutes()
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

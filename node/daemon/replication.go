@@ -1,0 +1,748 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/sharing/replication"
+	"github.com/medmesh/medmesh/storage/blockstore"
+	"github.com/medmesh/medmesh/storage/record"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ReplicationOptions tune the replication manager (see sharing/replication).
+// Zero values take the defaults.
+type ReplicationOptions struct {
+	// Disabled turns the manager off (no placement, repair or challenges).
+	Disabled bool
+	// Interval between placement passes. Default 10s. Ledger changes also
+	// trigger a pass.
+	Interval time.Duration
+	// Grace is how long a holder may be unreachable, or fail its proofs of
+	// storage, before it is replaced. Default 10m.
+	Grace time.Duration
+	// VerifyInterval between proof-of-storage rounds. Default 10m.
+	VerifyInterval time.Duration
+	// ChallengeBlocks is how many random blocks one challenge asks for.
+	// Default 4.
+	ChallengeBlocks int
+	// ReprovideInterval between DHT re-announcements of every block this
+	// node holds. The DHT keeps provider records ~48h. Default 12h.
+	ReprovideInterval time.Duration
+	// ReprovideBatch is how many CIDs one reprovide batch hands the DHT
+	// provider pool (whose concurrency is p2p's ProvideConcurrency).
+	// Default 4096.
+	ReprovideBatch int
+	// FetchConcurrency bounds replicas fetched at once. Default 2.
+	FetchConcurrency int
+	// DiskReserve is free disk space a replica may not eat into. Default 256 MiB.
+	DiskReserve int64
+}
+
+func (o *ReplicationOptions) defaults() {
+	if o.Interval <= 0 {
+		o.Interval = 10 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Minute
+	}
+	if o.VerifyInterval <= 0 {
+		o.VerifyInterval = 10 * time.Minute
+	}
+	if o.ChallengeBlocks <= 0 {
+		o.ChallengeBlocks = 4
+	}
+	o.ChallengeBlocks = min(o.ChallengeBlocks, replication.MaxChallengeBlocks)
+	if o.ReprovideInterval <= 0 {
+		o.ReprovideInterval = 12 * time.Hour
+	}
+	if o.ReprovideBatch <= 0 {
+		o.ReprovideBatch = 4096
+	}
+	if o.FetchConcurrency <= 0 {
+		o.FetchConcurrency = 2
+	}
+	if o.DiskReserve <= 0 {
+		o.DiskReserve = 256 << 20
+	}
+}
+
+// Receipt statuses besides ReceiptHeld.
+const (
+	ReceiptDeclined = replication.StatusDeclined
+	ReceiptReleased = replication.StatusReleased
+)
+
+var pinPrefix = datastore.NewKey("/replication/pins")
+
+// replicator runs placement, repair, proofs of storage and reprovides for
+// one daemon. It decides only for its own node (sharing/replication doc).
+type replicator struct {
+	d    *Daemon
+	o    ReplicationOptions
+	live *replication.Liveness
+	m    *replMetrics
+	wake chan struct{}
+	wg   sync.WaitGroup
+	sem  chan struct{}
+
+	mu       sync.Mutex
+	pins     map[cid.Cid]cid.Cid // record -> block list, persisted
+	inflight map[cid.Cid]int     // records being fetched or added: gc keeps them
+	fetching map[cid.Cid]bool
+	lost     map[cid.Cid]bool // releasing after a failed self-check
+	upSet    map[peer.ID]bool // last liveness snapshot (access cache invalidation)
+}
+
+type replMetrics struct {
+	fetches      *prometheus.CounterVec
+	fetchSeconds prometheus.Histogram
+	fetchedBytes prometheus.Counter
+	receipts     *prometheus.CounterVec
+	challenges   *prometheus.CounterVec
+	reprovided   prometheus.Counter
+	reprovideBPS prometheus.Gauge
+	gcBlocks     prometheus.Counter
+	gcBytes      prometheus.Counter
+	pinned       prometheus.Gauge
+}
+
+func newReplMetrics(reg prometheus.Registerer) *replMetrics {
+	m := &replMetrics{
+		fetches:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_replica_fetches_total", Help: "Replica fetches by result."}, []string{"result"}),
+		fetchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "medmesh_replica_fetch_seconds", Help: "Time to fetch and pin a replica.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
+		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_replica_fetched_bytes_total", Help: "Block bytes fetched for replicas."}),
+		receipts:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_replica_receipts_total", Help: "Replica receipts published by status."}, []string{"status"}),
+		challenges:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_replica_challenges_total", Help: "Proof-of-storage challenges sent, by result."}, []string{"result"}),
+		reprovided:   prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_reprovided_blocks_total", Help: "Blocks re-announced on the DHT."}),
+		reprovideBPS: prometheus.NewGauge(prometheus.GaugeOpts{Name: "medmesh_reprovide_blocks_per_second", Help: "Throughput of the last reprovide run."}),
+		gcBlocks:     prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_gc_removed_blocks_total", Help: "Blocks removed by gc."}),
+		gcBytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_gc_removed_bytes_total", Help: "Bytes removed by gc."}),
+		pinned:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "medmesh_replicas_pinned", Help: "Records this node pins as a replica holder."}),
+	}
+	reg.MustRegister(m.fetches, m.fetchSeconds, m.fetchedBytes, m.receipts, m.challenges, m.reprovided, m.reprovideBPS, m.gcBlocks, m.gcBytes, m.pinned)
+	return m
+}
+
+// startReplication starts the replication manager.
+func (d *Daemon) startReplication() error {
+	o := d.opts.Replication
+	o.defaults()
+	r := &replicator{
+		d: d, o: o, live: replication.NewLiveness(o.Grace, d.opts.Now()),
+		m: newReplMetrics(d.reg), wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
+		pins: map[cid.Cid]cid.Cid{}, inflight: map[cid.Cid]int{}, fetching: map[cid.Cid]bool{},
+		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{},
+	}
+	if err := r.loadPins(d.ctx); err != nil {
+		return fmt.Errorf("load replica pins: %w", err)
+	}
+	d.repl.Store(r)
+	// Proofs are served even when the manager is disabled: holders answer.
+	d.P2P.Host.SetStreamHandler(replication.ChallengeProtocol, r.serveChallenge)
+	if o.Disabled {
+		return nil
+	}
+	r.wg.Add(3)
+	go r.loop()
+	go r.verifyLoop()
+	go r.reprovideLoop()
+	return nil
+}
+
+// stopReplication waits for the manager's goroutines (d.ctx is cancelled).
+func (d *Daemon) stopReplication() {
+	r := d.repl.Load()
+	if r == nil {
+		return
+	}
+	if d.P2P != nil {
+		d.P2P.Host.RemoveStreamHandler(replication.ChallengeProtocol)
+	}
+	r.wg.Wait()
+}
+
+func (r *replicator) loadPins(ctx context.Context) error {
+	res, err := r.d.local.Query(ctx, query.Query{Prefix: pinPrefix.String()})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for e := range res.Next() {
+		if e.Error != nil {
+			return e.Error
+		}
+		rec, err1 := cid.Decode(strings.TrimPrefix(e.Key, pinPrefix.String()+"/"))
+		bl, err2 := cid.Cast(e.Value)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		r.pins[rec] = bl
+	}
+	r.m.pinned.Set(float64(len(r.pins)))
+	return nil
+}
+
+func (r *replicator) pin(ctx context.Context, info ledger.RecordInfo) error {
+	if err := r.d.local.Put(ctx, pinPrefix.ChildString(info.ID.String()), info.Blocklist.Bytes()); err != nil {
+		return err
+	}
+	if err := r.d.local.Sync(ctx, pinPrefix); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.pins[info.ID] = info.Blocklist
+	r.m.pinned.Set(float64(len(r.pins)))
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *replicator) unpin(ctx context.Context, rec cid.Cid) error {
+	r.mu.Lock()
+	delete(r.pins, rec)
+	r.m.pinned.Set(float64(len(r.pins)))
+	r.mu.Unlock()
+	return r.d.local.Delete(ctx, pinPrefix.ChildString(rec.String()))
+}
+
+func (r *replicator) pinned(rec cid.Cid) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.pins[rec]
+	return ok
+}
+
+// hold marks a record as in progress so gc keeps its blocks; call the
+// returned function when done.
+func (r *replicator) hold(rec cid.Cid) func() {
+	r.mu.Lock()
+	r.inflight[rec]++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			if r.inflight[rec]--; r.inflight[rec] <= 0 {
+				delete(r.inflight, rec)
+			}
+			r.mu.Unlock()
+		})
+	}
+}
+
+func (r *replicator) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop runs placement passes on a timer and on ledger changes.
+func (r *replicator) loop() {
+	defer r.wg.Done()
+	ch, cancel := r.d.Ledger.Subscribe()
+	defer cancel()
+	t := time.NewTicker(r.o.Interval)
+	defer t.Stop()
+	r.pass()
+	for {
+		select {
+		case <-r.d.ctx.Done():
+			return
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch e.Type {
+			case ledger.TypeRecordAnnounce, ledger.TypeReceipt, ledger.TypeMemberAdd, ledger.TypeMemberRemove:
+				r.kick()
+			}
+		case <-r.wake:
+			r.pass()
+		case <-t.C:
+			r.pass()
+		}
+	}
+}
+
+// observe updates liveness from connectedness and dials members that are
+// not connected, so a peer that came back is noticed.
+func (r *replicator) observe() {
+	d := r.d
+	now := d.opts.Now()
+	changed := false
+	for _, m := range d.Ledger.Members() {
+		p := m.Peer
+		if p == d.self {
+			continue
+		}
+		if d.P2P.Host.Network().Connectedness(p) == network.Connected {
+			r.live.Seen(p, now)
+		} else if len(d.P2P.Host.Peerstore().Addrs(p)) > 0 {
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				ctx, cancel := context.WithTimeout(d.ctx, min(r.o.Interval, 5*time.Second))
+				defer cancel()
+				if d.P2P.Connect(ctx, peer.AddrInfo{ID: p}) == nil {
+					r.live.Seen(p, d.opts.Now())
+					r.kick()
+				}
+			}()
+		}
+		up := r.live.Up(p, now)
+		r.mu.Lock()
+		if r.upSet[p] != up {
+			r.upSet[p] = up
+			changed = true
+		}
+		r.mu.Unlock()
+	}
+	if changed {
+		// replicaPeers depends on liveness: drop cached access decisions.
+		d.access.mu.Lock()
+		d.access.allowed = map[cid.Cid]map[peer.ID]bool{}
+		d.access.mu.Unlock()
+	}
+}
+
+func toMembers(ms []ledger.Member) []replication.Member {
+	out := make([]replication.Member, len(ms))
+	for i, m := range ms {
+		out[i] = replication.Member{Peer: m.Peer, Org: m.Org}
+	}
+	return out
+}
+
+func toReceipts(rs []ledger.Receipt) []replication.Receipt {
+	out := make([]replication.Receipt, len(rs))
+	for i, rc := range rs {
+		out[i] = replication.Receipt{Holder: rc.Holder, Status: rc.Status, Reason: rc.Reason}
+	}
+	return out
+}
+
+// plan computes a record's placement with an alive function.
+func (r *replicator) plan(info ledger.RecordInfo, members []replication.Member, alive func(peer.ID) bool) replication.Plan {
+	wanted := int(info.Replicas)
+	if wanted <= 0 {
+		wanted = r.d.Repo.Config.ReplicationFactor
+	}
+	return replication.Decide(replication.Input{
+		Record: info.ID, Owner: info.Owner, Wanted: wanted, Members: members,
+		Receipts: toReceipts(r.d.Ledger.Receipts(info.ID)), Alive: alive,
+	})
+}
+
+// aliveFor is this node's liveness view for a record (self always alive
+// unless it found its copy damaged).
+func (r *replicator) aliveFor(rec cid.Cid) func(peer.ID) bool {
+	now := r.d.opts.Now()
+	return func(p peer.ID) bool {
+		if p == r.d.self {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return !r.lost[rec]
+		}
+		return r.d.Ledger.IsMember(p) && r.live.Alive(rec, p, now)
+	}
+}
+
+// assigned are the peers placement wants to hold a record now, as this node
+// sees it: with the grace period and, more eagerly, with connectedness only
+// (so a replacement may fetch from us as soon as it decides to).
+func (r *replicator) assigned(info ledger.RecordInfo) []peer.ID {
+	members := toMembers(r.d.Ledger.Members())
+	a := r.plan(info, members, r.aliveFor(info.ID)).Targets
+	now := r.plan(info, members, func(p peer.ID) bool {
+		return p == r.d.self || r.d.P2P.Host.Network().Connectedness(p) == network.Connected
+	}).Targets
+	return append(a, now...)
+}
+
+func (r *replicator) myReceipt(rec cid.Cid) (ledger.Receipt, bool) {
+	for _, rc := range r.d.Ledger.Receipts(rec) {
+		if rc.Holder == r.d.self {
+			return rc, true
+		}
+	}
+	return ledger.Receipt{}, false
+}
+
+// pass evaluates every record and acts for this node.
+func (r *replicator) pass() {
+	d := r.d
+	if !d.Ledger.IsMember(d.self) {
+		return
+	}
+	r.observe()
+	members := toMembers(d.Ledger.Members())
+	for _, info := range d.Ledger.Records() {
+		if d.ctx.Err() != nil {
+			return
+		}
+		if info.Owner == d.self {
+			continue
+		}
+		p := r.plan(info, members, r.aliveFor(info.ID))
+		rc, hasRC := r.myReceipt(info.ID)
+		held := hasRC && rc.Status == ReceiptHeld
+		pinned := r.pinned(info.ID)
+		r.mu.Lock()
+		busy := r.fetching[info.ID]
+		r.mu.Unlock()
+		switch {
+		case busy:
+		case replication.Has(p.Targets, d.self) && !(held && pinned):
+			r.startFetch(info)
+		case held && pinned && replication.Has(p.Surplus, d.self):
+			r.release(info.ID, "surplus: more than the wanted replicas are live")
+		case held && !pinned:
+			r.release(info.ID, "not pinned on this node")
+		case pinned && !held && !replication.Has(p.Targets, d.self):
+			if err := r.unpin(d.ctx, info.ID); err != nil {
+				d.log.Warn("unpin stale replica", "record", info.ID, "err", err)
+			}
+		}
+	}
+}
+
+func (r *replicator) publish(ctx context.Context, rec cid.Cid, status, reason string) error {
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	if _, err := r.d.Ledger.Append(ctx, ledger.TypeReceipt, ledger.ReceiptPayload{Record: rec, Status: status, Reason: reason}); err != nil {
+		return err
+	}
+	r.m.receipts.WithLabelValues(status).Inc()
+	r.d.log.Info("published replica receipt", "record", rec, "status", status, "reason", reason)
+	return nil
+}
+
+// release publishes "released" and unpins; gc removes the blocks later.
+func (r *replicator) release(rec cid.Cid, reason string) {
+	if err := r.publish(r.d.ctx, rec, ReceiptReleased, reason); err != nil {
+		r.d.log.Warn("release replica", "record", rec, "err", err)
+		return
+	}
+	if err := r.unpin(r.d.ctx, rec); err != nil {
+		r.d.log.Warn("unpin replica", "record", rec, "err", err)
+	}
+}
+
+func (r *replicator) startFetch(info ledger.RecordInfo) {
+	r.mu.Lock()
+	if r.fetching[info.ID] {
+		r.mu.Unlock()
+		return
+	}
+	r.fetching[info.ID] = true
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.fetching, info.ID)
+			r.mu.Unlock()
+		}()
+		select {
+		case r.sem <- struct{}{}:
+		case <-r.d.ctx.Done():
+			return
+		}
+		defer func() { <-r.sem }()
+		if err := r.replicate(r.d.ctx, info); err != nil && r.d.ctx.Err() == nil {
+			r.m.fetches.WithLabelValues("error").Inc()
+			r.d.log.Warn("replicate record", "record", info.ID, "err", err)
+		}
+	}()
+}
+
+// cannotTake says why this node cannot store a replica (empty: it can).
+func (r *replicator) cannotTake(info ledger.RecordInfo) string {
+	if q := r.d.Repo.Config.StorageQuota; q > 0 {
+		var used int64
+		r.mu.Lock()
+		for rec := range r.pins {
+			if rec == info.ID {
+				continue
+			}
+			if ri, ok := r.d.Ledger.Record(rec); ok {
+				used += int64(ri.Size)
+			}
+		}
+		r.mu.Unlock()
+		if used+int64(info.Size) > q {
+			return fmt.Sprintf("storage quota exceeded: %d + %d > %d bytes", used, info.Size, q)
+		}
+	}
+	if free, ok := diskFree(r.d.Repo.Path("datastore")); ok && free < uint64(info.Size)+uint64(r.o.DiskReserve) {
+		return fmt.Sprintf("disk full: %d bytes free, record needs %d plus a reserve of %d", free, info.Size, r.o.DiskReserve)
+	}
+	return ""
+}
+
+// replicate fetches a record's ciphertext blocks, pins them and publishes
+// a "held" receipt (or "declined" when it cannot take the record).
+func (r *replicator) replicate(ctx context.Context, info ledger.RecordInfo) error {
+	d := r.d
+	if why := r.cannotTake(info); why != "" {
+		if rc, ok := r.myReceipt(info.ID); ok && rc.Status == ReceiptDeclined {
+			return nil
+		}
+		r.m.fetches.WithLabelValues("declined").Inc()
+		return r.publish(ctx, info.ID, ReceiptDeclined, why)
+	}
+	done := r.hold(info.ID)
+	defer done()
+	start := time.Now()
+	timeout := d.opts.FetchTimeout + time.Duration(info.Size/(4<<20))*time.Second
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	blb, err := d.P2P.Get(fctx, info.Blocklist)
+	if err != nil {
+		return fmt.Errorf("fetch block list: %w", err)
+	}
+	ids, err := record.DecodeBlockList(blb.RawData())
+	if err != nil {
+		return fmt.Errorf("block list of %s: %w", info.ID, err)
+	}
+	if !containsCid(ids, info.ID) {
+		return fmt.Errorf("block list of %s does not list its manifest", info.ID)
+	}
+	// Index first: the blocks are served only to peers allowed to read
+	// the record, from the moment they arrive.
+	d.access.addBlocks(ctx, info.ID, append(append([]cid.Cid{}, ids...), info.Blocklist))
+	var n int64
+	if err := d.P2P.GetMany(fctx, ids, func(b blocks.Block) error {
+		n += int64(len(b.RawData()))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("fetch blocks: %w", err)
+	}
+	if err := d.Store.DS.Sync(ctx, datastore.NewKey("/")); err != nil {
+		return err
+	}
+	if err := r.pin(ctx, info); err != nil {
+		return fmt.Errorf("pin: %w", err)
+	}
+	r.mu.Lock()
+	delete(r.lost, info.ID)
+	r.mu.Unlock()
+	if rc, ok := r.myReceipt(info.ID); !ok || rc.Status != ReceiptHeld {
+		if err := r.publish(ctx, info.ID, ReceiptHeld, ""); err != nil {
+			return fmt.Errorf("publish receipt: %w", err)
+		}
+	}
+	r.m.fetches.WithLabelValues("held").Inc()
+	r.m.fetchSeconds.Observe(time.Since(start).Seconds())
+	r.m.fetchedBytes.Add(float64(n))
+	d.log.Info("holding replica", "record", info.ID, "blocks", len(ids), "bytes", n, "took", time.Since(start).Round(time.Millisecond))
+	d.provideLater(append(ids, info.Blocklist))
+	return nil
+}
+
+func containsCid(cs []cid.Cid, c cid.Cid) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// owns reports whether this node owns rec, or is adding it (its wrapped
+// key is stored before its blocks are indexed).
+func (r *replicator) owns(ctx context.Context, rec cid.Cid) bool {
+	if info, ok := r.d.Ledger.Record(rec); ok && info.Owner == r.d.self {
+		return true
+	}
+	has, _ := r.d.local.Has(ctx, keyKey(rec))
+	return has
+}
+
+// serveChallenge answers a proof-of-storage challenge.
+func (r *replicator) serveChallenge(s network.Stream) {
+	d := r.d
+	var isOwner bool
+	lookup := func(ctx context.Context, rec, c cid.Cid) ([]byte, error) {
+		isOwner = r.owns(ctx, rec)
+		if !isOwner && !r.pinned(rec) {
+			return nil, replication.ErrNotHeld
+		}
+		if br, ok := d.access.recordOf(c); !ok || br != rec {
+			return nil, replication.ErrNotHeld
+		}
+		b, err := d.Store.Blocks.Get(ctx, c)
+		if ipld.IsNotFound(err) || errors.Is(err, blockstore.ErrHashMismatch) {
+			return nil, replication.ErrMissing
+		}
+		if err != nil {
+			return nil, err
+		}
+		return b.RawData(), nil
+	}
+	rec, missing, err := replication.Serve(d.ctx, s, lookup, 30*time.Second)
+	if err != nil {
+		d.log.Debug("challenge", "from", s.Conn().RemotePeer(), "err", err)
+	}
+	if missing == 0 || !rec.Defined() {
+		return
+	}
+	d.log.Error("proof of storage failed: blocks of a held record are missing", "record", rec, "missing", missing, "owner", isOwner)
+	if isOwner {
+		// The owner cannot hand its record off: fetch the blocks back.
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.selfHeal(rec)
+		}()
+		return
+	}
+	r.mu.Lock()
+	already := r.lost[rec]
+	r.lost[rec] = true
+	r.mu.Unlock()
+	if !already {
+		r.release(rec, fmt.Sprintf("%s %d challenged blocks missing", replication.ReasonLost, missing))
+	}
+}
+
+// selfHeal re-fetches an owned record's missing blocks from its holders.
+func (r *replicator) selfHeal(rec cid.Cid) {
+	d := r.d
+	info, ok := d.Ledger.Record(rec)
+	if !ok {
+		return
+	}
+	done := r.hold(rec)
+	defer done()
+	ctx, cancel := context.WithTimeout(d.ctx, d.opts.FetchTimeout)
+	defer cancel()
+	ids, err := r.blockList(ctx, info)
+	if err == nil {
+		err = d.P2P.GetMany(ctx, ids, func(blocks.Block) error { return nil })
+	}
+	if err != nil {
+		d.log.Error("could not restore the blocks of an owned record", "record", rec, "err", err)
+		return
+	}
+	d.log.Info("restored the missing blocks of an owned record", "record", rec)
+}
+
+func (r *replicator) blockList(ctx context.Context, info ledger.RecordInfo) ([]cid.Cid, error) {
+	b, err := r.d.P2P.Get(ctx, info.Blocklist)
+	if err != nil {
+		return nil, err
+	}
+	return record.DecodeBlockList(b.RawData())
+}
+
+// verifyLoop challenges the other holders of every record this node holds.
+func (r *replicator) verifyLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.o.VerifyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.d.ctx.Done():
+			return
+		case <-t.C:
+			r.verifyAll()
+		}
+	}
+}
+
+func (r *replicator) verifyAll() {
+	d := r.d
+	members := toMembers(d.Ledger.Members())
+	for _, info := range d.Ledger.Records() {
+		if d.ctx.Err() != nil {
+			return
+		}
+		if info.Owner != d.self && !r.pinned(info.ID) {
+			continue // only a holder has the bytes to check an answer
+		}
+		p := r.plan(info, members, nil)
+		var others []peer.ID
+		for _, h := range p.Holders {
+			if h != d.self && d.P2P.Host.Network().Connectedness(h) == network.Connected {
+				others = append(others, h)
+			}
+		}
+		if len(others) == 0 {
+			continue
+		}
+		sample, err := r.sample(d.ctx, info)
+		if err != nil {
+			d.log.Debug("challenge sample", "record", info.ID, "err", err)
+			continue
+		}
+		for _, h := range others {
+			r.verifyOne(info.ID, h, sample)
+		}
+	}
+}
+
+// sample picks random blocks of a record from the local store.
+func (r *replicator) sample(ctx context.Context, info ledger.RecordInfo) ([]blocks.Block, error) {
+	blb, err := r.d.Store.Blocks.Get(ctx, info.Blocklist)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := record.DecodeBlockList(blb.RawData())
+	if err != nil {
+		return nil, err
+	}
+	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	var out []blocks.Block
+	for _, c := range ids {
+		if len(out) == r.o.ChallengeBlocks {
+			break
+		}
+		b, err := r.d.Store.Blocks.Get(ctx, c)
+		if err != nil {
+			continue // our own copy is damaged; the owner/holder check catches it
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no local blocks to challenge with")
+	}
+	return out, nil
+}
+
+func (r *replicator) verifyOne(rec cid.Cid, h peer.ID, sample []blocks.Block) {
+	d := r.d
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	res, err := replication.Challenge(ctx, d.P2P.Host, h, rec, sample)
+	now := d.opts.Now()
+	switch {
+	case err != nil:
+		r.m.challenges.WithLabelValues("error").Inc()
+		d.log.Debug("challenge holder", "record", rec, "holder", h, "err", err)
+	case res.OK():
+		r.m.challenges.WithLabelValues("ok").Inc()
+		r.live.Verified(rec, h, true, now)
+	default:
+		r.m.challenges.WithLabelValues("failed").Inc()
+		r.live.Verified(rec, h, false, now)
+		d.log.Warn("holder failed proof of storage", "record", rec, "holder", h, "missing", res.Missing, "wrong", res.Wrong, "refused", res.Refused)
+		r.kick()
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package daemon
+
+func diskFree(string) (uint64, bool) { return 0, false }

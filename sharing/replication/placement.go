@@ -1,0 +1,196 @@
+package replication
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"sort"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Receipt statuses (the ledger's replica.receipt).
+const (
+	StatusHeld     = "held"
+	StatusDeclined = "declined"
+	StatusReleased = "released"
+)
+
+// ReasonLost prefixes the reason of a "released" receipt published by a
+// holder that found it lost blocks it should hold; such a holder is not
+// chosen again for the record.
+const ReasonLost = "lost:"
+
+// Member is a network member as placement sees it.
+type Member struct {
+	Peer peer.ID
+	Org  string
+}
+
+// Receipt is a holder's latest receipt for a record.
+type Receipt struct {
+	Holder peer.ID
+	Status string
+	Reason string
+}
+
+// Ineligible reports whether a receipt excludes its author from placement.
+func (r Receipt) Ineligible() bool {
+	return r.Status == StatusDeclined || (r.Status == StatusReleased && strings.HasPrefix(r.Reason, ReasonLost))
+}
+
+// Score is the HRW score of peer p for record rec.
+func Score(rec cid.Cid, p peer.ID) [32]byte {
+	h := sha256.New()
+	h.Write(rec.Bytes())
+	h.Write([]byte(p))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Order ranks members for a record: the owner first, then the eligible
+// members by HRW score, org-diverse first (see the package doc). Members
+// in excluded are left out (the owner never is).
+func Order(rec cid.Cid, owner peer.ID, members []Member, excluded map[peer.ID]bool) []peer.ID {
+	type cand struct {
+		m     Member
+		score [32]byte
+	}
+	var cs []cand
+	ownerOrg := ""
+	seen := map[peer.ID]bool{}
+	for _, m := range members {
+		if seen[m.Peer] {
+			continue
+		}
+		seen[m.Peer] = true
+		if m.Peer == owner {
+			ownerOrg = m.Org
+			continue
+		}
+		if excluded[m.Peer] {
+			continue
+		}
+		cs = append(cs, cand{m, Score(rec, m.Peer)})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if c := bytes.Compare(cs[i].score[:], cs[j].score[:]); c != 0 {
+			return c > 0
+		}
+		return cs[i].m.Peer < cs[j].m.Peer
+	})
+	out := make([]peer.ID, 0, len(cs)+1)
+	out = append(out, owner)
+	used := map[string]bool{}
+	if ownerOrg != "" {
+		used[ownerOrg] = true
+	}
+	taken := make([]bool, len(cs))
+	for i, c := range cs {
+		if c.m.Org == "" || !used[c.m.Org] {
+			if c.m.Org != "" {
+				used[c.m.Org] = true
+			}
+			out = append(out, c.m.Peer)
+			taken[i] = true
+		}
+	}
+	for i, c := range cs {
+		if !taken[i] {
+			out = append(out, c.m.Peer)
+		}
+	}
+	return out
+}
+
+// Input is what Plan decides from.
+type Input struct {
+	Record  cid.Cid
+	Owner   peer.ID
+	Wanted  int
+	Members []Member
+	// Receipts are each holder's latest receipt for the record.
+	Receipts []Receipt
+	// Alive reports whether a peer counts as alive for this record.
+	Alive func(peer.ID) bool
+}
+
+// Plan is the placement of one record as one node sees it.
+type Plan struct {
+	// Order is the full ranking (owner first).
+	Order []peer.ID
+	// Holders are the owner and peers with a "held" receipt, in order
+	// (alive or not; members only).
+	Holders []peer.ID
+	// Live are the holders that are alive, in order.
+	Live []peer.ID
+	// Targets are the peers that should hold the record now.
+	Targets []peer.ID
+	// Surplus are live holders beyond Wanted (never the owner).
+	Surplus []peer.ID
+}
+
+// Has reports whether p is in ps.
+func Has(ps []peer.ID, p peer.ID) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide computes the plan for a record.
+func Decide(in Input) Plan {
+	excluded := map[peer.ID]bool{}
+	held := map[peer.ID]bool{in.Owner: true}
+	member := map[peer.ID]bool{}
+	for _, m := range in.Members {
+		member[m.Peer] = true
+	}
+	for _, r := range in.Receipts {
+		if r.Ineligible() {
+			excluded[r.Holder] = true
+		}
+		if r.Status == StatusHeld && member[r.Holder] {
+			held[r.Holder] = true
+		}
+	}
+	var p Plan
+	p.Order = Order(in.Record, in.Owner, in.Members, excluded)
+	wanted := max(in.Wanted, 1)
+	alive := in.Alive
+	if alive == nil {
+		alive = func(peer.ID) bool { return true }
+	}
+	for _, q := range p.Order {
+		if held[q] {
+			p.Holders = append(p.Holders, q)
+			if alive(q) {
+				p.Live = append(p.Live, q)
+			}
+		}
+	}
+	if len(p.Live) >= wanted {
+		p.Targets = append(p.Targets, p.Live[:wanted]...)
+		for _, q := range p.Live[wanted:] {
+			if q != in.Owner {
+				p.Surplus = append(p.Surplus, q)
+			}
+		}
+		return p
+	}
+	p.Targets = append(p.Targets, p.Live...)
+	for _, q := range p.Order {
+		if len(p.Targets) >= wanted {
+			break
+		}
+		if held[q] || !alive(q) || excluded[q] {
+			continue
+		}
+		p.Targets = append(p.Targets, q)
+	}
+	return p
+}
