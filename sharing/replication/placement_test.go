@@ -1,0 +1,256 @@
+package replication
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+func testPeers(t testing.TB, n int) []peer.ID {
+	t.Helper()
+	var out []peer.ID
+	for i := 0; i < n; i++ {
+		b, _ := mh.Sum([]byte(fmt.Sprintf("peer-%d", i)), mh.IDENTITY, -1)
+		out = append(out, peer.ID(b))
+	}
+	return out
+}
+
+func testRecord(s string) cid.Cid {
+	h, _ := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+func members(ps []peer.ID, orgs ...string) []Member {
+	out := make([]Member, len(ps))
+	for i, p := range ps {
+		out[i] = Member{Peer: p}
+		if i < len(orgs) {
+			out[i].Org = orgs[i]
+		}
+	}
+	return out
+}
+
+func TestOrderDeterministicAndOwnerFirst(t *testing.T) {
+	ps := testPeers(t, 8)
+	rec := testRecord("r1")
+	a := Order(rec, ps[3], members(ps), nil)
+	// Same inputs in another order give the same ranking.
+	rev := members(ps)
+	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
+		rev[i], rev[j] = rev[j], rev[i]
+	}
+	b := Order(rec, ps[3], rev, nil)
+	if fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("order depends on member order:\n%v\n%v", a, b)
+	}
+	if a[0] != ps[3] || len(a) != 8 {
+		t.Fatalf("owner not first or members lost: %v", a)
+	}
+	// Different records spread differently (HRW): over many records every
+	// peer is ranked second at least once.
+	second := map[peer.ID]int{}
+	for i := 0; i < 400; i++ {
+		o := Order(testRecord(fmt.Sprint(i)), ps[0], members(ps), nil)
+		second[o[1]]++
+	}
+	if len(second) != 7 {
+		t.Fatalf("second place not spread over the 7 non-owners: %v", second)
+	}
+	// Excluding a peer removes only it: the rest keep their relative order.
+	c := Order(rec, ps[3], members(ps), map[peer.ID]bool{a[2]: true})
+	want := append(append([]peer.ID{}, a[:2]...), a[3:]...)
+	if fmt.Sprint(c) != fmt.Sprint(want) {
+		t.Fatalf("exclusion reshuffled the order:\n%v\n%v", c, want)
+	}
+}
+
+func TestOrderPrefersOtherOrgs(t *testing.T) {
+	ps := testPeers(t, 6)
+	// Owner in org x; peers 1,2 also x; 3,4 in y; 5 in z.
+	ms := members(ps, "x", "x", "x", "y", "y", "z")
+	for i := 0; i < 50; i++ {
+		o := Order(testRecord(fmt.Sprint(i)), ps[0], ms, nil)
+		orgs := map[string]bool{}
+		for _, p := range o[:3] {
+			for _, m := range ms {
+				if m.Peer == p {
+					orgs[m.Org] = true
+				}
+			}
+		}
+		if len(orgs) != 3 {
+			t.Fatalf("record %d: first three %v are not in three orgs", i, o[:3])
+		}
+	}
+}
+
+func TestDecide(t *testing.T) {
+	ps := testPeers(t, 6)
+	rec := testRecord("r")
+	owner := ps[0]
+	ms := members(ps)
+	order := Order(rec, owner, ms, nil)
+	all := func(peer.ID) bool { return true }
+
+	// Fresh record: owner + the next two.
+	p := Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Alive: all})
+	if fmt.Sprint(p.Targets) != fmt.Sprint(order[:3]) || len(p.Surplus) != 0 {
+		t.Fatalf("fresh: %v", p.Targets)
+	}
+	// A declined candidate is skipped: the next one is chosen.
+	rcs := []Receipt{{Holder: order[1], Status: StatusDeclined, Reason: "quota"}, {Holder: order[2], Status: StatusHeld}}
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: all})
+	if fmt.Sprint(p.Targets) != fmt.Sprint([]peer.ID{order[0], order[2], order[3]}) {
+		t.Fatalf("declined not skipped: %v (order %v)", p.Targets, order)
+	}
+	// Holders 1 and 2 held; 2 dies: the next alive non-holder repairs.
+	rcs = []Receipt{{Holder: order[1], Status: StatusHeld}, {Holder: order[2], Status: StatusHeld}}
+	dead := func(q peer.ID) bool { return q != order[2] }
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: dead})
+	if fmt.Sprint(p.Targets) != fmt.Sprint([]peer.ID{order[0], order[1], order[3]}) || len(p.Live) != 2 {
+		t.Fatalf("repair: %+v", p)
+	}
+	// It comes back after order[3] took over: four live, the lowest-ranked
+	// (order[3]) is surplus; the owner never is.
+	rcs = append(rcs, Receipt{Holder: order[3], Status: StatusHeld})
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: all})
+	if fmt.Sprint(p.Surplus) != fmt.Sprint([]peer.ID{order[3]}) {
+		t.Fatalf("surplus: %+v", p)
+	}
+	// Owner down, wanted 2: the owner is not live, two others hold.
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 2, Members: ms, Receipts: rcs, Alive: func(q peer.ID) bool { return q != owner }})
+	if replicaHas(p.Targets, owner) || len(p.Targets) != 2 || len(p.Surplus) != 1 {
+		t.Fatalf("owner down: %+v", p)
+	}
+	// A holder that lost its blocks is ineligible; a plain release is not.
+	lost := Receipt{Holder: order[1], Status: StatusReleased, Reason: ReasonLost + " 1 block"}
+	if !lost.Ineligible() || (Receipt{Status: StatusReleased, Reason: "surplus"}).Ineligible() {
+		t.Fatal("eligibility of released receipts")
+	}
+	// Not enough members: every alive one is a target, no panic.
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 10, Members: ms[:2], Alive: all})
+	if len(p.Targets) != 2 {
+		t.Fatalf("small network: %+v", p)
+	}
+}
+
+func replicaHas(ps []peer.ID, p peer.ID) bool { return Has(ps, p) }
+
+func TestLivenessGrace(t *testing.T) {
+	ps := testPeers(t, 2)
+	rec := testRecord("x")
+	t0 := time.Unix(1000, 0)
+	l := NewLiveness(10*time.Second, t0)
+	if !l.Up(ps[0], t0.Add(9*time.Second)) || l.Up(ps[0], t0.Add(11*time.Second)) {
+		t.Fatal("unseen peer should be up for the grace period after start only")
+	}
+	l.Seen(ps[0], t0.Add(20*time.Second))
+	if !l.Alive(rec, ps[0], t0.Add(25*time.Second)) {
+		t.Fatal("seen peer not alive")
+	}
+	l.Verified(rec, ps[0], false, t0.Add(21*time.Second))
+	l.Seen(ps[0], t0.Add(40*time.Second))
+	if !l.Alive(rec, ps[0], t0.Add(30*time.Second)) || l.Alive(rec, ps[0], t0.Add(40*time.Second)) {
+		t.Fatal("failing holder: alive within grace, dead after")
+	}
+	l.Verified(rec, ps[0], true, t0.Add(41*time.Second))
+	if !l.Alive(rec, ps[0], t0.Add(42*time.Second)) || l.LastVerified(rec, ps).IsZero() {
+		t.Fatal("a passed check clears the failure")
+	}
+}
+
+// TestChallenge runs the protocol between two real libp2p hosts: an honest
+// prover, one missing a block, one answering garbage, and raw garbage sent
+// to the prover (which must not panic).
+func TestChallenge(t *testing.T) {
+	ctx := context.Background()
+	h1, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h1.Close()
+	h2, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	if err := h1.Connect(ctx, peer.AddrInfo{ID: h2.ID(), Addrs: h2.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	rec := testRecord("rec")
+	var bs []blocks.Block
+	store := map[cid.Cid][]byte{}
+	for i := 0; i < 4; i++ {
+		d := make([]byte, 1000)
+		rand.Read(d)
+		b := blocks.NewBlock(d)
+		bs = append(bs, b)
+		store[b.Cid()] = d
+	}
+	mode := "honest"
+	h2.SetStreamHandler(ChallengeProtocol, func(s network.Stream) {
+		Serve(ctx, s, func(_ context.Context, r, c cid.Cid) ([]byte, error) {
+			if r != rec {
+				return nil, ErrNotHeld
+			}
+			d, ok := store[c]
+			switch {
+			case !ok:
+				return nil, ErrNotHeld
+			case mode == "missing" && c == bs[2].Cid():
+				return nil, ErrMissing
+			case mode == "liar":
+				return []byte("not the block"), nil
+			}
+			return d, nil
+		}, 5*time.Second)
+	})
+	for _, tc := range []struct {
+		mode string
+		ok   bool
+	}{{"honest", true}, {"missing", false}, {"liar", false}} {
+		mode = tc.mode
+		res, err := Challenge(ctx, h1, h2.ID(), rec, bs)
+		if err != nil || res.OK() != tc.ok {
+			t.Fatalf("%s: %+v %v", tc.mode, res, err)
+		}
+		if tc.mode == "missing" && res.Missing != 1 {
+			t.Fatalf("missing count: %+v", res)
+		}
+	}
+	mode = "honest"
+	res, err := Challenge(ctx, h1, h2.ID(), testRecord("other"), bs)
+	if err != nil || !res.Refused || res.OK() {
+		t.Fatalf("record not held: %+v %v", res, err)
+	}
+	// Garbage on the wire: the prover resets, nothing panics, and it still
+	// answers the next honest challenge.
+	for _, junk := range [][]byte{{0xff, 0x00, 0x13}, make([]byte, 10000), {0xa1, 0x01, 0x40}} {
+		s, err := h1.NewStream(ctx, h2.ID(), ChallengeProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(junk)
+		s.CloseWrite()
+		buf := make([]byte, 10)
+		s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, _ := s.Read(buf); n > 0 {
+			t.Fatalf("prover answered garbage with %x", buf[:n])
+		}
+		s.Close()
+	}
+	if res, err := Challenge(ctx, h1, h2.ID(), rec, bs); err != nil || !res.OK() {
+		t.Fatalf("after garbage: %+v %v", res, err)
+	}
+}
