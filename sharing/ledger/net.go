@@ -148,8 +148,15 @@ func (l *Ledger) publish(ctx context.Context, e *Entry) {
 // parents are ignored (not forwarded), valid new entries are applied and
 // accepted.
 func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	if msg.Local {
-		return pubsub.ValidationAccept // appended (and applied) by us
+	// Our own publications come back through the validator with from = our
+	// ID (msg.Local only marks in-process-only publications): they were
+	// validated and applied by Append already.
+	if n := l.net2.Load(); msg.Local || (n != nil && from == n.h.ID()) {
+		return pubsub.ValidationAccept
+	}
+	if len(msg.Data) <= MaxEntrySize && l.known(blockCID(msg.Data)) {
+		l.met.duplicates.Inc()
+		return pubsub.ValidationIgnore // no need to verify the signature again
 	}
 	e, err := DecodeEntry(msg.Data)
 	if err != nil {
@@ -267,7 +274,16 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 			break
 		}
 		l.met.fetched.Add(float64(len(resp.Entries)))
-		es := decodeParallel(resp.Entries, func(err error) { l.reject(reasonOf(err), cid.Undef, err) })
+		fresh := resp.Entries[:0]
+		for _, raw := range resp.Entries {
+			if len(raw) > MaxEntrySize || !l.known(blockCID(raw)) {
+				fresh = append(fresh, raw)
+			}
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		es := decodeParallel(fresh, func(err error) { l.reject(reasonOf(err), cid.Undef, err) })
 		res, err := l.ingest(ctx, es, "")
 		if err != nil {
 			return err
@@ -324,6 +340,17 @@ func decodeParallel(raws [][]byte, bad func(error)) []*Entry {
 		es = append(es, e)
 	}
 	return es
+}
+
+// known reports whether entry c is applied.
+func (l *Ledger) known(c cid.Cid) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.heads[c]; ok {
+		return true
+	}
+	n, _ := l.d.get(context.Background(), c)
+	return n != nil
 }
 
 func (l *Ledger) request(ctx context.Context, h host.Host, p peer.ID, req *syncReq) (*syncResp, error) {
@@ -398,9 +425,7 @@ func (l *Ledger) serve(ctx context.Context, from peer.ID, req *syncReq) *syncRes
 	}
 	diff, err := l.d.difference(ctx, heads, have, 0)
 	l.mu.Unlock()
-	if unknown && from != "" {
-		l.trigger(ctx, from) // the client has entries we lack
-	}
+	_ = unknown // the client has entries we lack: its own sync loop sends them
 	resp := &syncResp{}
 	for _, h := range sortedCids(heads) {
 		resp.Heads = append(resp.Heads, h.Bytes())

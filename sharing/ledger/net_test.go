@@ -1,0 +1,200 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/medmesh/medmesh/storage/blockstore"
+)
+
+type meshNode struct {
+	h   host.Host
+	ps  *pubsub.PubSub
+	l   *Ledger
+	st  *blockstore.Store
+	dir string
+	who *ident
+}
+
+// newMesh builds n ledgers on a mocknet with real GossipSub. Node 0 writes
+// the setup entries before anyone is connected; the others catch up by sync.
+func newMesh(t testing.TB, w *world, n int) (mocknet.Mocknet, []*meshNode) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	mn := mocknet.New()
+	t.Cleanup(func() { cancel(); mn.Close() })
+	nodes := make([]*meshNode, n)
+	for i := 0; i < n; i++ {
+		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+i))
+		h, err := mn.AddPeer(w.members[i].key, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		l, st := openAt(t, dir, w.members[i], w.genesis)
+		nd := &meshNode{h: h, ps: ps, l: l, st: st, dir: dir, who: w.members[i]}
+		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
+		nodes[i] = nd
+	}
+	w.setup(t, nodes[0].l)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		if err := nd.l.Start(ctx, nd.h, nd.ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, nodes, 30*time.Second)
+	return mn, nodes
+}
+
+// waitConverged waits until every node has the same heads and digest.
+func waitConverged(t testing.TB, nodes []*meshNode, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := true
+		h0, d0 := nodes[0].l.Heads(), nodes[0].l.Digest()
+		for _, nd := range nodes[1:] {
+			if !equalCids(h0, nd.l.Heads()) || !bytes.Equal(d0, nd.l.Digest()) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for i, nd := range nodes {
+				t.Logf("node %d: heads %v digest %x pending %d", i, nd.l.Heads(), nd.l.Digest()[:6], nd.l.pend.len())
+			}
+			t.Fatal("nodes did not converge")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// randomEntry appends a random audit/receipt/grant entry at node i.
+func randomEntry(t testing.TB, w *world, nodes []*meshNode, i int, rng *rand.Rand) {
+	t.Helper()
+	nd := nodes[i]
+	owner := rng.IntN(len(nodes))
+	rec := recordPayload(t, w.members[owner], string(rune('a'+owner))).Record
+	var err error
+	switch rng.IntN(3) {
+	case 0:
+		_, err = nd.l.Append(context.Background(), TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch})
+	case 1:
+		_, err = nd.l.Append(context.Background(), TypeReceipt, ReceiptPayload{Record: rec, Status: []string{"held", "declined", "released"}[rng.IntN(3)]})
+	default:
+		own := recordPayload(t, nd.who, string(rune('a'+i))).Record
+		to := w.members[rng.IntN(len(nodes))]
+		_, err = nd.l.Append(context.Background(), TypeGrant, GrantPayload{Record: own, Grantee: to.id, Envelope: envelopeFor(t, to, "r"), Purpose: PurposeResearch})
+	}
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func TestTenNodesConverge(t *testing.T) {
+	w := newWorld(t, 10)
+	_, nodes := newMesh(t, w, 10)
+	const total, writers = 1000, 4
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 1))
+			for k := 0; k < total/writers; k++ {
+				randomEntry(t, w, nodes, rng.IntN(len(nodes)), rng)
+			}
+		}(uint64(g))
+	}
+	wg.Wait()
+	waitConverged(t, nodes, 60*time.Second)
+	logs, err := nodes[3].l.Log(context.Background(), "", 0)
+	if err != nil || len(logs) < total+30 {
+		t.Fatalf("log has %d entries: %v", len(logs), err)
+	}
+	if err := nodes[5].l.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPartitionHeals(t *testing.T) {
+	w := newWorld(t, 10)
+	mn, nodes := newMesh(t, w, 10)
+	left, right := nodes[:5], nodes[5:]
+	for _, a := range left {
+		for _, b := range right {
+			if err := mn.UnlinkPeers(a.h.ID(), b.h.ID()); err != nil {
+				t.Fatal(err)
+			}
+			mn.DisconnectPeers(a.h.ID(), b.h.ID())
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for k := 0; k < 100; k++ {
+		randomEntry(t, w, nodes, rng.IntN(5), rng)   // left
+		randomEntry(t, w, nodes, 5+rng.IntN(5), rng) // right
+	}
+	waitConverged(t, left, 30*time.Second)
+	waitConverged(t, right, 30*time.Second)
+	if bytes.Equal(left[0].l.Digest(), right[0].l.Digest()) {
+		t.Fatal("halves cannot agree while partitioned")
+	}
+	for _, a := range left {
+		for _, b := range right {
+			if _, err := mn.LinkPeers(a.h.ID(), b.h.ID()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := mn.ConnectPeers(a.h.ID(), b.h.ID()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitConverged(t, nodes, 60*time.Second)
+}
+
+func TestRestartCatchesUp(t *testing.T) {
+	w := newWorld(t, 5)
+	_, nodes := newMesh(t, w, 5)
+	rng := rand.New(rand.NewPCG(3, 3))
+	down := nodes[4]
+	for k := 0; k < 500; k++ {
+		if k == 100 {
+			down.l.Close()
+			down.st.Close()
+		}
+		randomEntry(t, w, nodes[:4], rng.IntN(4), rng)
+	}
+	waitConverged(t, nodes[:4], 30*time.Second)
+	l, st := openAt(t, down.dir, down.who, w.genesis)
+	down.l, down.st = l, st
+	if len(l.Heads()) == 0 || bytes.Equal(l.Digest(), nodes[0].l.Digest()) {
+		t.Fatal("restarted node should hold its old state and be behind")
+	}
+	if err := l.Start(context.Background(), down.h, down.ps); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, nodes, 30*time.Second)
+}
