@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# medmesh beside Kubo, on loopback, with real daemon processes.
+#
+#   scripts/bench.sh [SIZE_MB ...]      default: 256 1024
+#
+# For each size, the same generated file goes through:
+#   medmesh add (one node, encrypting), medmesh get on a second node
+#   (owner + grantee, real `medmesh daemon` processes, the CLI flow),
+#   Kubo `ipfs add` and a two-node `ipfs cat`, with Kubo's defaults and with
+#   --cid-version=1 --raw-leaves --chunker=size-1048576.
+# Then: the peak RSS (VmHWM) of the owner's daemon during the largest add, and
+# 100 consecutive two-node fetches of a 4 MiB record (medmesh and Kubo),
+# p50/p99, with stalls (a fetch slower than 10x the median).
+#
+# Everything listens on 127.0.0.1 only: no bootstrap peers, no mDNS, no
+# AutoNAT, no relays, no public DHT. Processes and temp dirs are removed on
+# exit. Environment: FETCHES (100), FETCH_KB (4096), SKIP_KUBO=1,
+# KEEP=1 (keep the work dir), BENCH_DIR (parent of the work dir, default
+# $TMPDIR), BUILD_FROM=tree (build the working tree, not HEAD). Results: a table on stdout and scripts/out/bench-<time>.txt.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+sizes=("$@")
+[[ ${#sizes[@]} -gt 0 ]] || sizes=(256 1024)
+FETCHES=${FETCHES:-100}
+FETCH_KB=${FETCH_KB:-4096}
+
+work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/medmesh-bench.XXXXXX")
+pids=()
+cleanup() {
+	local rc=$?
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		# give badger a moment to close cleanly, then insist
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+now() { date +%s.%N; }
+# mibps BYTES SECONDS
+mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
+# wait_for SECONDS CMD...: retry CMD until it succeeds
+wait_for() {
+	local t=$1; shift
+	local end=$((SECONDS + t))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS > end)); then echo "timed out waiting for: $*" >&2; return 1; fi
+		sleep 0.1
+	done
+}
+
+# ---------------------------------------------------------------- build
+log "building medmesh"
+mkdir -p "$work/bin"
+# From the committed tree (git archive HEAD) unless BUILD_FROM=tree: others
+# edit the working tree while we measure, and the report names the commit.
+if [[ ${BUILD_FROM:-head} == tree ]]; then
+	src=$root
+else
+	src="$work/src"
+	mkdir -p "$src"
+	git -C "$root" archive HEAD | tar -x -C "$src"
+fi
+(cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh)
+mm="$work/bin/medmesh"
+if [[ -z ${SKIP_KUBO:-} ]]; then
+	log "building/locating Kubo (scripts/kubo.sh)"
+	ipfs_bin=$("$here/kubo.sh")
+fi
+
+# ---------------------------------------------------------------- data
+log "generating files: ${sizes[*]} MiB"
+for s in "${sizes[@]}"; do
+	head -c "$((s << 20))" /dev/urandom >"$work/data-$s.bin"
+done
+mkdir -p "$work/small"
+for i in $(seq "$FETCHES"); do
+	head -c "$((FETCH_KB << 10))" /dev/urandom >"$work/small/$i.bin"
+done
+
+# ---------------------------------------------------------------- medmesh
+A="$work/mm-a"
+B="$work/mm-b"
+mma() { "$mm" --repo "$A" "$@"; }
+mmb() { "$mm" --repo "$B" "$@"; }
+start_daemon() { # REPO LOG -> pid in $daemon_pid
+	"$mm" --repo "$1" daemon >"$2" 2>&1 &
+	daemon_pid=$!
+	pids+=("$daemon_pid")
+	wait_for 60 test -s "$1/api"
+	wait_for 60 "$mm" --repo "$1" id --json
+}
+member_with_peers() { # REPO: daemon says it is a member and has a peer
+	"$mm" --repo "$1" id --json | jq -e '.member and .peers > 0' >/dev/null
+}
+
+log "medmesh: two nodes"
+mma init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
+mma network create --name bench >/dev/null
+start_daemon "$A" "$work/mm-a.log"
+pidA=$daemon_pid
+mmb init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
+idB=$(mmb id --json | jq -r .peer_id)
+token=$(mma network invite --peer "$idB" | tail -n 1)
+mmb network join "$token" >/dev/null
+start_daemon "$B" "$work/mm-b.log"
+pidB=$daemon_pid
+wait_for 60 member_with_peers "$B"
+
+# grant_ready ID: grant to B (retried: A may not know B's key yet)
+grant_to_b() { wait_for 60 mma grant "$1" --to "$idB" --json; }
+# readable_on_b N IDS...: B's ledger shows all IDS readable
+readable_on_b() {
+	local ids
+	ids=$(printf '%s\n' "$@" | jq -R . | jq -s .)
+	mmb ls --json | jq -e --argjson want "$ids" '[.[] | select(.readable) | .id] as $r | all($want[]; . as $w | $r | index($w))' >/dev/null
+}
+
+declare -A R # results: R[key]=value
+peak_rss_kb=0
+peak_rss_size=0
+for s in "${sizes[@]}"; do
+	f="$work/data-$s.bin"
+	bytes=$((s << 20))
+	log "medmesh add $s MiB"
+	echo 5 >"/proc/$pidA/clear_refs" 2>/dev/null || true # reset VmHWM (Linux >= 4.0)
+	t0=$(now)
+	id=$(mma add "$f" --json | jq -r .id)
+	t1=$(now)
+	R[mm_add_$s]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
+	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pidA/status")
+	R[mm_rss_$s]=$((hwm / 1024))
+	if ((s >= peak_rss_size)); then peak_rss_size=$s; peak_rss_kb=$hwm; fi
+	grant_to_b "$id"
+	wait_for 60 readable_on_b "$id"
+	log "medmesh get $s MiB on the grantee"
+	t0=$(now)
+	mmb get "$id" -o "$work/out.bin" --json >/dev/null
+	t1=$(now)
+	R[mm_get_$s]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
+	cmp -s "$f" "$work/out.bin" || { echo "medmesh get: output differs from input" >&2; exit 1; }
+	rm -f "$work/out.bin"
+done
+
+# percentile-ish summary of a file of latencies in ms (one per line)
+latency_summary() { # FILE -> "p50 p99 max stalls"
+	sort -n "$1" | awk '{ a[NR] = $1 } END {
+		i = int(0.50 * NR) + 1; if (i > NR) i = NR; p50 = a[i]
+		i = int(0.99 * NR) + 1; if (i > NR) i = NR; p99 = a[i]
+		s = 0; for (i = 1; i <= NR; i++) if (a[i] > 10 * p50) s++
+		printf "%.1f %.1f %.1f %d\n", p50, p99, a[NR], s }'
+}
+
+log "medmesh: $FETCHES fetches of $FETCH_KB KiB records by the grantee"
+ids=()
+for i in $(seq "$FETCHES"); do
+	ids+=("$(mma add "$work/small/$i.bin" --json | jq -r .id)")
+done
+for id in "${ids[@]}"; do grant_to_b "$id"; done
+wait_for 120 readable_on_b "${ids[@]}"
+: >"$work/mm-lat.txt"
+for id in "${ids[@]}"; do
+	t0=$(now)
+	mmb get "$id" -o "$work/out.bin" --json >/dev/null
+	t1=$(now)
+	echo "($t1 - $t0) * 1000" | bc -l >>"$work/mm-lat.txt"
+done
+rm -f "$work/out.bin"
+read -r R[mm_p50] R[mm_p99] R[mm_max] R[mm_stalls] < <(latency_summary "$work/mm-lat.txt")
+R[mm_fetcher_stalls]=$(grep -c "fetch stalled" "$work/mm-b.log" || true)
+
+# ---------------------------------------------------------------- Kubo
+if [[ -z ${SKIP_KUBO:-} ]]; then
+	KA="$work/kubo-a"
+	KB="$work/kubo-b"
+	kinit() {
+		IPFS_PATH=$1 "$ipfs_bin" init --profile test -e >/dev/null
+		local c=(env IPFS_PATH="$1" "$ipfs_bin" config)
+		"${c[@]}" --json Bootstrap '[]'
+		"${c[@]}" --json Addresses.Swarm '["/ip4/127.0.0.1/tcp/0"]'
+		"${c[@]}" Addresses.API /ip4/127.0.0.1/tcp/0
+		"${c[@]}" Addresses.Gateway /ip4/127.0.0.1/tcp/0
+		"${c[@]}" --json Addresses.Announce '[]'
+		"${c[@]}" --json Addresses.NoAnnounce '[]'
+		"${c[@]}" --json Discovery.MDNS.Enabled false
+		"${c[@]}" AutoNAT.ServiceMode disabled
+		"${c[@]}" --json Swarm.RelayClient.Enabled false
+		"${c[@]}" --json Swarm.RelayService.Enabled false
+		"${c[@]}" --json Swarm.Transports.Network.Relay false
+		"${c[@]}" --json Swarm.DisableNatPortMap true
+		"${c[@]}" Routing.Type dht
+		"${c[@]}" --json AutoConf.Enabled false 2>/dev/null || true
+	}
+	kstart() { # REPO LOG
+		IPFS_PATH=$1 "$ipfs_bin" daemon >"$2" 2>&1 &
+		pids+=("$!")
+		wait_for 60 env IPFS_PATH="$1" "$ipfs_bin" id
+	}
+	ka() { IPFS_PATH=$KA "$ipfs_bin" "$@"; }
+	kb() { IPFS_PATH=$KB "$ipfs_bin" "$@"; }
+	log "Kubo: two nodes"
+	kinit "$KA"
+	kinit "$KB"
+	kstart "$KA" "$work/kubo-a.log"
+	kstart "$KB" "$work/kubo-b.log"
+	addrA=$(ka id | jq -r '.Addresses[] | select(startswith("/ip4/127.0.0.1/tcp/"))' | head -n 1)
+	kb swarm connect "$addrA" >/dev/null
+	declare -A KOPTS=([def]="" [raw1m]="--cid-version=1 --raw-leaves --chunker=size-1048576")
+	for s in "${sizes[@]}"; do
+		f="$work/data-$s.bin"
+		bytes=$((s << 20))
+		for cfg in def raw1m; do
+			log "Kubo add $s MiB ($cfg)"
+			t0=$(now)
+			# shellcheck disable=SC2086
+			cid=$(ka add -Q ${KOPTS[$cfg]} "$f")
+			t1=$(now)
+			R[k_add_${cfg}_$s]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
+			log "Kubo cat $s MiB ($cfg) on the second node"
+			t0=$(now)
+			kb cat "$cid" >"$work/out.bin"
+			t1=$(now)
+			R[k_cat_${cfg}_$s]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
+			cmp -s "$f" "$work/out.bin" || { echo "ipfs cat: output differs" >&2; exit 1; }
+			rm -f "$work/out.bin"
+		done
+	done
+	log "Kubo: $FETCHES cats of $FETCH_KB KiB files (defaults) by the second node"
+	cids=()
+	for i in $(seq "$FETCHES"); do cids+=("$(ka add -Q "$work/small/$i.bin")"); done
+	: >"$work/k-lat.txt"
+	for cid in "${cids[@]}"; do
+		t0=$(now)
+		kb cat "$cid" >"$work/out.bin"
+		t1=$(now)
+		echo "($t1 - $t0) * 1000" | bc -l >>"$work/k-lat.txt"
+	done
+	rm -f "$work/out.bin"
+	read -r R[k_p50] R[k_p99] R[k_max] R[k_stalls] < <(latency_summary "$work/k-lat.txt")
+fi
+
+# ---------------------------------------------------------------- report
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+maxf() { awk -v a="$1" -v b="$2" 'BEGIN { a += 0; b += 0; print (a > b ? a : b) }'; }
+g() { echo "${R[$1]:--}"; }
+{
+	echo "medmesh vs Kubo ${KUBO_VERSION:-v0.43.0} on 127.0.0.1, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD)"
+	echo "MiB/s (MiB = 2^20 bytes); each figure is one run"
+	echo
+	printf "%-8s %-10s %10s %14s %14s %12s\n" "size" "op" "medmesh" "kubo-default" "kubo-raw1MiB" "mm/best-kubo"
+	for s in "${sizes[@]}"; do
+		bk=$(maxf "$(g k_add_def_$s)" "$(g k_add_raw1m_$s)")
+		printf "%-8s %-10s %10s %14s %14s %12s\n" "${s}MiB" add "$(g mm_add_$s)" "$(g k_add_def_$s)" "$(g k_add_raw1m_$s)" \
+			"$(ratio "$(g mm_add_$s)" "$bk")"
+		bk=$(maxf "$(g k_cat_def_$s)" "$(g k_cat_raw1m_$s)")
+		printf "%-8s %-10s %10s %14s %14s %12s\n" "${s}MiB" 2node-get "$(g mm_get_$s)" "$(g k_cat_def_$s)" "$(g k_cat_raw1m_$s)" \
+			"$(ratio "$(g mm_get_$s)" "$bk")"
+	done
+	echo
+	echo "owner daemon peak RSS (VmHWM) during the ${peak_rss_size} MiB add: $((peak_rss_kb / 1024)) MiB (target < 256 MiB)"
+	for s in "${sizes[@]}"; do echo "  add ${s} MiB: VmHWM $(g mm_rss_$s) MiB"; done
+	echo
+	echo "$FETCHES consecutive two-node fetches of ${FETCH_KB} KiB (wall time of the CLI call, ms):"
+	printf "  %-8s p50 %7s  p99 %7s  max %7s  stalls(>10x p50) %s  fetcher stall log lines %s\n" medmesh "$(g mm_p50)" "$(g mm_p99)" "$(g mm_max)" "$(g mm_stalls)" "$(g mm_fetcher_stalls)"
+	[[ -n ${SKIP_KUBO:-} ]] || printf "  %-8s p50 %7s  p99 %7s  max %7s  stalls(>10x p50) %s\n" kubo "$(g k_p50)" "$(g k_p99)" "$(g k_max)" "$(g k_stalls)"
+} | tee /dev/stderr >"$work/report.txt"
+mkdir -p "$here/out"
+cp "$work/report.txt" "$here/out/bench-$(date -u +%Y%m%dT%H%M%SZ).txt"
