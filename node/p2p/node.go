@@ -120,13 +120,19 @@ type Node struct {
 	closeErr  error
 }
 
-// bitswap tuning, measured with BenchmarkFetchTwoNodes on loopback.
-const (
+// Transfer tuning, measured with BenchmarkFetchTwoNodes on loopback (see
+// bench_test.go). Variables only so the benchmark can sweep them.
+var (
+	// bsMaxOutstandingBytesPerPeer is how much the bitswap server queues
+	// for one peer at a time. The 1 MiB default leaves the pipe idle
+	// between 1 MiB blocks.
 	bsMaxOutstandingBytesPerPeer = 32 << 20
 	bsEngineTaskWorkers          = 8
 	bsTaskWorkers                = 8
-	bsProviderSearchDelay        = 300 * time.Millisecond
-	yamuxMaxStreamWindow         = 16 << 20
+	// bsProviderSearchDelay is how long a session asks connected peers
+	// before it asks the DHT; the private DHT is cheap to ask.
+	bsProviderSearchDelay = 300 * time.Millisecond
+	yamuxMaxStreamWindow  = uint32(16 << 20)
 )
 
 func (cfg *Config) validate() error {

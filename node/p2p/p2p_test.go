@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,14 +86,21 @@ func TestAdmission(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// A wrong-key handshake reads garbage and waits: bound each attempt,
+	// run them in parallel; failing by timeout is failing.
+	var wg sync.WaitGroup
 	for name, out := range map[string]*testNode{"wrong PSK": wrongPSK, "other network": otherNet} {
-		if err := out.Connect(ctx, m.AddrInfo()); err == nil {
-			t.Errorf("%s: connect succeeded", name)
-		}
-		if err := m.Connect(ctx, out.AddrInfo()); err == nil {
-			t.Errorf("%s: m connected to it", name)
+		for dir, pair := range map[string][2]*testNode{"in": {out, m}, "out": {m, out}} {
+			wg.Go(func() {
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				if err := pair[0].Connect(cctx, pair[1].AddrInfo()); err == nil {
+					t.Errorf("%s (%s): connection succeeded", name, dir)
+				}
+			})
 		}
 	}
+	wg.Wait()
 	// The non-member has the PSK: the handshake completes, then m's gater
 	// refuses it. Whatever Connect returns, no connection may persist.
 	_ = nonMember.Connect(ctx, m.AddrInfo())
@@ -114,11 +122,16 @@ func TestAdmission(t *testing.T) {
 	if len(m.Host.Network().Peers()) != 0 {
 		t.Fatalf("m has peers %v", m.Host.Network().Peers())
 	}
-	// Protocol prefix: never the public DHT.
+	// Protocol prefix: ours, never the public DHT's.
+	var ours bool
 	for _, p := range m.Host.Mux().Protocols() {
 		if bytes.HasPrefix([]byte(p), []byte("/ipfs/kad")) {
 			t.Fatalf("public DHT protocol %s registered", p)
 		}
+		ours = ours || p == "/medmesh/test/kad/1.0.0"
+	}
+	if !ours {
+		t.Fatalf("DHT protocol /medmesh/test/kad/1.0.0 not registered: %v", m.Host.Mux().Protocols())
 	}
 }
 
@@ -322,4 +335,87 @@ func TestBootstrapRedial(t *testing.T) {
 	})
 	waitFor(t, 10*time.Second, "re-dial after return", func() bool { return connected(a.Node, b2.ID()) })
 	waitFor(t, 10*time.Second, "DHT routing table has b", func() bool { return a.DHT.RoutingTable().Find(ib.id) != "" })
+}
+
+// TestFetchRecoversFromStall: the only holder first answers DONT_HAVE, then
+// gets the block without telling bitswap (as a peer that lost our want
+// would never send it). The fetch restarts its wants after the stall
+// timeout and completes.
+func TestFetchRecoversFromStall(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ih, ifch := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ih.id, ifch.id)
+	holder := startNode(t, ih, psk, members, nil)
+	const stall = 300 * time.Millisecond
+	fetcher := startNode(t, ifch, psk, members, func(c *Config) {
+		c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()}
+		c.StallTimeout = stall
+	})
+	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
+	blk := randomBlock(t, 16<<10)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := fetcher.Get(ctx, blk.Cid())
+		done <- err
+	}()
+	// Let the want reach the holder and be answered DONT_HAVE.
+	waitFor(t, 5*time.Second, "want at holder", func() bool {
+		for _, c := range holder.Bitswap.WantlistForPeer(fetcher.ID()) {
+			if c == blk.Cid() {
+				return true
+			}
+		}
+		return false
+	})
+	// Store it behind bitswap's back: no NotifyNewBlocks.
+	putBlocks(t, holder.Blockstore(), blk)
+	added := time.Now()
+	if err := <-done; err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if d := time.Since(added); d > 5*stall {
+		t.Fatalf("fetch took %v after the block appeared", d)
+	}
+	if counterValue(t, fetcher.metrics.stalls) < 1 {
+		t.Fatal("no stall was counted")
+	}
+}
+
+// TestPubSub: GossipSub is wired to the member network.
+func TestPubSub(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ia, ib := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ia.id, ib.id)
+	a := startNode(t, ia, psk, members, nil)
+	b := startNode(t, ib, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{a.AddrInfo()} })
+	ta, err := a.PubSub.Join("ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := b.PubSub.Join("ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := tb.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	waitFor(t, 10*time.Second, "mesh", func() bool { return len(ta.ListPeers()) > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ta.Publish(ctx, []byte("entry")); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Data) != "entry" || msg.GetFrom() != a.ID() {
+		t.Fatalf("got %q from %s", msg.Data, msg.GetFrom())
+	}
 }
