@@ -53,7 +53,7 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newInitCmd(), newIDCmd(), newNetworkCmd(), newDaemonCmd(),
 		newAddCmd(), newGetCmd(), newLsCmd(), newUpdateCmd(),
 		newGrantCmd(), newGrantsCmd(), newRevokeCmd(), newAuditCmd(), newStatusCmd(),
-		newLedgerCmd(), newDemoCmd(),
+		newLedgerCmd(), newDemoCmd(), newDicomCmd(),
 	)
 	return root
 }

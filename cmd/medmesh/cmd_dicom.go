@@ -1,0 +1,229 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/spf13/cobra"
+)
+
+func newDicomCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dicom",
+		Short: "Import, find, export and de-identify DICOM studies",
+		Long: `Each DICOM study is one record (kind "dicom-study", class "imaging"): one
+encrypted file per instance, the study's index in the encrypted manifest. The
+node keeps an encrypted local index of its studies for queries. The same
+studies are served over DICOMweb (STOW-RS, QIDO-RS, WADO-RS) under /dicomweb on
+the node's API, with the API token.`,
+	}
+	cmd.AddCommand(newDicomImportCmd(), newDicomQueryCmd(), newDicomExportCmd(), newDicomDeidCmd())
+	return cmd
+}
+
+func absPaths(args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		p, err := filepath.Abs(a)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("cannot read %s: %w", a, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func newDicomImportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import PATH...",
+		Short: "Import DICOM files and folders (recursive) as one record per study",
+		Long: `Parse every file under the given files and folders, group the instances by
+study and series and store each study as a record. A DICOMDIR is skipped (it
+is an index). A study this node already has gets a new version holding the old
+and the new instances; instances already stored are skipped. Every file is
+reported: in a study, skipped, or rejected with its reason. Exits non-zero if
+any file was rejected.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			paths, err := absPaths(args)
+			if err != nil {
+				return err
+			}
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var res daemon.DicomImportResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &res); err != nil {
+				return err
+			}
+			err = output(res, func() {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "RECORD\tVER\tSERIES\tINSTANCES\tADDED\tSTUDY")
+				for _, s := range res.Studies {
+					added := fmt.Sprint(s.Added)
+					if s.Unchanged {
+						added = "0 (unchanged)"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", s.ID, s.Version, s.Series, s.Instances, added, s.StudyUID)
+				}
+				tw.Flush()
+				if len(res.Skipped) > 0 {
+					say("skipped %d file(s) (DICOMDIR or instance already stored); --json lists them", len(res.Skipped))
+				}
+				for _, r := range res.Rejected {
+					fmt.Fprintf(os.Stderr, "rejected: %s\n", r.Error)
+				}
+			})
+			if err == nil && len(res.Rejected) > 0 {
+				err = fmt.Errorf("%d file(s) rejected, %d stud(ies) stored", len(res.Rejected), len(res.Studies))
+			}
+			return err
+		},
+	}
+}
+
+func newDicomQueryCmd() *cobra.Command {
+	var patient, modality, study, from, to string
+	cmd := &cobra.Command{
+		Use:   "query",
+		Short: "Search this node's encrypted study index",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			for k, v := range map[string]string{"patient": patient, "modality": modality, "study": study, "from": from, "to": to} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			var hits []daemon.DicomStudyHit
+			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/dicom/studies?"+q.Encode(), nil, &hits); err != nil {
+				return err
+			}
+			if hits == nil {
+				hits = []daemon.DicomStudyHit{}
+			}
+			return output(hits, func() {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "RECORD\tPATIENT\tDATE\tMODALITY\tINSTANCES\tOWNER\tSTUDY")
+				for _, h := range hits {
+					owner := "me"
+					if !h.Mine {
+						owner = "granted"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.ID, h.PatientID, h.StudyDate, h.Modality, h.Instances, owner, h.StudyUID)
+				}
+				tw.Flush()
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&patient, "patient", "", "Patient ID (exact)")
+	f.StringVar(&modality, "modality", "", "modality of a series in the study (CT, MR, ...)")
+	f.StringVar(&study, "study", "", "Study Instance UID")
+	f.StringVar(&from, "from", "", "first study date, YYYYMMDD or YYYY-MM-DD")
+	f.StringVar(&to, "to", "", "last study date, YYYYMMDD or YYYY-MM-DD")
+	return cmd
+}
+
+func newDicomExportCmd() *cobra.Command {
+	var out, series, purpose string
+	var version int
+	cmd := &cobra.Command{
+		Use:   "export RECORD -o DIR",
+		Short: "Write a study's original files back, byte for byte, as DIR/Study/Series/Instance.dcm",
+		Long: `Fetch, verify and decrypt a study (one the node owns or was granted) and write
+each instance as DIR/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm, through a
+temporary file renamed into place once complete. With --series only that
+series' files are fetched. Reading another node's study is audited.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("-o DIR is required")
+			}
+			dir, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("cannot create %s: %w", out, err)
+			}
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var res daemon.DicomExportResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/export", daemon.DicomExportRequest{Record: args[0], Version: version, Dir: dir, Series: series, Purpose: purpose}, &res); err != nil {
+				return err
+			}
+			return output(res, func() {
+				say("wrote %d instance(s), %d bytes, under %s", res.Instances, res.Bytes, filepath.Join(dir, res.StudyUID))
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "folder to write into")
+	cmd.Flags().StringVar(&series, "series", "", "export only this Series Instance UID")
+	cmd.Flags().IntVar(&version, "version", 0, "export this version (default: the newest you may read)")
+	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "purpose of this access, for the audit trail")
+	return cmd
+}
+
+func newDicomDeidCmd() *cobra.Command {
+	var req daemon.DicomDeidRequest
+	var keyFile string
+	cmd := &cobra.Command{
+		Use:   "deidentify RECORD",
+		Short: "Make a new study record of the de-identified instances (PS3.15 basic profile)",
+		Long: `Stream every instance of the study through the PS3.15 Annex E basic
+de-identification profile into a new "dicom-study" record. UIDs and the
+patient pseudonym are keyed by the project key (--project-key-file, or the
+repo's dicom-project.key, created 0600 on first use): the same key keeps a
+project's studies linked. Instances that may carry burned-in text (US,
+secondary capture, BurnedInAnnotation YES) are excluded and listed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Record = args[0]
+			if keyFile != "" {
+				p, err := filepath.Abs(keyFile)
+				if err != nil {
+					return err
+				}
+				req.ProjectKeyFile = p
+			}
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var res daemon.DicomDeidResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/deidentify", req, &res); err != nil {
+				return err
+			}
+			return output(res, func() {
+				say("%s", res.ID)
+				say("%d instance(s) de-identified, %d excluded", res.Instances, len(res.Excluded))
+				for _, e := range res.Excluded {
+					say("excluded file %d: %s", e.File, e.Reason)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&req.RetainPatientCharacteristics, "retain-patient-characteristics", false, "keep sex, age, size, weight (PS3.15 E.3.7)")
+	f.BoolVar(&req.ShiftDates, "shift-dates", false, "shift dates by a per-patient offset instead of removing them (E.3.6)")
+	f.StringVar(&keyFile, "project-key-file", "", "project key file (16+ bytes, mode 0600)")
+	f.StringVar(&req.Purpose, "purpose", "research", "purpose recorded when the source is another node's study")
+	return cmd
+}
