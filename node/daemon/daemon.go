@@ -137,6 +137,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.Ledger, err = ledger.Open(ctx, ledger.Options{
 		DS: store.DS, Blocks: store.Blocks, Key: ident, Genesis: network.Genesis,
 		Logger: d.log, Metrics: d.reg, Now: o.Now,
+		// A heads exchange with one random peer is a few hundred bytes:
+		// doing it every second bounds how stale a node can be.
+		SyncInterval: time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)

@@ -127,6 +127,25 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		defer l.wg.Done()
 		l.syncLoop(rctx)
 	}()
+	// An entry published before the mesh formed reached nobody: pull from
+	// every peer as it joins the topic, so such entries spread at once
+	// instead of waiting for the periodic sync.
+	if evts, err := topic.EventHandler(); err == nil {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer evts.Cancel()
+			for {
+				ev, err := evts.NextPeerEvent(rctx)
+				if err != nil {
+					return
+				}
+				if ev.Type == pubsub.PeerJoin {
+					l.trigger(rctx, ev.Peer)
+				}
+			}
+		}()
+	}
 	for _, p := range h.Network().Peers() {
 		l.trigger(rctx, p)
 	}
@@ -234,6 +253,12 @@ func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
 			err := l.SyncWith(ctx, n.h, p)
 			if err != nil {
 				l.log.Debug("sync", "peer", p.String(), "err", err)
+				// A peer that refuses us (its gater does not know we were
+				// admitted yet) is retried later, not in a tight loop.
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
 			}
 			n.mu.Lock()
 			again := n.syncing[p]
