@@ -72,10 +72,29 @@ type node struct {
 type txn struct {
 	ds     datastore.Batching
 	writes map[string][]byte // nil value = delete
+	// dirs indexes written keys by every ancestor directory ("/a/", "/a/b/"),
+	// so list does not scan the whole batch.
+	dirs map[string]map[string]struct{}
 }
 
 func newTxn(ds datastore.Batching) *txn {
-	return &txn{ds: ds, writes: map[string][]byte{}}
+	return &txn{ds: ds, writes: map[string][]byte{}, dirs: map[string]map[string]struct{}{}}
+}
+
+func (t *txn) index(k string) {
+	if _, ok := t.writes[k]; ok {
+		return
+	}
+	for i := 1; i < len(k); i++ {
+		if k[i] == '/' {
+			d := t.dirs[k[:i+1]]
+			if d == nil {
+				d = map[string]struct{}{}
+				t.dirs[k[:i+1]] = d
+			}
+			d[k] = struct{}{}
+		}
+	}
 }
 
 func (t *txn) get(ctx context.Context, k string) ([]byte, bool, error) {
@@ -93,10 +112,14 @@ func (t *txn) put(k string, v []byte) {
 	if v == nil {
 		v = []byte{}
 	}
+	t.index(k)
 	t.writes[k] = v
 }
 
-func (t *txn) del(k string) { t.writes[k] = nil }
+func (t *txn) del(k string) {
+	t.index(k)
+	t.writes[k] = nil
+}
 
 // kv is one key/value pair from a listing.
 type kv struct {
@@ -122,8 +145,8 @@ func (t *txn) list(ctx context.Context, prefix string) ([]kv, error) {
 		}
 	}
 	res.Close()
-	for k, v := range t.writes {
-		if strings.HasPrefix(k, prefix) {
+	for k := range t.dirs[prefix] {
+		if v := t.writes[k]; true {
 			if v == nil {
 				delete(m, k)
 			} else {
