@@ -48,7 +48,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 // cancelled), providers of the missing blocks are looked up on the DHT and
 // dialed, and a fresh session re-sends the wants; after two stalls in a row
 // connections to the providers are re-established, which clears a peer's
-// lost wantlist. Every block is checked against its CID before it is stored
+// lost wantlist (once per provider and fetch). Every block is checked against its CID before it is stored
 // or handed to fn. When ctx ends first, the error wraps ErrNotFetched and
 // says how many blocks are missing and how many providers were seen.
 func (n *Node) GetMany(ctx context.Context, cids []cid.Cid, fn func(blocks.Block) error) error {
@@ -94,7 +94,11 @@ type fetchState struct {
 	total     int
 	stalls    int
 	providers map[peer.ID]struct{}
-	lastErr   error
+	// reset holds providers whose connection this fetch already
+	// re-established: once is enough to drop a lost wantlist, and a
+	// provider that refuses us must not be disconnected over and over.
+	reset   map[peer.ID]struct{}
+	lastErr error
 }
 
 func (f *fetchState) remaining() []cid.Cid {
@@ -114,6 +118,7 @@ func (n *Node) fetch(ctx context.Context, missing []cid.Cid, fn func(blocks.Bloc
 		pending:   make(map[cid.Cid]struct{}, len(missing)),
 		total:     len(missing),
 		providers: make(map[peer.ID]struct{}),
+		reset:     make(map[peer.ID]struct{}),
 	}
 	for _, c := range missing {
 		f.pending[c] = struct{}{}
@@ -230,8 +235,8 @@ func verifyBlock(c cid.Cid, data []byte) error {
 
 // reconnectProviders looks up providers of a few missing CIDs on the DHT and
 // dials those not connected. With fresh set, connected providers are
-// disconnected and re-dialed too, dropping any wantlist state lost on a
-// stale connection.
+// disconnected and re-dialed too (once per fetch each), dropping any
+// wantlist state lost on a stale connection.
 func (n *Node) reconnectProviders(ctx context.Context, f *fetchState, fresh bool) {
 	lctx, cancel := context.WithTimeout(ctx, max(n.cfg.StallTimeout, 2*time.Second))
 	defer cancel()
@@ -249,7 +254,9 @@ func (n *Node) reconnectProviders(ctx context.Context, f *fetchState, fresh bool
 	}
 	for id, ai := range found {
 		f.providers[id] = struct{}{}
-		if fresh && n.Host.Network().Connectedness(id) == network.Connected {
+		_, wasReset := f.reset[id]
+		if fresh && !wasReset && n.Host.Network().Connectedness(id) == network.Connected {
+			f.reset[id] = struct{}{}
 			n.log.Info("re-establishing connection to stalled provider", "peer", id.String())
 			_ = n.Host.Network().ClosePeer(id)
 		}
