@@ -25,6 +25,12 @@ const manifestFileIndex = 0xFFFFFFFF
 const maxFiles = manifestFileIndex
 
 // recordKeys are the subkeys derived from a data key.
+//
+// AES-256-GCM was chosen by BenchmarkAEAD (1 MiB chunks, AMD EPYC with
+// AES-NI): AES-256-GCM 6.4 GB/s (5.1-5.5 GiB per CPU-second),
+// ChaCha20-Poly1305 2.7 GB/s (2.5), XChaCha20-Poly1305 2.8 GB/s (1.75),
+// both from golang.org/x/crypto. Deterministic per-position nonces make
+// GCM's 96-bit nonce sufficient, so XChaCha's longer nonce buys nothing.
 type recordKeys struct {
 	aead   cipher.AEAD
 	commit [32]byte
