@@ -746,3 +746,14 @@ func (r *replicator) verifyOne(rec cid.Cid, h peer.ID, sample []blocks.Block) {
 		r.kick()
 	}
 }
+
+// HoldRecord marks rec as in progress until the returned function is
+// called: gc keeps its blocks meanwhile. Code that stores a record's blocks
+// before the ledger announces it (imports, bulk adds) should hold it.
+func (d *Daemon) HoldRecord(rec cid.Cid) (release func()) {
+	r := d.repl.Load()
+	if r == nil {
+		return func() {}
+	}
+	return r.hold(rec)
+}
