@@ -352,13 +352,14 @@ func TestVersions(t *testing.T) {
 		{Kind: "file", Name: "\xff"},
 		{Kind: "file", Prev: cid.NewCidV1(cid.DagCBOR, v1.ID.Hash())}, // not a record ID
 		{Kind: "file", Created: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
-		{Kind: "file", Meta: make([]byte, MaxManifestSize)},
 	} {
 		_, err := b.Finish(t.Context(), h)
 		if err == nil || errors.Is(err, ErrBuilderClosed) {
 			t.Fatalf("header %+v: %v", h, err)
 		}
 	}
+	_, err := b.Finish(t.Context(), Header{Kind: "file", Meta: make([]byte, MaxManifestSize)})
+	wantErr(t, err, ErrTooLarge)
 	v2, err := b.Finish(t.Context(), Header{Kind: "file", Version: 2, Prev: v1.ID})
 	if err != nil {
 		t.Fatal(err)

@@ -143,7 +143,7 @@ func TestReadFileCancel(t *testing.T) {
 	defer cancel()
 	g := &blockingGetter{}
 	err := ReadFile(ctx, g, key, res.Manifest.Files[0], 0, io.Discard, ReadOptions{Concurrency: 4})
-	if !errors.Is(err, context.DeadlineExceeded) || g.calls.Load() != 4 {
+	if n := g.calls.Load(); !errors.Is(err, context.DeadlineExceeded) || n < 1 || n > 4 {
 		t.Fatalf("got %v after %d fetches", err, g.calls.Load())
 	}
 	// Every goroutine ReadFile started has ended.
