@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -14,12 +15,30 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 )
+
+// eventually retries f until it succeeds, for what waits on the ledger
+// reaching another node; it fails the test after 30 s with f's last error.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // dicomTestdata is the shared DICOM test set, or "" (the caller skips).
 func dicomTestdata(t *testing.T) string {
@@ -281,10 +300,13 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 			t.Errorf("patient 77654033: %d studies, want 2 (CR and CT)", len(pt))
 		}
 
-		// A node without a grant cannot export.
-		if _, err := dicomExport(b, res.Studies[0].ID, t.TempDir(), ""); remoteStatus(err) != http.StatusForbidden {
-			t.Errorf("export without a grant: %v, want 403", err)
-		}
+		// A node without a grant cannot export (once it knows the record).
+		eventually(t, "refusal without a grant", func() error {
+			if _, err := dicomExport(b, res.Studies[0].ID, t.TempDir(), ""); remoteStatus(err) != http.StatusForbidden {
+				return fmt.Errorf("export without a grant: %v, want 403", err)
+			}
+			return nil
+		})
 	})
 
 	// A synthetic study imported in two steps.
@@ -357,12 +379,12 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 
 	// A grantee exports one series, and the owner sees the access.
 	grant(t, a, v2.ID, b, "treatment", "")
-	sync(t, n)
 	bout := t.TempDir()
-	er, err := dicomExport(b, v2.ID, bout, series2)
-	if err != nil {
-		t.Fatalf("grantee export: %v", err)
-	}
+	var er daemon.DicomExportResult
+	eventually(t, "grantee export", func() error {
+		er, err = dicomExport(b, v2.ID, bout, series2)
+		return err
+	})
 	if er.Instances != 3 {
 		t.Errorf("grantee exported %d instances of series %s, want 3", er.Instances, series2)
 	}
@@ -376,14 +398,16 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 	if len(bgot) != 3 {
 		t.Errorf("grantee wrote %d files for one series, want 3", len(bgot))
 	}
-	sync(t, n)
-	var evs []api.AccessEvent
-	if err := a.API.Do(ctx, "GET", api.Prefix+"/records/"+v2.ID+"/audit", nil, &evs); err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) == 0 || evs[len(evs)-1].Reader != b.ID.String() {
-		t.Errorf("grantee's export not audited: %+v", evs)
-	}
+	eventually(t, "audit of the grantee's export", func() error {
+		var evs []api.AccessEvent
+		if err := a.API.Do(ctx, "GET", api.Prefix+"/records/"+v2.ID+"/audit", nil, &evs); err != nil {
+			return err
+		}
+		if len(evs) != 1 || evs[0].Reader != b.ID.String() {
+			return fmt.Errorf("access events %+v", evs)
+		}
+		return nil
+	})
 	if bh := dicomQuery(t, b, url.Values{"study": {v2.StudyUID}}); len(bh) != 1 || bh[0].Mine || bh[0].ID != v2.ID {
 		t.Errorf("grantee's index after reading: %+v", bh)
 	}
