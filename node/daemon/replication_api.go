@@ -219,6 +219,17 @@ func (d *Daemon) Reprovide(ctx context.Context) (ReprovideResult, error) {
 			cids = append(cids, b)
 		}
 	}
+	return d.ProvideBatched(ctx, cids)
+}
+
+// ProvideBatched announces cids on the DHT in batches of ReprovideBatch,
+// each on p2p's bounded provider pool, and measures the throughput.
+func (d *Daemon) ProvideBatched(ctx context.Context, cids []cid.Cid) (ReprovideResult, error) {
+	var res ReprovideResult
+	r := d.repl.Load()
+	if r == nil {
+		return res, api.Errorf(http.StatusServiceUnavailable, "", "replication manager not running")
+	}
 	start := time.Now()
 	for i := 0; i < len(cids); i += r.o.ReprovideBatch {
 		batch := cids[i:min(i+r.o.ReprovideBatch, len(cids))]

@@ -44,7 +44,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	return 0
 }
 
-func replAdd(t *testing.T, nd *devnet.Node, data []byte, replicas int) cid.Cid {
+func replAdd(t testing.TB, nd *devnet.Node, data []byte, replicas int) cid.Cid {
 	t.Helper()
 	var res api.AddResult
 	q := url.Values{"name": {"scan.bin"}, "replicas": {fmt.Sprint(replicas)}}
