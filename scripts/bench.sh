@@ -12,6 +12,10 @@
 # 100 consecutive two-node fetches of a 4 MiB record (medmesh and Kubo),
 # p50/p99, with stalls (a fetch slower than 10x the median).
 #
+# Records are added with --replicas 1: with the default (3) replication
+# places the grantee as a holder and it copies the record in the background,
+# so the measured get would race a replica fetch or read local blocks.
+#
 # Everything listens on 127.0.0.1 only: no bootstrap peers, no mDNS, no
 # AutoNAT, no relays, no public DHT. Processes and temp dirs are removed on
 # exit. Environment: FETCHES (100), FETCH_KB (4096), SKIP_KUBO=1,
@@ -134,7 +138,7 @@ for s in "${sizes[@]}"; do
 	log "medmesh add $s MiB"
 	echo 5 >"/proc/$pidA/clear_refs" 2>/dev/null || true # reset VmHWM (Linux >= 4.0)
 	t0=$(now)
-	id=$(mma add "$f" --json | jq -r .id)
+	id=$(mma add "$f" --replicas 1 --json | jq -r .id)
 	t1=$(now)
 	R[mm_add_$s]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pidA/status")
@@ -163,7 +167,7 @@ latency_summary() { # FILE -> "p50 p99 max stalls"
 log "medmesh: $FETCHES fetches of $FETCH_KB KiB records by the grantee"
 ids=()
 for i in $(seq "$FETCHES"); do
-	ids+=("$(mma add "$work/small/$i.bin" --json | jq -r .id)")
+	ids+=("$(mma add "$work/small/$i.bin" --replicas 1 --json | jq -r .id)")
 done
 for id in "${ids[@]}"; do grant_to_b "$id"; done
 wait_for 120 readable_on_b "${ids[@]}"
