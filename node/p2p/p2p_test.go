@@ -419,3 +419,85 @@ func TestPubSub(t *testing.T) {
 		t.Fatalf("got %q from %s", msg.Data, msg.GetFrom())
 	}
 }
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	id := newIdentity(t)
+	store, err := mbs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	good := Config{Identity: id.key, PSK: newPSK(t), NetworkID: "net-1", Members: newMemberSet(id.id), Blockstore: store.Blocks}
+	for name, mod := range map[string]func(*Config){
+		"short PSK":   func(c *Config) { c.PSK = c.PSK[:16] },
+		"no network":  func(c *Config) { c.NetworkID = "" },
+		"slash in id": func(c *Config) { c.NetworkID = "a/b" },
+		"no members":  func(c *Config) { c.Members = nil },
+		"no store":    func(c *Config) { c.Blockstore = nil },
+		"quic": func(c *Config) {
+			c.ListenAddrs = []multiaddr.Multiaddr{multiaddr.StringCast("/ip4/127.0.0.1/udp/0/quic-v1")}
+		},
+		"no identity": func(c *Config) { c.Identity = nil },
+	} {
+		cfg := good
+		mod(&cfg)
+		if n, err := New(context.Background(), cfg); err == nil {
+			_ = n.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	// A lone node has nobody to provide to.
+	n, err := New(context.Background(), good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.Provide(context.Background(), []cid.Cid{randomBlock(t, 10).Cid()}); !errors.Is(err, ErrNoPeers) {
+		t.Fatalf("lone Provide = %v, want ErrNoPeers", err)
+	}
+}
+
+// TestGetManyMixed: local and remote blocks, duplicates delivered once.
+func TestGetManyMixed(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ih, ifch := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ih.id, ifch.id)
+	holder := startNode(t, ih, psk, members, nil)
+	fetcher := startNode(t, ifch, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
+	var all []blocks.Block
+	for range 4 {
+		all = append(all, randomBlock(t, 100<<10))
+	}
+	putBlocks(t, holder.Blockstore(), all[1:]...)
+	putBlocks(t, fetcher.Blockstore(), all[0])
+	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
+	want := map[cid.Cid][]byte{}
+	var cids []cid.Cid
+	for _, b := range all {
+		want[b.Cid()] = b.RawData()
+		cids = append(cids, b.Cid(), b.Cid())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[cid.Cid]int{}
+	err := fetcher.GetMany(ctx, cids, func(b blocks.Block) error {
+		got[b.Cid()]++
+		if !bytes.Equal(b.RawData(), want[b.Cid()]) {
+			t.Errorf("wrong bytes for %s", b.Cid())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range want {
+		if got[c] != 1 {
+			t.Errorf("%s delivered %d times", c, got[c])
+		}
+	}
+	if v := counterValue(t, fetcher.metrics.fetchedBlocks); v != 3 {
+		t.Fatalf("fetched %v blocks from the network, want 3", v)
+	}
+}
