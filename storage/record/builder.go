@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -17,9 +18,13 @@ import (
 // with ErrTooLarge once a file's chunks alone could not fit in a manifest.
 const minManifestChunkCost = 1 + 34 + 1
 
-// batchBytes is how much sealed data the Builder gathers before a PutMany,
-// when the putter supports it.
+// batchBytes is how much sealed data the Builder gathers before handing it
+// to its storing goroutine (one PutMany, when the putter supports it).
 const batchBytes = 8 << 20
+
+// pipelineWrites makes AddFile store a batch while it seals the next; the
+// benchmarks turn it off to measure what it buys.
+var pipelineWrites = true
 
 // Builder seals files into a record: AddFile for each file, then Finish.
 // A Builder is not safe for concurrent use. Once AddFile or Finish fails,
@@ -34,9 +39,7 @@ type Builder struct {
 	chunkSize int
 	progress  func(int64)
 
-	buf     []byte         // plaintext chunk buffer, reused
-	batch   []blocks.Block // pending PutMany
-	batchN  int            // bytes in batch
+	buf     []byte // plaintext chunk buffer, reused
 	files   []File
 	blocks  []cid.Cid
 	total   int64
@@ -78,7 +81,8 @@ func NewBuilder(bs BlockPutter, key Key, opts Options) *Builder {
 // AddFile reads r to its end, sealing it chunk by chunk into blocks, and
 // adds it to the record as the next file (index len of earlier files). It
 // holds one chunk of plaintext at a time, whatever the size of r, plus up
-// to 8 MiB of sealed blocks waiting for a batched write. The returned File
+// to 16 MiB of sealed blocks: one batch being written while the next is
+// sealed. The returned File
 // is also recorded in the manifest.
 func (b *Builder) AddFile(ctx context.Context, path string, r io.Reader) (File, error) {
 	if b.err != nil {
@@ -95,7 +99,7 @@ func (b *Builder) AddFile(ctx context.Context, path string, r io.Reader) (File, 
 
 func (b *Builder) fail(err error) {
 	b.err = fmt.Errorf("%w: an earlier call failed: %v", ErrBuilderClosed, err)
-	b.buf, b.batch = nil, nil
+	b.buf = nil
 }
 
 func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, error) {
@@ -112,6 +116,10 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 		b.buf = make([]byte, b.chunkSize)
 	}
 	fi := uint32(len(b.files))
+	st := b.newStorer(ctx)
+	defer st.wait() // on every path, so the goroutine never outlives AddFile
+	var batch []blocks.Block
+	batchN := 0
 	f := File{Path: path}
 	h := sha256.New()
 	var carry [1]byte
@@ -119,6 +127,9 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 	for idx := uint64(0); ; idx++ {
 		if err := ctx.Err(); err != nil {
 			return File{}, fmt.Errorf("add file %q: %w", path, err)
+		}
+		if st.failed.Load() {
+			return File{}, fmt.Errorf("add file %q: store chunks: %w", path, st.wait())
 		}
 		b.chunks++
 		if b.chunks*minManifestChunkCost > MaxManifestSize {
@@ -157,8 +168,13 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 		sealed := b.keys.seal(make([]byte, 0, n+TagSize), pt, fi, idx, last)
 		c := rawCID(sha256Sum(sealed))
 		blk, _ := blocks.NewBlockWithCid(sealed, c)
-		if err := b.put(ctx, blk); err != nil {
-			return File{}, fmt.Errorf("add file %q: store chunk %d: %w", path, idx, err)
+		batch = append(batch, blk)
+		batchN += len(sealed)
+		if batchN >= batchBytes || last {
+			if err := st.send(batch); err != nil {
+				return File{}, fmt.Errorf("add file %q: store chunks: %w", path, err)
+			}
+			batch, batchN = nil, 0
 		}
 		f.Chunks = append(f.Chunks, Chunk{CID: c, Size: int64(n)})
 		f.Size += int64(n)
@@ -170,7 +186,7 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 			break
 		}
 	}
-	if err := b.flush(ctx); err != nil {
+	if err := st.wait(); err != nil {
 		return File{}, fmt.Errorf("add file %q: store chunks: %w", path, err)
 	}
 	h.Sum(f.SHA256[:0])
@@ -180,27 +196,79 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 	return f, nil
 }
 
-// put stores one block, batching when the putter supports PutMany.
-func (b *Builder) put(ctx context.Context, blk blocks.Block) error {
-	if b.batcher == nil {
-		return b.bs.Put(ctx, blk)
+// storer stores batches of sealed blocks on its own goroutine, so that
+// storing one batch overlaps sealing the next. At most one batch is being
+// stored while AddFile fills the next.
+type storer struct {
+	ch     chan []blocks.Block
+	done   chan struct{}
+	err    error // set by the goroutine before done is closed
+	failed atomic.Bool
+	closed bool
+	sync   func([]blocks.Block) error // when not pipelining
+}
+
+func (b *Builder) newStorer(ctx context.Context) *storer {
+	store := func(batch []blocks.Block) error {
+		if b.batcher != nil {
+			return b.batcher.PutMany(ctx, batch)
+		}
+		for _, blk := range batch {
+			if err := b.bs.Put(ctx, blk); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	b.batch = append(b.batch, blk)
-	b.batchN += len(blk.RawData())
-	if b.batchN >= batchBytes {
-		return b.flush(ctx)
+	s := &storer{done: make(chan struct{})}
+	if !pipelineWrites {
+		s.sync = store
+		close(s.done)
+		return s
 	}
+	s.ch = make(chan []blocks.Block)
+	go func() {
+		defer close(s.done)
+		for batch := range s.ch {
+			if s.failed.Load() {
+				continue
+			}
+			if err := store(batch); err != nil {
+				s.err = err
+				s.failed.Store(true)
+			}
+		}
+	}()
+	return s
+}
+
+// send hands a batch over (the storer owns it from then on).
+func (s *storer) send(batch []blocks.Block) error {
+	if s.sync != nil {
+		if s.err == nil {
+			s.err = s.sync(batch)
+		}
+		if s.err != nil {
+			s.failed.Store(true)
+		}
+		return s.err
+	}
+	if s.failed.Load() {
+		return s.wait()
+	}
+	s.ch <- batch
 	return nil
 }
 
-func (b *Builder) flush(ctx context.Context) error {
-	if len(b.batch) == 0 {
-		return nil
+// wait stops the storer once its batches are stored and returns the first
+// error. It may be called more than once.
+func (s *storer) wait() error {
+	if s.ch != nil && !s.closed {
+		close(s.ch)
+		s.closed = true
 	}
-	err := b.batcher.PutMany(ctx, b.batch)
-	clear(b.batch)
-	b.batch, b.batchN = b.batch[:0], 0
-	return err
+	<-s.done
+	return s.err
 }
 
 // Finish seals the manifest (h plus the files added so far), stores it and
@@ -243,7 +311,7 @@ func (b *Builder) Finish(ctx context.Context, h Header) (*Result, error) {
 	// manifest under the same nonce. (A Finish that failed validation
 	// above sealed nothing and may be retried.)
 	b.err = fmt.Errorf("%w: Finish was called", ErrBuilderClosed)
-	b.buf, b.batch = nil, nil
+	b.buf = nil
 	blk, err := sealManifest(b.keys, pt)
 	if err != nil {
 		return nil, fmt.Errorf("finish record: %w", err)

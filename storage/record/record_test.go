@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -446,5 +447,53 @@ func TestKeyNotPrinted(t *testing.T) {
 	var zero Key
 	if k == zero {
 		t.Fatal("NewKey returned the zero key")
+	}
+}
+
+// failingPutter fails from its nth Put on.
+type failingPutter struct {
+	memStore
+	n int
+}
+
+var errStore = errors.New("store unavailable")
+
+func (p *failingPutter) Put(ctx context.Context, b blocks.Block) error {
+	if p.n--; p.n < 0 {
+		return errStore
+	}
+	return p.memStore.Put(ctx, b)
+}
+
+type failingBatchPutter struct{ failingPutter }
+
+func (p *failingBatchPutter) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		if err := p.Put(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestPutterFailure(t *testing.T) {
+	t.Cleanup(func() { pipelineWrites = true })
+	for _, pipelined := range []bool{true, false} {
+		for name, p := range map[string]BlockPutter{
+			"Put":     &failingPutter{memStore: *newMemStore(), n: 3},
+			"PutMany": &failingBatchPutter{failingPutter{memStore: *newMemStore(), n: 3}},
+		} {
+			pipelineWrites = pipelined
+			before := runtime.NumGoroutine()
+			b := NewBuilder(p, newKey(t), Options{ChunkSize: MinChunkSize})
+			// Large enough for several batches: the failure comes mid-file.
+			_, err := b.AddFile(t.Context(), "a", io.LimitReader(zeros{}, 3*batchBytes))
+			if !errors.Is(err, errStore) {
+				t.Fatalf("%s pipelined=%v: %v", name, pipelined, err)
+			}
+			_, err = b.AddFile(t.Context(), "b", strings.NewReader("x"))
+			wantErr(t, err, ErrBuilderClosed)
+			noLeak(t, before)
+		}
 	}
 }

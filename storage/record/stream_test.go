@@ -148,7 +148,12 @@ func TestReadFileCancel(t *testing.T) {
 	if n := g.calls.Load(); !errors.Is(err, context.DeadlineExceeded) || n < 1 || n > 4 {
 		t.Fatalf("got %v after %d fetches", err, g.calls.Load())
 	}
-	// Every goroutine ReadFile started has ended.
+	noLeak(t, before)
+}
+
+// noLeak checks that the goroutine count is back to before.
+func noLeak(t *testing.T, before int) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
