@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -56,11 +57,13 @@ func BenchmarkFetchTwoNodes(b *testing.B) {
 		got := 0
 		b.StartTimer()
 		cpu0 := processCPU(b)
+		stopProfile := startFetchProfile(b)
 		err := fetcher.GetMany(ctx, cids, func(blk blocks.Block) error {
 			got += len(blk.RawData())
 			return nil
 		})
 		b.StopTimer()
+		stopProfile()
 		cpu += processCPU(b) - cpu0
 		cancel()
 		if err != nil {
@@ -113,5 +116,26 @@ func BenchmarkFetchTuning(b *testing.B) {
 			yamuxMaxStreamWindow = y
 			BenchmarkFetchTwoNodes(b)
 		})
+	}
+}
+
+// startFetchProfile writes a CPU profile of the timed fetch alone to
+// $P2P_BENCH_CPUPROFILE, when set (go test's -cpuprofile also covers the
+// setup, which writes as many bytes as the fetch moves).
+func startFetchProfile(b *testing.B) (stop func()) {
+	path := os.Getenv("P2P_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
 	}
 }
