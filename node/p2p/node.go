@@ -183,10 +183,13 @@ func (cfg *Config) validate() error {
 }
 
 // New starts a node: the libp2p host, the DHT, bitswap and GossipSub, and
-// dials the bootstrap peers. ctx bounds only the start; the node runs until
-// Close.
+// starts dialing the bootstrap peers in the background. ctx is checked
+// before the start; the node runs until Close.
 func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	self, err := peer.IDFromPrivateKey(cfg.Identity)

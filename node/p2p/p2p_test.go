@@ -500,4 +500,13 @@ func TestGetManyMixed(t *testing.T) {
 	if v := counterValue(t, fetcher.metrics.fetchedBlocks); v != 3 {
 		t.Fatalf("fetched %v blocks from the network, want 3", v)
 	}
+	// A two-node network can provide and find providers.
+	waitFor(t, 10*time.Second, "routing table", func() bool { return holder.DHT.RoutingTable().Size() == 1 })
+	if err := holder.Provide(ctx, []cid.Cid{all[1].Cid()}); err != nil {
+		t.Fatal(err)
+	}
+	provs, err := fetcher.DHT.FindProviders(ctx, all[1].Cid())
+	if err != nil || len(provs) != 1 || provs[0].ID != holder.ID() {
+		t.Fatalf("FindProviders = %v, %v", provs, err)
+	}
 }
