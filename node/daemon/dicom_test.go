@@ -67,8 +67,12 @@ func dicomImport(t *testing.T, nd *devnet.Node, paths ...string) daemon.DicomImp
 }
 
 func dicomExport(nd *devnet.Node, id, dir, series string) (daemon.DicomExportResult, error) {
+	return dicomExportVersion(nd, id, 0, dir, series)
+}
+
+func dicomExportVersion(nd *devnet.Node, id string, version int, dir, series string) (daemon.DicomExportResult, error) {
 	var res daemon.DicomExportResult
-	err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/export", daemon.DicomExportRequest{Record: id, Dir: dir, Series: series, Purpose: "treatment"}, &res)
+	err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/export", daemon.DicomExportRequest{Record: id, Version: version, Dir: dir, Series: series, Purpose: "treatment"}, &res)
 	return res, err
 }
 
@@ -382,7 +386,9 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 	bout := t.TempDir()
 	var er daemon.DicomExportResult
 	eventually(t, "grantee export", func() error {
-		er, err = dicomExport(b, v2.ID, bout, series2)
+		// Version 2 explicitly: until its grant entry arrives, the
+		// grantee could already read version 1 (granted first).
+		er, err = dicomExportVersion(b, v2.ID, 2, bout, series2)
 		return err
 	})
 	if er.Instances != 3 {
