@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,7 +60,7 @@ func get(nd *devnet.Node, id string, version int) ([]byte, error) {
 	var buf bytes.Buffer
 	path := api.Prefix + "/records/" + id + "/content?purpose=treatment"
 	if version > 0 {
-		path += "&version=" + string(rune('0'+version))
+		path += "&version=" + strconv.Itoa(version)
 	}
 	_, err := nd.API.Download(context.Background(), path, &buf)
 	return buf.Bytes(), err

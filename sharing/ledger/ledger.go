@@ -74,7 +74,28 @@ type Ledger struct {
 	net2   atomic.Pointer[netState] // set by Start
 	closed chan struct{}
 	once   sync.Once
-	wg     sync.WaitGroup
+	// Background goroutines: launched only through goBackground. The
+	// WaitGroup holds one extra count from Open to Close so it never returns
+	// to zero (and is never reused) while goroutines come and go.
+	bgMu     sync.Mutex
+	bgClosed bool
+	wg       sync.WaitGroup
+}
+
+// goBackground runs f in a goroutine that Close waits for; after Close it
+// does nothing.
+func (l *Ledger) goBackground(f func()) bool {
+	l.bgMu.Lock()
+	defer l.bgMu.Unlock()
+	if l.bgClosed {
+		return false
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // NewGenesis creates a genesis entry founding a network administered by
@@ -137,6 +158,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		heads: map[cid.Cid]HLC{}, pend: newPending(o.MaxPending),
 		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}),
 	}
+	l.wg.Add(1) // released by Close
 	l.d = &dag{t: newTxn(l.ds), cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}}
 	if err := l.load(ctx); err != nil {
 		return nil, err
@@ -752,8 +774,11 @@ func (l *Ledger) Versions(id cid.Cid) []RecordInfo {
 	out := []RecordInfo{root}
 	for i := 0; i < len(out); i++ {
 		for _, r := range l.listState(pIdx + "v/" + out[i].ID.String() + "/") {
+			// Walking forward from the root visits each version once
+			// (containsRecord below); the backward walk's seen set must not
+			// skip the intermediate versions between the root and id.
 			c, err := cid.Decode(lastSeg(r.Key))
-			if err != nil || (seen[c] && c != id) {
+			if err != nil {
 				continue
 			}
 			if info, ok := l.Record(c); ok && info.Prev == out[i].ID {
@@ -1019,10 +1044,19 @@ func (l *Ledger) rebuild(ctx context.Context) (*Ledger, error) {
 func (l *Ledger) Close() error {
 	l.once.Do(func() {
 		close(l.closed)
-		if n := l.net2.Load(); n != nil {
+		l.bgMu.Lock()
+		l.bgClosed = true
+		l.bgMu.Unlock()
+		n := l.net2.Load()
+		if n != nil {
+			n.cancel()
+			n.h.Network().StopNotify(n.notif)
+		}
+		l.wg.Done()
+		l.wg.Wait()
+		if n != nil {
 			n.stop()
 		}
-		l.wg.Wait()
 		l.subMu.Lock()
 		for s := range l.subs {
 			s.close()
