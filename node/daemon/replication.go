@@ -105,6 +105,23 @@ type replicator struct {
 	fetching map[cid.Cid]bool
 	lost     map[cid.Cid]bool // releasing after a failed self-check
 	upSet    map[peer.ID]bool // last liveness snapshot (access cache invalidation)
+	dialing  map[peer.ID]bool // one re-dial in flight per absent member
+}
+
+func (r *replicator) startDial(p peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dialing[p] {
+		return false
+	}
+	r.dialing[p] = true
+	return true
+}
+
+func (r *replicator) endDial(p peer.ID) {
+	r.mu.Lock()
+	delete(r.dialing, p)
+	r.mu.Unlock()
 }
 
 type replMetrics struct {
@@ -145,7 +162,7 @@ func (d *Daemon) startReplication() error {
 		d: d, o: o, live: replication.NewLiveness(o.Grace, d.opts.Now()),
 		m: newReplMetrics(d.reg), wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
 		pins: map[cid.Cid]cid.Cid{}, inflight: map[cid.Cid]int{}, fetching: map[cid.Cid]bool{},
-		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{},
+		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
 	}
 	if err := r.loadPins(d.ctx); err != nil {
 		return fmt.Errorf("load replica pins: %w", err)
@@ -291,10 +308,11 @@ func (r *replicator) observe() {
 		}
 		if d.P2P.Host.Network().Connectedness(p) == network.Connected {
 			r.live.Seen(p, now)
-		} else if len(d.P2P.Host.Peerstore().Addrs(p)) > 0 {
+		} else if len(d.P2P.Host.Peerstore().Addrs(p)) > 0 && r.startDial(p) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
+				defer r.endDial(p)
 				ctx, cancel := context.WithTimeout(d.ctx, min(r.o.Interval, 5*time.Second))
 				defer cancel()
 				if d.P2P.Connect(ctx, peer.AddrInfo{ID: p}) == nil {
