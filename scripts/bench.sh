@@ -207,7 +207,8 @@ if [[ -z ${SKIP_KUBO:-} ]]; then
 	kstart() { # REPO LOG
 		IPFS_PATH=$1 "$ipfs_bin" daemon >"$2" 2>&1 &
 		pids+=("$!")
-		wait_for 60 env IPFS_PATH="$1" "$ipfs_bin" id
+		wait_for 60 test -s "$1/api"
+		wait_for 60 env IPFS_PATH="$1" "$ipfs_bin" swarm peers # online only
 	}
 	ka() { IPFS_PATH=$KA "$ipfs_bin" "$@"; }
 	kb() { IPFS_PATH=$KB "$ipfs_bin" "$@"; }
