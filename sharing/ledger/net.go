@@ -71,6 +71,9 @@ type netState struct {
 	syncing map[peer.ID]bool // in flight; true = run again when done
 }
 
+// stop tears networking down; Close calls it after cancelling n.ctx and
+// waiting for the background goroutines (pubsub's event handler and topic
+// must not be cancelled and closed concurrently).
 func (n *netState) stop() {
 	n.cancel()
 	n.h.Network().StopNotify(n.notif)
@@ -114,26 +117,19 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 	}
 	h.SetStreamHandler(SyncProtocol, l.handleSync)
 	h.Network().Notify(n.notif)
-	l.wg.Add(2)
-	go func() { // drain: the validator already applied every delivered entry
-		defer l.wg.Done()
+	l.goBackground(func() { // drain: the validator already applied every delivered entry
 		for {
 			if _, err := sub.Next(rctx); err != nil {
 				return
 			}
 		}
-	}()
-	go func() {
-		defer l.wg.Done()
-		l.syncLoop(rctx)
-	}()
+	})
+	l.goBackground(func() { l.syncLoop(rctx) })
 	// An entry published before the mesh formed reached nobody: pull from
 	// every peer as it joins the topic, so such entries spread at once
 	// instead of waiting for the periodic sync.
 	if evts, err := topic.EventHandler(); err == nil {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
+		l.goBackground(func() {
 			defer evts.Cancel()
 			for {
 				ev, err := evts.NextPeerEvent(rctx)
@@ -144,7 +140,7 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 					l.trigger(rctx, ev.Peer)
 				}
 			}
-		}()
+		})
 	}
 	for _, p := range h.Network().Peers() {
 		l.trigger(rctx, p)
@@ -246,9 +242,7 @@ func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
 	n.syncing[p] = false
 	n.mu.Unlock()
 	ctx = n.ctx
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	l.goBackground(func() {
 		for {
 			err := l.SyncWith(ctx, n.h, p)
 			if err != nil {
@@ -270,7 +264,7 @@ func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
 			n.syncing[p] = false
 			n.mu.Unlock()
 		}
-	}()
+	})
 }
 
 // SyncWith fetches from p every entry p has that this node lacks, oldest
