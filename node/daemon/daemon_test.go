@@ -49,7 +49,9 @@ func randomBytes(n int) []byte {
 func add(t *testing.T, nd *devnet.Node, data []byte) api.AddResult {
 	t.Helper()
 	var res api.AddResult
-	q := url.Values{"name": {"report.pdf"}, "type": {"application/pdf"}}
+	// One replica (the owner): these tests are about who may read, and a
+	// replica holder legitimately receives a record's ciphertext.
+	q := url.Values{"name": {"report.pdf"}, "type": {"application/pdf"}, "replicas": {"1"}}
 	if err := nd.API.Upload(context.Background(), api.Prefix+"/records?"+q.Encode(), bytes.NewReader(data), int64(len(data)), &res); err != nil {
 		t.Fatalf("add on %s: %v", nd.Name, err)
 	}
