@@ -220,7 +220,6 @@ func refused(t *testing.T, nd *devnet.Node) float64 {
 	return 0
 }
 
-
 func TestNonOwnerCannotGrant(t *testing.T) {
 	n, _ := startNet(t, "A", "B", "C")
 	A, B, C := n.Nodes[0], n.Nodes[1], n.Nodes[2]
