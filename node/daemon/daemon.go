@@ -67,7 +67,11 @@ type Daemon struct {
 
 	access *accessIndex
 	m      *metrics
-	repl   atomic.Pointer[replicator] // set once by startReplication
+
+	dicomOnce sync.Once
+	dicom     *dicomState
+	dicomErr  error
+	repl      atomic.Pointer[replicator] // set once by startReplication
 
 	closeOnce sync.Once
 	closeErr  error

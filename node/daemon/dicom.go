@@ -75,8 +75,6 @@ type dicomState struct {
 	idx *dicom.Index
 }
 
-var dicomStates sync.Map // *Daemon -> *dicomState
-
 // dicomIndexKey derives the node-local index key from the node's identity
 // key: nothing more to persist, and it never leaves the node.
 func (d *Daemon) dicomIndexKey() ([]byte, error) {
@@ -89,20 +87,22 @@ func (d *Daemon) dicomIndexKey() ([]byte, error) {
 	return m.Sum(nil), nil
 }
 
+// dicomState returns the daemon's DICOM state, opening the index on first use.
 func (d *Daemon) dicomState() (*dicomState, error) {
-	if v, ok := dicomStates.Load(d); ok {
-		return v.(*dicomState), nil
-	}
-	key, err := d.dicomIndexKey()
-	if err != nil {
-		return nil, err
-	}
-	idx, err := dicom.NewIndex(d.Store.DS, key)
-	if err != nil {
-		return nil, err
-	}
-	v, _ := dicomStates.LoadOrStore(d, &dicomState{idx: idx})
-	return v.(*dicomState), nil
+	d.dicomOnce.Do(func() {
+		key, err := d.dicomIndexKey()
+		if err != nil {
+			d.dicomErr = err
+			return
+		}
+		idx, err := dicom.NewIndex(d.Store.DS, key)
+		if err != nil {
+			d.dicomErr = err
+			return
+		}
+		d.dicom = &dicomState{idx: idx}
+	})
+	return d.dicom, d.dicomErr
 }
 
 // DicomIndex returns the node's encrypted local study index.
