@@ -52,6 +52,9 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 // or handed to fn. When ctx ends first, the error wraps ErrNotFetched and
 // says how many blocks are missing and how many providers were seen.
 func (n *Node) GetMany(ctx context.Context, cids []cid.Cid, fn func(blocks.Block) error) error {
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
 	seen := make(map[cid.Cid]struct{}, len(cids))
 	var missing []cid.Cid
 	for _, c := range cids {
@@ -128,6 +131,9 @@ func (n *Node) fetch(ctx context.Context, missing []cid.Cid, fn func(blocks.Bloc
 		if err := ctx.Err(); err != nil {
 			return n.notFetched(f, err)
 		}
+		if n.ctx.Err() != nil {
+			return n.notFetched(f, ErrClosed)
+		}
 		progressed, err := n.fetchRound(ctx, f, fn)
 		if err != nil {
 			return err
@@ -171,12 +177,16 @@ func (n *Node) fetchRound(ctx context.Context, f *fetchState, fn func(blocks.Blo
 		select {
 		case <-ctx.Done():
 			return progressed, nil
+		case <-n.ctx.Done():
+			return progressed, nil
 		case <-timer.C:
 			return progressed, nil
 		case b, ok := <-ch:
 			if !ok {
-				// The session ended without every block: treat as a stall.
-				return progressed, nil
+				// The session ended without every block (bitswap shutting
+				// down): wait out the stall timer rather than spin.
+				ch = nil
+				continue
 			}
 			if err := n.accept(ctx, f, b, fn); err != nil {
 				return progressed, err

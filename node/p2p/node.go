@@ -92,6 +92,8 @@ var (
 	// block arrived: no provider was found, none served the block (for
 	// example because its block filter refused us), or the context ended.
 	ErrNotFetched = errors.New("p2p: block not fetched")
+	// ErrClosed is returned by operations on a closed node.
+	ErrClosed = errors.New("p2p: node closed")
 	// ErrNoPeers is returned by Provide when the DHT routing table is empty.
 	ErrNoPeers = errors.New("p2p: no DHT peers to provide to")
 )

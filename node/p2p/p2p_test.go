@@ -458,8 +458,15 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if err := n.Provide(context.Background(), []cid.Cid{randomBlock(t, 10).Cid()}); !errors.Is(err, ErrNoPeers) {
+	c := randomBlock(t, 10).Cid()
+	if err := n.Provide(context.Background(), []cid.Cid{c}); !errors.Is(err, ErrNoPeers) {
 		t.Fatalf("lone Provide = %v, want ErrNoPeers", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Get(context.Background(), c); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close = %v", err)
 	}
 }
 

@@ -18,6 +18,9 @@ func (n *Node) Provide(ctx context.Context, cids []cid.Cid) error {
 	if len(cids) == 0 {
 		return nil
 	}
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
 	if n.DHT.RoutingTable().Size() == 0 {
 		return ErrNoPeers
 	}
