@@ -34,6 +34,7 @@ func (d *Daemon) routes() {
 	d.ledgerRoutes()
 	d.dicomRoutes()
 	d.replicationRoutes()
+	d.datasetRoutes()
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -1,0 +1,848 @@
+package daemon
+
+// Research datasets: consent entries, consent-checked de-identified cohorts
+// published as "dataset" records, granted in one step and fetched in
+// parallel by a researcher (see sharing/dataset for the rules).
+//
+// A dataset spanning several clinics is federated: each clinic publishes
+// its own part under the same name (only the owner of a study can read it,
+// check its patient's consent and de-identify it), grants it to the
+// researcher, and `dataset fetch NAME` on the researcher's node fetches
+// every readable dataset of that name into one folder and one manifest.csv.
+// Clinics that want patient pseudonyms and UIDs to be linkable across parts
+// share one project key file out of band (--project-key); by default each
+// uses its own, so the parts are not linkable.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/dataset"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/dicom"
+	"github.com/medmesh/medmesh/storage/record"
+)
+
+// deidStudyName is the record name DeidentifyDICOM gives its outputs: such
+// records are never sources of a dataset.
+const deidStudyName = "DICOM study (de-identified)"
+
+// ---- consent ----
+
+// ConsentRequest adds or revokes a consent. Patient is the raw patient ID:
+// it goes no further than this node, which puts only its keyed pseudonym on
+// the ledger.
+type ConsentRequest struct {
+	Patient  string `json:"patient"`
+	Purpose  string `json:"purpose"`
+	Modality string `json:"modality,omitempty"`
+	BodyPart string `json:"body_part,omitempty"`
+	Expires  string `json:"expires,omitempty"` // duration, e.g. 8760h
+}
+
+// ConsentInfo is one consent entry as this node sees it.
+type ConsentInfo struct {
+	Entry    string    `json:"entry"`
+	Author   string    `json:"author"`
+	Patient  string    `json:"patient"` // the pseudonym (hex), as on the ledger
+	Purpose  string    `json:"purpose"`
+	Modality string    `json:"modality,omitempty"`
+	BodyPart string    `json:"body_part,omitempty"`
+	Expires  time.Time `json:"expires,omitzero"`
+	Revoked  bool      `json:"revoked"`
+	Expired  bool      `json:"expired"`
+	Time     time.Time `json:"time"`
+}
+
+// consentKey is this clinic's secret pseudonym key, derived from its
+// identity key: stable, never stored apart, never leaves the node.
+func (d *Daemon) consentKey() ([]byte, error) {
+	raw, err := d.ident.Raw()
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, raw)
+	m.Write([]byte("medmesh consent pseudonym key v1"))
+	return m.Sum(nil), nil
+}
+
+func (d *Daemon) consentPseudonym(patientID string) ([]byte, error) {
+	if patientID == "" || len(patientID) > 64 {
+		return nil, api.Errorf(http.StatusBadRequest, "", "a patient ID is 1 to 64 characters")
+	}
+	k, err := d.consentKey()
+	if err != nil {
+		return nil, err
+	}
+	return dataset.ConsentPseudonym(k, patientID), nil
+}
+
+func checkPurpose(p string) error {
+	if !dataset.ValidPurpose(p) {
+		return api.Errorf(http.StatusBadRequest, "use research, treatment, operations or emergency", "unknown purpose %q", p)
+	}
+	return nil
+}
+
+// AddConsent writes a consent entry for one of this clinic's patients.
+func (d *Daemon) AddConsent(ctx context.Context, req ConsentRequest) (*ConsentInfo, error) {
+	if req.Purpose == "" {
+		req.Purpose = ledger.PurposeResearch
+	}
+	if err := checkPurpose(req.Purpose); err != nil {
+		return nil, err
+	}
+	pat, err := d.consentPseudonym(req.Patient)
+	if err != nil {
+		return nil, err
+	}
+	now := d.opts.Now()
+	exp, err := parseExpiry(now, req.Expires)
+	if err != nil {
+		return nil, err
+	}
+	pl := &dataset.ConsentPayload{Patient: pat, Purpose: req.Purpose, Modality: strings.ToUpper(req.Modality), BodyPart: strings.ToUpper(req.BodyPart)}
+	if !exp.IsZero() {
+		pl.Expires = exp.UnixMilli()
+	}
+	if err := pl.Check(); err != nil {
+		return nil, api.Errorf(http.StatusBadRequest, "", "%v", err)
+	}
+	e, err := d.Ledger.Append(ctx, dataset.TypeConsent, pl)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dataset.DecodeConsent(e)
+	if err != nil {
+		return nil, err
+	}
+	return d.consentInfo(c, now), nil
+}
+
+// RevokeConsent revokes this clinic's consents of (patient, purpose).
+func (d *Daemon) RevokeConsent(ctx context.Context, req ConsentRequest) (map[string]string, error) {
+	if req.Purpose == "" {
+		req.Purpose = ledger.PurposeResearch
+	}
+	if err := checkPurpose(req.Purpose); err != nil {
+		return nil, err
+	}
+	pat, err := d.consentPseudonym(req.Patient)
+	if err != nil {
+		return nil, err
+	}
+	e, err := d.Ledger.Append(ctx, dataset.TypeConsentRevoke, &dataset.RevokePayload{Patient: pat, Purpose: req.Purpose})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"entry": e.CID().String(), "patient": hex.EncodeToString(pat), "purpose": req.Purpose}, nil
+}
+
+func (d *Daemon) consentInfo(c *dataset.Consent, now time.Time) *ConsentInfo {
+	return &ConsentInfo{Entry: c.Entry.String(), Author: c.Author.String(), Patient: hex.EncodeToString(c.Patient), Purpose: c.Purpose,
+		Modality: c.Modality, BodyPart: c.BodyPart, Expires: c.Expires, Revoked: c.Revoked,
+		Expired: !c.Revoked && !c.Live(now, ClockSkew), Time: time.UnixMilli(int64(c.Clock.Wall)).UTC()}
+}
+
+// consentsBy returns the consents written by author, evaluated (revoked or
+// not), grouped by patient pseudonym.
+func (d *Daemon) consentsBy(ctx context.Context, author peer.ID) (map[string][]*dataset.Consent, error) {
+	ces, err := d.Ledger.Log(ctx, dataset.TypeConsent, 0)
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.Ledger.Log(ctx, dataset.TypeConsentRevoke, 0)
+	if err != nil {
+		return nil, err
+	}
+	var cs []*dataset.Consent
+	var rs []*dataset.Revocation
+	for _, e := range ces {
+		if e.Author != author {
+			continue
+		}
+		c, err := dataset.DecodeConsent(e)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	for _, e := range res {
+		if e.Author != author {
+			continue
+		}
+		r, err := dataset.DecodeRevocation(e)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	if err := dataset.Evaluate(ctx, &dataset.LedgerAncestry{L: d.Ledger}, cs, rs); err != nil {
+		return nil, err
+	}
+	out := map[string][]*dataset.Consent{}
+	for _, c := range cs {
+		out[string(c.Patient)] = append(out[string(c.Patient)], c)
+	}
+	return out, nil
+}
+
+// Consents lists this clinic's consents, for one patient if patientID is
+// set, and of one purpose if purpose is set.
+func (d *Daemon) Consents(ctx context.Context, patientID, purpose string) ([]ConsentInfo, error) {
+	by, err := d.consentsBy(ctx, d.self)
+	if err != nil {
+		return nil, err
+	}
+	var only []byte
+	if patientID != "" {
+		if only, err = d.consentPseudonym(patientID); err != nil {
+			return nil, err
+		}
+	}
+	now := d.opts.Now()
+	out := []ConsentInfo{}
+	for pat, cs := range by {
+		if only != nil && pat != string(only) {
+			continue
+		}
+		for _, c := range cs {
+			if purpose == "" || c.Purpose == purpose {
+				out = append(out, *d.consentInfo(c, now))
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].Entry < out[j].Entry
+	})
+	return out, nil
+}
+
+// ---- dataset records ----
+
+// datasetRef is one readable dataset version with its manifest.
+type datasetRef struct {
+	info ledger.RecordInfo
+	g    *ledger.Grant
+	man  *dataset.Manifest
+}
+
+// openDataset reads and strictly decodes a dataset record's manifest.
+func (d *Daemon) openDataset(ctx context.Context, id cid.Cid, version int) (*datasetRef, error) {
+	info, m, key, g, err := d.Open(ctx, id, version)
+	if err != nil {
+		return nil, err
+	}
+	if m.Kind != dataset.Kind || len(m.Files) != 1 {
+		return nil, api.Errorf(http.StatusBadRequest, "", "record %s is not a dataset", info.ID)
+	}
+	if m.Files[0].Size > 64<<20 {
+		return nil, fmt.Errorf("dataset %s: manifest of %d bytes is too large", info.ID, m.Files[0].Size)
+	}
+	var buf bytes.Buffer
+	if err := d.ReadFiles(ctx, m, key, []int{0}, &buf); err != nil {
+		return nil, err
+	}
+	man, err := dataset.Decode(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", info.ID, err)
+	}
+	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
+	return &datasetRef{info: info, g: g, man: man}, nil
+}
+
+// datasets returns the newest readable version of every dataset chain this
+// node owns or may read.
+func (d *Daemon) datasets(ctx context.Context) []*datasetRef {
+	seen := map[cid.Cid]bool{}
+	var out []*datasetRef
+	for _, r := range d.Ledger.Records() {
+		if r.Class != dataset.Class || seen[r.ID] {
+			continue
+		}
+		chain := d.Ledger.Versions(r.ID)
+		if len(chain) == 0 {
+			chain = []ledger.RecordInfo{r}
+		}
+		for _, v := range chain {
+			seen[v.ID] = true
+		}
+		if _, _, _, err := d.resolve(ctx, r.ID, 0); err != nil {
+			continue // not readable here
+		}
+		ref, err := d.openDataset(ctx, r.ID, 0)
+		if err != nil {
+			d.log.Debug("dataset: cannot open", "record", r.ID, "err", err)
+			continue
+		}
+		out = append(out, ref)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].man.Name != out[j].man.Name {
+			return out[i].man.Name < out[j].man.Name
+		}
+		return out[i].info.ID.KeyString() < out[j].info.ID.KeyString()
+	})
+	return out
+}
+
+// DatasetInfo describes a dataset version for `dataset ls`.
+type DatasetInfo struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Version   int       `json:"version"`
+	Prev      string    `json:"prev,omitempty"`
+	Owner     string    `json:"owner"`
+	Mine      bool      `json:"mine"`
+	Studies   int       `json:"studies"`
+	Instances int       `json:"instances"`
+	Size      int64     `json:"size"`
+	Created   time.Time `json:"created"`
+}
+
+func refInfo(d *Daemon, r *datasetRef) DatasetInfo {
+	di := DatasetInfo{ID: r.info.ID.String(), Name: r.man.Name, Version: int(r.man.Version), Owner: r.info.Owner.String(),
+		Mine: r.info.Owner == d.self, Studies: len(r.man.Studies), Created: r.info.Announced}
+	if r.info.Prev.Defined() {
+		di.Prev = r.info.Prev.String()
+	}
+	for _, s := range r.man.Studies {
+		di.Instances += int(s.Instances)
+		di.Size += int64(s.Size)
+	}
+	return di
+}
+
+// ListDatasets lists the datasets this node published or may read.
+func (d *Daemon) ListDatasets(ctx context.Context) []DatasetInfo {
+	out := []DatasetInfo{}
+	for _, r := range d.datasets(ctx) {
+		out = append(out, refInfo(d, r))
+	}
+	return out
+}
+
+// findDatasets resolves a dataset ID or name to the newest readable
+// version of each matching dataset (a name may match one part per clinic).
+func (d *Daemon) findDatasets(ctx context.Context, ref string) ([]*datasetRef, error) {
+	if id, err := cid.Decode(ref); err == nil {
+		r, err := d.openDataset(ctx, id, 0)
+		if err != nil {
+			return nil, err
+		}
+		return []*datasetRef{r}, nil
+	}
+	var out []*datasetRef
+	for _, r := range d.datasets(ctx) {
+		if r.man.Name == ref {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, api.Errorf(http.StatusNotFound, "`medmesh dataset ls` lists what this node may read", "no readable dataset named %q", ref)
+	}
+	return out, nil
+}
+
+// ---- grant ----
+
+// DatasetGrantRequest grants a dataset to a member.
+type DatasetGrantRequest struct {
+	To      string `json:"to"`
+	Expires string `json:"expires,omitempty"`
+}
+
+// DatasetGrantResult says what was granted.
+type DatasetGrantResult struct {
+	Dataset string `json:"dataset"`
+	Version int    `json:"version"`
+	Grantee string `json:"grantee"`
+	Records int    `json:"records"` // manifest + studies
+}
+
+// GrantDataset grants the newest version of an owned dataset and every
+// study in it to a member, purpose research.
+func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req DatasetGrantRequest) (*DatasetGrantResult, error) {
+	grantee, err := peer.Decode(req.To)
+	if err != nil {
+		return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", req.To)
+	}
+	expires, err := parseExpiry(d.opts.Now(), req.Expires)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.ownedChain(id); err != nil {
+		return nil, err
+	}
+	latest := d.latestVersion(id)
+	ref, err := d.openDataset(ctx, latest.ID, int(latest.Version))
+	if err != nil {
+		return nil, err
+	}
+	return d.grantRef(ctx, ref, grantee, expires)
+}
+
+func (d *Daemon) grantRef(ctx context.Context, ref *datasetRef, grantee peer.ID, expires time.Time) (*DatasetGrantResult, error) {
+	if !d.Ledger.IsMember(grantee) {
+		return nil, api.Errorf(http.StatusBadRequest, "the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
+	}
+	pub, ok := d.Ledger.KEMKey(grantee)
+	if !ok {
+		return nil, api.Errorf(http.StatusConflict, "start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
+	}
+	recs := []ledger.RecordInfo{ref.info}
+	for _, s := range ref.man.Studies {
+		sid, _ := s.RecordID()
+		info, ok := d.Ledger.Record(sid)
+		if !ok || info.Owner != d.self {
+			return nil, fmt.Errorf("dataset %s: study record %s is not announced as this node's", ref.info.ID, sid)
+		}
+		recs = append(recs, info)
+	}
+	// Studies first, the manifest last: a grantee that can read the
+	// manifest can read every study in it.
+	recs = append(recs[1:], recs[0])
+	for _, info := range recs {
+		key, _, err := d.readKey(ctx, info)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := d.grantVersion(ctx, info.ID, key[:], grantee, pub, ledger.PurposeResearch, expires); err != nil {
+			return nil, err
+		}
+	}
+	return &DatasetGrantResult{Dataset: ref.info.ID.String(), Version: int(ref.man.Version), Grantee: grantee.String(), Records: len(recs)}, nil
+}
+
+// ---- create ----
+
+// DatasetCreateRequest publishes a dataset (a new version if this node
+// already published one of that name).
+type DatasetCreateRequest struct {
+	Name                         string   `json:"name"`
+	Records                      []string `json:"records,omitempty"`
+	Query                        string   `json:"query,omitempty"`
+	RetainPatientCharacteristics bool     `json:"retain_patient_characteristics,omitempty"`
+	ShiftDates                   bool     `json:"shift_dates,omitempty"`
+	ProjectKeyFile               string   `json:"project_key_file,omitempty"`
+}
+
+// DatasetExcluded is a source study (or some of its series) left out.
+type DatasetExcluded struct {
+	Record string `json:"record"`
+	Series int    `json:"series"` // number of series left out
+	Reason string `json:"reason"`
+}
+
+// DatasetStudy is one study of a created dataset.
+type DatasetStudy struct {
+	Record    string `json:"record"`
+	Patient   string `json:"patient"`
+	StudyUID  string `json:"study_uid"`
+	Instances int    `json:"instances"`
+	Size      int64  `json:"size"`
+	Reused    bool   `json:"reused,omitempty"`
+}
+
+// DatasetCreateResult is what dataset create published.
+type DatasetCreateResult struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Version   int               `json:"version"`
+	Prev      string            `json:"prev,omitempty"`
+	Studies   []DatasetStudy    `json:"studies"`
+	Excluded  []DatasetExcluded `json:"excluded"`
+	Counts    map[string]int    `json:"excluded_by_reason"`
+	Regranted []string          `json:"regranted,omitempty"`
+	Revoked   int               `json:"revoked_grants,omitempty"`
+}
+
+// candidates returns the owned source study records to consider, newest
+// version of each, deduplicated, in a stable order.
+func (d *Daemon) datasetCandidates(ctx context.Context, req DatasetCreateRequest, q dataset.Query, res *DatasetCreateResult) ([]ledger.RecordInfo, error) {
+	var ids []cid.Cid
+	if len(req.Records) > 0 {
+		for _, s := range req.Records {
+			id, err := cid.Decode(strings.TrimSpace(s))
+			if err != nil {
+				return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a record ID", s)
+			}
+			ids = append(ids, id)
+		}
+	} else {
+		idx, err := d.DicomIndex()
+		if err != nil {
+			return nil, err
+		}
+		hits, err := idx.Query(ctx, dicom.Filter{Modality: q.Modality})
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hits {
+			if id, err := cid.Decode(h.RecordID); err == nil {
+				ids = append(ids, id)
+			}
+		}
+	}
+	seen := map[cid.Cid]bool{}
+	var out []ledger.RecordInfo
+	for _, id := range ids {
+		info, ok := d.Ledger.Record(id)
+		if !ok || info.Owner != d.self {
+			if len(req.Records) > 0 {
+				res.exclude(id.String(), 0, dataset.ReasonNotOwned)
+			}
+			continue
+		}
+		latest := d.latestVersion(id)
+		if seen[latest.ID] {
+			continue
+		}
+		seen[latest.ID] = true
+		out = append(out, latest)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID.KeyString() < out[j].ID.KeyString() })
+	return out, nil
+}
+
+func (r *DatasetCreateResult) exclude(rec string, series int, reason string) {
+	r.Excluded = append(r.Excluded, DatasetExcluded{Record: rec, Series: series, Reason: reason})
+	r.Counts[reason]++
+}
+
+// CreateDataset selects owned studies, keeps the series whose patient has
+// a live research consent covering them, de-identifies each kept study
+// with one project key, stores the outputs as records and publishes a
+// dataset manifest record. Grants of the previous version are carried to
+// the new one, and studies it drops have those grants revoked.
+func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*DatasetCreateResult, error) {
+	if !dataset.ValidName(req.Name) {
+		return nil, api.Errorf(http.StatusBadRequest, "1 to 128 printable characters, no / , or \\", "bad dataset name %q", req.Name)
+	}
+	if (len(req.Records) == 0) == (req.Query == "") {
+		return nil, api.Errorf(http.StatusBadRequest, "", "give either records or a query")
+	}
+	var q dataset.Query
+	if req.Query != "" {
+		var err error
+		if q, err = dataset.ParseQuery(req.Query); err != nil {
+			return nil, api.Errorf(http.StatusBadRequest, "", "%v", err)
+		}
+	}
+	if req.ProjectKeyFile != "" && !isAbs(req.ProjectKeyFile) {
+		return nil, api.Errorf(http.StatusBadRequest, "", "project key file %q is not an absolute path", req.ProjectKeyFile)
+	}
+	pkey, err := d.projectKey(req.ProjectKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	opts := dicom.DeidOptions{ProjectKey: pkey, RetainPatientCharacteristics: req.RetainPatientCharacteristics, ShiftDates: req.ShiftDates}
+	ckey, err := d.consentKey()
+	if err != nil {
+		return nil, err
+	}
+	// One create at a time per node: versions of a name must not race.
+	st, err := d.dicomState()
+	if err != nil {
+		return nil, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+
+	res := &DatasetCreateResult{Name: req.Name, Studies: []DatasetStudy{}, Excluded: []DatasetExcluded{}, Counts: map[string]int{}}
+	var prev *datasetRef
+	for _, r := range d.datasets(ctx) {
+		if r.info.Owner == d.self && r.man.Name == req.Name && (prev == nil || r.man.Version > prev.man.Version) {
+			prev = r
+		}
+	}
+	consents, err := d.consentsBy(ctx, d.self)
+	if err != nil {
+		return nil, err
+	}
+	now := d.opts.Now()
+	live := func(c *dataset.Consent) bool { return c.Live(now, 0) }
+	cands, err := d.datasetCandidates(ctx, req, q, res)
+	if err != nil {
+		return nil, err
+	}
+	man := &dataset.Manifest{Format: dataset.FormatVersion, Name: req.Name, Version: 1, Profile: dataset.Profile,
+		Options: dataset.Options{RetainPatientCharacteristics: opts.RetainPatientCharacteristics, ShiftDates: opts.ShiftDates}}
+	if prev != nil {
+		man.Version = prev.man.Version + 1
+	}
+	for _, info := range cands {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		_, m, key, _, src, err := d.openStudy(ctx, info.ID, int(info.Version))
+		if err != nil {
+			var se *api.StatusError
+			if errors.As(err, &se) && len(req.Records) > 0 {
+				res.exclude(info.ID.String(), 0, dataset.ReasonNotStudy)
+				continue
+			}
+			if errors.As(err, &se) {
+				continue // not a DICOM study
+			}
+			return nil, err
+		}
+		if m.Name == deidStudyName || strings.HasPrefix(src.PatientID, "ANON-") {
+			if len(req.Records) > 0 {
+				res.exclude(info.ID.String(), len(src.Series), dataset.ReasonNotStudy)
+			}
+			continue
+		}
+		var research []*dataset.Consent
+		for _, c := range consents[string(dataset.ConsentPseudonym(ckey, src.PatientID))] {
+			if c.Purpose == ledger.PurposeResearch {
+				research = append(research, c)
+			}
+		}
+		keep := map[string]bool{}
+		var reason string
+		var left int
+		for _, se := range src.Series {
+			if !q.Matches(se.Modality, se.BodyPart) {
+				left++
+				if reason == "" {
+					reason = dataset.ReasonNoMatch
+				}
+				continue
+			}
+			if v := dataset.SeriesVerdict(research, se.Modality, se.BodyPart, live); v != "" {
+				left++
+				if reason == "" || reason == dataset.ReasonNoMatch {
+					reason = v
+				}
+				continue
+			}
+			keep[se.UID] = true
+		}
+		if len(keep) == 0 {
+			res.exclude(info.ID.String(), left, reason)
+			continue
+		}
+		if left > 0 {
+			res.exclude(info.ID.String(), left, reason)
+		}
+		ds, reused, err := d.datasetDeid(ctx, info, m, key, src, keep, opts)
+		if err != nil {
+			var se *api.StatusError
+			if errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity {
+				res.exclude(info.ID.String(), len(keep), dataset.ReasonNotDeidable)
+				continue
+			}
+			return nil, err
+		}
+		man.Studies = append(man.Studies, *ds)
+		sid, _ := ds.RecordID()
+		res.Studies = append(res.Studies, DatasetStudy{Record: sid.String(), Patient: ds.Patient, StudyUID: ds.StudyUID,
+			Instances: int(ds.Instances), Size: int64(ds.Size), Reused: reused})
+	}
+	if len(man.Studies) == 0 {
+		return res, api.Errorf(http.StatusUnprocessableEntity, "check the selection and the patients' research consents (`medmesh consent ls`)",
+			"no study qualifies for dataset %q (%d left out)", req.Name, len(res.Excluded))
+	}
+	sort.Slice(man.Studies, func(i, j int) bool { return man.Studies[i].StudyUID < man.Studies[j].StudyUID })
+	body, err := man.Encode()
+	if err != nil {
+		return nil, err
+	}
+	areq := AddRequest{Name: req.Name, MediaType: dataset.MediaType, Kind: dataset.Kind, Class: dataset.Class,
+		Files: []FileSource{{Path: dataset.FileName, Open: func() (io.Reader, error) { return bytes.NewReader(body), nil }}}}
+	if prev != nil {
+		areq.Prev = prev.info.ID
+		res.Prev = prev.info.ID.String()
+	}
+	ar, err := d.Add(ctx, areq)
+	if err != nil {
+		return nil, err
+	}
+	res.ID, res.Version = ar.ID.String(), ar.Version
+	if prev != nil {
+		if err := d.carryGrants(ctx, prev, ar.ID, man, res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// carryGrants grants the new version to the live research grantees of the
+// previous one and revokes their grants of studies the new one dropped
+// (a consent revoked since, for instance).
+func (d *Daemon) carryGrants(ctx context.Context, prev *datasetRef, id cid.Cid, man *dataset.Manifest, res *DatasetCreateResult) error {
+	now := d.opts.Now()
+	grantees := map[peer.ID]time.Time{}
+	for _, g := range d.Ledger.Grants(prev.info.ID) {
+		if g.Purpose == ledger.PurposeResearch && grantLive(g, now) && g.Grantee != d.self {
+			grantees[g.Grantee] = g.Expires
+		}
+	}
+	if len(grantees) == 0 {
+		return nil
+	}
+	info, ok := d.Ledger.Record(id)
+	if !ok {
+		return fmt.Errorf("dataset %s: not on the ledger after add", id)
+	}
+	ref := &datasetRef{info: info, man: man}
+	kept := map[string]bool{}
+	for _, s := range man.Studies {
+		kept[string(s.Record)] = true
+	}
+	ps := make([]peer.ID, 0, len(grantees))
+	for p := range grantees {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	for _, p := range ps {
+		for _, s := range prev.man.Studies {
+			if kept[string(s.Record)] {
+				continue
+			}
+			sid, _ := s.RecordID()
+			n, err := d.Revoke(ctx, sid, p)
+			if err != nil {
+				return err
+			}
+			res.Revoked += n
+		}
+		if _, err := d.grantRef(ctx, ref, p, grantees[p]); err != nil {
+			return err
+		}
+		res.Regranted = append(res.Regranted, p.String())
+	}
+	return nil
+}
+
+// deidCacheKey names a de-identified output in node-local bookkeeping: the
+// same source version, kept series and options give the same output, so a
+// new dataset version reuses it instead of storing the study again.
+func deidCacheKey(src cid.Cid, keep map[string]bool, opts dicom.DeidOptions) datastore.Key {
+	h := sha256.New()
+	h.Write([]byte("medmesh dataset deid v1\x00"))
+	kh := sha256.Sum256(opts.ProjectKey)
+	h.Write(kh[:])
+	fmt.Fprintf(h, "%s\x00%v\x00%v\x00", src, opts.RetainPatientCharacteristics, opts.ShiftDates)
+	uids := make([]string, 0, len(keep))
+	for u := range keep {
+		uids = append(uids, u)
+	}
+	sort.Strings(uids)
+	for _, u := range uids {
+		h.Write([]byte(u + "\x00"))
+	}
+	return datastore.NewKey("/dataset/deid/" + hex.EncodeToString(h.Sum(nil)))
+}
+
+// datasetDeid de-identifies the kept series of a source study (the
+// daemon's de-identify path: deidOne/deidPipe, two passes, streamed) into a
+// new study record, or reuses an earlier identical output.
+func (d *Daemon) datasetDeid(ctx context.Context, info ledger.RecordInfo, m *record.Manifest, key record.Key, src *dicom.Study, keep map[string]bool, opts dicom.DeidOptions) (*dataset.Study, bool, error) {
+	ck := deidCacheKey(info.ID, keep, opts)
+	if raw, err := d.local.Get(ctx, ck); err == nil {
+		var s dataset.Study
+		if dataset.Unmarshal(raw, &s) == nil {
+			if sid, err := s.RecordID(); err == nil {
+				if ri, ok := d.Ledger.Record(sid); ok && ri.Owner == d.self {
+					return &s, true, nil
+				}
+			}
+		}
+	}
+	ns := &dicom.Study{}
+	type kept struct {
+		file int
+		size int64
+	}
+	var keepFiles []kept
+	var offset int
+	for _, se := range src.Series {
+		if !keep[se.UID] {
+			continue
+		}
+		var nse *dicom.Series
+		for _, in := range se.Instances {
+			cw := &countWriter{w: io.Discard}
+			res, err := d.deidOne(ctx, m, key, in.FileIndex, cw, opts)
+			if err != nil {
+				return nil, false, fmt.Errorf("de-identify file %d of %s: %w", in.FileIndex, info.ID, err)
+			}
+			if res.Excluded {
+				continue
+			}
+			if ns.UID == "" {
+				ns.UID, ns.PatientID = res.StudyInstanceUID, res.PatientPseudonym
+				ns.PatientName = "ANON^" + trimPrefix(res.PatientPseudonym, "ANON-")
+				offset = res.DateOffsetDays
+			}
+			if nse == nil {
+				nse = &dicom.Series{UID: res.SeriesInstanceUID, Modality: se.Modality, BodyPart: se.BodyPart, Number: se.Number}
+				ns.Series = append(ns.Series, nse)
+			}
+			nse.Instances = append(nse.Instances, &dicom.InstanceRef{SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: in.SOPClassUID,
+				TransferSyntax: in.TransferSyntax, Number: in.Number, Size: cw.n, FileIndex: len(keepFiles)})
+			keepFiles = append(keepFiles, kept{file: in.FileIndex, size: cw.n})
+		}
+	}
+	if len(keepFiles) == 0 {
+		return nil, false, api.Errorf(http.StatusUnprocessableEntity, "", "every instance was excluded by de-identification")
+	}
+	if opts.ShiftDates && src.StudyDate != "" {
+		if t, err := time.Parse("20060102", src.StudyDate); err == nil {
+			ns.StudyDate = t.AddDate(0, 0, offset).Format("20060102")
+		}
+	}
+	meta, err := dicom.EncodeStudyMeta(ns)
+	if err != nil {
+		return nil, false, err
+	}
+	out := &dataset.Study{Patient: ns.PatientID, StudyUID: ns.UID}
+	files := make([]FileSource, 0, len(keepFiles))
+	for _, se := range ns.Series {
+		ds := dataset.Series{UID: se.UID, Modality: se.Modality, BodyPart: se.BodyPart}
+		for _, ni := range se.Instances {
+			k := keepFiles[ni.FileIndex]
+			files = append(files, FileSource{Path: se.UID + "/" + ni.SOPInstanceUID + ".dcm", Open: d.deidPipe(ctx, m, key, k.file, k.size, opts)})
+			ds.Instances++
+			ds.Size += uint64(k.size)
+		}
+		out.Series = append(out.Series, ds)
+		out.Instances += ds.Instances
+		out.Size += ds.Size
+	}
+	ar, err := d.Add(ctx, AddRequest{Name: deidStudyName, MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files})
+	if err != nil {
+		return nil, false, err
+	}
+	out.Record = ar.ID.Bytes()
+	if idx, err := d.DicomIndex(); err == nil {
+		if err := idx.Put(ctx, ar.ID.String(), ns); err != nil {
+			d.log.Warn("dicom index: add de-identified study", "record", ar.ID, "err", err)
+		}
+	}
+	if raw, err := dataset.Marshal(out); err == nil {
+		if err := d.local.Put(ctx, ck, raw); err != nil {
+			d.log.Warn("dataset: remember de-identified study", "record", ar.ID, "err", err)
+		}
+	}
+	return out, false, nil
+}
