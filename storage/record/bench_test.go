@@ -42,27 +42,20 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 
 var benchSrc = randBytes(42, 4<<20+17)
 
-// putOnly hides PutMany, to measure batching.
-type putOnly struct{ BlockPutter }
-
 func benchStores(b *testing.B) map[string]func() BlockPutter {
 	return map[string]func() BlockPutter{
-		"badger":         func() BlockPutter { return openStore(b).Blocks },
-		"badger-noBatch": func() BlockPutter { return putOnly{openStore(b).Blocks} },
-		"badger-serial":  func() BlockPutter { return openStore(b).Blocks },
-		"mem":            func() BlockPutter { return newMemStore() },
-		"discard":        func() BlockPutter { return &discard{} },
+		"badger":  func() BlockPutter { return openStore(b).Blocks },
+		"mem":     func() BlockPutter { return newMemStore() },
+		"discard": func() BlockPutter { return &discard{} },
 	}
 }
 
 // BenchmarkIngest: chunk + encrypt + hash + store a 64 MiB stream.
 func BenchmarkIngest(b *testing.B) {
-	for _, store := range []string{"badger", "badger-serial", "badger-noBatch", "mem", "discard"} {
+	for _, store := range []string{"badger", "mem", "discard"} {
 		for _, cs := range []int{256 << 10, 512 << 10, 1 << 20} {
 			b.Run(fmt.Sprintf("%s/chunk=%dKiB", store, cs>>10), func(b *testing.B) {
 				bs := benchStores(b)[store]()
-				pipelineWrites = store != "badger-serial"
-				defer func() { pipelineWrites = true }()
 				loop(b, benchSize, func() {
 					if m, ok := bs.(*memStore); ok {
 						clear(m.m) // keep the heap flat

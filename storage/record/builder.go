@@ -3,10 +3,8 @@ package record
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -18,13 +16,15 @@ import (
 // with ErrTooLarge once a file's chunks alone could not fit in a manifest.
 const minManifestChunkCost = 1 + 34 + 1
 
-// batchBytes is how much sealed data the Builder gathers before handing it
-// to its storing goroutine (one PutMany, when the putter supports it).
-const batchBytes = 8 << 20
-
-// pipelineWrites makes AddFile store a batch while it seals the next; the
-// benchmarks turn it off to measure what it buys.
-var pipelineWrites = true
+// The Builder stores each block with one Put as soon as it is sealed. It
+// used to gather 8 MiB batches for PutMany; measured against badger with
+// 1 MiB blocks (BenchmarkIngest, interleaved runs on the shared machine:
+// Put 145, 231, 179, 196, 114, 160, 167 MB/s against PutMany 135, 201,
+// 237, 168, 100, 172, 140 MB/s) it did not help, since a commit per MiB is
+// cheap next to sealing and copying the MiB, so the simpler code with one
+// chunk in memory won. Storing a batch on a second goroutine while sealing
+// the next did not help either (putmany-serial 155, 198, 210 MB/s against
+// pipelined 156, 180, 166): with both cores busy there is nothing to gain.
 
 // Builder seals files into a record: AddFile for each file, then Finish.
 // A Builder is not safe for concurrent use. Once AddFile or Finish fails,
@@ -34,7 +34,6 @@ var pipelineWrites = true
 // Builder are unreferenced garbage.
 type Builder struct {
 	bs        BlockPutter
-	batcher   batchPutter
 	keys      *recordKeys
 	chunkSize int
 	progress  func(int64)
@@ -72,18 +71,13 @@ func NewBuilder(bs BlockPutter, key Key, opts Options) *Builder {
 		return b
 	}
 	b.keys = k
-	if bp, ok := bs.(batchPutter); ok {
-		b.batcher = bp
-	}
 	return b
 }
 
 // AddFile reads r to its end, sealing it chunk by chunk into blocks, and
 // adds it to the record as the next file (index len of earlier files). It
-// holds one chunk of plaintext at a time, whatever the size of r, plus up
-// to 16 MiB of sealed blocks: one batch being written while the next is
-// sealed. The returned File
-// is also recorded in the manifest.
+// holds one chunk of plaintext and one sealed chunk at a time, whatever the
+// size of r. The returned File is also recorded in the manifest.
 func (b *Builder) AddFile(ctx context.Context, path string, r io.Reader) (File, error) {
 	if b.err != nil {
 		return File{}, b.err
@@ -116,10 +110,6 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 		b.buf = make([]byte, b.chunkSize)
 	}
 	fi := uint32(len(b.files))
-	st := b.newStorer(ctx)
-	defer st.wait() // on every path, so the goroutine never outlives AddFile
-	var batch []blocks.Block
-	batchN := 0
 	f := File{Path: path}
 	h := sha256.New()
 	var carry [1]byte
@@ -127,9 +117,6 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 	for idx := uint64(0); ; idx++ {
 		if err := ctx.Err(); err != nil {
 			return File{}, fmt.Errorf("add file %q: %w", path, err)
-		}
-		if st.failed.Load() {
-			return File{}, fmt.Errorf("add file %q: store chunks: %w", path, st.wait())
 		}
 		b.chunks++
 		if b.chunks*minManifestChunkCost > MaxManifestSize {
@@ -144,23 +131,21 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 			buf[0] = carry[0]
 			n = 1
 		}
-		m, err := io.ReadFull(r, buf[n:])
+		m, eof, err := fill(r, buf[n:])
 		n += m
-		last := false
-		switch {
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			last = true
-		case err != nil:
+		if err != nil {
 			return File{}, fmt.Errorf("add file %q: read at byte %d: %w", path, f.Size+int64(n), err)
-		default:
-			k, err := io.ReadFull(r, carry[:])
+		}
+		last := eof
+		if !eof {
+			k, eof, err := fill(r, carry[:])
 			switch {
+			case err != nil:
+				return File{}, fmt.Errorf("add file %q: read at byte %d: %w", path, f.Size+int64(n), err)
 			case k == 1:
 				haveCarry = true
-			case errors.Is(err, io.EOF):
-				last = true
 			default:
-				return File{}, fmt.Errorf("add file %q: read at byte %d: %w", path, f.Size+int64(n), err)
+				last = eof
 			}
 		}
 		pt := buf[:n]
@@ -168,13 +153,8 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 		sealed := b.keys.seal(make([]byte, 0, n+TagSize), pt, fi, idx, last)
 		c := rawCID(sha256Sum(sealed))
 		blk, _ := blocks.NewBlockWithCid(sealed, c)
-		batch = append(batch, blk)
-		batchN += len(sealed)
-		if batchN >= batchBytes || last {
-			if err := st.send(batch); err != nil {
-				return File{}, fmt.Errorf("add file %q: store chunks: %w", path, err)
-			}
-			batch, batchN = nil, 0
+		if err := b.bs.Put(ctx, blk); err != nil {
+			return File{}, fmt.Errorf("add file %q: store chunk %d: %w", path, idx, err)
 		}
 		f.Chunks = append(f.Chunks, Chunk{CID: c, Size: int64(n)})
 		f.Size += int64(n)
@@ -186,89 +166,11 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 			break
 		}
 	}
-	if err := st.wait(); err != nil {
-		return File{}, fmt.Errorf("add file %q: store chunks: %w", path, err)
-	}
 	h.Sum(f.SHA256[:0])
 	for _, c := range f.Chunks {
 		b.blocks = append(b.blocks, c.CID)
 	}
 	return f, nil
-}
-
-// storer stores batches of sealed blocks on its own goroutine, so that
-// storing one batch overlaps sealing the next. At most one batch is being
-// stored while AddFile fills the next.
-type storer struct {
-	ch     chan []blocks.Block
-	done   chan struct{}
-	err    error // set by the goroutine before done is closed
-	failed atomic.Bool
-	closed bool
-	sync   func([]blocks.Block) error // when not pipelining
-}
-
-func (b *Builder) newStorer(ctx context.Context) *storer {
-	store := func(batch []blocks.Block) error {
-		if b.batcher != nil {
-			return b.batcher.PutMany(ctx, batch)
-		}
-		for _, blk := range batch {
-			if err := b.bs.Put(ctx, blk); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	s := &storer{done: make(chan struct{})}
-	if !pipelineWrites {
-		s.sync = store
-		close(s.done)
-		return s
-	}
-	s.ch = make(chan []blocks.Block)
-	go func() {
-		defer close(s.done)
-		for batch := range s.ch {
-			if s.failed.Load() {
-				continue
-			}
-			if err := store(batch); err != nil {
-				s.err = err
-				s.failed.Store(true)
-			}
-		}
-	}()
-	return s
-}
-
-// send hands a batch over (the storer owns it from then on).
-func (s *storer) send(batch []blocks.Block) error {
-	if s.sync != nil {
-		if s.err == nil {
-			s.err = s.sync(batch)
-		}
-		if s.err != nil {
-			s.failed.Store(true)
-		}
-		return s.err
-	}
-	if s.failed.Load() {
-		return s.wait()
-	}
-	s.ch <- batch
-	return nil
-}
-
-// wait stops the storer once its batches are stored and returns the first
-// error. It may be called more than once.
-func (s *storer) wait() error {
-	if s.ch != nil && !s.closed {
-		close(s.ch)
-		s.closed = true
-	}
-	<-s.done
-	return s.err
 }
 
 // Finish seals the manifest (h plus the files added so far), stores it and
@@ -321,6 +223,30 @@ func (b *Builder) Finish(ctx context.Context, h Header) (*Result, error) {
 	}
 	res := &Result{ID: blk.Cid(), Manifest: m, Blocks: append(b.blocks, blk.Cid()), Size: b.total}
 	return res, nil
+}
+
+// fill reads until buf is full or r reports io.EOF. Only io.EOF itself ends
+// a file: io.ReadFull would also turn an io.ErrUnexpectedEOF from r (an
+// HTTP body cut short, a truncated gzip stream) into a clean short read,
+// and the truncated input would be sealed as a complete file.
+func fill(r io.Reader, buf []byte) (n int, eof bool, err error) {
+	for empty := 0; n < len(buf); {
+		m, err := r.Read(buf[n:])
+		n += m
+		switch {
+		case err == io.EOF:
+			return n, true, nil
+		case err != nil:
+			return n, false, err
+		case m == 0:
+			if empty++; empty >= 100 {
+				return n, false, io.ErrNoProgress
+			}
+		default:
+			empty = 0
+		}
+	}
+	return n, false, nil
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -93,9 +93,8 @@ func (Key) String() string { return "record.Key(redacted)" }
 // GoString keeps the key out of %#v output.
 func (Key) GoString() string { return "record.Key(redacted)" }
 
-// BlockPutter stores blocks; a boxo blockstore satisfies it. If it also has
-// PutMany(context.Context, []blocks.Block) error, the Builder batches.
-// The putter may keep the block's bytes: the Builder never reuses them.
+// BlockPutter stores blocks; a boxo blockstore satisfies it. The putter may
+// keep the block's bytes: the Builder never reuses them.
 type BlockPutter interface {
 	Put(context.Context, blocks.Block) error
 }
@@ -104,11 +103,6 @@ type BlockPutter interface {
 // Its answers are not trusted: every block is checked against its CID.
 type BlockGetter interface {
 	Get(context.Context, cid.Cid) (blocks.Block, error)
-}
-
-// batchPutter is the optional batching interface of boxo blockstores.
-type batchPutter interface {
-	PutMany(context.Context, []blocks.Block) error
 }
 
 // Manifest describes a record. It is stored encrypted under the record's
@@ -157,10 +151,8 @@ type Options struct {
 	// ChunkSize is the plaintext chunk size, between MinChunkSize and
 	// MaxChunkSize; 0 means DefaultChunkSize.
 	ChunkSize int
-	// Progress, if set, is called after each chunk is sealed and handed to
-	// the putter (batched writes are complete when AddFile returns) with
-	// the running total of plaintext bytes sealed by this Builder (all
-	// files).
+	// Progress, if set, is called after each chunk is stored with the
+	// running total of plaintext bytes stored by this Builder (all files).
 	Progress func(plaintextBytes int64)
 }
 

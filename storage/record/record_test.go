@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	bstore "github.com/ipfs/boxo/blockstore"
@@ -389,6 +389,46 @@ func (r *errReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// cutReader returns its data, then err.
+type cutReader struct {
+	data []byte
+	err  error
+}
+
+func (r *cutReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestCutInput: an input that ends with an error, even io.ErrUnexpectedEOF
+// (what a cut-off HTTP body reports), is not sealed as a complete file.
+func TestCutInput(t *testing.T) {
+	for _, size := range []int{0, 10, MinChunkSize, MinChunkSize + 3} {
+		for _, cause := range []error{io.ErrUnexpectedEOF, errDisk} {
+			b := NewBuilder(newMemStore(), newKey(t), Options{ChunkSize: MinChunkSize})
+			_, err := b.AddFile(t.Context(), "a", &cutReader{data: make([]byte, size), err: cause})
+			if !errors.Is(err, cause) {
+				t.Fatalf("size %d, %v: got %v", size, cause, err)
+			}
+		}
+	}
+	// A reader that returns data together with io.EOF is fine.
+	b := NewBuilder(newMemStore(), newKey(t), Options{ChunkSize: MinChunkSize})
+	f, err := b.AddFile(t.Context(), "a", iotest.DataErrReader(bytes.NewReader(make([]byte, MinChunkSize+1))))
+	if err != nil || f.Size != MinChunkSize+1 || len(f.Chunks) != 2 {
+		t.Fatalf("DataErrReader: %v", err)
+	}
+	// So is one that returns a byte at a time.
+	f, err = b.AddFile(t.Context(), "b", iotest.OneByteReader(bytes.NewReader(make([]byte, 2*MinChunkSize))))
+	if err != nil || f.Size != 2*MinChunkSize || len(f.Chunks) != 2 {
+		t.Fatalf("OneByteReader: %v", err)
+	}
+}
+
 func TestBuilderFailures(t *testing.T) {
 	key := newKey(t)
 	st := newMemStore()
@@ -465,35 +505,13 @@ func (p *failingPutter) Put(ctx context.Context, b blocks.Block) error {
 	return p.memStore.Put(ctx, b)
 }
 
-type failingBatchPutter struct{ failingPutter }
-
-func (p *failingBatchPutter) PutMany(ctx context.Context, bs []blocks.Block) error {
-	for _, b := range bs {
-		if err := p.Put(ctx, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func TestPutterFailure(t *testing.T) {
-	t.Cleanup(func() { pipelineWrites = true })
-	for _, pipelined := range []bool{true, false} {
-		for name, p := range map[string]BlockPutter{
-			"Put":     &failingPutter{memStore: *newMemStore(), n: 3},
-			"PutMany": &failingBatchPutter{failingPutter{memStore: *newMemStore(), n: 3}},
-		} {
-			pipelineWrites = pipelined
-			before := runtime.NumGoroutine()
-			b := NewBuilder(p, newKey(t), Options{ChunkSize: MinChunkSize})
-			// Large enough for several batches: the failure comes mid-file.
-			_, err := b.AddFile(t.Context(), "a", io.LimitReader(zeros{}, 3*batchBytes))
-			if !errors.Is(err, errStore) {
-				t.Fatalf("%s pipelined=%v: %v", name, pipelined, err)
-			}
-			_, err = b.AddFile(t.Context(), "b", strings.NewReader("x"))
-			wantErr(t, err, ErrBuilderClosed)
-			noLeak(t, before)
-		}
+	p := &failingPutter{memStore: *newMemStore(), n: 3}
+	b := NewBuilder(p, newKey(t), Options{ChunkSize: MinChunkSize})
+	_, err := b.AddFile(t.Context(), "a", io.LimitReader(zeros{}, 10*MinChunkSize))
+	if !errors.Is(err, errStore) || !strings.Contains(err.Error(), "store chunk 3") {
+		t.Fatalf("got %v", err)
 	}
+	_, err = b.AddFile(t.Context(), "b", strings.NewReader("x"))
+	wantErr(t, err, ErrBuilderClosed)
 }

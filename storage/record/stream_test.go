@@ -36,8 +36,7 @@ func TestLargeStreamBoundedMemory(t *testing.T) {
 	key := newKey(t)
 	base := liveHeap()
 	var peak uint64
-	// Sample 16 times, at chunk 16k+7: mid-batch for the Builder, whose
-	// PutMany batches hold 8 chunks.
+	// Sample 16 times.
 	sample := func(n int64) {
 		if n%(16<<20) == 7<<20 {
 			peak = max(peak, liveHeap())
