@@ -13,6 +13,8 @@ import (
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -57,6 +59,10 @@ type Config struct {
 	// Blockstore holds the node's blocks (required), normally
 	// storage/blockstore.Open(...).Blocks.
 	Blockstore blockstore.Blockstore
+	// Datastore, when set, keeps the DHT's provider records (ours and those
+	// other members stored with us) under /p2p/dht, so they survive a
+	// restart. Nil keeps them in memory. Normally storage/blockstore's DS.
+	Datastore datastore.Batching
 	// BlockFilter decides whether bitswap serves block c to peer p. Nil
 	// serves any block to any member. It is called on the bitswap engine's
 	// goroutines and must be fast and concurrency-safe.
@@ -264,12 +270,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	} else {
 		opts = append(opts, libp2p.DisableMetrics())
 	}
+	var dsOpts []dht.Option
+	if cfg.Datastore != nil {
+		dsOpts = append(dsOpts, dht.Datastore(namespace.Wrap(cfg.Datastore, datastore.NewKey("/p2p/dht"))))
+	}
 	memberQuery := func(_ any, ai peer.AddrInfo) bool { return cfg.Members.IsMember(ai.ID) }
 	memberRT := func(_ any, p peer.ID) bool { return cfg.Members.IsMember(p) }
 	// libp2p.Routing makes the host a routed host: connecting to a peer
 	// whose addresses are unknown (a provider from the DHT) asks the DHT.
 	opts = append(opts, libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
-		d, err := dht.New(h,
+		d, err := dht.New(h, append(dsOpts,
 			dht.Mode(dht.ModeServer),
 			dht.ProtocolPrefix(dhtProtocolPrefix(cfg.NetworkID)),
 			dht.BootstrapPeers(),
@@ -283,7 +293,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			dht.QueryFilter(memberQuery),
 			dht.RoutingTableFilter(memberRT),
 			dht.RoutingTableRefreshPeriod(5*time.Minute),
-		)
+		)...)
 		n.DHT = d
 		return d, err
 	}))

@@ -522,3 +522,42 @@ func TestGetManyMixed(t *testing.T) {
 		t.Fatalf("FindProviders = %v, %v", provs, err)
 	}
 }
+
+// TestProviderRecordsPersist: with Config.Datastore, provider records that
+// members stored with a node survive its restart.
+func TestProviderRecordsPersist(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ia, ib := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ia.id, ib.id)
+	storeA, err := mbs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = storeA.Close() })
+	withDS := func(c *Config) { c.Datastore = storeA.DS }
+	a1, err := New(context.Background(), Config{Identity: ia.key, ListenAddrs: loopback(t), PSK: psk, NetworkID: "test",
+		Members: members, Blockstore: storeA.Blocks, Datastore: storeA.DS, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, ib, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{a1.AddrInfo()} })
+	waitFor(t, 10*time.Second, "b's routing table", func() bool { return b.DHT.RoutingTable().Size() == 1 })
+	blk := randomBlock(t, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Provide(ctx, []cid.Cid{blk.Cid()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a1.Close(); err != nil { // flushes the provider store
+		t.Fatal(err)
+	}
+	a2 := startNodeWithStore(t, ia, psk, members, storeA, withDS)
+	provs, err := a2.DHT.ProviderStore().GetProviders(ctx, blk.Cid().Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(provs) != 1 || provs[0].ID != b.ID() {
+		t.Fatalf("providers after restart = %v, want b", provs)
+	}
+}
