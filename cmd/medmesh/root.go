@@ -54,7 +54,7 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newAddCmd(), newGetCmd(), newLsCmd(), newUpdateCmd(),
 		newGrantCmd(), newGrantsCmd(), newRevokeCmd(), newAuditCmd(), newStatusCmd(),
 		newLedgerCmd(), newDemoCmd(), newDicomCmd(),
-		newGCCmd(), newReprovideCmd(),
+		newGCCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(),
 	)
 	return root
 }
