@@ -130,6 +130,18 @@ readable_on_b() {
 }
 
 declare -A R # results: R[key]=value
+# sample_rss PID OUT: every 50ms, write "peakRssAnonMiB peakRssFileMiB" to OUT
+sample_rss() {
+	local a=0 f=0 x y
+	trap 'echo "$((a / 1024)) $((f / 1024))" >"$2"; exit 0' TERM
+	while :; do
+		read -r x y < <(awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {print a, f}' "/proc/$1/status")
+		((x > a)) && a=$x
+		((y > f)) && f=$y
+		echo "$((a / 1024)) $((f / 1024))" >"$2"
+		sleep 0.05
+	done
+}
 peak_rss_kb=0
 peak_rss_size=0
 for s in "${sizes[@]}"; do
@@ -137,9 +149,15 @@ for s in "${sizes[@]}"; do
 	bytes=$((s << 20))
 	log "medmesh add $s MiB"
 	echo 5 >"/proc/$pidA/clear_refs" 2>/dev/null || true # reset VmHWM (Linux >= 4.0)
+	# VmHWM counts file-backed pages too (badger mmaps its value log):
+	# sample anonymous and file-backed RSS separately.
+	sample_rss "$pidA" "$work/rss-$s.txt" &
+	sampler=$!
 	t0=$(now)
 	id=$(mma add "$f" --replicas 1 --json | jq -r .id)
 	t1=$(now)
+	kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+	read -r R[mm_anon_$s] R[mm_file_$s] <"$work/rss-$s.txt"
 	R[mm_add_$s]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pidA/status")
 	R[mm_rss_$s]=$((hwm / 1024))
@@ -272,7 +290,7 @@ g() { echo "${R[$1]:--}"; }
 	done
 	echo
 	echo "owner daemon peak RSS (VmHWM) during the ${peak_rss_size} MiB add: $((peak_rss_kb / 1024)) MiB (target < 256 MiB)"
-	for s in "${sizes[@]}"; do echo "  add ${s} MiB: VmHWM $(g mm_rss_$s) MiB"; done
+	for s in "${sizes[@]}"; do echo "  add ${s} MiB: VmHWM $(g mm_rss_$s) MiB; sampled peaks: RssAnon $(g mm_anon_$s) MiB, RssFile $(g mm_file_$s) MiB (badger's mmapped value log)"; done
 	echo
 	echo "$FETCHES consecutive two-node fetches of ${FETCH_KB} KiB (wall time of the CLI call, ms):"
 	printf "  %-8s p50 %7s  p99 %7s  max %7s  stalls(>10x p50) %s  fetcher stall log lines %s\n" medmesh "$(g mm_p50)" "$(g mm_p99)" "$(g mm_max)" "$(g mm_stalls)" "$(g mm_fetcher_stalls)"
