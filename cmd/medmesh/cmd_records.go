@@ -18,6 +18,7 @@ import (
 func newAddCmd() *cobra.Command {
 	var replicas int
 	var class, mediaType string
+	var emergency bool
 	cmd := &cobra.Command{
 		Use:   "add FILE",
 		Short: "Encrypt and store a file as a record; prints its record ID",
@@ -27,15 +28,17 @@ announced on the network. The data key is kept only wrapped to this node's key.`
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return upload(cmd, args[0], api.Prefix+"/records", url.Values{
-				"replicas": {strconv.Itoa(replicas)},
-				"class":    {class},
-				"type":     {mediaType},
+				"replicas":  {strconv.Itoa(replicas)},
+				"class":     {class},
+				"type":      {mediaType},
+				"emergency": {strconv.FormatBool(emergency)},
 			})
 		},
 	}
 	cmd.Flags().IntVar(&replicas, "replicas", 0, "nodes that should hold the record, owner included (default from config)")
 	cmd.Flags().StringVar(&class, "class", "document", "coarse class announced on the ledger: document, imaging, report, ... (never patient data)")
 	cmd.Flags().StringVar(&mediaType, "type", "", "media type (default from the file name)")
+	cmd.Flags().BoolVar(&emergency, "emergency", false, "escrow the key to the network's emergency authorities (break-glass access when this node is offline)")
 	return cmd
 }
 

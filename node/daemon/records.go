@@ -28,6 +28,7 @@ type AddRequest struct {
 	Kind      string // record kind in the manifest; default "file"
 	Class     string // coarse class announced on the ledger
 	Replicas  int
+	Emergency bool // escrow the key to the network's emergency authorities
 	Meta      []byte
 	// Files are the record's files; an ordinary record has one.
 	Files []FileSource
@@ -183,6 +184,11 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	ann := ledger.RecordAnnouncePayload{
 		Record: res.ID, Blocklist: blCID, Size: uint64(res.Size), Replicas: uint32(req.Replicas),
 		Class: req.Class, Version: uint64(version), Prev: req.Prev, OwnerEnvelope: envBytes,
+	}
+	if req.Emergency {
+		if ann.Escrow, err = d.escrowEnvelopes(res.ID, key); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.local.Put(ctx, keyKey(res.ID), envBytes); err != nil {
 		return nil, err

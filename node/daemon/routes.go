@@ -85,7 +85,8 @@ func (d *Daemon) addRequest(r *http.Request) (AddRequest, error) {
 	}
 	req := AddRequest{
 		Name: q.Get("name"), MediaType: q.Get("type"), Class: q.Get("class"),
-		Files: []FileSource{{Path: q.Get("name"), Open: func() (io.Reader, error) { return body, nil }}},
+		Emergency: q.Get("emergency") == "true",
+		Files:     []FileSource{{Path: q.Get("name"), Open: func() (io.Reader, error) { return body, nil }}},
 	}
 	if v := q.Get("replicas"); v != "" {
 		n, err := strconv.Atoi(v)

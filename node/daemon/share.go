@@ -111,6 +111,13 @@ func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*
 	if !ok {
 		return nil, api.Errorf(http.StatusConflict, "start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
 	}
+	if info, ok := d.Ledger.Record(id); ok && info.Owner != d.self && req.Purpose == ledger.PurposeEmergency {
+		e, err := d.emergencyGrant(ctx, id, grantee, pub, req)
+		if err != nil {
+			return nil, err
+		}
+		return &api.Grant{Record: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: expires, Granted: now, Entry: e.CID().String()}, nil
+	}
 	chain, err := d.ownedChain(id)
 	if err != nil {
 		return nil, err
@@ -196,6 +203,8 @@ func (d *Daemon) Update(ctx context.Context, req AddRequest) (*AddResult, error)
 	if req.Replicas == 0 {
 		req.Replicas = int(prevInfo.Replicas)
 	}
+	// A record opted into break-glass access stays opted in.
+	req.Emergency = req.Emergency || len(prevInfo.Escrow) > 0
 	grants := d.Ledger.Grants(latest.ID)
 	res, err := d.Add(ctx, req)
 	if err != nil {

@@ -41,6 +41,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Daemon  daemon.Options
 	Timeout time.Duration // to converge; default 30s
+	// Roles gives nodes, by name, extra roles when they are admitted
+	// (e.g. "emergency").
+	Roles map[string][]string
 }
 
 // Start creates len(names) nodes under dir; the first creates the network
@@ -87,7 +90,7 @@ func Start(ctx context.Context, dir string, names []string, o Options) (*Net, er
 		} else {
 			pid := nd.ID
 			var inv api.InviteResult
-			if err := n.Nodes[0].API.Do(ctx, "POST", api.Prefix+"/network/invite", api.InviteRequest{Peer: pid.String(), Org: name}, &inv); err != nil {
+			if err := n.Nodes[0].API.Do(ctx, "POST", api.Prefix+"/network/invite", api.InviteRequest{Peer: pid.String(), Org: name, Roles: o.Roles[name]}, &inv); err != nil {
 				return nil, fmt.Errorf("invite %s: %w", name, err)
 			}
 			tok, err := repo.DecodeInvite(inv.Token)

@@ -83,7 +83,21 @@ type RecordAnnouncePayload struct {
 	// OwnerEnvelope is the data key wrapped to the owner's current key
 	// (keywrap.Envelope.MarshalBinary).
 	OwnerEnvelope []byte
+	// Escrow holds the data key wrapped to emergency authorities, when the
+	// owner opted the record into break-glass access (add --emergency).
+	Escrow []EscrowEnvelope
 }
+
+// EscrowEnvelope is a record's data key wrapped to one emergency authority's
+// current key, so that authority can issue a short emergency grant while the
+// owner is offline.
+type EscrowEnvelope struct {
+	Authority peer.ID
+	Envelope  []byte
+}
+
+// MaxEscrow bounds the emergency authorities one record names.
+const MaxEscrow = 8
 
 // GrantPayload gives grantee the record's data key.
 type GrantPayload struct {
@@ -146,6 +160,12 @@ type recordWire struct {
 	Owner []byte `cbor:"9,keyasint,omitempty"`
 	Entry []byte `cbor:"10,keyasint,omitempty"`
 	Wall  uint64 `cbor:"11,keyasint,omitempty"`
+	// Escrow envelopes (break-glass), in payloads and state.
+	Escrow []escrowWire `cbor:"12,keyasint,omitempty"`
+}
+type escrowWire struct {
+	Authority []byte `cbor:"1,keyasint"`
+	Envelope  []byte `cbor:"2,keyasint"`
 }
 type grantWire struct {
 	Record   []byte `cbor:"1,keyasint"`
@@ -203,7 +223,15 @@ func (p MemberRemovePayload) wirePayload() (any, error) {
 func (p KeyAnnouncePayload) wirePayload() (any, error) { return &keyAnnounceWire{Pub: p.Public}, nil }
 func (p RecordAnnouncePayload) wirePayload() (any, error) {
 	return &recordWire{Record: cidBytes(p.Record), Blocklist: cidBytes(p.Blocklist), Size: p.Size, Replicas: p.Replicas,
-		Class: p.Class, Prev: cidBytes(p.Prev), Version: p.Version, OwnerEnvelope: p.OwnerEnvelope}, nil
+		Class: p.Class, Prev: cidBytes(p.Prev), Version: p.Version, OwnerEnvelope: p.OwnerEnvelope, Escrow: escrowToWire(p.Escrow)}, nil
+}
+
+func escrowToWire(es []EscrowEnvelope) []escrowWire {
+	var out []escrowWire
+	for _, e := range es {
+		out = append(out, escrowWire{Authority: []byte(e.Authority), Envelope: e.Envelope})
+	}
+	return out
 }
 func (p GrantPayload) wirePayload() (any, error) {
 	return &grantWire{Record: cidBytes(p.Record), Grantee: []byte(p.Grantee), Envelope: p.Envelope, Expires: unixMs(p.Expires), Purpose: p.Purpose}, nil
@@ -240,8 +268,19 @@ type RecordInfo struct {
 	Prev          cid.Cid
 	Version       uint64
 	OwnerEnvelope []byte
+	Escrow        []EscrowEnvelope
 	Entry         cid.Cid
 	Announced     time.Time
+}
+
+// EscrowFor returns the record's escrow envelope for authority a.
+func (r RecordInfo) EscrowFor(a peer.ID) ([]byte, bool) {
+	for _, e := range r.Escrow {
+		if e.Authority == a {
+			return e.Envelope, true
+		}
+	}
+	return nil, false
 }
 
 // Grant is a current (not revoked) grant. Callers check Expires themselves,
@@ -359,6 +398,13 @@ func (r recordWire) public() (RecordInfo, error) {
 	info.Size, info.Replicas, info.Class, info.Version = r.Size, r.Replicas, r.Class, r.Version
 	info.OwnerEnvelope = r.OwnerEnvelope
 	info.Announced = msTime(int64(r.Wall))
+	for _, e := range r.Escrow {
+		a, err := peer.IDFromBytes(e.Authority)
+		if err != nil {
+			return info, err
+		}
+		info.Escrow = append(info.Escrow, EscrowEnvelope{Authority: a, Envelope: e.Envelope})
+	}
 	return info, nil
 }
 
@@ -622,6 +668,30 @@ func init() {
 			if !ok || kid != env.KeyID {
 				return unauthorized("owner envelope is not sealed to the owner's current key")
 			}
+			if len(r.Escrow) > MaxEscrow {
+				return fmt.Errorf("at most %d escrow envelopes", MaxEscrow)
+			}
+			seen := map[peer.ID]bool{}
+			for _, es := range r.Escrow {
+				a, err := parsePeer(es.Authority)
+				if err != nil {
+					return fmt.Errorf("escrow authority: %w", err)
+				}
+				if seen[a] {
+					return fmt.Errorf("escrow authority %s named twice", a)
+				}
+				seen[a] = true
+				if !v.HasRole(a, RoleEmergency) {
+					return unauthorized("escrow for %s, who is not an emergency authority", a)
+				}
+				var env keywrap.Envelope
+				if err := env.UnmarshalBinary(es.Envelope); err != nil {
+					return fmt.Errorf("escrow envelope: %w", err)
+				}
+				if _, kid, ok := v.KEMKey(a); !ok || kid != env.KeyID {
+					return unauthorized("escrow envelope is not sealed to %s's current key", a)
+				}
+			}
 			return nil
 		},
 		builtin: func(a *applier, e *Entry, pl any) error {
@@ -672,6 +742,11 @@ func init() {
 				}
 				if g.Expires == 0 || g.Expires > int64(e.Clock.Wall)+MaxEmergencyGrant.Milliseconds() {
 					return fmt.Errorf("emergency grant must expire within %s", MaxEmergencyGrant)
+				}
+				// The owner must have opted the record into break-glass
+				// access by escrowing its key to this authority.
+				if _, ok := rec.EscrowFor(e.Author); !ok {
+					return unauthorized("emergency grant for a record its owner did not escrow to %s", e.Author)
 				}
 			}
 			if !v.IsMember(grantee) {

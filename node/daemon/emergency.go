@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"slices"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/keywrap"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/record"
+)
+
+// Emergency (break-glass) access.
+//
+// A record's owner may be offline when a patient arrives unconscious at
+// another hospital. The data key cannot be conjured without the owner, so the
+// owner decides at add time: `add --emergency` wraps the key, in addition, to
+// every member the admin made an emergency authority (role "emergency"),
+// and publishes these escrow envelopes on the record's announcement. An
+// authority can then issue a grant with purpose "emergency" for that record
+// (never for others: the ledger checks the escrow), expiring within 24 h;
+// every read under it is flagged in the owner's audit for review.
+
+func escrowInfo(id cid.Cid, authority peer.ID) []byte {
+	return keywrap.Info("emergency", id.String(), authority.String())
+}
+
+// escrowEnvelopes wraps key to every emergency authority with an announced key.
+func (d *Daemon) escrowEnvelopes(id cid.Cid, key record.Key) ([]ledger.EscrowEnvelope, error) {
+	var out []ledger.EscrowEnvelope
+	for _, m := range d.Ledger.Members() {
+		if !slices.Contains(m.Roles, ledger.RoleEmergency) {
+			continue
+		}
+		pub, ok := d.Ledger.KEMKey(m.Peer)
+		if !ok {
+			continue
+		}
+		env, err := keywrap.Wrap(pub, key[:], escrowInfo(id, m.Peer))
+		if err != nil {
+			return nil, err
+		}
+		b, _ := env.MarshalBinary()
+		out = append(out, ledger.EscrowEnvelope{Authority: m.Peer, Envelope: b})
+		if len(out) == ledger.MaxEscrow {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil, api.Errorf(http.StatusConflict, "the admin names one with `medmesh network invite --peer ID --role emergency`", "the network has no emergency authority with an announced key")
+	}
+	return out, nil
+}
+
+// emergencyKey opens this node's escrow envelope of a record, for an
+// emergency authority that does not own it.
+func (d *Daemon) emergencyKey(info ledger.RecordInfo) (record.Key, error) {
+	raw, ok := info.EscrowFor(d.self)
+	if !ok {
+		return record.Key{}, api.Errorf(http.StatusForbidden, "its owner must add records with --emergency for break-glass access", "record %s was not escrowed to this emergency authority", info.ID)
+	}
+	return d.unwrap(raw, escrowInfo(info.ID, d.self))
+}
+
+// emergencyGrant: an emergency authority shares a record it does not own.
+func (d *Daemon) emergencyGrant(ctx context.Context, id cid.Cid, grantee peer.ID, pub []byte, req api.GrantRequest) (*ledger.Entry, error) {
+	if !d.hasRole(d.self, ledger.RoleEmergency) {
+		return nil, api.Errorf(http.StatusForbidden, "only the record's owner or an emergency authority (purpose emergency) can grant", "this node may not grant record %s", id)
+	}
+	info, ok := d.Ledger.Record(id)
+	if !ok {
+		return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+	}
+	key, err := d.emergencyKey(info)
+	if err != nil {
+		return nil, err
+	}
+	expires, err := parseExpiry(d.opts.Now(), req.Expires)
+	if err != nil {
+		return nil, err
+	}
+	if expires.IsZero() || expires.Sub(d.opts.Now()) > ledger.MaxEmergencyGrant {
+		expires = d.opts.Now().Add(ledger.MaxEmergencyGrant)
+	}
+	d.log.Warn("emergency grant issued", "record", id, "grantee", grantee)
+	return d.grantVersion(ctx, id, key[:], grantee, pub, ledger.PurposeEmergency, expires)
+}
+
+func (d *Daemon) hasRole(p peer.ID, role string) bool {
+	for _, m := range d.Ledger.Members() {
+		if m.Peer == p {
+			return slices.Contains(m.Roles, role)
+		}
+	}
+	return false
+}
