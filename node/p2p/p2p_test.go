@@ -549,6 +549,11 @@ func TestProviderRecordsPersist(t *testing.T) {
 	if err := b.Provide(ctx, []cid.Cid{blk.Cid()}); err != nil {
 		t.Fatal(err)
 	}
+	// ADD_PROVIDER is fire-and-forget: wait until a1 holds the record.
+	waitFor(t, 5*time.Second, "record at a1", func() bool {
+		provs, err := a1.DHT.ProviderStore().GetProviders(ctx, blk.Cid().Hash())
+		return err == nil && len(provs) == 1
+	})
 	if err := a1.Close(); err != nil { // flushes the provider store
 		t.Fatal(err)
 	}
