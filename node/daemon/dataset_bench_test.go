@@ -1,0 +1,80 @@
+package daemon_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/node/devnet"
+	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
+)
+
+// BenchmarkDatasetFetch measures a researcher's dataset fetch from one
+// provider (the publishing clinic) and from three (the clinic and two nodes
+// that fetched the same dataset first), and de-identify+publish throughput.
+// Each dataset is 4 MR studies x 2 series x 4 instances of 512x512x16 bit
+// (16 MiB). Run with -benchtime 1x: the measurements are made once.
+func BenchmarkDatasetFetch(b *testing.B) {
+	ctx := context.Background()
+	n, err := devnet.Start(ctx, b.TempDir(), []string{"clinic", "holder1", "holder2", "researcher"},
+		devnet.Options{Daemon: daemon.Options{FetchTimeout: 60 * time.Second, StallTimeout: 2 * time.Second}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	C, H1, H2, R := n.Nodes[0], n.Nodes[1], n.Nodes[2], n.Nodes[3]
+	var recs [2][]string
+	for k, seed := range []int64{11, 22} {
+		dir := filepath.Join(b.TempDir(), "src")
+		paths, err := dicomtest.WriteStudy(dir, dicomtest.Options{Patients: 4, SeriesPerStudy: 2, InstancesPerSeries: 4, Rows: 512, Cols: 512, Modality: "MR", Seed: seed})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ir daemon.DicomImportResult
+		if err := C.API.Do(ctx, "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &ir); err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range ir.Studies {
+			recs[k] = append(recs[k], s.ID)
+		}
+	}
+	for p := 1; p <= 4; p++ {
+		consent(b, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
+	}
+	start := time.Now()
+	one := createDataset(b, C, daemon.DatasetCreateRequest{Name: "one", Records: recs[0]})
+	three := createDataset(b, C, daemon.DatasetCreateRequest{Name: "three", Records: recs[1]})
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(len(one.Studies)+len(three.Studies))/el, "studies-published/s")
+	for _, nd := range []*devnet.Node{H1, H2, R} {
+		grantDataset(b, C, "one", nd)
+		grantDataset(b, C, "three", nd)
+	}
+	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	for _, h := range []*devnet.Node{H1, H2} {
+		if _, err := h.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{three.ID}, Dir: filepath.Join(b.TempDir(), "h")}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var mbps [2]float64
+	for k, id := range []string{one.ID, three.ID} {
+		res, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{id}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mbps[k] = res.MBps
+	}
+	b.StopTimer()
+	b.ReportMetric(mbps[0], "MB/s-1-provider")
+	b.ReportMetric(mbps[1], "MB/s-3-providers")
+	b.ReportMetric(mbps[1]/mbps[0], "speedup")
+}
