@@ -17,21 +17,24 @@ const (
 	// Each sealed chunk is one block of DefaultChunkSize+TagSize bytes, well
 	// under bitswap's 2 MiB block limit.
 	//
-	// Chosen by benchmark (bench_test.go; AMD EPYC, 2 cores shared with
-	// other jobs, so wall-clock figures are best of 3 and the CPU cost,
-	// MiB per CPU-second of the whole process, is the steadier measure):
+	// Chosen by benchmark (bench_test.go, go test -bench 'Ingest|Read'
+	// -benchtime 6x -count 3; AMD EPYC, 2 cores shared with other jobs at
+	// load average ~8, so wall-clock MB/s are the range of 3 runs and the
+	// CPU cost, MiB per CPU-second of the whole process, is the steadier
+	// measure):
 	//
-	//	                     256 KiB          512 KiB          1 MiB
-	//	ingest, badger       633 MB/s  598    646 MB/s  586    593 MB/s  436-605 MiB/cpu-s
-	//	ingest, in memory    309 MB/s  691    387 MB/s  693    435 MB/s  689
-	//	read, badger         234 MB/s  519    557 MB/s  537    547 MB/s  521
-	//	read, in memory      621 MB/s  800    288 MB/s  785    279 MB/s  776
+	//	                   256 KiB                 512 KiB                 1 MiB
+	//	ingest, badger     121-374 MB/s  236-431   577-594 MB/s  534-543   511-534 MB/s  527-532 MiB/cpu-s
+	//	ingest, in memory  433-458 MB/s  664-671   299-412 MB/s  665-693   331-429 MB/s  626-657
+	//	read, badger       191-519 MB/s  493-517   518-531 MB/s  515-535   408-647 MB/s  521-526
+	//	read, in memory    831-1458 MB/s 793-816   664-1167 MB/s 782-798   516-984 MB/s  746-781
 	//
-	// The cost per byte does not depend on the chunk size (it is AES-GCM at
-	// ~5 GiB/cpu-s plus two SHA-256 passes and a copy), and all sizes beat
-	// Kubo's ipfs add (~210 MiB/s) while encrypting. So the largest size
-	// wins on everything else: 4× fewer blocks, provider records and want
-	// list entries than 256 KiB, and 4× the file size a manifest can hold.
+	// The cost per byte hardly depends on the chunk size (it is AES-GCM at
+	// ~5 GiB/cpu-s, two SHA-256 passes and a copy; badger adds ~20%), and
+	// 512 KiB and 1 MiB both ingest at 2.5× Kubo's ipfs add (~210 MiB/s)
+	// while encrypting. The largest size wins on everything else: 4× fewer
+	// blocks, provider records and want-list entries than 256 KiB, and 4×
+	// the file size a manifest can hold.
 	DefaultChunkSize = 1 << 20
 	// MinChunkSize and MaxChunkSize bound Options.ChunkSize.
 	MinChunkSize = 1 << 10
