@@ -139,3 +139,29 @@ func startFetchProfile(b *testing.B) (stop func()) {
 		_ = f.Close()
 	}
 }
+
+// BenchmarkProvide announces 256 CIDs per op in a three-node network.
+func BenchmarkProvide(b *testing.B) {
+	psk := newPSK(b)
+	ids := []identity{newIdentity(b), newIdentity(b), newIdentity(b)}
+	members := newMemberSet(ids[0].id, ids[1].id, ids[2].id)
+	hub := startNode(b, ids[0], psk, members, nil)
+	boot := func(c *Config) { c.Bootstrap = []peer.AddrInfo{hub.AddrInfo()} }
+	p := startNode(b, ids[1], psk, members, boot)
+	startNode(b, ids[2], psk, members, boot)
+	waitFor(b, 10*time.Second, "routing table", func() bool { return p.DHT.RoutingTable().Size() == 2 })
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		cids := make([]cid.Cid, 256)
+		for i := range cids {
+			cids[i] = randomBlock(b, 64).Cid()
+		}
+		b.StartTimer()
+		if err := p.Provide(ctx, cids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*256), "µs/cid")
+}
