@@ -144,6 +144,9 @@ func (n *Node) fetch(ctx context.Context, missing []cid.Cid, fn func(blocks.Bloc
 		if ctx.Err() != nil {
 			return n.notFetched(f, ctx.Err())
 		}
+		if n.ctx.Err() != nil {
+			return n.notFetched(f, ErrClosed)
+		}
 		if progressed {
 			stallsInARow = 0
 		}
