@@ -566,3 +566,29 @@ func TestProviderRecordsPersist(t *testing.T) {
 		t.Fatalf("providers after restart = %v, want b", provs)
 	}
 }
+
+// TestCloseEndsFetch: Close ends a fetch in progress at once.
+func TestCloseEndsFetch(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	id := newIdentity(t)
+	n := startNode(t, id, psk, newMemberSet(id.id), func(c *Config) { c.StallTimeout = time.Minute })
+	missing := randomBlock(t, 10).Cid()
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.Get(context.Background(), missing)
+		done <- err
+	}()
+	waitFor(t, 5*time.Second, "want registered", func() bool { return len(n.Bitswap.GetWantlist()) == 1 })
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Get = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Get still running after Close")
+	}
+}
