@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -112,6 +113,11 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 	fi := uint32(len(b.files))
 	f := File{Path: path}
 	h := sha256.New()
+	// Stores run on their own goroutine, a few chunks behind sealing, so the
+	// datastore's copy into its value log overlaps the next chunk's AEAD and
+	// hashing. Sealed buffers are never reused, so queued blocks stay valid.
+	st := newStorer(ctx, b.bs)
+	defer st.wait() // every return path stops the writer before the caller sees the result
 	var carry [1]byte
 	haveCarry := false
 	for idx := uint64(0); ; idx++ {
@@ -153,8 +159,9 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 		sealed := b.keys.seal(make([]byte, 0, n+TagSize), pt, fi, idx, last)
 		c := rawCID(sha256Sum(sealed))
 		blk, _ := blocks.NewBlockWithCid(sealed, c)
-		if err := b.bs.Put(ctx, blk); err != nil {
-			return File{}, fmt.Errorf("add file %q: store chunk %d: %w", path, idx, err)
+		if err := st.put(blk, idx); err != nil {
+			st.wait()
+			return File{}, fmt.Errorf("add file %q: %w", path, err)
 		}
 		f.Chunks = append(f.Chunks, Chunk{CID: c, Size: int64(n)})
 		f.Size += int64(n)
@@ -165,6 +172,9 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 		if last {
 			break
 		}
+	}
+	if err := st.wait(); err != nil {
+		return File{}, fmt.Errorf("add file %q: %w", path, err)
 	}
 	h.Sum(f.SHA256[:0])
 	for _, c := range f.Chunks {
@@ -250,3 +260,67 @@ func fill(r io.Reader, buf []byte) (n int, eof bool, err error) {
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// storeQueue is how many sealed chunks may wait for the datastore.
+const storeQueue = 4
+
+// storer stores blocks on one goroutine, in order, behind the sealer.
+type storer struct {
+	ctx  context.Context
+	bs   BlockPutter
+	q    chan storeJob
+	done chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	err  error
+}
+
+type storeJob struct {
+	blk blocks.Block
+	idx uint64
+}
+
+func newStorer(ctx context.Context, bs BlockPutter) *storer {
+	s := &storer{ctx: ctx, bs: bs, q: make(chan storeJob, storeQueue), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for j := range s.q {
+			if s.failed() != nil {
+				continue // drain: nothing more is stored after a failure
+			}
+			if err := s.bs.Put(ctx, j.blk); err != nil {
+				s.mu.Lock()
+				s.err = fmt.Errorf("store chunk %d: %w", j.idx, err)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+func (s *storer) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// put queues a block; it reports an earlier store failure at once.
+func (s *storer) put(blk blocks.Block, idx uint64) error {
+	if err := s.failed(); err != nil {
+		return err
+	}
+	select {
+	case s.q <- storeJob{blk, idx}:
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// wait stops the writer after the queued blocks and returns the first
+// store failure. It may be called more than once.
+func (s *storer) wait() error {
+	s.once.Do(func() { close(s.q) })
+	<-s.done
+	return s.failed()
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -514,4 +515,43 @@ func TestPutterFailure(t *testing.T) {
 	}
 	_, err = b.AddFile(t.Context(), "b", strings.NewReader("x"))
 	wantErr(t, err, ErrBuilderClosed)
+}
+
+// countingPutter counts Puts and can be slow, to widen any window in which a
+// store could happen after AddFile returned.
+type countingPutter struct {
+	mu    sync.Mutex
+	n     int
+	delay time.Duration
+}
+
+func (p *countingPutter) Put(ctx context.Context, b blocks.Block) error {
+	time.Sleep(p.delay)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	return nil
+}
+
+func (p *countingPutter) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+// Stores run behind sealing; when AddFile returns (here: the input fails
+// mid-file), every store it started is finished, so a caller that rolls
+// back the blocks it saw stored leaves nothing behind.
+func TestNoStoreAfterAddFileReturns(t *testing.T) {
+	p := &countingPutter{delay: 2 * time.Millisecond}
+	b := NewBuilder(p, newKey(t), Options{ChunkSize: MinChunkSize})
+	_, err := b.AddFile(t.Context(), "cut", &errReader{n: 20 * MinChunkSize})
+	if !errors.Is(err, errDisk) {
+		t.Fatalf("got %v", err)
+	}
+	n := p.count()
+	time.Sleep(50 * time.Millisecond)
+	if p.count() != n {
+		t.Fatalf("%d blocks were stored after AddFile returned", p.count()-n)
+	}
 }
