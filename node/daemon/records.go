@@ -359,7 +359,7 @@ func (d *Daemon) ReadFiles(ctx context.Context, m *record.Manifest, key record.K
 		if i < 0 || i >= len(m.Files) {
 			return api.Errorf(http.StatusNotFound, "", "record has no file %d", i)
 		}
-		if err := record.ReadFile(ctx, d.P2P, key, m.Files[i], i, w, record.ReadOptions{Concurrency: 32}); err != nil {
+		if err := record.ReadFile(ctx, d.P2P, key, m.Files[i], i, w, record.ReadOptions{Concurrency: 32, GetterVerifies: true}); err != nil {
 			return err
 		}
 	}

@@ -209,13 +209,9 @@ func (n *Node) accept(ctx context.Context, f *fetchState, b blocks.Block, fn fun
 	if _, want := f.pending[c]; !want {
 		return nil
 	}
-	if err := verifyBlock(c, b.RawData()); err != nil {
-		// Bitswap derives CIDs from the data it receives, so this means a
-		// bug, not a lying peer; never pass such a block on.
-		n.log.Error("fetched block failed verification", "cid", c.String(), "err", err)
-		f.lastErr = err
-		return nil
-	}
+	// No second hash here: bitswap derives a received block's CID from its
+	// bytes (message.go, prefix.Sum), and a block read back from the local
+	// store is re-hashed by the validating blockstore.
 	if err := n.bstore.Put(ctx, b); err != nil {
 		return fmt.Errorf("p2p: store fetched block %s: %w", c, err)
 	}
@@ -229,21 +225,6 @@ func (n *Node) accept(ctx context.Context, f *fetchState, b blocks.Block, fn fun
 	n.metrics.fetchedBlocks.Inc()
 	n.metrics.fetchedBytes.Add(float64(len(b.RawData())))
 	return fn(b)
-}
-
-// errBlockMismatch reports data that does not hash to its CID.
-var errBlockMismatch = errors.New("p2p: block data does not match its CID")
-
-// verifyBlock checks that data hashes to c.
-func verifyBlock(c cid.Cid, data []byte) error {
-	got, err := c.Prefix().Sum(data)
-	if err != nil {
-		return fmt.Errorf("p2p: hash block %s: %w", c, err)
-	}
-	if !got.Equals(c) {
-		return fmt.Errorf("%w: want %s, got %s", errBlockMismatch, c, got)
-	}
-	return nil
 }
 
 // reconnectProviders looks up providers of a few missing CIDs on the DHT and

@@ -267,19 +267,6 @@ func TestWrongBlockRejected(t *testing.T) {
 	}
 }
 
-func TestVerifyBlock(t *testing.T) {
-	t.Parallel()
-	b := randomBlock(t, 1024)
-	if err := verifyBlock(b.Cid(), b.RawData()); err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Clone(b.RawData())
-	bad[0] ^= 1
-	if err := verifyBlock(b.Cid(), bad); !errors.Is(err, errBlockMismatch) {
-		t.Fatalf("tampered block: %v", err)
-	}
-}
-
 // TestMembershipChanged: a removed member's connections are closed and it
 // cannot come back.
 func TestMembershipChanged(t *testing.T) {

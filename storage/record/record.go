@@ -168,6 +168,12 @@ type ReadOptions struct {
 	// Progress, if set, is called after each chunk is written with the
 	// running total of plaintext bytes written.
 	Progress func(int64)
+	// GetterVerifies says the getter already checks every block it returns
+	// against its CID (a validating blockstore, bitswap, which derives CIDs
+	// from the bytes it receives), so ReadFile does not hash each chunk a
+	// second time. Leave it false for any other getter. Either way a chunk
+	// that is not the one sealed at its position fails to decrypt.
+	GetterVerifies bool
 }
 
 // Result is what Finish returns.
