@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4/options"
 	bstore "github.com/ipfs/boxo/blockstore"
@@ -28,6 +29,10 @@ type Store struct {
 	// Blocks verifies every block it returns against its CID: a block that
 	// was corrupted on disk is reported as ErrHashMismatch, never returned.
 	Blocks bstore.Blockstore
+
+	stopTrim chan struct{} // see trim_linux.go
+	trimDone chan struct{}
+	trimmed  atomic.Int64
 }
 
 // ErrHashMismatch is returned when a stored block does not hash to its CID.
@@ -54,13 +59,19 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open datastore %s: %w (is another medmesh daemon using this repo?)", dir, err)
 	}
 	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(ds)}
-	return &Store{DS: ds, Blocks: bs}, nil
+	s := &Store{DS: ds, Blocks: bs}
+	s.startTrimmer(dir)
+	return s, nil
 }
 
 // Close flushes and closes the datastore.
 func (s *Store) Close() error {
 	if s == nil || s.DS == nil {
 		return nil
+	}
+	if s.stopTrim != nil {
+		close(s.stopTrim)
+		<-s.trimDone
 	}
 	err := s.DS.Sync(context.Background(), datastore.NewKey("/"))
 	return errors.Join(err, s.DS.Close())

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package blockstore
+
+func (s *Store) startTrimmer(dir string) {}
