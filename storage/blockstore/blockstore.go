@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4/options"
@@ -33,6 +34,9 @@ type Store struct {
 	stopTrim chan struct{} // see trim_linux.go
 	trimDone chan struct{}
 	trimmed  atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // ErrHashMismatch is returned when a stored block does not hash to its CID.
@@ -64,15 +68,19 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// Close flushes and closes the datastore.
+// Close flushes and closes the datastore. Calling it again returns the
+// first call's result.
 func (s *Store) Close() error {
 	if s == nil || s.DS == nil {
 		return nil
 	}
-	if s.stopTrim != nil {
-		close(s.stopTrim)
-		<-s.trimDone
-	}
-	err := s.DS.Sync(context.Background(), datastore.NewKey("/"))
-	return errors.Join(err, s.DS.Close())
+	s.closeOnce.Do(func() {
+		if s.stopTrim != nil {
+			close(s.stopTrim)
+			<-s.trimDone
+		}
+		err := s.DS.Sync(context.Background(), datastore.NewKey("/"))
+		s.closeErr = errors.Join(err, s.DS.Close())
+	})
+	return s.closeErr
 }
