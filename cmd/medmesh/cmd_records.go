@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
+	"io"
 	"mime"
 	"net/url"
 	"os"
@@ -118,10 +120,11 @@ on the ledger's audit trail with --purpose.`,
 				q.Set("purpose", purpose)
 			}
 			start := time.Now()
-			n, err := writeAtomic(out, func(f *os.File) (int64, error) {
+			n, err := atomicfile.Write(out, 0o600, func(f io.Writer) error {
 				w, done := progressWriter(f, -1, "fetching")
 				defer done()
-				return c.Download(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode(), w)
+				_, err := c.Download(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode(), w)
+				return err
 			})
 			if err != nil {
 				return err
@@ -136,32 +139,6 @@ on the ledger's audit trail with --purpose.`,
 	cmd.Flags().IntVar(&version, "version", 0, "fetch this version (default: the newest you may read)")
 	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "purpose of this access, for the audit trail")
 	return cmd
-}
-
-// writeAtomic writes a file through a temporary file in the same directory,
-// synced and renamed into place only when fill succeeds.
-func writeAtomic(path string, fill func(*os.File) (int64, error)) (int64, error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".part-*")
-	if err != nil {
-		return 0, fmt.Errorf("cannot write in %s: %w", dir, err)
-	}
-	tmp := f.Name()
-	n, err := fill(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return 0, err
-	}
-	return n, nil
 }
 
 func newLsCmd() *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 	"log/slog"
 	"net/http"
 	"os"
@@ -208,7 +209,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 			d.log.Error("API server stopped", "err", err)
 		}
 	}()
-	if err := repo.WriteFileAtomic(r.Path(repo.APIFile), []byte(d.apiAddr+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteBytes(r.Path(repo.APIFile), []byte(d.apiAddr+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	d.log.Info("medmesh node ready", "peer", self.String(), "api", d.apiAddr, "addrs", d.P2P.Host.Addrs(), "network", d.Ledger.NetworkID().String())

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 	"hash"
 	"io"
 	"net/http"
@@ -303,7 +304,7 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 			return err
 		}
 		var h hash.Hash
-		n, err := writeFileAtomic(path, func(w io.Writer) error {
+		n, err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
 			h = sha256.New()
 			return d.ReadFiles(ctx, j.st.m, j.st.key, []int{j.in.FileIndex}, io.MultiWriter(w, h))
 		})
@@ -337,7 +338,7 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 		return nil, err
 	}
 	csvPath := filepath.Join(req.Dir, "manifest.csv")
-	if _, err := writeFileAtomic(csvPath, func(w io.Writer) error { return writeDatasetCSV(w, jobs) }); err != nil {
+	if _, err := atomicfile.Write(csvPath, 0o600, func(w io.Writer) error { return writeDatasetCSV(w, jobs) }); err != nil {
 		return nil, err
 	}
 	res := &DatasetFetchResult{DatasetProgress: cnt.snapshot(), Dir: req.Dir, CSV: csvPath, Datasets: []DatasetInfo{}}

@@ -6,11 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 
@@ -304,7 +304,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 		return &DicomStudyResult{ID: prev.ID.String(), StudyUID: s.UID, Series: len(merged.Series), Instances: merged.NumInstances(),
 			Version: int(prev.Version), Unchanged: true, Size: prevM.Size()}, skipped, nil
 	}
-	assignFileIndexes(merged)
+	dicom.SortStudy(merged)
 	meta, err := dicom.EncodeStudyMeta(merged)
 	if err != nil {
 		return nil, nil, err
@@ -369,33 +369,6 @@ func fillStudy(dst, s *dicom.Study) {
 	set(&dst.StudyTime, s.StudyTime)
 	set(&dst.Description, s.Description)
 	set(&dst.AccessionNumber, s.AccessionNumber)
-}
-
-// assignFileIndexes orders series by number then UID and instances by
-// number then SOP Instance UID (the order of dicom.Scan) and numbers the
-// files in that order.
-func assignFileIndexes(s *dicom.Study) {
-	sort.SliceStable(s.Series, func(i, j int) bool {
-		a, b := s.Series[i], s.Series[j]
-		if a.Number != b.Number {
-			return a.Number < b.Number
-		}
-		return a.UID < b.UID
-	})
-	idx := 0
-	for _, se := range s.Series {
-		sort.SliceStable(se.Instances, func(i, j int) bool {
-			a, b := se.Instances[i], se.Instances[j]
-			if a.Number != b.Number {
-				return a.Number < b.Number
-			}
-			return a.SOPInstanceUID < b.SOPInstanceUID
-		})
-		for _, in := range se.Instances {
-			in.FileIndex = idx
-			idx++
-		}
-	}
 }
 
 // pipeFile streams file i of an opened record through a pipe, so a new
@@ -546,7 +519,7 @@ func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, 
 			return out, fmt.Errorf("create %s: %w", sdir, err)
 		}
 		path := filepath.Join(sdir, j.in.SOPInstanceUID+".dcm")
-		n, err := writeFileAtomic(path, func(w io.Writer) error {
+		n, err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
 			return d.ReadFiles(ctx, m, key, []int{j.in.FileIndex}, w)
 		})
 		if err != nil {
@@ -573,41 +546,4 @@ func (d *Daemon) indexGranted(ctx context.Context, info ledger.RecordInfo, s *di
 	if err != nil {
 		d.log.Warn("dicom index: add granted study", "record", info.ID, "err", err)
 	}
-}
-
-// writeFileAtomic fills a temporary file beside path, syncs it and renames
-// it into place; on failure nothing is left at path.
-func writeFileAtomic(path string, fill func(io.Writer) error) (int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	cw := &countWriter{w: f}
-	err = fill(cw)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return 0, err
-	}
-	return cw.n, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	return n, err
 }

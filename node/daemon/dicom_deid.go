@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 	"io"
 	"net/http"
 	"os"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/record"
 )
@@ -58,7 +58,7 @@ func (d *Daemon) projectKey(path string) ([]byte, error) {
 			if _, err := rand.Read(k); err != nil {
 				return nil, err
 			}
-			if err := repo.WriteFileAtomic(path, k, 0o600); err != nil {
+			if err := atomicfile.WriteBytes(path, k, 0o600); err != nil {
 				return nil, fmt.Errorf("create project key %s: %w", path, err)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 	"io/fs"
 	"net"
 	"os"
@@ -84,10 +85,10 @@ func (r *Repo) SetNetwork(n *Network) error {
 	if err := os.MkdirAll(r.Path(NetworkDir), 0o700); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(r.Path(PSKFile), n.PSK, 0o600); err != nil {
+	if err := atomicfile.WriteBytes(r.Path(PSKFile), n.PSK, 0o600); err != nil {
 		return err
 	}
-	return WriteFileAtomic(r.Path(GenesisFile), n.Genesis, 0o600)
+	return atomicfile.WriteBytes(r.Path(GenesisFile), n.Genesis, 0o600)
 }
 
 // NewPSK returns a fresh random pre-shared key.

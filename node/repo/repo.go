@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -161,7 +162,7 @@ func Init(dir string, o InitOptions) (*Repo, error) {
 		{KEMFile, kemBytes},
 		{TokenFile, []byte(hex.EncodeToString(token) + "\n")},
 	} {
-		if err := WriteFileAtomic(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -205,7 +206,7 @@ func (r *Repo) SaveConfig() error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(r.Dir, ConfigFile), append(b, '\n'), 0o600)
+	return atomicfile.WriteBytes(filepath.Join(r.Dir, ConfigFile), append(b, '\n'), 0o600)
 }
 
 // Path joins name onto the repo directory.
@@ -262,48 +263,4 @@ func readSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s has mode %v: secrets must be readable by the owner only (chmod 600 %s)", path, st.Mode().Perm(), path)
 	}
 	return os.ReadFile(path)
-}
-
-// WriteFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it into place, so a crash leaves either the old or the new file.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -181,7 +181,7 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 	}
 	out := make([]*Study, 0, len(studies))
 	for _, st := range studies {
-		sortStudy(st)
+		SortStudy(st)
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -197,9 +197,10 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 	return out, nil
 }
 
-// sortStudy orders series by number then UID, instances by number then SOP
-// Instance UID, and assigns file indexes in that order.
-func sortStudy(st *Study) {
+// SortStudy orders series by number then UID, instances by number then SOP
+// Instance UID, and assigns file indexes in that order (the order of a
+// study record's files).
+func SortStudy(st *Study) {
 	sort.Slice(st.Series, func(i, j int) bool {
 		a, b := st.Series[i], st.Series[j]
 		if a.Number != b.Number {
