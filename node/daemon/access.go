@@ -98,9 +98,13 @@ func (a *accessIndex) onEntry(e *ledger.Entry) {
 func (a *accessIndex) allow(p peer.ID, c cid.Cid) bool {
 	rec, ok := a.recordOf(c)
 	if !ok {
-		// Not a record's data block (ledger entries, block lists): these
-		// carry no plaintext and every member may have them.
-		return true
+		// Every block this node stores for a record is indexed before it
+		// arrives (add, Open, replication), and ledger entries travel over
+		// the ledger's own sync protocol. A block of no known record is
+		// refused: serving it would bypass the rules for the record it
+		// belongs to. (Not counted as a refusal: peers broadcast wants for
+		// blocks this node does not have at all.)
+		return false
 	}
 	a.mu.RLock()
 	set, cached := a.allowed[rec]

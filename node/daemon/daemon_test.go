@@ -14,10 +14,12 @@ import (
 	"testing"
 	"time"
 
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
+	"github.com/multiformats/go-multihash"
 )
 
 // clock is a clock all nodes of a test share, so grant expiry can be tested
@@ -307,5 +309,26 @@ func TestRestartKeepsRecords(t *testing.T) {
 	}
 	if recs[0].Owner != A.ID.String() || !recs[0].Mine {
 		t.Fatalf("ls owner: %+v", recs[0])
+	}
+}
+
+// A block that belongs to no record this node knows is never served: the
+// filter cannot tell whose it is, so it cannot tell who may have it.
+func TestBlockOfNoKnownRecordIsRefused(t *testing.T) {
+	n, _ := startNet(t, "A", "B")
+	A, B := n.Nodes[0], n.Nodes[1]
+	data := randomBytes(4096)
+	c, _ := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: multihash.SHA2_256, MhLength: -1}.Sum(data)
+	blk, _ := blocks.NewBlockWithCid(data, c)
+	if err := A.Daemon.Store.Blocks.Put(context.Background(), blk); err != nil {
+		t.Fatal(err)
+	}
+	if err := A.Daemon.P2P.Provide(context.Background(), []cid.Cid{c}); err != nil {
+		t.Logf("provide: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := B.Daemon.P2P.Get(ctx, c); err == nil {
+		t.Fatal("a block of no known record was served")
 	}
 }

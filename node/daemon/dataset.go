@@ -264,7 +264,6 @@ func (d *Daemon) openDataset(ctx context.Context, id cid.Cid, version int) (*dat
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", info.ID, err)
 	}
-	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
 	return &datasetRef{info: info, g: g, man: man}, nil
 }
 

@@ -262,7 +262,6 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 		if fs.s.UID != fs.ds.StudyUID || fs.s.NumInstances() != int(fs.ds.Instances) {
 			return fmt.Errorf("study record %s does not match its dataset entry", id)
 		}
-		d.access.addBlocks(ctx, fs.info.ID, fs.m.Blocks(fs.info.ID))
 		return nil
 	}); err != nil {
 		return nil, err

@@ -511,7 +511,6 @@ func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, 
 	if len(jobs) == 0 {
 		return nil, api.Errorf(http.StatusNotFound, "`medmesh dicom query --study UID --json` lists the study", "study %s has no series %s", s.UID, series)
 	}
-	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
 	out := &DicomExportResult{ID: info.ID.String(), StudyUID: s.UID, Files: []string{}}
 	for _, j := range jobs {
 		sdir := filepath.Join(dir, s.UID, j.se.UID)

@@ -97,7 +97,6 @@ func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidR
 	if err != nil {
 		return nil, err
 	}
-	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
 	out := &DicomDeidResult{Source: info.ID.String(), Excluded: []DicomExcluded{}}
 	ns := &dicom.Study{}
 	type kept struct {

@@ -461,7 +461,6 @@ func (d *Daemon) handleWado(w http.ResponseWriter, r *http.Request, metadata boo
 		return
 	}
 	ctx := r.Context()
-	d.access.addBlocks(ctx, os.info.ID, os.m.Blocks(os.info.ID))
 	if metadata {
 		err = d.wadoMetadata(ctx, w, os, sel)
 	} else {

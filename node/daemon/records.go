@@ -350,6 +350,10 @@ func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.Reco
 		}
 		return info, nil, key, nil, err
 	}
+	// Every block this read brings here belongs to this record: index them
+	// before they arrive, so the block filter serves them only to peers
+	// allowed to read it (it refuses blocks of no known record).
+	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
 	return info, m, key, g, nil
 }
 
@@ -388,7 +392,6 @@ func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Write
 	if err != nil {
 		return err
 	}
-	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
 	which := []int{}
 	if req.File >= 0 {
 		which = append(which, req.File)
