@@ -121,9 +121,16 @@ on the ledger's audit trail with --purpose.`,
 			}
 			start := time.Now()
 			n, err := atomicfile.Write(out, 0o600, func(f io.Writer) error {
-				w, done := progressWriter(f, -1, "fetching")
-				defer done()
-				_, err := c.Download(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode(), w)
+				st, err := c.Open(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode())
+				if err != nil {
+					return err
+				}
+				w, done := progressWriter(f, st.Size, "fetching")
+				_, err = io.Copy(w, st.Body)
+				done()
+				if ferr := st.Finish(); err == nil {
+					err = ferr
+				}
 				return err
 			})
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -94,29 +95,69 @@ func (c *Client) Upload(ctx context.Context, path string, body io.Reader, size i
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// Download streams path into w and returns an error unless the server
-// confirmed in the trailer that what it sent is complete and verified.
-func (c *Client) Download(ctx context.Context, path string, w io.Writer) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return 0, err
+// Stream is a download in progress.
+type Stream struct {
+	// Body is the content; read it to the end, then call Finish.
+	Body io.Reader
+	// Size is the announced plaintext size, or -1 if unknown.
+	Size int64
+	resp *http.Response
+	n    int64
+}
+
+func (s *Stream) Read(b []byte) (int, error) {
+	n, err := s.resp.Body.Read(b)
+	s.n += int64(n)
+	return n, err
+}
+
+// Finish closes the stream and returns an error unless the whole body was
+// read and the server confirmed in the trailer that it is complete and
+// verified.
+func (s *Stream) Finish() error {
+	defer s.resp.Body.Close()
+	if _, err := io.Copy(io.Discard, s.resp.Body); err != nil {
+		return fmt.Errorf("download interrupted after %d bytes: %w", s.n, err)
 	}
-	resp, err := c.send(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("download interrupted after %d bytes: %w", n, err)
-	}
-	if res := resp.Trailer.Get(TrailerResult); res != "ok" {
+	if res := s.resp.Trailer.Get(TrailerResult); res != "ok" {
 		if res == "" {
 			res = "the daemon did not confirm the download"
 		}
-		return n, errors.New(res)
+		return errors.New(res)
 	}
-	return n, nil
+	return nil
+}
+
+// Open starts a download of path.
+func (c *Client) Open(ctx context.Context, path string) (*Stream, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stream{resp: resp, Size: -1}
+	s.Body = s
+	if v, err := strconv.ParseInt(resp.Header.Get(HeaderSize), 10, 64); err == nil && v >= 0 {
+		s.Size = v
+	}
+	return s, nil
+}
+
+// Download streams path into w and returns an error unless the server
+// confirmed in the trailer that what it sent is complete and verified.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) (int64, error) {
+	s, err := c.Open(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(w, s.Body); err != nil {
+		s.resp.Body.Close()
+		return s.n, fmt.Errorf("download interrupted after %d bytes: %w", s.n, err)
+	}
+	return s.n, s.Finish()
 }
 
 // DownloadRaw streams path into w without expecting a trailer (metrics, DICOM).

@@ -17,6 +17,10 @@ const Prefix = "/api/v1"
 // TrailerResult is the trailer that confirms a complete, verified download.
 const TrailerResult = "Medmesh-Result"
 
+// HeaderSize carries a download's plaintext size, known once the record's
+// manifest is open (the body is streamed, so there is no Content-Length).
+const HeaderSize = "Medmesh-Size"
+
 // Error is the JSON body of every failed call.
 type Error struct {
 	Error string `json:"error"`

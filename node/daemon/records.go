@@ -306,6 +306,10 @@ type GetRequest struct {
 	Purpose string
 	// File selects one file of the record by index (-1: all, concatenated).
 	File int
+	// Opened, if set, learns the plaintext size to be written once the
+	// manifest is open, before the first byte (for Content-Length-like
+	// progress reporting).
+	Opened func(size int64)
 }
 
 // resolve finds which version of a record the caller reads, and its key.
@@ -363,11 +367,118 @@ func (d *Daemon) ReadFiles(ctx context.Context, m *record.Manifest, key record.K
 		if i < 0 || i >= len(m.Files) {
 			return api.Errorf(http.StatusNotFound, "", "record has no file %d", i)
 		}
-		if err := record.ReadFile(ctx, d.P2P, key, m.Files[i], i, w, record.ReadOptions{Concurrency: 32, GetterVerifies: true}); err != nil {
+		if err := d.readFile(ctx, key, m.Files[i], i, w); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readConcurrency is how many chunks ReadFile fetches and decrypts at once,
+// and readAhead how many more the file's fetch may deliver before the
+// reader asks for them.
+const (
+	readConcurrency = 32
+	readAhead       = 32
+)
+
+// readFile reads one file with one network fetch of all its chunks (so the
+// p2p layer can stream them in bulk from their holders), not one per chunk.
+func (d *Daemon) readFile(ctx context.Context, key record.Key, f record.File, i int, w io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cids := make([]cid.Cid, len(f.Chunks))
+	for j, c := range f.Chunks {
+		cids[j] = c.CID
+	}
+	g := newFileGetter(d.P2P, len(cids))
+	go g.fetch(ctx, cids)
+	return record.ReadFile(ctx, g, key, f, i, w, record.ReadOptions{Concurrency: readConcurrency, GetterVerifies: true})
+}
+
+// blockGetter is what fileGetter falls back to: p2p.Node.
+type blockGetter interface {
+	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+	GetMany(ctx context.Context, cids []cid.Cid, fn func(blocks.Block) error) error
+}
+
+// fileGetter serves ReadFile's per-chunk Gets from one GetMany over the
+// whole file. GetMany delivers blocks (verified) into a bounded buffer; a
+// Get takes its block from there. When the buffer is full of blocks the
+// reader has not asked for yet, or the fetch ended, a Get fetches its block
+// itself, so the reader can never wait on a fetch that waits on the reader.
+type fileGetter struct {
+	net   blockGetter
+	limit int
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	ready    map[cid.Cid]blocks.Block
+	full     bool // the fetch is waiting for room in ready
+	finished bool // the fetch returned
+}
+
+func newFileGetter(net blockGetter, chunks int) *fileGetter {
+	g := &fileGetter{net: net, limit: min(readAhead, max(chunks, 1)), ready: map[cid.Cid]blocks.Block{}}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+// fetch runs the file's GetMany until it ends or ctx does.
+func (g *fileGetter) fetch(ctx context.Context, cids []cid.Cid) {
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		g.finished = true
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	})
+	defer stop()
+	_ = g.net.GetMany(ctx, cids, func(b blocks.Block) error {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for len(g.ready) >= g.limit && !g.finished {
+			g.full = true
+			g.cond.Broadcast()
+			g.cond.Wait()
+		}
+		g.full = false
+		if g.finished {
+			return ctx.Err()
+		}
+		g.ready[b.Cid()] = b
+		g.cond.Broadcast()
+		return nil
+	})
+	g.mu.Lock()
+	g.finished = true
+	g.ready = nil
+	g.cond.Broadcast()
+	g.mu.Unlock()
+}
+
+// Get returns block c from the file's fetch, or fetches it directly.
+func (g *fileGetter) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	g.mu.Lock()
+	for !g.finished && !g.full && ctx.Err() == nil {
+		if b, ok := g.ready[c]; ok {
+			delete(g.ready, c)
+			g.cond.Broadcast()
+			g.mu.Unlock()
+			return b, nil
+		}
+		g.cond.Wait()
+	}
+	if b, ok := g.ready[c]; ok {
+		delete(g.ready, c)
+		g.cond.Broadcast()
+		g.mu.Unlock()
+		return b, nil
+	}
+	g.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return g.net.Get(ctx, c)
 }
 
 // Audit records a successful read of someone else's record on the ledger.
@@ -393,12 +504,20 @@ func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Write
 		return err
 	}
 	which := []int{}
+	var size int64
 	if req.File >= 0 {
 		which = append(which, req.File)
+		if req.File < len(m.Files) {
+			size = m.Files[req.File].Size
+		}
 	} else {
 		for i := range m.Files {
 			which = append(which, i)
 		}
+		size = m.Size()
+	}
+	if req.Opened != nil {
+		req.Opened(size)
 	}
 	if err := d.ReadFiles(ctx, m, key, which, w); err != nil {
 		return err

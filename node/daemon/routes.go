@@ -172,7 +172,9 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, err)
 		return
 	}
-	req := GetRequest{Purpose: r.URL.Query().Get("purpose"), File: -1}
+	req := GetRequest{Purpose: r.URL.Query().Get("purpose"), File: -1, Opened: func(size int64) {
+		w.Header().Set(api.HeaderSize, strconv.FormatInt(size, 10))
+	}}
 	if v := r.URL.Query().Get("version"); v != "" {
 		if req.Version, err = strconv.Atoi(v); err != nil || req.Version < 1 {
 			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "version must be a positive number"))
