@@ -106,9 +106,16 @@ func TestShareReadRevokeAudit(t *testing.T) {
 		t.Fatalf("expected several chunks, got %d", rec.Chunks)
 	}
 
-	// The owner reads its own record.
+	// The owner reads its own record; the size is announced before the body.
 	if got, err := get(A, rec.ID, 0); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("owner get: %v", err)
+	}
+	st, err := A.API.Open(context.Background(), api.Prefix+"/records/"+rec.ID+"/content")
+	if err != nil || st.Size != int64(len(data)) {
+		t.Fatalf("announced size %d, want %d (%v)", st.Size, len(data), err)
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
 	}
 
 	// B has no grant yet: a clear "no key" refusal.
