@@ -64,6 +64,10 @@ type Ledger struct {
 	d     *dag
 	pend  *pending
 
+	// slowPathOnly makes every validation walk the causal view, even for
+	// entries on the current heads (tests compare both paths).
+	slowPathOnly bool
+
 	stateMu sync.RWMutex // guards the in-memory caches below
 	members map[peer.ID]Member
 	digest  []byte
@@ -159,7 +163,8 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}),
 	}
 	l.wg.Add(1) // released by Close
-	l.d = &dag{t: newTxn(l.ds), cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}}
+	l.d = &dag{cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}, sc: newStateCache()}
+	l.d.t = l.d.newTxn(l.ds)
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -392,7 +397,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		x, y := es[order[a]], es[order[b]]
 		return before(x.Clock, x.cid, y.Clock, y.cid)
 	})
-	t := newTxn(l.ds)
+	t := l.d.newTxn(l.ds)
 	l.d.t = t
 	var applied []*Entry
 	queue := make([]*Entry, 0, len(es))
@@ -408,7 +413,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		}
 		l.notify(applied)
 		applied = applied[:0:0]
-		t = newTxn(l.ds)
+		t = l.d.newTxn(l.ds)
 		l.d.t = t
 		return nil
 	}
@@ -443,7 +448,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 	if err := flush(); err != nil {
 		return nil, err
 	}
-	l.d.t = newTxn(l.ds)
+	l.d.t = l.d.newTxn(l.ds)
 	l.met.pending.Set(float64(l.pend.len()))
 	return out, nil
 }
@@ -515,7 +520,9 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	// The causal past: everything applied except what the current heads
 	// reach that the entry's parents do not.
 	v := &causalView{ctx: ctx, d: l.d, t: t}
-	if !l.parentsAreHeads(e) {
+	if onHeads := l.parentsAreHeads(e); onHeads && !l.slowPathOnly {
+		v.cur = true
+	} else if !onHeads {
 		heads := make([]cid.Cid, 0, len(l.heads))
 		for c := range l.heads {
 			heads = append(heads, c)
@@ -572,7 +579,12 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	for _, p := range e.Parents {
 		if _, ok := l.heads[p]; ok {
 			delete(l.heads, p)
-			t.del(pHeads + p.String())
+			hk := pHeads + p.String()
+			if v, ok := t.writes[hk]; ok && v != nil {
+				t.forget(hk) // made a head earlier in this batch: not stored yet
+			} else {
+				t.del(hk)
+			}
 		}
 	}
 	l.heads[e.cid] = e.Clock
@@ -640,7 +652,8 @@ func (l *Ledger) commit(ctx context.Context, t *txn, applied []*Entry) error {
 func (l *Ledger) resetMemory(ctx context.Context) {
 	l.d.cache = map[cid.Cid]*node{}
 	l.d.anc = map[[2]cid.Cid]bool{}
-	l.d.t = newTxn(l.ds)
+	l.d.sc.reset()
+	l.d.t = l.d.newTxn(l.ds)
 	if err := l.load(ctx); err != nil {
 		l.log.Error("reload after failed commit", "err", err)
 	}

@@ -73,18 +73,29 @@ type txn struct {
 	ds     datastore.Batching
 	writes map[string][]byte // nil value = delete
 	// dirs indexes written keys by every ancestor directory ("/a/", "/a/b/"),
-	// so list does not scan the whole batch.
+	// so list does not scan the whole batch. It is built on the first list
+	// (most batches never list) and maintained from then on.
 	dirs map[string]map[string]struct{}
+	// sc, when set, is the ledger's decoded-state cache: every write to a
+	// cached state key drops it there.
+	sc *stateCache
 }
 
 func newTxn(ds datastore.Batching) *txn {
-	return &txn{ds: ds, writes: map[string][]byte{}, dirs: map[string]map[string]struct{}{}}
+	return &txn{ds: ds, writes: map[string][]byte{}}
 }
 
 func (t *txn) index(k string) {
+	if t.dirs == nil {
+		return
+	}
 	if _, ok := t.writes[k]; ok {
 		return
 	}
+	t.indexKey(k)
+}
+
+func (t *txn) indexKey(k string) {
 	for i := 1; i < len(k); i++ {
 		if k[i] == '/' {
 			d := t.dirs[k[:i+1]]
@@ -114,11 +125,33 @@ func (t *txn) put(k string, v []byte) {
 	}
 	t.index(k)
 	t.writes[k] = v
+	if t.sc != nil {
+		t.sc.invalidate(k)
+	}
 }
 
 func (t *txn) del(k string) {
 	t.index(k)
 	t.writes[k] = nil
+	if t.sc != nil {
+		t.sc.invalidate(k)
+	}
+}
+
+// forget drops a pending write of a key the datastore does not hold (one
+// put earlier in this batch), so deleting it costs no tombstone.
+func (t *txn) forget(k string) {
+	delete(t.writes, k)
+	if t.dirs != nil {
+		for i := 1; i < len(k); i++ {
+			if k[i] == '/' {
+				delete(t.dirs[k[:i+1]], k)
+			}
+		}
+	}
+	if t.sc != nil {
+		t.sc.invalidate(k)
+	}
 }
 
 // kv is one key/value pair from a listing.
@@ -145,6 +178,12 @@ func (t *txn) list(ctx context.Context, prefix string) ([]kv, error) {
 		}
 	}
 	res.Close()
+	if t.dirs == nil {
+		t.dirs = map[string]map[string]struct{}{}
+		for k := range t.writes {
+			t.indexKey(k)
+		}
+	}
 	for k := range t.dirs[prefix] {
 		if v := t.writes[k]; true {
 			if v == nil {
@@ -189,6 +228,14 @@ type dag struct {
 	t     *txn
 	cache map[cid.Cid]*node
 	anc   map[[2]cid.Cid]bool // (a, b) -> a is a strict ancestor of b
+	sc    *stateCache         // decoded current state (state.go)
+}
+
+// newTxn starts a batch whose writes keep the state cache coherent.
+func (d *dag) newTxn(ds datastore.Batching) *txn {
+	t := newTxn(ds)
+	t.sc = d.sc
+	return t
 }
 
 const (

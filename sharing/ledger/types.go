@@ -96,7 +96,10 @@ type causalView struct {
 	d        *dag
 	t        *txn
 	excluded map[cid.Cid]bool
-	err      error
+	// cur marks a view of everything applied (the entry's parents are the
+	// current heads): it reads the materialized state (state.go).
+	cur bool
+	err error
 }
 
 func (v *causalView) fail(err error) {
@@ -167,13 +170,23 @@ func (v *causalView) memberState(p peer.ID) (*memberIdx, bool) {
 
 // IsMember implements View.
 func (v *causalView) IsMember(p peer.ID) bool {
+	if v.cur {
+		_, ok := v.curMember(p)
+		return ok
+	}
 	_, ok := v.memberState(p)
 	return ok
 }
 
 // HasRole implements View.
 func (v *causalView) HasRole(p peer.ID, role string) bool {
-	m, ok := v.memberState(p)
+	var m *memberIdx
+	var ok bool
+	if v.cur {
+		m, ok = v.curMember(p)
+	} else {
+		m, ok = v.memberState(p)
+	}
 	if !ok {
 		return false
 	}
@@ -220,6 +233,9 @@ func (v *causalView) keyState(p peer.ID) (*keyIdx, bool) {
 
 // KEMKey implements View.
 func (v *causalView) KEMKey(p peer.ID) ([]byte, keywrap.KeyID, bool) {
+	if v.cur {
+		return v.curKEMKey(p)
+	}
 	k, ok := v.keyState(p)
 	if !ok {
 		return nil, keywrap.KeyID{}, false
@@ -262,6 +278,9 @@ func (v *causalView) recordState(id cid.Cid) (*recordIdx, bool) {
 
 // Record implements View.
 func (v *causalView) Record(id cid.Cid) (RecordInfo, bool) {
+	if v.cur {
+		return v.curRecordInfo(id)
+	}
 	r, ok := v.recordState(id)
 	if !ok {
 		return RecordInfo{}, false
