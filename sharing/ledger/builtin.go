@@ -521,7 +521,7 @@ func (a *applier) recomputeMember(p peer.ID) error {
 
 func (a *applier) indexMember(e *Entry, p peer.ID, add bool, org string, roles []string) error {
 	m := memberIdx{Add: add, Org: org, Roles: roles, Entry: e.cid.Bytes(), Wall: e.Clock.Wall, Counter: e.Clock.Counter}
-	if err := a.putCBOR(pIdx+"m/"+p.String()+"/"+e.cid.String(), &m); err != nil {
+	if err := a.putCBOR(pIdx+"m/"+p.String()+"/"+e.cs, &m); err != nil {
 		return err
 	}
 	return a.recomputeMember(p)
@@ -608,7 +608,7 @@ func init() {
 		},
 		builtin: func(a *applier, e *Entry, pl any) error {
 			k := keyIdx{Pub: pl.(*keyAnnounceWire).Pub, Entry: e.cid.Bytes(), Wall: e.Clock.Wall, Counter: e.Clock.Counter}
-			if err := a.putCBOR(pIdx+"k/"+e.Author.String()+"/"+e.cid.String(), &k); err != nil {
+			if err := a.putCBOR(pIdx+"k/"+e.Author.String()+"/"+e.cs, &k); err != nil {
 				return err
 			}
 			v := a.view()
@@ -699,7 +699,7 @@ func init() {
 			r.Owner, r.Entry, r.Wall = []byte(e.Author), e.cid.Bytes(), e.Clock.Wall
 			id, _ := cid.Cast(r.Record)
 			ri := recordIdx{Info: r, Wall: e.Clock.Wall, Counter: e.Clock.Counter}
-			if err := a.putCBOR(pIdx+"r/"+id.String()+"/"+e.cid.String(), &ri); err != nil {
+			if err := a.putCBOR(pIdx+"r/"+id.String()+"/"+e.cs, &ri); err != nil {
 				return err
 			}
 			if len(r.Prev) > 0 {
@@ -768,7 +768,7 @@ func init() {
 			grantee, _ := peer.IDFromBytes(g.Grantee)
 			pair := rec.String() + "/" + grantee.String() + "/"
 			st := grantStored{Grant: *g, Grantor: []byte(e.Author), Entry: e.cid.Bytes(), Wall: e.Clock.Wall, Counter: e.Clock.Counter}
-			if err := a.putCBOR(pIdx+"g/"+pair+e.cid.String(), &st); err != nil {
+			if err := a.putCBOR(pIdx+"g/"+pair+e.cs, &st); err != nil {
 				return err
 			}
 			revokes, err := a.t.list(a.ctx, pIdx+"rv/"+pair)
@@ -788,7 +788,7 @@ func init() {
 					return nil // cancelled by a revoke it did not see
 				}
 			}
-			return a.putCBOR(pState+"g/"+pair+e.cid.String(), &st)
+			return a.putCBOR(pState+"g/"+pair+e.cs, &st)
 		},
 	}))
 	must(Register(TypeSpec{
@@ -813,7 +813,7 @@ func init() {
 			rec, _ := cid.Cast(r.Record)
 			grantee, _ := peer.IDFromBytes(r.Grantee)
 			pair := rec.String() + "/" + grantee.String() + "/"
-			a.t.put(pIdx+"rv/"+pair+e.cid.String(), nil)
+			a.t.put(pIdx+"rv/"+pair+e.cs, nil)
 			grants, err := a.t.list(a.ctx, pIdx+"g/"+pair)
 			if err != nil {
 				return err
@@ -854,7 +854,7 @@ func init() {
 			ac := pl.(*accessWire)
 			rec, _ := cid.Cast(ac.Record)
 			st := accessStored{Access: *ac, Reader: []byte(e.Author), Entry: e.cid.Bytes()}
-			return a.putCBOR(pState+"a/"+rec.String()+"/"+clockKey(e.Clock, e.cid), &st)
+			return a.putCBOR(pState+"a/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), &st)
 		},
 	}))
 	must(Register(TypeSpec{

@@ -64,6 +64,7 @@ type Entry struct {
 	Sig []byte
 
 	cid cid.Cid
+	cs  string // cid.String(), rendered once
 	raw []byte
 }
 
@@ -183,18 +184,43 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	if len(w.Sig) != 64 {
 		return nil, ErrSignature
 	}
-	w.Sig = nil
-	unsigned, err := encMode.Marshal(&w)
+	msg, err := signedMessage(raw, &w)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	ok, err := pub.Verify(append(append([]byte(nil), signDomain...), unsigned...), e.Sig)
+	ok, err := pub.Verify(msg, e.Sig)
 	if err != nil || !ok {
 		return nil, ErrSignature
 	}
 	e.raw = raw
 	e.cid = blockCID(raw)
+	e.cs = e.cid.String()
 	return e, nil
+}
+
+// sigTrailer is how a canonical entry ends: key 8, then a 64-byte string.
+var sigTrailer = []byte{0x08, 0x58, 0x40}
+
+// signedMessage returns signDomain followed by the entry's encoding without
+// its signature. raw is canonical (checked by re-encoding) with a 64-byte
+// signature, so that encoding is raw's map minus its last pair: the header
+// (at most 8 pairs, one byte) counts one pair less and the 67 bytes of key 8
+// and the signature are cut. Anything else is re-encoded from w.
+func signedMessage(raw []byte, w *wireEntry) ([]byte, error) {
+	const sigPair = 3 + 64
+	if n := len(raw); n > sigPair && raw[0] > 0xa0 && raw[0] <= 0xa8 && bytes.Equal(raw[n-sigPair:n-64], sigTrailer) {
+		msg := make([]byte, 0, len(signDomain)+n-sigPair)
+		msg = append(msg, signDomain...)
+		msg = append(msg, raw[0]-1)
+		return append(msg, raw[1:n-sigPair]...), nil
+	}
+	u := *w
+	u.Sig = nil
+	unsigned, err := encMode.Marshal(&u)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte(nil), signDomain...), unsigned...), nil
 }
 
 func validTypeName(s string) bool {

@@ -164,7 +164,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	l.wg.Add(1) // released by Close
 	l.d = &dag{cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}, sc: newStateCache()}
-	l.d.t = l.d.newTxn(l.ds)
+	l.d.t = l.d.newTxn(l.ds, 0)
 	if err := l.load(ctx); err != nil {
 		return nil, err
 	}
@@ -397,7 +397,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		x, y := es[order[a]], es[order[b]]
 		return before(x.Clock, x.cid, y.Clock, y.cid)
 	})
-	t := l.d.newTxn(l.ds)
+	t := l.d.newTxn(l.ds, min(len(es), maxBatch))
 	l.d.t = t
 	var applied []*Entry
 	queue := make([]*Entry, 0, len(es))
@@ -413,7 +413,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		}
 		l.notify(applied)
 		applied = applied[:0:0]
-		t = l.d.newTxn(l.ds)
+		t = l.d.newTxn(l.ds, min(len(queue), maxBatch))
 		l.d.t = t
 		return nil
 	}
@@ -448,7 +448,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 	if err := flush(); err != nil {
 		return nil, err
 	}
-	l.d.t = l.d.newTxn(l.ds)
+	l.d.t = l.d.newTxn(l.ds, 0)
 	l.met.pending.Set(float64(l.pend.len()))
 	return out, nil
 }
@@ -460,11 +460,15 @@ func isReject(err error) bool {
 
 // applyOne validates e and, if valid, applies it into t.
 func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
-	if n, err := l.d.get(ctx, e.cid); err != nil {
-		return result{err: err}
-	} else if n != nil {
-		l.met.duplicates.Inc()
-		return result{dup: true}
+	// l.clock is at least every applied entry's clock, so an entry with a
+	// later clock (each new entry of a linear stream) cannot be a duplicate.
+	if !l.clock.Less(e.Clock) {
+		if n, err := l.d.get(ctx, e.cid); err != nil {
+			return result{err: err}
+		} else if n != nil {
+			l.met.duplicates.Inc()
+			return result{dup: true}
+		}
 	}
 	rej := func(reason string, err error) result {
 		l.reject(reason, e.cid, err)
@@ -563,7 +567,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	if err != nil {
 		return result{err: err}
 	}
-	t.put(pMeta+e.cid.String(), mb)
+	t.put(pMeta+e.cs, mb)
 	l.d.add(e.cid, &node{clock: e.Clock, parents: e.Parents, typ: e.Type, author: e.Author})
 	if spec.builtin != nil {
 		err = spec.builtin(a, e, pl)
@@ -573,7 +577,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	if err != nil {
 		return result{err: err}
 	}
-	ck := revClockKey(e.Clock, e.cid)
+	ck := revClockKey(e.Clock, e.cs)
 	t.put(pLog+ck, []byte(e.Type))
 	t.put(pType+e.Type+"/"+ck, nil)
 	for _, p := range e.Parents {
@@ -588,7 +592,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 		}
 	}
 	l.heads[e.cid] = e.Clock
-	t.put(pHeads+e.cid.String(), nil)
+	t.put(pHeads+e.cs, nil)
 	if l.clock.Less(e.Clock) {
 		l.clock = e.Clock
 	}
@@ -653,7 +657,7 @@ func (l *Ledger) resetMemory(ctx context.Context) {
 	l.d.cache = map[cid.Cid]*node{}
 	l.d.anc = map[[2]cid.Cid]bool{}
 	l.d.sc.reset()
-	l.d.t = l.d.newTxn(l.ds)
+	l.d.t = l.d.newTxn(l.ds, 0)
 	if err := l.load(ctx); err != nil {
 		l.log.Error("reload after failed commit", "err", err)
 	}

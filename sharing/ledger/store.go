@@ -3,7 +3,7 @@ package ledger
 import (
 	"container/heap"
 	"context"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"sort"
 	"strings"
@@ -33,21 +33,27 @@ const (
 )
 
 // clockKey renders a clock and CID so that byte order is (clock, CID) order.
-func clockKey(h HLC, c cid.Cid) string {
-	var b [12]byte
-	for i := 0; i < 8; i++ {
-		b[i] = byte(h.Wall >> (56 - 8*i))
+func clockKey(h HLC, c cid.Cid) string { return clockKeyS(h, c.String()) }
+
+// clockKeyS is clockKey with the CID already rendered as a string.
+func clockKeyS(h HLC, c string) string {
+	const hexdig = "0123456789abcdef"
+	b := make([]byte, 25+len(c))
+	var raw [12]byte
+	binary.BigEndian.PutUint64(raw[:], h.Wall)
+	binary.BigEndian.PutUint32(raw[8:], h.Counter)
+	for i, x := range raw {
+		b[2*i], b[2*i+1] = hexdig[x>>4], hexdig[x&0xf]
 	}
-	for i := 0; i < 4; i++ {
-		b[8+i] = byte(h.Counter >> (24 - 8*i))
-	}
-	return hex.EncodeToString(b[:]) + "/" + c.String()
+	b[24] = '/'
+	copy(b[25:], c)
+	return string(b)
 }
 
 // revClockKey renders a clock and CID so that ascending byte order is
 // newest first (badger's reverse prefix iteration is unreliable).
-func revClockKey(h HLC, c cid.Cid) string {
-	return clockKey(HLC{^h.Wall, ^h.Counter}, c)
+func revClockKey(h HLC, c string) string {
+	return clockKeyS(HLC{^h.Wall, ^h.Counter}, c)
 }
 
 // meta is what the ledger keeps about each applied entry besides its block.
@@ -85,6 +91,34 @@ func newTxn(ds datastore.Batching) *txn {
 	return &txn{ds: ds, writes: map[string][]byte{}}
 }
 
+// dsKey converts k without path.Clean's allocation when k is already clean
+// (every key the ledger builds is); NewKey cleans anything else, as before.
+func dsKey(k string) datastore.Key {
+	if isCleanKey(k) {
+		return datastore.RawKey(k)
+	}
+	return datastore.NewKey(k)
+}
+
+// isCleanKey reports whether path.Clean(k) == k for a key starting with /.
+func isCleanKey(k string) bool {
+	if len(k) < 2 || k[0] != '/' || k[len(k)-1] == '/' {
+		return false
+	}
+	seg := 1 // start of the current segment
+	for i := 1; i <= len(k); i++ {
+		if i < len(k) && k[i] != '/' {
+			continue
+		}
+		switch k[seg:i] {
+		case "", ".", "..":
+			return false
+		}
+		seg = i + 1
+	}
+	return true
+}
+
 func (t *txn) index(k string) {
 	if t.dirs == nil {
 		return
@@ -112,7 +146,7 @@ func (t *txn) get(ctx context.Context, k string) ([]byte, bool, error) {
 	if v, ok := t.writes[k]; ok {
 		return v, v != nil, nil
 	}
-	v, err := t.ds.Get(ctx, datastore.NewKey(k))
+	v, err := t.ds.Get(ctx, dsKey(k))
 	if errors.Is(err, datastore.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -211,9 +245,9 @@ func (t *txn) commit(ctx context.Context) error {
 	}
 	for k, v := range t.writes {
 		if v == nil {
-			err = b.Delete(ctx, datastore.NewKey(k))
+			err = b.Delete(ctx, dsKey(k))
 		} else {
-			err = b.Put(ctx, datastore.NewKey(k), v)
+			err = b.Put(ctx, dsKey(k), v)
 		}
 		if err != nil {
 			return err
@@ -231,12 +265,15 @@ type dag struct {
 	sc    *stateCache         // decoded current state (state.go)
 }
 
-// newTxn starts a batch whose writes keep the state cache coherent.
-func (d *dag) newTxn(ds datastore.Batching) *txn {
-	t := newTxn(ds)
-	t.sc = d.sc
+// newTxn starts a batch whose writes keep the state cache coherent. size is
+// the number of entries expected in it (the write map is sized for them).
+func (d *dag) newTxn(ds datastore.Batching, size int) *txn {
+	t := &txn{ds: ds, writes: make(map[string][]byte, size*writesPerEntry), sc: d.sc}
 	return t
 }
+
+// writesPerEntry is about how many keys applying one entry writes.
+const writesPerEntry = 6
 
 const (
 	maxNodeCache = 1 << 18

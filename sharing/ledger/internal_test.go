@@ -1,0 +1,56 @@
+package ledger
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"testing"
+)
+
+// The signed message is cut out of the entry's bytes; it must equal the
+// encoding of the entry without its signature.
+func TestSignedMessageIsUnsignedEncoding(t *testing.T) {
+	_, _, raws := seedEntries(t)
+	for i, raw := range raws {
+		var w wireEntry
+		if err := decMode.Unmarshal(raw, &w); err != nil {
+			t.Fatal(err)
+		}
+		u := w
+		u.Sig = nil
+		unsigned, err := encMode.Marshal(&u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append(append([]byte(nil), signDomain...), unsigned...)
+		got, err := signedMessage(raw, &w)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("entry %d: signed message differs from the unsigned encoding (%v)", i, err)
+		}
+		if len(got) != len(signDomain)+len(raw)-67 {
+			t.Fatalf("entry %d: the fast cut was not taken", i)
+		}
+	}
+}
+
+func TestClockKey(t *testing.T) {
+	c := fakeCid("x")
+	for _, h := range []HLC{{}, {1, 2}, {^uint64(0), ^uint32(0)}, {0x0123456789abcdef, 0xfedcba98}} {
+		want := fmt.Sprintf("%016x%08x/%s", h.Wall, h.Counter, c)
+		if got := clockKey(h, c); got != want {
+			t.Fatalf("clockKey(%v) = %s, want %s", h, got, want)
+		}
+		if got, want := revClockKey(h, c.String()), fmt.Sprintf("%016x%08x/%s", ^h.Wall, ^h.Counter, c); got != want {
+			t.Fatalf("revClockKey(%v) = %s, want %s", h, got, want)
+		}
+	}
+}
+
+func TestIsCleanKey(t *testing.T) {
+	for _, k := range []string{"/", "", "a", "/a", "/a/b", "/a//b", "/a/", "/a/./b", "/a/../b", "/.", "/..", "/a/.b", "/a/b..", "//", "/s/x/t/k"} {
+		clean := len(k) > 0 && k[0] == '/' && path.Clean(k) == k && k != "/"
+		if got := isCleanKey(k); got != clean {
+			t.Fatalf("isCleanKey(%q) = %v, want %v", k, got, clean)
+		}
+	}
+}
