@@ -478,11 +478,34 @@ func recordInView(v View, b []byte) (cid.Cid, RecordInfo, error) {
 	if err != nil {
 		return id, RecordInfo{}, err
 	}
-	info, ok := v.Record(id)
+	info, ok := viewRecord(v, id)
 	if !ok {
 		return id, info, fmt.Errorf("record %s not announced in the entry's causal past", id)
 	}
 	return id, info, nil
+}
+
+// viewRecord is v.Record for the built-in validators, which only read the
+// result: on the fast path it shares the cached value instead of copying
+// its envelopes.
+func viewRecord(v View, id cid.Cid) (RecordInfo, bool) {
+	if cv, ok := v.(*causalView); ok && cv.cur {
+		return cv.curRecordShared(id)
+	}
+	return v.Record(id)
+}
+
+// viewKeyID returns the KeyID of p's current key in v.
+func viewKeyID(v View, p peer.ID) (keywrap.KeyID, bool) {
+	if cv, ok := v.(*causalView); ok && cv.cur {
+		k := cv.curKey(p)
+		if k == nil {
+			return keywrap.KeyID{}, false
+		}
+		return k.id, true
+	}
+	_, kid, ok := v.KEMKey(p)
+	return kid, ok
 }
 
 // ---- applier: built-in state changes ----
@@ -637,7 +660,7 @@ func init() {
 			if _, err := parseCid(r.Blocklist, "blocklist"); err != nil {
 				return err
 			}
-			if _, ok := v.Record(id); ok {
+			if _, ok := viewRecord(v, id); ok {
 				return fmt.Errorf("record %s already announced", id)
 			}
 			if r.Replicas == 0 || r.Replicas > 64 {
@@ -664,7 +687,7 @@ func init() {
 			if err := env.UnmarshalBinary(r.OwnerEnvelope); err != nil {
 				return fmt.Errorf("owner envelope: %w", err)
 			}
-			_, kid, ok := v.KEMKey(e.Author)
+			kid, ok := viewKeyID(v, e.Author)
 			if !ok || kid != env.KeyID {
 				return unauthorized("owner envelope is not sealed to the owner's current key")
 			}
@@ -688,7 +711,7 @@ func init() {
 				if err := env.UnmarshalBinary(es.Envelope); err != nil {
 					return fmt.Errorf("escrow envelope: %w", err)
 				}
-				if _, kid, ok := v.KEMKey(a); !ok || kid != env.KeyID {
+				if kid, ok := viewKeyID(v, a); !ok || kid != env.KeyID {
 					return unauthorized("escrow envelope is not sealed to %s's current key", a)
 				}
 			}
@@ -756,7 +779,7 @@ func init() {
 			if err := env.UnmarshalBinary(g.Envelope); err != nil {
 				return fmt.Errorf("envelope: %w", err)
 			}
-			_, kid, ok := v.KEMKey(grantee)
+			kid, ok := viewKeyID(v, grantee)
 			if !ok || kid != env.KeyID {
 				return unauthorized("envelope is not sealed to the grantee's current key")
 			}

@@ -108,37 +108,64 @@ func (v *causalView) curMember(p peer.ID) (*memberIdx, bool) {
 	return m, m != nil
 }
 
-// curKEMKey returns p's current key from /s/k/<p>.
-func (v *causalView) curKEMKey(p peer.ID) ([]byte, keywrap.KeyID, bool) {
+// curKey returns p's current key from /s/k/<p> (nil: none). The value is
+// shared: callers must not modify it.
+func (v *causalView) curKey(p peer.ID) *curKey {
 	sc := v.d.sc
 	k, ok := sc.keys[p]
-	if !ok {
-		b, found, err := v.t.get(v.ctx, pState+"k/"+p.String())
-		if err != nil {
-			v.fail(err)
-			return nil, keywrap.KeyID{}, false
-		}
-		if found {
-			var ki keyIdx
-			if err := decMode.Unmarshal(b, &ki); err != nil {
-				v.fail(err)
-				return nil, keywrap.KeyID{}, false
-			}
-			k = &curKey{pub: ki.Pub, id: keywrap.IDOf(ki.Pub)}
-		}
-		if len(sc.keys) >= maxStateCache {
-			clear(sc.keys)
-		}
-		sc.keys[p] = k
+	if ok {
+		return k
 	}
+	b, found, err := v.t.get(v.ctx, pState+"k/"+p.String())
+	if err != nil {
+		v.fail(err)
+		return nil
+	}
+	if found {
+		var ki keyIdx
+		if err := decMode.Unmarshal(b, &ki); err != nil {
+			v.fail(err)
+			return nil
+		}
+		k = &curKey{pub: ki.Pub, id: keywrap.IDOf(ki.Pub)}
+	}
+	if len(sc.keys) >= maxStateCache {
+		clear(sc.keys)
+	}
+	sc.keys[p] = k
+	return k
+}
+
+// curKEMKey implements View.KEMKey on the fast path.
+func (v *causalView) curKEMKey(p peer.ID) ([]byte, keywrap.KeyID, bool) {
+	k := v.curKey(p)
 	if k == nil {
 		return nil, keywrap.KeyID{}, false
 	}
 	return slices.Clone(k.pub), k.id, true
 }
 
-// curRecordInfo returns the record's owning announcement from /s/r/<id>.
+// curRecordInfo implements View.Record on the fast path: callers get their
+// own slices, as from a fresh decode.
 func (v *causalView) curRecordInfo(id cid.Cid) (RecordInfo, bool) {
+	info, ok := v.curRecordShared(id)
+	if !ok {
+		return info, false
+	}
+	info.OwnerEnvelope = slices.Clone(info.OwnerEnvelope)
+	if info.Escrow != nil {
+		es := make([]EscrowEnvelope, len(info.Escrow))
+		for i, e := range info.Escrow {
+			es[i] = EscrowEnvelope{Authority: e.Authority, Envelope: slices.Clone(e.Envelope)}
+		}
+		info.Escrow = es
+	}
+	return info, true
+}
+
+// curRecordShared returns the record's owning announcement from /s/r/<id>;
+// its slices are shared with the cache and must not be modified.
+func (v *causalView) curRecordShared(id cid.Cid) (RecordInfo, bool) {
 	sc := v.d.sc
 	r, ok := sc.records[id]
 	if !ok {
@@ -168,14 +195,5 @@ func (v *causalView) curRecordInfo(id cid.Cid) (RecordInfo, bool) {
 		v.fail(r.err)
 		return r.info, false
 	}
-	// Callers get their own slices, as from a fresh decode.
-	info := r.info
-	info.OwnerEnvelope = slices.Clone(info.OwnerEnvelope)
-	if info.Escrow != nil {
-		info.Escrow = make([]EscrowEnvelope, len(r.info.Escrow))
-		for i, e := range r.info.Escrow {
-			info.Escrow[i] = EscrowEnvelope{Authority: e.Authority, Envelope: slices.Clone(e.Envelope)}
-		}
-	}
-	return info, true
+	return r.info, true
 }
