@@ -126,6 +126,13 @@ func (n *Node) fetch(ctx context.Context, missing []cid.Cid, fn func(blocks.Bloc
 	for _, c := range missing {
 		f.pending[c] = struct{}{}
 	}
+	// Stream what holders we know of can send in bulk; bitswap fetches
+	// the rest (refused, missing, wrong bytes, no bulk protocol, stalled).
+	if holders := n.bulkHolders(ctx, missing); len(holders) > 0 {
+		if err := n.bulkFetch(ctx, f, holders, fn); err != nil {
+			return err
+		}
+	}
 	stallsInARow := 0
 	for len(f.pending) > 0 {
 		if err := ctx.Err(); err != nil {

@@ -16,6 +16,9 @@ type metrics struct {
 	provided       prometheus.Counter
 	provideErrors  prometheus.Counter
 	bootstrapDials prometheus.Counter
+	bulkBlocks     prometheus.Counter
+	bulkServed     prometheus.Counter
+	bulkRejected   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,5 +48,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		provided:       c("medmesh_dht_provided_total", "CIDs announced on the DHT."),
 		provideErrors:  c("medmesh_dht_provide_errors_total", "CIDs whose DHT announcement failed."),
 		bootstrapDials: c("medmesh_bootstrap_dials_total", "Dial attempts to bootstrap peers."),
+		bulkBlocks:     c("medmesh_bulk_fetched_blocks_total", "Blocks received and verified over the bulk block protocol."),
+		bulkServed:     c("medmesh_bulk_served_blocks_total", "Blocks sent over the bulk block protocol."),
+		bulkRejected:   c("medmesh_bulk_rejected_blocks_total", "Blocks received over the bulk block protocol whose bytes did not match their CID."),
 	}
 }

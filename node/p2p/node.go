@@ -322,6 +322,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("p2p: gossipsub: %w", err)
 	}
 
+	h.SetStreamHandler(BulkProtocol, n.serveBulk)
 	h.Network().Notify(&network.NotifyBundle{DisconnectedF: n.onDisconnected})
 	for _, ai := range cfg.Bootstrap {
 		n.AddBootstrap(ai)
@@ -400,6 +401,9 @@ func (n *Node) Close() error {
 		n.cancel()
 		n.bootMu.Unlock()
 		n.wg.Wait()
+		if n.Host != nil {
+			n.Host.RemoveStreamHandler(BulkProtocol)
+		}
 		var errs []error
 		if n.Bitswap != nil {
 			errs = append(errs, n.Bitswap.Close())
