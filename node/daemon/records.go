@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/record"
@@ -403,23 +404,26 @@ type blockGetter interface {
 }
 
 // fileGetter serves ReadFile's per-chunk Gets from one GetMany over the
-// whole file. GetMany delivers blocks (verified) into a bounded buffer; a
-// Get takes its block from there. When the buffer is full of blocks the
-// reader has not asked for yet, or the fetch ended, a Get fetches its block
-// itself, so the reader can never wait on a fetch that waits on the reader.
+// whole file. GetMany delivers blocks (verified) into a buffer; a Get takes
+// its block from there. The buffer holds up to limit blocks the reader has
+// not asked for yet; while a Get waits for a block that has not arrived
+// (the fetch delivers out of order) it may grow to hard, and when it is that
+// full, or the fetch ended, a waiting Get fetches its block itself, so the
+// reader never waits on a fetch that waits on the reader.
 type fileGetter struct {
-	net   blockGetter
-	limit int
+	net         blockGetter
+	limit, hard int
 
 	mu       sync.Mutex
 	cond     *sync.Cond
 	ready    map[cid.Cid]blocks.Block
-	full     bool // the fetch is waiting for room in ready
+	waiting  int  // Gets waiting for a block not in ready
 	finished bool // the fetch returned
 }
 
 func newFileGetter(net blockGetter, chunks int) *fileGetter {
-	g := &fileGetter{net: net, limit: min(readAhead, max(chunks, 1)), ready: map[cid.Cid]blocks.Block{}}
+	limit := min(readAhead, max(chunks, 1))
+	g := &fileGetter{net: net, limit: limit, hard: 2 * limit, ready: map[cid.Cid]blocks.Block{}}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -436,12 +440,9 @@ func (g *fileGetter) fetch(ctx context.Context, cids []cid.Cid) {
 	_ = g.net.GetMany(ctx, cids, func(b blocks.Block) error {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		for len(g.ready) >= g.limit && !g.finished {
-			g.full = true
-			g.cond.Broadcast()
+		for !g.finished && (len(g.ready) >= g.hard || len(g.ready) >= g.limit && g.waiting == 0) {
 			g.cond.Wait()
 		}
-		g.full = false
 		if g.finished {
 			return ctx.Err()
 		}
@@ -450,30 +451,37 @@ func (g *fileGetter) fetch(ctx context.Context, cids []cid.Cid) {
 		return nil
 	})
 	g.mu.Lock()
-	g.finished = true
-	g.ready = nil
+	g.finished = true // what is in ready stays there for its Get
 	g.cond.Broadcast()
 	g.mu.Unlock()
 }
 
 // Get returns block c from the file's fetch, or fetches it directly.
 func (g *fileGetter) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	// A cancelled reader must not sleep on cond until the fetch ends.
+	stop := context.AfterFunc(ctx, func() {
+		g.mu.Lock()
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	})
+	defer stop()
 	g.mu.Lock()
-	for !g.finished && !g.full && ctx.Err() == nil {
+	g.waiting++
+	g.cond.Broadcast() // a fetch held at limit may go on
+	for {
 		if b, ok := g.ready[c]; ok {
 			delete(g.ready, c)
+			g.waiting--
 			g.cond.Broadcast()
 			g.mu.Unlock()
 			return b, nil
 		}
+		if g.finished || len(g.ready) >= g.hard || ctx.Err() != nil {
+			break
+		}
 		g.cond.Wait()
 	}
-	if b, ok := g.ready[c]; ok {
-		delete(g.ready, c)
-		g.cond.Broadcast()
-		g.mu.Unlock()
-		return b, nil
-	}
+	g.waiting--
 	g.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -503,6 +511,9 @@ func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Write
 	if err != nil {
 		return err
 	}
+	// The owner and replica holders are where the blocks are: the fetch
+	// streams from them without a DHT lookup first.
+	ctx = p2p.WithHolders(ctx, d.holders(info)...)
 	which := []int{}
 	var size int64
 	if req.File >= 0 {
