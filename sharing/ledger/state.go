@@ -21,8 +21,9 @@ import (
 // and filtering the indexes. A linear stream of appends, the common case,
 // takes this path for every entry.
 
-// maxStateCache bounds each map of the decoded-state cache.
-const maxStateCache = 1 << 14
+// maxStateCache bounds each map of the decoded-state cache (keys and records
+// carry kilobyte-sized KEM keys and envelopes).
+const maxStateCache = 1 << 12
 
 // stateCache holds decoded values of state keys as the current batch sees
 // them (committed state plus the batch's writes). A nil value caches "absent".
