@@ -37,7 +37,8 @@
 # (`dataset fetch --json`: bytes_fetched, seconds), the ratio three/one, and
 # how many bytes each provider's interface sent during the fetch.
 #
-# Environment: RATE (200mbit), DELAY (none, e.g. 10ms), RES_RATE (none),
+# Environment: RATE (200mbit), DELAY (none, e.g. 10ms; needs the sch_netem
+# kernel module, absent on the benchmark machine), RES_RATE (none),
 # STUDIES (8), INSTANCES (16), SIZE (512), RUNS (1), PARALLEL (the fetch's
 # --parallel; default: the daemon's, 8), SUBNET (10.213.0), KEEP=1 (keep the
 # work dir), BENCH_DIR, BUILD_FROM=tree (build the working tree, not HEAD).
