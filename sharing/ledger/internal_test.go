@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 	"testing"
+
+	"github.com/ipfs/go-cid"
 )
 
 // The signed message is cut out of the entry's bytes; it must equal the
@@ -51,6 +53,38 @@ func TestIsCleanKey(t *testing.T) {
 		clean := len(k) > 0 && k[0] == '/' && path.Clean(k) == k && k != "/"
 		if got := isCleanKey(k); got != clean {
 			t.Fatalf("isCleanKey(%q) = %v, want %v", k, got, clean)
+		}
+	}
+}
+
+// encodeMeta writes meta by hand; it must produce encMode's bytes.
+func TestEncodeMetaIsCanonical(t *testing.T) {
+	_, l, _ := seedEntries(t)
+	author := l.self
+	vals := []uint64{0, 1, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32, 1<<64 - 1}
+	parents := [][]cid.Cid{nil, {fakeCid("a")}, {fakeCid("a"), fakeCid("b"), fakeCid("c")}}
+	for _, w := range vals {
+		for _, c := range vals {
+			if c > 1<<32-1 {
+				continue
+			}
+			for _, ps := range parents {
+				for _, typ := range []string{"a", TypeAccess, "a-type-name-that-is-longer-than-twenty-four"} {
+					e := &Entry{Clock: HLC{w, uint32(c)}, Parents: ps, Type: typ, Author: author}
+					m := meta{Wall: w, Counter: uint32(c), Type: typ, Author: []byte(author)}
+					for _, p := range ps {
+						m.Parents = append(m.Parents, p.Bytes())
+					}
+					want, err := encMode.Marshal(&m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := encodeMeta(e)
+					if err != nil || !bytes.Equal(got, want) {
+						t.Fatalf("meta %+v: got %x, want %x (%v)", m, got, want, err)
+					}
+				}
+			}
 		}
 	}
 }

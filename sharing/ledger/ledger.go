@@ -405,7 +405,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		queue = append(queue, es[i])
 	}
 	flush := func() error {
-		if len(applied) == 0 && len(t.writes) == 0 {
+		if len(applied) == 0 && len(t.writes) == 0 && len(t.blind) == 0 {
 			return nil
 		}
 		if err := l.commit(ctx, t, applied); err != nil {
@@ -559,11 +559,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	}
 	// Apply.
 	a := &applier{ctx: ctx, t: t, d: l.d}
-	m := meta{Wall: e.Clock.Wall, Counter: e.Clock.Counter, Type: e.Type, Author: []byte(e.Author)}
-	for _, p := range e.Parents {
-		m.Parents = append(m.Parents, p.Bytes())
-	}
-	mb, err := encMode.Marshal(&m)
+	mb, err := encodeMeta(e)
 	if err != nil {
 		return result{err: err}
 	}
@@ -578,8 +574,8 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 		return result{err: err}
 	}
 	ck := revClockKey(e.Clock, e.cs)
-	t.put(pLog+ck, []byte(e.Type))
-	t.put(pType+e.Type+"/"+ck, nil)
+	t.putBlind(pLog+ck, []byte(e.Type))
+	t.putBlind(pType+e.Type+"/"+ck, nil)
 	for _, p := range e.Parents {
 		if _, ok := l.heads[p]; ok {
 			delete(l.heads, p)

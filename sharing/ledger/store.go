@@ -65,6 +65,53 @@ type meta struct {
 	Author  []byte   `cbor:"5,keyasint"`
 }
 
+// encodeMeta returns the canonical CBOR of e's meta, as encMode would, but
+// written directly: it is encoded for every applied entry.
+func encodeMeta(e *Entry) ([]byte, error) {
+	if len(e.Parents) == 0 {
+		// Genesis: encMode writes the nil parent list as null.
+		return encMode.Marshal(&meta{Wall: e.Clock.Wall, Counter: e.Clock.Counter, Type: e.Type, Author: []byte(e.Author)})
+	}
+	n := 1 + 10 + 6 + 10 + len(e.Type) + 10 + len(e.Author)
+	for _, p := range e.Parents {
+		n += 9 + p.ByteLen()
+	}
+	b := make([]byte, 0, n)
+	b = append(b, 0xa5, 0x01)
+	b = cborHead(b, 0, e.Clock.Wall)
+	b = append(b, 0x02)
+	b = cborHead(b, 0, uint64(e.Clock.Counter))
+	b = append(b, 0x03)
+	b = cborHead(b, 4, uint64(len(e.Parents)))
+	for _, p := range e.Parents {
+		b = cborHead(b, 2, uint64(p.ByteLen()))
+		b = append(b, p.KeyString()...)
+	}
+	b = append(b, 0x04)
+	b = cborHead(b, 3, uint64(len(e.Type)))
+	b = append(b, e.Type...)
+	b = append(b, 0x05)
+	b = cborHead(b, 2, uint64(len(e.Author)))
+	return append(b, e.Author...), nil
+}
+
+// cborHead appends the shortest CBOR head of major type mt with argument v.
+func cborHead(b []byte, mt byte, v uint64) []byte {
+	mt <<= 5
+	switch {
+	case v < 24:
+		return append(b, mt|byte(v))
+	case v <= 0xff:
+		return append(b, mt|24, byte(v))
+	case v <= 0xffff:
+		return append(b, mt|25, byte(v>>8), byte(v))
+	case v <= 0xffffffff:
+		return append(b, mt|26, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	default:
+		return append(b, mt|27, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+}
+
 // node is the in-memory form of meta.
 type node struct {
 	clock   HLC
@@ -85,6 +132,9 @@ type txn struct {
 	// sc, when set, is the ledger's decoded-state cache: every write to a
 	// cached state key drops it there.
 	sc *stateCache
+	// blind holds writes of new keys that nothing reads back before the
+	// commit (the log indexes): no overlay map, no directory index.
+	blind []kv
 }
 
 func newTxn(ds datastore.Batching) *txn {
@@ -172,6 +222,15 @@ func (t *txn) del(k string) {
 	}
 }
 
+// putBlind writes a key that no get or list of this batch reads: the /l/
+// and /t/ log indexes of newly applied entries.
+func (t *txn) putBlind(k string, v []byte) {
+	if v == nil {
+		v = []byte{}
+	}
+	t.blind = append(t.blind, kv{k, v})
+}
+
 // forget drops a pending write of a key the datastore does not hold (one
 // put earlier in this batch), so deleting it costs no tombstone.
 func (t *txn) forget(k string) {
@@ -236,12 +295,17 @@ func (t *txn) list(ctx context.Context, prefix string) ([]kv, error) {
 }
 
 func (t *txn) commit(ctx context.Context) error {
-	if len(t.writes) == 0 {
+	if len(t.writes) == 0 && len(t.blind) == 0 {
 		return nil
 	}
 	b, err := t.ds.Batch(ctx)
 	if err != nil {
 		return err
+	}
+	for _, w := range t.blind {
+		if err := b.Put(ctx, dsKey(w.Key), w.Value); err != nil {
+			return err
+		}
 	}
 	for k, v := range t.writes {
 		if v == nil {
@@ -268,12 +332,11 @@ type dag struct {
 // newTxn starts a batch whose writes keep the state cache coherent. size is
 // the number of entries expected in it (the write map is sized for them).
 func (d *dag) newTxn(ds datastore.Batching, size int) *txn {
-	t := &txn{ds: ds, writes: make(map[string][]byte, size*writesPerEntry), sc: d.sc}
-	return t
+	return &txn{ds: ds, writes: make(map[string][]byte, size*writesPerEntry), blind: make([]kv, 0, 2*size), sc: d.sc}
 }
 
-// writesPerEntry is about how many keys applying one entry writes.
-const writesPerEntry = 6
+// writesPerEntry is about how many overlay keys applying one entry writes.
+const writesPerEntry = 4
 
 const (
 	maxNodeCache = 1 << 18
