@@ -877,7 +877,13 @@ func init() {
 			ac := pl.(*accessWire)
 			rec, _ := cid.Cast(ac.Record)
 			st := accessStored{Access: *ac, Reader: []byte(e.Author), Entry: e.cid.Bytes()}
-			return a.putCBOR(pState+"a/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), &st)
+			b, err := encMode.Marshal(&st)
+			if err != nil {
+				return err
+			}
+			// A new key per entry that no apply reads back.
+			a.t.putBlind(pState+"a/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), b)
+			return nil
 		},
 	}))
 	must(Register(TypeSpec{

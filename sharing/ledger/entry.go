@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-cid"
@@ -169,6 +170,9 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: parent: %v", ErrMalformed, err)
 		}
+		if e.Parents == nil {
+			e.Parents = make([]cid.Cid, 0, len(w.Parents))
+		}
 		e.Parents = append(e.Parents, c)
 	}
 	if (len(e.Parents) == 0) != (e.Network == cid.Undef) {
@@ -178,7 +182,7 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: author key: %v", ErrMalformed, err)
 	}
-	if e.Author, err = peer.IDFromPublicKey(pub); err != nil {
+	if e.Author, err = authorID(w.Author, pub); err != nil {
 		return nil, fmt.Errorf("%w: author key: %v", ErrMalformed, err)
 	}
 	if len(w.Sig) != 64 {
@@ -196,6 +200,33 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	e.cid = blockCID(raw)
 	e.cs = e.cid.String()
 	return e, nil
+}
+
+// authorIDs caches the peer IDs of recent authors' raw keys: a network has
+// few authors and each of their entries would derive the same ID again.
+var authorIDs struct {
+	sync.Mutex
+	m map[string]peer.ID
+}
+
+func authorID(raw []byte, pub crypto.PubKey) (peer.ID, error) {
+	authorIDs.Lock()
+	id, ok := authorIDs.m[string(raw)]
+	authorIDs.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	authorIDs.Lock()
+	if authorIDs.m == nil || len(authorIDs.m) >= 1024 {
+		authorIDs.m = map[string]peer.ID{}
+	}
+	authorIDs.m[string(raw)] = id
+	authorIDs.Unlock()
+	return id, nil
 }
 
 // sigTrailer is how a canonical entry ends: key 8, then a 64-byte string.

@@ -564,7 +564,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 		return result{err: err}
 	}
 	t.put(pMeta+e.cs, mb)
-	l.d.add(e.cid, &node{clock: e.Clock, parents: e.Parents, typ: e.Type, author: e.Author})
+	l.d.add(e.cid, &node{clock: e.Clock, parents: e.Parents, typ: e.Type, author: e.Author, cs: e.cs})
 	if spec.builtin != nil {
 		err = spec.builtin(a, e, pl)
 	} else {
@@ -579,7 +579,14 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	for _, p := range e.Parents {
 		if _, ok := l.heads[p]; ok {
 			delete(l.heads, p)
-			hk := pHeads + p.String()
+			ps := ""
+			if n := l.d.cache[p]; n != nil {
+				ps = n.cs
+			}
+			if ps == "" {
+				ps = p.String()
+			}
+			hk := pHeads + ps
 			if v, ok := t.writes[hk]; ok && v != nil {
 				t.forget(hk) // made a head earlier in this batch: not stored yet
 			} else {

@@ -118,6 +118,7 @@ type node struct {
 	parents []cid.Cid
 	typ     string
 	author  peer.ID
+	cs      string // the CID as a string, when known
 }
 
 // txn is a write overlay over the datastore: reads see earlier writes of the
