@@ -145,8 +145,11 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 		return nil, ErrOversize
 	}
 	var w wireEntry
-	if err := canonicalUnmarshal(raw, &w); err != nil {
+	if err := decMode.Unmarshal(raw, &w); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !bytes.Equal(w.appendCanonical(make([]byte, 0, len(raw))), raw) {
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
 	}
 	e := &Entry{Type: w.Type, AuthorKey: w.Author, Payload: w.Payload, Clock: HLC{w.Wall, w.Counter}, Sig: w.Sig}
 	if len(w.Type) == 0 || len(w.Type) > maxTypeLen || !validTypeName(w.Type) {
@@ -227,6 +230,54 @@ func authorID(raw []byte, pub crypto.PubKey) (peer.ID, error) {
 	authorIDs.m[string(raw)] = id
 	authorIDs.Unlock()
 	return id, nil
+}
+
+// appendCanonical appends encMode's encoding of w (Core Deterministic:
+// integer keys in order, shortest heads, omitempty Network and Sig, nil
+// byte strings and lists as null, the payload as is) without reflection:
+// every received entry is re-encoded to check that it is canonical.
+// FuzzEntryDecode compares it with encMode.Marshal.
+func (w *wireEntry) appendCanonical(b []byte) []byte {
+	bstr := func(b, v []byte) []byte {
+		if v == nil {
+			return append(b, 0xf6)
+		}
+		return append(cborHead(b, 2, uint64(len(v))), v...)
+	}
+	n := uint64(6)
+	if len(w.Network) > 0 {
+		n++
+	}
+	if len(w.Sig) > 0 {
+		n++
+	}
+	b = cborHead(b, 5, n)
+	if len(w.Network) > 0 {
+		b = bstr(append(b, 0x01), w.Network)
+	}
+	b = append(cborHead(append(b, 0x02), 3, uint64(len(w.Type))), w.Type...)
+	b = bstr(append(b, 0x03), w.Author)
+	b = append(b, 0x04)
+	if len(w.Payload) == 0 {
+		b = append(b, 0xf6)
+	} else {
+		b = append(b, w.Payload...)
+	}
+	b = append(b, 0x05)
+	if w.Parents == nil {
+		b = append(b, 0xf6)
+	} else {
+		b = cborHead(b, 4, uint64(len(w.Parents)))
+		for _, p := range w.Parents {
+			b = bstr(b, p)
+		}
+	}
+	b = cborHead(append(b, 0x06), 0, w.Wall)
+	b = cborHead(append(b, 0x07), 0, uint64(w.Counter))
+	if len(w.Sig) > 0 {
+		b = bstr(append(b, 0x08), w.Sig)
+	}
+	return b
 }
 
 // sigTrailer is how a canonical entry ends: key 8, then a 64-byte string.
