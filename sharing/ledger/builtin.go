@@ -876,13 +876,8 @@ func init() {
 		builtin: func(a *applier, e *Entry, pl any) error {
 			ac := pl.(*accessWire)
 			rec, _ := cid.Cast(ac.Record)
-			st := accessStored{Access: *ac, Reader: []byte(e.Author), Entry: e.cid.Bytes()}
-			b, err := encMode.Marshal(&st)
-			if err != nil {
-				return err
-			}
 			// A new key per entry that no apply reads back.
-			a.t.putBlind(pState+"a/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), b)
+			a.t.putBlind(pState+"a/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), encodeAccessStored(e))
 			return nil
 		},
 	}))
@@ -929,6 +924,17 @@ func init() {
 			return a.putCBOR(k, &st)
 		},
 	}))
+}
+
+// encodeAccessStored returns encMode's encoding of the accessStored of an
+// access entry that passed validation: its payload is the canonical
+// encoding of its accessWire, so it is copied rather than encoded again.
+func encodeAccessStored(e *Entry) []byte {
+	b := make([]byte, 0, 3+len(e.Payload)+2*9+len(e.Author)+e.cid.ByteLen())
+	b = append(b, 0xa3, 0x01)
+	b = append(b, e.Payload...)
+	b = append(cborHead(append(b, 0x02), 2, uint64(len(e.Author))), e.Author...)
+	return append(cborHead(append(b, 0x03), 2, uint64(e.cid.ByteLen())), e.cid.KeyString()...)
 }
 
 func lastSeg(k string) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -85,6 +86,30 @@ func TestEncodeMetaIsCanonical(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// encodeAccessStored copies the payload; it must produce encMode's bytes.
+func TestEncodeAccessStoredIsCanonical(t *testing.T) {
+	w, l, _ := seedEntries(t)
+	rec := recordPayload(t, w.members[1], "b").Record
+	for i, p := range []AccessPayload{
+		{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch},
+		{Record: rec, Version: 1 << 40, Purpose: PurposeResearch},
+		{Record: rec, Version: 7, Purpose: PurposeEmergency, Time: time.UnixMilli(-5)},
+	} {
+		e := forge(t, l, w.members[2], TypeAccess, p, nil)
+		var ac accessWire
+		if err := canonicalUnmarshal(e.Payload, &ac); err != nil {
+			t.Fatal(err)
+		}
+		want, err := encMode.Marshal(&accessStored{Access: ac, Reader: []byte(e.Author), Entry: e.cid.Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeAccessStored(e); !bytes.Equal(got, want) {
+			t.Fatalf("access %d: got %x, want %x", i, got, want)
 		}
 	}
 }
