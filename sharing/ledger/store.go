@@ -161,9 +161,17 @@ func isCleanKey(k string) bool {
 		if i < len(k) && k[i] != '/' {
 			continue
 		}
-		switch k[seg:i] {
-		case "", ".", "..":
+		switch i - seg {
+		case 0:
 			return false
+		case 1:
+			if k[seg] == '.' {
+				return false
+			}
+		case 2:
+			if k[seg] == '.' && k[seg+1] == '.' {
+				return false
+			}
 		}
 		seg = i + 1
 	}
