@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
@@ -199,4 +200,35 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 		t.Fatal("batch digests differ from one-at-a-time digests")
 	}
 	compareViews(t, bf, peers, recs)
+	for _, l := range []*Ledger{fast, slow, bf, bs} {
+		checkStoredHeads(t, l)
+	}
+}
+
+// checkStoredHeads compares the heads and clock a restart would load with
+// the ledger's in memory.
+func checkStoredHeads(t *testing.T, l *Ledger) {
+	t.Helper()
+	rows, err := newTxn(l.ds).list(context.Background(), pHeads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []cid.Cid
+	for _, r := range rows {
+		c, err := cid.Decode(lastSeg(r.Key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, c)
+	}
+	if !equalCids(sortedCids(stored), l.Heads()) {
+		t.Fatalf("stored heads %v, in memory %v", stored, l.Heads())
+	}
+	v, ok, err := newTxn(l.ds).get(context.Background(), "/c/clock")
+	if err != nil || !ok || len(v) != 12 {
+		t.Fatalf("stored clock: %x %v %v", v, ok, err)
+	}
+	if c := (HLC{binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}); c != l.clock {
+		t.Fatalf("stored clock %v, in memory %v", c, l.clock)
+	}
 }

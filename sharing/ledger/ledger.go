@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -398,6 +399,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		return before(x.Clock, x.cid, y.Clock, y.cid)
 	})
 	t := l.d.newTxn(l.ds, min(len(es), maxBatch))
+	t.heads0 = maps.Clone(l.heads)
 	l.d.t = t
 	var applied []*Entry
 	queue := make([]*Entry, 0, len(es))
@@ -405,6 +407,9 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		queue = append(queue, es[i])
 	}
 	flush := func() error {
+		if len(applied) > 0 {
+			l.stageHeads(t)
+		}
 		if len(applied) == 0 && len(t.writes) == 0 && len(t.blind) == 0 {
 			return nil
 		}
@@ -414,6 +419,7 @@ func (l *Ledger) ingestLocked(ctx context.Context, es []*Entry, from peer.ID) ([
 		l.notify(applied)
 		applied = applied[:0:0]
 		t = l.d.newTxn(l.ds, min(len(queue), maxBatch))
+		t.heads0 = maps.Clone(l.heads)
 		l.d.t = t
 		return nil
 	}
@@ -577,33 +583,33 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	t.putBlind(pLog+ck, []byte(e.Type))
 	t.putBlind(pType+e.Type+"/"+ck, nil)
 	for _, p := range e.Parents {
-		if _, ok := l.heads[p]; ok {
-			delete(l.heads, p)
-			ps := ""
-			if n := l.d.cache[p]; n != nil {
-				ps = n.cs
-			}
-			if ps == "" {
-				ps = p.String()
-			}
-			hk := pHeads + ps
-			if v, ok := t.writes[hk]; ok && v != nil {
-				t.forget(hk) // made a head earlier in this batch: not stored yet
-			} else {
-				t.del(hk)
-			}
-		}
+		delete(l.heads, p)
 	}
 	l.heads[e.cid] = e.Clock
-	t.put(pHeads+e.cs, nil)
 	if l.clock.Less(e.Clock) {
 		l.clock = e.Clock
+	}
+	// /h/ and /c/clock are written once per batch (stageHeads).
+	return result{applied: true}
+}
+
+// stageHeads writes the batch's net change of heads, and the clock, into t:
+// per entry, the new head would replace the one put just before it.
+func (l *Ledger) stageHeads(t *txn) {
+	for c := range t.heads0 {
+		if _, ok := l.heads[c]; !ok {
+			t.del(pHeads + l.d.name(c))
+		}
+	}
+	for c := range l.heads {
+		if _, ok := t.heads0[c]; !ok {
+			t.put(pHeads+l.d.name(c), nil)
+		}
 	}
 	var cb [12]byte
 	binary.BigEndian.PutUint64(cb[:], l.clock.Wall)
 	binary.BigEndian.PutUint32(cb[8:], l.clock.Counter)
 	t.put("/c/clock", cb[:])
-	return result{applied: true}
 }
 
 func (l *Ledger) parentsAreHeads(e *Entry) bool {

@@ -136,6 +136,8 @@ type txn struct {
 	// blind holds writes of new keys that nothing reads back before the
 	// commit (the log indexes): no overlay map, no directory index.
 	blind []kv
+	// heads0 are the ledger's heads when the batch began (stageHeads).
+	heads0 map[cid.Cid]HLC
 }
 
 func newTxn(ds datastore.Batching) *txn {
@@ -240,21 +242,6 @@ func (t *txn) putBlind(k string, v []byte) {
 	t.blind = append(t.blind, kv{k, v})
 }
 
-// forget drops a pending write of a key the datastore does not hold (one
-// put earlier in this batch), so deleting it costs no tombstone.
-func (t *txn) forget(k string) {
-	delete(t.writes, k)
-	if t.dirs != nil {
-		for i := 1; i < len(k); i++ {
-			if k[i] == '/' {
-				delete(t.dirs[k[:i+1]], k)
-			}
-		}
-	}
-	if t.sc != nil {
-		t.sc.invalidate(k)
-	}
-}
 
 // kv is one key/value pair from a listing.
 type kv struct {
@@ -378,6 +365,14 @@ func (d *dag) get(ctx context.Context, c cid.Cid) (*node, error) {
 	}
 	d.add(c, n)
 	return n, nil
+}
+
+// name returns c.String(), from the cached node when it has it.
+func (d *dag) name(c cid.Cid) string {
+	if n := d.cache[c]; n != nil && n.cs != "" {
+		return n.cs
+	}
+	return c.String()
 }
 
 func (d *dag) add(c cid.Cid, n *node) {
