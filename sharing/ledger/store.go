@@ -242,7 +242,6 @@ func (t *txn) putBlind(k string, v []byte) {
 	t.blind = append(t.blind, kv{k, v})
 }
 
-
 // kv is one key/value pair from a listing.
 type kv struct {
 	Key   string
