@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -574,7 +575,11 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 	if spec.builtin != nil {
 		err = spec.builtin(a, e, pl)
 	} else {
-		err = spec.Apply(&extTxn{a: a, prefix: pState + "x/" + e.Type + "/"}, e, pl)
+		x := &extTxn{a: a, prefix: pState + "x/" + e.Type + "/"}
+		err = spec.Apply(x, e, pl)
+		if err == nil {
+			err = x.err
+		}
 	}
 	if err != nil {
 		return result{err: err}
@@ -672,15 +677,56 @@ func (l *Ledger) resetMemory(ctx context.Context) {
 	}
 }
 
-// extTxn scopes a plug-in type's state.
+// extTxn scopes a plug-in type's state to its own prefix. Keys are checked:
+// the datastore cleans key paths, so a key such as "../../m/x" would
+// otherwise write outside the type's area, into core state.
 type extTxn struct {
 	a      *applier
 	prefix string
+	err    error // the first bad key written; fails the entry's apply
 }
 
-func (x *extTxn) Get(k string) ([]byte, bool, error) { return x.a.t.get(x.a.ctx, x.prefix+k) }
-func (x *extTxn) Put(k string, v []byte)             { x.a.t.put(x.prefix+k, v) }
-func (x *extTxn) Delete(k string)                    { x.a.t.del(x.prefix + k) }
+func (x *extTxn) Get(k string) ([]byte, bool, error) {
+	if err := checkExtKey(k); err != nil {
+		return nil, false, err
+	}
+	return x.a.t.get(x.a.ctx, x.prefix+k)
+}
+
+func (x *extTxn) Put(k string, v []byte) {
+	if err := checkExtKey(k); err != nil {
+		x.err = cmp.Or(x.err, err)
+		return
+	}
+	x.a.t.put(x.prefix+k, v)
+}
+
+func (x *extTxn) Delete(k string) {
+	if err := checkExtKey(k); err != nil {
+		x.err = cmp.Or(x.err, err)
+		return
+	}
+	x.a.t.del(x.prefix + k)
+}
+
+// checkExtKey accepts keys of "/"-separated segments of letters, digits and
+// ". _ - : = +", none empty, "." or "..".
+func checkExtKey(k string) error {
+	if k == "" || len(k) > 512 {
+		return fmt.Errorf("ledger: plug-in state key of %d bytes", len(k))
+	}
+	for _, seg := range strings.Split(k, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("ledger: plug-in state key %q has an empty, . or .. segment", k)
+		}
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-:=+", r)) {
+				return fmt.Errorf("ledger: plug-in state key %q has a disallowed character", k)
+			}
+		}
+	}
+	return nil
+}
 
 // ---- queries ----
 
