@@ -55,6 +55,7 @@ func Open(dir string) (*Store, error) {
 		WithValueThreshold(64 << 10).
 		// Keep the memory footprint modest: a node runs beside other work.
 		WithNumMemtables(2).
+		WithMemTableSize(16 << 20).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithLogger(nil)
@@ -62,7 +63,15 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open datastore %s: %w (is another medmesh daemon using this repo?)", dir, err)
 	}
-	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(ds)}
+	// WriteThrough: boxo's Put first asks Has, to skip storing a block it
+	// already holds. On badger that read waits until the previous commit
+	// is marked done by badger's watermark goroutine, a scheduling hop per
+	// block: storing 1 MiB blocks one after another ran at 331 MiB/s with
+	// the check and 1,434 MiB/s without (2 cores, other goroutines busy).
+	// medmesh rarely stores a block it has: chunks are sealed under fresh
+	// keys, and fetches ask only for blocks not held. A repeat costs a
+	// value-log entry that badger's value-log GC reclaims.
+	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(ds, bstore.WriteThrough(true))}
 	s := &Store{DS: ds, Blocks: bs}
 	s.startTrimmer(dir)
 	return s, nil

@@ -29,28 +29,73 @@ import (
 // memory is harmless (without swap it stays put). MADV_DONTNEED, which would
 // discard, is never used.
 
-const trimInterval = 250 * time.Millisecond
+// The trimmer looks at the process's resident file pages (statm's
+// "shared") every trimPoll and trims only once they have grown by trimSlack
+// since the last trim. Paging out is not free: each call unmaps pages that
+// other threads may have in their TLBs, and trimming every 250ms whether or
+// not anything grew cost a quarter of an add's throughput (BenchmarkAdd
+// 512 MiB: 315 MB/s against 426 without a trimmer). Few large trims cost
+// little, and the slack bounds what a daemon keeps resident.
+const (
+	trimPoll  = 20 * time.Millisecond
+	trimSlack = 64 << 20
+)
 
 func (s *Store) startTrimmer(dir string) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return
 	}
+	if _, ok := residentFileBytes(); !ok {
+		return // no /proc: nothing to measure, nothing to trim
+	}
 	s.stopTrim = make(chan struct{})
 	s.trimDone = make(chan struct{})
 	go func() {
 		defer close(s.trimDone)
-		t := time.NewTicker(trimInterval)
+		t := time.NewTicker(trimPoll)
 		defer t.Stop()
+		floor, _ := residentFileBytes()
 		for {
 			select {
 			case <-s.stopTrim:
 				return
 			case <-t.C:
-				s.trimmed.Add(trimValueLog(abs))
+			}
+			cur, ok := residentFileBytes()
+			if !ok {
+				continue
+			}
+			if cur < floor {
+				floor = cur // something else was reclaimed: follow it down
+			}
+			if cur-floor < trimSlack {
+				continue
+			}
+			s.trimmed.Add(trimValueLog(abs))
+			if after, ok := residentFileBytes(); ok {
+				floor = after
 			}
 		}
 	}()
+}
+
+// residentFileBytes reads the process's resident shared (file-backed) memory
+// from /proc/self/statm.
+func residentFileBytes() (int64, bool) {
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return 0, false
+	}
+	pages, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return pages * int64(os.Getpagesize()), true
 }
 
 // trimValueLog pages out the value-log mappings of the database in dir and

@@ -56,7 +56,7 @@ func TestTrimmerReleasesValueLogPages(t *testing.T) {
 	ctx := context.Background()
 	pref := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
 	var stored []blocks.Block
-	for i := 0; i < 64; i++ {
+	for i := 0; i < 2*trimSlack>>20; i++ { // well past the slack that triggers a trim
 		data := make([]byte, 1<<20)
 		rand.Read(data)
 		c, _ := pref.Sum(data)
