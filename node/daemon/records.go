@@ -61,9 +61,16 @@ var rawPrefix = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLe
 // them back: an interrupted upload leaves nothing behind.
 type trackingPutter struct {
 	inner record.BlockPutter
-	mu    sync.Mutex
-	put   []cid.Cid
+	// copies says inner copies a block's bytes before Put returns and
+	// keeps no reference to them: true of the node's badger blockstore,
+	// which copies values into its value log or memtable arena. The
+	// record.Builder then reuses its buffers.
+	copies bool
+	mu     sync.Mutex
+	put    []cid.Cid
 }
+
+func (t *trackingPutter) PutCopies() bool { return t.copies }
 
 func (t *trackingPutter) Put(ctx context.Context, b blocks.Block) error {
 	if err := t.inner.Put(ctx, b); err != nil {
@@ -137,13 +144,14 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := &trackingPutter{inner: d.Store.Blocks}
+	tp := &trackingPutter{inner: d.Store.Blocks, copies: true}
 	ok := false
 	defer func() {
 		if !ok {
 			d.rollback(tp)
 		}
 	}()
+	start := time.Now()
 	b := record.NewBuilder(tp, key, record.Options{})
 	for _, f := range req.Files {
 		r, err := f.Open()
@@ -195,13 +203,16 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 		return nil, err
 	}
 	d.access.addBlocks(ctx, res.ID, append(res.Blocks, blCID))
+	sealed := time.Now()
 	// Make every block durable before the ledger says the record exists.
 	if err := d.Store.DS.Sync(ctx, datastore.NewKey("/")); err != nil {
 		return nil, fmt.Errorf("sync datastore: %w", err)
 	}
+	synced := time.Now()
 	if _, err := d.Ledger.Append(ctx, ledger.TypeRecordAnnounce, ann); err != nil {
 		return nil, fmt.Errorf("announce record on the ledger: %w", err)
 	}
+	announced := time.Now()
 	ok = true
 	d.m.recordsAdded.Inc()
 	d.m.bytesAdded.Add(float64(res.Size))
@@ -214,6 +225,9 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	}
 	cancel()
 	d.provideLater(res.Blocks[:chunks])
+	d.log.Info("record added", "record", res.ID.String(), "bytes", res.Size, "chunks", chunks,
+		"seal_store", sealed.Sub(start).Round(time.Millisecond), "sync", synced.Sub(sealed).Round(time.Millisecond),
+		"announce", announced.Sub(synced).Round(time.Millisecond), "provide", time.Since(announced).Round(time.Millisecond))
 	return &AddResult{ID: res.ID, Manifest: res.Manifest, Size: res.Size, Chunks: chunks, Version: version}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -17,15 +18,17 @@ import (
 // with ErrTooLarge once a file's chunks alone could not fit in a manifest.
 const minManifestChunkCost = 1 + 34 + 1
 
-// The Builder stores each block with one Put as soon as it is sealed. It
-// used to gather 8 MiB batches for PutMany; measured against badger with
-// 1 MiB blocks (BenchmarkIngest, interleaved runs on the shared machine:
-// Put 145, 231, 179, 196, 114, 160, 167 MB/s against PutMany 135, 201,
-// 237, 168, 100, 172, 140 MB/s) it did not help, since a commit per MiB is
-// cheap next to sealing and copying the MiB, so the simpler code with one
-// chunk in memory won. Storing a batch on a second goroutine while sealing
-// the next did not help either (putmany-serial 155, 198, 210 MB/s against
-// pipelined 156, 180, 166): with both cores busy there is nothing to gain.
+// How a Builder spends its CPU (BenchmarkIngest, BenchmarkAdd in
+// node/devnet): per 1 MiB chunk, one SHA-256 of the plaintext (the file's
+// hash), AES-256-GCM, one SHA-256 of the ciphertext (its CID), and the
+// datastore's copy into its value log. The file hash is sequential; the
+// rest is not. So the reading goroutine hashes the plaintext, sealing
+// workers (one per core) seal and hash chunks, and one storer puts them in
+// order. Each chunk in flight owns a slot: a plaintext and a sealed buffer,
+// reused when the putter copies what it stores (CopyingPutter), so adding a
+// file of any size churns no memory. Earlier measurements that shaped this:
+// gathering 8 MiB batches for PutMany did not beat a Put per chunk on
+// badger (a commit per MiB is cheap next to sealing and copying the MiB).
 
 // Builder seals files into a record: AddFile for each file, then Finish.
 // A Builder is not safe for concurrent use. Once AddFile or Finish fails,
@@ -39,7 +42,6 @@ type Builder struct {
 	chunkSize int
 	progress  func(int64)
 
-	buf     []byte // plaintext chunk buffer, reused
 	files   []File
 	blocks  []cid.Cid
 	total   int64
@@ -94,7 +96,6 @@ func (b *Builder) AddFile(ctx context.Context, path string, r io.Reader) (File, 
 
 func (b *Builder) fail(err error) {
 	b.err = fmt.Errorf("%w: an earlier call failed: %v", ErrBuilderClosed, err)
-	b.buf = nil
 }
 
 func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, error) {
@@ -107,21 +108,18 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 	if r == nil {
 		return File{}, fmt.Errorf("add file %q: nil reader", path)
 	}
-	if b.buf == nil {
-		b.buf = make([]byte, b.chunkSize)
-	}
 	fi := uint32(len(b.files))
 	f := File{Path: path}
 	h := sha256.New()
-	// Stores run on their own goroutine, a few chunks behind sealing, so the
-	// datastore's copy into its value log overlaps the next chunk's AEAD and
-	// hashing. Sealed buffers are never reused, so queued blocks stay valid.
-	st := newStorer(ctx, b.bs)
-	defer st.wait() // every return path stops the writer before the caller sees the result
+	p := newPipeline(ctx, b, fi)
+	defer p.abort() // every return path stops the workers before the caller sees the result
 	var carry [1]byte
 	haveCarry := false
 	for idx := uint64(0); ; idx++ {
-		if err := ctx.Err(); err != nil {
+		if err := p.ctx.Err(); err != nil {
+			if perr := p.failed(); perr != nil {
+				return File{}, fmt.Errorf("add file %q: %w", path, perr)
+			}
 			return File{}, fmt.Errorf("add file %q: %w", path, err)
 		}
 		b.chunks++
@@ -129,9 +127,13 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 			return File{}, fmt.Errorf("add file %q: %w: more than %d chunks would not fit in a %d-byte manifest; use a larger chunk size or split the record",
 				path, ErrTooLarge, MaxManifestSize/minManifestChunkCost, MaxManifestSize)
 		}
+		sl, err := p.slot()
+		if err != nil {
+			return File{}, fmt.Errorf("add file %q: %w", path, err)
+		}
 		// Fill one chunk. A full chunk is the last one only if the next
 		// read finds EOF: read one byte ahead and carry it over.
-		buf := b.buf
+		buf := sl.plain
 		n := 0
 		if haveCarry {
 			buf[0] = carry[0]
@@ -154,27 +156,21 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 				last = eof
 			}
 		}
-		pt := buf[:n]
-		h.Write(pt)
-		sealed := b.keys.seal(make([]byte, 0, n+TagSize), pt, fi, idx, last)
-		c := rawCID(sha256Sum(sealed))
-		blk, _ := blocks.NewBlockWithCid(sealed, c)
-		if err := st.put(blk, idx); err != nil {
-			st.wait()
-			return File{}, fmt.Errorf("add file %q: %w", path, err)
-		}
-		f.Chunks = append(f.Chunks, Chunk{CID: c, Size: int64(n)})
+		h.Write(buf[:n])
+		sl.n, sl.idx, sl.last = n, idx, last
+		p.submit(sl)
+		f.Chunks = append(f.Chunks, Chunk{Size: int64(n)})
 		f.Size += int64(n)
-		b.total += int64(n)
-		if b.progress != nil {
-			b.progress(b.total)
-		}
 		if last {
 			break
 		}
 	}
-	if err := st.wait(); err != nil {
+	cids, err := p.finish()
+	if err != nil {
 		return File{}, fmt.Errorf("add file %q: %w", path, err)
+	}
+	for i := range f.Chunks {
+		f.Chunks[i].CID = cids[i]
 	}
 	h.Sum(f.SHA256[:0])
 	for _, c := range f.Chunks {
@@ -223,7 +219,6 @@ func (b *Builder) Finish(ctx context.Context, h Header) (*Result, error) {
 	// manifest under the same nonce. (A Finish that failed validation
 	// above sealed nothing and may be retried.)
 	b.err = fmt.Errorf("%w: Finish was called", ErrBuilderClosed)
-	b.buf = nil
 	blk, err := sealManifest(b.keys, pt)
 	if err != nil {
 		return nil, fmt.Errorf("finish record: %w", err)
@@ -261,66 +256,180 @@ func fill(r io.Reader, buf []byte) (n int, eof bool, err error) {
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
-// storeQueue is how many sealed chunks may wait for the datastore.
-const storeQueue = 4
-
-// storer stores blocks on one goroutine, in order, behind the sealer.
-type storer struct {
-	ctx  context.Context
-	bs   BlockPutter
-	q    chan storeJob
-	done chan struct{}
-	once sync.Once
-	mu   sync.Mutex
-	err  error
+// CopyingPutter is a BlockPutter whose Put copies the block's bytes and
+// keeps no reference to them once it returns (badger copies a value into
+// its value log or memtable arena before a commit returns). A Builder
+// reuses its sealed-chunk buffers only with such a putter; with any other
+// it allocates a fresh buffer for every chunk and never touches it again.
+type CopyingPutter interface {
+	BlockPutter
+	PutCopies() bool
 }
 
-type storeJob struct {
-	blk blocks.Block
-	idx uint64
+// extraSlots is how many chunks may be in flight beyond one per sealing
+// worker: read ahead of the sealers, or sealed and waiting for the storer.
+const extraSlots = 4
+
+// chunkSlot is one chunk in flight through a pipeline.
+type chunkSlot struct {
+	plain  []byte // chunk-size plaintext buffer; the first n bytes are the chunk
+	sealed []byte // its ciphertext, sealed into a buffer of capacity chunk size + tag
+	n      int
+	idx    uint64
+	last   bool
+	c      cid.Cid
+	done   chan struct{} // closed once sealed
 }
 
-func newStorer(ctx context.Context, bs BlockPutter) *storer {
-	s := &storer{ctx: ctx, bs: bs, q: make(chan storeJob, storeQueue), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		for j := range s.q {
-			if s.failed() != nil {
-				continue // drain: nothing more is stored after a failure
-			}
-			if err := s.bs.Put(ctx, j.blk); err != nil {
-				s.mu.Lock()
-				s.err = fmt.Errorf("store chunk %d: %w", j.idx, err)
-				s.mu.Unlock()
-			}
-		}
-	}()
-	return s
+// pipeline seals and stores one file's chunks: submit hands a filled slot
+// to the sealers and, in order, to the storer; finish waits for both.
+type pipeline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	b      *Builder
+	fi     uint32
+	reuse  bool
+
+	free  chan *chunkSlot // slots not in flight
+	made  int             // slots allocated so far (at most cap(free))
+	work  chan *chunkSlot // to the sealers
+	order chan *chunkSlot // to the storer, in chunk order
+
+	sealers sync.WaitGroup
+	stored  chan struct{} // closed when the storer returns
+	cids    []cid.Cid     // written by the storer, read after stored
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	err       error // first store failure
 }
 
-func (s *storer) failed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+func newPipeline(ctx context.Context, b *Builder, fi uint32) *pipeline {
+	ctx, cancel := context.WithCancel(ctx)
+	workers := min(max(runtime.GOMAXPROCS(0), 1), 8)
+	slots := workers + extraSlots
+	cp, ok := b.bs.(CopyingPutter)
+	p := &pipeline{
+		ctx: ctx, cancel: cancel, b: b, fi: fi,
+		reuse:  ok && cp.PutCopies(),
+		free:   make(chan *chunkSlot, slots),
+		work:   make(chan *chunkSlot, slots),
+		order:  make(chan *chunkSlot, slots),
+		stored: make(chan struct{}),
+	}
+	for range workers {
+		p.sealers.Add(1)
+		go p.seal()
+	}
+	go p.store()
+	return p
 }
 
-// put queues a block; it reports an earlier store failure at once.
-func (s *storer) put(blk blocks.Block, idx uint64) error {
-	if err := s.failed(); err != nil {
-		return err
+// slot returns a free slot, allocating one while fewer than the limit
+// exist, or waits for the storer to release one.
+func (p *pipeline) slot() (*chunkSlot, error) {
+	select {
+	case sl := <-p.free:
+		return sl, nil
+	default:
+	}
+	if p.made < cap(p.free) {
+		p.made++
+		return &chunkSlot{plain: make([]byte, p.b.chunkSize)}, nil
 	}
 	select {
-	case s.q <- storeJob{blk, idx}:
-		return nil
-	case <-s.ctx.Done():
-		return s.ctx.Err()
+	case sl := <-p.free:
+		return sl, nil
+	case <-p.ctx.Done():
+		if err := p.failed(); err != nil {
+			return nil, err
+		}
+		return nil, p.ctx.Err()
 	}
 }
 
-// wait stops the writer after the queued blocks and returns the first
-// store failure. It may be called more than once.
-func (s *storer) wait() error {
-	s.once.Do(func() { close(s.q) })
-	<-s.done
-	return s.failed()
+// submit queues a filled slot. It never blocks for long: at most cap(free)
+// slots exist, and both queues hold that many.
+func (p *pipeline) submit(sl *chunkSlot) {
+	sl.done = make(chan struct{})
+	p.order <- sl
+	p.work <- sl
+}
+
+func (p *pipeline) seal() {
+	defer p.sealers.Done()
+	for sl := range p.work {
+		if p.ctx.Err() == nil {
+			if cap(sl.sealed) < sl.n+TagSize {
+				sl.sealed = make([]byte, 0, p.b.chunkSize+TagSize)
+			}
+			sl.sealed = p.b.keys.seal(sl.sealed[:0], sl.plain[:sl.n], p.fi, sl.idx, sl.last)
+			sl.c = rawCID(sha256Sum(sl.sealed))
+		}
+		close(sl.done)
+	}
+}
+
+func (p *pipeline) store() {
+	defer close(p.stored)
+	for sl := range p.order {
+		<-sl.done
+		if p.ctx.Err() != nil {
+			continue // drain: nothing more is stored after a failure
+		}
+		blk, _ := blocks.NewBlockWithCid(sl.sealed, sl.c)
+		if err := p.b.bs.Put(p.ctx, blk); err != nil {
+			p.mu.Lock()
+			p.err = fmt.Errorf("store chunk %d: %w", sl.idx, err)
+			p.mu.Unlock()
+			p.cancel()
+			continue
+		}
+		p.cids = append(p.cids, sl.c)
+		p.b.total += int64(sl.n)
+		if p.b.progress != nil {
+			p.b.progress(p.b.total)
+		}
+		if !p.reuse {
+			sl.sealed = nil // the putter may keep it
+		}
+		p.free <- sl // never blocks: free holds every slot
+	}
+}
+
+func (p *pipeline) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// close ends the queues and waits for the sealers and the storer.
+func (p *pipeline) close() {
+	p.closeOnce.Do(func() {
+		close(p.work)
+		close(p.order)
+	})
+	p.sealers.Wait()
+	<-p.stored
+}
+
+// finish waits until every submitted chunk is stored and returns their
+// CIDs in order, or the first failure.
+func (p *pipeline) finish() ([]cid.Cid, error) {
+	p.close()
+	defer p.cancel()
+	if err := p.failed(); err != nil {
+		return nil, err
+	}
+	if err := p.ctx.Err(); err != nil {
+		return nil, err
+	}
+	return p.cids, nil
+}
+
+// abort stops the pipeline without storing what is still queued. After
+// finish it does nothing more.
+func (p *pipeline) abort() {
+	p.cancel()
+	p.close()
 }
