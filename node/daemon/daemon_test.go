@@ -279,6 +279,28 @@ func TestUnknownRecordAndTruncatedUpload(t *testing.T) {
 	}
 }
 
+// The profiler is served like the rest of the API: with the token only.
+func TestProfilerNeedsToken(t *testing.T) {
+	n, _ := startNet(t, "A")
+	A := n.Nodes[0]
+	req, _ := http.NewRequest("GET", A.API.Base+"/debug/pprof/goroutine?debug=1", nil)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("profiler without the token: %s", r.Status)
+	}
+	var buf bytes.Buffer
+	if err := A.API.DownloadRaw(context.Background(), "/debug/pprof/goroutine?debug=1", &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "goroutine profile:") {
+		t.Fatalf("profiler with the token answered %q", buf.String()[:min(buf.Len(), 200)])
+	}
+}
+
 func countBlocks(t *testing.T, nd *devnet.Node) int {
 	t.Helper()
 	ch, err := nd.Daemon.Store.Blocks.AllKeysChan(context.Background())

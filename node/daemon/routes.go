@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -21,6 +22,11 @@ const p = api.Prefix
 func (d *Daemon) routes() {
 	s := d.api
 	s.Handle("GET /metrics", d.metricsHandler())
+	// Go's profiler, as Kubo serves it, behind the same token: what an
+	// operator (or scripts/bench.sh) reaches for when a node is slow.
+	s.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.HandleFunc("GET "+p+"/id", d.handleID)
 	s.HandleFunc("POST "+p+"/records", d.handleAdd)
 	s.HandleFunc("GET "+p+"/records", func(w http.ResponseWriter, r *http.Request) {
