@@ -55,7 +55,17 @@ func Open(dir string) (*Store, error) {
 		WithValueThreshold(64 << 10).
 		// Keep the memory footprint modest: a node runs beside other work.
 		WithNumMemtables(2).
+		// 16 MiB memtables: the arena of a 64 MiB one was 83 MiB of an
+		// idle daemon's 88 MiB heap, and the GC lets the heap grow to twice
+		// that while badger churns its write buffers (peak heap adding
+		// 1 GiB: 200 MiB, 80 MiB with 16). Ledger apply is unchanged.
 		WithMemTableSize(16 << 20).
+		// 256 MiB value-log files instead of 1 GiB: a full file is synced
+		// and truncated inside badger's write path, and adds of 1 GiB ran
+		// at 444-530 MB/s with 1 GiB files, 608-692 with 256 MiB (128 MiB:
+		// 571-749). Smaller files also make value-log GC cheaper; a node
+		// keeps 4 files (and mappings) open per GiB stored.
+		WithValueLogFileSize(256 << 20).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		WithLogger(nil)
