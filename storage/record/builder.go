@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"runtime"
 	"sync"
@@ -22,13 +23,14 @@ const minManifestChunkCost = 1 + 34 + 1
 // node/devnet): per 1 MiB chunk, one SHA-256 of the plaintext (the file's
 // hash), AES-256-GCM, one SHA-256 of the ciphertext (its CID), and the
 // datastore's copy into its value log. The file hash is sequential; the
-// rest is not. So the reading goroutine hashes the plaintext, sealing
-// workers (one per core) seal and hash chunks, and one storer puts them in
-// order. Each chunk in flight owns a slot: a plaintext and a sealed buffer,
-// reused when the putter copies what it stores (CopyingPutter), so adding a
-// file of any size churns no memory. Earlier measurements that shaped this:
-// gathering 8 MiB batches for PutMany did not beat a Put per chunk on
-// badger (a commit per MiB is cheap next to sealing and copying the MiB).
+// rest is not. So the caller's goroutine only reads, a hasher feeds the
+// file hash in order, sealing workers (one per core) seal and hash chunks,
+// and a storer puts them in order. Each chunk in flight owns a slot: a
+// plaintext and a sealed buffer, reused when the putter copies what it
+// stores (CopyingPutter), so adding a file of any size churns no memory.
+// Earlier measurements that shaped this: gathering 8 MiB batches for
+// PutMany did not beat a Put per chunk on badger (a commit per MiB is
+// cheap next to sealing and copying the MiB).
 
 // Builder seals files into a record: AddFile for each file, then Finish.
 // A Builder is not safe for concurrent use. Once AddFile or Finish fails,
@@ -110,7 +112,6 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 	}
 	fi := uint32(len(b.files))
 	f := File{Path: path}
-	h := sha256.New()
 	p := newPipeline(ctx, b, fi)
 	defer p.abort() // every return path stops the workers before the caller sees the result
 	var carry [1]byte
@@ -156,7 +157,6 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 				last = eof
 			}
 		}
-		h.Write(buf[:n])
 		sl.n, sl.idx, sl.last = n, idx, last
 		p.submit(sl)
 		f.Chunks = append(f.Chunks, Chunk{Size: int64(n)})
@@ -165,14 +165,14 @@ func (b *Builder) addFile(ctx context.Context, path string, r io.Reader) (File, 
 			break
 		}
 	}
-	cids, err := p.finish()
+	cids, sum, err := p.finish()
 	if err != nil {
 		return File{}, fmt.Errorf("add file %q: %w", path, err)
 	}
 	for i := range f.Chunks {
 		f.Chunks[i].CID = cids[i]
 	}
-	h.Sum(f.SHA256[:0])
+	f.SHA256 = sum
 	for _, c := range f.Chunks {
 		b.blocks = append(b.blocks, c.CID)
 	}
@@ -272,17 +272,19 @@ const extraSlots = 4
 
 // chunkSlot is one chunk in flight through a pipeline.
 type chunkSlot struct {
-	plain  []byte // chunk-size plaintext buffer; the first n bytes are the chunk
-	sealed []byte // its ciphertext, sealed into a buffer of capacity chunk size + tag
-	n      int
-	idx    uint64
-	last   bool
-	c      cid.Cid
-	done   chan struct{} // closed once sealed
+	plain    []byte // chunk-size plaintext buffer; the first n bytes are the chunk
+	sealed   []byte // its ciphertext, sealed into a buffer of capacity chunk size + tag
+	n        int
+	idx      uint64
+	last     bool
+	c        cid.Cid
+	sealDone chan struct{} // closed once sealed
+	hashDone chan struct{} // closed once in the file's hash
 }
 
-// pipeline seals and stores one file's chunks: submit hands a filled slot
-// to the sealers and, in order, to the storer; finish waits for both.
+// pipeline seals, hashes and stores one file's chunks: submit hands a
+// filled slot to the sealers and, in order, to the hasher and the storer;
+// finish waits for all of them.
 type pipeline struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -295,7 +297,11 @@ type pipeline struct {
 	work  chan *chunkSlot // to the sealers
 	order chan *chunkSlot // to the storer, in chunk order
 
+	hashq chan *chunkSlot // to the file hasher, in chunk order
+	h     hash.Hash
+
 	sealers sync.WaitGroup
+	hashed  chan struct{} // closed when the hasher returns
 	stored  chan struct{} // closed when the storer returns
 	cids    []cid.Cid     // written by the storer, read after stored
 
@@ -315,12 +321,16 @@ func newPipeline(ctx context.Context, b *Builder, fi uint32) *pipeline {
 		free:   make(chan *chunkSlot, slots),
 		work:   make(chan *chunkSlot, slots),
 		order:  make(chan *chunkSlot, slots),
+		hashq:  make(chan *chunkSlot, slots),
+		h:      sha256.New(),
+		hashed: make(chan struct{}),
 		stored: make(chan struct{}),
 	}
 	for range workers {
 		p.sealers.Add(1)
 		go p.seal()
 	}
+	go p.hash()
 	go p.store()
 	return p
 }
@@ -351,8 +361,9 @@ func (p *pipeline) slot() (*chunkSlot, error) {
 // submit queues a filled slot. It never blocks for long: at most cap(free)
 // slots exist, and both queues hold that many.
 func (p *pipeline) submit(sl *chunkSlot) {
-	sl.done = make(chan struct{})
+	sl.sealDone, sl.hashDone = make(chan struct{}), make(chan struct{})
 	p.order <- sl
+	p.hashq <- sl
 	p.work <- sl
 }
 
@@ -366,14 +377,26 @@ func (p *pipeline) seal() {
 			sl.sealed = p.b.keys.seal(sl.sealed[:0], sl.plain[:sl.n], p.fi, sl.idx, sl.last)
 			sl.c = rawCID(sha256Sum(sl.sealed))
 		}
-		close(sl.done)
+		close(sl.sealDone)
+	}
+}
+
+// hash feeds the file's plaintext, chunk by chunk in order, to its SHA-256
+// (sequential by nature) beside the sealers.
+func (p *pipeline) hash() {
+	defer close(p.hashed)
+	for sl := range p.hashq {
+		if p.ctx.Err() == nil {
+			p.h.Write(sl.plain[:sl.n])
+		}
+		close(sl.hashDone)
 	}
 }
 
 func (p *pipeline) store() {
 	defer close(p.stored)
 	for sl := range p.order {
-		<-sl.done
+		<-sl.sealDone
 		if p.ctx.Err() != nil {
 			continue // drain: nothing more is stored after a failure
 		}
@@ -393,7 +416,8 @@ func (p *pipeline) store() {
 		if !p.reuse {
 			sl.sealed = nil // the putter may keep it
 		}
-		p.free <- sl // never blocks: free holds every slot
+		<-sl.hashDone // the plaintext buffer is free once hashed too
+		p.free <- sl  // never blocks: free holds every slot
 	}
 }
 
@@ -408,23 +432,26 @@ func (p *pipeline) close() {
 	p.closeOnce.Do(func() {
 		close(p.work)
 		close(p.order)
+		close(p.hashq)
 	})
 	p.sealers.Wait()
+	<-p.hashed
 	<-p.stored
 }
 
 // finish waits until every submitted chunk is stored and returns their
-// CIDs in order, or the first failure.
-func (p *pipeline) finish() ([]cid.Cid, error) {
+// CIDs in order and the file's SHA-256, or the first failure.
+func (p *pipeline) finish() (cids []cid.Cid, sum [32]byte, err error) {
 	p.close()
 	defer p.cancel()
 	if err := p.failed(); err != nil {
-		return nil, err
+		return nil, sum, err
 	}
 	if err := p.ctx.Err(); err != nil {
-		return nil, err
+		return nil, sum, err
 	}
-	return p.cids, nil
+	p.h.Sum(sum[:0])
+	return p.cids, sum, nil
 }
 
 // abort stops the pipeline without storing what is still queued. After
