@@ -130,6 +130,17 @@ func TestShareReadRevokeAudit(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("B after grant: %v (got %d bytes)", err, len(got))
 	}
+	// Reading keeps no copy: B is neither owner nor replica holder.
+	rid, _ := cid.Decode(rec.ID)
+	_, m, _, _, err := B.Daemon.Open(context.Background(), rid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range m.Blocks(rid) {
+		if has, _ := B.Daemon.Store.Blocks.Has(context.Background(), c); has {
+			t.Fatalf("B kept block %s of a record it only read", c)
+		}
+	}
 
 	// C has no grant: no key, and the holder refuses its block requests.
 	if _, err := get(C, rec.ID, 0); remoteStatus(err) != http.StatusForbidden {

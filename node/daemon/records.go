@@ -360,7 +360,9 @@ func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.Reco
 	if err != nil {
 		return info, nil, key, nil, err
 	}
-	fctx, cancel := context.WithTimeout(ctx, d.opts.FetchTimeout)
+	// A read keeps no copy of what it fetches (p2p.NoKeep): the nodes that
+	// hold a record are the owner and the replicas placed on the ledger.
+	fctx, cancel := context.WithTimeout(p2p.NoKeep(ctx), d.opts.FetchTimeout)
 	defer cancel()
 	m, err := record.OpenManifest(fctx, d.P2P, info.ID, key)
 	if err != nil {
@@ -369,9 +371,10 @@ func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.Reco
 		}
 		return info, nil, key, nil, err
 	}
-	// Every block this read brings here belongs to this record: index them
-	// before they arrive, so the block filter serves them only to peers
-	// allowed to read it (it refuses blocks of no known record).
+	// Index the record's blocks here too: should any of them be or come
+	// to be stored on this node, the block filter serves them only to
+	// peers allowed to read the record (it refuses blocks of no known
+	// record).
 	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
 	return info, m, key, g, nil
 }
@@ -400,7 +403,7 @@ const (
 // readFile reads one file with one network fetch of all its chunks (so the
 // p2p layer can stream them in bulk from their holders), not one per chunk.
 func (d *Daemon) readFile(ctx context.Context, key record.Key, f record.File, i int, w io.Writer) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(p2p.NoKeep(ctx)) // a read keeps no copy (see Open)
 	defer cancel()
 	cids := make([]cid.Cid, len(f.Chunks))
 	for j, c := range f.Chunks {
@@ -515,7 +518,6 @@ func (d *Daemon) audit(ctx context.Context, info ledger.RecordInfo, purpose stri
 	if _, err := d.Ledger.Append(ctx, ledger.TypeAccess, ev); err != nil {
 		d.log.Error("audit: could not record access on the ledger", "record", info.ID, "err", err)
 	}
-	// The reader now holds the blocks: it may serve them to others allowed.
 	d.m.recordsRead.Inc()
 }
 

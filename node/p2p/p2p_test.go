@@ -513,6 +513,48 @@ func TestGetManyMixed(t *testing.T) {
 	}
 }
 
+// TestNoKeep: blocks fetched under NoKeep reach the caller and are not
+// stored; without it they are. Both paths: bulk (several blocks, holder
+// named) and bitswap (one block).
+func TestNoKeep(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ih, ifch := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ih.id, ifch.id)
+	holder := startNode(t, ih, psk, members, nil)
+	fetcher := startNode(t, ifch, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
+	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, keep := range []bool{false, true} {
+		var bulk []blocks.Block
+		var cids []cid.Cid
+		for range 6 {
+			b := randomBlock(t, 64<<10)
+			bulk = append(bulk, b)
+			cids = append(cids, b.Cid())
+		}
+		single := randomBlock(t, 64<<10)
+		putBlocks(t, holder.Blockstore(), append(bulk, single)...)
+		fctx := WithHolders(ctx, holder.ID())
+		if !keep {
+			fctx = NoKeep(fctx)
+		}
+		n := 0
+		if err := fetcher.GetMany(fctx, cids, func(blocks.Block) error { n++; return nil }); err != nil || n != len(cids) {
+			t.Fatalf("keep=%v: GetMany delivered %d of %d: %v", keep, n, len(cids), err)
+		}
+		if _, err := fetcher.Get(fctx, single.Cid()); err != nil {
+			t.Fatalf("keep=%v: Get: %v", keep, err)
+		}
+		for _, b := range append(bulk, single) {
+			if has, _ := fetcher.Blockstore().Has(ctx, b.Cid()); has != keep {
+				t.Fatalf("keep=%v: fetcher holds %s: %v", keep, b.Cid(), has)
+			}
+		}
+	}
+}
+
 // TestProviderRecordsPersist: with Config.Datastore, provider records that
 // members stored with a node survive its restart.
 func TestProviderRecordsPersist(t *testing.T) {
