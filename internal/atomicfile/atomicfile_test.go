@@ -36,3 +36,38 @@ func TestWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A large file's writeback is started as it is written, range after range,
+// not left for the final sync.
+func TestWriteStartsWritebackEarly(t *testing.T) {
+	type span struct{ off, n int64 }
+	var got []span
+	startWriteback = func(f *os.File, off, n int64) {
+		got = append(got, span{off, n})
+		writebackOS(f, off, n)
+	}
+	defer func() { startWriteback = writebackOS }()
+	const size = 3*writebackStep + 5
+	chunk := make([]byte, 1<<20)
+	_, err := Write(filepath.Join(t.TempDir(), "big"), 0o600, func(w io.Writer) error {
+		for left := int64(size); left > 0; {
+			n := min(left, int64(len(chunk)))
+			if _, err := w.Write(chunk[:n]); err != nil {
+				return err
+			}
+			left -= n
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("writeback started %d times, want 3: %v", len(got), got)
+	}
+	for i, s := range got {
+		if s.off != int64(i)*writebackStep || s.n != writebackStep {
+			t.Fatalf("writeback range %d = %+v, want [%d, +%d)", i, s, int64(i)*writebackStep, writebackStep)
+		}
+	}
+}
