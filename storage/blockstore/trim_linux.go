@@ -34,8 +34,11 @@ import (
 // since the last trim. Paging out is not free: each call unmaps pages that
 // other threads may have in their TLBs, and trimming every 250ms whether or
 // not anything grew cost a quarter of an add's throughput (BenchmarkAdd
-// 512 MiB: 315 MB/s against 426 without a trimmer). Few large trims cost
-// little, and the slack bounds what a daemon keeps resident.
+// 512 MiB: 315 MB/s against 426 without a trimmer). Trims triggered by
+// growth cost little, and the slack bounds what a daemon keeps resident:
+// with early writeback (below) the pages are clean when trimmed, and a
+// 32 MiB slack kept a daemon adding 1 GiB at VmHWM 173-194 MiB against
+// 200-236 with 64 MiB, at the same speed (scripts/bench.sh).
 //
 // The same goroutine starts the writeback of the value-log file being
 // written whenever kickStep more bytes are resident (sync_file_range,
@@ -48,8 +51,8 @@ import (
 // unchanged: badger still syncs at rotation and on Sync.
 const (
 	trimPoll  = 20 * time.Millisecond
-	trimSlack = 64 << 20
-	kickStep  = 16 << 20
+	trimSlack = 32 << 20
+	kickStep  = 8 << 20
 )
 
 func (s *Store) startTrimmer(dir string) {
