@@ -194,3 +194,22 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// holderAndFetcher starts two members of a fresh network, the fetcher
+// bootstrapping from the holder (mod, if set, adjusts the fetcher's
+// config), and waits until they are connected.
+func holderAndFetcher(t testing.TB, mod func(*Config)) (holder, fetcher *testNode) {
+	t.Helper()
+	psk := newPSK(t)
+	ih, ifch := newIdentity(t), newIdentity(t)
+	members := newMemberSet(ih.id, ifch.id)
+	holder = startNode(t, ih, psk, members, nil)
+	fetcher = startNode(t, ifch, psk, members, func(c *Config) {
+		c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()}
+		if mod != nil {
+			mod(c)
+		}
+	})
+	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
+	return holder, fetcher
+}

@@ -335,16 +335,8 @@ func TestBootstrapRedial(t *testing.T) {
 // timeout and completes.
 func TestFetchRecoversFromStall(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ih, ifch := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ih.id, ifch.id)
-	holder := startNode(t, ih, psk, members, nil)
 	const stall = 300 * time.Millisecond
-	fetcher := startNode(t, ifch, psk, members, func(c *Config) {
-		c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()}
-		c.StallTimeout = stall
-	})
-	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
+	holder, fetcher := holderAndFetcher(t, func(c *Config) { c.StallTimeout = stall })
 	blk := randomBlock(t, 16<<10)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -463,18 +455,13 @@ func TestConfigValidation(t *testing.T) {
 // TestGetManyMixed: local and remote blocks, duplicates delivered once.
 func TestGetManyMixed(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ih, ifch := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ih.id, ifch.id)
-	holder := startNode(t, ih, psk, members, nil)
-	fetcher := startNode(t, ifch, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
+	holder, fetcher := holderAndFetcher(t, nil)
 	var all []blocks.Block
 	for range 4 {
 		all = append(all, randomBlock(t, 100<<10))
 	}
 	putBlocks(t, holder.Blockstore(), all[1:]...)
 	putBlocks(t, fetcher.Blockstore(), all[0])
-	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
 	want := map[cid.Cid][]byte{}
 	var cids []cid.Cid
 	for _, b := range all {
@@ -518,12 +505,7 @@ func TestGetManyMixed(t *testing.T) {
 // named) and bitswap (one block).
 func TestNoKeep(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ih, ifch := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ih.id, ifch.id)
-	holder := startNode(t, ih, psk, members, nil)
-	fetcher := startNode(t, ifch, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
-	waitFor(t, 10*time.Second, "connected", func() bool { return connected(fetcher.Node, holder.ID()) })
+	holder, fetcher := holderAndFetcher(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, keep := range []bool{false, true} {

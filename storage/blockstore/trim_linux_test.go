@@ -3,12 +3,12 @@
 package blockstore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,53 +19,70 @@ import (
 	mh "github.com/multiformats/go-multihash"
 )
 
-// vlogRSS sums the resident size of this process's mappings of .vlog files
-// under dir (from /proc/self/smaps).
-func vlogRSS(t *testing.T, dir string) int64 {
+// vlogSum sums the given /proc/self/smaps fields (e.g. "Rss") over this
+// process's mappings of .vlog files under dir, in bytes.
+func vlogSum(t *testing.T, dir string, fields ...string) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
+	raw, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		t.Skip("no /proc/self/smaps")
 	}
-	defer f.Close()
 	var total int64
 	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range strings.Split(string(raw), "\n") {
 		if _, _, path, ok := parseMapsLine(line); ok {
 			in = strings.HasSuffix(path, ".vlog") && filepath.Dir(path) == dir
 			continue
 		}
-		if in && strings.HasPrefix(line, "Rss:") {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+		name, rest, found := strings.Cut(line, ":")
+		if !in || !found || !slices.Contains(fields, name) {
+			continue
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
 			total += kb << 10
 		}
 	}
 	return total
 }
 
-func TestTrimmerReleasesValueLogPages(t *testing.T) {
+func vlogRSS(t *testing.T, dir string) int64 { return vlogSum(t, dir, "Rss") }
+
+func vlogDirty(t *testing.T, dir string) int64 {
+	return vlogSum(t, dir, "Shared_Dirty", "Private_Dirty")
+}
+
+// storeRandom opens a store in a fresh directory and puts n random 1 MiB
+// blocks into it; it returns the store, the directory's absolute path and
+// the blocks.
+func storeRandom(t *testing.T, n int) (*Store, string, []blocks.Block) {
+	t.Helper()
 	dir := t.TempDir()
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	abs, _ := filepath.Abs(dir)
-	ctx := context.Background()
 	pref := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
 	var stored []blocks.Block
-	for i := 0; i < 4*trimSlack>>20; i++ { // well past the slack that triggers a trim
+	for range n {
 		data := make([]byte, 1<<20)
 		rand.Read(data)
 		c, _ := pref.Sum(data)
 		b, _ := blocks.NewBlockWithCid(data, c)
-		if err := s.Blocks.Put(ctx, b); err != nil {
+		if err := s.Blocks.Put(context.Background(), b); err != nil {
 			t.Fatal(err)
 		}
 		stored = append(stored, b)
 	}
+	return s, abs, stored
+}
+
+func TestTrimmerReleasesValueLogPages(t *testing.T) {
+	// Well past the slack that triggers a trim.
+	s, abs, stored := storeRandom(t, 4*trimSlack>>20)
+	ctx := context.Background()
 	deadline := time.Now().Add(5 * time.Second)
 	// The trimmer lets up to trimSlack grow before it trims (measured on
 	// all of the process's file pages, which other reclaim moves too);
@@ -88,50 +105,11 @@ func TestTrimmerReleasesValueLogPages(t *testing.T) {
 	}
 }
 
-// vlogDirty sums the dirty pages of this process's mappings of .vlog files
-// under dir (from /proc/self/smaps).
-func vlogDirty(t *testing.T, dir string) int64 {
-	t.Helper()
-	raw, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		t.Skip("no /proc/self/smaps")
-	}
-	var total int64
-	in := false
-	for _, line := range strings.Split(string(raw), "\n") {
-		if _, _, path, ok := parseMapsLine(line); ok {
-			in = strings.HasSuffix(path, ".vlog") && filepath.Dir(path) == dir
-			continue
-		}
-		if in && (strings.HasPrefix(line, "Shared_Dirty:") || strings.HasPrefix(line, "Private_Dirty:")) {
-			kb, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
-			total += kb << 10
-		}
-	}
-	return total
-}
-
 // Writes below the trim slack are written back early, not left dirty for
 // badger to sync inside its write path when it moves to the next file
 // (without the kick they stay dirty for the kernel's 30 s expiry).
 func TestWritebackStartsEarly(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	abs, _ := filepath.Abs(dir)
-	pref := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
-	for i := 0; i < trimSlack>>20-4; i++ { // below the slack: no trim
-		data := make([]byte, 1<<20)
-		rand.Read(data)
-		c, _ := pref.Sum(data)
-		b, _ := blocks.NewBlockWithCid(data, c)
-		if err := s.Blocks.Put(context.Background(), b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, abs, _ := storeRandom(t, trimSlack>>20-4) // below the slack: no trim
 	deadline := time.Now().Add(5 * time.Second)
 	// What was written after the last kick may stay dirty: less than
 	// kickStep, give or take what the poll interval lets through.
