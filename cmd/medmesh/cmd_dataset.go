@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -251,10 +252,20 @@ part into one folder.`,
 			err = c.Do(ctx, "POST", api.Prefix+"/datasets/fetch", req, &res)
 			stop()
 			if err != nil {
+				// A refusal (unknown dataset, no grant) is not helped by
+				// trying again; an interrupted fetch is.
+				var re *api.RemoteError
+				if errors.As(err, &re) && re.Status >= 400 && re.Status < 500 {
+					return err
+				}
 				return fmt.Errorf("%w (run the same command again to resume)", err)
 			}
 			return output(res, func() {
-				say("%d studies, %d instances in %s: %d fetched, %d already verified; %.1f MB/s", res.Studies, res.Instances, res.Dir, res.Fetched, res.Skipped, res.MBps)
+				rate := ""
+				if res.Fetched > 0 {
+					rate = fmt.Sprintf("; %.1f MB/s", res.MBps)
+				}
+				say("%d studies, %d instances in %s: %d fetched, %d already verified%s", res.Studies, res.Instances, res.Dir, res.Fetched, res.Skipped, rate)
 				say("manifest: %s", res.CSV)
 			})
 		},

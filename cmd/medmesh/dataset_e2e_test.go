@@ -266,6 +266,9 @@ func TestDatasetCLI(t *testing.T) {
 	if code != 3 || !strings.Contains(errs, `no readable dataset named "no-such-dataset"`) {
 		t.Fatalf("fetch of an unknown dataset: exit %d: %s", code, errs)
 	}
+	if strings.Contains(errs, "again to resume") {
+		t.Fatalf("a refusal must not suggest retrying: %s", errs)
+	}
 	if _, err := os.Stat(nowhere); !os.IsNotExist(err) {
 		t.Fatalf("fetch of an unknown dataset created %s (%v)", nowhere, err)
 	}
