@@ -1,0 +1,132 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/node/devnet"
+	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
+)
+
+// fetchStats are a node's block-fetch counters: blocks received over the
+// bulk protocol and over bitswap (with bitswap's duplicates), and blocks it
+// served over the bulk protocol.
+type fetchStats struct {
+	bulk, bitswap, dup, bulkServed float64
+}
+
+func readFetchStats(t testing.TB, nd *devnet.Node) fetchStats {
+	t.Helper()
+	st, err := nd.Daemon.P2P.Bitswap.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fetchStats{
+		bulk:       metricValue(t, nd, "medmesh_bulk_fetched_blocks_total"),
+		bulkServed: metricValue(t, nd, "medmesh_bulk_served_blocks_total"),
+		bitswap:    float64(st.BlocksReceived),
+		dup:        float64(st.DupBlksReceived),
+	}
+}
+
+func (a fetchStats) sub(b fetchStats) fetchStats {
+	return fetchStats{a.bulk - b.bulk, a.bitswap - b.bitswap, a.dup - b.dup, a.bulkServed - b.bulkServed}
+}
+
+// metricValue reads an unlabelled counter from a node's /metrics (0 when
+// it has not been exported yet).
+func metricValue(t testing.TB, nd *devnet.Node, name string) float64 {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := nd.API.DownloadRaw(context.Background(), "/metrics", &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			if _, err := fmtSscan(v, &f); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestDatasetFetchBulk: a dataset fetch streams the instances from the
+// study records' holders over the bulk block protocol (not bitswap), and
+// the researcher keeps no copy of what it read.
+func TestDatasetFetchBulk(t *testing.T) {
+	ctx := context.Background()
+	// Replication off: the clinic is the one holder of every record, and
+	// the researcher can never be a replica holder.
+	n, err := devnet.Start(ctx, t.TempDir(), []string{"clinic", "researcher"},
+		devnet.Options{Daemon: daemon.Options{FetchTimeout: 15 * time.Second, StallTimeout: time.Second,
+			Replication: daemon.ReplicationOptions{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	C, R := n.Nodes[0], n.Nodes[1]
+	paths, err := dicomtest.WriteStudy(filepath.Join(t.TempDir(), "src"), dicomtest.Options{Patients: 2, SeriesPerStudy: 2, InstancesPerSeries: 3, Rows: 64, Cols: 64, Modality: "MR", Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dicomImport(t, C, paths...)
+	for p := 1; p <= 2; p++ {
+		consent(t, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
+	}
+	ds := createDataset(t, C, daemon.DatasetCreateRequest{Name: "bulk", Query: "modality=MR"})
+	if len(ds.Studies) != 2 {
+		t.Fatalf("dataset has %d studies", len(ds.Studies))
+	}
+	grantDataset(t, C, "bulk", R)
+	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	rBefore, cBefore := readFetchStats(t, R), readFetchStats(t, C)
+	res, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(t.TempDir(), "out")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fetched != 12 {
+		t.Fatalf("fetched %d instances, want 12", res.Fetched)
+	}
+	r, c := readFetchStats(t, R).sub(rBefore), readFetchStats(t, C).sub(cBefore)
+
+	// Every instance chunk came over the bulk protocol from the clinic;
+	// bitswap fetched at most the records' manifest blocks, never twice.
+	var chunks int
+	for _, s := range ds.Studies {
+		id, err := cid.Decode(s.Record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, m, _, _, err := R.Daemon.Open(ctx, id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range m.Files {
+			chunks += len(f.Chunks)
+		}
+		// Reading keeps no copy: the researcher holds no block of it.
+		for _, b := range m.Blocks(id) {
+			if has, _ := R.Daemon.Store.Blocks.Has(ctx, b); has {
+				t.Fatalf("researcher kept block %s of study record %s", b, id)
+			}
+		}
+	}
+	if r.bulk < float64(chunks) || c.bulkServed < float64(chunks) {
+		t.Fatalf("bulk: researcher received %v blocks, clinic served %v; want at least the %d instance chunks (bitswap: %v)", r.bulk, c.bulkServed, chunks, r.bitswap)
+	}
+	if r.dup != 0 {
+		t.Fatalf("bitswap received %v duplicate blocks", r.dup)
+	}
+}
