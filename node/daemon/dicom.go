@@ -274,7 +274,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 			src[in] = fileSource{in: in, old: in.FileIndex}
 		}
 	}
-	fillStudy(merged, s)
+	merged.Complete(s)
 	var skipped []DicomReject
 	added := 0
 	for _, se := range s.Series {
@@ -351,24 +351,6 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 		out.Prev = prev.ID.String()
 	}
 	return out, skipped, nil
-}
-
-// fillStudy completes empty study attributes of dst from s.
-func fillStudy(dst, s *dicom.Study) {
-	set := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	set(&dst.UID, s.UID)
-	set(&dst.PatientID, s.PatientID)
-	set(&dst.PatientName, s.PatientName)
-	set(&dst.PatientBirthDate, s.PatientBirthDate)
-	set(&dst.PatientSex, s.PatientSex)
-	set(&dst.StudyDate, s.StudyDate)
-	set(&dst.StudyTime, s.StudyTime)
-	set(&dst.Description, s.Description)
-	set(&dst.AccessionNumber, s.AccessionNumber)
 }
 
 // pipeFile streams file i of an opened record through a pipe, so a new

@@ -128,14 +128,12 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 			st = &Study{UID: in.StudyInstanceUID}
 			studies[in.StudyInstanceUID] = st
 		}
-		fillEmpty(&st.PatientID, in.PatientID)
-		fillEmpty(&st.PatientName, in.PatientName)
-		fillEmpty(&st.PatientBirthDate, in.PatientBirthDate)
-		fillEmpty(&st.PatientSex, in.PatientSex)
-		fillEmpty(&st.StudyDate, in.StudyDate)
-		fillEmpty(&st.StudyTime, in.StudyTime)
-		fillEmpty(&st.Description, in.StudyDescription)
-		fillEmpty(&st.AccessionNumber, in.AccessionNumber)
+		st.Complete(&Study{
+			PatientID: in.PatientID, PatientName: in.PatientName,
+			PatientBirthDate: in.PatientBirthDate, PatientSex: in.PatientSex,
+			StudyDate: in.StudyDate, StudyTime: in.StudyTime,
+			Description: in.StudyDescription, AccessionNumber: in.AccessionNumber,
+		})
 		key := in.StudyInstanceUID + "\x00" + in.SeriesInstanceUID
 		se := series[key]
 		if se == nil {
@@ -222,6 +220,22 @@ func SortStudy(st *Study) {
 			idx++
 		}
 	}
+}
+
+// Complete fills st's empty study attributes (UID, patient, date, time,
+// description, accession number) from o; what st has is kept. A study
+// scanned from its instances, or merged from two imports, takes each
+// attribute from the first source that has it.
+func (st *Study) Complete(o *Study) {
+	fillEmpty(&st.UID, o.UID)
+	fillEmpty(&st.PatientID, o.PatientID)
+	fillEmpty(&st.PatientName, o.PatientName)
+	fillEmpty(&st.PatientBirthDate, o.PatientBirthDate)
+	fillEmpty(&st.PatientSex, o.PatientSex)
+	fillEmpty(&st.StudyDate, o.StudyDate)
+	fillEmpty(&st.StudyTime, o.StudyTime)
+	fillEmpty(&st.Description, o.Description)
+	fillEmpty(&st.AccessionNumber, o.AccessionNumber)
 }
 
 func fillEmpty(dst *string, v string) {

@@ -170,3 +170,13 @@ func FuzzDecodeStudyMeta(f *testing.F) {
 		}
 	})
 }
+
+func TestStudyComplete(t *testing.T) {
+	st := &Study{UID: "1.2.3", PatientName: "Kept^Name"}
+	st.Complete(&Study{UID: "9.9", PatientID: "P1", PatientName: "Other^Name", StudyDate: "20240101", AccessionNumber: "A7"})
+	want := Study{UID: "1.2.3", PatientID: "P1", PatientName: "Kept^Name", StudyDate: "20240101", AccessionNumber: "A7"}
+	if st.UID != want.UID || st.PatientID != want.PatientID || st.PatientName != want.PatientName ||
+		st.StudyDate != want.StudyDate || st.AccessionNumber != want.AccessionNumber || st.StudyTime != "" {
+		t.Fatalf("Complete: %+v, want %+v", *st, want)
+	}
+}
