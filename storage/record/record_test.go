@@ -510,15 +510,40 @@ func (p *failingPutter) Put(ctx context.Context, b blocks.Block) error {
 	return p.memStore.Put(ctx, b)
 }
 
+// copyingFailingPutter is a failingPutter that copies what it stores and
+// says so, so the Builder reuses its buffers.
+type copyingFailingPutter struct{ *failingPutter }
+
+func (p copyingFailingPutter) PutCopies() bool { return true }
+
+func (p copyingFailingPutter) Put(ctx context.Context, b blocks.Block) error {
+	c, _ := blocks.NewBlockWithCid(bytes.Clone(b.RawData()), b.Cid())
+	return p.failingPutter.Put(ctx, c)
+}
+
+// A store that fails mid-file (a full disk, say) stops the add with that
+// error, closes the Builder and leaves no sealing, hashing or storing
+// goroutine behind, whether or not the Builder reuses its buffers.
 func TestPutterFailure(t *testing.T) {
-	p := &failingPutter{memStore: *newMemStore(), n: 3}
-	b := NewBuilder(p, newKey(t), Options{ChunkSize: MinChunkSize})
-	_, err := b.AddFile(t.Context(), "a", io.LimitReader(zeros{}, 10*MinChunkSize))
-	if !errors.Is(err, errStore) || !strings.Contains(err.Error(), "store chunk 3") {
-		t.Fatalf("got %v", err)
+	for _, copying := range []bool{false, true} {
+		before := runtime.NumGoroutine()
+		fp := &failingPutter{memStore: *newMemStore(), n: 3}
+		var p BlockPutter = fp
+		if copying {
+			p = copyingFailingPutter{fp}
+		}
+		b := NewBuilder(p, newKey(t), Options{ChunkSize: MinChunkSize})
+		_, err := b.AddFile(t.Context(), "a", io.LimitReader(zeros{}, 10*MinChunkSize))
+		if !errors.Is(err, errStore) || !strings.Contains(err.Error(), "store chunk 3") {
+			t.Fatalf("copying=%v: got %v", copying, err)
+		}
+		if fp.n != -1 {
+			t.Errorf("copying=%v: %d Puts after the failing one", copying, -1-fp.n)
+		}
+		_, err = b.AddFile(t.Context(), "b", strings.NewReader("x"))
+		wantErr(t, err, ErrBuilderClosed)
+		noLeak(t, before)
 	}
-	_, err = b.AddFile(t.Context(), "b", strings.NewReader("x"))
-	wantErr(t, err, ErrBuilderClosed)
 }
 
 // countingPutter counts Puts and can be slow, to widen any window in which a
