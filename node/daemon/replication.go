@@ -106,6 +106,10 @@ type replicator struct {
 	lost     map[cid.Cid]bool // releasing after a failed self-check
 	upSet    map[peer.ID]bool // last liveness snapshot (access cache invalidation)
 	dialing  map[peer.ID]bool // one re-dial in flight per absent member
+
+	// short is when this node first saw each record it declined short of
+	// replicas (placement's Shortfall); only pass touches it.
+	short map[cid.Cid]time.Time
 }
 
 func (r *replicator) startDial(p peer.ID) bool {
@@ -163,6 +167,7 @@ func (d *Daemon) startReplication() error {
 		m: newReplMetrics(d.reg), wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
 		pins: map[cid.Cid]cid.Cid{}, inflight: map[cid.Cid]int{}, fetching: map[cid.Cid]bool{},
 		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
+		short: map[cid.Cid]time.Time{},
 	}
 	if err := r.loadPins(d.ctx); err != nil {
 		return fmt.Errorf("load replica pins: %w", err)
@@ -381,14 +386,17 @@ func (r *replicator) aliveFor(rec cid.Cid) func(peer.ID) bool {
 
 // assigned are the peers placement wants to hold a record now, as this node
 // sees it: with the grace period and, more eagerly, with connectedness only
-// (so a replacement may fetch from us as soon as it decides to).
+// (so a replacement may fetch from us as soon as it decides to). A record
+// short of replicas adds the members that declined it: any of them may
+// withdraw its decline (sharing/replication doc).
 func (r *replicator) assigned(info ledger.RecordInfo) []peer.ID {
 	members := toMembers(r.d.Ledger.Members())
-	a := r.plan(info, members, r.aliveFor(info.ID)).Targets
+	a := r.plan(info, members, r.aliveFor(info.ID))
 	now := r.plan(info, members, func(p peer.ID) bool {
 		return p == r.d.self || r.d.P2P.Host.Network().Connectedness(p) == network.Connected
-	}).Targets
-	return append(a, now...)
+	})
+	out := append(append(a.Targets, now.Targets...), a.Declined...)
+	return append(out, now.Declined...)
 }
 
 func (r *replicator) myReceipt(rec cid.Cid) (ledger.Receipt, bool) {
@@ -408,6 +416,10 @@ func (r *replicator) pass() {
 	}
 	r.observe()
 	members := toMembers(d.Ledger.Members())
+	now := d.opts.Now()
+	short := make(map[cid.Cid]time.Time, len(r.short))
+	defer func() { r.short = short }()
+	var room *capacity // computed at most once a pass, and only if needed
 	for _, info := range d.Ledger.Records() {
 		if d.ctx.Err() != nil {
 			return
@@ -424,6 +436,9 @@ func (r *replicator) pass() {
 		r.mu.Unlock()
 		switch {
 		case busy:
+			if t, ok := r.short[info.ID]; ok {
+				short[info.ID] = t
+			}
 		case replication.Has(p.Targets, d.self) && !(held && pinned):
 			r.startFetch(info)
 		case held && pinned && replication.Has(p.Surplus, d.self):
@@ -434,6 +449,28 @@ func (r *replicator) pass() {
 			if err := r.unpin(d.ctx, info.ID); err != nil {
 				d.log.Warn("unpin stale replica", "record", info.ID, "err", err)
 			}
+		case hasRC && rc.Status == ReceiptDeclined && !pinned && p.Shortfall > 0 && replication.Has(p.Declined, d.self):
+			// Withdraw the decline if this node now has room and its turn
+			// has come; otherwise stay silent (the decline stands).
+			since, ok := r.short[info.ID]
+			if !ok {
+				since = now
+			}
+			short[info.ID] = since
+			if !p.Withdraws(d.self, int(now.Sub(since)/r.o.Grace)) {
+				continue
+			}
+			if room == nil {
+				c := r.capacity(cid.Undef)
+				room = &c
+			}
+			if room.cannotTake(info) != "" {
+				continue
+			}
+			d.log.Info("withdrawing a decline: the record is short of replicas and this node has room", "record", info.ID, "shortfall", p.Shortfall)
+			room.used += int64(info.Size) // later records this pass see it taken
+			room.free -= min(room.free, uint64(info.Size))
+			r.startFetch(info)
 		}
 	}
 }
@@ -490,32 +527,54 @@ func (r *replicator) startFetch(info ledger.RecordInfo) {
 	}()
 }
 
-// cannotTake says why this node cannot store a replica (empty: it can).
-func (r *replicator) cannotTake(info ledger.RecordInfo) string {
-	if q := r.d.Repo.Config.StorageQuota; q > 0 {
-		var used int64
+// capacity is the room this node has for replicas at one moment.
+type capacity struct {
+	quota   int64 // 0: no cap
+	used    int64 // bytes of the pinned records (but the one excepted)
+	free    uint64
+	freeOK  bool // free is known
+	reserve uint64
+}
+
+// capacity measures the room for replicas; except is left out of the
+// pinned bytes (a record being re-taken does not count against itself).
+func (r *replicator) capacity(except cid.Cid) capacity {
+	c := capacity{quota: r.d.Repo.Config.StorageQuota, reserve: uint64(r.o.DiskReserve)}
+	if c.quota > 0 {
 		r.mu.Lock()
 		for rec := range r.pins {
-			if rec == info.ID {
+			if rec == except {
 				continue
 			}
 			if ri, ok := r.d.Ledger.Record(rec); ok {
-				used += int64(ri.Size)
+				c.used += int64(ri.Size)
 			}
 		}
 		r.mu.Unlock()
-		if used+int64(info.Size) > q {
-			return fmt.Sprintf("storage quota exceeded: %d + %d > %d bytes", used, info.Size, q)
-		}
 	}
-	if free, ok := diskFree(r.d.Repo.Path("datastore")); ok && free < uint64(info.Size)+uint64(r.o.DiskReserve) {
-		return fmt.Sprintf("disk full: %d bytes free, record needs %d plus a reserve of %d", free, info.Size, r.o.DiskReserve)
+	c.free, c.freeOK = diskFree(r.d.Repo.Path("datastore"))
+	return c
+}
+
+// cannotTake says why a record does not fit (empty: it does).
+func (c capacity) cannotTake(info ledger.RecordInfo) string {
+	if c.quota > 0 && c.used+int64(info.Size) > c.quota {
+		return fmt.Sprintf("storage quota exceeded: %d + %d > %d bytes", c.used, info.Size, c.quota)
+	}
+	if c.freeOK && c.free < uint64(info.Size)+c.reserve {
+		return fmt.Sprintf("disk full: %d bytes free, record needs %d plus a reserve of %d", c.free, info.Size, c.reserve)
 	}
 	return ""
 }
 
+// cannotTake says why this node cannot store a replica (empty: it can).
+func (r *replicator) cannotTake(info ledger.RecordInfo) string {
+	return r.capacity(info.ID).cannotTake(info)
+}
+
 // replicate fetches a record's ciphertext blocks, pins them and publishes
-// a "held" receipt (or "declined" when it cannot take the record).
+// a "held" receipt (or "declined" when it cannot take the record; a node
+// that already declined it publishes nothing more, so it never flaps).
 func (r *replicator) replicate(ctx context.Context, info ledger.RecordInfo) error {
 	d := r.d
 	if why := r.cannotTake(info); why != "" {

@@ -18,6 +18,7 @@ import (
 	"github.com/medmesh/medmesh/node/devnet"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/sharing/replication"
 	"github.com/medmesh/medmesh/storage/record"
 )
 
@@ -147,21 +148,7 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 	A, F := n.Nodes[0], n.Nodes[5]
 
 	// F is over quota: it must decline whatever it is asked to hold.
-	if err := F.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(F.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Config.StorageQuota = 1
-	if err := r.SaveConfig(); err != nil {
-		t.Fatal(err)
-	}
-	if err := F.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	connectAll(t, n, F)
+	setQuota(ctx, t, n, F, 1)
 	if err := n.WaitConverged(ctx, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -322,6 +309,159 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 	}
 	if released < 2 {
 		t.Fatalf("want at least 2 surplus releases, got %d", released)
+	}
+}
+
+// setQuota restarts nd with a storage quota (0: no cap), as a clinic's IT
+// team would, and reconnects it to the running nodes.
+func setQuota(ctx context.Context, t *testing.T, n *devnet.Net, nd *devnet.Node, quota int64) {
+	t.Helper()
+	if err := nd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(nd.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Config.StorageQuota = quota
+	if err := r.SaveConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nd.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	connectAll(t, n, nd)
+}
+
+// TestReplicationWithdrawDecline: a decline is not permanent. On four
+// nodes, D is over quota and declines a record wanted three times (rec)
+// and one wanted twice (rec2). A holder X of rec (not of rec2) stops: rec
+// is short of a replica no eligible node can supply, and D, still over
+// quota, keeps its one decline. D's quota is raised: D takes rec and
+// publishes "held" (rec is back to three reachable holders) but keeps its
+// decline of rec2, which is fully replicated. X returns: one of the four
+// holders of rec is released as surplus, and the rest stays put.
+func TestReplicationWithdrawDecline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	o := replOpts()
+	grace, interval := o.Replication.Grace, o.Replication.Interval
+	n, err := devnet.Start(ctx, t.TempDir(), []string{"A", "B", "C", "D"}, devnet.Options{Daemon: o, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	A, B, C, D := n.Nodes[0], n.Nodes[1], n.Nodes[2], n.Nodes[3]
+	setQuota(ctx, t, n, D, 1)
+	if err := n.WaitConverged(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Records D is asked to hold and declines: rec with three replicas,
+	// rec2 with two (HRW decides who is asked: add until D is).
+	declinedBy := func(replicas int) cid.Cid {
+		for i := 0; i < 30; i++ {
+			r := replAdd(t, A, randomBytes(10<<10), replicas)
+			waitFor(t, "receipts", 20*time.Second, func() (bool, string) {
+				return len(heldBy(A, r)) == replicas-1, fmt.Sprint(heldBy(A, r))
+			})
+			// D declines before the next candidate is asked, so its own
+			// ledger has the decline by now if it was asked.
+			if rc, ok := receiptOf(D, r, D.ID); ok {
+				if rc.Status != daemon.ReceiptDeclined || !strings.Contains(rc.Reason, "quota") {
+					t.Fatalf("D's receipt: %+v", rc)
+				}
+				return r
+			}
+		}
+		t.Fatalf("D was never asked to hold a record with %d replicas", replicas)
+		return cid.Undef
+	}
+	rec, rec2 := declinedBy(3), declinedBy(2)
+	X, Y := B, C
+	if heldBy(A, rec2)[X.ID] {
+		X, Y = C, B
+	}
+	waitFor(t, "D's declines on every node", 10*time.Second, func() (bool, string) {
+		_, ok1 := receiptOf(Y, rec, D.ID)
+		_, ok2 := receiptOf(Y, rec2, D.ID)
+		return ok1 && ok2, ""
+	})
+	decl, _ := receiptOf(A, rec, D.ID)
+	decl2, _ := receiptOf(A, rec2, D.ID)
+
+	// X stops: rec is short and only D could take it; D is still over
+	// quota and publishes nothing more.
+	if err := X.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "X unreachable", 10*time.Second, func() (bool, string) {
+		st, err := status(Y, rec)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(st.Reachable) == 2, fmt.Sprint(st.Reachable)
+	})
+	time.Sleep(grace + 4*interval) // D's passes see rec short
+	if rc, _ := receiptOf(D, rec, D.ID); rc.Entry != decl.Entry {
+		t.Fatalf("D, still over quota, published again: %+v (was %+v)", rc, decl)
+	}
+
+	// The quota is raised: D withdraws its decline of rec, not of rec2.
+	setQuota(ctx, t, n, D, 0)
+	took := waitFor(t, "D holds rec", 20*time.Second, func() (bool, string) {
+		rc, _ := receiptOf(A, rec, D.ID)
+		st, err := status(Y, rec)
+		if err != nil {
+			return false, err.Error()
+		}
+		return rc.Status == daemon.ReceiptHeld && len(st.Reachable) == 3, fmt.Sprintf("D %+v, reachable %d", rc, len(st.Reachable))
+	})
+	t.Logf("quota raised -> D holds the short record: %v (grace %v)", took, grace)
+	if ok, _ := D.Daemon.Store.Blocks.Has(ctx, rec); !ok {
+		t.Fatal("D published held without the record's manifest")
+	}
+	if rc, _ := receiptOf(A, rec2, D.ID); rc.Entry != decl2.Entry {
+		t.Fatalf("D withdrew its decline of a fully replicated record: %+v", rc)
+	}
+	if ok, _ := D.Daemon.Store.Blocks.Has(ctx, rec2); ok {
+		t.Fatal("D fetched a fully replicated record it had declined")
+	}
+
+	// X returns: four live holders of rec, the lowest-ranked is released,
+	// and nothing else moves.
+	if err := X.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	connectAll(t, n, X)
+	took = waitFor(t, "surplus released, three holders everywhere", 30*time.Second, func() (bool, string) {
+		if err := n.WaitLedgerSync(ctx, time.Second); err != nil {
+			return false, err.Error()
+		}
+		return agreeOnHolders(n, rec, 3)()
+	})
+	t.Logf("X back -> surplus released: %v", took)
+	var ms []replication.Member
+	for _, m := range A.Daemon.Ledger.Members() {
+		ms = append(ms, replication.Member{Peer: m.Peer, Org: m.Org})
+	}
+	order := replication.Order(rec, A.ID, ms, nil)
+	var last peer.ID
+	for _, p := range order {
+		if p == X.ID || p == Y.ID || p == D.ID {
+			last = p
+		}
+	}
+	if rc, _ := receiptOf(A, rec, last); rc.Status != daemon.ReceiptReleased || !strings.HasPrefix(rc.Reason, "surplus") {
+		t.Fatalf("lowest-ranked holder %s: %+v", byID(n, last).Name, rc)
+	}
+	before := fmt.Sprint(A.Daemon.Ledger.Receipts(rec), A.Daemon.Ledger.Receipts(rec2))
+	time.Sleep(5 * interval)
+	if err := n.WaitLedgerSync(ctx, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprint(A.Daemon.Ledger.Receipts(rec), A.Daemon.Ledger.Receipts(rec2)); after != before {
+		t.Fatalf("receipts moved after the surplus release:\n%s\n%s", before, after)
 	}
 }
 

@@ -20,7 +20,8 @@
 // as an org of its own); a second pass appends the rest in score order.
 // A member is ineligible when its latest receipt for the record is
 // "declined" (quota or disk full) or "released" with a reason starting with
-// ReasonLost (it failed its own proof of storage).
+// ReasonLost (it failed its own proof of storage). A decline lasts only
+// until its author publishes another receipt (see Withdrawing a decline).
 //
 // # Who acts
 //
@@ -40,6 +41,24 @@
 // order, exactly the next-ranked candidates act: no stampede. A transient
 // disagreement on liveness can make one extra node fetch; the surplus rule
 // then releases the lowest-ranked extra replica.
+//
+// # Withdrawing a decline
+//
+// A decline is not permanent: quotas are raised and disks are cleaned up.
+// When a record is short — fewer targets than wanted because no alive,
+// eligible member is left to ask (Plan.Shortfall) — the alive members whose
+// latest receipt is "declined" are ranked as Order would rank them without
+// their declines (Plan.Declined), and the first Shortfall of them are asked
+// again. Each decides only for itself: if it now has room it fetches the
+// record and publishes "held", which replaces its decline as its latest
+// receipt, so it is a holder like any other, ranked by its HRW score (and
+// released as surplus by the usual rule if more holders come back). If it
+// still has no room it publishes nothing: its one decline stands, and no
+// node flaps between statuses. Because a higher-ranked node without room
+// stays silent, each node widens the window by one for every Grace the
+// shortfall has lasted as it sees it (Plan.Withdraws), so a lower-ranked
+// node with room takes over. A record with its wanted replicas, or one that
+// an eligible member can still take, never makes a declined node fetch.
 //
 // # Liveness and repair
 //

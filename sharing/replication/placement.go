@@ -130,6 +130,32 @@ type Plan struct {
 	Targets []peer.ID
 	// Surplus are live holders beyond Wanted (never the owner).
 	Surplus []peer.ID
+	// Shortfall is how many of the wanted replicas no target can supply:
+	// Wanted minus the number of Targets (0 when the record is, or is
+	// about to be, fully replicated by eligible members).
+	Shortfall int
+	// Declined, only when Shortfall > 0, are the alive members whose
+	// latest receipt is "declined", ranked as Order would rank them
+	// without their declines: the candidates to withdraw a decline.
+	Declined []peer.ID
+}
+
+// Withdraws reports whether q, a member that declined the record, should
+// take it now if it has room: q is among the first Shortfall+extra of
+// Declined. extra widens the window for a shortfall that has lasted (a
+// higher-ranked node that still has no room stays silent; see the package
+// doc).
+func (p Plan) Withdraws(q peer.ID, extra int) bool {
+	n := p.Shortfall + max(extra, 0)
+	for i, d := range p.Declined {
+		if i >= n {
+			return false
+		}
+		if d == q {
+			return true
+		}
+	}
+	return false
 }
 
 // Has reports whether p is in ps.
@@ -145,6 +171,7 @@ func Has(ps []peer.ID, p peer.ID) bool {
 // Decide computes the plan for a record.
 func Decide(in Input) Plan {
 	excluded := map[peer.ID]bool{}
+	declined := map[peer.ID]bool{}
 	held := map[peer.ID]bool{in.Owner: true}
 	member := map[peer.ID]bool{}
 	for _, m := range in.Members {
@@ -153,6 +180,9 @@ func Decide(in Input) Plan {
 	for _, r := range in.Receipts {
 		if r.Ineligible() {
 			excluded[r.Holder] = true
+		}
+		if r.Status == StatusDeclined && r.Holder != in.Owner {
+			declined[r.Holder] = true
 		}
 		if r.Status == StatusHeld && member[r.Holder] {
 			held[r.Holder] = true
@@ -191,6 +221,20 @@ func Decide(in Input) Plan {
 			continue
 		}
 		p.Targets = append(p.Targets, q)
+	}
+	p.Shortfall = wanted - len(p.Targets)
+	if p.Shortfall > 0 && len(declined) > 0 {
+		lost := map[peer.ID]bool{}
+		for q := range excluded {
+			if !declined[q] {
+				lost[q] = true
+			}
+		}
+		for _, q := range Order(in.Record, in.Owner, in.Members, lost)[1:] {
+			if declined[q] && alive(q) {
+				p.Declined = append(p.Declined, q)
+			}
+		}
 	}
 	return p
 }

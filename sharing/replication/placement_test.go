@@ -254,3 +254,68 @@ func TestChallenge(t *testing.T) {
 		t.Fatalf("after garbage: %+v %v", res, err)
 	}
 }
+
+// A decline is withdrawn only when the record is short of replicas that
+// no eligible member can supply, by the declined members in the order
+// they would have without their declines; the window widens with extra.
+// A withdrawn decline ("held") is a holder like any other.
+func TestDecideWithdrawDecline(t *testing.T) {
+	ps := testPeers(t, 5)
+	rec := testRecord("withdraw")
+	owner := ps[0]
+	ms := members(ps)
+	order := Order(rec, owner, ms, nil)
+	all := func(peer.ID) bool { return true }
+
+	// order[1] and order[3] declined, order[2] and order[4] hold: three
+	// live holders, nobody is short, no decline is asked again.
+	rcs := []Receipt{
+		{Holder: order[1], Status: StatusDeclined, Reason: "quota"},
+		{Holder: order[2], Status: StatusHeld},
+		{Holder: order[3], Status: StatusDeclined, Reason: "disk full"},
+		{Holder: order[4], Status: StatusHeld},
+	}
+	p := Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: all})
+	if p.Shortfall != 0 || len(p.Declined) != 0 || p.Withdraws(order[1], 5) {
+		t.Fatalf("fully replicated: %+v", p)
+	}
+	// order[4] dies: no eligible non-holder is left, one replica short.
+	// The declined are ranked as without their declines; only the first
+	// is asked, and the second once the window widens.
+	dead4 := func(q peer.ID) bool { return q != order[4] }
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: dead4})
+	if p.Shortfall != 1 || fmt.Sprint(p.Declined) != fmt.Sprint([]peer.ID{order[1], order[3]}) {
+		t.Fatalf("short: %+v (order %v)", p, order)
+	}
+	if !p.Withdraws(order[1], 0) || p.Withdraws(order[3], 0) || !p.Withdraws(order[3], 1) || p.Withdraws(order[2], 9) {
+		t.Fatalf("withdraw window: %+v", p)
+	}
+	// A dead declined member is not asked: the next one is.
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: func(q peer.ID) bool { return q != order[4] && q != order[1] }})
+	if !p.Withdraws(order[3], 0) {
+		t.Fatalf("dead declined member still first: %+v", p)
+	}
+	// An eligible alive non-holder can repair: no decline is asked again.
+	rcs5 := append([]Receipt{}, rcs[:3]...)
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs5, Alive: all})
+	if p.Shortfall != 0 || len(p.Declined) != 0 || !replicaHas(p.Targets, order[4]) {
+		t.Fatalf("eligible repairer: %+v", p)
+	}
+	// order[1] withdrew ("held"): it is a live holder again, at its HRW
+	// rank; when order[4] returns, the lowest-ranked holder is surplus.
+	rcs[0] = Receipt{Holder: order[1], Status: StatusHeld}
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: dead4})
+	if p.Shortfall != 0 || fmt.Sprint(p.Targets) != fmt.Sprint(order[:3]) || len(p.Surplus) != 0 {
+		t.Fatalf("after withdrawal: %+v", p)
+	}
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: all})
+	if fmt.Sprint(p.Surplus) != fmt.Sprint([]peer.ID{order[4]}) || p.Shortfall != 0 || len(p.Declined) != 0 {
+		t.Fatalf("surplus after withdrawal: %+v", p)
+	}
+	// A member that lost its blocks stays out even when short.
+	rcs[0] = Receipt{Holder: order[1], Status: StatusReleased, Reason: ReasonLost + " 1 block"}
+	p = Decide(Input{Record: rec, Owner: owner, Wanted: 3, Members: ms, Receipts: rcs, Alive: dead4})
+	if replicaHas(p.Declined, order[1]) || replicaHas(p.Targets, order[1]) {
+		t.Fatalf("lost member asked again: %+v", p)
+	}
+}
