@@ -311,7 +311,8 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 		// Naming the holders sends even a one-chunk instance through the
 		// bulk protocol (GetMany asks the DHT for bulk holders only from 4
 		// blocks up); bitswap spread each block over every provider and
-		// received 15-25% of them twice.
+		// received 15-25% of them twice. The bulk path spreads instances
+		// over the holders by CID (p2p's leaderFirst).
 		n, err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
 			h = sha256.New()
 			return d.ReadFiles(p2p.WithHolders(ctx, j.st.holders...), j.st.m, j.st.key, []int{j.in.FileIndex}, io.MultiWriter(w, h))

@@ -90,6 +90,76 @@ func TestBulkFetch(t *testing.T) {
 	}
 }
 
+// TestBulkSpreadsSmallFetches: many one-block fetches naming three holders
+// (a dataset's instances) are spread over them, not all served by the
+// first stream to open; and a named holder that is down does not hold a
+// fetch up.
+func TestBulkSpreadsSmallFetches(t *testing.T) {
+	t.Parallel()
+	psk := newPSK(t)
+	ids := []identity{newIdentity(t), newIdentity(t), newIdentity(t), newIdentity(t), newIdentity(t)}
+	members := newMemberSet(ids[0].id, ids[1].id, ids[2].id, ids[3].id, ids[4].id)
+	want, cids := makeBlocks(t, 60, 16<<10)
+	var holders []*testNode
+	var holderIDs []peer.ID
+	for _, id := range ids[:3] {
+		h := startNode(t, id, psk, members, nil)
+		putBlocks(t, h.Blockstore(), want...)
+		holders = append(holders, h)
+		holderIDs = append(holderIDs, h.ID())
+	}
+	r := startNode(t, ids[3], psk, members, func(c *Config) {
+		for _, h := range holders {
+			c.Bootstrap = append(c.Bootstrap, h.AddrInfo())
+		}
+	})
+	for _, h := range holders {
+		waitFor(t, 10*time.Second, "connected", func() bool { return connected(r.Node, h.ID()) })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, c := range cids {
+		got, err := fetchAll(t, NoKeep(WithHolders(ctx, holderIDs...)), r.Node, []cid.Cid{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAll(t, got, want[i:i+1])
+	}
+	// Each CID is served by the holder leaderFirst puts first (unless that
+	// one took longer than bulkHedge to open its stream, which a loaded
+	// machine may cause now and then): about a third each.
+	lead := map[peer.ID]int{}
+	for _, c := range cids {
+		lead[leaderFirst(holderIDs, c)[0]]++
+	}
+	matched := 0
+	for i, h := range holders {
+		v := int(counterValue(t, h.metrics.bulkServed))
+		matched += min(v, lead[h.ID()])
+		if lead[h.ID()] == 0 {
+			t.Fatalf("holder %d leads for no CID of %d: pick other CIDs", i, len(cids))
+		}
+	}
+	if matched < len(cids)*8/10 {
+		t.Fatalf("only %d of %d blocks came from their leading holder", matched, len(cids))
+	}
+
+	// A named holder that is down (a member never started): every fetch
+	// still completes over the bulk path, well within the stall timeout.
+	down := ids[4].id
+	start := time.Now()
+	for i, c := range cids[:10] {
+		got, err := fetchAll(t, NoKeep(WithHolders(ctx, down, holderIDs[0])), r.Node, []cid.Cid{c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAll(t, got, want[i:i+1])
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("10 fetches with a holder down took %v", d)
+	}
+}
+
 // TestBulkRefused: a CID the holder's block filter refuses is answered
 // "refused", never sent, and counted; the other CIDs of the request are sent.
 func TestBulkRefused(t *testing.T) {
