@@ -99,10 +99,8 @@ mkdir -p "$work/small"
 for i in $(seq "$FETCHES"); do
 	head -c "$((FETCH_KB << 10))" /dev/urandom >"$work/small/$i.bin"
 done
-# Write the generated files out before measuring: left dirty, the kernel
-# flushes gigabytes of them during the first rounds, and whichever program
-# runs first competes with that (medmesh's first 256 MiB add: 323-429 MiB/s,
-# the later ones 497-587).
+# Write the generated files out before measuring, so that no round competes
+# with the kernel flushing gigabytes of them.
 sync
 
 # ---------------------------------------------------------------- medmesh
