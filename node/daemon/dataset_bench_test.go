@@ -100,34 +100,7 @@ func BenchmarkDatasetFetch(b *testing.B) {
 // iteration fetches it into a fresh folder.
 func BenchmarkDatasetFetchOneHolder(b *testing.B) {
 	ctx := context.Background()
-	n, err := devnet.Start(ctx, b.TempDir(), []string{"clinic", "researcher"},
-		devnet.Options{Daemon: daemon.Options{FetchTimeout: 60 * time.Second, StallTimeout: 2 * time.Second,
-			Replication: daemon.ReplicationOptions{Disabled: true}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	C, R := n.Nodes[0], n.Nodes[1]
-	paths, err := dicomtest.WriteStudy(filepath.Join(b.TempDir(), "src"), dicomtest.Options{Patients: 4, SeriesPerStudy: 2, InstancesPerSeries: 4, Rows: 512, Cols: 512, Modality: "MR", Seed: 11})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ir daemon.DicomImportResult
-	if err := C.API.Do(ctx, "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &ir); err != nil {
-		b.Fatal(err)
-	}
-	var recs []string
-	for _, s := range ir.Studies {
-		recs = append(recs, s.ID)
-	}
-	for p := 1; p <= 4; p++ {
-		consent(b, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
-	}
-	ds := createDataset(b, C, daemon.DatasetCreateRequest{Name: "one", Records: recs})
-	grantDataset(b, C, "one", R)
-	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
-		b.Fatal(err)
-	}
+	_, _, R, ds := oneHolderDataset(b, "one", dicomtest.Options{Patients: 4, SeriesPerStudy: 2, InstancesPerSeries: 4, Rows: 512, Cols: 512, Modality: "MR", Seed: 11})
 	before := readFetchStats(b, R)
 	var bytes int64
 	b.ResetTimer()

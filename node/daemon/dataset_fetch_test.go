@@ -59,37 +59,47 @@ func metricValue(t testing.TB, nd *devnet.Node, name string) float64 {
 	return 0
 }
 
+// oneHolderDataset starts a clinic and a researcher with replication off
+// (the clinic is the one holder of every record, and the researcher can
+// never be a replica holder), imports the studies opts describes on the
+// clinic with research consent for every patient, publishes them as
+// dataset name and grants it to the researcher.
+func oneHolderDataset(t testing.TB, name string, opts dicomtest.Options) (n *devnet.Net, C, R *devnet.Node, ds daemon.DatasetCreateResult) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := devnet.Start(ctx, t.TempDir(), []string{"clinic", "researcher"},
+		devnet.Options{Daemon: daemon.Options{FetchTimeout: 60 * time.Second, StallTimeout: 2 * time.Second,
+			Replication: daemon.ReplicationOptions{Disabled: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	C, R = n.Nodes[0], n.Nodes[1]
+	paths, err := dicomtest.WriteStudy(filepath.Join(t.TempDir(), "src"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dicomImport(t, C, paths...)
+	for p := 1; p <= opts.Patients; p++ {
+		consent(t, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
+	}
+	ds = createDataset(t, C, daemon.DatasetCreateRequest{Name: name, Query: "modality=" + opts.Modality})
+	if len(ds.Studies) != opts.Patients {
+		t.Fatalf("dataset %s has %d studies, want %d", name, len(ds.Studies), opts.Patients)
+	}
+	grantDataset(t, C, name, R)
+	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return n, C, R, ds
+}
+
 // TestDatasetFetchBulk: a dataset fetch streams the instances from the
 // study records' holders over the bulk block protocol (not bitswap), and
 // the researcher keeps no copy of what it read.
 func TestDatasetFetchBulk(t *testing.T) {
 	ctx := context.Background()
-	// Replication off: the clinic is the one holder of every record, and
-	// the researcher can never be a replica holder.
-	n, err := devnet.Start(ctx, t.TempDir(), []string{"clinic", "researcher"},
-		devnet.Options{Daemon: daemon.Options{FetchTimeout: 15 * time.Second, StallTimeout: time.Second,
-			Replication: daemon.ReplicationOptions{Disabled: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	C, R := n.Nodes[0], n.Nodes[1]
-	paths, err := dicomtest.WriteStudy(filepath.Join(t.TempDir(), "src"), dicomtest.Options{Patients: 2, SeriesPerStudy: 2, InstancesPerSeries: 3, Rows: 64, Cols: 64, Modality: "MR", Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dicomImport(t, C, paths...)
-	for p := 1; p <= 2; p++ {
-		consent(t, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
-	}
-	ds := createDataset(t, C, daemon.DatasetCreateRequest{Name: "bulk", Query: "modality=MR"})
-	if len(ds.Studies) != 2 {
-		t.Fatalf("dataset has %d studies", len(ds.Studies))
-	}
-	grantDataset(t, C, "bulk", R)
-	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	_, C, R, ds := oneHolderDataset(t, "bulk", dicomtest.Options{Patients: 2, SeriesPerStudy: 2, InstancesPerSeries: 3, Rows: 64, Cols: 64, Modality: "MR", Seed: 7})
 
 	rBefore, cBefore := readFetchStats(t, R), readFetchStats(t, C)
 	res, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(t.TempDir(), "out")}, nil)

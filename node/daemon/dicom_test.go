@@ -57,7 +57,7 @@ func dicomTestdata(t *testing.T) string {
 	return abs
 }
 
-func dicomImport(t *testing.T, nd *devnet.Node, paths ...string) daemon.DicomImportResult {
+func dicomImport(t testing.TB, nd *devnet.Node, paths ...string) daemon.DicomImportResult {
 	t.Helper()
 	var res daemon.DicomImportResult
 	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &res); err != nil {
