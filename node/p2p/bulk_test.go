@@ -57,14 +57,9 @@ func checkAll(t testing.TB, got map[cid.Cid][]byte, want []blocks.Block) {
 // byte-exact and stored, and none over bitswap.
 func TestBulkFetch(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ih, ir := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ih.id, ir.id)
-	holder := startNode(t, ih, psk, members, nil)
+	holder, r := holderAndFetcher(t, nil)
 	want, cids := makeBlocks(t, 70, 100<<10) // several batches and windows
 	putBlocks(t, holder.Blockstore(), want...)
-	r := startNode(t, ir, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
-	waitFor(t, 10*time.Second, "connected", func() bool { return connected(r.Node, holder.ID()) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -276,15 +271,10 @@ func TestBulkLiar(t *testing.T) {
 // with bitswap.
 func TestBulkUnsupported(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ih, ir := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ih.id, ir.id)
-	holder := startNode(t, ih, psk, members, nil)
+	holder, r := holderAndFetcher(t, nil)
 	holder.Host.RemoveStreamHandler(BulkProtocol)
 	want, cids := makeBlocks(t, 10, 32<<10)
 	putBlocks(t, holder.Blockstore(), want...)
-	r := startNode(t, ir, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
-	waitFor(t, 10*time.Second, "connected", func() bool { return connected(r.Node, holder.ID()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := fetchAll(t, WithHolders(ctx, holder.ID()), r.Node, cids)
@@ -304,14 +294,9 @@ func TestBulkUnsupported(t *testing.T) {
 // reset, and the holder keeps serving.
 func TestBulkMalformed(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ih, ir := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ih.id, ir.id)
-	holder := startNode(t, ih, psk, members, nil)
+	holder, r := holderAndFetcher(t, nil)
 	want, cids := makeBlocks(t, 1, 1<<10)
 	putBlocks(t, holder.Blockstore(), want...)
-	r := startNode(t, ir, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{holder.AddrInfo()} })
-	waitFor(t, 10*time.Second, "connected", func() bool { return connected(r.Node, holder.ID()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for name, req := range map[string][]byte{

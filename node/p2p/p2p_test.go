@@ -374,11 +374,7 @@ func TestFetchRecoversFromStall(t *testing.T) {
 // TestPubSub: GossipSub is wired to the member network.
 func TestPubSub(t *testing.T) {
 	t.Parallel()
-	psk := newPSK(t)
-	ia, ib := newIdentity(t), newIdentity(t)
-	members := newMemberSet(ia.id, ib.id)
-	a := startNode(t, ia, psk, members, nil)
-	b := startNode(t, ib, psk, members, func(c *Config) { c.Bootstrap = []peer.AddrInfo{a.AddrInfo()} })
+	a, b := holderAndFetcher(t, nil)
 	ta, err := a.PubSub.Join("ledger")
 	if err != nil {
 		t.Fatal(err)
