@@ -74,18 +74,12 @@ done
 SW="$tag-sw"
 made_ns=()
 
-stop_pid() { # PID: SIGTERM, wait for badger to close, then insist
-	local p=$1
-	[[ -n $p ]] || return 0
-	kill "$p" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	for n in "${nodes[@]}"; do stop_pid "${PID[$n]:-}"; done
+	for n in "${nodes[@]}"; do stop_pids "${PID[$n]:-}"; done
 	# Deleting a namespace deletes its veth ends and their qdiscs.
 	for ns in "${made_ns[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
 	if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
@@ -94,28 +88,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
-# wait_for SECONDS CMD...: retry CMD until it succeeds
-wait_for() {
-	local t=$1; shift
-	local end=$((SECONDS + t))
-	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS > end)); then echo "timed out waiting for: $*" >&2; return 1; fi
-		sleep 0.2
-	done
-}
-
 # ---------------------------------------------------------------- build
 log "building medmesh"
 mkdir -p "$work/bin"
-if [[ ${BUILD_FROM:-head} == tree ]]; then
-	src=$root
-else
-	src="$work/src"
-	mkdir -p "$src"
-	git -C "$root" archive HEAD | tar -x -C "$src"
-	cp -r "$here/datasetgen" "$src/scripts/" 2>/dev/null || true # uncommitted generator
-fi
+src=$(bench_source)
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh && go build -o "$work/bin/datasetgen" ./scripts/datasetgen)
 mm="$work/bin/medmesh"
 commit=$(git -C "$root" rev-parse --short HEAD)
@@ -166,7 +142,7 @@ start() { # NODE
 	wait_for 60 mmx "$n" id --json
 }
 stop() { # NODE
-	stop_pid "${PID[$1]:-}"
+	stop_pids "${PID[$1]:-}"
 	PID[$1]=""
 }
 peers() { mmx "$1" id --json | jq -r .peers; }

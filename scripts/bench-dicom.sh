@@ -37,58 +37,26 @@ SRC=${SRC:-${MEDMESH_DICOM_TESTDATA:-$(cd "$root/.." && pwd)/shared/testdata/dic
 
 work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/medmesh-bench-dicom.XXXXXX")
 pids=()
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
 cleanup() {
 	local rc=$?
 	# Orthanc may run in a child namespace: its pid is in a file
 	[[ -s $work/orthanc.pid ]] && pids+=("$(cat "$work/orthanc.pid")")
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	done
+	stop_pids "${pids[@]}"
 	if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
-now() { date +%s.%N; }
-wait_for() { # SECONDS CMD...: retry CMD until it succeeds
-	local t=$1; shift
-	local end=$((SECONDS + t))
-	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS > end)); then echo "timed out waiting for: $*" >&2; return 1; fi
-		sleep 0.1
-	done
-}
-# sample_rss PID OUT: every 50 ms, write "peakRssAnonMiB peakRssFileMiB" to OUT
-sample_rss() {
-	local a=0 f=0 x y
-	trap 'echo "$((a / 1024)) $((f / 1024))" >"$2"; exit 0' TERM
-	while :; do
-		read -r x y < <(awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {print a + 0, f + 0}' "/proc/$1/status" 2>/dev/null || echo 0 0)
-		((x > a)) && a=$x
-		((y > f)) && f=$y
-		echo "$((a / 1024)) $((f / 1024))" >"$2"
-		sleep 0.05
-	done
-}
 hwm_mib() { awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # ---------------------------------------------------------------- build
 log "building medmesh and dicomgen"
 mkdir -p "$work/bin"
-if [[ ${BUILD_FROM:-head} == tree ]]; then
-	src=$root
-else
-	src="$work/src"
-	mkdir -p "$src"
-	git -C "$root" archive HEAD | tar -x -C "$src"
-fi
+src=$(bench_source)
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh && go build -o "$work/bin/dicomgen" ./scripts/dicomgen)
 mm="$work/bin/medmesh"
 

@@ -38,48 +38,24 @@ FETCH_KB=${FETCH_KB:-4096}
 
 work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/medmesh-bench.XXXXXX")
 pids=()
+# shellcheck source=scripts/lib.sh
+source "$here/lib.sh"
 cleanup() {
 	local rc=$?
-	for p in "${pids[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${pids[@]}"; do
-		# give badger a moment to close cleanly, then insist
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	done
+	stop_pids "${pids[@]}"
 	if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 	exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "== $*" >&2; }
-now() { date +%s.%N; }
 # mibps BYTES SECONDS
 mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1048576 / s }'; }
-# wait_for SECONDS CMD...: retry CMD until it succeeds
-wait_for() {
-	local t=$1; shift
-	local end=$((SECONDS + t))
-	until "$@" >/dev/null 2>&1; do
-		if ((SECONDS > end)); then echo "timed out waiting for: $*" >&2; return 1; fi
-		sleep 0.1
-	done
-}
 
 # ---------------------------------------------------------------- build
 log "building medmesh"
 mkdir -p "$work/bin"
-# From the committed tree (git archive HEAD) unless BUILD_FROM=tree: others
-# edit the working tree while we measure, and the report names the commit.
-if [[ ${BUILD_FROM:-head} == tree ]]; then
-	src=$root
-else
-	src="$work/src"
-	mkdir -p "$src"
-	git -C "$root" archive HEAD | tar -x -C "$src"
-fi
+src=$(bench_source)
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh)
 mm="$work/bin/medmesh"
 if [[ -z ${SKIP_KUBO:-} ]]; then
@@ -142,18 +118,6 @@ readable_on_b() {
 }
 
 declare -A R # results: R[key]=value
-# sample_rss PID OUT: every 50ms, write "peakRssAnonMiB peakRssFileMiB" to OUT
-sample_rss() {
-	local a=0 f=0 x y
-	trap 'echo "$((a / 1024)) $((f / 1024))" >"$2"; exit 0' TERM
-	while :; do
-		read -r x y < <(awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {print a, f}' "/proc/$1/status")
-		((x > a)) && a=$x
-		((y > f)) && f=$y
-		echo "$((a / 1024)) $((f / 1024))" >"$2"
-		sleep 0.05
-	done
-}
 peak_rss_kb=0
 peak_rss_size=0
 # mm_round SIZE ROUND: medmesh add on A, grant, get on B
