@@ -12,7 +12,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/medmesh/medmesh/internal/strictcbor"
 	"github.com/multiformats/go-multiaddr"
 )
 
@@ -112,28 +112,9 @@ const InvitePrefix = "medmesh-invite-1:"
 const maxInviteLen = 64 << 10
 
 var (
-	inviteEnc cbor.EncMode
-	inviteDec cbor.DecMode
+	inviteEnc = strictcbor.Enc
+	inviteDec = strictcbor.Dec(strictcbor.Limits{Nesting: 4, Array: 64, Map: 16})
 )
-
-func init() {
-	var err error
-	inviteEnc, err = cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	inviteDec, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		MaxNestedLevels:   4,
-		MaxArrayElements:  64,
-		MaxMapPairs:       16,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 // Encode renders the invite as a one-line token.
 func (i *Invite) Encode() (string, error) {

@@ -10,9 +10,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/internal/strictcbor"
 
 	"github.com/medmesh/medmesh/sharing/ledger"
 )
@@ -106,28 +106,11 @@ func (p *RevokePayload) Check() error {
 }
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.Enc
+	decMode = strictcbor.Dec(strictcbor.Limits{Nesting: 8, Array: 1 << 16, Map: 64})
 )
 
 func init() {
-	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxNestedLevels:   8,
-		MaxArrayElements:  1 << 16,
-		MaxMapPairs:       64,
-		UTF8:              cbor.UTF8RejectInvalid,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
 	if err := Register(); err != nil {
 		panic(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/internal/strictcbor"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -90,30 +91,9 @@ type wireEntry struct {
 }
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.Enc
+	decMode = strictcbor.Dec(strictcbor.Limits{Nesting: 16, Array: 4096, Map: 256})
 )
-
-func init() {
-	var err error
-	encMode, err = cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxNestedLevels:   16,
-		MaxArrayElements:  4096,
-		MaxMapPairs:       256,
-		UTF8:              cbor.UTF8RejectInvalid,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 // Errors reported by decoding.
 var (

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/medmesh/medmesh/internal/strictcbor"
 )
 
 // ChallengeProtocol is the proof-of-storage request/response protocol.
@@ -49,13 +50,7 @@ type challengeResp struct {
 	Error   string   `cbor:"3,keyasint,omitempty"`
 }
 
-var decMode, _ = cbor.DecOptions{
-	MaxArrayElements:  MaxChallengeBlocks + 1,
-	MaxNestedLevels:   4,
-	DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-	IndefLength:       cbor.IndefLengthForbidden,
-	ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-}.DecMode()
+var decMode = strictcbor.Dec(strictcbor.Limits{Nesting: 4, Array: MaxChallengeBlocks + 1, Map: 16})
 
 // Proof is the answer for one block: SHA-256(nonce || block).
 func Proof(nonce, data []byte) []byte {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/medmesh/medmesh/internal/strictcbor"
 )
 
 // studyMetaVersion is the version of the encoded study index.
@@ -55,29 +55,9 @@ type wireInstance struct {
 }
 
 var (
-	metaEnc cbor.EncMode
-	metaDec cbor.DecMode
+	metaEnc = strictcbor.Enc
+	metaDec = strictcbor.Dec(strictcbor.Limits{Nesting: 8, Array: maxMetaInstances, Map: 64})
 )
-
-func init() {
-	var err error
-	metaEnc, err = cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	metaDec, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		IndefLength:       cbor.IndefLengthForbidden,
-		MaxNestedLevels:   8,
-		MaxArrayElements:  maxMetaInstances,
-		MaxMapPairs:       64,
-		UTF8:              cbor.UTF8RejectInvalid,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 // EncodeStudyMeta encodes a study's index (patient/study attributes, series,
 // instances with their file index in the record) as canonical CBOR (RFC 8949

@@ -10,9 +10,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/fxamacker/cbor/v2"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/internal/strictcbor"
 )
 
 // manifestFormat is the manifest encoding version (wire field 0).
@@ -65,30 +65,9 @@ type wireChunk struct {
 }
 
 var (
-	encMode cbor.EncMode
-	decMode cbor.DecMode
+	encMode = strictcbor.Enc
+	decMode = strictcbor.Dec(strictcbor.Limits{Nesting: 8, Array: MaxManifestSize, Map: 16})
 )
-
-func init() {
-	var err error
-	encMode, err = cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	decMode, err = cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxNestedLevels:   8,
-		MaxArrayElements:  MaxManifestSize,
-		MaxMapPairs:       16,
-		UTF8:              cbor.UTF8RejectInvalid,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-}
 
 // encodeManifest validates m and returns its canonical plaintext encoding.
 func encodeManifest(m *Manifest) ([]byte, error) {
