@@ -21,11 +21,11 @@ func TestDecRefuses(t *testing.T) {
 		t.Fatalf("plain map: %v %+v", err, m)
 	}
 	for name, in := range map[string]string{
-		"duplicate key":    "a2 01 05 01 06",
-		"indefinite map":   "bf 01 05 ff",
-		"tag":              "c1 a1 01 05",
-		"unknown field":    "a1 03 05",
-		"invalid UTF-8":    "a1 02 61 ff",
+		"duplicate key":  "a2 01 05 01 06",
+		"indefinite map": "bf 01 05 ff",
+		"tag":            "c1 a1 01 05",
+		"unknown field":  "a1 03 05",
+		"invalid UTF-8":  "a1 02 61 ff",
 	} {
 		if err := dec.Unmarshal(mustHex(t, in), &m); err == nil {
 			t.Errorf("%s (%s) accepted", name, in)
