@@ -145,15 +145,15 @@ stop() { # NODE
 	stop_pids "${PID[$1]:-}"
 	PID[$1]=""
 }
-peers() { mmx "$1" id --json | jq -r .peers; }
+peers() { mmx "$1" id --json | jq -r .peer_count; }
 has_peers() { # NODE N: a member with at least N peers
-	mmx "$1" id --json | jq -e --argjson n "$2" '.member and .peers >= $n' >/dev/null
+	mmx "$1" id --json | jq -e --argjson n "$2" '.member and .peer_count >= $n' >/dev/null
 }
 declare -A ORG=([clinic]="St Mary" [h1]="Northside Clinic" [h2]="Eastgate Hospital" [res]="University Lab")
 declare -A PEER
 for n in "${nodes[@]}"; do
 	mmx "$n" init --listen "/ip4/${IP[$n]}/tcp/4001" --api 127.0.0.1:5001 --org "${ORG[$n]}" >/dev/null
-	PEER[$n]=$(mmx "$n" id --json | jq -r .peer_id)
+	PEER[$n]=$(mmx "$n" id --json | jq -r .peer)
 done
 invite() { # NODE: invited by the clinic, joins, starts
 	local token
@@ -182,7 +182,7 @@ ds=$(jq -r .id "$work/create.json")
 ds_bytes=$(jq '[.studies[].size] | add' "$work/create.json")
 # every record of the clinic held by three nodes (clinic, holder1, holder2)
 replicated() {
-	mmx clinic ls --json | jq -e '[.[] | select(.mine)] | length > 0 and all(.holders >= 3)' >/dev/null
+	mmx clinic ls --json | jq -e '[.[] | select(.mine)] | length > 0 and all((.holders | length) >= 3)' >/dev/null
 }
 log "waiting for replication: every record on three holders"
 wait_for 600 replicated

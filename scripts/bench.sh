@@ -92,7 +92,7 @@ start_daemon() { # REPO LOG -> pid in $daemon_pid
 	wait_for 60 "$mm" --repo "$1" id --json
 }
 member_with_peers() { # REPO: daemon says it is a member and has a peer
-	"$mm" --repo "$1" id --json | jq -e '.member and .peers > 0' >/dev/null
+	"$mm" --repo "$1" id --json | jq -e '.member and .peer_count > 0' >/dev/null
 }
 
 log "medmesh: two nodes"
@@ -101,7 +101,7 @@ mma network create --name bench >/dev/null
 start_daemon "$A" "$work/mm-a.log"
 pidA=$daemon_pid
 mmb init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
-idB=$(mmb id --json | jq -r .peer_id)
+idB=$(mmb id --json | jq -r .peer)
 token=$(mma network invite --peer "$idB" | tail -n 1)
 mmb network join "$token" >/dev/null
 start_daemon "$B" "$work/mm-b.log"

@@ -65,13 +65,13 @@ func newIDCmd() *cobra.Command {
 				}
 			}
 			return output(info, func() {
-				say("peer ID:        %s", info.PeerID)
+				say("peer ID:        %s", info.Peer)
 				for _, a := range info.Addrs {
 					say("address:        %s", a)
 				}
 				say("KEM public key: %s…", info.KEMPublicKey[:32])
 				if info.NetworkID != "" {
-					say("network:        %s (member: %v, admin: %v, peers: %d)", info.NetworkID, info.Member, info.Admin, info.Peers)
+					say("network:        %s (member: %v, admin: %v, peers: %d)", info.NetworkID, info.Member, info.Admin, info.PeerCount)
 				}
 			})
 		},
@@ -91,7 +91,7 @@ func localID() (*api.IDInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &api.IDInfo{PeerID: id.String(), KEMPublicKey: base64.StdEncoding.EncodeToString(kem.Public())}
+	info := &api.IDInfo{Peer: id.String(), KEMPublicKey: base64.StdEncoding.EncodeToString(kem.Public())}
 	for _, a := range r.Config.Listen {
 		info.Addrs = append(info.Addrs, a+"/p2p/"+id.String())
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"io"
@@ -50,6 +49,9 @@ func newUpdateCmd() *cobra.Command {
 		Short: "Store a new version of a record under a fresh key, for the owner and current grantees only",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
 			return upload(cmd, args[1], api.Prefix+"/records/"+pathEscape(args[0])+"/versions", url.Values{})
 		},
 	}
@@ -105,8 +107,11 @@ temporary file, synced and renamed). Reading another node's record is recorded
 on the ledger's audit trail with --purpose.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
 			if out == "" {
-				return errors.New("-o FILE is required")
+				return invalidf("", "-o FILE is required")
 			}
 			c, err := client()
 			if err != nil {
@@ -173,7 +178,7 @@ func newLsCmd() *cobra.Command {
 					if r.Mine {
 						owner = "me"
 					}
-					rep := fmt.Sprintf("%d/%d", r.Holders, r.Replicas)
+					rep := fmt.Sprintf("%d/%d", len(r.Holders), r.Replicas)
 					if r.Under {
 						rep += " UNDER-REPLICATED"
 					}

@@ -22,6 +22,12 @@ An emergency grant may be issued by an emergency authority for a record added
 with --emergency; it expires within 24h and is flagged in the audit.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
+			if err := checkPeer("--to", to); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -34,7 +40,7 @@ with --emergency; it expires within 24h and is flagged in the audit.`,
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/records/"+pathEscape(args[0])+"/grants", req, &gr); err != nil {
 				return err
 			}
-			return output(gr, func() { say("granted %s to %s for %s (entry %s)", gr.Record, gr.Grantee, gr.Purpose, gr.Entry) })
+			return output(gr, func() { say("granted %s to %s for %s (entry %s)", gr.ID, gr.Grantee, gr.Purpose, gr.Entry) })
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "grantee peer ID")
@@ -50,6 +56,9 @@ func newGrantsCmd() *cobra.Command {
 		Short: "List a record's current grants",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -91,11 +100,17 @@ what the grantee already decrypted: to protect future changes, store them with
 ` + "`medmesh update`" + `, which uses a fresh key the revoked peer never receives.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
+			if err := checkPeer("--from", from); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var res map[string]string
+			var res api.RevokeResult
 			if err := c.Do(ctxOf(cmd), "DELETE", api.Prefix+"/records/"+pathEscape(args[0])+"/grants/"+pathEscape(from), nil, &res); err != nil {
 				return err
 			}
@@ -113,6 +128,9 @@ func newAuditCmd() *cobra.Command {
 		Short: "List who read a record, when and for what purpose (accounting of disclosures)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -146,6 +164,9 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a record's replication: wanted, holders with receipts, reachable, providers",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -156,7 +177,7 @@ func newStatusCmd() *cobra.Command {
 			}
 			return output(st, func() {
 				say("record:    %s", st.ID)
-				say("wanted:    %d", st.Wanted)
+				say("replicas:  %d", st.Replicas)
 				say("holders:   %d %v", len(st.Holders), st.Holders)
 				say("reachable: %d %v", len(st.Reachable), st.Reachable)
 				say("providers: %d", len(st.Providers))
@@ -189,7 +210,7 @@ func newLedgerCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TIME\tTYPE\tAUTHOR\tCID")
 				for _, e := range es {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Type, shortPeer(e.Author), e.CID)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Time.Format(time.RFC3339), e.Type, shortPeer(e.Author), e.Entry)
 				}
 				tw.Flush()
 			})

@@ -46,11 +46,11 @@ func TestDatasetCLI(t *testing.T) {
 	defer func() { cd.Process.Signal(syscall.SIGTERM); cd.Wait() }()
 	res.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--org", "lab")
 	var rid api.IDInfo
-	if err := json.Unmarshal([]byte(res.must("id", "--json")), &rid); err != nil || rid.PeerID == "" {
+	if err := json.Unmarshal([]byte(res.must("id", "--json")), &rid); err != nil || rid.Peer == "" {
 		t.Fatalf("researcher id --json: %+v %v", rid, err)
 	}
 	var inv api.InviteResult
-	if err := json.Unmarshal([]byte(clinic.must("network", "invite", "--peer", rid.PeerID, "--org", "lab", "--json")), &inv); err != nil || inv.Token == "" {
+	if err := json.Unmarshal([]byte(clinic.must("network", "invite", "--peer", rid.Peer, "--org", "lab", "--json")), &inv); err != nil || inv.Token == "" {
 		t.Fatalf("network invite --json: %+v %v", inv, err)
 	}
 	res.must("network", "join", inv.Token)
@@ -110,7 +110,7 @@ func TestDatasetCLI(t *testing.T) {
 	var grants []daemon.DatasetGrantResult
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, errs, code := clinic.run("dataset", "grant", name, "--to", rid.PeerID, "--json")
+		out, errs, code := clinic.run("dataset", "grant", name, "--to", rid.Peer, "--json")
 		if code == 0 {
 			if err := json.Unmarshal([]byte(out), &grants); err != nil {
 				t.Fatalf("dataset grant --json: %v\n%s", err, out)
@@ -122,7 +122,7 @@ func TestDatasetCLI(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if len(grants) != 1 || grants[0].Dataset != created.ID || grants[0].Grantee != rid.PeerID || grants[0].Records != 3 {
+	if len(grants) != 1 || grants[0].Dataset != created.ID || grants[0].Grantee != rid.Peer || grants[0].Records != 3 {
 		t.Fatalf("dataset grant: %+v", grants)
 	}
 
@@ -260,10 +260,10 @@ func TestDatasetCLI(t *testing.T) {
 		t.Fatalf("%s was not restored by the refetch", dcm[0])
 	}
 
-	// An unknown dataset: a clear error, exit 3 (not found), nothing written.
+	// An unknown dataset: a clear error, exit 4 (not found), nothing written.
 	nowhere := filepath.Join(dir, "nowhere")
 	_, errs, code := res.run("dataset", "fetch", "no-such-dataset", "-o", nowhere)
-	if code != 3 || !strings.Contains(errs, `no readable dataset named "no-such-dataset"`) {
+	if code != exitNotFound || !strings.Contains(errs, `no readable dataset named "no-such-dataset"`) {
 		t.Fatalf("fetch of an unknown dataset: exit %d: %s", code, errs)
 	}
 	if strings.Contains(errs, "again to resume") {

@@ -100,7 +100,7 @@ func TestCLIWithoutDaemon(t *testing.T) {
 		t.Fatalf("second init: %d %s", code, errs)
 	}
 	var id struct {
-		PeerID string   `json:"peer_id"`
+		PeerID string   `json:"peer"`
 		Addrs  []string `json:"addrs"`
 		KEM    string   `json:"kem_public_key"`
 	}

@@ -4,25 +4,32 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/medmesh/medmesh/node/api"
 )
 
 func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes one command line and returns its exit code (`medmesh help
+// exit-codes`). Under --json a failure is one JSON object on stderr.
+func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "medmesh: error:", err)
-		var re *api.RemoteError
-		if errors.As(err, &re) && re.Status == 404 {
-			os.Exit(3)
-		}
-		os.Exit(1)
+	defer stop()
+	root := newRootCmd()
+	root.SetArgs(args)
+	started := false
+	trackRun(root, &started)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
+	if !started {
+		// cobra refused the command line before the command ran: an
+		// unknown command or flag, a bad flag value, wrong arguments.
+		err = withCode(exitInvalid, err, "see `"+cmd.CommandPath()+" --help`")
+	}
+	return reportError(os.Stderr, err, g.json || wantsJSON(args))
 }

@@ -55,7 +55,19 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newGrantCmd(), newGrantsCmd(), newRevokeCmd(), newAuditCmd(), newStatusCmd(),
 		newLedgerCmd(), newDemoCmd(), newDicomCmd(),
 		newGCCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(),
+		newExitCodesTopic(),
 	)
+	// A command that only groups others must not exit 0 on a typo.
+	var groups func(c *cobra.Command)
+	groups = func(c *cobra.Command) {
+		for _, s := range c.Commands() {
+			if s.HasSubCommands() && s.Run == nil && s.RunE == nil {
+				s.RunE = groupRun
+			}
+			groups(s)
+		}
+	}
+	groups(root)
 	return root
 }
 

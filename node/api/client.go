@@ -120,12 +120,32 @@ func (s *Stream) Finish() error {
 		return fmt.Errorf("download interrupted after %d bytes: %w", s.n, err)
 	}
 	if res := s.resp.Trailer.Get(TrailerResult); res != "ok" {
-		if res == "" {
-			res = "the daemon did not confirm the download"
-		}
-		return errors.New(res)
+		return &IncompleteError{Result: res}
 	}
 	return nil
+}
+
+// IncompleteError means the daemon did not confirm a download as complete
+// and verified: what was received must be discarded.
+type IncompleteError struct {
+	// Result is the daemon's trailer ("" if it sent none: the stream broke).
+	Result string
+}
+
+// TrailerVerifyFailed starts the trailer of a download whose content failed
+// verification (as opposed to one that was cut short).
+const TrailerVerifyFailed = "record failed verification"
+
+func (e *IncompleteError) Error() string {
+	if e.Result == "" {
+		return "the daemon did not confirm the download"
+	}
+	return e.Result
+}
+
+// VerifyFailed reports whether the content failed verification.
+func (e *IncompleteError) VerifyFailed() bool {
+	return strings.HasPrefix(e.Result, TrailerVerifyFailed)
 }
 
 // Open starts a download of path.
@@ -200,6 +220,9 @@ type RemoteError struct {
 	Status int
 	E      Error
 }
+
+// Hint says what to do about it ("" if the daemon gave none).
+func (e *RemoteError) Hint() string { return e.E.Hint }
 
 func (e *RemoteError) Error() string {
 	if e.E.Hint != "" {

@@ -28,22 +28,49 @@ type Error struct {
 	Hint string `json:"hint,omitempty"`
 }
 
+// The JSON vocabulary of every answer (and of every `--json` output, which
+// prints these types): a record is "id"; a peer is "peer" or the name of its
+// role ("owner", "grantee", "reader", "holder", "author"); a list is a
+// plural noun and always an array ([] when empty, never null); a count is
+// "<thing>_count"; sizes are "size" (bytes); durations "seconds" or
+// "*_seconds"; times RFC 3339 in UTC, an absent time null (NullTime); the
+// wanted replica count is "replicas". A field name has one type everywhere.
+// `medmesh help json` documents it for users.
+
+// NullTime is a time that may be absent: JSON null when zero (never
+// 0001-01-01T00:00:00Z), else RFC 3339 in UTC.
+type NullTime struct{ time.Time }
+
+// Nullable wraps t.
+func Nullable(t time.Time) NullTime { return NullTime{t} }
+
+// MarshalJSON implements json.Marshaler.
+func (t NullTime) MarshalJSON() ([]byte, error) {
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	return t.UTC().MarshalJSON()
+}
+
 // IDInfo describes a node.
 type IDInfo struct {
-	PeerID       string   `json:"peer_id"`
+	Peer         string   `json:"peer"`
 	Addrs        []string `json:"addrs"`
 	KEMPublicKey string   `json:"kem_public_key"` // base64
 	NetworkID    string   `json:"network_id,omitempty"`
-	Member       bool     `json:"member"`
-	Admin        bool     `json:"admin"`
-	Peers        int      `json:"peers"`
+	// Org is the node's organisation as the ledger has it (as configured,
+	// when no daemon runs).
+	Org       string `json:"org"`
+	Member    bool   `json:"member"`
+	Admin     bool   `json:"admin"`
+	PeerCount int    `json:"peer_count"` // connected peers
 }
 
 // AddResult is the answer to an add or update.
 type AddResult struct {
 	ID      string `json:"id"`
 	Size    int64  `json:"size"`
-	Chunks  int    `json:"chunks"`
+	Chunks  int    `json:"chunk_count"`
 	Version int    `json:"version"`
 	Prev    string `json:"prev,omitempty"`
 }
@@ -60,9 +87,10 @@ type Record struct {
 	Mine     bool      `json:"mine"`
 	Held     bool      `json:"held"`     // this node stores the record's blocks
 	Readable bool      `json:"readable"` // this node has a key for it
-	Replicas int       `json:"replicas_wanted"`
-	Holders  int       `json:"holders"`
-	Under    bool      `json:"under_replicated"`
+	Replicas int       `json:"replicas"` // wanted holders, owner included
+	// Holders are the owner and the peers with a current "held" receipt.
+	Holders []string `json:"holders"`
+	Under   bool     `json:"under_replicated"`
 }
 
 // GrantRequest asks the owner's node to share a record.
@@ -74,13 +102,22 @@ type GrantRequest struct {
 
 // Grant is a current grant of a record.
 type Grant struct {
-	Record  string    `json:"record"`
+	ID      string    `json:"id"` // the record (version) granted
 	Grantee string    `json:"grantee"`
 	Purpose string    `json:"purpose"`
-	Expires time.Time `json:"expires"`
+	Expires NullTime  `json:"expires"` // null: no expiry
 	Granted time.Time `json:"granted"`
 	Entry   string    `json:"entry"`
 	Expired bool      `json:"expired"`
+}
+
+// RevokeResult is the answer to a revoke.
+type RevokeResult struct {
+	ID      string `json:"id"`
+	Grantee string `json:"grantee"`
+	// VersionCount is the number of the record's versions whose grants
+	// were revoked (one revoke entry each).
+	VersionCount int `json:"version_count"`
 }
 
 // AccessEvent is one line of a record's audit trail.
@@ -104,12 +141,20 @@ type InviteRequest struct {
 // InviteResult carries the invite token.
 type InviteResult struct {
 	Peer  string `json:"peer"`
+	Org   string `json:"org"` // "" when the invite set none
 	Token string `json:"token"`
+}
+
+// Member is one member of the network.
+type Member struct {
+	Peer  string   `json:"peer"`
+	Org   string   `json:"org"` // "" when none is set yet
+	Roles []string `json:"roles"`
 }
 
 // LedgerEntry is one entry of `ledger log`.
 type LedgerEntry struct {
-	CID     string    `json:"cid"`
+	Entry   string    `json:"entry"`
 	Type    string    `json:"type"`
 	Author  string    `json:"author"`
 	Time    time.Time `json:"time"`
@@ -127,16 +172,16 @@ type Heads struct {
 // VerifyResult is the outcome of `ledger verify`.
 type VerifyResult struct {
 	OK      bool   `json:"ok"`
-	Entries int    `json:"entries"`
+	Entries int    `json:"entry_count"`
 	Error   string `json:"error,omitempty"`
 }
 
 // Status is a record's replication status.
 type Status struct {
-	ID           string    `json:"id"`
-	Wanted       int       `json:"wanted"`
-	Holders      []string  `json:"holders"`
-	Reachable    []string  `json:"reachable"`
-	Providers    []string  `json:"providers"`
-	LastVerified time.Time `json:"last_verified,omitempty"`
+	ID           string   `json:"id"`
+	Replicas     int      `json:"replicas"`
+	Holders      []string `json:"holders"`
+	Reachable    []string `json:"reachable"`
+	Providers    []string `json:"providers"`
+	LastVerified NullTime `json:"last_verified"` // null: never verified
 }

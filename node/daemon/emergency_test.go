@@ -102,7 +102,7 @@ func TestEmergencyAccessWhileOwnerOffline(t *testing.T) {
 	if err := hospital.API.Do(ctx, "GET", api.Prefix+"/records/"+escrowed+"/grants", nil, &gs); err != nil || len(gs) != 1 {
 		t.Fatalf("grants: %v %+v", err, gs)
 	}
-	if life := time.Until(gs[0].Expires); life > 24*time.Hour || life < 23*time.Hour {
+	if life := time.Until(gs[0].Expires.Time); life > 24*time.Hour || life < 23*time.Hour {
 		t.Fatalf("emergency grant lives %v, want at most 24h", life)
 	}
 	var buf bytes.Buffer

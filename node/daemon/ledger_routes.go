@@ -55,7 +55,7 @@ func (d *Daemon) ledgerRoutes() {
 
 func ledgerEntry(e *ledger.Entry) api.LedgerEntry {
 	out := api.LedgerEntry{
-		CID: e.CID().String(), Type: e.Type, Author: e.Author.String(),
+		Entry: e.CID().String(), Type: e.Type, Author: e.Author.String(),
 		Time: time.UnixMilli(int64(e.Clock.Wall)).UTC(), Parents: []string{},
 	}
 	for _, p := range e.Parents {

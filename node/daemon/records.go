@@ -599,7 +599,7 @@ func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Write
 
 // List returns the records this node owns, holds or may read.
 func (d *Daemon) List(ctx context.Context) ([]api.Record, error) {
-	var out []api.Record
+	out := []api.Record{}
 	now := d.opts.Now()
 	for _, r := range d.Ledger.Records() {
 		mine := r.Owner == d.self
@@ -619,7 +619,7 @@ func (d *Daemon) List(ctx context.Context) ([]api.Record, error) {
 		rec := api.Record{
 			ID: r.ID.String(), Size: int64(r.Size), Owner: r.Owner.String(), Class: r.Class,
 			Version: int(r.Version), Created: r.Announced, Mine: mine, Held: held, Readable: readable,
-			Replicas: int(r.Replicas), Holders: len(holders), Under: len(holders) < int(r.Replicas),
+			Replicas: int(r.Replicas), Holders: peerStrings(holders), Under: len(holders) < int(r.Replicas),
 		}
 		if r.Prev.Defined() {
 			rec.Prev = r.Prev.String()
@@ -643,6 +643,15 @@ func (d *Daemon) holders(r ledger.RecordInfo) []peer.ID {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// peerStrings renders peer IDs for the API (an empty list, never nil).
+func peerStrings(ps []peer.ID) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
 	return out
 }
 

@@ -52,9 +52,9 @@ func (d *Daemon) Status(ctx context.Context, id cid.Cid) (api.Status, error) {
 	if !ok {
 		return api.Status{}, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
 	}
-	st := api.Status{ID: id.String(), Wanted: int(info.Replicas), Holders: []string{}, Reachable: []string{}, Providers: []string{}}
-	if st.Wanted <= 0 {
-		st.Wanted = d.Repo.Config.ReplicationFactor
+	st := api.Status{ID: id.String(), Replicas: int(info.Replicas), Holders: []string{}, Reachable: []string{}, Providers: []string{}}
+	if st.Replicas <= 0 {
+		st.Replicas = d.Repo.Config.ReplicationFactor
 	}
 	holders := d.holders(info) // the owner and peers with a "held" receipt
 	for _, h := range holders {
@@ -74,7 +74,7 @@ func (d *Daemon) Status(ctx context.Context, id cid.Cid) (api.Status, error) {
 	}
 	sort.Strings(st.Providers)
 	if r := d.repl.Load(); r != nil {
-		st.LastVerified = r.live.LastVerified(id, holders)
+		st.LastVerified = api.Nullable(r.live.LastVerified(id, holders))
 	}
 	return st, nil
 }

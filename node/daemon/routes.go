@@ -61,12 +61,12 @@ func pathCID(r *http.Request, name string) (cid.Cid, error) {
 
 func (d *Daemon) handleID(w http.ResponseWriter, r *http.Request) {
 	info := api.IDInfo{
-		PeerID:       d.self.String(),
+		Peer:         d.self.String(),
 		KEMPublicKey: base64.StdEncoding.EncodeToString(d.kem.Public()),
 		NetworkID:    d.Ledger.NetworkID().String(),
 		Member:       d.Ledger.IsMember(d.self),
 		Admin:        d.Ledger.IsAdmin(d.self),
-		Peers:        len(d.P2P.Host.Network().Peers()),
+		PeerCount:    len(d.P2P.Host.Network().Peers()),
 	}
 	for _, a := range d.P2P.Host.Addrs() {
 		info.Addrs = append(info.Addrs, a.String()+"/p2p/"+d.self.String())
@@ -195,7 +195,7 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request) {
 			api.Fail(w, err)
 			return
 		}
-		w.Header().Set(api.TrailerResult, "record failed verification: "+err.Error())
+		w.Header().Set(api.TrailerResult, api.TrailerVerifyFailed+": "+err.Error())
 		return
 	}
 	if !lw.started { // an empty record

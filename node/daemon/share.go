@@ -51,7 +51,7 @@ func (d *Daemon) shareRoutes() {
 			return
 		}
 		n, err := d.Revoke(r.Context(), id, pid)
-		reply(w, map[string]any{"record": id.String(), "revoked": pid.String(), "entries": n}, err)
+		reply(w, api.RevokeResult{ID: id.String(), Grantee: pid.String(), VersionCount: n}, err)
 	})
 	s.HandleFunc("GET "+p+"/records/{id}/audit", func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathCID(r, "id")
@@ -116,7 +116,7 @@ func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*
 		if err != nil {
 			return nil, err
 		}
-		return &api.Grant{Record: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: expires, Granted: now, Entry: e.CID().String()}, nil
+		return &api.Grant{ID: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: api.Nullable(expires), Granted: now.UTC(), Entry: e.CID().String()}, nil
 	}
 	chain, err := d.ownedChain(id)
 	if err != nil {
@@ -134,7 +134,7 @@ func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*
 		}
 		last = e
 	}
-	return &api.Grant{Record: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: expires, Granted: now, Entry: last.CID().String()}, nil
+	return &api.Grant{ID: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: api.Nullable(expires), Granted: now.UTC(), Entry: last.CID().String()}, nil
 }
 
 func (d *Daemon) grantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time) (*ledger.Entry, error) {
@@ -155,8 +155,8 @@ func (d *Daemon) ListGrants(id cid.Cid) ([]api.Grant, error) {
 	out := []api.Grant{}
 	for _, g := range d.Ledger.Grants(id) {
 		out = append(out, api.Grant{
-			Record: g.Record.String(), Grantee: g.Grantee.String(), Purpose: g.Purpose,
-			Expires: g.Expires, Granted: g.Time, Entry: g.Entry.String(), Expired: !grantLive(g, now),
+			ID: g.Record.String(), Grantee: g.Grantee.String(), Purpose: g.Purpose,
+			Expires: api.Nullable(g.Expires), Granted: g.Time.UTC(), Entry: g.Entry.String(), Expired: !grantLive(g, now),
 		})
 	}
 	return out, nil

@@ -80,6 +80,10 @@ type Repo struct {
 // ErrNoRepo means the directory holds no medmesh repo.
 var ErrNoRepo = errors.New("no medmesh repo")
 
+// ErrRepoExists means Init found a repo (or other files) where it was asked
+// to create one.
+var ErrRepoExists = errors.New("refusing to initialise a repo")
+
 // DefaultDir resolves --repo: the flag, then $MEDMESH_REPO, then ~/.medmesh.
 func DefaultDir(flag string) string {
 	if flag != "" {
@@ -106,10 +110,10 @@ type InitOptions struct {
 // already holds one (or any file), so an existing identity is never lost.
 func Init(dir string, o InitOptions) (*Repo, error) {
 	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
-		return nil, fmt.Errorf("%s already holds a medmesh repo; refusing to overwrite it (choose another --repo)", dir)
+		return nil, fmt.Errorf("%w: %s already holds a medmesh repo; refusing to overwrite it (choose another --repo)", ErrRepoExists, dir)
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return nil, fmt.Errorf("%s exists and is not empty; refusing to initialise a repo there", dir)
+		return nil, fmt.Errorf("%w: %s exists and is not empty (choose another --repo)", ErrRepoExists, dir)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create repo: %w", err)
