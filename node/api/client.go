@@ -81,6 +81,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 
 // Upload streams body (of the given size, -1 if unknown) to path.
 func (c *Client) Upload(ctx context.Context, path string, body io.Reader, size int64, out any) error {
+	if size == 0 {
+		// net/http sends a body whose length is 0 with an unknown length
+		// (chunked) unless it is http.NoBody: say "Content-Length: 0".
+		body = http.NoBody
+	}
 	req, err := c.newRequest(ctx, http.MethodPost, path, body)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 	"time"
 
@@ -74,11 +75,14 @@ func (d *Daemon) handleID(w http.ResponseWriter, r *http.Request) {
 	api.JSON(w, http.StatusOK, info)
 }
 
-// uploadBody checks the upload's declared length so a truncated upload is
-// caught: net/http reports a body shorter than Content-Length as an error.
+// uploadBody accepts an upload whose end is known, so a truncated upload is
+// caught: net/http reports a body shorter than its Content-Length, or a
+// chunked body without its final chunk, as an error. An empty upload
+// (Content-Length: 0) is an empty file. (net/http moves Transfer-Encoding
+// out of the header map into r.TransferEncoding.)
 func uploadBody(r *http.Request) (io.Reader, error) {
-	if r.ContentLength < 0 && r.Header.Get("Transfer-Encoding") == "" {
-		return nil, api.Errorf(http.StatusLengthRequired, "send Content-Length", "upload without a length")
+	if r.ContentLength < 0 && !slices.Contains(r.TransferEncoding, "chunked") {
+		return nil, api.Errorf(http.StatusLengthRequired, "send Content-Length, or the body chunked", "upload without a length")
 	}
 	return r.Body, nil
 }
