@@ -98,13 +98,18 @@ func newGetCmd() *cobra.Command {
 	var out, purpose string
 	var version int
 	cmd := &cobra.Command{
-		Use:   "get RECORD -o FILE",
-		Short: "Fetch, verify and decrypt a record into FILE",
+		Use:   "get RECORD -o FILE|DIR",
+		Short: "Fetch, verify and decrypt a record into FILE (or into DIR under the record's name)",
 		Long: `Find the record's providers through the DHT, fetch its blocks with bitswap,
 verify each against its CID, unwrap the data key, decrypt and check the
 plaintext hash. FILE appears only when everything checked out (written to a
-temporary file, synced and renamed). Reading another node's record is recorded
-on the ledger's audit trail with --purpose.`,
+temporary file, synced and renamed). If -o names an existing directory, the
+file is written into it under the record's name (as cp does), or under the
+record ID if the record has no usable name. Reading another node's record is
+recorded on the ledger's audit trail with --purpose.`,
+		Example: `  medmesh get bafkrei… -o report.pdf
+  medmesh get bafkrei… -o ~/Downloads/      # writes ~/Downloads/<record name>
+  medmesh get bafkrei… -o report.pdf --json # {"id", "file", "size", "seconds"}`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
@@ -125,29 +130,34 @@ on the ledger's audit trail with --purpose.`,
 				q.Set("purpose", purpose)
 			}
 			start := time.Now()
-			n, err := atomicfile.Write(out, 0o600, func(f io.Writer) error {
-				st, err := c.Open(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode())
+			st, err := c.Open(ctxOf(cmd), api.Prefix+"/records/"+pathEscape(args[0])+"/content?"+q.Encode())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			path, err := outputPath(out, st.Name, args[0])
+			if err != nil {
+				return err
+			}
+			n, err := atomicfile.Write(path, 0o600, func(f io.Writer) error {
+				w, done := progressWriter(f, st.Size, "fetching")
+				_, err := io.Copy(w, st.Body)
+				done()
 				if err != nil {
 					return err
 				}
-				w, done := progressWriter(f, st.Size, "fetching")
-				_, err = io.Copy(w, st.Body)
-				done()
-				if ferr := st.Finish(); err == nil {
-					err = ferr
-				}
-				return err
+				return st.Finish()
 			})
 			if err != nil {
 				return err
 			}
 			el := time.Since(start)
-			return output(map[string]any{"id": args[0], "file": out, "size": n, "seconds": el.Seconds()}, func() {
-				say("wrote %s (%d bytes, %.1f MB/s)", out, n, float64(n)/1e6/max(el.Seconds(), 1e-9))
+			return output(map[string]any{"id": args[0], "file": path, "size": n, "seconds": el.Seconds()}, func() {
+				say("wrote %s (%d bytes, %.1f MB/s)", path, n, float64(n)/1e6/max(el.Seconds(), 1e-9))
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write, or an existing directory to write into under the record's name")
 	cmd.Flags().IntVar(&version, "version", 0, "fetch this version (default: the newest you may read)")
 	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "purpose of this access, for the audit trail")
 	return cmd
@@ -195,4 +205,26 @@ func shortPeer(p string) string {
 		return "…" + p[len(p)-8:]
 	}
 	return p
+}
+
+// outputPath is where get writes: out itself, or, when out is an existing
+// directory, a file in it named after the record (its name from the
+// manifest, made safe, else its ID).
+func outputPath(out, name, id string) (string, error) {
+	st, err := os.Stat(out)
+	if err != nil || !st.IsDir() {
+		return out, nil
+	}
+	base := api.SafeFileName(name)
+	if base == "" {
+		base = api.SafeFileName(id)
+	}
+	if base == "" {
+		return "", invalidf("give a file name with -o", "%s is a directory and the record has no usable name", out)
+	}
+	path := filepath.Join(out, base)
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return "", invalidf("give another file name with -o", "%s is a directory", path)
+	}
+	return path, nil
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -58,5 +60,54 @@ func TestEmptyFileRecord(t *testing.T) {
 	st, err := os.Stat(got)
 	if err != nil || st.Size() != 0 || !st.Mode().IsRegular() {
 		t.Fatalf("get wrote %v %v", st, err)
+	}
+}
+
+// TestGetIntoDirectory: `get -o DIR` with an existing directory writes the
+// record into it under the record's name, as cp does, and says where.
+func TestGetIntoDirectory(t *testing.T) {
+	c, dir := oneNode(t)
+	data := []byte("radiology report, 2 pages\n")
+	src := filepath.Join(dir, "scan report (é).pdf")
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(c.must("add", src))
+	outDir := filepath.Join(dir, "downloads")
+	if err := os.Mkdir(outDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(outDir, "scan report (é).pdf")
+
+	out := c.must("get", id, "-o", outDir)
+	if !strings.Contains(out, want) {
+		t.Fatalf("get -o DIR does not say where it wrote: %q", out)
+	}
+	if got, err := os.ReadFile(want); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get -o DIR: %v", err)
+	}
+
+	// Again, with --json: the file is replaced, and "file" names it.
+	os.WriteFile(want, []byte("stale"), 0o600)
+	var res struct {
+		ID   string `json:"id"`
+		File string `json:"file"`
+		Size int64  `json:"size"`
+	}
+	if err := json.Unmarshal([]byte(c.must("get", id, "-o", outDir+"/", "--json")), &res); err != nil || res.File != want || res.Size != int64(len(data)) || res.ID != id {
+		t.Fatalf("get -o DIR --json: %+v %v", res, err)
+	}
+	if got, _ := os.ReadFile(want); !bytes.Equal(got, data) {
+		t.Fatal("get -o DIR did not replace the stale file")
+	}
+	if ents, _ := os.ReadDir(outDir); len(ents) != 1 {
+		t.Fatalf("get -o DIR left %d entries in the directory", len(ents))
+	}
+
+	// A directory in the way of the file: a clear error, nothing written.
+	os.Remove(want)
+	os.Mkdir(want, 0o700)
+	if _, errs, code := c.run("get", id, "-o", outDir); code != 2 || !strings.Contains(errs, "is a directory") {
+		t.Fatalf("get into a directory whose entry is a directory: %d %s", code, errs)
 	}
 }

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Client calls a node's API.
@@ -106,6 +109,10 @@ type Stream struct {
 	Body io.Reader
 	// Size is the announced plaintext size, or -1 if unknown.
 	Size int64
+	// Name is the record's name from its manifest, as the daemon sent it
+	// (Content-Disposition), or "". It comes from the record's owner: use
+	// SafeFileName before making a path of it.
+	Name string
 	resp *http.Response
 	n    int64
 }
@@ -153,6 +160,9 @@ func (e *IncompleteError) VerifyFailed() bool {
 	return strings.HasPrefix(e.Result, TrailerVerifyFailed)
 }
 
+// Close abandons the download: the rest of the body is not read.
+func (s *Stream) Close() error { return s.resp.Body.Close() }
+
 // Open starts a download of path.
 func (c *Client) Open(ctx context.Context, path string) (*Stream, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
@@ -167,6 +177,9 @@ func (c *Client) Open(ctx context.Context, path string) (*Stream, error) {
 	s.Body = s
 	if v, err := strconv.ParseInt(resp.Header.Get(HeaderSize), 10, 64); err == nil && v >= 0 {
 		s.Size = v
+	}
+	if _, params, err := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err == nil {
+		s.Name = params["filename"]
 	}
 	return s, nil
 }
@@ -234,4 +247,23 @@ func (e *RemoteError) Error() string {
 		return e.E.Error + " (" + e.E.Hint + ")"
 	}
 	return e.E.Error
+}
+
+// SafeFileName turns a record's name, which its owner chose, into the name
+// of a file in a directory: the last element of the path, without control
+// characters, never "." or "..". It returns "" when nothing usable is left.
+func SafeFileName(name string) string {
+	name = strings.TrimRight(name, "/")
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	if name == "." || name == ".." || len(name) > 255 || !utf8.ValidString(name) {
+		return ""
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return ""
+		}
+	}
+	return name
 }

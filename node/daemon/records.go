@@ -325,6 +325,9 @@ type GetRequest struct {
 	// manifest is open, before the first byte (for Content-Length-like
 	// progress reporting).
 	Opened func(size int64)
+	// Named, if set, learns the record's name from its manifest, before
+	// the first byte (a client saving into a directory names the file).
+	Named func(name string)
 }
 
 // resolve finds which version of a record the caller reads, and its key.
@@ -589,6 +592,9 @@ func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Write
 	}
 	if req.Opened != nil {
 		req.Opened(size)
+	}
+	if req.Named != nil {
+		req.Named(m.Name)
 	}
 	if err := d.ReadFiles(ctx, m, key, which, w); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/pprof"
 	"slices"
@@ -184,6 +185,13 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 	req := GetRequest{Purpose: r.URL.Query().Get("purpose"), File: -1, Opened: func(size int64) {
 		w.Header().Set(api.HeaderSize, strconv.FormatInt(size, 10))
+	}, Named: func(name string) {
+		if name != "" {
+			// RFC 6266; FormatMediaType encodes a non-ASCII name as filename*.
+			if v := mime.FormatMediaType("attachment", map[string]string{"filename": name}); v != "" {
+				w.Header().Set("Content-Disposition", v)
+			}
+		}
 	}}
 	if v := r.URL.Query().Get("version"); v != "" {
 		if req.Version, err = strconv.Atoi(v); err != nil || req.Version < 1 {
