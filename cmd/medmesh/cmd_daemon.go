@@ -15,6 +15,9 @@ func newDaemonCmd() *cobra.Command {
 		Long: `Run the node: the libp2p host on the private network, the private DHT, bitswap
 over the badger blockstore, the gossip ledger and the HTTP API on loopback.
 When ready it writes the API's address to REPO/api; it removes it on exit.
+One daemon runs on a repo: it holds REPO/repo.lock, and a second daemon on the
+same repo exits at once with code 6, naming the running one's pid, and
+leaves it alone.
 Prometheus metrics are served at /metrics on the API (token required).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

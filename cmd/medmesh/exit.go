@@ -41,7 +41,7 @@ var exitCodes = []struct {
 	{exitNoDaemon, "no-daemon", "no daemon is running for the repo, or there is no repo (`medmesh init`, `medmesh daemon`)"},
 	{exitNotFound, "not-found", "not found: unknown record, dataset, grant or fetch job"},
 	{exitForbidden, "forbidden", "forbidden: this node has no right to do it (not the owner, no grant, not the admin), or the API token is wrong"},
-	{exitConflict, "conflict", "the state does not allow it now: not yet a member, a peer's key not announced, already exists, no network yet"},
+	{exitConflict, "conflict", "the state does not allow it now: not yet a member, a peer's key not announced, already exists, no network yet, a daemon already runs on the repo"},
 	{exitUnavailable, "unavailable", "unavailable or timed out: the network or the peers holding the data are unreachable; retrying later may help"},
 	{exitVerify, "verify-failed", "verification failed: a record failed its integrity check or the ledger failed `ledger verify`"},
 }
@@ -136,7 +136,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, api.ErrNoDaemon), errors.Is(err, repo.ErrNoRepo):
 		return exitNoDaemon
-	case errors.Is(err, repo.ErrNoNetwork), errors.Is(err, repo.ErrRepoExists):
+	case errors.Is(err, repo.ErrNoNetwork), errors.Is(err, repo.ErrRepoExists), errors.Is(err, repo.ErrLocked):
 		return exitConflict
 	case errors.Is(err, repo.ErrBadInvite):
 		return exitInvalid

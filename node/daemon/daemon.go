@@ -61,6 +61,7 @@ type Daemon struct {
 	api     *api.Server
 	apiAddr string
 	local   datastore.Batching // node-local bookkeeping (/medmesh/local)
+	lock    *repo.Lock         // the repo's lock, released last by Close
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -97,6 +98,17 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// One daemon per repo, checked before anything in it is touched: a
+	// second daemon must not remove the running one's api file.
+	lock, err := r.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Unlock() // after d.Close (deferred later, so run earlier)
+		}
+	}()
 	network, err := r.Network()
 	if err != nil {
 		return nil, err
@@ -126,7 +138,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	}
 	dctx, cancel := context.WithCancel(context.Background())
 	d = &Daemon{
-		Repo: r, Store: store, self: self, ident: ident, kem: kem,
+		Repo: r, Store: store, lock: lock, self: self, ident: ident, kem: kem,
 		log: o.Logger.With("node", self.ShortString()), opts: o,
 		reg: prometheus.NewRegistry(), ctx: dctx, cancel: cancel,
 		local: namespace.Wrap(store.DS, datastore.NewKey("/medmesh/local")),
@@ -295,6 +307,7 @@ func (d *Daemon) Close() error {
 		if d.Store != nil {
 			errs = append(errs, d.Store.Close())
 		}
+		errs = append(errs, d.lock.Unlock())
 		d.closeErr = errors.Join(errs...)
 	})
 	return d.closeErr
