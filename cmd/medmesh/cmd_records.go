@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/spf13/cobra"
 )
 
@@ -28,6 +30,9 @@ fresh random data key for this record, stored as content-addressed blocks and
 announced on the network. The data key is kept only wrapped to this node's key.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkChoice("--class", class, ledger.Classes()); err != nil {
+				return err
+			}
 			return upload(cmd, args[0], api.Prefix+"/records", url.Values{
 				"replicas":  {strconv.Itoa(replicas)},
 				"class":     {class},
@@ -37,7 +42,7 @@ announced on the network. The data key is kept only wrapped to this node's key.`
 		},
 	}
 	cmd.Flags().IntVar(&replicas, "replicas", 0, "nodes that should hold the record, owner included (default from config)")
-	cmd.Flags().StringVar(&class, "class", "document", "coarse class announced on the ledger: document, imaging, report, ... (never patient data)")
+	cmd.Flags().StringVar(&class, "class", ledger.ClassDocument, "the record's class, announced in clear on the ledger: one of "+strings.Join(ledger.Classes(), ", "))
 	cmd.Flags().StringVar(&mediaType, "type", "", "media type (default from the file name)")
 	cmd.Flags().BoolVar(&emergency, "emergency", false, "escrow the key to the network's emergency authorities (break-glass access when this node is offline)")
 	return cmd

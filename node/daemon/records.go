@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,7 +123,10 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 		req.Kind = "file"
 	}
 	if req.Class == "" {
-		req.Class = "document"
+		req.Class = ledger.ClassDocument
+	}
+	if err := ledger.CheckClass(req.Class); err != nil {
+		return nil, api.Errorf(http.StatusBadRequest, "choose one of: "+strings.Join(ledger.Classes(), ", "), "unknown record class %q: the class is announced in clear, so it comes from a fixed set", req.Class)
 	}
 	if req.Replicas <= 0 {
 		req.Replicas = d.Repo.Config.ReplicationFactor

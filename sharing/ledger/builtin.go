@@ -666,8 +666,8 @@ func init() {
 			if r.Replicas == 0 || r.Replicas > 64 {
 				return errors.New("replicas must be 1..64")
 			}
-			if r.Class == "" || len(r.Class) > 32 || !validTypeName(r.Class) {
-				return errors.New("bad class")
+			if err := CheckClass(r.Class); err != nil {
+				return err
 			}
 			if len(r.Prev) > 0 {
 				_, prev, err := recordInView(v, r.Prev)
