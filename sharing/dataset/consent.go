@@ -15,6 +15,7 @@ import (
 	"github.com/medmesh/medmesh/internal/strictcbor"
 
 	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/dicom"
 )
 
 // Entry types.
@@ -87,6 +88,13 @@ func (p *ConsentPayload) Check() error {
 	}
 	if !validScope(p.Modality) || !validScope(p.BodyPart) {
 		return errors.New("consent: modality and body part must be up to 16 of A-Z, 0-9, _")
+	}
+	if p.Modality != "" {
+		// The scope is on the ledger in clear: a modality is one of
+		// DICOM's defined terms, never free text.
+		if m, err := dicom.NormalizeModality(p.Modality); err != nil || m != p.Modality {
+			return fmt.Errorf("consent: modality %q is not a DICOM modality in upper case (MR, CT, ...)", p.Modality)
+		}
 	}
 	if p.Expires < 0 {
 		return errors.New("consent: negative expiry")

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/medmesh/medmesh/storage/dicom"
 )
 
 func castCID(b []byte) (cid.Cid, error) { return cid.Cast(b) }
@@ -38,7 +40,11 @@ func ParseQuery(s string) (Query, error) {
 		}
 		switch strings.ToLower(k) {
 		case "modality":
-			q.Modality = v
+			m, err := dicom.NormalizeModality(v)
+			if err != nil {
+				return q, err
+			}
+			q.Modality = m
 		case "bodypart", "body_part", "body-part":
 			q.BodyPart = v
 		default:

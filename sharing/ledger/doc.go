@@ -62,6 +62,29 @@
 // Every rule is a function of the set of valid entries and the causal
 // relation between them, so the state does not depend on arrival order.
 //
+// # Organisations
+//
+// A member's organisation (a label such as "St Mary", checked by CheckOrg)
+// reaches the ledger at admission. The admin sets it in member.add
+// (`medmesh network invite --org`). When the admission sets none, which is
+// always so for the founding admin (its admission is the genesis), the
+// member states its own with a member.org entry: its daemon does so from
+// its repo's configured org (`medmesh init --org`, `network create --org`).
+// Authority, checked at the entry's causal position: member.org must name
+// its author (a member speaks only for itself), the author must be a member
+// whose organisation is unset there — neither set by its admission nor
+// stated before — so a member states it once and never overrides the
+// admin. Concurrent statements (a modified node) resolve to the earliest in
+// (clock, CID) order. The organisation in force is the latest surviving
+// admission's if it sets one, else the member's statement: an admin's
+// member.add with an org always wins, one without leaves the statement.
+//
+// # Record classes
+//
+// record.announce carries a record's class in clear, so the class comes
+// from a fixed set (Classes, class.go) and an announcement with any other
+// value is invalid: nothing a user types reaches the ledger in clear there.
+//
 // # State
 //
 // The materialized view lives under /ledger in the node's datastore (see

@@ -653,7 +653,7 @@ func (l *Ledger) commit(ctx context.Context, t *txn, applied []*Entry) error {
 	l.met.heads.Set(float64(len(l.heads)))
 	membersChanged := false
 	for _, e := range applied {
-		if e.Type == TypeMemberAdd || e.Type == TypeMemberRemove || e.Type == TypeGenesis {
+		if e.Type == TypeMemberAdd || e.Type == TypeMemberRemove || e.Type == TypeGenesis || e.Type == TypeMemberOrg {
 			membersChanged = true
 		}
 	}

@@ -121,7 +121,8 @@ func (v *causalView) InPast(c cid.Cid) bool {
 // memberState evaluates the membership rule for p over the view:
 // p is a member iff some member.add of p (or the genesis admin) has every
 // member.remove of p in the view in its causal past. Among such surviving
-// adds the latest in (clock, CID) order gives org and roles.
+// adds the latest in (clock, CID) order gives org and roles; when it sets no
+// org, p's own member.org statement does (org.go).
 func (v *causalView) memberState(p peer.ID) (*memberIdx, bool) {
 	rows, err := v.t.list(v.ctx, pIdx+"m/"+p.String()+"/")
 	if err != nil {
@@ -164,6 +165,9 @@ func (v *causalView) memberState(p peer.ID) (*memberIdx, bool) {
 		if ok && (best == nil || before(HLC{best.Wall, best.Counter}, best.entry, HLC{a.Wall, a.Counter}, a.entry)) {
 			best = a
 		}
+	}
+	if best != nil && best.Org == "" { // org.go: the member's own statement
+		best.Org = v.declaredOrg(p)
 	}
 	return best, best != nil
 }
