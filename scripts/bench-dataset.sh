@@ -34,7 +34,7 @@
 #   one provider:    holder1 and holder2 stopped (SIGTERM), the same fetch
 #                    from the clinic alone; the holders are started again
 # The table shows MB (10^6 B) fetched, the daemon's fetch seconds and MB/s
-# (`dataset fetch --json`: bytes_fetched, seconds), the ratio three/one, and
+# (`dataset fetch --json`: fetched_size, seconds), the ratio three/one, and
 # how many bytes each provider's interface sent during the fetch.
 #
 # Environment: RATE (200mbit), DELAY (none, e.g. 10ms; needs the sch_netem
@@ -228,8 +228,8 @@ fetch_once() {
 		k=$((k + 1))
 	done
 	jq -r --arg l "$label" --arg np "$np" --arg wall "$(echo "$t1 - $t0" | bc -l)" --arg sent "${sent%/}" \
-		'[$l, $np, (.bytes_fetched / 1e6), .seconds, .mb_per_s, ($wall | tonumber), $sent] | @tsv' "$work/fetch-$label.json" >>"$work/results.txt"
-	jq -e --argjson n "$((STUDIES * INSTANCES))" '.fetched == $n' "$work/fetch-$label.json" >/dev/null ||
+		'[$l, $np, (.fetched_size / 1e6), .seconds, .mb_per_s, ($wall | tonumber), $sent] | @tsv' "$work/fetch-$label.json" >>"$work/results.txt"
+	jq -e --argjson n "$((STUDIES * INSTANCES))" '.fetched_count == $n' "$work/fetch-$label.json" >/dev/null ||
 		{ echo "fetch $label: not every instance fetched" >&2; exit 1; }
 	stop res
 }

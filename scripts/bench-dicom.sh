@@ -95,7 +95,7 @@ for k in $(seq "$RUNS"); do
 	"$mm" --repo "$A" dicom import "$work/series-$k" --json >"$work/mm-import-$k.json"
 	t1=$(now)
 	kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
-	got=$(jq '[.studies[].added] | add // 0' "$work/mm-import-$k.json")
+	got=$(jq '[.studies[].added_count] | add // 0' "$work/mm-import-$k.json")
 	[[ $got == "$N" ]] || { echo "medmesh imported $got of $N instances: $(head -c 2000 "$work/mm-import-$k.json")" >&2; exit 1; }
 	best mm_s "$(echo "$t1 - $t0" | bc -l)"
 	read -r anon file <"$work/mm-rss-$k.txt"

@@ -18,7 +18,10 @@ When ready it writes the API's address to REPO/api; it removes it on exit.
 One daemon runs on a repo: it holds REPO/repo.lock, and a second daemon on the
 same repo exits at once with code 6, naming the running one's pid, and
 leaves it alone.
-Prometheus metrics are served at /metrics on the API (token required).`,
+Prometheus metrics are served at /metrics on the API (token required).
+Logs go to stderr (--log-json for JSON lines, -v for debug).`,
+		Example: `  medmesh daemon --repo /srv/medmesh
+  medmesh daemon --log-json 2>>/var/log/medmesh.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return daemon.Run(cmd.Context(), repoDir(), daemon.Options{Logger: newLogger()})

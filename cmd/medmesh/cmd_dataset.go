@@ -14,6 +14,9 @@ import (
 
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/sharing/dataset"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -25,24 +28,55 @@ func newConsentCmd() *cobra.Command {
 		Short: "Record patients' consents (research, treatment, ...) on the ledger",
 		Long: `A consent names the patient by a pseudonym keyed with this clinic's secret key:
 the raw patient ID never leaves this node. A revoke cancels this clinic's
-consents of (patient, purpose) it saw and any written concurrently with it.`,
+consents of (patient, purpose) it saw and any written concurrently with it.
+Purposes: ` + strings.Join(ledger.Purposes(), ", ") + `. A consent's scope (--modality, a
+DICOM modality such as MR; --bodypart, a DICOM body part such as LSPINE) is
+on the ledger in clear.`,
+		Example: `  medmesh consent add --patient PAT-0042 --purpose research --modality MR --expires 8760h
+  medmesh consent ls --purpose research
+  medmesh consent revoke --patient PAT-0042 --purpose research`,
 	}
 	var req daemon.ConsentRequest
 	var expires time.Duration
 	flags := func(c *cobra.Command, scope bool) {
 		c.Flags().StringVar(&req.Patient, "patient", "", "patient ID (as in the clinic's DICOM files)")
-		c.Flags().StringVar(&req.Purpose, "purpose", "research", "research, treatment, operations or emergency")
+		c.Flags().StringVar(&req.Purpose, "purpose", ledger.PurposeResearch, strings.Join(ledger.Purposes(), ", "))
 		if scope {
 			c.Flags().StringVar(&req.Modality, "modality", "", "limit to a modality, e.g. MR")
 			c.Flags().StringVar(&req.BodyPart, "bodypart", "", "limit to a body part, e.g. LSPINE")
 			c.Flags().DurationVar(&expires, "expires", 0, "consent lifetime, e.g. 8760h (default: none)")
 		}
 	}
+	// check validates the flags before any daemon is asked.
+	check := func(cmd *cobra.Command) error {
+		if err := checkChoice("--purpose", req.Purpose, ledger.Purposes()); err != nil {
+			return err
+		}
+		if req.Patient == "" || len(req.Patient) > 64 {
+			return invalidf("", "--patient: a patient ID is 1 to 64 characters")
+		}
+		if req.Modality != "" {
+			m, err := dicom.NormalizeModality(req.Modality)
+			if err != nil {
+				return invalidf("", "--modality: %v", err)
+			}
+			req.Modality = m
+		}
+		if f := cmd.Flags().Lookup("expires"); f != nil && f.Changed && expires <= 0 {
+			return invalidf("leave --expires out for a consent without expiry", "--expires %s: a consent's lifetime must be positive", expires)
+		}
+		return nil
+	}
 	add := &cobra.Command{
 		Use:   "add --patient ID --purpose research [--modality MR] [--bodypart LSPINE] [--expires DURATION]",
 		Short: "Record a patient's consent",
-		Args:  cobra.NoArgs,
+		Example: `  medmesh consent add --patient PAT-0042 --purpose research
+  medmesh consent add --patient PAT-0042 --purpose research --modality MR --bodypart LSPINE --expires 8760h --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -60,19 +94,23 @@ consents of (patient, purpose) it saw and any written concurrently with it.`,
 	flags(add, true)
 	add.MarkFlagRequired("patient")
 	revoke := &cobra.Command{
-		Use:   "revoke --patient ID --purpose research",
-		Short: "Revoke a patient's consents for a purpose",
-		Args:  cobra.NoArgs,
+		Use:     "revoke --patient ID --purpose research",
+		Short:   "Revoke a patient's consents for a purpose",
+		Example: `  medmesh consent revoke --patient PAT-0042 --purpose research --json`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd); err != nil {
+				return err
+			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var out map[string]string
+			var out daemon.ConsentRevokeResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/consents/revoke", req, &out); err != nil {
 				return err
 			}
-			return output(out, func() { say("consent for %s revoked (entry %s)", out["purpose"], out["entry"]) })
+			return output(out, func() { say("consent for %s revoked (entry %s)", out.Purpose, out.Entry) })
 		},
 	}
 	flags(revoke, false)
@@ -81,13 +119,22 @@ consents of (patient, purpose) it saw and any written concurrently with it.`,
 	ls := &cobra.Command{
 		Use:   "ls [--patient ID] [--purpose P]",
 		Short: "List this clinic's consents",
-		Args:  cobra.NoArgs,
+		Long: `List the consents this clinic recorded, current, expired and revoked. The
+patient column is the pseudonym on the ledger ("patient" in --json).`,
+		Example: `  medmesh consent ls
+  medmesh consent ls --patient PAT-0042 --purpose research --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if lsReq.Purpose != "" {
+				if err := checkChoice("--purpose", lsReq.Purpose, ledger.Purposes()); err != nil {
+					return err
+				}
+			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var cs []daemon.ConsentInfo
+			cs := []daemon.ConsentInfo{}
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/consents/list", lsReq, &cs); err != nil {
 				return err
 			}
@@ -116,7 +163,7 @@ consents of (patient, purpose) it saw and any written concurrently with it.`,
 		},
 	}
 	ls.Flags().StringVar(&lsReq.Patient, "patient", "", "only this patient ID")
-	ls.Flags().StringVar(&lsReq.Purpose, "purpose", "", "only this purpose")
+	ls.Flags().StringVar(&lsReq.Purpose, "purpose", "", "only this purpose: "+strings.Join(ledger.Purposes(), ", "))
 	cmd.AddCommand(add, revoke, ls)
 	return cmd
 }
@@ -130,22 +177,52 @@ consent covering them, de-identified with one project key (PS3.15 basic
 profile), as a dataset; a researcher granted it fetches every study in
 parallel. A dataset across clinics is federated: each clinic publishes its
 part under the same name and grants it; 'dataset fetch NAME' fetches every
-part into one folder.`,
+part into one folder. A dataset's name is inside its encrypted manifest, not
+on the ledger in clear.`,
+		Example: `  medmesh dataset create lspine-2026 --query 'modality=MR bodypart=LSPINE'
+  medmesh dataset grant lspine-2026 --to 12D3KooW... --expires 2160h
+  medmesh dataset ls
+  medmesh dataset fetch lspine-2026 -o ./lspine`,
 	}
 	var creq daemon.DatasetCreateRequest
 	var records string
 	create := &cobra.Command{
 		Use:   "create NAME (--records ID,ID,... | --query 'modality=MR bodypart=LSPINE')",
 		Short: "Publish a dataset (a new version if NAME exists)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Publish the studies this clinic owns that are selected (by --records or
+--query) and covered by a current research consent, de-identified with the
+project key, as a dataset named NAME. If NAME exists, this is its next
+version: its grantees are granted the new version and the grants of studies
+it drops are revoked. The answer lists the studies included and those left
+out, with the reason.`,
+		Example: `  medmesh dataset create lspine-2026 --query 'modality=MR bodypart=LSPINE' --shift-dates
+  medmesh dataset create pilot --records bafkrei...,bafkrei... --json | jq '.studies | length'`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (records == "") == (creq.Query == "") {
+				return invalidf("e.g. --query 'modality=MR bodypart=LSPINE'", "give --records or --query (one of them)")
+			}
+			creq.Name = args[0]
+			if creq.Name == "" || len(creq.Name) > 128 {
+				return invalidf("", "a dataset name is 1 to 128 bytes")
+			}
+			creq.Records = nil
+			if records != "" {
+				creq.Records = strings.Split(records, ",")
+				for _, r := range creq.Records {
+					if err := checkRecord(r); err != nil {
+						return err
+					}
+				}
+			}
+			if creq.Query != "" {
+				if _, err := dataset.ParseQuery(creq.Query); err != nil {
+					return invalidf("", "--query: %v", err)
+				}
+			}
 			c, err := client()
 			if err != nil {
 				return err
-			}
-			creq.Name = args[0]
-			if records != "" {
-				creq.Records = strings.Split(records, ",")
 			}
 			if creq.ProjectKeyFile != "" {
 				if creq.ProjectKeyFile, err = filepath.Abs(creq.ProjectKeyFile); err != nil {
@@ -179,8 +256,19 @@ part into one folder.`,
 	grant := &cobra.Command{
 		Use:   "grant DATASET --to PEERID",
 		Short: "Grant a dataset and every study in it (purpose research)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Grant the newest version of the dataset this clinic publishes under DATASET
+(a name or record ID), its manifest and every study in it, to a member for
+research. For a federated dataset each clinic grants its own part.`,
+		Example: `  medmesh dataset grant lspine-2026 --to 12D3KooW... --expires 2160h
+  medmesh dataset grant lspine-2026 --to 12D3KooW... --json | jq '.[].record_count'`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPeer("--to", to); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("expires") && gexp <= 0 {
+				return invalidf("leave --expires out for a grant without expiry", "--expires %s: a grant's lifetime must be positive", gexp)
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -189,7 +277,7 @@ part into one folder.`,
 			if gexp > 0 {
 				req.Expires = gexp.String()
 			}
-			var out []daemon.DatasetGrantResult
+			out := []daemon.DatasetGrantResult{}
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/datasets/"+pathEscape(args[0])+"/grants", req, &out); err != nil {
 				return err
 			}
@@ -207,13 +295,15 @@ part into one folder.`,
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List datasets this node published or may read",
-		Args:  cobra.NoArgs,
+		Example: `  medmesh dataset ls
+  medmesh dataset ls --json | jq -r '.[] | [.name, .version, .study_count] | @tsv'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var ds []daemon.DatasetInfo
+			ds := []daemon.DatasetInfo{}
 			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/datasets", nil, &ds); err != nil {
 				return err
 			}
@@ -233,8 +323,17 @@ part into one folder.`,
 	fetch := &cobra.Command{
 		Use:   "fetch DATASET... -o DIR",
 		Short: "Fetch every study of a dataset (resumable) with manifest.csv",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Fetch, verify and decrypt every study of the datasets (names or record IDs;
+a name fetches every clinic's part) into DIR, several instances at once from
+every holder, with DIR/manifest.csv listing each file and its SHA-256. An
+interrupted fetch resumes where it stopped: run the same command again.`,
+		Example: `  medmesh dataset fetch lspine-2026 -o ./lspine
+  medmesh dataset fetch lspine-2026 -o ./lspine --parallel 16 --json | jq .fetched_size`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("parallel") && (par < 1 || par > 256) {
+				return invalidf("", "--parallel must be 1..256")
+			}
 			c, err := client()
 			if err != nil {
 				return err

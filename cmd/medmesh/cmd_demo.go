@@ -29,7 +29,11 @@ func newDemoCmd() *cobra.Command {
 		Long: `Start a clinic, a radiology department and a hospital as three real nodes on
 127.0.0.1 in a temporary directory, share a sample record between them through
 the DHT and the ledger, and print what happened. Nothing outside the temporary
-directory is touched; it is removed at the end unless --keep.`,
+directory is touched; it is removed at the end unless --keep. With --json it
+prints {"steps": [...], "seconds": ..., "dir": ...} at the end ("dir" is null
+unless --keep).`,
+		Example: `  medmesh demo
+  medmesh demo --keep --json | jq -r .dir`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := os.MkdirTemp("", "medmesh-demo-")
@@ -39,11 +43,33 @@ directory is touched; it is removed at the end unless --keep.`,
 			if !keep {
 				defer os.RemoveAll(dir)
 			}
-			return runDemo(cmd.Context(), dir, os.Stdout)
+			if !g.json {
+				return runDemo(cmd.Context(), dir, os.Stdout)
+			}
+			var buf bytes.Buffer
+			start := time.Now()
+			if err := runDemo(cmd.Context(), dir, &buf); err != nil {
+				return err
+			}
+			res := demoResult{Steps: []string{}, Seconds: time.Since(start).Seconds()}
+			for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+				res.Steps = append(res.Steps, strings.TrimPrefix(l, "• "))
+			}
+			if keep {
+				res.Dir = &dir
+			}
+			return printJSON(res)
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo's repos (printed) instead of removing them")
 	return cmd
+}
+
+// demoResult is what `demo --json` prints.
+type demoResult struct {
+	Steps   []string `json:"steps"`
+	Seconds float64  `json:"seconds"`
+	Dir     *string  `json:"dir"` // the kept repos (--keep), else null
 }
 
 // runDemo is the demo's story; tests run it too.

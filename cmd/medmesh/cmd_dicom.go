@@ -1,15 +1,17 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/spf13/cobra"
 )
 
@@ -22,9 +24,19 @@ encrypted file per instance, the study's index in the encrypted manifest. The
 node keeps an encrypted local index of its studies for queries. The same
 studies are served over DICOMweb (STOW-RS, QIDO-RS, WADO-RS) under /dicomweb on
 the node's API, with the API token.`,
+		Example: `  medmesh dicom import /mnt/modality-out
+  medmesh dicom query --modality mr --from 2026-01-01
+  medmesh dicom export bafkrei... -o ./study
+  medmesh dicom deidentify bafkrei... --shift-dates`,
 	}
 	cmd.AddCommand(newDicomImportCmd(), newDicomQueryCmd(), newDicomExportCmd(), newDicomDeidCmd())
 	return cmd
+}
+
+// isDate accepts YYYYMMDD or YYYY-MM-DD.
+func isDate(s string) bool {
+	n := strings.ReplaceAll(s, "-", "")
+	return len(n) == 8 && strings.Trim(n, "0123456789") == ""
 }
 
 func absPaths(args []string) ([]string, error) {
@@ -35,7 +47,7 @@ func absPaths(args []string) ([]string, error) {
 			return nil, err
 		}
 		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("cannot read %s: %w", a, err)
+			return nil, invalidf("", "cannot read %s: %v", a, err)
 		}
 		out = append(out, p)
 	}
@@ -50,8 +62,11 @@ func newDicomImportCmd() *cobra.Command {
 study and series and store each study as a record. A DICOMDIR is skipped (it
 is an index). A study this node already has gets a new version holding the old
 and the new instances; instances already stored are skipped. Every file is
-reported: in a study, skipped, or rejected with its reason. Exits non-zero if
-any file was rejected.`,
+reported: in a study, skipped, or rejected with its reason. If any file was
+rejected the command exits 2 (invalid input) after storing the others; with
+--json the report is still printed on stdout and the error on stderr.`,
+		Example: `  medmesh dicom import /mnt/modality-out
+  medmesh dicom import study1/ extra.dcm --json | jq -r '.studies[].id'`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			paths, err := absPaths(args)
@@ -85,7 +100,7 @@ any file was rejected.`,
 				}
 			})
 			if err == nil && len(res.Rejected) > 0 {
-				err = fmt.Errorf("%d file(s) rejected, %d stud(ies) stored", len(res.Rejected), len(res.Studies))
+				err = invalidf("the report lists each rejected file and why", "%d file(s) rejected, %d stud(ies) stored", len(res.Rejected), len(res.Studies))
 			}
 			return err
 		},
@@ -97,8 +112,25 @@ func newDicomQueryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "query",
 		Short: "Search this node's encrypted study index",
-		Args:  cobra.NoArgs,
+		Long: `Search the studies this node stored or was granted, by patient ID, modality
+(a DICOM modality, any case), Study Instance UID and study date range. Every
+filter given must match. Prints [] when nothing matches.`,
+		Example: `  medmesh dicom query --patient PAT-0042
+  medmesh dicom query --modality mr --from 2026-01-01 --to 2026-03-31 --json | jq -r '.[].id'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if modality != "" {
+				m, err := dicom.NormalizeModality(modality)
+				if err != nil {
+					return invalidf("", "--modality: %v", err)
+				}
+				modality = m
+			}
+			for flag, v := range map[string]string{"--from": from, "--to": to} {
+				if v != "" && !isDate(v) {
+					return invalidf("write dates as YYYYMMDD or YYYY-MM-DD", "%s %q is not a date", flag, v)
+				}
+			}
 			c, err := client()
 			if err != nil {
 				return err
@@ -109,7 +141,7 @@ func newDicomQueryCmd() *cobra.Command {
 					q.Set(k, v)
 				}
 			}
-			var hits []daemon.DicomStudyHit
+			hits := []daemon.DicomStudyHit{}
 			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/dicom/studies?"+q.Encode(), nil, &hits); err != nil {
 				return err
 			}
@@ -132,7 +164,7 @@ func newDicomQueryCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&patient, "patient", "", "Patient ID (exact)")
-	f.StringVar(&modality, "modality", "", "modality of a series in the study (CT, MR, ...)")
+	f.StringVar(&modality, "modality", "", "modality of a series in the study (CT, MR, ...; any case)")
 	f.StringVar(&study, "study", "", "Study Instance UID")
 	f.StringVar(&from, "from", "", "first study date, YYYYMMDD or YYYY-MM-DD")
 	f.StringVar(&to, "to", "", "last study date, YYYYMMDD or YYYY-MM-DD")
@@ -148,11 +180,23 @@ func newDicomExportCmd() *cobra.Command {
 		Long: `Fetch, verify and decrypt a study (one the node owns or was granted) and write
 each instance as DIR/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm, through a
 temporary file renamed into place once complete. With --series only that
-series' files are fetched. Reading another node's study is audited.`,
+series' files are fetched. Reading another node's study is audited with
+--purpose.`,
+		Example: `  medmesh dicom export bafkrei... -o ./study
+  medmesh dicom export bafkrei... -o ./study --series 1.2.840... --json | jq .instance_count`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
 			if out == "" {
-				return errors.New("-o DIR is required")
+				return invalidf("", "-o DIR is required")
+			}
+			if err := checkChoice("--purpose", purpose, ledger.Purposes()); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("version") && version < 1 {
+				return invalidf("", "--version must be 1 or more")
 			}
 			dir, err := filepath.Abs(out)
 			if err != nil {
@@ -177,7 +221,7 @@ series' files are fetched. Reading another node's study is audited.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "folder to write into")
 	cmd.Flags().StringVar(&series, "series", "", "export only this Series Instance UID")
 	cmd.Flags().IntVar(&version, "version", 0, "export this version (default: the newest you may read)")
-	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "purpose of this access, for the audit trail")
+	cmd.Flags().StringVar(&purpose, "purpose", ledger.PurposeTreatment, "purpose of this access, for the audit trail: "+strings.Join(ledger.Purposes(), ", "))
 	return cmd
 }
 
@@ -192,9 +236,18 @@ de-identification profile into a new "dicom-study" record. UIDs and the
 patient pseudonym are keyed by the project key (--project-key-file, or the
 repo's dicom-project.key, created 0600 on first use): the same key keeps a
 project's studies linked. Instances that may carry burned-in text (US,
-secondary capture, BurnedInAnnotation YES) are excluded and listed.`,
+secondary capture, BurnedInAnnotation YES) are excluded and listed. Prints the
+new record's ID.`,
+		Example: `  medmesh dicom deidentify bafkrei... --shift-dates
+  medmesh dicom deidentify bafkrei... --project-key-file ./project.key --json | jq -r .id`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
+			if err := checkChoice("--purpose", req.Purpose, ledger.Purposes()); err != nil {
+				return err
+			}
 			req.Record = args[0]
 			if keyFile != "" {
 				p, err := filepath.Abs(keyFile)
@@ -224,6 +277,6 @@ secondary capture, BurnedInAnnotation YES) are excluded and listed.`,
 	f.BoolVar(&req.RetainPatientCharacteristics, "retain-patient-characteristics", false, "keep sex, age, size, weight (PS3.15 E.3.7)")
 	f.BoolVar(&req.ShiftDates, "shift-dates", false, "shift dates by a per-patient offset instead of removing them (E.3.6)")
 	f.StringVar(&keyFile, "project-key-file", "", "project key file (16+ bytes, mode 0600)")
-	f.StringVar(&req.Purpose, "purpose", "research", "purpose recorded when the source is another node's study")
+	f.StringVar(&req.Purpose, "purpose", ledger.PurposeResearch, "purpose recorded when the source is another node's study: "+strings.Join(ledger.Purposes(), ", "))
 	return cmd
 }

@@ -1,14 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/ledger"
@@ -26,15 +28,30 @@ func newInitCmd() *cobra.Command {
 
 Defaults: libp2p on TCP 4101 on all interfaces, API on 127.0.0.1:5101.
 Use --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 to let the OS pick ports,
-so that several nodes can run on one machine.`,
+so that several nodes can run on one machine.
+
+--org is this node's organisation. Members see it on the ledger and
+replication spreads copies across organisations. The admin's --org on
+` + "`network invite`" + ` takes precedence; without one, the daemon states this one
+on the ledger once it is a member.`,
+		Example: `  medmesh init --repo /srv/medmesh --org "St Mary"
+  medmesh init --repo /tmp/n1 --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if org != "" {
+				if err := ledger.CheckOrg(org); err != nil {
+					return invalidf("", "--org: %v", err)
+				}
+			}
+			if err := repo.ValidateAPIAddr(apiAddr); err != nil {
+				return invalidf("", "--api: %v", err)
+			}
 			r, err := repo.Init(repoDir(), repo.InitOptions{Listen: listen, API: apiAddr, Org: org})
 			if err != nil {
 				return err
 			}
 			id, _ := r.PeerID()
-			return output(map[string]string{"peer_id": id.String(), "repo": r.Dir}, func() {
+			return output(initResult{Peer: id.String(), Repo: r.Dir, Org: org}, func() {
 				say("initialised medmesh repo %s", r.Dir)
 				say("peer ID: %s", id)
 				say("next: `medmesh network create --repo %s --name NAME` (first node) or `medmesh network join --repo %s TOKEN`", r.Dir, r.Dir)
@@ -47,11 +64,25 @@ so that several nodes can run on one machine.`,
 	return cmd
 }
 
+// initResult is what `init --json` prints.
+type initResult struct {
+	Peer string `json:"peer"`
+	Repo string `json:"repo"`
+	Org  string `json:"org"`
+}
+
 func newIDCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "id",
 		Short: "Print this node's peer ID, addresses and public keys (daemon not needed)",
-		Args:  cobra.NoArgs,
+		Long: `Print this node's peer ID, listen addresses, key-wrapping public key and
+organisation. With a daemon running it also says whether the node is a member
+(and admin) of its network and how many peers it is connected to ("daemon":
+true); without one, those come from the repo alone ("daemon": false) and
+member, admin and peer_count are false and 0.`,
+		Example: `  medmesh id
+  medmesh id --json | jq -r .peer`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			info, err := localID()
 			if err != nil {
@@ -62,7 +93,11 @@ func newIDCmd() *cobra.Command {
 				var live api.IDInfo
 				if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/id", nil, &live); err == nil {
 					info = &live
+					info.Daemon = true
 				}
+			}
+			if info.Addrs == nil {
+				info.Addrs = []string{}
 			}
 			return output(info, func() {
 				say("peer ID:        %s", info.Peer)
@@ -70,8 +105,13 @@ func newIDCmd() *cobra.Command {
 					say("address:        %s", a)
 				}
 				say("KEM public key: %s…", info.KEMPublicKey[:32])
-				if info.NetworkID != "" {
+				if info.Org != "" {
+					say("organisation:   %s", info.Org)
+				}
+				if info.NetworkID != "" && info.Daemon {
 					say("network:        %s (member: %v, admin: %v, peers: %d)", info.NetworkID, info.Member, info.Admin, info.PeerCount)
+				} else if info.NetworkID != "" {
+					say("network:        %s (no daemon running)", info.NetworkID)
 				}
 			})
 		},
@@ -91,7 +131,7 @@ func localID() (*api.IDInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &api.IDInfo{Peer: id.String(), KEMPublicKey: base64.StdEncoding.EncodeToString(kem.Public())}
+	info := &api.IDInfo{Peer: id.String(), KEMPublicKey: base64.StdEncoding.EncodeToString(kem.Public()), Org: r.Config.Org}
 	for _, a := range r.Config.Listen {
 		info.Addrs = append(info.Addrs, a+"/p2p/"+id.String())
 	}
@@ -109,22 +149,45 @@ func newNetworkCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "network",
 		Short: "Create, invite to and join a private network",
+		Long: `A network is private: its members are admitted on the ledger by its admin and
+its traffic is encrypted with a pre-shared key that only invite tokens carry.
+The first node creates it (and is its admin); the admin invites each other
+node by peer ID; the invited node joins with the token.`,
+		Example: `  # on the first node (stopped)
+  medmesh network create --name regional-imaging --org "St Mary"
+  # on the admin's node (running), for each clinic
+  medmesh network invite --peer 12D3KooW... --org "Central Lab"
+  # on the new node (stopped)
+  medmesh network join medmesh-invite-1:...`,
 	}
-	var name string
+	var name, createOrg string
 	create := &cobra.Command{
-		Use:   "create --name NAME",
+		Use:   "create --name NAME [--org ORG]",
 		Short: "Make this node the first member and admin of a new network (node stopped)",
-		Args:  cobra.NoArgs,
+		Long: `Make this node the first member and the admin of a new network: write the
+network's genesis entry and a fresh pre-shared key into the repo. The node's
+organisation (--org, else the one given to ` + "`init`" + `) is stated on the ledger by
+the daemon when it starts.`,
+		Example: `  medmesh network create --repo /srv/medmesh --name regional-imaging --org "St Mary"`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if name == "" {
-				return errors.New("--name is required")
+				return invalidf("e.g. --name regional-imaging", "--name is required")
+			}
+			if len(name) > 128 {
+				return invalidf("", "--name: at most 128 bytes")
+			}
+			if createOrg != "" {
+				if err := ledger.CheckOrg(createOrg); err != nil {
+					return invalidf("", "--org: %v", err)
+				}
 			}
 			r, err := repo.Open(repoDir())
 			if err != nil {
 				return err
 			}
 			if r.HasNetwork() {
-				return fmt.Errorf("%s already belongs to a network", r.Dir)
+				return withCode(exitConflict, fmt.Errorf("%s already belongs to a network", r.Dir), "use a new repo for another network")
 			}
 			key, err := r.Identity()
 			if err != nil {
@@ -138,16 +201,23 @@ func newNetworkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if createOrg != "" && createOrg != r.Config.Org {
+				r.Config.Org = createOrg
+				if err := r.SaveConfig(); err != nil {
+					return err
+				}
+			}
 			if err := r.SetNetwork(&repo.Network{Genesis: gen, PSK: psk}); err != nil {
 				return err
 			}
-			return output(map[string]string{"network_id": nid.String(), "name": name}, func() {
+			return output(networkResult{NetworkID: nid.String(), Name: name, Org: r.Config.Org, Bootstrap: []string{}}, func() {
 				say("created network %q (%s); this node is its admin", name, nid)
 				say("next: `medmesh daemon --repo %s`, then `medmesh network invite --repo %s --peer PEERID` for each clinic", r.Dir, r.Dir)
 			})
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "network name")
+	create.Flags().StringVar(&createOrg, "org", "", "this node's organisation (default: the one given to init)")
 
 	var peerID, org string
 	var roles []string
@@ -156,11 +226,27 @@ func newNetworkCmd() *cobra.Command {
 		Short: "Admit a node as a member and print its invite token (admin, daemon running)",
 		Long: `Admit a node as a member (a signed member.add entry on the ledger) and print a
 one-line invite token as the last line. The token carries the network's
-pre-shared key: hand it to the new member's operator over a trusted channel.`,
+pre-shared key: hand it to the new member's operator over a trusted channel.
+
+--org sets the member's organisation on the ledger; without it, the member
+states its own (from its ` + "`init --org`" + `) once admitted. --role emergency lets
+the member issue short emergency grants for records added with --emergency.`,
+		Example: `  medmesh network invite --peer 12D3KooWAbc... --org "Central Lab"
+  medmesh network invite --peer 12D3KooWAbc... --role emergency --json | jq -r .token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := peer.Decode(peerID); err != nil {
-				return fmt.Errorf("--peer %q is not a peer ID (the new node prints it with `medmesh id`): %v", peerID, err)
+			if err := checkPeer("--peer", peerID); err != nil {
+				return err
+			}
+			if org != "" {
+				if err := ledger.CheckOrg(org); err != nil {
+					return invalidf("", "--org: %v", err)
+				}
+			}
+			for _, r := range roles {
+				if err := checkChoice("--role", r, []string{ledger.RoleEmergency}); err != nil {
+					return err
+				}
 			}
 			c, err := client()
 			if err != nil {
@@ -183,7 +269,9 @@ pre-shared key: hand it to the new member's operator over a trusted channel.`,
 	join := &cobra.Command{
 		Use:   "join TOKEN",
 		Short: "Store an invite token; the next daemon start dials the inviter (node stopped)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  medmesh network join medmesh-invite-1:eyJn...
+  medmesh daemon`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inv, err := repo.DecodeInvite(args[0])
 			if err != nil {
@@ -194,7 +282,12 @@ pre-shared key: hand it to the new member's operator over a trusted channel.`,
 				return err
 			}
 			if _, err := ledger.NetworkIDOf(inv.Genesis); err != nil {
-				return fmt.Errorf("invite carries an invalid network genesis: %w", err)
+				return invalidf("", "invite carries an invalid network genesis: %v", err)
+			}
+			if r.HasNetwork() {
+				if n, err := r.Network(); err == nil && !bytes.Equal(n.Genesis, inv.Genesis) {
+					return withCode(exitConflict, errors.New("this node already belongs to another network"), "use a new repo to join a different one")
+				}
 			}
 			if err := r.SetNetwork(&repo.Network{Genesis: inv.Genesis, PSK: inv.PSK}); err != nil {
 				return err
@@ -212,7 +305,13 @@ pre-shared key: hand it to the new member's operator over a trusted channel.`,
 				return err
 			}
 			nid, _ := ledger.NetworkIDOf(inv.Genesis)
-			return output(map[string]any{"network_id": nid.String(), "bootstrap": inv.Addrs}, func() {
+			name := ""
+			if g, err := ledger.DecodeEntry(inv.Genesis); err == nil {
+				if d := ledger.Describe(g); d != nil {
+					name, _ = d["name"].(string)
+				}
+			}
+			return output(networkResult{NetworkID: nid.String(), Name: name, Org: r.Config.Org, Bootstrap: inv.Addrs}, func() {
 				say("joined network %s; bootstrap: %s", nid, strings.Join(inv.Addrs, ", "))
 				say("next: `medmesh daemon --repo %s`", r.Dir)
 			})
@@ -220,6 +319,49 @@ pre-shared key: hand it to the new member's operator over a trusted channel.`,
 	}
 	cmd.AddCommand(create, invite, join)
 	return cmd
+}
+
+// networkResult is what `network create` and `network join` print.
+type networkResult struct {
+	NetworkID string   `json:"network_id"`
+	Name      string   `json:"name"`
+	Org       string   `json:"org"`       // this node's configured organisation
+	Bootstrap []string `json:"bootstrap"` // addresses the daemon dials first
+}
+
+func newMembersCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the network's members with their organisations and roles",
+		Long: `List the members of the network as this node's ledger has them: peer ID,
+organisation (set by the admin at invite, or stated by the member itself) and
+roles (admin, emergency).`,
+		Example: `  medmesh members
+  medmesh members --json | jq -r '.[] | [.peer, .org] | @tsv'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			ms := []api.Member{}
+			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/members", nil, &ms); err != nil {
+				return err
+			}
+			return output(ms, func() {
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PEER\tORG\tROLES")
+				for _, m := range ms {
+					org := m.Org
+					if org == "" {
+						org = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Peer, org, strings.Join(m.Roles, ","))
+				}
+				tw.Flush()
+			})
+		},
+	}
 }
 
 // pathEscape escapes one path segment.

@@ -27,11 +27,23 @@ func newAddCmd() *cobra.Command {
 		Short: "Encrypt and store a file as a record; prints its record ID",
 		Long: `Stream FILE into the node: cut into chunks, each sealed with AES-256-GCM under a
 fresh random data key for this record, stored as content-addressed blocks and
-announced on the network. The data key is kept only wrapped to this node's key.`,
+announced on the network. The data key is kept only wrapped to this node's key.
+
+The file's name and media type go into the encrypted manifest. The only
+description other members see is --class, from a fixed set:
+  ` + strings.Join(ledger.Classes(), ", ") + `
+(document is the default; imaging is for DICOM studies, which ` + "`dicom import`" + `
+stores; dataset is for research datasets).`,
+		Example: `  medmesh add report.pdf --class report
+  medmesh add labs.json --class lab --type application/fhir+json --replicas 3
+  ID=$(medmesh add discharge.pdf --class discharge --json | jq -r .id)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkChoice("--class", class, ledger.Classes()); err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("replicas") && (replicas < 1 || replicas > 64) {
+				return invalidf("", "--replicas must be 1..64 (nodes that should hold the record, owner included)")
 			}
 			return upload(cmd, args[0], api.Prefix+"/records", url.Values{
 				"replicas":  {strconv.Itoa(replicas)},
@@ -52,7 +64,13 @@ func newUpdateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update RECORD FILE",
 		Short: "Store a new version of a record under a fresh key, for the owner and current grantees only",
-		Args:  cobra.ExactArgs(2),
+		Long: `Store FILE as the next version of RECORD (owner only). The new version has a
+fresh data key, wrapped to the owner and to the grantees whose grants are
+current: a revoked peer never receives it. It keeps the record's class,
+replicas and emergency escrow. Prints the new version's record ID.`,
+		Example: `  medmesh update bafkrei... report-v2.pdf
+  medmesh update bafkrei... report-v2.pdf --json | jq .version`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
 				return err
@@ -66,7 +84,7 @@ func newUpdateCmd() *cobra.Command {
 func upload(cmd *cobra.Command, path, endpoint string, q url.Values) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", path, err)
+		return invalidf("", "cannot read %s: %v", path, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
@@ -74,7 +92,7 @@ func upload(cmd *cobra.Command, path, endpoint string, q url.Values) error {
 		return err
 	}
 	if st.IsDir() {
-		return fmt.Errorf("%s is a directory (for DICOM folders use `medmesh dicom import`)", path)
+		return invalidf("for DICOM folders use `medmesh dicom import`", "%s is a directory", path)
 	}
 	c, err := client()
 	if err != nil {
@@ -111,14 +129,20 @@ plaintext hash. FILE appears only when everything checked out (written to a
 temporary file, synced and renamed). If -o names an existing directory, the
 file is written into it under the record's name (as cp does), or under the
 record ID if the record has no usable name. Reading another node's record is
-recorded on the ledger's audit trail with --purpose.`,
+recorded on the ledger's audit trail with --purpose (` + strings.Join(ledger.Purposes(), ", ") + `).`,
 		Example: `  medmesh get bafkrei… -o report.pdf
   medmesh get bafkrei… -o ~/Downloads/      # writes ~/Downloads/<record name>
-  medmesh get bafkrei… -o report.pdf --json # {"id", "file", "size", "seconds"}`,
+  medmesh get bafkrei… -o report.pdf --version 1 --purpose operations --json # {"id", "file", "size", "seconds"}`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
 				return err
+			}
+			if err := checkChoice("--purpose", purpose, ledger.Purposes()); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("version") && version < 1 {
+				return invalidf("", "--version must be 1 or more")
 			}
 			if out == "" {
 				return invalidf("", "-o FILE is required")
@@ -164,15 +188,20 @@ recorded on the ledger's audit trail with --purpose.`,
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write, or an existing directory to write into under the record's name")
 	cmd.Flags().IntVar(&version, "version", 0, "fetch this version (default: the newest you may read)")
-	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "purpose of this access, for the audit trail")
+	cmd.Flags().StringVar(&purpose, "purpose", ledger.PurposeTreatment, "purpose of this access, for the audit trail: "+strings.Join(ledger.Purposes(), ", "))
 	return cmd
 }
 
 func newLsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls",
-		Short: "List the records this node owns or holds",
-		Args:  cobra.NoArgs,
+		Short: "List the records this node owns, holds or may read",
+		Long: `List the records this node owns, holds a replica of, or has a current grant
+for, newest first: size, version, class, owner, and replication (holders with
+a "held" receipt, owner included, against the wanted replicas).`,
+		Example: `  medmesh ls
+  medmesh ls --json | jq -r '.[] | select(.under_replicated) | .id'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {

@@ -2,22 +2,9 @@ package main
 
 import (
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/spf13/cobra"
 )
-
-// gcResult mirrors daemon.GCResult (the CLI does not import the daemon).
-type gcResult struct {
-	RemovedBlocks     int   `json:"removed_blocks"`
-	RemovedBytes      int64 `json:"removed_bytes"`
-	KeptRecords       int   `json:"kept_records"`
-	SkippedInProgress int   `json:"skipped_in_progress"`
-}
-
-type reprovideResult struct {
-	Blocks int     `json:"blocks"`
-	Failed int     `json:"failed"`
-	PerSec float64 `json:"blocks_per_second"`
-}
 
 func newGCCmd() *cobra.Command {
 	return &cobra.Command{
@@ -27,13 +14,15 @@ func newGCCmd() *cobra.Command {
 pins as a replica holder, nor holds a current grant for. Pinned blocks and
 blocks of records being fetched or added are never removed; ledger entries
 are never touched.`,
+		Example: `  medmesh gc
+  medmesh gc --json | jq .removed_size`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var res gcResult
+			var res daemon.GCResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/gc", nil, &res); err != nil {
 				return err
 			}
@@ -51,13 +40,18 @@ func newReprovideCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "reprovide",
 		Short: "Re-announce every block this node owns or holds on the DHT now",
-		Args:  cobra.NoArgs,
+		Long: `Announce every block of the records this node owns or holds a replica of on
+the DHT now, instead of waiting for the periodic reprovide, so that peers find
+this node as a provider (after a network change, say).`,
+		Example: `  medmesh reprovide
+  medmesh reprovide --json | jq .blocks_per_second`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			var res reprovideResult
+			var res daemon.ReprovideResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/reprovide", nil, &res); err != nil {
 				return err
 			}

@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/spf13/cobra"
 )
 
@@ -16,10 +20,13 @@ func newGrantCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "grant RECORD --to PEERID [--purpose P] [--expires DURATION]",
 		Short: "Share a record: wrap its key to the grantee's public key, on the ledger",
-		Long: `Wrap the record's data key to the grantee's announced HPKE public key and publish
-a signed grant entry. Purposes: treatment, research, operations, emergency.
+		Long: `Wrap the data key of every version of the record to the grantee's announced
+HPKE public key and publish a signed grant entry per version (owner only).
+Purposes: ` + strings.Join(ledger.Purposes(), ", ") + `.
 An emergency grant may be issued by an emergency authority for a record added
 with --emergency; it expires within 24h and is flagged in the audit.`,
+		Example: `  medmesh grant bafkrei... --to 12D3KooW... --purpose treatment --expires 720h
+  medmesh grant bafkrei... --to 12D3KooW... --json | jq -r .entry`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
@@ -27,6 +34,12 @@ with --emergency; it expires within 24h and is flagged in the audit.`,
 			}
 			if err := checkPeer("--to", to); err != nil {
 				return err
+			}
+			if err := checkChoice("--purpose", purpose, ledger.Purposes()); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("expires") && expires <= 0 {
+				return invalidf("leave --expires out for a grant without expiry", "--expires %s: a grant's lifetime must be positive", expires)
 			}
 			c, err := client()
 			if err != nil {
@@ -44,7 +57,7 @@ with --emergency; it expires within 24h and is flagged in the audit.`,
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "grantee peer ID")
-	cmd.Flags().StringVar(&purpose, "purpose", "treatment", "treatment, research, operations or emergency")
+	cmd.Flags().StringVar(&purpose, "purpose", ledger.PurposeTreatment, strings.Join(ledger.Purposes(), ", "))
 	cmd.Flags().DurationVar(&expires, "expires", 0, "grant lifetime, e.g. 720h (default: no expiry; emergency: 24h)")
 	cmd.MarkFlagRequired("to")
 	return cmd
@@ -54,7 +67,12 @@ func newGrantsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "grants RECORD",
 		Short: "List a record's current grants",
-		Args:  cobra.ExactArgs(1),
+		Long: `List the current grants of every version of a record: grantee, purpose and
+expiry ("expires": null when the grant does not expire; "expired": true once
+it has).`,
+		Example: `  medmesh grants bafkrei...
+  medmesh grants bafkrei... --json | jq -r '.[] | select(.expired | not) | .grantee'`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
 				return err
@@ -98,6 +116,8 @@ func newRevokeCmd() *cobra.Command {
 record and every holder refuses its block requests. Revocation cannot take back
 what the grantee already decrypted: to protect future changes, store them with
 ` + "`medmesh update`" + `, which uses a fresh key the revoked peer never receives.`,
+		Example: `  medmesh revoke bafkrei... --from 12D3KooW...
+  medmesh revoke bafkrei... --from 12D3KooW... --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
@@ -126,7 +146,9 @@ func newAuditCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "audit RECORD",
 		Short: "List who read a record, when and for what purpose (accounting of disclosures)",
-		Args:  cobra.ExactArgs(1),
+		Example: `  medmesh audit bafkrei...
+  medmesh audit bafkrei... --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
 				return err
@@ -161,8 +183,15 @@ func newAuditCmd() *cobra.Command {
 func newStatusCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status RECORD",
-		Short: "Show a record's replication: wanted, holders with receipts, reachable, providers",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a record's replication: wanted replicas, holders, reachable, providers",
+		Long: `Show a record's replication as this node sees it: the wanted number of
+replicas (owner included), the holders (the owner and peers with a "held"
+receipt on the ledger), which of them this node is connected to, the
+providers the DHT returns within 2 s, and when this node last verified a
+holder's copy ("last_verified": null if never).`,
+		Example: `  medmesh status bafkrei...
+  medmesh status bafkrei... --json | jq '.holders | length'`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkRecord(args[0]); err != nil {
 				return err
@@ -176,31 +205,64 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			return output(st, func() {
-				say("record:    %s", st.ID)
-				say("replicas:  %d", st.Replicas)
-				say("holders:   %d %v", len(st.Holders), st.Holders)
-				say("reachable: %d %v", len(st.Reachable), st.Reachable)
-				say("providers: %d", len(st.Providers))
+				say("record:        %s", st.ID)
+				say("replicas:      %d wanted", st.Replicas)
+				say("holders:       %d %v", len(st.Holders), st.Holders)
+				say("reachable:     %d %v", len(st.Reachable), st.Reachable)
+				say("providers:     %d", len(st.Providers))
+				if st.LastVerified.IsZero() {
+					say("last verified: never")
+				} else {
+					say("last verified: %s", st.LastVerified.UTC().Format(time.RFC3339))
+				}
 			})
 		},
 	}
 }
 
 func newLedgerCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "ledger", Short: "Inspect and verify the gossip ledger"}
+	cmd := &cobra.Command{
+		Use:   "ledger",
+		Short: "Inspect and verify the gossip ledger",
+		Long: `The ledger is the network's signed, hash-linked log: membership, keys, record
+announcements, grants, revocations, the audit trail, replica receipts,
+consents. Every node replays it to the same state.`,
+		Example: `  medmesh ledger log --type member.add
+  medmesh ledger heads
+  medmesh ledger verify`,
+	}
 	var typ string
 	var limit int
 	logCmd := &cobra.Command{
 		Use:   "log",
 		Short: "List ledger entries, newest first",
-		Args:  cobra.NoArgs,
+		Long: `List ledger entries, newest first: entry CID, type, author, time, parents.
+For membership and record announcements the payload's clear-text fields are
+shown too (--json "payload": the member's peer, org and roles; a record's id,
+class, version, size, replicas) — exactly what every member can read.
+Types: ` + strings.Join(ledger.TypeNames(), ", ") + `.`,
+		Example: `  medmesh ledger log --limit 20
+  medmesh ledger log --type member.org --json | jq -r '.[].payload.org'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if typ != "" {
+				if err := checkChoice("--type", typ, ledger.TypeNames()); err != nil {
+					return err
+				}
+			}
+			if limit < 0 {
+				return invalidf("", "--limit must be 0 (all) or more")
+			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
 			var es []api.LedgerEntry
-			if err := c.Do(ctxOf(cmd), "GET", fmt.Sprintf("%s/ledger/log?type=%s&limit=%d", api.Prefix, typ, limit), nil, &es); err != nil {
+			q := url.Values{"limit": {strconv.Itoa(limit)}}
+			if typ != "" {
+				q.Set("type", typ)
+			}
+			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/ledger/log?"+q.Encode(), nil, &es); err != nil {
 				return err
 			}
 			if es == nil {
@@ -216,12 +278,13 @@ func newLedgerCmd() *cobra.Command {
 			})
 		},
 	}
-	logCmd.Flags().StringVar(&typ, "type", "", "only entries of this type (e.g. grant, member.add)")
+	logCmd.Flags().StringVar(&typ, "type", "", "only entries of this type: "+strings.Join(ledger.TypeNames(), ", "))
 	logCmd.Flags().IntVar(&limit, "limit", 100, "at most this many entries (0: all)")
 	heads := &cobra.Command{
-		Use:   "heads",
-		Short: "Print the ledger's heads and state digest (equal on nodes in the same state)",
-		Args:  cobra.NoArgs,
+		Use:     "heads",
+		Short:   "Print the ledger's heads and state digest (equal on nodes in the same state)",
+		Example: `  medmesh ledger heads --json | jq -r .state`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {
@@ -242,7 +305,11 @@ func newLedgerCmd() *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Re-check every signature, hash link and authority from genesis",
-		Args:  cobra.NoArgs,
+		Long: `Rebuild the ledger's state from its entries alone, re-checking every
+signature, hash link and authority, and compare it with the stored state.
+Exits 8 if they differ (see ` + "`medmesh help exit-codes`" + `).`,
+		Example: `  medmesh ledger verify`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
 			if err != nil {
@@ -252,17 +319,12 @@ func newLedgerCmd() *cobra.Command {
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/ledger/verify", nil, &v); err != nil {
 				return err
 			}
-			if err := output(v, func() {
-				if v.OK {
-					say("ledger verified: %d entries, all signatures, links and authorities valid", v.Entries)
-				}
-			}); err != nil {
-				return err
-			}
 			if !v.OK {
-				return fmt.Errorf("ledger verification failed: %s", v.Error)
+				return withCode(exitVerify, fmt.Errorf("ledger verification failed after %d entries: %s", v.Entries, v.Error), "")
 			}
-			return nil
+			return output(v, func() {
+				say("ledger verified: %d entries, all signatures, links and authorities valid", v.Entries)
+			})
 		},
 	}
 	cmd.AddCommand(logCmd, heads, verify)

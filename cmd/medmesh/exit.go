@@ -246,3 +246,31 @@ Example, in a script:
 		Long:  b.String(),
 	}
 }
+
+func newJSONTopic() *cobra.Command {
+	return &cobra.Command{
+		Use:   "json",
+		Short: "The JSON vocabulary every --json output follows",
+		Long: `With --json every command prints one JSON value on stdout, in one vocabulary:
+
+  id            a record (a record ID, bafkrei...), in every command
+  version       a record's version number
+  peer          a peer ID (12D3KooW...); or the name of its role:
+                owner, grantee, reader, holder, author, admin
+  holders ...   a plural name is always an array: [] when empty, never null;
+                lists of peers are arrays of peer IDs
+  *_count       a count, named for what it counts (instance_count, ...)
+  size, *_size  a size in bytes (integer)
+  seconds       a duration in seconds (float)
+  times         RFC 3339 in UTC (2026-03-01T09:30:00Z); an absent time
+                (no expiry, never verified) is null
+  replicas      the wanted number of replicas, owner included
+  entry         a ledger entry (its CID)
+
+A field name has the same type in every command. On failure stdout is empty
+and stderr holds one object, {"error": "...", "hint": "..."}, with the exit
+code of ` + "`medmesh help exit-codes`" + `.`,
+		Example: `  medmesh ls --json | jq -r '.[] | select(.under_replicated) | .id'
+  medmesh get "$ID" -o out.pdf --json 2>err.json || jq -r .error err.json`,
+	}
+}

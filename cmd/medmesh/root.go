@@ -53,9 +53,9 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newInitCmd(), newIDCmd(), newNetworkCmd(), newDaemonCmd(),
 		newAddCmd(), newGetCmd(), newLsCmd(), newUpdateCmd(),
 		newGrantCmd(), newGrantsCmd(), newRevokeCmd(), newAuditCmd(), newStatusCmd(),
-		newLedgerCmd(), newDemoCmd(), newDicomCmd(),
+		newLedgerCmd(), newDemoCmd(), newDicomCmd(), newMembersCmd(),
 		newGCCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(),
-		newExitCodesTopic(),
+		newExitCodesTopic(), newJSONTopic(),
 	)
 	// A command that only groups others must not exit 0 on a typo.
 	var groups func(c *cobra.Command)
@@ -82,11 +82,11 @@ func client() (*api.Client, error) {
 	return api.ClientForRepo(dir)
 }
 
-// printJSON writes v as indented JSON on stdout.
+// printJSON writes v as indented JSON on stdout, lists as [] (never null).
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return enc.Encode(api.EmptyLists(v))
 }
 
 // output prints v as JSON with --json, else calls human.

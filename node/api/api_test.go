@@ -3,9 +3,11 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -93,5 +95,45 @@ func TestListenRefusesPublic(t *testing.T) {
 func TestNoDaemon(t *testing.T) {
 	if _, err := ClientForRepo(t.TempDir()); !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), "medmesh daemon") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestJSONListsNeverNull: every answer prints lists as [] (and maps as
+// {}), however the handler built them, without touching the handler's
+// values; absent times print as null.
+func TestJSONListsNeverNull(t *testing.T) {
+	type inner struct {
+		Peers []string       `json:"peers"`
+		When  NullTime       `json:"when"`
+		Raw   []byte         `json:"raw"`
+		M     map[string]int `json:"m"`
+	}
+	type outer struct {
+		Items []inner  `json:"items"`
+		P     *inner   `json:"p"`
+		Any   any      `json:"any"`
+		Nil   *inner   `json:"nil"`
+		Names []string `json:"names"`
+	}
+	in := &outer{Items: []inner{{}}, P: &inner{}, Any: inner{}}
+	rec := httptest.NewRecorder()
+	JSON(rec, 200, in)
+	got := rec.Body.String()
+	for _, bad := range []string{`"peers": null`, `"names": null`, `"m": null`, `"items": null`, "0001-01-01"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("%s in %s", bad, got)
+		}
+	}
+	for _, want := range []string{`"peers": []`, `"names": []`, `"m": {}`, `"when": null`, `"nil": null`, `"raw": null`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %s in %s", want, got)
+		}
+	}
+	if in.Names != nil || in.P.Peers != nil || in.Items[0].Peers != nil {
+		t.Error("JSON modified the handler's values")
+	}
+	var rt outer
+	if err := json.Unmarshal(rec.Body.Bytes(), &rt); err != nil || !rt.Items[0].When.IsZero() {
+		t.Errorf("round trip: %v %+v", err, rt)
 	}
 }

@@ -144,13 +144,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
 
-// JSON writes v as the response.
+// JSON writes v as the response. Lists (nil slices and maps included) are
+// written as [] and {}, never null.
 func JSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_ = enc.Encode(EmptyLists(v))
 }
 
 // Fail writes err as a JSON error with its status.

@@ -60,10 +60,13 @@ type IDInfo struct {
 	NetworkID    string   `json:"network_id,omitempty"`
 	// Org is the node's organisation as the ledger has it (as configured,
 	// when no daemon runs).
-	Org       string `json:"org"`
-	Member    bool   `json:"member"`
-	Admin     bool   `json:"admin"`
-	PeerCount int    `json:"peer_count"` // connected peers
+	Org string `json:"org"`
+	// Daemon is set by the CLI: true when a running daemon answered, so
+	// Member, Admin and PeerCount are known.
+	Daemon    bool `json:"daemon"`
+	Member    bool `json:"member"`
+	Admin     bool `json:"admin"`
+	PeerCount int  `json:"peer_count"` // connected peers
 }
 
 // AddResult is the answer to an add or update.

@@ -247,6 +247,7 @@ func (d *Daemon) followLedger() {
 	ch, cancel := d.Ledger.Subscribe()
 	defer cancel()
 	d.announceKeyIfNeeded()
+	d.declareOrgIfNeeded()
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -260,6 +261,7 @@ func (d *Daemon) followLedger() {
 				d.P2P.MembershipChanged()
 			case ledger.TypeMemberAdd:
 				d.announceKeyIfNeeded()
+				d.declareOrgIfNeeded()
 			}
 			d.access.onEntry(e)
 		}

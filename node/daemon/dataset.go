@@ -56,16 +56,23 @@ type ConsentRequest struct {
 
 // ConsentInfo is one consent entry as this node sees it.
 type ConsentInfo struct {
-	Entry    string    `json:"entry"`
-	Author   string    `json:"author"`
-	Patient  string    `json:"patient"` // the pseudonym (hex), as on the ledger
-	Purpose  string    `json:"purpose"`
-	Modality string    `json:"modality,omitempty"`
-	BodyPart string    `json:"body_part,omitempty"`
-	Expires  time.Time `json:"expires,omitzero"`
-	Revoked  bool      `json:"revoked"`
-	Expired  bool      `json:"expired"`
-	Time     time.Time `json:"time"`
+	Entry    string       `json:"entry"`
+	Author   string       `json:"author"`
+	Patient  string       `json:"patient"` // the pseudonym (hex), as on the ledger
+	Purpose  string       `json:"purpose"`
+	Modality string       `json:"modality,omitempty"`
+	BodyPart string       `json:"body_part,omitempty"`
+	Expires  api.NullTime `json:"expires"` // null: no expiry
+	Revoked  bool         `json:"revoked"`
+	Expired  bool         `json:"expired"`
+	Time     time.Time    `json:"time"`
+}
+
+// ConsentRevokeResult is what a consent revoke published.
+type ConsentRevokeResult struct {
+	Entry   string `json:"entry"`
+	Patient string `json:"patient"` // the pseudonym (hex), as on the ledger
+	Purpose string `json:"purpose"`
 }
 
 // consentKey is this clinic's secret pseudonym key, derived from its
@@ -134,7 +141,7 @@ func (d *Daemon) AddConsent(ctx context.Context, req ConsentRequest) (*ConsentIn
 }
 
 // RevokeConsent revokes this clinic's consents of (patient, purpose).
-func (d *Daemon) RevokeConsent(ctx context.Context, req ConsentRequest) (map[string]string, error) {
+func (d *Daemon) RevokeConsent(ctx context.Context, req ConsentRequest) (*ConsentRevokeResult, error) {
 	if req.Purpose == "" {
 		req.Purpose = ledger.PurposeResearch
 	}
@@ -149,12 +156,12 @@ func (d *Daemon) RevokeConsent(ctx context.Context, req ConsentRequest) (map[str
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{"entry": e.CID().String(), "patient": hex.EncodeToString(pat), "purpose": req.Purpose}, nil
+	return &ConsentRevokeResult{Entry: e.CID().String(), Patient: hex.EncodeToString(pat), Purpose: req.Purpose}, nil
 }
 
 func (d *Daemon) consentInfo(c *dataset.Consent, now time.Time) *ConsentInfo {
 	return &ConsentInfo{Entry: c.Entry.String(), Author: c.Author.String(), Patient: hex.EncodeToString(c.Patient), Purpose: c.Purpose,
-		Modality: c.Modality, BodyPart: c.BodyPart, Expires: c.Expires, Revoked: c.Revoked,
+		Modality: c.Modality, BodyPart: c.BodyPart, Expires: api.Nullable(c.Expires), Revoked: c.Revoked,
 		Expired: !c.Revoked && !c.Live(now, ClockSkew), Time: time.UnixMilli(int64(c.Clock.Wall)).UTC()}
 }
 
@@ -310,8 +317,8 @@ type DatasetInfo struct {
 	Prev      string    `json:"prev,omitempty"`
 	Owner     string    `json:"owner"`
 	Mine      bool      `json:"mine"`
-	Studies   int       `json:"studies"`
-	Instances int       `json:"instances"`
+	Studies   int       `json:"study_count"`
+	Instances int       `json:"instance_count"`
 	Size      int64     `json:"size"`
 	Created   time.Time `json:"created"`
 }
@@ -370,10 +377,10 @@ type DatasetGrantRequest struct {
 
 // DatasetGrantResult says what was granted.
 type DatasetGrantResult struct {
-	Dataset string `json:"dataset"`
+	Dataset string `json:"id"` // the dataset's record
 	Version int    `json:"version"`
 	Grantee string `json:"grantee"`
-	Records int    `json:"records"` // manifest + studies
+	Records int    `json:"record_count"` // manifest + studies
 }
 
 // GrantDataset grants the newest version of an owned dataset and every
@@ -445,17 +452,17 @@ type DatasetCreateRequest struct {
 
 // DatasetExcluded is a source study (or some of its series) left out.
 type DatasetExcluded struct {
-	Record string `json:"record"`
-	Series int    `json:"series"` // number of series left out
+	Record string `json:"id"`
+	Series int    `json:"series_count"` // number of series left out
 	Reason string `json:"reason"`
 }
 
 // DatasetStudy is one study of a created dataset.
 type DatasetStudy struct {
-	Record    string `json:"record"`
+	Record    string `json:"id"`
 	Patient   string `json:"patient"`
 	StudyUID  string `json:"study_uid"`
-	Instances int    `json:"instances"`
+	Instances int    `json:"instance_count"`
 	Size      int64  `json:"size"`
 	Reused    bool   `json:"reused,omitempty"`
 }
@@ -470,7 +477,7 @@ type DatasetCreateResult struct {
 	Excluded  []DatasetExcluded `json:"excluded"`
 	Counts    map[string]int    `json:"excluded_by_reason"`
 	Regranted []string          `json:"regranted,omitempty"`
-	Revoked   int               `json:"revoked_grants,omitempty"`
+	Revoked   int               `json:"revoked_grant_count"`
 }
 
 // candidates returns the owned source study records to consider, newest

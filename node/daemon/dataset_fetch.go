@@ -50,14 +50,14 @@ type DatasetFetchRequest struct {
 
 // DatasetProgress is a fetch's progress.
 type DatasetProgress struct {
-	Studies      int64   `json:"studies"`
-	StudiesDone  int64   `json:"studies_done"`
-	Instances    int64   `json:"instances"`
-	Fetched      int64   `json:"fetched"` // instances fetched by this run
-	Skipped      int64   `json:"skipped"` // instances already verified
-	Bytes        int64   `json:"bytes"`   // total of all instances
-	BytesDone    int64   `json:"bytes_done"`
-	BytesFetched int64   `json:"bytes_fetched"` // by this run
+	Studies      int64   `json:"study_count"`
+	StudiesDone  int64   `json:"done_study_count"`
+	Instances    int64   `json:"instance_count"`
+	Fetched      int64   `json:"fetched_count"` // instances fetched by this run
+	Skipped      int64   `json:"skipped_count"` // instances already verified
+	Bytes        int64   `json:"size"`          // total of all instances
+	BytesDone    int64   `json:"done_size"`
+	BytesFetched int64   `json:"fetched_size"` // by this run
 	Seconds      float64 `json:"seconds"`
 	Done         bool    `json:"done"`
 }

@@ -42,9 +42,9 @@ type DicomReject struct {
 type DicomStudyResult struct {
 	ID        string `json:"id"`
 	StudyUID  string `json:"study_uid"`
-	Series    int    `json:"series"`
-	Instances int    `json:"instances"` // in the study's record now
-	Added     int    `json:"added"`     // new instances stored by this import
+	Series    int    `json:"series_count"`
+	Instances int    `json:"instance_count"` // in the study's record now
+	Added     int    `json:"added_count"`    // new instances stored by this import
 	Version   int    `json:"version"`
 	Prev      string `json:"prev,omitempty"`
 	Unchanged bool   `json:"unchanged,omitempty"`
@@ -404,7 +404,7 @@ type DicomStudyHit struct {
 	Modalities  []string `json:"modalities"`
 	StudyDate   string   `json:"study_date,omitempty"`
 	Description string   `json:"description,omitempty"`
-	Instances   int      `json:"instances"`
+	Instances   int      `json:"instance_count"`
 	Mine        bool     `json:"mine"`
 }
 
@@ -460,8 +460,8 @@ func normDate(s string) (string, error) {
 type DicomExportResult struct {
 	ID        string   `json:"id"`
 	StudyUID  string   `json:"study_uid"`
-	Instances int      `json:"instances"`
-	Bytes     int64    `json:"bytes"`
+	Instances int      `json:"instance_count"`
+	Bytes     int64    `json:"size"`
 	Files     []string `json:"files"`
 }
 

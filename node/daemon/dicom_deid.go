@@ -32,7 +32,7 @@ type DicomDeidRequest struct {
 
 // DicomExcluded is an instance left out of a de-identified study.
 type DicomExcluded struct {
-	File           int    `json:"file"`
+	File           int    `json:"file_index"`
 	SeriesUID      string `json:"series_uid"`
 	SOPInstanceUID string `json:"sop_instance_uid"`
 	Reason         string `json:"reason"`
@@ -43,7 +43,7 @@ type DicomDeidResult struct {
 	ID        string          `json:"id"`
 	Source    string          `json:"source"`
 	StudyUID  string          `json:"study_uid"`
-	Instances int             `json:"instances"`
+	Instances int             `json:"instance_count"`
 	Excluded  []DicomExcluded `json:"excluded"`
 	Size      int64           `json:"size"`
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
@@ -22,7 +23,14 @@ func (d *Daemon) ledgerRoutes() {
 			}
 			limit = n
 		}
-		es, err := d.Ledger.Log(r.Context(), r.URL.Query().Get("type"), limit)
+		typ := r.URL.Query().Get("type")
+		if typ != "" {
+			if err := ledger.CheckTypeName(typ); err != nil {
+				api.Fail(w, api.Errorf(http.StatusBadRequest, "choose one of: "+strings.Join(ledger.TypeNames(), ", "), "unknown entry type %q", typ))
+				return
+			}
+		}
+		es, err := d.Ledger.Log(r.Context(), typ, limit)
 		if err != nil {
 			api.Fail(w, err)
 			return
@@ -57,6 +65,9 @@ func ledgerEntry(e *ledger.Entry) api.LedgerEntry {
 	out := api.LedgerEntry{
 		Entry: e.CID().String(), Type: e.Type, Author: e.Author.String(),
 		Time: time.UnixMilli(int64(e.Clock.Wall)).UTC(), Parents: []string{},
+	}
+	if d := ledger.Describe(e); d != nil {
+		out.Payload = d
 	}
 	for _, p := range e.Parents {
 		out.Parents = append(out.Parents, p.String())

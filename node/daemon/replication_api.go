@@ -16,18 +16,19 @@ import (
 
 // GCResult is what `medmesh gc` removed.
 type GCResult struct {
-	RemovedBlocks int   `json:"removed_blocks"`
-	RemovedBytes  int64 `json:"removed_bytes"`
-	KeptRecords   int   `json:"kept_records"`
+	RemovedBlocks int   `json:"removed_block_count"`
+	RemovedBytes  int64 `json:"removed_size"`
+	KeptRecords   int   `json:"kept_record_count"`
 	// SkippedInProgress counts blocks of records being fetched or added.
-	SkippedInProgress int `json:"skipped_in_progress"`
+	SkippedInProgress int `json:"skipped_block_count"`
 }
 
 // ReprovideResult is one reprovide run.
 type ReprovideResult struct {
-	Blocks   int           `json:"blocks"`
-	Failed   int           `json:"failed"`
-	Duration time.Duration `json:"duration_ns"`
+	Blocks   int           `json:"block_count"`
+	Failed   int           `json:"failed_count"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"seconds"`
 	PerSec   float64       `json:"blocks_per_second"`
 }
 
@@ -245,6 +246,7 @@ func (d *Daemon) ProvideBatched(ctx context.Context, cids []cid.Cid) (ReprovideR
 		r.m.reprovided.Add(float64(len(batch)))
 	}
 	res.Duration = time.Since(start)
+	res.Seconds = res.Duration.Seconds()
 	if s := res.Duration.Seconds(); s > 0 {
 		res.PerSec = float64(res.Blocks) / s
 	}

@@ -39,6 +39,7 @@ func (d *Daemon) routes() {
 	s.HandleFunc("POST "+p+"/records/{id}/versions", d.handleUpdate)
 	s.HandleFunc("POST "+p+"/network/invite", d.handleInvite)
 	d.shareRoutes()
+	d.memberRoutes()
 	d.ledgerRoutes()
 	d.dicomRoutes()
 	d.replicationRoutes()
@@ -67,8 +68,12 @@ func (d *Daemon) handleID(w http.ResponseWriter, r *http.Request) {
 		KEMPublicKey: base64.StdEncoding.EncodeToString(d.kem.Public()),
 		NetworkID:    d.Ledger.NetworkID().String(),
 		Member:       d.Ledger.IsMember(d.self),
+		Org:          d.Repo.Config.Org,
 		Admin:        d.Ledger.IsAdmin(d.self),
 		PeerCount:    len(d.P2P.Host.Network().Peers()),
+	}
+	if m, ok := d.member(d.self.String()); ok && m.Org != "" {
+		info.Org = m.Org // the ledger's word, once there is one
 	}
 	for _, a := range d.P2P.Host.Addrs() {
 		info.Addrs = append(info.Addrs, a.String()+"/p2p/"+d.self.String())
@@ -227,6 +232,12 @@ func (d *Daemon) handleInvite(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, api.Errorf(http.StatusBadRequest, "the new node prints its ID with `medmesh id`", "%q is not a peer ID", req.Peer))
 		return
 	}
+	if req.Org != "" {
+		if err := ledger.CheckOrg(req.Org); err != nil {
+			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "%v", err))
+			return
+		}
+	}
 	if !d.Ledger.IsAdmin(d.self) {
 		api.Fail(w, api.Errorf(http.StatusForbidden, "run invite on the admin's node", "only the network admin admits members"))
 		return
@@ -247,7 +258,11 @@ func (d *Daemon) handleInvite(w http.ResponseWriter, r *http.Request) {
 		inv.Addrs = append(inv.Addrs, a.String()+"/p2p/"+d.self.String())
 	}
 	tok, err := inv.Encode()
-	reply(w, api.InviteResult{Peer: pid.String(), Token: tok}, err)
+	res := api.InviteResult{Peer: pid.String(), Token: tok}
+	if m, ok := d.member(pid.String()); ok {
+		res.Org = m.Org // an existing member keeps its organisation
+	}
+	reply(w, res, err)
 }
 
 func parseExpiry(now time.Time, s string) (time.Time, error) {
