@@ -339,6 +339,7 @@ func cliRows() []cliRow {
 		}},
 		{cmd: "network create", node: on("scratch"), args: argv("network", "create", "--name", "again"), code: exitConflict, check: has("already belongs")},
 		{cmd: "network create", node: on("nonet"), args: argv("network", "create"), code: exitInvalid, check: has("--name")},
+		{cmd: "network create", node: on("nonet"), args: argv("network", "create", "--name", "net\tof Dr Smith"), code: exitInvalid, check: has("not allowed")},
 		{cmd: "network invite", node: on("clinic"), args: func(e *tableEnv) []string {
 			return []string{"network", "invite", "--peer", e.ids["joiner"], "--org", "Joiner Clinic", "--role", "emergency"}
 		}, check: func(t *testing.T, e *tableEnv, out string) {

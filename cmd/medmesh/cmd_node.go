@@ -174,8 +174,8 @@ the daemon when it starts.`,
 			if name == "" {
 				return invalidf("e.g. --name regional-imaging", "--name is required")
 			}
-			if len(name) > 128 {
-				return invalidf("", "--name: at most 128 bytes")
+			if err := ledger.CheckNetworkName(name); err != nil {
+				return invalidf("", "--name: %v", err)
 			}
 			if createOrg != "" {
 				if err := ledger.CheckOrg(createOrg); err != nil {

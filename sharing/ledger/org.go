@@ -53,16 +53,23 @@ type orgIdx struct {
 // letters, digits, spaces and . , & ' ( ) - / _, not starting or ending with
 // a space. It is a label for a clinic, shown to every member; the limits
 // keep it one.
-func CheckOrg(org string) error {
-	if org == "" || len(org) > MaxOrgLen || !utf8.ValidString(org) {
-		return fmt.Errorf("organisation %q: want 1 to %d bytes", org, MaxOrgLen)
+func CheckOrg(org string) error { return checkLabel("organisation", org, MaxOrgLen) }
+
+// CheckNetworkName validates a network's name (the genesis carries it in
+// clear, and every invite token): the same characters as an organisation,
+// at most 128 bytes.
+func CheckNetworkName(name string) error { return checkLabel("network name", name, 128) }
+
+func checkLabel(what, s string, max int) error {
+	if s == "" || len(s) > max || !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q: want 1 to %d bytes", what, s, max)
 	}
-	if strings.TrimSpace(org) != org {
-		return fmt.Errorf("organisation %q starts or ends with a space", org)
+	if strings.TrimSpace(s) != s {
+		return fmt.Errorf("%s %q starts or ends with a space", what, s)
 	}
-	for _, r := range org {
+	for _, r := range s {
 		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(" .,&'()-/_", r) {
-			return fmt.Errorf("organisation %q: %q is not allowed (letters, digits, spaces and . , & ' ( ) - / _)", org, r)
+			return fmt.Errorf("%s %q: %q is not allowed (letters, digits, spaces and . , & ' ( ) - / _)", what, s, r)
 		}
 	}
 	return nil
