@@ -515,6 +515,14 @@ func cliRows() []cliRow {
 		// Replication housekeeping.
 		{cmd: "gc", node: on("lab"), args: argv("gc"), check: func(t *testing.T, e *tableEnv, out string) { decode[map[string]int64](t, out) }},
 		{cmd: "gc", node: on("lab"), args: argv("gc", "now"), code: exitInvalid},
+		{cmd: "repo stat", node: on("lab"), args: argv("repo", "stat"), check: func(t *testing.T, e *tableEnv, out string) {
+			if st := decode[api.RepoStat](t, out); st.BlockCount == 0 || st.OrphanBlockCount != 0 || st.LedgerEntryCount == 0 {
+				t.Errorf("repo stat: %+v", st)
+			}
+		}},
+		{cmd: "repo stat", node: on("nonet"), args: argv("repo", "stat"), code: exitNoDaemon},
+		{cmd: "repo", node: on("clinic"), args: argv("repo"), text: true, check: has("stat")},
+		{cmd: "repo", node: on("clinic"), args: argv("repo", "stats"), code: exitInvalid},
 		{cmd: "reprovide", node: on("clinic"), args: argv("reprovide"), check: has(`"block_count"`, `"seconds"`)},
 		{cmd: "reprovide", node: on("nonet"), args: argv("reprovide"), code: exitNoDaemon},
 

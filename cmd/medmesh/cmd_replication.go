@@ -9,11 +9,14 @@ import (
 func newGCCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "gc",
-		Short: "Remove blocks of records this node no longer owns, holds a replica of, or may read",
-		Long: `Delete from the local blockstore the blocks of records this node neither owns,
-pins as a replica holder, nor holds a current grant for. Pinned blocks and
-blocks of records being fetched or added are never removed; ledger entries
-are never touched.`,
+		Short: "Remove the blocks that belong to nothing this node keeps",
+		Long: `Delete from the local blockstore every block that no record this node keeps
+references: kept are the records it owns (every version), holds as a replica,
+may read under a current grant, or is fetching or adding now, and every
+ledger entry. What goes: the blocks of adds whose daemon was killed, of
+replicas this node released, of fetches that did not finish. Then badger is
+asked to give the disk space back. ` + "`medmesh repo stat`" + ` shows what gc would remove.
+A daemon that starts after an add was interrupted does the same by itself.`,
 		Example: `  medmesh gc
   medmesh gc --json | jq .removed_size`,
 		Args: cobra.NoArgs,
@@ -22,15 +25,19 @@ are never touched.`,
 			if err != nil {
 				return err
 			}
-			var res daemon.GCResult
+			var res api.GCResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/gc", nil, &res); err != nil {
 				return err
 			}
 			return output(res, func() {
-				say("removed %d blocks (%d bytes); kept %d records", res.RemovedBlocks, res.RemovedBytes, res.KeptRecords)
-				if res.SkippedInProgress > 0 {
-					say("skipped %d blocks of records being fetched or added", res.SkippedInProgress)
+				say("removed %d blocks (%s); kept %d blocks of %d records", res.RemovedBlockCount, humanSize(res.RemovedSize), res.KeptBlockCount, res.KeptRecordCount)
+				if res.InterruptedAddCount > 0 {
+					say("cleaned up after %d interrupted adds", res.InterruptedAddCount)
 				}
+				if res.SkippedBlockCount > 0 {
+					say("skipped %d blocks of records being fetched or added", res.SkippedBlockCount)
+				}
+				say("datastore on disk: %s", humanSize(res.DiskSize))
 			})
 		},
 	}

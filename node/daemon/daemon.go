@@ -62,6 +62,7 @@ type Daemon struct {
 	apiAddr string
 	local   datastore.Batching // node-local bookkeeping (/medmesh/local)
 	lock    *repo.Lock         // the repo's lock, released last by Close
+	gc      gcState            // adds in progress; one sweep at a time (gc.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -165,6 +166,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err := d.access.load(ctx); err != nil {
 		return nil, err
 	}
+	// Only if an add was interrupted (its marker is left): sweep, while
+	// nothing else writes (gc.go).
+	d.recoverInterruptedAdds(ctx)
 
 	var listen []multiaddr.Multiaddr
 	for _, s := range r.Config.Listen {

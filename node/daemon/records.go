@@ -67,20 +67,22 @@ type trackingPutter struct {
 	// which copies values into its value log or memtable arena. The
 	// record.Builder then reuses its buffers.
 	copies bool
+	// marker is the add's key under addMarkerPrefix (gc.go).
+	marker datastore.Key
 	mu     sync.Mutex
+	// put lists every block the add stores, each registered before it is
+	// written, so that a concurrent gc never takes it for garbage.
 	put    []cid.Cid
+	record cid.Cid // the record's ID, once known
 }
 
 func (t *trackingPutter) PutCopies() bool { return t.copies }
 
 func (t *trackingPutter) Put(ctx context.Context, b blocks.Block) error {
-	if err := t.inner.Put(ctx, b); err != nil {
-		return err
-	}
 	t.mu.Lock()
 	t.put = append(t.put, b.Cid())
 	t.mu.Unlock()
-	return nil
+	return t.inner.Put(ctx, b)
 }
 
 func (t *trackingPutter) PutMany(ctx context.Context, bs []blocks.Block) error {
@@ -92,15 +94,24 @@ func (t *trackingPutter) PutMany(ctx context.Context, bs []blocks.Block) error {
 	return nil
 }
 
-func (d *Daemon) rollback(t *trackingPutter) {
+// rollback deletes the blocks of a failed add, and what it stored about
+// its record; it reports whether all of that is gone.
+func (d *Daemon) rollback(t *trackingPutter) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	clean := true
 	for _, c := range t.put {
 		if err := d.Store.Blocks.DeleteBlock(context.Background(), c); err != nil {
 			d.log.Warn("rollback: delete block", "cid", c, "err", err)
+			clean = false
 		}
 	}
 	t.put = nil
+	if err := d.forgetRecord(context.Background(), t.record); err != nil {
+		d.log.Warn("rollback: forget record", "record", t.record, "err", err)
+		clean = false
+	}
+	return clean
 }
 
 // ownerInfo binds the owner's own envelope to the record.
@@ -148,12 +159,17 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tp := &trackingPutter{inner: d.Store.Blocks, copies: true}
+	tp, err := d.beginAdd(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
+		clean := true
 		if !ok {
-			d.rollback(tp)
+			clean = d.rollback(tp)
 		}
+		d.endAdd(tp, clean)
 	}()
 	start := time.Now()
 	b := record.NewBuilder(tp, key, record.Options{})
@@ -202,6 +218,9 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 		if ann.Escrow, err = d.escrowEnvelopes(res.ID, key); err != nil {
 			return nil, err
 		}
+	}
+	if err := d.addNamed(ctx, tp, res.ID); err != nil {
+		return nil, err
 	}
 	if err := d.local.Put(ctx, keyKey(res.ID), envBytes); err != nil {
 		return nil, err

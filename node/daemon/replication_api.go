@@ -7,21 +7,10 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/ipfs/go-datastore"
-	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 )
-
-// GCResult is what `medmesh gc` removed.
-type GCResult struct {
-	RemovedBlocks int   `json:"removed_block_count"`
-	RemovedBytes  int64 `json:"removed_size"`
-	KeptRecords   int   `json:"kept_record_count"`
-	// SkippedInProgress counts blocks of records being fetched or added.
-	SkippedInProgress int `json:"skipped_block_count"`
-}
 
 // ReprovideResult is one reprovide run.
 type ReprovideResult struct {
@@ -34,10 +23,6 @@ type ReprovideResult struct {
 
 func (d *Daemon) replicationRoutes() {
 	d.api.HandleFunc("GET "+p+"/records/{id}/status", d.handleStatus)
-	d.api.HandleFunc("POST "+p+"/gc", func(w http.ResponseWriter, r *http.Request) {
-		res, err := d.GC(r.Context())
-		reply(w, res, err)
-	})
 	d.api.HandleFunc("POST "+p+"/reprovide", func(w http.ResponseWriter, r *http.Request) {
 		res, err := d.Reprovide(r.Context())
 		reply(w, res, err)
@@ -88,93 +73,6 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err := d.Status(r.Context(), id)
 	reply(w, st, err)
-}
-
-// keepsLocked reports whether gc must keep the blocks of rec because this
-// node pins a replica of it or is fetching it now. Called with r.mu held.
-func (r *replicator) keepsLocked(rec cid.Cid) bool {
-	_, pinned := r.pins[rec]
-	return pinned || r.inflight[rec] > 0
-}
-
-// GC removes the blocks that belong to no record this node owns, holds a
-// replica of, or may read. Only blocks in the block→record index are
-// considered: ledger entries and unindexed blocks are never touched.
-func (d *Daemon) GC(ctx context.Context) (GCResult, error) {
-	var res GCResult
-	r := d.repl.Load()
-	if r == nil {
-		return res, api.Errorf(http.StatusServiceUnavailable, "", "replication manager not running")
-	}
-	byRec := map[cid.Cid][]cid.Cid{}
-	d.access.mu.RLock()
-	for b, rec := range d.access.blocks {
-		byRec[rec] = append(byRec[rec], b)
-	}
-	d.access.mu.RUnlock()
-	now := d.opts.Now()
-	for rec, bs := range byRec {
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		if r.owns(ctx, rec) || d.readableBy(rec, now) {
-			res.KeptRecords++
-			continue
-		}
-		kept := false
-		for _, b := range bs {
-			// Under r.mu: a fetch that starts now registers first and then
-			// finds the block gone (and fetches it), never the reverse.
-			r.mu.Lock()
-			if r.keepsLocked(rec) {
-				if r.inflight[rec] > 0 {
-					res.SkippedInProgress++
-				}
-				r.mu.Unlock()
-				kept = true
-				continue
-			}
-			size, err := d.Store.Blocks.GetSize(ctx, b)
-			if err == nil {
-				err = d.Store.Blocks.DeleteBlock(ctx, b)
-				if err == nil {
-					res.RemovedBlocks++
-					res.RemovedBytes += int64(size)
-				}
-			}
-			r.mu.Unlock()
-			if err == nil || ipld.IsNotFound(err) {
-				d.access.mu.Lock()
-				if d.access.blocks[b] == rec {
-					delete(d.access.blocks, b)
-				}
-				d.access.mu.Unlock()
-				if err := d.local.Delete(ctx, blockIdxPrefix.ChildString(b.String())); err != nil {
-					return res, err
-				}
-			}
-		}
-		if kept {
-			res.KeptRecords++
-		}
-	}
-	if err := d.Store.DS.Sync(ctx, datastore.NewKey("/")); err != nil {
-		return res, err
-	}
-	r.m.gcBlocks.Add(float64(res.RemovedBlocks))
-	r.m.gcBytes.Add(float64(res.RemovedBytes))
-	d.log.Info("gc done", "removed_blocks", res.RemovedBlocks, "removed_bytes", res.RemovedBytes, "kept_records", res.KeptRecords, "skipped_in_progress", res.SkippedInProgress)
-	return res, nil
-}
-
-// readableBy reports whether this node holds a current grant for rec.
-func (d *Daemon) readableBy(rec cid.Cid, now time.Time) bool {
-	for _, g := range d.Ledger.Grants(rec) {
-		if g.Grantee == d.self && grantLive(g, now) {
-			return true
-		}
-	}
-	return false
 }
 
 // reprovideLoop re-announces every held block before DHT records expire.

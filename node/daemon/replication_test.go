@@ -221,11 +221,11 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := H.Daemon.Store.Blocks.Has(ctx, lostRec); !ok || res.SkippedInProgress == 0 {
+	if ok, _ := H.Daemon.Store.Blocks.Has(ctx, lostRec); !ok || res.SkippedBlockCount == 0 {
 		t.Fatalf("gc removed a record in progress: %+v", res)
 	}
 	release()
-	if res, err = H.Daemon.GC(ctx); err != nil || res.RemovedBlocks == 0 {
+	if res, err = H.Daemon.GC(ctx); err != nil || res.RemovedBlockCount == 0 {
 		t.Fatalf("gc on the released holder: %+v %v", res, err)
 	}
 	if ok, _ := H.Daemon.Store.Blocks.Has(ctx, lostRec); ok {

@@ -43,6 +43,7 @@ func (d *Daemon) routes() {
 	d.ledgerRoutes()
 	d.dicomRoutes()
 	d.replicationRoutes()
+	d.repoRoutes()
 	d.datasetRoutes()
 }
 
