@@ -62,9 +62,14 @@ func newDicomImportCmd() *cobra.Command {
 study and series and store each study as a record. A DICOMDIR is skipped (it
 is an index). A study this node already has gets a new version holding the old
 and the new instances; instances already stored are skipped. Every file is
-reported: in a study, skipped, or rejected with its reason. If any file was
-rejected the command exits 2 (invalid input) after storing the others; with
---json the report is still printed on stdout and the error on stderr.`,
+reported: in a study, skipped, or rejected with its reason. Instances whose
+UIDs are not conformant (letters such as 64 hex digits, more than 64
+characters, leading zeros) are stored as they are, as dcmtk and Orthanc keep
+them, with a warning each ("warnings" in --json); a UID that could not be a
+file or URL path name (slashes, spaces, several values, over 128 characters)
+is rejected. If any file was rejected the command exits 2 (invalid input)
+after storing the others; with --json the report is still printed on stdout
+and the error on stderr.`,
 		Example: `  medmesh dicom import /mnt/modality-out
   medmesh dicom import study1/ extra.dcm --json | jq -r '.studies[].id'`,
 		Args: cobra.MinimumNArgs(1),
@@ -94,6 +99,9 @@ rejected the command exits 2 (invalid input) after storing the others; with
 				tw.Flush()
 				if len(res.Skipped) > 0 {
 					say("skipped %d file(s) (DICOMDIR or instance already stored); --json lists them", len(res.Skipped))
+				}
+				for _, w := range res.Warnings {
+					fmt.Fprintf(os.Stderr, "warning: %s\n", w.Warning)
 				}
 				for _, r := range res.Rejected {
 					fmt.Fprintf(os.Stderr, "rejected: %s\n", r.Error)

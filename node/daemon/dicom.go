@@ -38,6 +38,14 @@ type DicomReject struct {
 	Error string `json:"error"`
 }
 
+// DicomWarning is something an import tolerated in a stored instance, e.g.
+// UIDs that are not conformant (PS3.5 9.1) but are kept as they are, as
+// dcmtk and Orthanc keep them.
+type DicomWarning struct {
+	Path    string `json:"path"`
+	Warning string `json:"warning"`
+}
+
 // DicomStudyResult is one study an import stored (or found unchanged).
 type DicomStudyResult struct {
 	ID        string `json:"id"`
@@ -53,11 +61,13 @@ type DicomStudyResult struct {
 
 // DicomImportResult is the outcome of an import: every input file is in a
 // study, in Rejected (not stored, with the reason) or in Skipped (a DICOMDIR,
-// or an instance the node already stores).
+// or an instance the node already stores). Warnings has one entry per
+// instance of a stored study that was accepted with a warning.
 type DicomImportResult struct {
 	Studies  []DicomStudyResult `json:"studies"`
 	Rejected []DicomReject      `json:"rejected"`
 	Skipped  []DicomReject      `json:"skipped"`
+	Warnings []DicomWarning     `json:"warnings"`
 
 	// outcome of every file by path, for STOW-RS responses.
 	files map[string]*dicomFileOutcome
@@ -131,7 +141,8 @@ func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportR
 	if err != nil {
 		return nil, err
 	}
-	res := &DicomImportResult{Studies: []DicomStudyResult{}, Rejected: []DicomReject{}, Skipped: []DicomReject{}, files: map[string]*dicomFileOutcome{}}
+	res := &DicomImportResult{Studies: []DicomStudyResult{}, Rejected: []DicomReject{}, Skipped: []DicomReject{}, Warnings: []DicomWarning{},
+		files: map[string]*dicomFileOutcome{}}
 	studies, err := dicom.Scan(ctx, paths, func(r dicom.Reject) {
 		msg := r.Err.Error()
 		res.files[r.Path] = &dicomFileOutcome{Err: msg}
@@ -165,6 +176,11 @@ func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportR
 		}
 		res.Skipped = append(res.Skipped, skipped...)
 		res.Studies = append(res.Studies, *sr)
+		for _, in := range s.Instances() {
+			if len(in.Warnings) > 0 {
+				res.Warnings = append(res.Warnings, DicomWarning{Path: in.Path, Warning: in.Path + ": " + strings.Join(in.Warnings, "; ")})
+			}
+		}
 	}
 	return res, nil
 }
@@ -205,6 +221,8 @@ func (d *Daemon) openStudy(ctx context.Context, id cid.Cid, version int) (ledger
 	if m.Kind != DicomKind {
 		return info, nil, key, nil, nil, api.Errorf(http.StatusBadRequest, "", "record %s is a %q record, not a DICOM study", info.ID, m.Kind)
 	}
+	// DecodeStudyMeta checks every UID with dicom.CheckUID, the rule the
+	// import applied: UIDs read back are safe as file and URL path names.
 	s, err := dicom.DecodeStudyMeta(m.Meta)
 	if err != nil {
 		return info, nil, key, nil, nil, fmt.Errorf("record %s: %w", info.ID, err)
@@ -212,34 +230,7 @@ func (d *Daemon) openStudy(ctx context.Context, id cid.Cid, version int) (ledger
 	if n := s.NumInstances(); n != len(m.Files) {
 		return info, nil, key, nil, nil, fmt.Errorf("record %s: study metadata lists %d instances but the record has %d files", info.ID, n, len(m.Files))
 	}
-	for _, in := range s.Instances() {
-		if !safeUID(in.SOPInstanceUID) {
-			return info, nil, key, nil, nil, fmt.Errorf("record %s: SOP Instance UID %q is not a valid UID", info.ID, in.SOPInstanceUID)
-		}
-	}
-	for _, se := range s.Series {
-		if !safeUID(se.UID) {
-			return info, nil, key, nil, nil, fmt.Errorf("record %s: Series Instance UID %q is not a valid UID", info.ID, se.UID)
-		}
-	}
-	if !safeUID(s.UID) {
-		return info, nil, key, nil, nil, fmt.Errorf("record %s: Study Instance UID %q is not a valid UID", info.ID, s.UID)
-	}
 	return info, m, key, g, s, nil
-}
-
-// safeUID: a UID (PS3.5 9.1) is digits and dots, at most 64 characters. We
-// accept up to 128 and refuse anything else: UIDs become file names.
-func safeUID(s string) bool {
-	if s == "" || len(s) > 128 || s[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if (s[i] < '0' || s[i] > '9') && s[i] != '.' {
-			return false
-		}
-	}
-	return !strings.Contains(s, "..")
 }
 
 // fileSource is where a study instance's bytes come from when a record is

@@ -689,6 +689,11 @@ func (d *Daemon) handleStow(w http.ResponseWriter, r *http.Request) {
 		}
 		out["00081198"] = map[string]any{"vr": "SQ", "Value": fs}
 	}
+	if len(res.Warnings) > 0 {
+		// PS3.4 has no storage warning status for this; the instances are
+		// stored as sent and the HTTP Warning header says why they differ.
+		w.Header().Set("Warning", fmt.Sprintf(`299 medmesh "%d instance(s) stored with UIDs that are not conformant (PS3.5 9.1), kept as they are"`, len(res.Warnings)))
+	}
 	code := http.StatusOK
 	switch {
 	case len(ok) == 0:

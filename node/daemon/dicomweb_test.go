@@ -255,3 +255,43 @@ func TestDicomWeb(t *testing.T) {
 		}
 	})
 }
+
+// TestDicomWebNonConformantUIDs: STOW-RS stores an instance whose UIDs are
+// 64 hex digits (as archives hold them) with a Warning header, and QIDO-RS
+// and WADO-RS serve it back byte for byte under those UIDs.
+func TestDicomWebNonConformantUIDs(t *testing.T) {
+	n, _ := startNet(t, "w")
+	w := n.Nodes[0]
+	dir := t.TempDir()
+	paths, err := dicomtest.WriteStudy(dir, dicomtest.Options{Rows: 8, Cols: 8, Seed: 778})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const study = "3f9a0c1e2b4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
+	const series = "0e5d4c3b2a19f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060"
+	const sop = "aa0c1e2b4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	p := filepath.Join(dir, "hex.dcm")
+	if err := dicomtest.RewriteUIDs(paths[0], p, study, series, sop); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, body := stowBody(t, [][]byte{file})
+	resp := dwReq(t, w, "POST", "/dicomweb/studies", ct, body)
+	if warn := resp.Header.Get("Warning"); !strings.Contains(warn, "not conformant") {
+		t.Errorf("STOW-RS Warning header %q", warn)
+	}
+	res := dwJSON(t, resp, http.StatusOK)[0]
+	if ok, _ := res["00081199"].(map[string]any)["Value"].([]any); len(ok) != 1 {
+		t.Fatalf("STOW-RS: %v", res)
+	}
+	if got := dwJSON(t, dwReq(t, w, "GET", "/dicomweb/studies/"+study+"/series/"+series+"/instances", "", nil), http.StatusOK); len(got) != 1 || dsVal(got[0], "00080018") != sop {
+		t.Fatalf("QIDO-RS instances: %v", got)
+	}
+	parts := wadoParts(t, dwReq(t, w, "GET", "/dicomweb/studies/"+study+"/series/"+series+"/instances/"+sop, "", nil))
+	if len(parts) != 1 || !bytes.Equal(parts[0], file) {
+		t.Fatalf("WADO-RS instance: %d parts, equal %v", len(parts), len(parts) == 1 && bytes.Equal(parts[0], file))
+	}
+}

@@ -77,7 +77,9 @@ var burnedInClasses = map[string]string{
 }
 
 // PseudonymizeUID returns the keyed replacement of a UID: "2.25." followed by
-// the decimal value of the first 128 bits of HMAC-SHA256(key, uid).
+// the decimal value of the first 128 bits of HMAC-SHA256(key, uid). The
+// result is a conformant UID (PS3.5 9.1) whatever uid is, e.g. one made of
+// hex digits.
 func PseudonymizeUID(key []byte, uid string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(uid))
@@ -520,7 +522,11 @@ func (x *deid) remapUID(e *element) *element {
 	changed := false
 	for i, v := range vals {
 		v = strings.TrimSpace(v)
-		if v == "" || strings.HasPrefix(v, "1.2.840.10008.") {
+		// A UID of the DICOM standard itself (a SOP class, transfer
+		// syntax, coding scheme) identifies no one. Anything else, and any
+		// non-conformant value even under that root, gets a conformant
+		// keyed UID (PS3.15 E.1.1: the replacement must be a valid UID).
+		if v == "" || strings.HasPrefix(v, "1.2.840.10008.") && ConformantUID(v) {
 			continue
 		}
 		vals[i] = PseudonymizeUID(x.opts.ProjectKey, v)

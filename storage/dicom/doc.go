@@ -8,4 +8,12 @@
 // declared length against the bytes that exist, then
 // github.com/suyashkumar/dicom reads the header under recover. Pixel data is
 // never held in memory: the parser skips it, the de-identifier streams it.
+//
+// One rule decides which UIDs are stored, and the same rule is applied when
+// they are read back (CheckUID, used by Scan, EncodeStudyMeta and
+// DecodeStudyMeta): conformant UIDs, and non-conformant ones that archives
+// hold and dcmtk and Orthanc accept (letters, leading zeros, up to
+// MaxUIDLen characters), kept as they are with a warning; nothing that
+// could not be a file name or URL path. De-identification replaces instance
+// UIDs with conformant keyed ones whatever they were.
 package dicom

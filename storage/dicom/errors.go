@@ -20,6 +20,10 @@ var (
 	// ErrMissingUID: a required UID (SOP Class/Instance, Study, Series) is
 	// absent or empty.
 	ErrMissingUID = errors.New("missing required UID")
+	// ErrBadUID: a UID that medmesh cannot store and read back (see
+	// CheckUID): empty, too long, several values, or characters that
+	// cannot be part of a file name or URL path.
+	ErrBadUID = errors.New("unusable UID")
 	// ErrMalformed: structurally invalid data (bad VR, bad delimiters,
 	// nesting too deep, unparsable transfer syntax).
 	ErrMalformed = errors.New("malformed")

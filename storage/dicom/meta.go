@@ -87,8 +87,9 @@ func EncodeStudyMeta(s *Study) ([]byte, error) {
 
 // DecodeStudyMeta decodes what EncodeStudyMeta produced. It is strict: the
 // input must be exactly the canonical encoding of a valid study (known
-// fields only, no duplicates, no trailing bytes, UIDs present, file indexes
-// a permutation of 0..n-1, SOP Instance UIDs unique).
+// fields only, no duplicates, no trailing bytes, UIDs present and accepted
+// by CheckUID, file indexes a permutation of 0..n-1, SOP Instance UIDs
+// unique).
 func DecodeStudyMeta(b []byte) (*Study, error) {
 	if len(b) > maxMetaBytes {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadStudyMeta, len(b))
@@ -123,8 +124,16 @@ func validateWire(w *wireStudy) error {
 	if w.Version != studyMetaVersion {
 		return bad("version %d", w.Version)
 	}
-	if w.UID == "" {
-		return bad("empty study UID")
+	// The one UID rule (CheckUID) on both sides: what is encoded decodes,
+	// and a UID read back can be a file name and a URL path.
+	uid := func(what, u string) error {
+		if _, err := CheckUID(u); err != nil {
+			return bad("%s %q: %v", what, u, err)
+		}
+		return nil
+	}
+	if err := uid("study UID", w.UID); err != nil {
+		return err
 	}
 	if len(w.Series) > maxMetaSeries {
 		return bad("%d series", len(w.Series))
@@ -145,8 +154,11 @@ func validateWire(w *wireStudy) error {
 	sops := make(map[string]bool, n)
 	series := map[string]bool{}
 	for _, s := range w.Series {
-		if s.UID == "" || series[s.UID] {
-			return bad("empty or repeated series UID %q", s.UID)
+		if err := uid("series UID", s.UID); err != nil {
+			return err
+		}
+		if series[s.UID] {
+			return bad("repeated series UID %q", s.UID)
 		}
 		series[s.UID] = true
 		for _, str := range []string{s.UID, s.Modality, s.BodyPart, s.Description} {
@@ -155,12 +167,22 @@ func validateWire(w *wireStudy) error {
 			}
 		}
 		for _, in := range s.Instances {
-			if in.SOPInstanceUID == "" || sops[in.SOPInstanceUID] {
-				return bad("empty or repeated SOP Instance UID %q", in.SOPInstanceUID)
+			if err := uid("SOP Instance UID", in.SOPInstanceUID); err != nil {
+				return err
+			}
+			if sops[in.SOPInstanceUID] {
+				return bad("repeated SOP Instance UID %q", in.SOPInstanceUID)
 			}
 			sops[in.SOPInstanceUID] = true
-			if len(in.SOPInstanceUID) > maxMetaString || len(in.SOPClassUID) > maxMetaString || len(in.TransferSyntax) > maxMetaString {
-				return bad("UID too long")
+			if in.SOPClassUID != "" {
+				if err := uid("SOP Class UID", in.SOPClassUID); err != nil {
+					return err
+				}
+			}
+			if in.TransferSyntax != "" {
+				if err := uid("transfer syntax UID", in.TransferSyntax); err != nil {
+					return err
+				}
 			}
 			if in.FileIndex < 0 || in.FileIndex >= n || idx[in.FileIndex] {
 				return bad("file index %d out of range or repeated", in.FileIndex)

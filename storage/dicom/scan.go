@@ -3,10 +3,12 @@ package dicom
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // ErrDuplicate reports a file whose SOP Instance UID was already seen in the
@@ -50,6 +52,10 @@ type InstanceRef struct {
 	// FileIndex is the position of the instance's file in the record: the
 	// study's instances in series order, then instance order, from 0.
 	FileIndex int
+	// Warnings (set by Scan; never part of the encoded study metadata) say
+	// what medmesh tolerated in the file, e.g. UIDs that are not
+	// conformant but are kept as they are (see CheckUID).
+	Warnings []string
 }
 
 // Reject is a file that did not become part of a study.
@@ -95,7 +101,9 @@ func (s *Study) Instances() []*InstanceRef {
 // Series Instance UID. Every file either becomes part of a study or is
 // passed to reject (if non-nil) with its path and reason; DICOMDIR files are
 // reported with ErrDICOMDIR, repeated SOP Instance UIDs with ErrDuplicate
-// (the first file in walk order is kept). The result is sorted
+// (the first file in walk order is kept), UIDs that CheckUID refuses with
+// ErrBadUID; UIDs it accepts with a warning are kept, the warning in the
+// instance's Warnings. The result is sorted
 // deterministically. The only error returned is ctx's.
 func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, error) {
 	if reject == nil {
@@ -117,6 +125,25 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 		if in.StudyInstanceUID == "" || in.SeriesInstanceUID == "" {
 			reject(Reject{Path: path, Err: &ParseError{Path: path, Offset: -1, Reason: ErrMissingUID, Detail: "no Study/Series Instance UID: cannot be grouped into a study"}})
 			return
+		}
+		var odd []string
+		for _, u := range []struct{ name, uid string }{
+			{"SOP Class UID", in.SOPClassUID}, {"SOP Instance UID", in.SOPInstanceUID},
+			{"Study Instance UID", in.StudyInstanceUID}, {"Series Instance UID", in.SeriesInstanceUID},
+		} {
+			why, problem := uidCheck(u.uid)
+			if problem != "" {
+				reject(Reject{Path: path, Err: &ParseError{Path: path, Offset: -1, Reason: ErrBadUID,
+					Detail: fmt.Sprintf("%s %s: correct it (e.g. with dcmodify) and import the file again", u.name, problem)}})
+				return
+			}
+			if len(why) > 0 {
+				odd = append(odd, fmt.Sprintf("%s %q (%s)", u.name, u.uid, strings.Join(why, ", ")))
+			}
+		}
+		var warnings []string
+		if len(odd) > 0 {
+			warnings = append(warnings, "UIDs kept as they are although not conformant (PS3.5 9.1): "+strings.Join(odd, "; "))
 		}
 		if first, ok := seen[in.SOPInstanceUID]; ok {
 			reject(Reject{Path: path, Err: &ParseError{Path: path, Offset: -1, Reason: ErrDuplicate, Detail: in.SOPInstanceUID + " already imported from " + first}})
@@ -146,7 +173,7 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 		fillEmpty(&se.Description, in.SeriesDescription)
 		se.Instances = append(se.Instances, &InstanceRef{
 			SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID, TransferSyntax: in.TransferSyntax,
-			Number: in.InstanceNumber, Size: in.Size, Path: path,
+			Number: in.InstanceNumber, Size: in.Size, Path: path, Warnings: warnings,
 		})
 	}
 	for _, root := range paths {

@@ -82,7 +82,7 @@ type tsInfo struct {
 }
 
 func lookupTS(uid string) (tsInfo, error) {
-	if !validUID(uid) {
+	if !ConformantUID(uid) {
 		return tsInfo{}, perr(ErrUnsupported, -1, "invalid transfer syntax UID %q", uid)
 	}
 	switch uid {
@@ -153,24 +153,6 @@ func init() {
 	for _, vr := range strings.Fields("AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV") {
 		knownVR[vr] = true
 	}
-}
-
-// validUID reports whether s is a syntactically valid UID (PS3.5 9.1).
-func validUID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range strings.Split(s, ".") {
-		if c == "" || (len(c) > 1 && c[0] == '0') {
-			return false
-		}
-		for i := 0; i < len(c); i++ {
-			if c[i] < '0' || c[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func isLongVR(vr string) bool {

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/storage/dicom"
+	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
+)
+
+// dicomTestdata returns the shared DICOM test data directory, or "" (with a
+// log line saying so) when it is absent.
+func dicomTestdata(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("MEDMESH_DICOM_TESTDATA")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "testdata", "dicom")
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		if _, err = os.Stat(filepath.Join(abs, "MANIFEST.md")); err == nil {
+			return abs
+		}
+	}
+	t.Logf("shared DICOM test data not found at %s (set MEDMESH_DICOM_TESTDATA): using synthetic files only", dir)
+	return ""
+}
+
+// conformantUID is PS3.5 9.1, written independently of storage/dicom.
+var uidRE = regexp.MustCompile(`^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$`)
+
+func conformantUID(s string) bool { return len(s) <= 64 && uidRE.MatchString(s) }
+
+// dicomNode is one initialised node with a running daemon.
+func dicomNode(t *testing.T) *cli {
+	t.Helper()
+	c := &cli{t: t, repo: filepath.Join(t.TempDir(), "node")}
+	c.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+	c.must("network", "create", "--name", "e2e-dicom")
+	d := c.startDaemon()
+	t.Cleanup(func() { d.Process.Signal(syscall.SIGTERM); d.Wait() })
+	return c
+}
+
+// dicomweb sends an authenticated request to the node's DICOMweb API.
+func (c *cli) dicomweb(path, accept string) *http.Response {
+	c.t.Helper()
+	cl, err := api.ClientForRepo(c.repo)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req, err := http.NewRequest("GET", cl.Base+"/dicomweb"+path, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cl.Token)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// dcmdumpOK checks that dcmtk's dcmdump parses the file without an error.
+func dcmdumpOK(t *testing.T, path string) {
+	t.Helper()
+	bin, err := exec.LookPath("dcmdump")
+	if err != nil {
+		t.Logf("dcmdump not installed (apt-get install dcmtk): %s not checked with dcmtk", path)
+		return
+	}
+	out, err := exec.Command(bin, "-M", "+L", path).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("E: ")) {
+		t.Errorf("dcmdump rejects %s: %v\n%s", path, err, out)
+	}
+}
+
+func findFiles(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			out = append(out, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDicomNonConformantUIDsCLI: instances whose UIDs are not conformant
+// (64 hex digits as an archive wrote them, too long, leading zeros, letters)
+// import with a warning per instance, and then export (byte for byte),
+// deidentify (to conformant UIDs) and DICOMweb (QIDO-RS, WADO-RS) work on
+// them, through the real CLI and daemon.
+func TestDicomNonConformantUIDsCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	// The source instance: a real CT from the shared test data, or a
+	// synthetic one.
+	base := ""
+	if td := dicomTestdata(t); td != "" {
+		base = filepath.Join(td, "valid", "ct_small_explicit_le.dcm")
+	} else {
+		ps, err := dicomtest.WriteStudy(filepath.Join(dir, "synth"), dicomtest.Options{Rows: 8, Cols: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base = ps[0]
+	}
+	const hexStudy = "3f9a0c1e2b4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8" // 64 hex digits
+	const hexSeries = "0e5d4c3b2a19f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060"
+	sops := []string{
+		"aa0c1e2b4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", // hex
+		"1.2.840.99999." + strings.Repeat("1234567890", 7),                 // 84 characters
+		"1.2.0003.004.5", // leading zeros
+		"1.2.3.4.5a",     // a letter
+	}
+	var paths []string
+	for i, sop := range sops {
+		p := filepath.Join(src, "I"+string(rune('1'+i))+".dcm")
+		if err := dicomtest.RewriteUIDs(base, p, hexStudy, hexSeries, sop); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	// One UID no file system or URL can carry is refused with a clear error.
+	bad := filepath.Join(dir, "bad.dcm")
+	if err := dicomtest.RewriteUIDs(base, bad, "1.2.3/../../etc", "", "1.2.3.9"); err != nil {
+		t.Fatal(err)
+	}
+
+	c := dicomNode(t)
+
+	// Import: exit 0, a warning per instance, nothing rejected.
+	out, errs, code := c.run("dicom", "import", src, "--json")
+	if code != 0 {
+		t.Fatalf("dicom import: exit %d: %s", code, errs)
+	}
+	var imp struct {
+		daemon.DicomImportResult
+		Warnings []struct {
+			Path    string `json:"path"`
+			Warning string `json:"warning"`
+		} `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(out), &imp); err != nil {
+		t.Fatalf("import --json: %v\n%s", err, out)
+	}
+	if len(imp.Studies) != 1 || imp.Studies[0].Instances != len(sops) || len(imp.Rejected) != 0 || imp.Studies[0].StudyUID != hexStudy {
+		t.Fatalf("import --json: %s", out)
+	}
+	if len(imp.Warnings) != len(sops) {
+		t.Fatalf("import --json: %d warnings, want one per instance (%d): %s", len(imp.Warnings), len(sops), out)
+	}
+	for _, w := range imp.Warnings {
+		if !strings.Contains(w.Warning, "conformant") || w.Path == "" {
+			t.Errorf("warning %+v does not say what is wrong", w)
+		}
+	}
+	if _, errs, code := c.run("dicom", "import", src); code != 0 || !strings.Contains(errs, "warning") {
+		t.Errorf("plain import again: exit %d, stderr %q: want 0 and the warnings", code, errs)
+	}
+	out, errs, code = c.run("dicom", "import", bad, "--json")
+	if code == 0 || !strings.Contains(out, "rejected") || !strings.Contains(out, "1.2.3/../../etc") {
+		t.Errorf("import of a UID with slashes: exit %d, %s %s", code, out, errs)
+	}
+	id := imp.Studies[0].ID
+
+	// Query lists it.
+	var hits []daemon.DicomStudyHit
+	if err := json.Unmarshal([]byte(c.must("dicom", "query", "--study", hexStudy, "--json")), &hits); err != nil || len(hits) != 1 || hits[0].ID != id {
+		t.Fatalf("dicom query --study: %+v %v", hits, err)
+	}
+
+	// Export: every file byte for byte, under its UIDs.
+	exp := filepath.Join(dir, "export")
+	var er daemon.DicomExportResult
+	if err := json.Unmarshal([]byte(c.must("dicom", "export", id, "-o", exp, "--json")), &er); err != nil || er.Instances != len(sops) {
+		t.Fatalf("dicom export --json: %+v %v", er, err)
+	}
+	for i, sop := range sops {
+		got, err := os.ReadFile(filepath.Join(exp, hexStudy, hexSeries, sop+".dcm"))
+		if err != nil {
+			t.Fatalf("exported instance %s: %v", sop, err)
+		}
+		want, _ := os.ReadFile(paths[i])
+		if !bytes.Equal(got, want) {
+			t.Errorf("exported %s differs from the imported file", sop)
+		}
+	}
+	if _, _, code := c.run("dicom", "export", id, "-o", filepath.Join(dir, "series"), "--series", hexSeries); code != 0 {
+		t.Errorf("dicom export --series %s: exit %d", hexSeries, code)
+	}
+
+	// De-identify: conformant new UIDs, dcmtk parses every file.
+	var dr daemon.DicomDeidResult
+	if err := json.Unmarshal([]byte(c.must("dicom", "deidentify", id, "--json")), &dr); err != nil || dr.Instances != len(sops) {
+		t.Fatalf("dicom deidentify --json: %+v %v", dr, err)
+	}
+	if !conformantUID(dr.StudyUID) {
+		t.Errorf("de-identified study UID %q is not conformant", dr.StudyUID)
+	}
+	dexp := filepath.Join(dir, "deid")
+	c.must("dicom", "export", dr.ID, "-o", dexp)
+	files := findFiles(t, dexp)
+	if len(files) != len(sops) {
+		t.Fatalf("de-identified export: %d files", len(files))
+	}
+	for _, f := range files {
+		in, err := dicom.ParseFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []string{in.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID} {
+			if !conformantUID(u) {
+				t.Errorf("%s: UID %q is not conformant after de-identification", f, u)
+			}
+		}
+		b, _ := os.ReadFile(f)
+		for _, u := range append([]string{hexStudy, hexSeries}, sops...) {
+			if bytes.Contains(b, []byte(u)) {
+				t.Errorf("%s: original UID %q survives de-identification", f, u)
+			}
+		}
+		dcmdumpOK(t, f)
+	}
+
+	// QIDO-RS finds the study and its instances; WADO-RS sends them back.
+	resp := c.dicomweb("/studies?StudyInstanceUID="+hexStudy, "")
+	var qido []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&qido); err != nil || resp.StatusCode != 200 || len(qido) != 1 {
+		t.Fatalf("QIDO-RS studies: %d %v %v", resp.StatusCode, qido, err)
+	}
+	resp = c.dicomweb("/studies/"+hexStudy+"/series/"+hexSeries+"/instances", "")
+	if err := json.NewDecoder(resp.Body).Decode(&qido); err != nil || resp.StatusCode != 200 || len(qido) != len(sops) {
+		t.Fatalf("QIDO-RS instances: %d %v %v", resp.StatusCode, qido, err)
+	}
+	resp = c.dicomweb("/studies/"+hexStudy, `multipart/related; type="application/dicom"`)
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("WADO-RS study: %d %s", resp.StatusCode, b)
+	}
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	n := 0
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("WADO-RS body: %v", err)
+		}
+		b, _ := io.ReadAll(p)
+		found := false
+		for _, sp := range paths {
+			want, _ := os.ReadFile(sp)
+			found = found || bytes.Equal(b, want)
+		}
+		if !found {
+			t.Errorf("WADO-RS part %d is none of the imported files", n)
+		}
+		n++
+	}
+	if n != len(sops) {
+		t.Errorf("WADO-RS sent %d instances, want %d", n, len(sops))
+	}
+	resp = c.dicomweb("/studies/"+hexStudy+"/series/"+hexSeries+"/instances/"+url.PathEscape(sops[0])+"/metadata", "")
+	var meta []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil || resp.StatusCode != 200 || len(meta) != 1 {
+		t.Fatalf("WADO-RS metadata: %d %v %v", resp.StatusCode, meta, err)
+	}
+}
