@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"mime"
@@ -20,6 +21,8 @@ import (
 	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
+	lib "github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
 // dicomTestdata returns the shared DICOM test data directory, or "" (with a
@@ -297,5 +300,104 @@ func TestDicomNonConformantUIDsCLI(t *testing.T) {
 	var meta []map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&meta); err != nil || resp.StatusCode != 200 || len(meta) != 1 {
 		t.Fatalf("WADO-RS metadata: %d %v %v", resp.StatusCode, meta, err)
+	}
+}
+
+// contextGroupVersion is the encoding (Explicit VR Little Endian) of a
+// Context Group Version (0008,0106) element with value v.
+func contextGroupVersion(v string) []byte {
+	if len(v)%2 == 1 {
+		v += " "
+	}
+	b := []byte{0x08, 0x00, 0x06, 0x01, 'D', 'T'}
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
+	return append(b, v...)
+}
+
+// TestDicomShiftDatesKeepsCodeSetVersionsCLI: `dicom deidentify
+// --shift-dates` shifts the patient's timeline (study date) but leaves the
+// Context Group Version (0008,0106) of code sequences, a code-set version of
+// VR DT, byte for byte as it was. The source is the shared test data's
+// TCIA PET (whose code sequences carry it) when present, and a synthetic CT
+// with a coded sequence always.
+func TestDicomShiftDatesKeepsCodeSetVersionsCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon")
+	}
+	dir := t.TempDir()
+	const version = "20020904000000.000000"
+	code := func(value, meaning string) []*lib.Element {
+		var out []*lib.Element
+		for _, e := range []struct {
+			t tag.Tag
+			v string
+		}{{tag.CodeValue, value}, {tag.CodingSchemeDesignator, "SCT"}, {tag.CodeMeaning, meaning}, {tag.MappingResource, "DCMR"}, {tag.ContextGroupVersion, version}, {tag.ContextIdentifier, "4031"}} {
+			el, err := lib.NewElement(e.t, []string{e.v})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, el)
+		}
+		return out
+	}
+	anat, err := lib.NewElement(tag.AnatomicRegionSequence, [][]*lib.Element{code("51185008", "Thorax")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	synth := filepath.Join(dir, "synth")
+	if _, err := dicomtest.WriteStudy(synth, dicomtest.Options{Rows: 8, Cols: 8, Seed: 9, ExtraElements: []*lib.Element{anat}}); err != nil {
+		t.Fatal(err)
+	}
+	sources := []string{synth}
+	if td := dicomTestdata(t); td != "" {
+		pet := filepath.Join(dir, "pet")
+		os.MkdirAll(pet, 0o755)
+		b, err := os.ReadFile(filepath.Join(td, "valid", "pet_tcia_acrin_flt_breast.dcm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(pet, "pet.dcm"), b, 0o644)
+		sources = append(sources, pet)
+	}
+
+	c := dicomNode(t)
+	for _, src := range sources {
+		orig := findFiles(t, src)[0]
+		ob, _ := os.ReadFile(orig)
+		cgv := contextGroupVersion(version)
+		nOrig := bytes.Count(ob, cgv)
+		if nOrig == 0 {
+			t.Fatalf("%s: no Context Group Version %q to check", orig, version)
+		}
+		in, err := dicom.ParseFile(orig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var imp daemon.DicomImportResult
+		if err := json.Unmarshal([]byte(c.must("dicom", "import", src, "--json")), &imp); err != nil || len(imp.Studies) != 1 {
+			t.Fatalf("import %s: %+v %v", src, imp, err)
+		}
+		var dr daemon.DicomDeidResult
+		if err := json.Unmarshal([]byte(c.must("dicom", "deidentify", imp.Studies[0].ID, "--shift-dates", "--json")), &dr); err != nil || dr.Instances != 1 {
+			t.Fatalf("deidentify --shift-dates %s: %+v %v", src, dr, err)
+		}
+		exp := filepath.Join(dir, "out-"+filepath.Base(src))
+		c.must("dicom", "export", dr.ID, "-o", exp)
+		files := findFiles(t, exp)
+		if len(files) != 1 {
+			t.Fatalf("export of the de-identified study: %v", files)
+		}
+		out, _ := os.ReadFile(files[0])
+		if n := bytes.Count(out, cgv); n != nOrig {
+			t.Errorf("%s: %d Context Group Version elements are %q byte for byte after --shift-dates, want %d", src, n, version, nOrig)
+		}
+		got, err := dicom.ParseFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.StudyDate == "" || got.StudyDate == in.StudyDate {
+			t.Errorf("%s: study date %q -> %q: not shifted", src, in.StudyDate, got.StudyDate)
+		}
+		dcmdumpOK(t, files[0])
 	}
 }

@@ -29,9 +29,17 @@ type DeidOptions struct {
 	// (PS3.15 E.3.7, code 113108).
 	RetainPatientCharacteristics bool
 	// ShiftDates applies the Retain Longitudinal Temporal Information with
-	// Modified Dates option (E.3.6, code 113107): every DA/DT value is moved
-	// by a per-patient number of days; times are kept. Otherwise dates are
-	// removed, emptied or replaced by dummies as Table E.1-1 says.
+	// Modified Dates option (E.3.6, code 113107): the dates of the patient's
+	// timeline (DA and DT values: study, series, acquisition, content,
+	// procedure, treatment dates...) are moved by a per-patient number of
+	// days; times are kept. Patient's Birth Date follows Table E.1-1 (the
+	// option does not cover it), and DA/DT attributes that date a
+	// definition rather than an event of the patient's care (Context Group
+	// Version and Local Version, Template Version, hanging protocol,
+	// implant template and product dates; see notTimeline) are never
+	// shifted: Table E.1-1 decides for those it lists, the others are kept
+	// as they are. Without ShiftDates dates are removed, emptied or replaced
+	// by dummies as Table E.1-1 says.
 	ShiftDates bool
 	// DateOffsetDays returns the shift for a patient (original Patient ID).
 	// nil: derived from ProjectKey, -1..-3650 days.
@@ -443,7 +451,10 @@ func (x *deid) apply(e *element, depth int) *element {
 	case 0x00100010:
 		return x.pseudonymName(e)
 	}
-	if x.opts.ShiftDates && (vr == "DA" || vr == "DT") && e.Tag != 0x00100030 {
+	if x.opts.ShiftDates && (vr == "DA" || vr == "DT") && e.Tag != 0x00100030 && !notTimeline[e.Tag] {
+		// Dates not in Table E.1-1 are shifted too (unless they date a
+		// definition): one date left as it was next to shifted ones would
+		// give the patient's offset away, and with it every date.
 		return x.shift(e)
 	}
 	if x.opts.ShiftDates && vr == "TM" && listed && code != "K" {
@@ -548,8 +559,8 @@ func (x *deid) remapUID(e *element) *element {
 	return &element{Tag: e.Tag, VR: e.VR, Value: padValue("UI", nv)}
 }
 
-// shift moves every DA/DT value by the patient's offset in days; values
-// that cannot be parsed are emptied.
+// shift moves a DA/DT value of the patient's timeline by the patient's
+// offset in days; values that cannot be parsed are emptied.
 func (x *deid) shift(e *element) *element {
 	vals := strings.Split(strings.TrimRight(string(e.Value), " \x00"), `\`)
 	for i, v := range vals {

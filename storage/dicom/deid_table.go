@@ -453,6 +453,35 @@ var patientCharacteristics = map[uint32]bool{
 	0x00380500: true, // Patient State
 }
 
+// notTimeline are DA/DT attributes that date a definition, not an event of
+// the patient's care: code sets and templates, protocols, hanging
+// protocols, implant templates, products and equipment. The Retain
+// Longitudinal Temporal Information with Modified Dates option shifts the
+// patient's timeline; these are never shifted (PS3.15 E.3.6 modifies the
+// dates of Table E.1-1's attributes; Table E.1-1 decides for those of these
+// it lists, e.g. Template Version: X, and the others are kept).
+var notTimeline = map[uint32]bool{
+	0x00080106: true, // Context Group Version
+	0x00080107: true, // Context Group Local Version
+	0x0040DB06: true, // Template Version
+	0x0040DB07: true, // Template Local Version
+	0x00120086: true, // Ethics Committee Approval Effectiveness Start Date
+	0x00120087: true, // Ethics Committee Approval Effectiveness End Date
+	0x00141020: true, // Expiry Date (NDE consumable)
+	0x00144076: true, // Procedure Creation Date (NDE procedure definition)
+	0x00144078: true, // Procedure Expiration Date
+	0x0014407A: true, // Procedure Last Modified Date
+	0x00181204: true, // Date of Manufacture (equipment)
+	0x00181205: true, // Date of Installation (equipment)
+	0x00440004: true, // Approval Status DateTime (product)
+	0x0044000B: true, // Product Expiration DateTime
+	0x00686226: true, // Effective DateTime (implant template)
+	0x00686270: true, // Information Issue DateTime (implant template)
+	0x0072000A: true, // Hanging Protocol Creation DateTime
+	0x00720061: true, // Selector DA Value (hanging protocol)
+	0x00720063: true, // Selector DT Value (hanging protocol)
+}
+
 // keepUIDTags name SOP classes, transfer syntaxes or coding schemes, not
 // instances: they are never remapped.
 var keepUIDTags = map[uint32]bool{

@@ -16,4 +16,8 @@
 // MaxUIDLen characters), kept as they are with a warning; nothing that
 // could not be a file name or URL path. De-identification replaces instance
 // UIDs with conformant keyed ones whatever they were.
+//
+// With the Modified Dates option, de-identification shifts the dates of the
+// patient's timeline and never those that date a definition (Context Group
+// Version and the like, see notTimeline).
 package dicom
