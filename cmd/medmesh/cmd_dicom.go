@@ -120,20 +120,17 @@ func newDicomQueryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "query",
 		Short: "Search this node's encrypted study index",
-		Long: `Search the studies this node stored or was granted, by patient ID, modality
-(a DICOM modality, any case), Study Instance UID and study date range. Every
-filter given must match. Prints [] when nothing matches.`,
+		Long: `Search the studies this node stored or was granted, by patient ID, modality,
+Study Instance UID and study date range. Every filter given must match.
+Prints [] when nothing matches. --modality matches a series' modality
+whatever its case (mr finds MR); modalities are open-ended (archives hold
+values such as "PET" that are not DICOM defined terms), so a value no study
+has is an empty answer, not an error; the plain output then lists the
+defined terms, in case of a typo.`,
 		Example: `  medmesh dicom query --patient PAT-0042
   medmesh dicom query --modality mr --from 2026-01-01 --to 2026-03-31 --json | jq -r '.[].id'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if modality != "" {
-				m, err := dicom.NormalizeModality(modality)
-				if err != nil {
-					return invalidf("", "--modality: %v", err)
-				}
-				modality = m
-			}
 			for flag, v := range map[string]string{"--from": from, "--to": to} {
 				if v != "" && !isDate(v) {
 					return invalidf("write dates as YYYYMMDD or YYYY-MM-DD", "%s %q is not a date", flag, v)
@@ -167,12 +164,17 @@ filter given must match. Prints [] when nothing matches.`,
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.ID, h.PatientID, h.StudyDate, h.Modality, h.Instances, owner, h.StudyUID)
 				}
 				tw.Flush()
+				if len(hits) == 0 && modality != "" {
+					if _, err := dicom.NormalizeModality(modality); err != nil { // a typo?
+						fmt.Fprintf(os.Stderr, "no study has modality %q, which is not a DICOM defined term (%s)\n", modality, strings.Join(dicom.Modalities(), ", "))
+					}
+				}
 			})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&patient, "patient", "", "Patient ID (exact)")
-	f.StringVar(&modality, "modality", "", "modality of a series in the study (CT, MR, ...; any case)")
+	f.StringVar(&modality, "modality", "", "modality of a series in the study (CT, MR, ...; any value, any case)")
 	f.StringVar(&study, "study", "", "Study Instance UID")
 	f.StringVar(&from, "from", "", "first study date, YYYYMMDD or YYYY-MM-DD")
 	f.StringVar(&to, "to", "", "last study date, YYYYMMDD or YYYY-MM-DD")

@@ -401,3 +401,42 @@ func TestDicomShiftDatesKeepsCodeSetVersionsCLI(t *testing.T) {
 		dcmdumpOK(t, files[0])
 	}
 }
+
+// TestDicomQueryModalityCaseInsensitiveCLI: `dicom query --modality ct`
+// finds CT studies, QIDO-RS ModalitiesInStudy too; a modality the node has
+// never seen is an empty answer, not an error (modalities are open-ended).
+func TestDicomQueryModalityCaseInsensitiveCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon")
+	}
+	dir := t.TempDir()
+	if _, err := dicomtest.WriteStudy(dir, dicomtest.Options{Rows: 8, Cols: 8, Modality: "CT", Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	c := dicomNode(t)
+	var imp daemon.DicomImportResult
+	if err := json.Unmarshal([]byte(c.must("dicom", "import", dir, "--json")), &imp); err != nil || len(imp.Studies) != 1 {
+		t.Fatalf("import: %+v %v", imp, err)
+	}
+	for _, m := range []string{"CT", "ct", "Ct"} {
+		var hits []daemon.DicomStudyHit
+		if err := json.Unmarshal([]byte(c.must("dicom", "query", "--modality", m, "--json")), &hits); err != nil || len(hits) != 1 || hits[0].ID != imp.Studies[0].ID {
+			t.Errorf("dicom query --modality %s: %+v %v", m, hits, err)
+		}
+		resp := c.dicomweb("/studies?ModalitiesInStudy="+m, "")
+		var qido []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&qido); err != nil || resp.StatusCode != 200 || len(qido) != 1 {
+			t.Errorf("QIDO-RS ModalitiesInStudy=%s: %d %v %v", m, resp.StatusCode, qido, err)
+		}
+	}
+	out, errs, code := c.run("dicom", "query", "--modality", "zz", "--json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("dicom query --modality zz: exit %d, %q %s: want 0 and []", code, out, errs)
+	}
+	if _, errs, code := c.run("dicom", "query", "--modality", "zz"); code != 0 || !strings.Contains(errs, "not a DICOM defined term") {
+		t.Errorf("plain dicom query --modality zz: exit %d, stderr %q: want 0 and a hint about the defined terms", code, errs)
+	}
+	if out := c.must("dicom", "query", "--modality", "mr"); strings.Contains(out, imp.Studies[0].ID) {
+		t.Errorf("dicom query --modality mr lists the CT study:\n%s", out)
+	}
+}

@@ -33,8 +33,9 @@ type Hit struct {
 	Instances   int
 }
 
-// Filter selects studies; empty fields match everything. From and To are
-// inclusive YYYYMMDD study dates (see DateString for a time.Time).
+// Filter selects studies; empty fields match everything. Modality matches
+// any series' modality, ignoring case. From and To are inclusive YYYYMMDD
+// study dates (see DateString for a time.Time).
 type Filter struct {
 	PatientID string
 	Modality  string
@@ -111,7 +112,7 @@ func ad(recordID string) []byte { return []byte("medmesh dicom index v1\x00" + r
 func (e *indexEntry) blindKeys(x *Index, recordID string) []ds.Key {
 	keys := []ds.Key{x.blindKey("p", e.PatientID, recordID), x.blindKey("s", e.StudyUID, recordID)}
 	for _, m := range e.Modalities {
-		keys = append(keys, x.blindKey("m", m, recordID))
+		keys = append(keys, x.blindKey("m", modalityKey(m), recordID))
 	}
 	return keys
 }
@@ -244,7 +245,7 @@ func (x *Index) Query(ctx context.Context, f Filter) ([]Hit, error) {
 		candidates = found
 		return nil
 	}
-	for _, n := range [][2]string{{"p", f.PatientID}, {"s", f.StudyUID}, {"m", f.Modality}} {
+	for _, n := range [][2]string{{"p", f.PatientID}, {"s", f.StudyUID}, {"m", modalityKey(f.Modality)}} {
 		if err := narrow(n[0], n[1]); err != nil {
 			return nil, err
 		}
@@ -254,7 +255,7 @@ func (x *Index) Query(ctx context.Context, f Filter) ([]Hit, error) {
 		if f.PatientID != "" && e.PatientID != f.PatientID || f.StudyUID != "" && e.StudyUID != f.StudyUID {
 			return
 		}
-		if f.Modality != "" && !contains(e.Modalities, f.Modality) {
+		if f.Modality != "" && !contains(e.Modalities, modalityKey(f.Modality)) {
 			return
 		}
 		if f.From != "" && (e.StudyDate == "" || e.StudyDate < f.From) || f.To != "" && (e.StudyDate == "" || e.StudyDate > f.To) {
@@ -305,6 +306,11 @@ func (x *Index) Query(ctx context.Context, f Filter) ([]Hit, error) {
 	})
 	return hits, nil
 }
+
+// modalityKey is the form of a modality in the blind index: modalities
+// match case-insensitively (CS values are upper case, users type "ct").
+// Any value is a valid query: modalities are open-ended.
+func modalityKey(m string) string { return strings.ToUpper(strings.TrimSpace(m)) }
 
 func contains(ss []string, s string) bool {
 	for _, v := range ss {

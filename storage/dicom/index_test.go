@@ -64,6 +64,11 @@ func TestIndexBadger(t *testing.T) {
 	eq(ids(Filter{PatientID: "PATIENT-SECRET-77"}), "rec-a", "rec-b")
 	eq(ids(Filter{Modality: "CT"}), "rec-c", "rec-a")
 	eq(ids(Filter{PatientID: "PATIENT-SECRET-77", Modality: "CT"}), "rec-a")
+	// Modalities match whatever the case, and any value is a query.
+	eq(ids(Filter{Modality: "ct"}), "rec-c", "rec-a")
+	eq(ids(Filter{Modality: " mR"}), "rec-a")
+	eq(ids(Filter{PatientID: "PATIENT-SECRET-77", Modality: "cr"}), "rec-b")
+	eq(ids(Filter{Modality: "zz"}))
 	eq(ids(Filter{StudyUID: "1.2.3.2"}), "rec-b")
 	eq(ids(Filter{From: "20240101", To: "20240131"}), "rec-a")
 	eq(ids(Filter{PatientID: "nobody"}))
