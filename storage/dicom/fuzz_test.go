@@ -6,11 +6,36 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
+	lib "github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
 )
+
+// codedSequenceStudy writes a synthetic instance whose Anatomic Region
+// Sequence item carries a Context Group Version, as real files do.
+func codedSequenceStudy(dir string) ([]string, error) {
+	var item []*lib.Element
+	for _, e := range []struct {
+		t tag.Tag
+		v string
+	}{{tag.CodeValue, "51185008"}, {tag.CodingSchemeDesignator, "SCT"}, {tag.CodeMeaning, "Thorax"},
+		{tag.MappingResource, "DCMR"}, {tag.ContextGroupVersion, "20020904000000.000000"}, {tag.ContextIdentifier, "4031"}} {
+		el, err := lib.NewElement(e.t, []string{e.v})
+		if err != nil {
+			return nil, err
+		}
+		item = append(item, el)
+	}
+	seq, err := lib.NewElement(tag.AnatomicRegionSequence, [][]*lib.Element{item})
+	if err != nil {
+		return nil, err
+	}
+	return dicomtest.WriteStudy(dir, dicomtest.Options{InstancesPerSeries: 1, Rows: 4, Cols: 4, Seed: 3, ExtraElements: []*lib.Element{seq}})
+}
 
 // seedCorpus adds the shared test files (if present, up to 256 kB each) and
 // synthetic files.
@@ -37,6 +62,26 @@ func seedCorpus(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// What archives hold: non-conformant UIDs (64 hex digits, leading
+	// zeros, too long), and coded sequences carrying a Context Group
+	// Version (VR DT) that de-identification must not shift.
+	odd := filepath.Join(f.TempDir(), "odd")
+	os.MkdirAll(odd, 0o755)
+	for i, u := range [][3]string{
+		{hexUID, "1.2.0003.4", "aa" + hexUID[2:]},
+		{"1.2.840.99999." + strings.Repeat("1234567890", 7), "1.2.3a", "1.2.840.10008.99.abc"},
+	} {
+		p := filepath.Join(odd, fmt.Sprintf("uid%d.dcm", i))
+		if err := dicomtest.RewriteUIDs(paths[0], p, u[0], u[1], u[2]); err != nil {
+			f.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	coded, err := codedSequenceStudy(filepath.Join(f.TempDir(), "coded"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	paths = append(paths, coded...)
 	for _, p := range paths {
 		b, _ := os.ReadFile(p)
 		f.Add(b)
@@ -69,8 +114,16 @@ func FuzzParse(f *testing.F) {
 		if err != nil || res.Excluded || in.Directory {
 			return
 		}
-		if _, err := ParseReader(bytes.NewReader(out.Bytes()), int64(out.Len())); err != nil {
+		got, err := ParseReader(bytes.NewReader(out.Bytes()), int64(out.Len()))
+		if err != nil {
 			t.Fatalf("de-identified output rejected: %v", err)
+		}
+		// Whatever the source's UIDs were, the new ones are conformant
+		// (PS3.15 E.1.1); a multi-valued source value stays multi-valued.
+		for _, u := range []string{got.SOPInstanceUID, got.StudyInstanceUID, got.SeriesInstanceUID} {
+			if u != "" && !strings.Contains(u, `\`) && !ConformantUID(u) {
+				t.Fatalf("de-identified UID %q is not conformant", u)
+			}
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -159,6 +160,34 @@ func FuzzDecodeStudyMeta(f *testing.F) {
 	b, _ := EncodeStudyMeta(s)
 	f.Add(b)
 	f.Add([]byte{0xa0})
+	// Real encodings: the studies of the shared test data (if present)
+	// and of synthetic files, and one whose UIDs are not conformant.
+	roots := []string{}
+	dir := os.Getenv("MEDMESH_DICOM_TESTDATA")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "testdata", "dicom")
+	}
+	if _, err := os.Stat(dir); err == nil {
+		roots = append(roots, dir)
+	} else {
+		f.Logf("shared DICOM test data not found at %s: seeding with synthetic studies only", dir)
+	}
+	synth, err := dicomtest.WriteStudy(f.TempDir(), dicomtest.Options{SeriesPerStudy: 2, InstancesPerSeries: 2, Rows: 4, Cols: 4})
+	if err != nil {
+		f.Fatal(err)
+	}
+	roots = append(roots, filepath.Dir(filepath.Dir(synth[0])))
+	studies, err := Scan(context.Background(), roots, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	studies = append(studies, &Study{UID: hexUID, PatientID: "P", StudyDate: "20240101", Series: []*Series{{UID: "1.2.0003.4", Modality: "CT",
+		Instances: []*InstanceRef{{SOPInstanceUID: "aa" + hexUID[2:], SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntax: "1.2.840.10008.1.2.1"}}}}})
+	for _, st := range studies {
+		if b, err := EncodeStudyMeta(st); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := DecodeStudyMeta(data)
 		if err != nil {
