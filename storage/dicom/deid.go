@@ -483,7 +483,10 @@ func (x *deid) apply(e *element, depth int) *element {
 		if vr == "SQ" {
 			return x.recurse(e, depth)
 		}
-		if vr != "UI" && e.VR != "UN" {
+		// A UID attribute written with the wrong VR (e.g. a SOP Instance
+		// UID as OB) is still a UID: remapped, not emptied, or the output
+		// would lose the identity the input had and not read back.
+		if vr != "UI" && e.VR != "UN" && dictVR(e.Tag) != "UI" {
 			x.res.Emptied++
 			return &element{Tag: e.Tag, VR: e.VR}
 		}
@@ -556,7 +559,11 @@ func (x *deid) remapUID(e *element) *element {
 	case 0x00080018:
 		x.res.SOPInstanceUID = nv
 	}
-	return &element{Tag: e.Tag, VR: e.VR, Value: padValue("UI", nv)}
+	vr := e.VR
+	if dictVR(e.Tag) == "UI" {
+		vr = "UI" // the new value is a UID: say so, whatever the input said
+	}
+	return &element{Tag: e.Tag, VR: vr, Value: padValue("UI", nv)}
 }
 
 // shift moves a DA/DT value of the patient's timeline by the patient's

@@ -171,3 +171,32 @@ func TestDeidentifyNonConformantUIDs(t *testing.T) {
 		}
 	}
 }
+
+// A SOP Instance UID written with the wrong VR (OB, as a fuzzed input had
+// it) is remapped to a conformant UID with VR UI, not emptied: the output
+// must keep an identity and read back (found by FuzzParse, seed
+// testdata/fuzz/FuzzParse/765d704fa4bb52ac).
+func TestDeidentifyUIDWithWrongVR(t *testing.T) {
+	src := synth(t,
+		str(0x00080016, "UI", "1.2.840.10008.5.1.4.1.1.2"),
+		&element{Tag: 0x00080018, VR: "OB", Value: []byte("0001.2.3")},
+		str(0x0020000D, "LO", hexUID),
+	)
+	var out bytes.Buffer
+	if _, err := Deidentify(bytes.NewReader(src), &out, DeidOptions{ProjectKey: testKey}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readPart10(bytes.NewReader(out.Bytes()), int64(out.Len()), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, orig := range map[uint32]string{0x00080018: "0001.2.3", 0x0020000D: hexUID} {
+		e := find(f.Data, tag)
+		if e == nil || e.VR != "UI" || e.str() != PseudonymizeUID(testKey, orig) {
+			t.Errorf("(%04X,%04X): %+v, want VR UI and the keyed UID of %q", tag>>16, tag&0xFFFF, e, orig)
+		}
+	}
+	if _, err := ParseReader(bytes.NewReader(out.Bytes()), int64(out.Len())); err != nil {
+		t.Errorf("output does not read back: %v", err)
+	}
+}
