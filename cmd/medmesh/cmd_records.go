@@ -107,9 +107,15 @@ func upload(cmd *cobra.Command, path, endpoint string, q url.Values) error {
 			delete(q, k)
 		}
 	}
-	body, done := progress(f, st.Size(), "adding")
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		// A pipe or a device (add /dev/stdin, add <(...)): its size is
+		// unknown, not 0; the upload goes chunked.
+		size = -1
+	}
+	body, done := progress(f, size, "adding")
 	var res api.AddResult
-	err = c.Upload(ctxOf(cmd), endpoint+"?"+q.Encode(), body, st.Size(), &res)
+	err = c.Upload(ctxOf(cmd), endpoint+"?"+q.Encode(), body, size, &res)
 	done()
 	if err != nil {
 		return err

@@ -111,3 +111,31 @@ func TestGetIntoDirectory(t *testing.T) {
 		t.Fatalf("get into a directory whose entry is a directory: %d %s", code, errs)
 	}
 }
+
+// TestAddFromPipe: a pipe's size is unknown, not 0: `medmesh add` of a
+// FIFO (or /dev/stdin) stores what comes through it, whole.
+func TestAddFromPipe(t *testing.T) {
+	c, dir := oneNode(t)
+	fifo := filepath.Join(dir, "report.pdf")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFOs here: %v", err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 200<<10) // 3.2 MiB
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		f.Write(data)
+		f.Close()
+	}()
+	var added api.AddResult
+	if err := json.Unmarshal([]byte(c.must("add", fifo, "--json")), &added); err != nil || added.Size != int64(len(data)) {
+		t.Fatalf("add of a FIFO: %+v %v", added, err)
+	}
+	out := filepath.Join(dir, "out.pdf")
+	c.must("get", added.ID, "-o", out)
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, data) {
+		t.Fatal("the piped record does not read back")
+	}
+}
