@@ -17,12 +17,13 @@ func chain(b *testing.B, n int) (*world, []*Entry, []*Entry) {
 	w := newWorld(b, 4)
 	src := openNode(b, w.admin, w.genesis)
 	setup := w.setup(b, src)
-	rec := recordPayload(b, w.members[1], "b").Record
+	setup = append(setup, w.grantAll(b, src)...)
 	es := make([]*Entry, 0, n)
 	batch := make([]*Entry, 0, 1000)
+	readers := []int{0, 2, 3} // member 1 owns the record
 	for i := 0; i < n; i++ {
-		m := w.members[i%len(w.members)]
-		e := forge(b, src, m, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch.Add(time.Duration(i))}, nil)
+		r := readers[i%len(readers)]
+		e := forge(b, src, w.members[r], TypeAccess, w.claim(b, 1, r, testEpoch.Add(time.Duration(i))), nil)
 		if _, err := src.ingest(context.Background(), []*Entry{e}, ""); err != nil {
 			b.Fatal(err)
 		}
@@ -77,12 +78,11 @@ func BenchmarkCatchUp10k(b *testing.B) {
 			mn.DisconnectPeers(nodes[0].h.ID(), nodes[1].h.ID())
 			_ = nd
 		}
-		rec := recordPayload(b, w.members[0], "a").Record
 		src := nodes[0].l
 		for k := 0; k < n; k += 1000 {
 			var es []*Entry
 			for j := 0; j < 1000; j++ {
-				e := forge(b, src, w.admin, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch.Add(time.Duration(k + j))}, nil)
+				e := forge(b, src, w.admin, TypeAccess, w.claim(b, 1, 0, testEpoch.Add(time.Duration(k+j))), nil)
 				if _, err := src.ingest(context.Background(), []*Entry{e}, ""); err != nil {
 					b.Fatal(err)
 				}
@@ -118,9 +118,9 @@ func BenchmarkPropagation(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				src := rng.IntN(n)
-				rec := recordPayload(b, w.members[src], string(rune('a'+src))).Record
+				owner := (src + 1) % n
 				start := time.Now()
-				e, err := nodes[src].l.Append(context.Background(), TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch.Add(time.Duration(i))})
+				e, err := nodes[src].l.Append(context.Background(), TypeAccess, w.claim(b, owner, src, testEpoch.Add(time.Duration(i))))
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -24,6 +24,8 @@ const (
 	TypeRevoke         = "revoke"
 	TypeAccess         = "access"
 	TypeReceipt        = "replica.receipt"
+	TypeAssign         = "replica.assign"
+	TypeServed         = "access.served"
 )
 
 // Roles and purposes.
@@ -39,7 +41,23 @@ const (
 	// MaxEmergencyGrant bounds the lifetime of a grant made under the
 	// emergency role by someone other than the owner.
 	MaxEmergencyGrant = 24 * time.Hour
+
+	// MaxGrantLifetime bounds any grant with an expiry (a grant without
+	// one is written with no expiry at all).
+	MaxGrantLifetime = 10 * 365 * 24 * time.Hour
+
+	// ClockSkew is the margin by which a grant is honoured past its
+	// expiry, to tolerate clocks that disagree between nodes. The ledger's
+	// rules (an access claim needs a live grant) and every node's access
+	// policy use the same margin.
+	ClockSkew = 2 * time.Minute
 )
+
+// LiveAt reports whether the grant (not revoked) is live at t: it has no
+// expiry, or t is before its expiry plus ClockSkew.
+func (g Grant) LiveAt(t time.Time) bool {
+	return g.Expires.IsZero() || t.Before(g.Expires.Add(ClockSkew))
+}
 
 var purposes = map[string]bool{PurposeTreatment: true, PurposeResearch: true, PurposeOperations: true, PurposeEmergency: true}
 
@@ -114,12 +132,41 @@ type RevokePayload struct {
 	Grantee peer.ID
 }
 
-// AccessPayload records that the author fetched a record.
+// AccessPayload is a reader's claim that it read a record: the purpose it
+// states and the grant it read under. Only a grantee with a live grant at
+// the claim's causal position may make one. The reads themselves are
+// attested by the nodes that served them (ServedPayload), so the audit does
+// not depend on the reader's honesty; a claim adds the stated purpose.
 type AccessPayload struct {
 	Record  cid.Cid
 	Version uint64
 	Purpose string
 	Time    time.Time
+	// Grant is the grant entry the read was made under.
+	Grant cid.Cid
+}
+
+// ServedPayload is a serving node's signed statement that it sent a
+// record's blocks to a reader: Reads fetches of the record's manifest (one
+// per read) and Blocks other blocks, between First and Last, under Grant.
+// Only the record's owner or a holder may make one, and only about a reader
+// that had the grant. Servers batch them per (reader, record) and interval.
+type ServedPayload struct {
+	Record cid.Cid
+	Reader peer.ID
+	Grant  cid.Cid
+	Reads  uint64
+	Blocks uint64
+	First  time.Time
+	Last   time.Time
+}
+
+// AssignPayload is an owner naming members as holders of its record beyond
+// the placement window (see replication.Authority), when too many of the
+// window's members are gone for the record to reach its replicas.
+type AssignPayload struct {
+	Record  cid.Cid
+	Holders []peer.ID
 }
 
 // ReceiptPayload records what the author (a replica holder) did.
@@ -183,6 +230,20 @@ type accessWire struct {
 	Version uint64 `cbor:"2,keyasint"`
 	Purpose string `cbor:"3,keyasint"`
 	Time    int64  `cbor:"4,keyasint"`
+	Grant   []byte `cbor:"5,keyasint"`
+}
+type servedWire struct {
+	Record []byte `cbor:"1,keyasint"`
+	Reader []byte `cbor:"2,keyasint"`
+	Grant  []byte `cbor:"3,keyasint"`
+	Reads  uint64 `cbor:"4,keyasint"`
+	Blocks uint64 `cbor:"5,keyasint"`
+	First  int64  `cbor:"6,keyasint"`
+	Last   int64  `cbor:"7,keyasint"`
+}
+type assignWire struct {
+	Record  []byte   `cbor:"1,keyasint"`
+	Holders [][]byte `cbor:"2,keyasint"`
 }
 type receiptWire struct {
 	Record []byte `cbor:"1,keyasint"`
@@ -240,7 +301,18 @@ func (p RevokePayload) wirePayload() (any, error) {
 	return &revokeWire{Record: cidBytes(p.Record), Grantee: []byte(p.Grantee)}, nil
 }
 func (p AccessPayload) wirePayload() (any, error) {
-	return &accessWire{Record: cidBytes(p.Record), Version: p.Version, Purpose: p.Purpose, Time: unixMs(p.Time)}, nil
+	return &accessWire{Record: cidBytes(p.Record), Version: p.Version, Purpose: p.Purpose, Time: unixMs(p.Time), Grant: cidBytes(p.Grant)}, nil
+}
+func (p ServedPayload) wirePayload() (any, error) {
+	return &servedWire{Record: cidBytes(p.Record), Reader: []byte(p.Reader), Grant: cidBytes(p.Grant), Reads: p.Reads, Blocks: p.Blocks,
+		First: unixMs(p.First), Last: unixMs(p.Last)}, nil
+}
+func (p AssignPayload) wirePayload() (any, error) {
+	w := &assignWire{Record: cidBytes(p.Record)}
+	for _, h := range p.Holders {
+		w.Holders = append(w.Holders, []byte(h))
+	}
+	return w, nil
 }
 func (p ReceiptPayload) wirePayload() (any, error) {
 	return &receiptWire{Record: cidBytes(p.Record), Status: p.Status, Reason: p.Reason}, nil
@@ -297,14 +369,28 @@ type Grant struct {
 	Time     time.Time
 }
 
-// AccessEvent is one audit-trail entry.
+// AccessEvent is a reader's claim of one read (an access entry).
 type AccessEvent struct {
 	Record  cid.Cid
 	Reader  peer.ID
 	Version uint64
 	Purpose string
 	Time    time.Time
+	Grant   cid.Cid
 	Entry   cid.Cid
+}
+
+// Served is a serving node's attestation of reads (an access.served entry).
+type Served struct {
+	Record cid.Cid
+	Reader peer.ID
+	Server peer.ID
+	Grant  cid.Cid
+	Reads  uint64
+	Blocks uint64
+	First  time.Time
+	Last   time.Time
+	Entry  cid.Cid
 }
 
 // Receipt is a replica holder's latest statement about a record.
@@ -364,6 +450,12 @@ type grantStored struct {
 type accessStored struct {
 	Access accessWire `cbor:"1,keyasint"`
 	Reader []byte     `cbor:"2,keyasint"`
+	Entry  []byte     `cbor:"3,keyasint"`
+}
+
+type servedStored struct {
+	Served servedWire `cbor:"1,keyasint"`
+	Server []byte     `cbor:"2,keyasint"`
 	Entry  []byte     `cbor:"3,keyasint"`
 }
 
@@ -759,6 +851,9 @@ func init() {
 			if g.Expires < 0 || (g.Expires != 0 && g.Expires <= int64(e.Clock.Wall)) {
 				return errors.New("grant expires before it is made")
 			}
+			if g.Expires != 0 && g.Expires-int64(e.Clock.Wall) > MaxGrantLifetime.Milliseconds() {
+				return fmt.Errorf("grant expires more than %s after it is made", MaxGrantLifetime)
+			}
 			if rec.Owner != e.Author {
 				if g.Purpose != PurposeEmergency || !v.HasRole(e.Author, RoleEmergency) {
 					return unauthorized("grant by non-owner")
@@ -857,73 +952,10 @@ func init() {
 			return nil
 		},
 	}))
-	must(Register(TypeSpec{
-		Name: TypeAccess,
-		New:  func() any { return new(accessWire) },
-		Validate: func(v View, e *Entry, pl any) error {
-			ac := pl.(*accessWire)
-			if _, _, err := recordInView(v, ac.Record); err != nil {
-				return err
-			}
-			if !purposes[ac.Purpose] {
-				return fmt.Errorf("unknown purpose %q", ac.Purpose)
-			}
-			if ac.Version == 0 {
-				return errors.New("version must be >= 1")
-			}
-			return nil
-		},
-		builtin: func(a *applier, e *Entry, pl any) error {
-			ac := pl.(*accessWire)
-			rec, _ := cid.Cast(ac.Record)
-			// A new key per entry that no apply reads back.
-			a.t.putBlind(pState+"a/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), encodeAccessStored(e))
-			return nil
-		},
-	}))
-	must(Register(TypeSpec{
-		Name: TypeReceipt,
-		New:  func() any { return new(receiptWire) },
-		Validate: func(v View, e *Entry, pl any) error {
-			r := pl.(*receiptWire)
-			if _, _, err := recordInView(v, r.Record); err != nil {
-				return err
-			}
-			switch r.Status {
-			case "held", "declined", "released":
-			default:
-				return fmt.Errorf("unknown receipt status %q", r.Status)
-			}
-			if len(r.Reason) > 256 {
-				return errors.New("reason too long")
-			}
-			return nil
-		},
-		builtin: func(a *applier, e *Entry, pl any) error {
-			r := pl.(*receiptWire)
-			rec, _ := cid.Cast(r.Record)
-			k := pState + "rc/" + rec.String() + "/" + e.Author.String()
-			old, ok, err := a.t.get(a.ctx, k)
-			if err != nil {
-				return err
-			}
-			if ok {
-				var o receiptStored
-				if err := decMode.Unmarshal(old, &o); err != nil {
-					return err
-				}
-				oc, err := cid.Cast(o.Entry)
-				if err != nil {
-					return err
-				}
-				if before(e.Clock, e.cid, HLC{o.Wall, o.Counter}, oc) {
-					return nil // an entry later in (clock, CID) order already decided
-				}
-			}
-			st := receiptStored{Receipt: *r, Holder: []byte(e.Author), Entry: e.cid.Bytes(), Wall: e.Clock.Wall, Counter: e.Clock.Counter}
-			return a.putCBOR(k, &st)
-		},
-	}))
+	must(Register(TypeSpec{Name: TypeAccess, New: func() any { return new(accessWire) }, Validate: validateAccess, builtin: applyAccess}))
+	must(Register(TypeSpec{Name: TypeReceipt, New: func() any { return new(receiptWire) }, Validate: validateReceipt, builtin: applyReceipt}))
+	must(Register(TypeSpec{Name: TypeAssign, New: func() any { return new(assignWire) }, Validate: validateAssign, builtin: applyAssign}))
+	must(Register(TypeSpec{Name: TypeServed, New: func() any { return new(servedWire) }, Validate: validateServed, builtin: applyServed}))
 }
 
 // encodeAccessStored returns encMode's encoding of the accessStored of an

@@ -38,6 +38,39 @@
 // after it saw the removal are rejected, and the connection gater stops it
 // from reaching members once they have seen the removal.
 //
+// # Authority: who may sign what, and what it confers
+//
+// Every entry is judged at its causal position (below). Its author must be
+// a member there (the genesis aside). Beyond that, each type confers a
+// right only its authority may confer; an entry signed by anyone else is
+// rejected (reason "unauthorized") by every node:
+//
+//	type             authority (at the causal position)         confers
+//	genesis          the founding admin (its own entry)         the network; the admin role
+//	member.add       an admin                                   membership, org label, roles
+//	member.remove    an admin                                   the end of a membership
+//	key.announce     any member, for itself                     the key grants must be sealed to
+//	record.announce  any member; a new version only by the       ownership of a record ID; escrow only
+//	                 owner of the previous one                  to members with the emergency role
+//	grant            the record's owner; purpose emergency also  the record's data key for the grantee,
+//	                 an emergency authority the owner escrowed  until revoked or expired (emergency:
+//	                 the key to (24 h at most)                  24 h at most); any grant 10 years at most
+//	revoke           the record's owner                         the end of the grantee's grants
+//	access           a grantee with a live grant it names       a read claim: the purpose it states
+//	                 (not revoked, not expired at the claim)
+//	replica.receipt  "held": a member that may hold the record  standing as a replica holder (placement
+//	                 (replication.Authority: within the          counts it; it may attest reads it
+//	                 placement window or named by the owner,    serves); "declined" and "released" only
+//	                 never a grantee); others: any member       take their author out of placement
+//	replica.assign   the record's owner, naming non-grantees    the right to hold beyond the window
+//	access.served    the record's owner or a holder ("held"),   an attestation of reads: the audit's
+//	                 about a reader that had the grant named    source, not the reader's word
+//
+// The block filter follows the same rules: a node serves a record's blocks
+// only to its owner, a grantee with a live grant, and the members that may
+// hold it (replication.Authority), so what a member can receive is what
+// these entries say, not what it claims.
+//
 // # Concurrency rules (order-independent)
 //
 // Membership (remove wins): peer P is a member in a set of entries iff some
@@ -57,7 +90,7 @@
 // the grant's causal past. Records: the first announcement of a record ID in
 // (clock, CID) order owns it; an announcement of an ID already in its causal
 // past is invalid. Receipts: each holder's latest receipt in (clock, CID)
-// order. Access events accumulate.
+// order. Named holders accumulate. Read claims and attestations accumulate.
 //
 // Every rule is a function of the set of valid entries and the causal
 // relation between them, so the state does not depend on arrival order.

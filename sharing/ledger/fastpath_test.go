@@ -46,7 +46,7 @@ func fastPathStream(t *testing.T) ([]*Entry, *world, []peer.ID, []cid.Cid) {
 	grant := func(who, to *ident, rec cid.Cid, env []byte, purpose string, exp time.Time) GrantPayload {
 		return GrantPayload{Record: rec, Grantee: to.id, Envelope: env, Purpose: purpose, Expires: exp}
 	}
-	access := AccessPayload{Record: recA.Record, Version: 1, Purpose: PurposeTreatment, Time: testEpoch}
+	access := AccessPayload{Record: recA.Record, Version: 1, Purpose: PurposeTreatment, Time: testEpoch} // names no grant
 
 	on(admin, TypeMemberAdd, MemberAddPayload{Peer: a.id, Org: "clinic a"})
 	on(admin, TypeMemberAdd, MemberAddPayload{Peer: b.id, Org: "clinic b", Roles: []string{RoleEmergency}})
@@ -63,9 +63,25 @@ func fastPathStream(t *testing.T) ([]*Entry, *world, []peer.ID, []cid.Cid) {
 	on(c, TypeRecordAnnounce, recordPayload(t, c, "a"))                                                     // ID already announced
 	on(c, TypeRecordAnnounce, recC2)                                                                        // new version of another's record
 	on(a, TypeRecordAnnounce, recA2)                                                                        // new version by the owner
-	on(c, TypeAccess, access)                                                                               // before any grant: allowed (audit only)
+	on(c, TypeAccess, access)                                                                               // before any grant
 	on(a, TypeGrant, grant(a, c, recA.Record, envelopeFor(t, oldKeyC, "g"), PurposeTreatment, time.Time{})) // old key
-	on(a, TypeGrant, grant(a, c, recA.Record, envelopeFor(t, c, "g"), PurposeTreatment, time.Time{}))
+	gC := on(a, TypeGrant, grant(a, c, recA.Record, envelopeFor(t, c, "g"), PurposeTreatment, time.Time{}))
+	claimC := AccessPayload{Record: recA.Record, Version: 1, Purpose: PurposeTreatment, Time: testEpoch, Grant: gC.CID()}
+	on(c, TypeAccess, claimC)                                                                                     // under its grant
+	on(b, TypeAccess, AccessPayload{Record: recA.Record, Version: 1, Purpose: PurposeTreatment, Grant: gC.CID()}) // someone else's grant
+	on(c, TypeAccess, AccessPayload{Record: recA.Record, Version: 2, Purpose: PurposeTreatment, Grant: gC.CID()}) // wrong version
+	on(a, TypeAccess, AccessPayload{Record: recA.Record, Version: 1, Purpose: PurposeTreatment, Grant: gC.CID()}) // the owner
+	on(c, TypeReceipt, ReceiptPayload{Record: recA.Record, Status: "held"})                                       // a grantee never holds
+	on(a, TypeReceipt, ReceiptPayload{Record: recA.Record, Status: "held"})                                       // nor the owner
+	on(b, TypeReceipt, ReceiptPayload{Record: recA.Record, Status: "declined", Reason: "disk full"})              // any member may decline
+	on(b, TypeReceipt, ReceiptPayload{Record: recA.Record, Status: "held"})                                       // in the window
+	served := ServedPayload{Record: recA.Record, Reader: c.id, Grant: gC.CID(), Reads: 2, Blocks: 5, First: testEpoch, Last: testEpoch}
+	on(b, TypeServed, served)                                                                                                             // a holder
+	on(admin, TypeServed, served)                                                                                                         // not a holder
+	on(b, TypeServed, ServedPayload{Record: recA.Record, Reader: admin.id, Grant: gC.CID(), Reads: 1, First: testEpoch, Last: testEpoch}) // not the grantee
+	on(a, TypeAssign, AssignPayload{Record: recA.Record, Holders: []peer.ID{admin.id}})
+	on(c, TypeAssign, AssignPayload{Record: recA.Record, Holders: []peer.ID{admin.id}})                              // not the owner
+	on(a, TypeAssign, AssignPayload{Record: recA.Record, Holders: []peer.ID{c.id}})                                  // a grantee
 	on(a, TypeGrant, grant(a, outsider, recA.Record, envelopeFor(t, outsider, "g"), PurposeTreatment, time.Time{}))  // non-member grantee
 	on(b, TypeGrant, grant(b, c, recA.Record, envelopeFor(t, c, "e"), PurposeEmergency, testEpoch.Add(time.Hour)))   // escrowed authority
 	on(c, TypeGrant, grant(c, c, recA.Record, envelopeFor(t, c, "e"), PurposeEmergency, testEpoch.Add(time.Hour)))   // not an authority
@@ -75,16 +91,20 @@ func fastPathStream(t *testing.T) ([]*Entry, *world, []peer.ID, []cid.Cid) {
 	on(b, TypeReceipt, ReceiptPayload{Record: recA.Record, Status: "held"})
 	on(b, TypeReceipt, ReceiptPayload{Record: recA.Record, Status: "lost"}) // bad status
 	on(admin, TypeMemberRemove, MemberRemovePayload{Peer: c.id})
-	on(c, TypeAccess, access) // removed
+	on(c, TypeAccess, claimC) // removed (and revoked)
 	on(admin, TypeMemberAdd, MemberAddPayload{Peer: c.id, Org: "clinic c", Roles: []string{RoleEmergency}})
-	on(c, TypeAccess, access) // re-admitted
+	on(c, TypeAccess, claimC) // re-admitted, still revoked
+	gB := on(a, TypeGrant, grant(a, b, recA2.Record, envelopeFor(t, b, "gb"), PurposeResearch, testEpoch.Add(time.Hour)))
+	claimB := AccessPayload{Record: recA2.Record, Version: 2, Purpose: PurposeResearch, Time: testEpoch, Grant: gB.CID()}
 	// Concurrent entries: on heads that are no longer current.
 	fork := src.Heads()
 	on(admin, TypeMemberRemove, MemberRemovePayload{Peer: b.id})
-	step(b, TypeAccess, access, fork) // did not see its removal: valid
+	step(b, TypeAccess, claimB, fork)                                             // did not see its removal: valid
+	step(a, TypeRevoke, RevokePayload{Record: recA2.Record, Grantee: b.id}, fork) // concurrent with the claim
+	step(b, TypeServed, served, fork)                                             // a holder that did not see its removal
 	step(a, TypeKeyAnnounce, KeyAnnouncePayload{Public: outsider.kem.Public()}, fork)
 	step(c, TypeRecordAnnounce, recordPayload(t, c, "c"), fork)
-	on(b, TypeAccess, access)                                                                                 // saw its removal
+	on(b, TypeAccess, claimB)                                                                                 // saw its removal
 	on(admin, TypeGrant, grant(admin, a, recA.Record, envelopeFor(t, a, "x"), PurposeTreatment, time.Time{})) // non-owner
 	on(a, TypeGrant, grant(a, a, recA.Record, envelopeFor(t, a, "x"), PurposeTreatment, time.Time{}))         // a's key rotated concurrently
 	on(a, TypeGrant, grant(a, a, recA.Record, envelopeFor(t, outsider, "x"), PurposeTreatment, time.Time{}))
@@ -140,6 +160,18 @@ func compareViews(t *testing.T, l *Ledger, peers []peer.ID, recs []cid.Cid) {
 		if fok != sok || !reflect.DeepEqual(fi, si) {
 			t.Fatalf("Record(%s): fast %+v %v, slow %+v %v", r, fi, fok, si, sok)
 		}
+		if f, s := fast.GrantsOf(r), slow.GrantsOf(r); !reflect.DeepEqual(f, s) {
+			t.Fatalf("GrantsOf(%s): fast %+v, slow %+v", r, f, s)
+		}
+		if f, s := fast.Receipts(r), slow.Receipts(r); !reflect.DeepEqual(f, s) {
+			t.Fatalf("Receipts(%s): fast %+v, slow %+v", r, f, s)
+		}
+		if f, s := fast.Named(r), slow.Named(r); !reflect.DeepEqual(f, s) {
+			t.Fatalf("Named(%s): fast %v, slow %v", r, f, s)
+		}
+	}
+	if f, s := fast.Members(), slow.Members(); !reflect.DeepEqual(f, s) {
+		t.Fatalf("Members: fast %+v, slow %+v", f, s)
 	}
 	if fast.err != nil || slow.err != nil {
 		t.Fatal(fast.err, slow.err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // seedEntries returns real entries of every built-in type.
@@ -13,10 +15,12 @@ func seedEntries(t testing.TB) (*world, *Ledger, [][]byte) {
 	es := w.setup(t, l)
 	owner, grantee := w.members[1], w.members[2]
 	rec := recordPayload(t, owner, "b").Record
-	es = append(es,
-		as(t, l, owner, TypeGrant, GrantPayload{Record: rec, Grantee: grantee.id, Envelope: envelopeFor(t, grantee, "f"), Purpose: PurposeTreatment}),
-		as(t, l, grantee, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch}),
-		as(t, l, grantee, TypeReceipt, ReceiptPayload{Record: rec, Status: "held", Reason: "ok"}),
+	g := as(t, l, owner, TypeGrant, GrantPayload{Record: rec, Grantee: grantee.id, Envelope: envelopeFor(t, grantee, "f"), Purpose: PurposeTreatment})
+	es = append(es, g,
+		as(t, l, grantee, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch, Grant: g.CID()}),
+		as(t, l, w.admin, TypeReceipt, ReceiptPayload{Record: rec, Status: "held", Reason: "ok"}),
+		as(t, l, w.admin, TypeServed, ServedPayload{Record: rec, Reader: grantee.id, Grant: g.CID(), Reads: 1, Blocks: 3, First: testEpoch, Last: testEpoch}),
+		as(t, l, owner, TypeAssign, AssignPayload{Record: rec, Holders: []peer.ID{w.admin.id}}),
 		as(t, l, owner, TypeRevoke, RevokePayload{Record: rec, Grantee: grantee.id}))
 	raws := [][]byte{w.genesis}
 	for _, e := range es {

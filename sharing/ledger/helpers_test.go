@@ -129,6 +129,40 @@ type world struct {
 	members []*ident // members[0] == admin
 	genesis []byte
 	netID   cid.Cid
+	// grants[[2]int{owner, reader}] is the grant of the owner's setup
+	// record to the reader (grantAll).
+	grants map[[2]int]cid.Cid
+}
+
+// grantAll has every member grant its setup record to every other member
+// (no expiry), built on l, and returns the entries.
+func (w *world) grantAll(t testing.TB, l *Ledger) []*Entry {
+	t.Helper()
+	w.grants = map[[2]int]cid.Cid{}
+	var out []*Entry
+	for i, o := range w.members {
+		rec := recordPayload(t, o, string(rune('a'+i))).Record
+		for j, r := range w.members {
+			if i == j {
+				continue
+			}
+			e := as(t, l, o, TypeGrant, GrantPayload{Record: rec, Grantee: r.id, Envelope: envelopeFor(t, r, "all"), Purpose: PurposeTreatment})
+			w.grants[[2]int{i, j}] = e.CID()
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// claim is reader's valid read claim on owner's setup record (grantAll).
+func (w *world) claim(t testing.TB, owner, reader int, at time.Time) AccessPayload {
+	t.Helper()
+	g, ok := w.grants[[2]int{owner, reader}]
+	if !ok {
+		t.Fatalf("no grant from member %d to %d (call grantAll)", owner, reader)
+	}
+	return AccessPayload{Record: recordPayload(t, w.members[owner], string(rune('a'+owner))).Record, Version: 1,
+		Purpose: PurposeTreatment, Time: at, Grant: g}
 }
 
 func newWorld(t testing.TB, n int) *world {

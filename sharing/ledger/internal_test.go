@@ -95,9 +95,9 @@ func TestEncodeAccessStoredIsCanonical(t *testing.T) {
 	w, l, _ := seedEntries(t)
 	rec := recordPayload(t, w.members[1], "b").Record
 	for i, p := range []AccessPayload{
-		{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch},
-		{Record: rec, Version: 1 << 40, Purpose: PurposeResearch},
-		{Record: rec, Version: 7, Purpose: PurposeEmergency, Time: time.UnixMilli(-5)},
+		{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch, Grant: fakeCid("g")},
+		{Record: rec, Version: 1 << 40, Purpose: PurposeResearch, Grant: fakeCid("g2")},
+		{Record: rec, Version: 7, Purpose: PurposeEmergency, Time: time.UnixMilli(-5), Grant: fakeCid("g3")},
 	} {
 		e := forge(t, l, w.members[2], TypeAccess, p, nil)
 		var ac accessWire

@@ -25,6 +25,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // Options configure a Ledger.
@@ -908,9 +910,84 @@ func (l *Ledger) Access(record cid.Cid) []AccessEvent {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		out = append(out, AccessEvent{Record: record, Reader: reader, Version: a.Access.Version, Purpose: a.Access.Purpose, Time: msTime(a.Access.Time), Entry: ec})
+		ev := AccessEvent{Record: record, Reader: reader, Version: a.Access.Version, Purpose: a.Access.Purpose, Time: msTime(a.Access.Time), Entry: ec}
+		if len(a.Access.Grant) > 0 {
+			ev.Grant, _ = cid.Cast(a.Access.Grant)
+		}
+		out = append(out, ev)
 	}
 	return out
+}
+
+// Served returns the attestations of the record's reads by the nodes that
+// served them, oldest first.
+func (l *Ledger) Served(record cid.Cid) []Served {
+	var out []Served
+	for _, r := range l.listState(pState + "sv/" + record.String() + "/") {
+		var s servedStored
+		if decMode.Unmarshal(r.Value, &s) != nil {
+			continue
+		}
+		reader, err1 := peer.IDFromBytes(s.Served.Reader)
+		server, err2 := peer.IDFromBytes(s.Server)
+		gc, err3 := cid.Cast(s.Served.Grant)
+		ec, err4 := cid.Cast(s.Entry)
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			continue
+		}
+		out = append(out, Served{Record: record, Reader: reader, Server: server, Grant: gc, Reads: s.Served.Reads, Blocks: s.Served.Blocks,
+			First: msTime(s.Served.First), Last: msTime(s.Served.Last), Entry: ec})
+	}
+	return out
+}
+
+// GrantHistory returns every grant of the record ever applied, revoked or
+// not, oldest first: what an audit needs to name the grant a read was made
+// under, and who may never hold the record.
+func (l *Ledger) GrantHistory(record cid.Cid) []Grant {
+	var out []Grant
+	for _, r := range l.listState(pIdx + "g/" + record.String() + "/") {
+		var g grantStored
+		if decMode.Unmarshal(r.Value, &g) != nil {
+			continue
+		}
+		if pg, err := g.public(); err == nil {
+			out = append(out, pg)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
+
+// Named returns the holders the record's owner named (replica.assign).
+func (l *Ledger) Named(record cid.Cid) []peer.ID {
+	var out []peer.ID
+	for _, r := range l.listState(pState + "as/" + record.String() + "/") {
+		if p, err := peer.Decode(lastSeg(r.Key)); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// HoldAuthority says who may hold the record now (replication.Authority),
+// from the current state: the same rule the ledger applies to receipts.
+func (l *Ledger) HoldAuthority(rec RecordInfo) replication.Authority {
+	a := replication.Authority{Record: rec.ID, Owner: rec.Owner, Wanted: int(rec.Replicas), Named: l.Named(rec.ID)}
+	for _, m := range l.Members() {
+		a.Members = append(a.Members, replication.Member{Peer: m.Peer, Org: m.Org})
+	}
+	for _, r := range l.Receipts(rec.ID) {
+		a.Receipts = append(a.Receipts, replication.Receipt{Holder: r.Holder, Status: r.Status, Reason: r.Reason})
+	}
+	seen := map[peer.ID]bool{}
+	for _, g := range l.GrantHistory(rec.ID) {
+		if !seen[g.Grantee] {
+			seen[g.Grantee] = true
+			a.Granted = append(a.Granted, g.Grantee)
+		}
+	}
+	return a
 }
 
 // Receipts returns each holder's latest receipt for the record.

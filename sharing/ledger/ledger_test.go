@@ -60,13 +60,13 @@ func TestLifecycle(t *testing.T) {
 	if gs := l.Grants(rec); len(gs) != 1 || gs[0].Entry != g.CID() || gs[0].Grantee != grantee.id || gs[0].KeyID != grantee.kem.ID() {
 		t.Fatalf("grants: %+v", gs)
 	}
-	as(t, l, grantee, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch})
-	as(t, l, grantee, TypeReceipt, ReceiptPayload{Record: rec, Status: "held"})
-	as(t, l, grantee, TypeReceipt, ReceiptPayload{Record: rec, Status: "released", Reason: "disk full"})
-	if a := l.Access(rec); len(a) != 1 || a[0].Reader != grantee.id {
+	as(t, l, grantee, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch, Grant: g.CID()})
+	as(t, l, w.admin, TypeReceipt, ReceiptPayload{Record: rec, Status: "held"})
+	as(t, l, w.admin, TypeReceipt, ReceiptPayload{Record: rec, Status: "released", Reason: "disk full"})
+	if a := l.Access(rec); len(a) != 1 || a[0].Reader != grantee.id || a[0].Grant != g.CID() {
 		t.Fatalf("access: %+v", a)
 	}
-	if r := l.Receipts(rec); len(r) != 1 || r[0].Status != "released" {
+	if r := l.Receipts(rec); len(r) != 1 || r[0].Status != "released" || r[0].Holder != w.admin.id {
 		t.Fatalf("receipts: %+v", r)
 	}
 	v2 := recordPayload(t, owner, "b2")
@@ -121,7 +121,7 @@ func TestLifecycle(t *testing.T) {
 	if !bytes.Equal(l2.Digest(), digest) || !equalCids(l2.Heads(), heads) {
 		t.Fatal("state changed across restart")
 	}
-	e, err := l2.Append(ctx, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeOperations, Time: testEpoch})
+	e, err := l2.Append(ctx, TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
 	if err != nil || !equalCids(e.Parents, heads) {
 		t.Fatalf("append after restart: %v", err)
 	}

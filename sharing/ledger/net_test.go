@@ -51,6 +51,7 @@ func newMesh(t testing.TB, w *world, n int) (mocknet.Mocknet, []*meshNode) {
 		nodes[i] = nd
 	}
 	w.setup(t, nodes[0].l)
+	w.grantAll(t, nodes[0].l)
 	if err := mn.LinkAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +97,16 @@ func waitConverged(t testing.TB, nodes []*meshNode, timeout time.Duration) {
 func randomEntry(t testing.TB, w *world, nodes []*meshNode, i int, rng *rand.Rand) {
 	t.Helper()
 	nd := nodes[i]
-	owner := rng.IntN(len(nodes))
+	owner := (i + 1 + rng.IntN(len(nodes)-1)) % len(nodes) // someone else
 	rec := recordPayload(t, w.members[owner], string(rune('a'+owner))).Record
 	var err error
 	switch rng.IntN(3) {
 	case 0:
-		_, err = nd.l.Append(context.Background(), TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment, Time: testEpoch})
+		_, err = nd.l.Append(context.Background(), TypeAccess, w.claim(t, owner, i, testEpoch))
 	case 1:
-		_, err = nd.l.Append(context.Background(), TypeReceipt, ReceiptPayload{Record: rec, Status: []string{"held", "declined", "released"}[rng.IntN(3)]})
+		// Every member is a grantee of every setup record (grantAll), so
+		// none may say it holds one.
+		_, err = nd.l.Append(context.Background(), TypeReceipt, ReceiptPayload{Record: rec, Status: []string{"declined", "released"}[rng.IntN(2)]})
 	default:
 		own := recordPayload(t, nd.who, string(rune('a'+i))).Record
 		to := w.members[rng.IntN(len(nodes))]

@@ -93,15 +93,18 @@ func TestConcurrentAddRemove(t *testing.T) {
 	base = append(base, as(t, b, w.admin, TypeMemberAdd, MemberAddPayload{Peer: admin2.id, Org: "clinic", Roles: []string{RoleAdmin}}))
 	add0 := as(t, b, w.admin, TypeMemberAdd, MemberAddPayload{Peer: x.id, Org: "x"})
 	base = append(base, add0, as(t, b, x, TypeKeyAnnounce, KeyAnnouncePayload{Public: x.kem.Public()}))
+	recA := recordPayload(t, w.admin, "a").Record
+	gx := as(t, b, w.admin, TypeGrant, GrantPayload{Record: recA, Grantee: x.id, Envelope: envelopeFor(t, x, "x"), Purpose: PurposeTreatment})
+	base = append(base, gx)
 	fork := b.Heads()
 	rm := forge(t, b, w.admin, TypeMemberRemove, MemberRemovePayload{Peer: x.id}, fork)
 	readd := forge(t, b, admin2, TypeMemberAdd, MemberAddPayload{Peer: x.id, Org: "x2"}, fork) // concurrent with rm
-	xw := forge(t, b, x, TypeAccess, AccessPayload{Record: recordPayload(t, w.admin, "a").Record, Version: 1, Purpose: PurposeTreatment}, fork)
+	xw := forge(t, b, x, TypeAccess, AccessPayload{Record: recA, Version: 1, Purpose: PurposeTreatment, Grant: gx.CID()}, fork)
 	ingestAll(t, b, []*Entry{rm, readd, xw})
 	if b.IsMember(x.id) {
 		t.Fatal("remove must win over a concurrent add")
 	}
-	late := forge(t, b, x, TypeAccess, AccessPayload{Record: recordPayload(t, w.admin, "a").Record, Version: 1, Purpose: PurposeResearch}, nil)
+	late := forge(t, b, x, TypeAccess, AccessPayload{Record: recA, Version: 1, Purpose: PurposeResearch, Grant: gx.CID()}, nil)
 	if err := b.Ingest(context.Background(), late.raw); !errors.As(err, new(*RejectError)) {
 		t.Fatalf("entry after removal accepted: %v", err)
 	}

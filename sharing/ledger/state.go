@@ -30,9 +30,12 @@ const maxStateCache = 1 << 12
 // Every txn write to a cached key invalidates it (txn.sc); resetMemory drops
 // the whole cache when a batch is abandoned. Guarded by Ledger.mu.
 type stateCache struct {
-	members map[peer.ID]*memberIdx
-	keys    map[peer.ID]*curKey
-	records map[cid.Cid]*curRecord
+	// memberList is every current member (nil: not decoded since the
+	// last change of membership).
+	memberList *[]Member
+	members    map[peer.ID]*memberIdx
+	keys       map[peer.ID]*curKey
+	records    map[cid.Cid]*curRecord
 }
 
 type curKey struct {
@@ -50,6 +53,7 @@ func newStateCache() *stateCache {
 }
 
 func (s *stateCache) reset() {
+	s.memberList = nil
 	clear(s.members)
 	clear(s.keys)
 	clear(s.records)
@@ -63,6 +67,7 @@ func (s *stateCache) invalidate(k string) {
 	rest := k[len(pState)+2:]
 	switch k[len(pState)] {
 	case 'm':
+		s.memberList = nil
 		if p, err := peer.Decode(rest); err == nil {
 			delete(s.members, p)
 		} else {

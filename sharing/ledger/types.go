@@ -28,6 +28,15 @@ type View interface {
 	Record(id cid.Cid) (RecordInfo, bool)
 	// InPast reports whether entry c is in the causal past.
 	InPast(c cid.Cid) bool
+	// Members lists the members, sorted by peer ID.
+	Members() []Member
+	// GrantsOf lists every grant of a record, to any grantee, oldest
+	// first, each marked Current unless a revoke cancels it.
+	GrantsOf(record cid.Cid) []GrantAt
+	// Receipts lists each holder's latest receipt for a record.
+	Receipts(record cid.Cid) []Receipt
+	// Named lists the holders a record's owner named (replica.assign).
+	Named(record cid.Cid) []peer.ID
 }
 
 // Txn lets a type's Apply keep state of its own. Keys are scoped to the type

@@ -105,6 +105,121 @@ func Order(rec cid.Cid, owner peer.ID, members []Member, excluded map[peer.ID]bo
 	return out
 }
 
+// Window is how many members after the owner may hold a record that wants
+// wanted replicas (the owner included): the wanted-1 first-ranked
+// candidates, and as many spares again for repair. Only they (and holders
+// the owner names) may fetch the record's blocks or claim to hold it.
+func Window(wanted int) int { return 2*max(wanted, 1) - 1 }
+
+// Authority says, from ledger state alone, which members may hold a
+// record's ciphertext. Every node evaluates it the same way: the ledger
+// rejects a "held" receipt from a peer that may not hold the record, and
+// the block filter serves a record's blocks to no such peer.
+//
+// A member may hold a record when it is within the first Window(Wanted)
+// members after the owner in Order, ranked with the members excluded whose
+// latest receipt makes them ineligible (its own receipts aside: a decline
+// does not stop its author taking the record back), or when the owner named
+// it (replica.assign). A member that has, or ever had, a grant on the record
+// never may: it holds the record's key, so holding its ciphertext as well
+// would let it read without a holder serving it (and attesting the read),
+// and a revoked grantee could decrypt the old versions again.
+type Authority struct {
+	Record  cid.Cid
+	Owner   peer.ID
+	Wanted  int
+	Members []Member
+	// Receipts are each holder's latest receipt for the record.
+	Receipts []Receipt
+	// Granted are the peers that have or had a grant on the record.
+	Granted []peer.ID
+	// Named are the holders the owner named.
+	Named []peer.ID
+}
+
+// excluded returns the peers Order leaves out when it ranks q: the
+// granted, and the others whose latest receipt makes them ineligible.
+func (a Authority) excluded(q peer.ID) map[peer.ID]bool {
+	ex := make(map[peer.ID]bool, len(a.Granted)+len(a.Receipts))
+	for _, p := range a.Granted {
+		ex[p] = true
+	}
+	for _, r := range a.Receipts {
+		if r.Ineligible() && r.Holder != q {
+			ex[r.Holder] = true
+		}
+	}
+	return ex
+}
+
+func (a Authority) isMember(q peer.ID) bool {
+	for _, m := range a.Members {
+		if m.Peer == q {
+			return true
+		}
+	}
+	return false
+}
+
+// MayHold reports whether q may hold the record. The owner always may.
+func (a Authority) MayHold(q peer.ID) bool {
+	if q == a.Owner {
+		return true
+	}
+	if !a.isMember(q) || Has(a.Granted, q) {
+		return false
+	}
+	if Has(a.Named, q) {
+		return true
+	}
+	return inWindow(Order(a.Record, a.Owner, a.Members, a.excluded(q)), q, a.Wanted)
+}
+
+// inWindow reports whether q is among the first Window(wanted) after the
+// owner in order.
+func inWindow(order []peer.ID, q peer.ID, wanted int) bool {
+	for i, p := range order[1:] {
+		if i >= Window(wanted) {
+			return false
+		}
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// Eligible lists every peer other than the owner that may hold the record.
+func (a Authority) Eligible() []peer.ID {
+	var out []peer.ID
+	seen := map[peer.ID]bool{a.Owner: true}
+	add := func(q peer.ID) {
+		if !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	order := Order(a.Record, a.Owner, a.Members, a.excluded(""))
+	for i, q := range order[1:] {
+		if i >= Window(a.Wanted) {
+			break
+		}
+		add(q)
+	}
+	for _, q := range a.Named {
+		if a.MayHold(q) {
+			add(q)
+		}
+	}
+	// Ineligible peers are ranked without their own receipt.
+	for _, r := range a.Receipts {
+		if r.Ineligible() && !seen[r.Holder] && a.MayHold(r.Holder) {
+			add(r.Holder)
+		}
+	}
+	return out
+}
+
 // Input is what Plan decides from.
 type Input struct {
 	Record  cid.Cid
@@ -113,8 +228,19 @@ type Input struct {
 	Members []Member
 	// Receipts are each holder's latest receipt for the record.
 	Receipts []Receipt
+	// Granted are the peers that have or had a grant on the record: they
+	// never hold it (see Authority).
+	Granted []peer.ID
+	// Named are the holders the owner named beyond the window.
+	Named []peer.ID
 	// Alive reports whether a peer counts as alive for this record.
 	Alive func(peer.ID) bool
+}
+
+// Authority returns the input's holding authority.
+func (in Input) Authority() Authority {
+	return Authority{Record: in.Record, Owner: in.Owner, Wanted: in.Wanted, Members: in.Members,
+		Receipts: in.Receipts, Granted: in.Granted, Named: in.Named}
 }
 
 // Plan is the placement of one record as one node sees it.
@@ -136,8 +262,13 @@ type Plan struct {
 	Shortfall int
 	// Declined, only when Shortfall > 0, are the alive members whose
 	// latest receipt is "declined", ranked as Order would rank them
-	// without their declines: the candidates to withdraw a decline.
+	// without their declines: the candidates to withdraw a decline. Only
+	// those that may hold the record (Authority) are listed.
 	Declined []peer.ID
+	// Beyond, only when Shortfall > 0, are alive, eligible members outside
+	// the window, in order, as many as the shortfall: the holders the
+	// owner may name (replica.assign) so the record reaches its replicas.
+	Beyond []peer.ID
 }
 
 // Withdraws reports whether q, a member that declined the record, should
@@ -170,6 +301,7 @@ func Has(ps []peer.ID, p peer.ID) bool {
 
 // Decide computes the plan for a record.
 func Decide(in Input) Plan {
+	auth := in.Authority()
 	excluded := map[peer.ID]bool{}
 	declined := map[peer.ID]bool{}
 	held := map[peer.ID]bool{in.Owner: true}
@@ -177,6 +309,12 @@ func Decide(in Input) Plan {
 	for _, m := range in.Members {
 		member[m.Peer] = true
 	}
+	for _, q := range in.Granted {
+		if q != in.Owner {
+			excluded[q] = true
+		}
+	}
+	var evicted []peer.ID
 	for _, r := range in.Receipts {
 		if r.Ineligible() {
 			excluded[r.Holder] = true
@@ -185,6 +323,11 @@ func Decide(in Input) Plan {
 			declined[r.Holder] = true
 		}
 		if r.Status == StatusHeld && member[r.Holder] {
+			if r.Holder != in.Owner && Has(in.Granted, r.Holder) {
+				// A holder that became a grantee gives its replica up.
+				evicted = append(evicted, r.Holder)
+				continue
+			}
 			held[r.Holder] = true
 		}
 	}
@@ -210,19 +353,29 @@ func Decide(in Input) Plan {
 				p.Surplus = append(p.Surplus, q)
 			}
 		}
+		p.Surplus = append(p.Surplus, evicted...)
 		return p
 	}
+	p.Surplus = append(p.Surplus, evicted...)
 	p.Targets = append(p.Targets, p.Live...)
-	for _, q := range p.Order {
+	var beyond []peer.ID
+	for i, q := range p.Order {
 		if len(p.Targets) >= wanted {
 			break
 		}
 		if held[q] || !alive(q) || excluded[q] {
 			continue
 		}
+		if i-1 >= Window(wanted) && !Has(in.Named, q) {
+			beyond = append(beyond, q)
+			continue
+		}
 		p.Targets = append(p.Targets, q)
 	}
 	p.Shortfall = wanted - len(p.Targets)
+	if p.Shortfall > 0 {
+		p.Beyond = beyond[:min(len(beyond), p.Shortfall)]
+	}
 	if p.Shortfall > 0 && len(declined) > 0 {
 		lost := map[peer.ID]bool{}
 		for q := range excluded {
@@ -231,7 +384,7 @@ func Decide(in Input) Plan {
 			}
 		}
 		for _, q := range Order(in.Record, in.Owner, in.Members, lost)[1:] {
-			if declined[q] && alive(q) {
+			if declined[q] && alive(q) && auth.MayHold(q) {
 				p.Declined = append(p.Declined, q)
 			}
 		}
