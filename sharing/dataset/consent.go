@@ -30,13 +30,8 @@ const PseudonymSize = 32
 // maxScope bounds modality and body part strings.
 const maxScope = 16
 
-var purposes = map[string]bool{
-	ledger.PurposeTreatment: true, ledger.PurposeResearch: true,
-	ledger.PurposeOperations: true, ledger.PurposeEmergency: true,
-}
-
-// ValidPurpose reports whether p is a known purpose.
-func ValidPurpose(p string) bool { return purposes[p] }
+// ValidPurpose reports whether p is a known purpose (ledger.Purposes).
+func ValidPurpose(p string) bool { return ledger.ValidPurpose(p) }
 
 // ConsentPayload is the payload of a "consent" entry (wire form: canonical
 // CBOR with integer keys).
@@ -83,7 +78,7 @@ func (p *ConsentPayload) Check() error {
 	if len(p.Patient) != PseudonymSize {
 		return fmt.Errorf("consent: patient pseudonym must be %d bytes, is %d", PseudonymSize, len(p.Patient))
 	}
-	if !purposes[p.Purpose] {
+	if !ledger.ValidPurpose(p.Purpose) {
 		return fmt.Errorf("consent: unknown purpose %q", p.Purpose)
 	}
 	if !validScope(p.Modality) || !validScope(p.BodyPart) {
@@ -107,7 +102,7 @@ func (p *RevokePayload) Check() error {
 	if len(p.Patient) != PseudonymSize {
 		return fmt.Errorf("consent.revoke: patient pseudonym must be %d bytes, is %d", PseudonymSize, len(p.Patient))
 	}
-	if !purposes[p.Purpose] {
+	if !ledger.ValidPurpose(p.Purpose) {
 		return fmt.Errorf("consent.revoke: unknown purpose %q", p.Purpose)
 	}
 	return nil
