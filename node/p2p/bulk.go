@@ -97,6 +97,7 @@ func (n *Node) serveBulk(s network.Stream) {
 			_ = s.Reset()
 			return
 		}
+		var sent []cid.Cid
 		for _, c := range req {
 			status, data := bulkOK, []byte(nil)
 			if n.ctx.Err() != nil {
@@ -120,11 +121,17 @@ func (n *Node) serveBulk(s network.Stream) {
 			}
 			if status == bulkOK {
 				n.metrics.bulkServed.Inc()
+				sent = append(sent, c)
 			}
 		}
 		if err := bw.Flush(); err != nil {
 			_ = s.Reset()
 			return
+		}
+		if n.cfg.Served != nil {
+			for _, c := range sent {
+				n.cfg.Served(p, c)
+			}
 		}
 	}
 }

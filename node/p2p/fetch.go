@@ -311,3 +311,38 @@ func (n *Node) notFetched(f *fetchState, cause error) error {
 	}
 	return fmt.Errorf("%w: %s: %w", ErrNotFetched, msg, cause)
 }
+
+// GetFrom fetches block c from the holders one at a time, each over
+// BulkProtocol for at most the stall timeout, before it falls back to Get.
+// A small block (a record's manifest) is then served once, by one holder,
+// so the holders' read attestations count each read once.
+func (n *Node) GetFrom(ctx context.Context, c cid.Cid, holders []peer.ID) (blocks.Block, error) {
+	if b, err := n.bstore.Get(ctx, c); err == nil {
+		return b, nil
+	}
+	f := &fetchState{order: []cid.Cid{c}, pending: map[cid.Cid]struct{}{c: {}}, total: 1, keep: !noKeep(ctx)}
+	var out blocks.Block
+	keep := func(b blocks.Block) error { out = b; return nil }
+	for _, p := range holders {
+		if p == n.Host.ID() || !n.cfg.Members.IsMember(p) {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, n.cfg.StallTimeout)
+		results := make(chan blocks.Block, 1)
+		err := n.bulkStream(sctx, p, &bulkQueue{queue: []cid.Cid{c}, tried: map[cid.Cid][]peer.ID{}}, results)
+		cancel()
+		select {
+		case b := <-results:
+			if err := n.accept(ctx, f, b, keep); err != nil {
+				return nil, err
+			}
+			return out, nil
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil, n.notFetched(f, ctx.Err())
+		}
+		n.log.Debug("holder did not deliver", "peer", p.String(), "cid", c.String(), "err", err)
+	}
+	return n.Get(ctx, c)
+}

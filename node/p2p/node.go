@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
+	bsmsg "github.com/ipfs/boxo/bitswap/message"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/go-cid"
@@ -67,6 +68,11 @@ type Config struct {
 	// serves any block to any member. It is called on the bitswap engine's
 	// goroutines and must be fast and concurrency-safe.
 	BlockFilter func(p peer.ID, c cid.Cid) bool
+	// Served, when set, is told of every block sent to a peer, by bitswap
+	// or the bulk protocol, once it is written to the peer's stream (read
+	// attestations count these). Called on serving goroutines; it must be
+	// fast and concurrency-safe.
+	Served func(p peer.ID, c cid.Cid)
 	// Bootstrap peers are dialed at start and re-dialed with backoff while
 	// they are away.
 	Bootstrap []peer.AddrInfo
@@ -323,6 +329,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		bitswap.ProviderSearchDelay(bsProviderSearchDelay),
 		bitswap.WithoutDuplicatedBlockStats(),
 	}
+	if cfg.Served != nil {
+		bsOpts = append(bsOpts, bitswap.WithTracer(servedTracer{cfg.Served}))
+	}
 	n.Bitswap = bitswap.New(n.ctx, bsnet.NewFromIpfsHost(h), n.DHT, cfg.Blockstore, bsOpts...)
 
 	n.PubSub, err = pubsub.NewGossipSub(n.ctx, h,
@@ -341,6 +350,18 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	ok = true
 	logger.Info("p2p node started", "addrs", h.Addrs(), "network", cfg.NetworkID)
 	return n, nil
+}
+
+// servedTracer tells Config.Served of the blocks in every message the
+// bitswap server sends (the client's messages carry wants, no blocks).
+type servedTracer struct{ served func(peer.ID, cid.Cid) }
+
+func (t servedTracer) MessageReceived(peer.ID, bsmsg.BitSwapMessage) {}
+
+func (t servedTracer) MessageSent(p peer.ID, m bsmsg.BitSwapMessage) {
+	for _, b := range m.Blocks() {
+		t.served(p, b.Cid())
+	}
 }
 
 // dhtProtocolPrefix is the DHT protocol prefix of a network: never the

@@ -229,3 +229,50 @@ func applyServed(a *applier, e *Entry, pl any) error {
 	rec, _ := cid.Cast(w.Record)
 	return a.putCBOR(pState+"sv/"+rec.String()+"/"+clockKeyS(e.Clock, e.cs), &servedStored{Served: *w, Server: []byte(e.Author), Entry: e.cid.Bytes()})
 }
+
+// RecordOf returns the record a built-in entry is about (record.announce,
+// grant, revoke, access, replica.receipt, replica.assign, access.served),
+// so a subscriber can react to one record instead of all.
+func RecordOf(e *Entry) (cid.Cid, bool) {
+	var w any
+	switch e.Type {
+	case TypeRecordAnnounce:
+		w = new(recordWire)
+	case TypeGrant:
+		w = new(grantWire)
+	case TypeRevoke:
+		w = new(revokeWire)
+	case TypeAccess:
+		w = new(accessWire)
+	case TypeReceipt:
+		w = new(receiptWire)
+	case TypeAssign:
+		w = new(assignWire)
+	case TypeServed:
+		w = new(servedWire)
+	default:
+		return cid.Undef, false
+	}
+	if decMode.Unmarshal(e.Payload, w) != nil {
+		return cid.Undef, false
+	}
+	var rec []byte
+	switch w := w.(type) {
+	case *recordWire:
+		rec = w.Record
+	case *grantWire:
+		rec = w.Record
+	case *revokeWire:
+		rec = w.Record
+	case *accessWire:
+		rec = w.Record
+	case *receiptWire:
+		rec = w.Record
+	case *assignWire:
+		rec = w.Record
+	case *servedWire:
+		rec = w.Record
+	}
+	c, err := cid.Cast(rec)
+	return c, err == nil
+}
