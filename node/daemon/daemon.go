@@ -69,6 +69,7 @@ type Daemon struct {
 	wg     sync.WaitGroup
 
 	access *accessIndex
+	attest *attestor
 	m      *metrics
 
 	dicomOnce sync.Once
@@ -169,6 +170,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// Only if an add was interrupted (its marker is left): sweep, while
 	// nothing else writes (gc.go).
 	d.recoverInterruptedAdds(ctx)
+	d.attest = newAttestor(d)
 
 	var listen []multiaddr.Multiaddr
 	for _, s := range r.Config.Listen {
@@ -194,6 +196,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		Members:      d.Ledger,
 		Blockstore:   store.Blocks,
 		BlockFilter:  d.access.allow,
+		Served:       d.access.served,
 		Bootstrap:    boot,
 		Metrics:      d.reg,
 		Logger:       d.log,
@@ -202,11 +205,17 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.loadPeerBook(ctx)
 	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
 		return nil, fmt.Errorf("start ledger sync: %w", err)
 	}
-	d.wg.Add(1)
+	d.wg.Add(3)
 	go d.followLedger()
+	go d.keepPeerBook()
+	go func() {
+		defer d.wg.Done()
+		d.attest.run(dctx)
+	}()
 	if err := d.startReplication(); err != nil {
 		return nil, err
 	}
@@ -300,6 +309,9 @@ func (d *Daemon) Close() error {
 		}
 		if d.Repo != nil {
 			os.Remove(d.Repo.Path(repo.APIFile))
+		}
+		if d.P2P != nil && d.Ledger != nil {
+			d.savePeerBook(context.Background())
 		}
 		d.cancel()
 		d.stopReplication()

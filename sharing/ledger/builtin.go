@@ -61,12 +61,6 @@ func (g Grant) LiveAt(t time.Time) bool {
 
 var purposes = map[string]bool{PurposeTreatment: true, PurposeResearch: true, PurposeOperations: true, PurposeEmergency: true}
 
-// Purposes lists the purposes a grant, a read claim or a consent may
-// state: the one definition every node, the daemon and the CLI use.
-func Purposes() []string {
-	return []string{PurposeTreatment, PurposeResearch, PurposeOperations, PurposeEmergency}
-}
-
 // ValidPurpose reports whether p is one of Purposes.
 func ValidPurpose(p string) bool { return purposes[p] }
 
