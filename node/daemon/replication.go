@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -104,11 +105,22 @@ type replicator struct {
 	inflight map[cid.Cid]int     // records being fetched or added: gc keeps them
 	fetching map[cid.Cid]bool
 	lost     map[cid.Cid]bool // releasing after a failed self-check
-	upSet    map[peer.ID]bool // last liveness snapshot (access cache invalidation)
+	upSet    map[peer.ID]bool // last liveness snapshot: a change re-plans the involved records
 	dialing  map[peer.ID]bool // one re-dial in flight per absent member
 
-	// short is when this node first saw each record it declined short of
-	// replicas (placement's Shortfall); only pass touches it.
+	// What the loop evaluates next (only the loop goroutine touches
+	// these): records an entry was about, or every record after a change
+	// of membership (and at start).
+	dirty    map[cid.Cid]bool
+	dirtyAll bool
+	// involved are the records this node may have to act on: it owns,
+	// pins, fetches or declined them, or may hold them (placement's
+	// window). Liveness changes and the periodic sweep re-plan only these,
+	// so a node's idle work follows its own records, not the network's.
+	involved map[cid.Cid]bool
+	// short is when this node first saw each involved record short of
+	// replicas (placement's Shortfall): a decline is withdrawn, or an
+	// owner names holders beyond the window, once it lasts.
 	short map[cid.Cid]time.Time
 }
 
@@ -167,7 +179,7 @@ func (d *Daemon) startReplication() error {
 		m: newReplMetrics(d.reg), wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
 		pins: map[cid.Cid]cid.Cid{}, inflight: map[cid.Cid]int{}, fetching: map[cid.Cid]bool{},
 		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
-		short: map[cid.Cid]time.Time{},
+		short: map[cid.Cid]time.Time{}, dirty: map[cid.Cid]bool{}, dirtyAll: true, involved: map[cid.Cid]bool{},
 	}
 	if err := r.loadPins(d.ctx); err != nil {
 		return fmt.Errorf("load replica pins: %w", err)
@@ -272,13 +284,21 @@ func (r *replicator) kick() {
 	}
 }
 
-// loop runs placement passes on a timer and on ledger changes.
+// loop plans records as ledger entries about them arrive, every record
+// after a change of membership, and the records this node is involved in
+// when a peer's liveness changes or every Interval while one of them is
+// short of replicas; a slow sweep (every VerifyInterval) re-plans the
+// involved records in case anything was missed. Nothing else: with no
+// change, a node does no per-record work, however many records the network
+// holds.
 func (r *replicator) loop() {
 	defer r.wg.Done()
 	ch, cancel := r.d.Ledger.Subscribe()
 	defer cancel()
-	t := time.NewTicker(r.o.Interval)
-	defer t.Stop()
+	tick := time.NewTicker(r.o.Interval)
+	defer tick.Stop()
+	sweep := time.NewTicker(r.o.VerifyInterval)
+	defer sweep.Stop()
 	r.pass()
 	for {
 		select {
@@ -289,20 +309,46 @@ func (r *replicator) loop() {
 				return
 			}
 			switch e.Type {
-			case ledger.TypeRecordAnnounce, ledger.TypeReceipt, ledger.TypeMemberAdd, ledger.TypeMemberRemove:
-				r.kick()
+			case ledger.TypeMemberAdd, ledger.TypeMemberRemove:
+				r.dirtyAll = true
+			case ledger.TypeAccess, ledger.TypeServed:
+				continue // reads move no replica
+			default:
+				if rec, ok := ledger.RecordOf(e); ok {
+					r.dirty[rec] = true
+				} else {
+					continue
+				}
 			}
+			// Coalesce a burst of entries into one pass.
+			r.kick()
 		case <-r.wake:
 			r.pass()
-		case <-t.C:
+		case <-tick.C:
+			if r.observe() {
+				r.markInvolved()
+			}
+			for rec := range r.short {
+				r.dirty[rec] = true
+			}
+			r.pass()
+		case <-sweep.C:
+			r.markInvolved()
 			r.pass()
 		}
 	}
 }
 
+func (r *replicator) markInvolved() {
+	for rec := range r.involved {
+		r.dirty[rec] = true
+	}
+}
+
 // observe updates liveness from connectedness and dials members that are
-// not connected, so a peer that came back is noticed.
-func (r *replicator) observe() {
+// not connected, so a peer that came back is noticed. It reports whether
+// any member's liveness changed.
+func (r *replicator) observe() bool {
 	d := r.d
 	now := d.opts.Now()
 	changed := false
@@ -334,39 +380,19 @@ func (r *replicator) observe() {
 		}
 		r.mu.Unlock()
 	}
-	if changed {
-		// replicaPeers depends on liveness: drop cached access decisions.
-		d.access.mu.Lock()
-		d.access.allowed = map[cid.Cid]map[peer.ID]bool{}
-		d.access.mu.Unlock()
-	}
+	return changed
 }
 
-func toMembers(ms []ledger.Member) []replication.Member {
-	out := make([]replication.Member, len(ms))
-	for i, m := range ms {
-		out[i] = replication.Member{Peer: m.Peer, Org: m.Org}
-	}
-	return out
-}
-
-func toReceipts(rs []ledger.Receipt) []replication.Receipt {
-	out := make([]replication.Receipt, len(rs))
-	for i, rc := range rs {
-		out[i] = replication.Receipt{Holder: rc.Holder, Status: rc.Status, Reason: rc.Reason}
-	}
-	return out
-}
-
-// plan computes a record's placement with an alive function.
-func (r *replicator) plan(info ledger.RecordInfo, members []replication.Member, alive func(peer.ID) bool) replication.Plan {
-	wanted := int(info.Replicas)
-	if wanted <= 0 {
-		wanted = r.d.Repo.Config.ReplicationFactor
+// plan computes a record's placement with an alive function, from the
+// ledger's holding authority (members, receipts, grantees, named holders).
+func (r *replicator) plan(info ledger.RecordInfo, alive func(peer.ID) bool) replication.Plan {
+	a := r.d.Ledger.HoldAuthority(info)
+	if a.Wanted <= 0 {
+		a.Wanted = r.d.Repo.Config.ReplicationFactor
 	}
 	return replication.Decide(replication.Input{
-		Record: info.ID, Owner: info.Owner, Wanted: wanted, Members: members,
-		Receipts: toReceipts(r.d.Ledger.Receipts(info.ID)), Alive: alive,
+		Record: info.ID, Owner: info.Owner, Wanted: a.Wanted, Members: a.Members,
+		Receipts: a.Receipts, Granted: a.Granted, Named: a.Named, Alive: alive,
 	})
 }
 
@@ -384,21 +410,6 @@ func (r *replicator) aliveFor(rec cid.Cid) func(peer.ID) bool {
 	}
 }
 
-// assigned are the peers placement wants to hold a record now, as this node
-// sees it: with the grace period and, more eagerly, with connectedness only
-// (so a replacement may fetch from us as soon as it decides to). A record
-// short of replicas adds the members that declined it: any of them may
-// withdraw its decline (sharing/replication doc).
-func (r *replicator) assigned(info ledger.RecordInfo) []peer.ID {
-	members := toMembers(r.d.Ledger.Members())
-	a := r.plan(info, members, r.aliveFor(info.ID))
-	now := r.plan(info, members, func(p peer.ID) bool {
-		return p == r.d.self || r.d.P2P.Host.Network().Connectedness(p) == network.Connected
-	})
-	out := append(append(a.Targets, now.Targets...), a.Declined...)
-	return append(out, now.Declined...)
-}
-
 func (r *replicator) myReceipt(rec cid.Cid) (ledger.Receipt, bool) {
 	for _, rc := range r.d.Ledger.Receipts(rec) {
 		if rc.Holder == r.d.self {
@@ -408,71 +419,138 @@ func (r *replicator) myReceipt(rec cid.Cid) (ledger.Receipt, bool) {
 	return ledger.Receipt{}, false
 }
 
-// pass evaluates every record and acts for this node.
+// pass plans the dirty records (every record if dirtyAll) and acts for
+// this node.
 func (r *replicator) pass() {
 	d := r.d
 	if !d.Ledger.IsMember(d.self) {
 		return
 	}
-	r.observe()
-	members := toMembers(d.Ledger.Members())
-	now := d.opts.Now()
-	short := make(map[cid.Cid]time.Time, len(r.short))
-	defer func() { r.short = short }()
+	var recs []ledger.RecordInfo
+	if r.dirtyAll {
+		r.observe()
+		recs = d.Ledger.Records()
+		r.dirtyAll = false
+		clear(r.dirty)
+		clear(r.involved)
+	} else {
+		for rec := range r.dirty {
+			if info, ok := d.Ledger.Record(rec); ok {
+				recs = append(recs, info)
+			}
+		}
+		clear(r.dirty)
+	}
 	var room *capacity // computed at most once a pass, and only if needed
-	for _, info := range d.Ledger.Records() {
+	for _, info := range recs {
 		if d.ctx.Err() != nil {
 			return
 		}
-		if info.Owner == d.self {
-			continue
-		}
-		p := r.plan(info, members, r.aliveFor(info.ID))
-		rc, hasRC := r.myReceipt(info.ID)
-		held := hasRC && rc.Status == ReceiptHeld
-		pinned := r.pinned(info.ID)
-		r.mu.Lock()
-		busy := r.fetching[info.ID]
-		r.mu.Unlock()
-		switch {
-		case busy:
-			if t, ok := r.short[info.ID]; ok {
-				short[info.ID] = t
-			}
-		case replication.Has(p.Targets, d.self) && !(held && pinned):
-			r.startFetch(info)
-		case held && pinned && replication.Has(p.Surplus, d.self):
-			r.release(info.ID, "surplus: more than the wanted replicas are live")
-		case held && !pinned:
-			r.release(info.ID, "not pinned on this node")
-		case pinned && !held && !replication.Has(p.Targets, d.self):
-			if err := r.unpin(d.ctx, info.ID); err != nil {
-				d.log.Warn("unpin stale replica", "record", info.ID, "err", err)
-			}
-		case hasRC && rc.Status == ReceiptDeclined && !pinned && p.Shortfall > 0 && replication.Has(p.Declined, d.self):
-			// Withdraw the decline if this node now has room and its turn
-			// has come; otherwise stay silent (the decline stands).
-			since, ok := r.short[info.ID]
-			if !ok {
-				since = now
-			}
-			short[info.ID] = since
-			if !p.Withdraws(d.self, int(now.Sub(since)/r.o.Grace)) {
-				continue
-			}
-			if room == nil {
-				c := r.capacity(cid.Undef)
-				room = &c
-			}
-			if room.cannotTake(info) != "" {
-				continue
-			}
-			d.log.Info("withdrawing a decline: the record is short of replicas and this node has room", "record", info.ID, "shortfall", p.Shortfall)
-			room.used += int64(info.Size) // later records this pass see it taken
-			room.free -= min(room.free, uint64(info.Size))
-			r.startFetch(info)
-		}
+		r.evaluate(info, &room)
 	}
+}
+
+// evaluate plans one record and acts for this node.
+func (r *replicator) evaluate(info ledger.RecordInfo, room **capacity) {
+	d := r.d
+	now := d.opts.Now()
+	p := r.plan(info, r.aliveFor(info.ID))
+	if info.Owner == d.self {
+		r.involved[info.ID] = true
+		r.nameBeyondWindow(info, p, now)
+		return
+	}
+	rc, hasRC := r.myReceipt(info.ID)
+	held := hasRC && rc.Status == ReceiptHeld
+	pinned := r.pinned(info.ID)
+	r.mu.Lock()
+	busy := r.fetching[info.ID]
+	r.mu.Unlock()
+	if busy || pinned || hasRC || replication.Has(p.Targets, d.self) || replication.Has(p.Declined, d.self) ||
+		d.Ledger.HoldAuthority(info).MayHold(d.self) {
+		r.involved[info.ID] = true
+	} else {
+		delete(r.involved, info.ID)
+	}
+	if p.Shortfall == 0 {
+		delete(r.short, info.ID)
+	}
+	switch {
+	case busy:
+	case replication.Has(p.Targets, d.self) && !(held && pinned):
+		r.startFetch(info)
+	case (held || pinned) && d.isGrantee(info.ID):
+		// A node with a key to the record gives its replica up (repair
+		// places another), and drops the blocks once another live
+		// holder can serve it: its reads then go to a holder, which
+		// attests them. Until then it keeps them, so a grantee holding
+		// the last reachable copy can still read (an emergency).
+		if held {
+			r.release(info.ID, "granted: a grantee does not hold the record's ciphertext")
+		} else if err := r.unpin(d.ctx, info.ID); err != nil {
+			d.log.Warn("unpin replica", "record", info.ID, "err", err)
+		}
+		r.involved[info.ID] = true
+	case r.reachable(p.Live) && r.keptAsGrantee(info.ID):
+		r.dropBlocks(info.ID)
+	case held && pinned && replication.Has(p.Surplus, d.self):
+		r.release(info.ID, "surplus: more than the wanted replicas are live")
+	case held && !pinned:
+		r.release(info.ID, "not pinned on this node")
+	case pinned && !held && !replication.Has(p.Targets, d.self):
+		if err := r.unpin(d.ctx, info.ID); err != nil {
+			d.log.Warn("unpin stale replica", "record", info.ID, "err", err)
+		}
+	case hasRC && rc.Status == ReceiptDeclined && !pinned && p.Shortfall > 0 && replication.Has(p.Declined, d.self):
+		// Withdraw the decline if this node now has room and its turn
+		// has come; otherwise stay silent (the decline stands).
+		since, ok := r.short[info.ID]
+		if !ok {
+			since = now
+			r.short[info.ID] = since
+		}
+		if !p.Withdraws(d.self, int(now.Sub(since)/r.o.Grace)) {
+			return
+		}
+		if *room == nil {
+			c := r.capacity(cid.Undef)
+			*room = &c
+		}
+		if (*room).cannotTake(info) != "" {
+			return
+		}
+		d.log.Info("withdrawing a decline: the record is short of replicas and this node has room", "record", info.ID, "shortfall", p.Shortfall)
+		(*room).used += int64(info.Size) // later records this pass see it taken
+		(*room).free -= min((*room).free, uint64(info.Size))
+		r.startFetch(info)
+	}
+}
+
+// nameBeyondWindow: an owner whose record has been short of replicas for
+// Grace, with no member left in the placement window to take it, names
+// alive members beyond the window as holders (replica.assign): only the
+// owner may widen who holds its record.
+func (r *replicator) nameBeyondWindow(info ledger.RecordInfo, p replication.Plan, now time.Time) {
+	if p.Shortfall == 0 || len(p.Beyond) == 0 {
+		delete(r.short, info.ID)
+		return
+	}
+	since, ok := r.short[info.ID]
+	if !ok {
+		r.short[info.ID] = now
+		return
+	}
+	if now.Sub(since) < r.o.Grace {
+		return
+	}
+	names := append([]peer.ID(nil), p.Beyond...)
+	sort.Slice(names, func(i, j int) bool { return names[i] < names[j] })
+	if _, err := r.d.Ledger.Append(r.d.ctx, ledger.TypeAssign, ledger.AssignPayload{Record: info.ID, Holders: names}); err != nil {
+		r.d.log.Warn("name holders beyond the placement window", "record", info.ID, "err", err)
+		return
+	}
+	delete(r.short, info.ID)
+	r.d.log.Info("named holders beyond the placement window: too few members in it are alive", "record", info.ID, "holders", names, "shortfall", p.Shortfall)
 }
 
 func (r *replicator) publish(ctx context.Context, rec cid.Cid, status, reason string) error {
@@ -496,6 +574,68 @@ func (r *replicator) release(rec cid.Cid, reason string) {
 	if err := r.unpin(r.d.ctx, rec); err != nil {
 		r.d.log.Warn("unpin replica", "record", rec, "err", err)
 	}
+}
+
+// dropBlocks deletes the blocks of a record this node neither owns nor
+// pins (now), as gc would, without waiting for it.
+func (r *replicator) dropBlocks(rec cid.Cid) {
+	d := r.d
+	var bs []cid.Cid
+	d.access.mu.RLock()
+	for b, owner := range d.access.blocks {
+		if owner == rec {
+			bs = append(bs, b)
+		}
+	}
+	d.access.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keepsLocked(rec) || r.owns(d.ctx, rec) {
+		return
+	}
+	n := 0
+	for _, b := range bs {
+		if err := d.Store.Blocks.DeleteBlock(d.ctx, b); err == nil {
+			n++
+		} else if !ipld.IsNotFound(err) {
+			d.log.Warn("drop block of a released replica", "record", rec, "block", b, "err", err)
+		}
+	}
+	d.log.Info("dropped the blocks of a record this node may no longer hold", "record", rec, "blocks", n)
+}
+
+// reachable reports whether one of the peers is connected now (liveness
+// counts a peer alive for a grace period after it went away; dropping a
+// copy needs one that can serve it now).
+func (r *replicator) reachable(ps []peer.ID) bool {
+	for _, p := range ps {
+		if p != r.d.self && r.d.P2P.Host.Network().Connectedness(p) == network.Connected {
+			return true
+		}
+	}
+	return false
+}
+
+// keptAsGrantee reports whether this node still has the blocks of a record
+// it held before it was granted it (unpinned, not its own).
+func (r *replicator) keptAsGrantee(rec cid.Cid) bool {
+	if r.pinned(rec) {
+		return false
+	}
+	if has, _ := r.d.Store.Blocks.Has(r.d.ctx, rec); !has {
+		return false
+	}
+	return r.d.isGrantee(rec) && !r.owns(r.d.ctx, rec)
+}
+
+// isGrantee reports whether this node has or had a grant on rec.
+func (d *Daemon) isGrantee(rec cid.Cid) bool {
+	for _, g := range d.Ledger.GrantHistory(rec) {
+		if g.Grantee == d.self {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *replicator) startFetch(info ledger.RecordInfo) {
@@ -600,6 +740,12 @@ func (r *replicator) replicate(ctx context.Context, info ledger.RecordInfo) erro
 	}
 	if !containsCid(ids, info.ID) {
 		return fmt.Errorf("block list of %s does not list its manifest", info.ID)
+	}
+	// Placement may have changed while the block list came (a grant to
+	// this node, say): fetch only while this node may still hold the
+	// record, or its fetches would be counted as reads.
+	if !d.Ledger.HoldAuthority(info).MayHold(d.self) {
+		return fmt.Errorf("no longer placed to hold record %s", info.ID)
 	}
 	// Index first: the blocks are served only to peers allowed to read
 	// the record, from the moment they arrive.
@@ -729,6 +875,33 @@ func (r *replicator) blockList(ctx context.Context, info ledger.RecordInfo) ([]c
 	return record.DecodeBlockList(b.RawData())
 }
 
+// heldRecords lists the records this node owns or pins: only a holder has
+// the bytes to check a challenge's answer.
+func (r *replicator) heldRecords() []cid.Cid {
+	var out []cid.Cid
+	r.mu.Lock()
+	for rec := range r.pins {
+		out = append(out, rec)
+	}
+	r.mu.Unlock()
+	res, err := r.d.local.Query(r.d.ctx, query.Query{Prefix: "/keys", KeysOnly: true})
+	if err != nil {
+		r.d.log.Warn("list owned records", "err", err)
+		return out
+	}
+	defer res.Close()
+	for e := range res.Next() {
+		if e.Error != nil {
+			r.d.log.Warn("list owned records", "err", e.Error)
+			break
+		}
+		if c, err := cid.Decode(strings.TrimPrefix(e.Key, "/keys/")); err == nil && !r.pinned(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // verifyLoop challenges the other holders of every record this node holds.
 func (r *replicator) verifyLoop() {
 	defer r.wg.Done()
@@ -746,15 +919,15 @@ func (r *replicator) verifyLoop() {
 
 func (r *replicator) verifyAll() {
 	d := r.d
-	members := toMembers(d.Ledger.Members())
-	for _, info := range d.Ledger.Records() {
+	for _, rec := range r.heldRecords() {
 		if d.ctx.Err() != nil {
 			return
 		}
-		if info.Owner != d.self && !r.pinned(info.ID) {
-			continue // only a holder has the bytes to check an answer
+		info, ok := d.Ledger.Record(rec)
+		if !ok {
+			continue
 		}
-		p := r.plan(info, members, nil)
+		p := r.plan(info, nil)
 		var others []peer.ID
 		for _, h := range p.Holders {
 			if h != d.self && d.P2P.Host.Network().Connectedness(h) == network.Connected {
