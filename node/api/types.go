@@ -123,15 +123,29 @@ type RevokeResult struct {
 	VersionCount int `json:"version_count"`
 }
 
-// AccessEvent is one line of a record's audit trail.
+// AccessEvent is one line of a record's audit trail (its accounting of
+// disclosures): reads of one reader under one grant, as attested by the
+// nodes that served them, matched with what the reader's node reported.
 type AccessEvent struct {
-	Record    string    `json:"record"`
-	Reader    string    `json:"reader"`
-	Version   int       `json:"version"`
-	Purpose   string    `json:"purpose"`
-	Time      time.Time `json:"time"`
-	Entry     string    `json:"entry"`
-	Emergency bool      `json:"emergency,omitempty"`
+	ID      string `json:"id"` // the record version read
+	Version int    `json:"version"`
+	Reader  string `json:"reader"`
+	// Purpose is the purpose of the grant the reads were made under; the
+	// reader's stated purpose is StatedPurpose, where it differs.
+	Purpose       string    `json:"purpose"`
+	StatedPurpose string    `json:"stated_purpose,omitempty"`
+	Grant         string    `json:"grant,omitempty"` // the grant entry
+	Time          time.Time `json:"time"`            // the first read
+	Until         time.Time `json:"until"`           // the last read covered
+	Count         int       `json:"count"`           // reads covered
+	BlockCount    uint64    `json:"block_count"`     // other blocks served with them
+	// AttestedBy are the nodes that attest serving these reads (empty:
+	// only the reader's node says so).
+	AttestedBy    []string `json:"attested_by"`
+	ReportedCount int      `json:"reported_count"` // reads the reader's node reported
+	Emergency     bool     `json:"emergency"`      // read under an emergency grant
+	Review        bool     `json:"review"`         // flagged for review; Notes say why
+	Notes         []string `json:"notes"`
 }
 
 // InviteRequest admits a peer to the network.

@@ -4,29 +4,33 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/ledger"
 )
 
-// accessIndex maps block CIDs to the record they belong to, and decides
-// whether bitswap may serve a block to a peer: only to the record's owner,
-// a current grantee, or a replica holder. Blocks of records a peer may not
-// read are never sent to it.
+// accessIndex maps block CIDs to the record they belong to, and applies the
+// access policy (sharing/access) to every block request: a block is served
+// only to a peer the policy allows for its record. Decisions are cached per
+// record and dropped when an entry about that record arrives (or, for
+// membership, all of them), or when a grant expires.
 type accessIndex struct {
 	d  *Daemon
 	mu sync.RWMutex
 	// block -> record
 	blocks map[cid.Cid]cid.Cid
-	// record -> peers allowed (cached; dropped when the ledger changes)
-	allowed map[cid.Cid]map[peer.ID]bool
+	// record -> its policy now (cached)
+	policies map[cid.Cid]access.Record
 }
 
 func newAccessIndex(d *Daemon) *accessIndex {
-	return &accessIndex{d: d, blocks: map[cid.Cid]cid.Cid{}, allowed: map[cid.Cid]map[peer.ID]bool{}}
+	return &accessIndex{d: d, blocks: map[cid.Cid]cid.Cid{}, policies: map[cid.Cid]access.Record{}}
 }
 
 var blockIdxPrefix = datastore.NewKey("/blockidx")
@@ -84,75 +88,89 @@ func (a *accessIndex) recordOf(b cid.Cid) (cid.Cid, bool) {
 	return r, ok
 }
 
-// onEntry drops cached decisions when the ledger changes who may read what.
+// onEntry drops cached decisions an entry may change: those of the record
+// it is about, or every one when membership or keys change.
 func (a *accessIndex) onEntry(e *ledger.Entry) {
-	switch e.Type {
-	case ledger.TypeGrant, ledger.TypeRevoke, ledger.TypeReceipt, ledger.TypeMemberRemove, ledger.TypeRecordAnnounce:
+	if rec, ok := ledger.RecordOf(e); ok {
+		if e.Type == ledger.TypeAccess || e.Type == ledger.TypeServed {
+			return // reads change nobody's rights
+		}
 		a.mu.Lock()
-		a.allowed = map[cid.Cid]map[peer.ID]bool{}
+		delete(a.policies, rec)
+		a.mu.Unlock()
+		return
+	}
+	switch e.Type {
+	case ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeKeyAnnounce:
+		a.mu.Lock()
+		clear(a.policies)
 		a.mu.Unlock()
 	}
 }
 
-// allow is bitswap's peer block request filter.
-func (a *accessIndex) allow(p peer.ID, c cid.Cid) bool {
+// policy returns record rec's access policy now, from the cache while it
+// holds.
+func (a *accessIndex) policy(rec cid.Cid) (access.Record, bool) {
+	now := a.d.opts.Now()
+	a.mu.RLock()
+	rp, ok := a.policies[rec]
+	a.mu.RUnlock()
+	if ok && !rp.Stale(now) {
+		return rp, true
+	}
+	rp, ok = access.Evaluate(a.d.Ledger, rec, now)
+	if !ok {
+		return rp, false
+	}
+	a.mu.Lock()
+	a.policies[rec] = rp
+	a.mu.Unlock()
+	return rp, true
+}
+
+// decide applies the policy to a request of block c by peer p.
+func (a *accessIndex) decide(p peer.ID, c cid.Cid) (cid.Cid, access.Decision) {
 	rec, ok := a.recordOf(c)
 	if !ok {
 		// Every block this node stores for a record is indexed before it
 		// arrives (add, Open, replication), and ledger entries travel over
 		// the ledger's own sync protocol. A block of no known record is
 		// refused: serving it would bypass the rules for the record it
-		// belongs to. (Not counted as a refusal: peers broadcast wants for
-		// blocks this node does not have at all.)
-		return false
+		// belongs to.
+		return cid.Undef, access.Decision{}
 	}
-	a.mu.RLock()
-	set, cached := a.allowed[rec]
-	a.mu.RUnlock()
-	if !cached {
-		set = a.compute(rec)
-		a.mu.Lock()
-		a.allowed[rec] = set
-		a.mu.Unlock()
+	rp, ok := a.policy(rec)
+	if !ok {
+		return rec, access.Decision{}
 	}
-	if set[p] {
+	return rec, rp.Decide(p)
+}
+
+// allow is the block filter of bitswap and the bulk protocol.
+func (a *accessIndex) allow(p peer.ID, c cid.Cid) bool {
+	rec, d := a.decide(p, c)
+	if d.Allowed() {
 		return true
 	}
-	a.d.m.refused.Inc()
+	if rec.Defined() {
+		// (Blocks of no known record are not counted: peers broadcast
+		// wants for blocks this node does not have at all.)
+		a.d.m.refused.Inc()
+	}
 	return false
 }
 
-// compute lists the peers that may have a record's blocks.
-func (a *accessIndex) compute(rec cid.Cid) map[peer.ID]bool {
-	set := map[peer.ID]bool{}
-	info, ok := a.d.Ledger.Record(rec)
-	if !ok {
-		return set
+// served hears of every block this node sent (p2p.Config.Served): blocks a
+// grantee fetched are counted for the read attestations.
+func (a *accessIndex) served(p peer.ID, c cid.Cid) {
+	rec, d := a.decide(p, c)
+	if d.Role != access.Grantee || d.Grant == nil {
+		return // the owner, a holder placing a replica, or refused
 	}
-	set[info.Owner] = true
-	now := a.d.opts.Now()
-	for _, g := range a.d.Ledger.Grants(rec) {
-		if grantLive(g, now) {
-			set[g.Grantee] = true
-		}
-	}
-	for _, p := range a.d.replicaPeers(info) {
-		set[p] = true
-	}
-	return set
+	a.d.attest.count(rec, p, d.Grant.Entry, c == rec, a.d.opts.Now())
 }
 
-// replicaPeers are the peers that hold or are assigned a replica of a record:
-// placement's targets may fetch before their receipt exists.
-func (a *Daemon) replicaPeers(info ledger.RecordInfo) []peer.ID {
-	var out []peer.ID
-	for _, rc := range a.Ledger.Receipts(info.ID) {
-		if rc.Status == ReceiptHeld {
-			out = append(out, rc.Holder)
-		}
-	}
-	if r := a.repl.Load(); r != nil {
-		out = append(out, r.assigned(info)...)
-	}
-	return out
+// readGrants lists this node's live grants of a record, best first.
+func (d *Daemon) readGrants(rec cid.Cid, now time.Time) []ledger.Grant {
+	return access.ReadGrants(d.Ledger, rec, d.self, now)
 }

@@ -390,7 +390,7 @@ func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req DatasetGrantR
 	if err != nil {
 		return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", req.To)
 	}
-	expires, err := parseExpiry(d.opts.Now(), req.Expires)
+	expires, err := grantExpiry(d.opts.Now(), ledger.PurposeResearch, req.Expires)
 	if err != nil {
 		return nil, err
 	}

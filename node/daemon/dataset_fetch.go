@@ -259,7 +259,7 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 		if err != nil {
 			return err
 		}
-		fs.info, fs.m, fs.key, fs.g, fs.s, err = d.openStudy(ctx, id, 0)
+		fs.info, fs.m, fs.key, fs.g, fs.s, err = d.openStudyFor(ctx, id, 0, ledger.PurposeResearch)
 		if err != nil {
 			return fmt.Errorf("study %s: %w", fs.ds.StudyUID, err)
 		}

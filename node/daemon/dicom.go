@@ -214,7 +214,12 @@ func (d *Daemon) ownedStudy(ctx context.Context, idx *dicom.Index, studyUID stri
 // openStudy opens a study record (newest readable version if version is 0)
 // and decodes its study metadata, checking it against the manifest.
 func (d *Daemon) openStudy(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, *dicom.Study, error) {
-	info, m, key, g, err := d.Open(ctx, id, version)
+	return d.openStudyFor(ctx, id, version, "")
+}
+
+// openStudyFor is openStudy stating the purpose of the read (OpenFor).
+func (d *Daemon) openStudyFor(ctx context.Context, id cid.Cid, version int, purpose string) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, *dicom.Study, error) {
+	info, m, key, g, err := d.OpenFor(ctx, id, version, purpose)
 	if err != nil {
 		return info, nil, key, nil, nil, err
 	}
@@ -464,7 +469,7 @@ func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, 
 	if !filepath.IsAbs(dir) {
 		return nil, api.Errorf(http.StatusBadRequest, "the CLI sends absolute paths", "output folder %q is not absolute", dir)
 	}
-	info, m, key, g, s, err := d.openStudy(ctx, id, version)
+	info, m, key, g, s, err := d.openStudyFor(ctx, id, version, purpose)
 	if err != nil {
 		return nil, err
 	}

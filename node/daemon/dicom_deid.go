@@ -93,7 +93,7 @@ func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidR
 		return nil, err
 	}
 	opts := dicom.DeidOptions{ProjectKey: key, RetainPatientCharacteristics: req.RetainPatientCharacteristics, ShiftDates: req.ShiftDates}
-	info, m, rkey, g, src, err := d.openStudy(ctx, id, req.Version)
+	info, m, rkey, g, src, err := d.openStudyFor(ctx, id, req.Version, req.Purpose)
 	if err != nil {
 		return nil, err
 	}

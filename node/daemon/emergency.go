@@ -78,12 +78,9 @@ func (d *Daemon) emergencyGrant(ctx context.Context, id cid.Cid, grantee peer.ID
 	if err != nil {
 		return nil, err
 	}
-	expires, err := parseExpiry(d.opts.Now(), req.Expires)
+	expires, err := grantExpiry(d.opts.Now(), ledger.PurposeEmergency, req.Expires)
 	if err != nil {
 		return nil, err
-	}
-	if expires.IsZero() || expires.Sub(d.opts.Now()) > ledger.MaxEmergencyGrant {
-		expires = d.opts.Now().Add(ledger.MaxEmergencyGrant)
 	}
 	d.log.Warn("emergency grant issued", "record", id, "grantee", grantee)
 	return d.grantVersion(ctx, id, key[:], grantee, pub, ledger.PurposeEmergency, expires)

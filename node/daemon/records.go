@@ -14,6 +14,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/p2p"
@@ -298,11 +299,9 @@ func (d *Daemon) readKey(ctx context.Context, info ledger.RecordInfo) (record.Ke
 		k, err := d.unwrap(raw, ownerInfo(info.ID))
 		return k, nil, err
 	}
-	now := d.opts.Now()
-	for _, g := range d.Ledger.Grants(info.ID) {
-		if g.Grantee != d.self || !grantLive(g, now) {
-			continue
-		}
+	// Try the grants in the order the holders' policy prefers them, so the
+	// claim names the grant the holders attest.
+	for _, g := range d.readGrants(info.ID, d.opts.Now()) {
 		k, err := d.unwrap(g.Envelope, grantInfo(info.ID, d.self, g.Purpose))
 		if err != nil {
 			d.log.Warn("grant envelope does not open", "record", info.ID, "entry", g.Entry, "err", err)
@@ -316,13 +315,11 @@ func (d *Daemon) readKey(ctx context.Context, info ledger.RecordInfo) (record.Ke
 		"no key for this record: this node has no current grant for %s", info.ID)
 }
 
-// ClockSkew is the margin by which a grant is honoured past its expiry, to
-// tolerate clocks that disagree between nodes.
-const ClockSkew = 2 * time.Minute
+// ClockSkew is the margin by which a grant is honoured past its expiry
+// (ledger.ClockSkew: the ledger's rules and every node's policy use it).
+const ClockSkew = ledger.ClockSkew
 
-func grantLive(g ledger.Grant, now time.Time) bool {
-	return g.Expires.IsZero() || now.Before(g.Expires.Add(ClockSkew))
-}
+func grantLive(g ledger.Grant, now time.Time) bool { return g.LiveAt(now) }
 
 func (d *Daemon) unwrap(raw []byte, info []byte) (record.Key, error) {
 	var key record.Key
@@ -380,8 +377,18 @@ func (d *Daemon) resolve(ctx context.Context, id cid.Cid, version int) (ledger.R
 	return info, record.Key{}, nil, firstErr
 }
 
-// Open fetches and decrypts a record's manifest.
+// Open fetches and decrypts a record's manifest, for the purpose of its
+// grant (see OpenFor).
 func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, error) {
+	return d.OpenFor(ctx, id, version, "")
+}
+
+// OpenFor fetches and decrypts a record's manifest. Opening another
+// node's record is a read: this node claims it on the ledger with the
+// purpose it states (purpose, or the grant's when empty), and the holder
+// that serves the manifest attests it (unless this node had kept a copy,
+// which the owner's audit then shows as reported by the reader only).
+func (d *Daemon) OpenFor(ctx context.Context, id cid.Cid, version int, purpose string) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, error) {
 	info, key, g, err := d.resolve(ctx, id, version)
 	if err != nil {
 		return info, nil, key, nil, err
@@ -390,7 +397,8 @@ func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.Reco
 	// hold a record are the owner and the replicas placed on the ledger.
 	fctx, cancel := context.WithTimeout(p2p.NoKeep(ctx), d.opts.FetchTimeout)
 	defer cancel()
-	m, err := record.OpenManifest(fctx, d.P2P, info.ID, key)
+	mg := &manifestGetter{d: d, holders: d.readHolders(info)}
+	m, err := record.OpenManifest(fctx, mg, info.ID, key)
 	if err != nil {
 		if fctx.Err() != nil {
 			return info, nil, key, nil, api.Errorf(http.StatusGatewayTimeout, "check that a node holding it is up and reachable", "record %s could not be found on the network within %v", info.ID, d.opts.FetchTimeout)
@@ -402,7 +410,30 @@ func (d *Daemon) Open(ctx context.Context, id cid.Cid, version int) (ledger.Reco
 	// peers allowed to read the record (it refuses blocks of no known
 	// record).
 	d.access.addBlocks(ctx, info.ID, m.Blocks(info.ID))
+	d.claim(ctx, info, purpose, g)
 	return info, m, key, g, nil
+}
+
+// manifestGetter fetches a record's manifest from one holder at a time
+// (p2p.GetFrom): each read fetches it once, and the holder that serves it
+// attests the read.
+type manifestGetter struct {
+	d       *Daemon
+	holders []peer.ID
+}
+
+func (g *manifestGetter) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	return g.d.P2P.GetFrom(ctx, c, g.holders)
+}
+
+// readHolders are the record's holders in the order a read asks them for
+// its manifest: connected ones first, so a read does not wait on a dial.
+func (d *Daemon) readHolders(info ledger.RecordInfo) []peer.ID {
+	hs := d.holders(info)
+	sort.SliceStable(hs, func(i, j int) bool {
+		return d.P2P.Host.Network().Connectedness(hs[i]) == network.Connected && d.P2P.Host.Network().Connectedness(hs[j]) != network.Connected
+	})
+	return hs
 }
 
 // ReadFiles streams files of an opened record into w, in order.
@@ -576,24 +607,34 @@ func (g *fileGetter) direct(ctx context.Context, c cid.Cid) (blocks.Block, error
 	return g.net.Get(ctx, c)
 }
 
-// Audit records a successful read of someone else's record on the ledger.
-func (d *Daemon) audit(ctx context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
-	if info.Owner == d.self {
+// claim records on the ledger that this node read someone else's record
+// under grant g, with the purpose it states (the grant's if empty). The
+// nodes that served the read attest it too; the owner's audit shows where
+// the two disagree.
+func (d *Daemon) claim(ctx context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
+	if info.Owner == d.self || g == nil {
 		return
 	}
-	if purpose == "" && g != nil {
+	if purpose == "" {
 		purpose = g.Purpose
 	}
-	ev := ledger.AccessPayload{Record: info.ID, Version: info.Version, Purpose: purpose, Time: d.opts.Now()}
-	if _, err := d.Ledger.Append(ctx, ledger.TypeAccess, ev); err != nil {
+	ev := ledger.AccessPayload{Record: info.ID, Version: info.Version, Purpose: purpose, Time: d.opts.Now(), Grant: g.Entry}
+	if _, err := d.Ledger.Append(context.WithoutCancel(ctx), ledger.TypeAccess, ev); err != nil {
 		d.log.Error("audit: could not record access on the ledger", "record", info.ID, "err", err)
 	}
-	d.m.recordsRead.Inc()
+}
+
+// audit counts a completed read of someone else's record (the claim was
+// made when its manifest was fetched: OpenFor).
+func (d *Daemon) audit(_ context.Context, info ledger.RecordInfo, _ string, _ *ledger.Grant) {
+	if info.Owner != d.self {
+		d.m.recordsRead.Inc()
+	}
 }
 
 // Get streams a record's plaintext into w.
 func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Writer) error {
-	info, m, key, g, err := d.Open(ctx, id, req.Version)
+	info, m, key, g, err := d.OpenFor(ctx, id, req.Version, req.Purpose)
 	if err != nil {
 		return err
 	}

@@ -266,6 +266,10 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 	}
 	grant(t, A, rec.String(), G, "treatment", "")
 	waitFor(t, "grant on G", 10*time.Second, func() (bool, string) { return len(G.Daemon.Ledger.Grants(rec)) == 1, "" })
+	// A grantee never holds a record (it could read without a holder
+	// attesting it): with G granted and A and X down, three reachable
+	// holders need F, whose quota is lifted now.
+	setQuota(ctx, t, n, F, 0)
 	if err := A.Stop(); err != nil {
 		t.Fatal(err)
 	}

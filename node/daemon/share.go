@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 )
@@ -91,18 +93,13 @@ func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*
 	if req.Purpose == "" {
 		req.Purpose = ledger.PurposeTreatment
 	}
-	switch req.Purpose {
-	case ledger.PurposeTreatment, ledger.PurposeResearch, ledger.PurposeOperations, ledger.PurposeEmergency:
-	default:
-		return nil, api.Errorf(http.StatusBadRequest, "use treatment, research, operations or emergency", "unknown purpose %q", req.Purpose)
+	if !ledger.ValidPurpose(req.Purpose) {
+		return nil, api.Errorf(http.StatusBadRequest, "use one of: "+strings.Join(ledger.Purposes(), ", "), "unknown purpose %q", req.Purpose)
 	}
 	now := d.opts.Now()
-	expires, err := parseExpiry(now, req.Expires)
+	expires, err := grantExpiry(now, req.Purpose, req.Expires)
 	if err != nil {
 		return nil, err
-	}
-	if req.Purpose == ledger.PurposeEmergency && (expires.IsZero() || expires.Sub(now) > ledger.MaxEmergencyGrant) {
-		expires = now.Add(ledger.MaxEmergencyGrant)
 	}
 	if !d.Ledger.IsMember(grantee) {
 		return nil, api.Errorf(http.StatusBadRequest, "the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
@@ -230,7 +227,34 @@ func (d *Daemon) Update(ctx context.Context, req AddRequest) (*AddResult, error)
 	return res, nil
 }
 
-// Audit lists who read a record (all versions), for its owner.
+// grantExpiry turns a grant request's lifetime into its expiry: none for
+// an empty lifetime (24 h for an emergency grant, the longest it may last);
+// a lifetime that is not positive, longer than ledger.MaxGrantLifetime, or
+// (emergency) longer than 24 h is refused rather than changed.
+func grantExpiry(now time.Time, purpose, lifetime string) (time.Time, error) {
+	if lifetime == "" {
+		if purpose == ledger.PurposeEmergency {
+			return now.Add(ledger.MaxEmergencyGrant), nil
+		}
+		return time.Time{}, nil
+	}
+	dur, err := time.ParseDuration(lifetime)
+	switch {
+	case err != nil:
+		return time.Time{}, api.Errorf(http.StatusBadRequest, "give a duration such as 72h or 30m", "bad grant lifetime %q", lifetime)
+	case dur <= 0:
+		return time.Time{}, api.Errorf(http.StatusBadRequest, "give a positive duration such as 72h; leave --expires out for a grant that does not expire", "a grant cannot expire %s from now", lifetime)
+	case purpose == ledger.PurposeEmergency && dur > ledger.MaxEmergencyGrant:
+		return time.Time{}, api.Errorf(http.StatusBadRequest, "ask for --expires 24h or less (the default for emergency grants is 24h)", "an emergency grant lasts at most %s, not %s", ledger.MaxEmergencyGrant, lifetime)
+	case dur > ledger.MaxGrantLifetime:
+		return time.Time{}, api.Errorf(http.StatusBadRequest, fmt.Sprintf("ask for at most %s (10 years), or leave --expires out for a grant that does not expire", ledger.MaxGrantLifetime), "a grant lifetime of %s is too long", lifetime)
+	}
+	return now.Add(dur), nil
+}
+
+// Audit is a record's accounting of disclosures (all versions), for its
+// owner: the reads the nodes that served them attested, matched with what
+// the readers' nodes claimed (sharing/access.Audit).
 func (d *Daemon) Audit(id cid.Cid) ([]api.AccessEvent, error) {
 	chain, err := d.ownedChain(id)
 	if err != nil {
@@ -238,14 +262,25 @@ func (d *Daemon) Audit(id cid.Cid) ([]api.AccessEvent, error) {
 	}
 	out := []api.AccessEvent{}
 	for _, v := range chain {
-		for _, e := range d.Ledger.Access(v.ID) {
-			out = append(out, api.AccessEvent{
-				Record: e.Record.String(), Reader: e.Reader.String(), Version: int(e.Version),
-				Purpose: e.Purpose, Time: e.Time, Entry: e.Entry.String(),
-				Emergency: e.Purpose == ledger.PurposeEmergency,
-			})
+		grants := d.Ledger.GrantHistory(v.ID)
+		for _, x := range access.Audit(d.Ledger.Served(v.ID), d.Ledger.Access(v.ID), grants) {
+			ev := api.AccessEvent{
+				ID: v.ID.String(), Version: int(v.Version), Reader: x.Reader.String(), Purpose: x.Purpose, StatedPurpose: x.Stated,
+				Time: x.First.UTC(), Until: x.Last.UTC(), Count: x.Count, BlockCount: x.Blocks, AttestedBy: []string{},
+				ReportedCount: x.Reported, Emergency: x.Emergency, Review: x.Review, Notes: x.Notes,
+			}
+			if x.Grant.Defined() {
+				ev.Grant = x.Grant.String()
+			}
+			for _, p := range x.AttestedBy {
+				ev.AttestedBy = append(ev.AttestedBy, p.String())
+			}
+			if ev.Notes == nil {
+				ev.Notes = []string{}
+			}
+			out = append(out, ev)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, nil
 }

@@ -54,12 +54,16 @@ func cidOf(s string) cid.Cid {
 
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	ps := peers(8)
+	ps := peers(10)
 	rec := cidOf("record")
 	owner := ps[0]
-	// Rank the others: with one replica the window is one member wide.
-	order := replication.Order(rec, owner, []replication.Member{{Peer: ps[0]}, {Peer: ps[1]}, {Peer: ps[2]}, {Peer: ps[3]}, {Peer: ps[4]}, {Peer: ps[5]}, {Peer: ps[6]}, {Peer: ps[7]}}, nil)
-	first, second, third, fourth, fifth, sixth := order[1], order[2], order[3], order[4], order[5], order[6]
+	// Rank the others: with two replicas the window is two members wide.
+	var ms []replication.Member
+	for _, p := range ps {
+		ms = append(ms, replication.Member{Peer: p})
+	}
+	order := replication.Order(rec, owner, ms, nil)
+	first, second, third, fourth, fifth, sixth, seventh, eighth := order[1], order[2], order[3], order[4], order[5], order[6], order[7], order[8]
 	grant := func(to peer.ID, purpose string, exp time.Time, tag string) ledger.Grant {
 		return ledger.Grant{Record: rec, Grantee: to, Grantor: owner, Purpose: purpose, Expires: exp, Entry: cidOf(tag), Time: now.Add(-time.Hour)}
 	}
@@ -69,7 +73,7 @@ func TestDecide(t *testing.T) {
 	treat := grant(sixth, ledger.PurposeTreatment, time.Time{}, "treatment")
 	emerg := grant(sixth, ledger.PurposeEmergency, now.Add(time.Hour), "emergency")
 	st := &state{
-		info:    ledger.RecordInfo{ID: rec, Owner: owner, Replicas: 1},
+		info:    ledger.RecordInfo{ID: rec, Owner: owner, Replicas: 2},
 		members: ps,
 		grants:  []ledger.Grant{live, skewed, expired, treat, emerg},
 		// second was revoked: it is no longer in Grants, but it had a grant.
@@ -79,7 +83,7 @@ func TestDecide(t *testing.T) {
 	if !ok {
 		t.Fatal("record unknown")
 	}
-	outsider := peers(9)[8]
+	outsider := peers(11)[10]
 	for _, c := range []struct {
 		name  string
 		p     peer.ID
@@ -87,16 +91,17 @@ func TestDecide(t *testing.T) {
 		grant *ledger.Grant
 	}{
 		{"owner", owner, Owner, nil},
-		// The first-ranked member after the owner would be in the window,
-		// but second (revoked) and the grantees are excluded from it, so
-		// the window's one member is the first non-grantee.
-		{"in the window", first, Holder, nil},
+		// The window's two members are the first two after the owner
+		// that never had a grant: second (revoked) and the grantees are
+		// left out of the ranking.
+		{"first in the window", first, Holder, nil},
+		{"second in the window", seventh, Holder, nil},
 		{"revoked grantee: neither grantee nor holder", second, None, nil},
 		{"live grantee", third, Grantee, &live},
 		{"expired within the clock-skew margin", fourth, Grantee, &skewed},
 		{"expired grantee", fifth, None, nil},
 		{"emergency grant preferred over treatment", sixth, Grantee, &emerg},
-		{"member outside the window", order[7], None, nil},
+		{"member outside the window", eighth, None, nil},
 		{"non-member", outsider, None, nil},
 	} {
 		d := rp.Decide(c.p)
@@ -122,10 +127,10 @@ func TestDecide(t *testing.T) {
 		t.Fatal("unknown record evaluated")
 	}
 	// A named member outside the window may hold; a named grantee may not.
-	st.named = []peer.ID{order[7], third}
+	st.named = []peer.ID{eighth, third}
 	rp, _ = Evaluate(st, rec, now)
-	if rp.Decide(order[7]).Role != Holder || rp.Decide(third).Role != Grantee {
-		t.Fatalf("named: %v %v", rp.Decide(order[7]).Role, rp.Decide(third).Role)
+	if rp.Decide(eighth).Role != Holder || rp.Decide(third).Role != Grantee {
+		t.Fatalf("named: %v %v", rp.Decide(eighth).Role, rp.Decide(third).Role)
 	}
 	// The reader tries its grants in the order Decide prefers them.
 	gs := ReadGrants(st, rec, sixth, now)

@@ -18,12 +18,12 @@ import (
 // obtain?" — nothing.
 func TestAuthorityPerType(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld(t, 6)
+	w := newWorld(t, 7)
 	l := openNode(t, w.admin, w.genesis)
 	w.setup(t, l)
 	owner := w.members[1]
 	rp := recordPayload(t, owner, "narrow")
-	rp.Replicas = 1 // the window is one member wide
+	rp.Replicas = 2 // the window is two members wide
 	as(t, l, owner, TypeRecordAnnounce, rp)
 	rec := rp.Record
 	info, _ := l.Record(rec)
@@ -41,7 +41,7 @@ func TestAuthorityPerType(t *testing.T) {
 			outWin = append(outWin, m)
 		}
 	}
-	if len(inWin) != replication.Window(1) || len(outWin) < 3 {
+	if len(inWin) != replication.Window(2) || len(outWin) < 4 {
 		t.Fatalf("window: %d in, %d out", len(inWin), len(outWin))
 	}
 	holder, rogue, grantee, revoked := inWin[0], outWin[0], outWin[1], outWin[2]

@@ -108,8 +108,9 @@ func Order(rec cid.Cid, owner peer.ID, members []Member, excluded map[peer.ID]bo
 // Window is how many members after the owner may hold a record that wants
 // wanted replicas (the owner included): the wanted-1 first-ranked
 // candidates, and as many spares again for repair. Only they (and holders
-// the owner names) may fetch the record's blocks or claim to hold it.
-func Window(wanted int) int { return 2*max(wanted, 1) - 1 }
+// the owner names) may fetch the record's blocks or claim to hold it; a
+// record that wants one replica (its owner's) is never sent to anyone.
+func Window(wanted int) int { return 2 * (max(wanted, 1) - 1) }
 
 // Authority says, from ledger state alone, which members may hold a
 // record's ciphertext. Every node evaluates it the same way: the ledger
