@@ -15,17 +15,21 @@ import (
 )
 
 func newGrantCmd() *cobra.Command {
-	var to, purpose string
-	var expires time.Duration
+	var to, purpose, expires string
 	cmd := &cobra.Command{
 		Use:   "grant RECORD --to PEERID [--purpose P] [--expires DURATION]",
 		Short: "Share a record: wrap its key to the grantee's public key, on the ledger",
 		Long: `Wrap the data key of every version of the record to the grantee's announced
 HPKE public key and publish a signed grant entry per version (owner only).
 Purposes: ` + strings.Join(ledger.Purposes(), ", ") + `.
-An emergency grant may be issued by an emergency authority for a record added
-with --emergency; it expires within 24h and is flagged in the audit.`,
+
+--expires takes a positive duration (at most 87600h, ten years); without it
+the grant lasts until revoked. An emergency grant may be issued by an
+emergency authority for a record added with --emergency: it lasts 24h unless
+asked for less (longer is refused), and every read under it is flagged for
+review in the owner's audit.`,
 		Example: `  medmesh grant bafkrei... --to 12D3KooW... --purpose treatment --expires 720h
+  medmesh grant bafkrei... --to 12D3KooW... --purpose emergency   # on an emergency authority's node
   medmesh grant bafkrei... --to 12D3KooW... --json | jq -r .entry`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -38,27 +42,37 @@ with --emergency; it expires within 24h and is flagged in the audit.`,
 			if err := checkChoice("--purpose", purpose, ledger.Purposes()); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("expires") && expires <= 0 {
-				return invalidf("leave --expires out for a grant without expiry", "--expires %s: a grant's lifetime must be positive", expires)
+			if cmd.Flags().Changed("expires") {
+				if d, err := time.ParseDuration(expires); err != nil || d <= 0 {
+					return invalidf("give a positive duration such as 72h; leave --expires out for a grant that does not expire", "--expires %q: a grant's lifetime must be a positive duration", expires)
+				}
 			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
-			req := api.GrantRequest{To: to, Purpose: purpose}
-			if expires > 0 {
-				req.Expires = expires.String()
-			}
+			// The lifetime goes to the daemon as typed, which checks it
+			// again (and its upper bounds).
+			req := api.GrantRequest{To: to, Purpose: purpose, Expires: expires}
 			var gr api.Grant
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/records/"+pathEscape(args[0])+"/grants", req, &gr); err != nil {
 				return err
 			}
-			return output(gr, func() { say("granted %s to %s for %s (entry %s)", gr.ID, gr.Grantee, gr.Purpose, gr.Entry) })
+			return output(gr, func() {
+				until := "until revoked"
+				if !gr.Expires.IsZero() {
+					until = "until " + gr.Expires.Local().Format(time.RFC1123)
+					if gr.Purpose == ledger.PurposeEmergency && expires == "" {
+						until += " (24h: the longest an emergency grant may last)"
+					}
+				}
+				say("granted %s to %s for %s, %s (entry %s)", gr.ID, gr.Grantee, gr.Purpose, until, gr.Entry)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "grantee peer ID")
 	cmd.Flags().StringVar(&purpose, "purpose", ledger.PurposeTreatment, strings.Join(ledger.Purposes(), ", "))
-	cmd.Flags().DurationVar(&expires, "expires", 0, "grant lifetime, e.g. 720h (default: no expiry; emergency: 24h)")
+	cmd.Flags().StringVar(&expires, "expires", "", "grant lifetime, a positive duration such as 720h (default: until revoked; emergency: 24h)")
 	cmd.MarkFlagRequired("to")
 	return cmd
 }
@@ -166,13 +180,28 @@ func newAuditCmd() *cobra.Command {
 			}
 			return output(evs, func() {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TIME\tREADER\tVERSION\tPURPOSE")
+				fmt.Fprintln(tw, "TIME\tREADER\tVER\tPURPOSE\tREADS\tATTESTED BY\tREVIEW")
 				for _, e := range evs {
 					p := e.Purpose
-					if e.Emergency {
-						p += " (EMERGENCY: review)"
+					if e.StatedPurpose != "" {
+						p += " (stated: " + e.StatedPurpose + ")"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", e.Time.Format(time.RFC3339), e.Reader, e.Version, p)
+					if e.Emergency {
+						p = "EMERGENCY " + p
+					}
+					by := "nobody (reader's report only)"
+					if len(e.AttestedBy) > 0 {
+						var short []string
+						for _, a := range e.AttestedBy {
+							short = append(short, shortPeer(a))
+						}
+						by = strings.Join(short, ",")
+					}
+					review := ""
+					if e.Review {
+						review = "REVIEW: " + strings.Join(e.Notes, "; ")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", e.Time.Local().Format(time.RFC3339), e.Reader, e.Version, p, e.Count, by, review)
 				}
 				tw.Flush()
 			})

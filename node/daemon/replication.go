@@ -590,7 +590,7 @@ func (r *replicator) dropBlocks(rec cid.Cid) {
 	d.access.mu.RUnlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.keepsLocked(rec) || r.owns(d.ctx, rec) {
+	if _, pinned := r.pins[rec]; pinned || r.inflight[rec] > 0 || r.owns(d.ctx, rec) {
 		return
 	}
 	n := 0
