@@ -44,7 +44,7 @@ review in the owner's audit.`,
 			}
 			if cmd.Flags().Changed("expires") {
 				if d, err := time.ParseDuration(expires); err != nil || d <= 0 {
-					return invalidf("give a positive duration such as 72h; leave --expires out for a grant that does not expire", "--expires %q: a grant's lifetime must be a positive duration", expires)
+					return invalidf("give a positive duration such as 72h; leave --expires out for a grant that does not expire", "--expires %q: a grant's lifetime must be positive", expires)
 				}
 			}
 			c, err := client()
