@@ -38,7 +38,7 @@ for i in $(seq "$nodes"); do
 done
 mm network create --repo "$work/n1" --name idle-cost >/dev/null
 start_node() {
-	mm daemon --repo "$work/n$1" >"$work/n$1.log" 2>&1 &
+	"$work/bin/medmesh" daemon --repo "$work/n$1" >"$work/n$1.log" 2>&1 &
 	pids[$1]=$!
 	wait_for 30 mm id --repo "$work/n$1" --json
 }
