@@ -44,7 +44,7 @@ start_node() {
 }
 start_node 1
 for i in $(seq 2 "$nodes"); do
-	peer=$(mm id --repo "$work/n$i" --json | sed -n 's/.*"peer": "\([^"]*\)".*/\1/p')
+	peer=$(mm id --repo "$work/n$i" --json | sed -n 's/.*"peer\(_id\)\{0,1\}": "\(12D3[^"]*\)".*/\2/p')
 	token=$(mm network invite --repo "$work/n1" --peer "$peer" --org "org$i" --json | sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
 	mm network join --repo "$work/n$i" "$token" >/dev/null
 	start_node "$i"

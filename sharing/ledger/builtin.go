@@ -684,8 +684,10 @@ func init() {
 			if _, err := parsePeer(m.Peer); err != nil {
 				return err
 			}
-			if len(m.Org) > 128 {
-				return errors.New("org label too long")
+			if m.Org != "" {
+				if err := CheckOrg(m.Org); err != nil {
+					return err
+				}
 			}
 			if err := validRoles(m.Roles); err != nil {
 				return err
