@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/medmesh/medmesh/internal/fault"
 )
 
 // StatusError is an error with an HTTP status and a hint for the operator.
@@ -154,18 +156,41 @@ func JSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(EmptyLists(v))
 }
 
-// Fail writes err as a JSON error with its status.
+// Fail writes err as a JSON error with its status (StatusOf) and hint.
 func Fail(w http.ResponseWriter, err error) {
+	e := Error{Error: err.Error(), Hint: fault.HintOf(err)}
 	var se *StatusError
-	code := http.StatusInternalServerError
-	e := Error{Error: err.Error()}
-	if errors.As(err, &se) {
-		code = se.Code
+	if errors.As(err, &se) && se.Hint != "" {
 		e.Hint = se.Hint
-	} else if errors.Is(err, context.DeadlineExceeded) {
-		code = http.StatusGatewayTimeout
 	}
-	JSON(w, code, e)
+	JSON(w, StatusOf(err), e)
+}
+
+// StatusOf is the HTTP status of an error: a StatusError's own, else the
+// status of its fault kind (internal/fault).
+func StatusOf(err error) int {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	switch fault.KindOf(err) {
+	case fault.Invalid:
+		return http.StatusBadRequest
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.Forbidden:
+		return http.StatusForbidden
+	case fault.Conflict:
+		return http.StatusConflict
+	case fault.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case fault.Unavailable:
+		if errors.Is(err, context.DeadlineExceeded) {
+			return http.StatusGatewayTimeout
+		}
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // Decode reads a JSON request body strictly (at most 1 MiB).

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/fault"
 	"io"
 	"net/http"
 	"sort"
@@ -89,7 +90,7 @@ func (d *Daemon) consentKey() ([]byte, error) {
 
 func (d *Daemon) consentPseudonym(patientID string) ([]byte, error) {
 	if patientID == "" || len(patientID) > 64 {
-		return nil, api.Errorf(http.StatusBadRequest, "", "a patient ID is 1 to 64 characters")
+		return nil, fault.Invalidf("", "a patient ID is 1 to 64 characters")
 	}
 	k, err := d.consentKey()
 	if err != nil {
@@ -100,7 +101,7 @@ func (d *Daemon) consentPseudonym(patientID string) ([]byte, error) {
 
 func checkPurpose(p string) error {
 	if !dataset.ValidPurpose(p) {
-		return api.Errorf(http.StatusBadRequest, "use research, treatment, operations or emergency", "unknown purpose %q", p)
+		return fault.Invalidf("use research, treatment, operations or emergency", "unknown purpose %q", p)
 	}
 	return nil
 }
@@ -127,7 +128,7 @@ func (d *Daemon) AddConsent(ctx context.Context, req ConsentRequest) (*ConsentIn
 		pl.Expires = exp.UnixMilli()
 	}
 	if err := pl.Check(); err != nil {
-		return nil, api.Errorf(http.StatusBadRequest, "", "%v", err)
+		return nil, fault.Invalidf("", "%v", err)
 	}
 	e, err := d.Ledger.Append(ctx, dataset.TypeConsent, pl)
 	if err != nil {
@@ -258,7 +259,7 @@ func (d *Daemon) openDataset(ctx context.Context, id cid.Cid, version int) (*dat
 		return nil, err
 	}
 	if m.Kind != dataset.Kind || len(m.Files) != 1 {
-		return nil, api.Errorf(http.StatusBadRequest, "", "record %s is not a dataset", info.ID)
+		return nil, fault.Invalidf("", "record %s is not a dataset", info.ID)
 	}
 	if m.Files[0].Size > 64<<20 {
 		return nil, fmt.Errorf("dataset %s: manifest of %d bytes is too large", info.ID, m.Files[0].Size)
@@ -362,7 +363,7 @@ func (d *Daemon) findDatasets(ctx context.Context, ref string) ([]*datasetRef, e
 		}
 	}
 	if len(out) == 0 {
-		return nil, api.Errorf(http.StatusNotFound, "`medmesh dataset ls` lists what this node may read", "no readable dataset named %q", ref)
+		return nil, fault.NotFoundf("`medmesh dataset ls` lists what this node may read", "no readable dataset named %q", ref)
 	}
 	return out, nil
 }
@@ -388,7 +389,7 @@ type DatasetGrantResult struct {
 func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req DatasetGrantRequest) (*DatasetGrantResult, error) {
 	grantee, err := peer.Decode(req.To)
 	if err != nil {
-		return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", req.To)
+		return nil, fault.Invalidf("", "%q is not a peer ID", req.To)
 	}
 	expires, err := grantExpiry(d.opts.Now(), ledger.PurposeResearch, req.Expires)
 	if err != nil {
@@ -407,11 +408,11 @@ func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req DatasetGrantR
 
 func (d *Daemon) grantRef(ctx context.Context, ref *datasetRef, grantee peer.ID, expires time.Time) (*DatasetGrantResult, error) {
 	if !d.Ledger.IsMember(grantee) {
-		return nil, api.Errorf(http.StatusBadRequest, "the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
+		return nil, fault.Invalidf("the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
 	}
 	pub, ok := d.Ledger.KEMKey(grantee)
 	if !ok {
-		return nil, api.Errorf(http.StatusConflict, "start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
+		return nil, fault.Conflictf("start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
 	}
 	recs := []ledger.RecordInfo{ref.info}
 	for _, s := range ref.man.Studies {
@@ -488,7 +489,7 @@ func (d *Daemon) datasetCandidates(ctx context.Context, req DatasetCreateRequest
 		for _, s := range req.Records {
 			id, err := cid.Decode(strings.TrimSpace(s))
 			if err != nil {
-				return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a record ID", s)
+				return nil, fault.Invalidf("", "%q is not a record ID", s)
 			}
 			ids = append(ids, id)
 		}
@@ -540,20 +541,20 @@ func (r *DatasetCreateResult) exclude(rec string, series int, reason string) {
 // the new one, and studies it drops have those grants revoked.
 func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*DatasetCreateResult, error) {
 	if !dataset.ValidName(req.Name) {
-		return nil, api.Errorf(http.StatusBadRequest, "1 to 128 printable characters, no / , or \\", "bad dataset name %q", req.Name)
+		return nil, fault.Invalidf("1 to 128 printable characters, no / , or \\", "bad dataset name %q", req.Name)
 	}
 	if (len(req.Records) == 0) == (req.Query == "") {
-		return nil, api.Errorf(http.StatusBadRequest, "", "give either records or a query")
+		return nil, fault.Invalidf("", "give either records or a query")
 	}
 	var q dataset.Query
 	if req.Query != "" {
 		var err error
 		if q, err = dataset.ParseQuery(req.Query); err != nil {
-			return nil, api.Errorf(http.StatusBadRequest, "", "%v", err)
+			return nil, fault.Invalidf("", "%v", err)
 		}
 	}
 	if req.ProjectKeyFile != "" && !isAbs(req.ProjectKeyFile) {
-		return nil, api.Errorf(http.StatusBadRequest, "", "project key file %q is not an absolute path", req.ProjectKeyFile)
+		return nil, fault.Invalidf("", "project key file %q is not an absolute path", req.ProjectKeyFile)
 	}
 	pkey, err := d.projectKey(req.ProjectKeyFile)
 	if err != nil {
@@ -664,7 +665,7 @@ func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*
 			Instances: int(ds.Instances), Size: int64(ds.Size), Reused: reused})
 	}
 	if len(man.Studies) == 0 {
-		return res, api.Errorf(http.StatusUnprocessableEntity, "check the selection and the patients' research consents (`medmesh consent ls`)",
+		return res, fault.Invalidf("check the selection and the patients' research consents (`medmesh consent ls`)",
 			"no study qualifies for dataset %q (%d left out)", req.Name, len(res.Excluded))
 	}
 	sort.Slice(man.Studies, func(i, j int) bool { return man.Studies[i].StudyUID < man.Studies[j].StudyUID })
@@ -810,7 +811,7 @@ func (d *Daemon) datasetDeid(ctx context.Context, info ledger.RecordInfo, m *rec
 		}
 	}
 	if len(keepFiles) == 0 {
-		return nil, false, api.Errorf(http.StatusUnprocessableEntity, "", "every instance was excluded by de-identification")
+		return nil, false, fault.Invalidf("", "every instance was excluded by de-identification")
 	}
 	if opts.ShiftDates && src.StudyDate != "" {
 		if t, err := time.Parse("20060102", src.StudyDate); err == nil {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
 
 	"github.com/medmesh/medmesh/node/api"
@@ -78,7 +79,7 @@ func (d *Daemon) datasetRoutes() {
 			out = append(out, g)
 		}
 		if len(out) == 0 {
-			api.Fail(w, api.Errorf(http.StatusForbidden, "only the publishing clinic grants its dataset", "this node publishes no dataset %q", r.PathValue("id")))
+			api.Fail(w, fault.Forbiddenf("only the publishing clinic grants its dataset", "this node publishes no dataset %q", r.PathValue("id")))
 			return
 		}
 		reply(w, out, nil)
@@ -95,7 +96,7 @@ func (d *Daemon) datasetRoutes() {
 	s.HandleFunc("GET "+p+"/datasets/fetch/{job}", func(w http.ResponseWriter, r *http.Request) {
 		pr, ok := d.DatasetFetchProgress(r.PathValue("job"))
 		if !ok {
-			api.Fail(w, api.Errorf(http.StatusNotFound, "", "no such fetch job"))
+			api.Fail(w, fault.NotFoundf("", "no such fetch job"))
 			return
 		}
 		reply(w, pr, nil)

@@ -11,9 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
+	"github.com/medmesh/medmesh/internal/fault"
 	"hash"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,7 +23,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/sharing/dataset"
 	"github.com/medmesh/medmesh/sharing/ledger"
@@ -192,10 +191,10 @@ type fetchJob struct {
 // instance.
 func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onProgress func(DatasetProgress)) (*DatasetFetchResult, error) {
 	if !filepath.IsAbs(req.Dir) {
-		return nil, api.Errorf(http.StatusBadRequest, "the CLI sends absolute paths", "output folder %q is not absolute", req.Dir)
+		return nil, fault.Invalidf("the CLI sends absolute paths", "output folder %q is not absolute", req.Dir)
 	}
 	if len(req.Datasets) == 0 {
-		return nil, api.Errorf(http.StatusBadRequest, "", "name a dataset to fetch")
+		return nil, fault.Invalidf("", "name a dataset to fetch")
 	}
 	if req.Parallel <= 0 {
 		req.Parallel = 8
@@ -206,7 +205,7 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 	cnt := &fetchCounters{start: time.Now()}
 	if req.Job != "" {
 		if len(req.Job) > 64 {
-			return nil, api.Errorf(http.StatusBadRequest, "", "job name too long")
+			return nil, fault.Invalidf("", "job name too long")
 		}
 		fetchJobs.Store(req.Job, cnt)
 		defer func() {

@@ -7,15 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
+	"github.com/medmesh/medmesh/internal/fault"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/ipfs/go-cid"
-	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/record"
@@ -130,11 +129,11 @@ func (d *Daemon) DicomIndex() (*dicom.Index, error) {
 // a new version holding the union of its instances and the new ones.
 func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportResult, error) {
 	if len(paths) == 0 {
-		return nil, api.Errorf(http.StatusBadRequest, "name files or folders to import", "no paths to import")
+		return nil, fault.Invalidf("name files or folders to import", "no paths to import")
 	}
 	for _, p := range paths {
 		if !filepath.IsAbs(p) {
-			return nil, api.Errorf(http.StatusBadRequest, "the CLI sends absolute paths", "path %q is not absolute", p)
+			return nil, fault.Invalidf("the CLI sends absolute paths", "path %q is not absolute", p)
 		}
 	}
 	st, err := d.dicomState()
@@ -224,7 +223,7 @@ func (d *Daemon) openStudyFor(ctx context.Context, id cid.Cid, version int, purp
 		return info, nil, key, nil, nil, err
 	}
 	if m.Kind != DicomKind {
-		return info, nil, key, nil, nil, api.Errorf(http.StatusBadRequest, "", "record %s is a %q record, not a DICOM study", info.ID, m.Kind)
+		return info, nil, key, nil, nil, fault.Invalidf("", "record %s is a %q record, not a DICOM study", info.ID, m.Kind)
 	}
 	// DecodeStudyMeta checks every UID with dicom.CheckUID, the rule the
 	// import applied: UIDs read back are safe as file and URL path names.
@@ -447,7 +446,7 @@ func normDate(s string) (string, error) {
 	}
 	n := strings.ReplaceAll(s, "-", "")
 	if len(n) != 8 || strings.Trim(n, "0123456789") != "" {
-		return "", api.Errorf(http.StatusBadRequest, "write dates as YYYYMMDD or YYYY-MM-DD", "bad date %q", s)
+		return "", fault.Invalidf("write dates as YYYYMMDD or YYYY-MM-DD", "bad date %q", s)
 	}
 	return n, nil
 }
@@ -467,7 +466,7 @@ type DicomExportResult struct {
 // and verified. A grantee's read is audited.
 func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, series, purpose string) (*DicomExportResult, error) {
 	if !filepath.IsAbs(dir) {
-		return nil, api.Errorf(http.StatusBadRequest, "the CLI sends absolute paths", "output folder %q is not absolute", dir)
+		return nil, fault.Invalidf("the CLI sends absolute paths", "output folder %q is not absolute", dir)
 	}
 	info, m, key, g, s, err := d.openStudyFor(ctx, id, version, purpose)
 	if err != nil {
@@ -487,7 +486,7 @@ func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, 
 		}
 	}
 	if len(jobs) == 0 {
-		return nil, api.Errorf(http.StatusNotFound, "`medmesh dicom query --study UID --json` lists the study", "study %s has no series %s", s.UID, series)
+		return nil, fault.NotFoundf("`medmesh dicom query --study UID --json` lists the study", "study %s has no series %s", s.UID, series)
 	}
 	out := &DicomExportResult{ID: info.ID.String(), StudyUID: s.UID, Files: []string{}}
 	for _, j := range jobs {

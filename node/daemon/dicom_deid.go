@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
+	"github.com/medmesh/medmesh/internal/fault"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/record"
 )
@@ -65,13 +64,13 @@ func (d *Daemon) projectKey(path string) ([]byte, error) {
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, api.Errorf(http.StatusBadRequest, "", "project key: %v", err)
+		return nil, fault.Invalidf("", "project key: %v", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return nil, api.Errorf(http.StatusBadRequest, "chmod 600 "+path, "project key %s has mode %v: it must be readable by its owner only", path, st.Mode().Perm())
+		return nil, fault.Invalidf("chmod 600 "+path, "project key %s has mode %v: it must be readable by its owner only", path, st.Mode().Perm())
 	}
 	if st.Size() < 16 || st.Size() > 4096 {
-		return nil, api.Errorf(http.StatusBadRequest, "", "project key %s must hold 16 to 4096 bytes, has %d", path, st.Size())
+		return nil, fault.Invalidf("", "project key %s must hold 16 to 4096 bytes, has %d", path, st.Size())
 	}
 	return os.ReadFile(path)
 }
@@ -86,7 +85,7 @@ func (d *Daemon) projectKey(path string) ([]byte, error) {
 // difference between the passes fails the add, which then rolls back.
 func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidRequest) (*DicomDeidResult, error) {
 	if req.ProjectKeyFile != "" && !isAbs(req.ProjectKeyFile) {
-		return nil, api.Errorf(http.StatusBadRequest, "", "project key file %q is not an absolute path", req.ProjectKeyFile)
+		return nil, fault.Invalidf("", "project key file %q is not an absolute path", req.ProjectKeyFile)
 	}
 	key, err := d.projectKey(req.ProjectKeyFile)
 	if err != nil {
@@ -141,7 +140,7 @@ func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidR
 		}
 	}
 	if len(keep) == 0 {
-		return nil, api.Errorf(http.StatusUnprocessableEntity, "such instances need pixel cleaning, which medmesh does not do", "every instance of the study was excluded from de-identification (%d)", len(out.Excluded))
+		return nil, fault.Invalidf("such instances need pixel cleaning, which medmesh does not do", "every instance of the study was excluded from de-identification (%d)", len(out.Excluded))
 	}
 	if opts.ShiftDates && src.StudyDate != "" {
 		if t, err := time.Parse("20060102", src.StudyDate); err == nil {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
 
 	"github.com/ipfs/go-cid"
@@ -81,7 +82,7 @@ func (d *Daemon) dicomRoutes() {
 func recordID(s string) (cid.Cid, error) {
 	c, err := cid.Decode(s)
 	if err != nil {
-		return cid.Undef, api.Errorf(http.StatusBadRequest, "record IDs look like bafkrei…", "%q is not a record ID: %v", s, err)
+		return cid.Undef, fault.Invalidf("record IDs look like bafkrei…", "%q is not a record ID: %v", s, err)
 	}
 	return c, nil
 }

@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"context"
-	"net/http"
+	"github.com/medmesh/medmesh/internal/fault"
 	"slices"
 
 	"github.com/ipfs/go-cid"
@@ -50,7 +50,7 @@ func (d *Daemon) escrowEnvelopes(id cid.Cid, key record.Key) ([]ledger.EscrowEnv
 		}
 	}
 	if len(out) == 0 {
-		return nil, api.Errorf(http.StatusConflict, "the admin names one with `medmesh network invite --peer ID --role emergency`", "the network has no emergency authority with an announced key")
+		return nil, fault.Conflictf("the admin names one with `medmesh network invite --peer ID --role emergency`", "the network has no emergency authority with an announced key")
 	}
 	return out, nil
 }
@@ -60,7 +60,7 @@ func (d *Daemon) escrowEnvelopes(id cid.Cid, key record.Key) ([]ledger.EscrowEnv
 func (d *Daemon) emergencyKey(info ledger.RecordInfo) (record.Key, error) {
 	raw, ok := info.EscrowFor(d.self)
 	if !ok {
-		return record.Key{}, api.Errorf(http.StatusForbidden, "its owner must add records with --emergency for break-glass access", "record %s was not escrowed to this emergency authority", info.ID)
+		return record.Key{}, fault.Forbiddenf("its owner must add records with --emergency for break-glass access", "record %s was not escrowed to this emergency authority", info.ID)
 	}
 	return d.unwrap(raw, escrowInfo(info.ID, d.self))
 }
@@ -68,11 +68,11 @@ func (d *Daemon) emergencyKey(info ledger.RecordInfo) (record.Key, error) {
 // emergencyGrant: an emergency authority shares a record it does not own.
 func (d *Daemon) emergencyGrant(ctx context.Context, id cid.Cid, grantee peer.ID, pub []byte, req api.GrantRequest) (*ledger.Entry, error) {
 	if !d.hasRole(d.self, ledger.RoleEmergency) {
-		return nil, api.Errorf(http.StatusForbidden, "only the record's owner or an emergency authority (purpose emergency) can grant", "this node may not grant record %s", id)
+		return nil, fault.Forbiddenf("only the record's owner or an emergency authority (purpose emergency) can grant", "this node may not grant record %s", id)
 	}
 	info, ok := d.Ledger.Record(id)
 	if !ok {
-		return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+		return nil, fault.NotFoundf("", "unknown record %s", id)
 	}
 	key, err := d.emergencyKey(info)
 	if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/hex"
+	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ func (d *Daemon) ledgerRoutes() {
 		if v := r.URL.Query().Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				api.Fail(w, api.Errorf(http.StatusBadRequest, "", "limit must be a number >= 0"))
+				api.Fail(w, fault.Invalidf("", "limit must be a number >= 0"))
 				return
 			}
 			limit = n
@@ -26,7 +27,7 @@ func (d *Daemon) ledgerRoutes() {
 		typ := r.URL.Query().Get("type")
 		if typ != "" {
 			if err := ledger.CheckTypeName(typ); err != nil {
-				api.Fail(w, api.Errorf(http.StatusBadRequest, "choose one of: "+strings.Join(ledger.TypeNames(), ", "), "unknown entry type %q", typ))
+				api.Fail(w, fault.Invalidf("choose one of: "+strings.Join(ledger.TypeNames(), ", "), "unknown entry type %q", typ))
 				return
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/fault"
 	"io"
 	"net/http"
 	"sort"
@@ -126,7 +127,7 @@ func grantInfo(id cid.Cid, grantee peer.ID, purpose string) []byte {
 // Add encrypts and stores a record, announces it on the ledger and the DHT.
 func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	if !d.Ledger.IsMember(d.self) {
-		return nil, api.Errorf(http.StatusConflict, "wait until the ledger has synced this node's admission, or ask the admin to invite it", "this node is not (yet) a member of the network")
+		return nil, fault.Conflictf("wait until the ledger has synced this node's admission, or ask the admin to invite it", "this node is not (yet) a member of the network")
 	}
 	if len(req.Files) == 0 {
 		return nil, errors.New("a record needs at least one file")
@@ -138,7 +139,7 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 		req.Class = ledger.ClassDocument
 	}
 	if err := ledger.CheckClass(req.Class); err != nil {
-		return nil, api.Errorf(http.StatusBadRequest, "choose one of: "+strings.Join(ledger.Classes(), ", "), "unknown record class %q: the class is announced in clear, so it comes from a fixed set", req.Class)
+		return nil, fault.Invalidf("choose one of: "+strings.Join(ledger.Classes(), ", "), "unknown record class %q: the class is announced in clear, so it comes from a fixed set", req.Class)
 	}
 	if req.Replicas <= 0 {
 		req.Replicas = d.Repo.Config.ReplicationFactor
@@ -147,10 +148,10 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	if req.Prev.Defined() {
 		prev, ok := d.Ledger.Record(req.Prev)
 		if !ok {
-			return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", req.Prev)
+			return nil, fault.NotFoundf("", "unknown record %s", req.Prev)
 		}
 		if prev.Owner != d.self {
-			return nil, api.Errorf(http.StatusForbidden, "only the record's owner can store a new version", "record %s belongs to %s", req.Prev, prev.Owner)
+			return nil, fault.Forbiddenf("only the record's owner can store a new version", "record %s belongs to %s", req.Prev, prev.Owner)
 		}
 		latest := d.latestVersion(req.Prev)
 		req.Prev = latest.ID
@@ -354,7 +355,7 @@ type GetRequest struct {
 func (d *Daemon) resolve(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, record.Key, *ledger.Grant, error) {
 	info, ok := d.Ledger.Record(id)
 	if !ok {
-		return info, record.Key{}, nil, api.Errorf(http.StatusNotFound, "check the record ID; if it was just added, wait for the ledger to sync", "unknown record %s: not announced on this node's ledger", id)
+		return info, record.Key{}, nil, fault.NotFoundf("check the record ID; if it was just added, wait for the ledger to sync", "unknown record %s: not announced on this node's ledger", id)
 	}
 	chain := d.Ledger.Versions(id)
 	sort.Slice(chain, func(i, j int) bool { return chain[i].Version > chain[j].Version })
@@ -372,7 +373,7 @@ func (d *Daemon) resolve(ctx context.Context, id cid.Cid, version int) (ledger.R
 		}
 	}
 	if firstErr == nil {
-		firstErr = api.Errorf(http.StatusNotFound, "", "record %s has no version %d", id, version)
+		firstErr = fault.NotFoundf("", "record %s has no version %d", id, version)
 	}
 	return info, record.Key{}, nil, firstErr
 }
@@ -401,7 +402,7 @@ func (d *Daemon) OpenFor(ctx context.Context, id cid.Cid, version int, purpose s
 	m, err := record.OpenManifest(fctx, mg, info.ID, key)
 	if err != nil {
 		if fctx.Err() != nil {
-			return info, nil, key, nil, api.Errorf(http.StatusGatewayTimeout, "check that a node holding it is up and reachable", "record %s could not be found on the network within %v", info.ID, d.opts.FetchTimeout)
+			return info, nil, key, nil, fault.Unavailablef("check that a node holding it is up and reachable", "record %s could not be found on the network within %v", info.ID, d.opts.FetchTimeout)
 		}
 		return info, nil, key, nil, err
 	}
@@ -440,7 +441,7 @@ func (d *Daemon) readHolders(info ledger.RecordInfo) []peer.ID {
 func (d *Daemon) ReadFiles(ctx context.Context, m *record.Manifest, key record.Key, which []int, w io.Writer) error {
 	for _, i := range which {
 		if i < 0 || i >= len(m.Files) {
-			return api.Errorf(http.StatusNotFound, "", "record has no file %d", i)
+			return fault.NotFoundf("", "record has no file %d", i)
 		}
 		if err := d.readFile(ctx, key, m.Files[i], i, w); err != nil {
 			return err

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
 	"sort"
 	"time"
@@ -36,7 +37,7 @@ const providerLookupTimeout = 2 * time.Second
 func (d *Daemon) Status(ctx context.Context, id cid.Cid) (api.Status, error) {
 	info, ok := d.Ledger.Record(id)
 	if !ok {
-		return api.Status{}, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+		return api.Status{}, fault.NotFoundf("", "unknown record %s", id)
 	}
 	st := api.Status{ID: id.String(), Replicas: int(info.Replicas), Holders: []string{}, Reachable: []string{}, Providers: []string{}}
 	if st.Replicas <= 0 {
@@ -98,7 +99,7 @@ func (d *Daemon) Reprovide(ctx context.Context) (ReprovideResult, error) {
 	var res ReprovideResult
 	r := d.repl.Load()
 	if r == nil {
-		return res, api.Errorf(http.StatusServiceUnavailable, "", "replication manager not running")
+		return res, fault.Unavailablef("", "replication manager not running")
 	}
 	var cids []cid.Cid
 	keep := map[cid.Cid]bool{}
@@ -127,7 +128,7 @@ func (d *Daemon) ProvideBatched(ctx context.Context, cids []cid.Cid) (ReprovideR
 	var res ReprovideResult
 	r := d.repl.Load()
 	if r == nil {
-		return res, api.Errorf(http.StatusServiceUnavailable, "", "replication manager not running")
+		return res, fault.Unavailablef("", "replication manager not running")
 	}
 	start := time.Now()
 	for i := 0; i < len(cids); i += r.o.ReprovideBatch {

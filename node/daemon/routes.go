@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/fault"
 	"io"
 	"mime"
 	"net/http"
@@ -58,7 +59,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 func pathCID(r *http.Request, name string) (cid.Cid, error) {
 	c, err := cid.Decode(r.PathValue(name))
 	if err != nil {
-		return cid.Undef, api.Errorf(http.StatusBadRequest, "record IDs look like bafkrei…", "%q is not a record ID: %v", r.PathValue(name), err)
+		return cid.Undef, fault.Invalidf("record IDs look like bafkrei…", "%q is not a record ID: %v", r.PathValue(name), err)
 	}
 	return c, nil
 }
@@ -89,7 +90,7 @@ func (d *Daemon) handleID(w http.ResponseWriter, r *http.Request) {
 // out of the header map into r.TransferEncoding.)
 func uploadBody(r *http.Request) (io.Reader, error) {
 	if r.ContentLength < 0 && !slices.Contains(r.TransferEncoding, "chunked") {
-		return nil, api.Errorf(http.StatusLengthRequired, "send Content-Length, or the body chunked", "upload without a length")
+		return nil, fault.Invalidf("send Content-Length, or the body chunked", "upload without a length")
 	}
 	return r.Body, nil
 }
@@ -108,7 +109,7 @@ func (d *Daemon) addRequest(r *http.Request) (AddRequest, error) {
 	if v := q.Get("replicas"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 64 {
-			return req, api.Errorf(http.StatusBadRequest, "", "replicas must be 1..64")
+			return req, fault.Invalidf("", "replicas must be 1..64")
 		}
 		req.Replicas = n
 	}
@@ -124,7 +125,7 @@ func (d *Daemon) handleAdd(w http.ResponseWriter, r *http.Request) {
 	res, err := d.Add(r.Context(), req)
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = api.Errorf(http.StatusBadRequest, "retry the upload", "upload truncated: %v; nothing was stored", err)
+			err = fault.Invalidf("retry the upload", "upload truncated: %v; nothing was stored", err)
 		}
 		api.Fail(w, err)
 		return
@@ -201,7 +202,7 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request) {
 	}}
 	if v := r.URL.Query().Get("version"); v != "" {
 		if req.Version, err = strconv.Atoi(v); err != nil || req.Version < 1 {
-			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "version must be a positive number"))
+			api.Fail(w, fault.Invalidf("", "version must be a positive number"))
 			return
 		}
 	}
@@ -230,17 +231,17 @@ func (d *Daemon) handleInvite(w http.ResponseWriter, r *http.Request) {
 	}
 	pid, err := peer.Decode(req.Peer)
 	if err != nil {
-		api.Fail(w, api.Errorf(http.StatusBadRequest, "the new node prints its ID with `medmesh id`", "%q is not a peer ID", req.Peer))
+		api.Fail(w, fault.Invalidf("the new node prints its ID with `medmesh id`", "%q is not a peer ID", req.Peer))
 		return
 	}
 	if req.Org != "" {
 		if err := ledger.CheckOrg(req.Org); err != nil {
-			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "%v", err))
+			api.Fail(w, fault.Invalidf("", "%v", err))
 			return
 		}
 	}
 	if !d.Ledger.IsAdmin(d.self) {
-		api.Fail(w, api.Errorf(http.StatusForbidden, "run invite on the admin's node", "only the network admin admits members"))
+		api.Fail(w, fault.Forbiddenf("run invite on the admin's node", "only the network admin admits members"))
 		return
 	}
 	if !d.Ledger.IsMember(pid) {
@@ -272,7 +273,7 @@ func parseExpiry(now time.Time, s string) (time.Time, error) {
 	}
 	dur, err := time.ParseDuration(s)
 	if err != nil || dur <= 0 {
-		return time.Time{}, api.Errorf(http.StatusBadRequest, "use a duration like 72h", "bad expiry %q", s)
+		return time.Time{}, fault.Invalidf("use a duration like 72h", "bad expiry %q", s)
 	}
 	return now.Add(dur), nil
 }

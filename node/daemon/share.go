@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
 	"sort"
 	"strings"
@@ -49,7 +50,7 @@ func (d *Daemon) shareRoutes() {
 		}
 		pid, err := peer.Decode(r.PathValue("peer"))
 		if err != nil {
-			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", r.PathValue("peer")))
+			api.Fail(w, fault.Invalidf("", "%q is not a peer ID", r.PathValue("peer")))
 			return
 		}
 		n, err := d.Revoke(r.Context(), id, pid)
@@ -70,10 +71,10 @@ func (d *Daemon) shareRoutes() {
 func (d *Daemon) ownedChain(id cid.Cid) ([]ledger.RecordInfo, error) {
 	info, ok := d.Ledger.Record(id)
 	if !ok {
-		return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+		return nil, fault.NotFoundf("", "unknown record %s", id)
 	}
 	if info.Owner != d.self {
-		return nil, api.Errorf(http.StatusForbidden, "only the record's owner can do this", "record %s belongs to %s", id, info.Owner)
+		return nil, fault.Forbiddenf("only the record's owner can do this", "record %s belongs to %s", id, info.Owner)
 	}
 	chain := d.Ledger.Versions(id)
 	if len(chain) == 0 {
@@ -88,13 +89,13 @@ func (d *Daemon) ownedChain(id cid.Cid) ([]ledger.RecordInfo, error) {
 func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*api.Grant, error) {
 	grantee, err := peer.Decode(req.To)
 	if err != nil {
-		return nil, api.Errorf(http.StatusBadRequest, "", "%q is not a peer ID", req.To)
+		return nil, fault.Invalidf("", "%q is not a peer ID", req.To)
 	}
 	if req.Purpose == "" {
 		req.Purpose = ledger.PurposeTreatment
 	}
 	if !ledger.ValidPurpose(req.Purpose) {
-		return nil, api.Errorf(http.StatusBadRequest, "use one of: "+strings.Join(ledger.Purposes(), ", "), "unknown purpose %q", req.Purpose)
+		return nil, fault.Invalidf("use one of: "+strings.Join(ledger.Purposes(), ", "), "unknown purpose %q", req.Purpose)
 	}
 	now := d.opts.Now()
 	expires, err := grantExpiry(now, req.Purpose, req.Expires)
@@ -102,11 +103,11 @@ func (d *Daemon) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*
 		return nil, err
 	}
 	if !d.Ledger.IsMember(grantee) {
-		return nil, api.Errorf(http.StatusBadRequest, "the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
+		return nil, fault.Invalidf("the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
 	}
 	pub, ok := d.Ledger.KEMKey(grantee)
 	if !ok {
-		return nil, api.Errorf(http.StatusConflict, "start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
+		return nil, fault.Conflictf("start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
 	}
 	if info, ok := d.Ledger.Record(id); ok && info.Owner != d.self && req.Purpose == ledger.PurposeEmergency {
 		e, err := d.emergencyGrant(ctx, id, grantee, pub, req)
@@ -146,7 +147,7 @@ func (d *Daemon) grantVersion(ctx context.Context, rec cid.Cid, key []byte, gran
 // ListGrants lists the current grants of a record (all versions).
 func (d *Daemon) ListGrants(id cid.Cid) ([]api.Grant, error) {
 	if _, ok := d.Ledger.Record(id); !ok {
-		return nil, api.Errorf(http.StatusNotFound, "", "unknown record %s", id)
+		return nil, fault.NotFoundf("", "unknown record %s", id)
 	}
 	now := d.opts.Now()
 	out := []api.Grant{}
@@ -180,7 +181,7 @@ func (d *Daemon) Revoke(ctx context.Context, id cid.Cid, grantee peer.ID) (int, 
 		n++
 	}
 	if n == 0 {
-		return 0, api.Errorf(http.StatusNotFound, "`medmesh grants RECORD` lists them", "%s has no grant on %s", grantee, id)
+		return 0, fault.NotFoundf("`medmesh grants RECORD` lists them", "%s has no grant on %s", grantee, id)
 	}
 	return n, nil
 }
@@ -241,13 +242,13 @@ func grantExpiry(now time.Time, purpose, lifetime string) (time.Time, error) {
 	dur, err := time.ParseDuration(lifetime)
 	switch {
 	case err != nil:
-		return time.Time{}, api.Errorf(http.StatusBadRequest, "give a duration such as 72h or 30m", "bad grant lifetime %q", lifetime)
+		return time.Time{}, fault.Invalidf("give a duration such as 72h or 30m", "bad grant lifetime %q", lifetime)
 	case dur <= 0:
-		return time.Time{}, api.Errorf(http.StatusBadRequest, "give a positive duration such as 72h; leave --expires out for a grant that does not expire", "a grant cannot expire %s from now", lifetime)
+		return time.Time{}, fault.Invalidf("give a positive duration such as 72h; leave --expires out for a grant that does not expire", "a grant cannot expire %s from now", lifetime)
 	case purpose == ledger.PurposeEmergency && dur > ledger.MaxEmergencyGrant:
-		return time.Time{}, api.Errorf(http.StatusBadRequest, "ask for --expires 24h or less (the default for emergency grants is 24h)", "an emergency grant lasts at most %s, not %s", ledger.MaxEmergencyGrant, lifetime)
+		return time.Time{}, fault.Invalidf("ask for --expires 24h or less (the default for emergency grants is 24h)", "an emergency grant lasts at most %s, not %s", ledger.MaxEmergencyGrant, lifetime)
 	case dur > ledger.MaxGrantLifetime:
-		return time.Time{}, api.Errorf(http.StatusBadRequest, fmt.Sprintf("ask for at most %s (10 years), or leave --expires out for a grant that does not expire", ledger.MaxGrantLifetime), "a grant lifetime of %s is too long", lifetime)
+		return time.Time{}, fault.Invalidf(fmt.Sprintf("ask for at most %s (10 years), or leave --expires out for a grant that does not expire", ledger.MaxGrantLifetime), "a grant lifetime of %s is too long", lifetime)
 	}
 	return now.Add(dur), nil
 }
