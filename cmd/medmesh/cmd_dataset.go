@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/sharing/dataset"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom"
@@ -36,7 +35,7 @@ on the ledger in clear.`,
   medmesh consent ls --purpose research
   medmesh consent revoke --patient PAT-0042 --purpose research`,
 	}
-	var req daemon.ConsentRequest
+	var req api.ConsentRequest
 	var expires time.Duration
 	flags := func(c *cobra.Command, scope bool) {
 		c.Flags().StringVar(&req.Patient, "patient", "", "patient ID (as in the clinic's DICOM files)")
@@ -84,7 +83,7 @@ on the ledger in clear.`,
 			if expires > 0 {
 				req.Expires = expires.String()
 			}
-			var ci daemon.ConsentInfo
+			var ci api.ConsentInfo
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/consents", req, &ci); err != nil {
 				return err
 			}
@@ -106,7 +105,7 @@ on the ledger in clear.`,
 			if err != nil {
 				return err
 			}
-			var out daemon.ConsentRevokeResult
+			var out api.ConsentRevokeResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/consents/revoke", req, &out); err != nil {
 				return err
 			}
@@ -115,7 +114,7 @@ on the ledger in clear.`,
 	}
 	flags(revoke, false)
 	revoke.MarkFlagRequired("patient")
-	var lsReq daemon.ConsentListRequest
+	var lsReq api.ConsentListRequest
 	ls := &cobra.Command{
 		Use:   "ls [--patient ID] [--purpose P]",
 		Short: "List this clinic's consents",
@@ -134,7 +133,7 @@ patient column is the pseudonym on the ledger ("patient" in --json).`,
 			if err != nil {
 				return err
 			}
-			cs := []daemon.ConsentInfo{}
+			cs := []api.ConsentInfo{}
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/consents/list", lsReq, &cs); err != nil {
 				return err
 			}
@@ -184,7 +183,7 @@ on the ledger in clear.`,
   medmesh dataset ls
   medmesh dataset fetch lspine-2026 -o ./lspine`,
 	}
-	var creq daemon.DatasetCreateRequest
+	var creq api.DatasetCreateRequest
 	var records string
 	create := &cobra.Command{
 		Use:   "create NAME (--records ID,ID,... | --query 'modality=MR bodypart=LSPINE')",
@@ -229,7 +228,7 @@ out, with the reason.`,
 					return err
 				}
 			}
-			var res daemon.DatasetCreateResult
+			var res api.DatasetCreateResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/datasets", creq, &res); err != nil {
 				return err
 			}
@@ -273,11 +272,11 @@ research. For a federated dataset each clinic grants its own part.`,
 			if err != nil {
 				return err
 			}
-			req := daemon.DatasetGrantRequest{To: to}
+			req := api.DatasetGrantRequest{To: to}
 			if gexp > 0 {
 				req.Expires = gexp.String()
 			}
-			out := []daemon.DatasetGrantResult{}
+			out := []api.DatasetGrantResult{}
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/datasets/"+pathEscape(args[0])+"/grants", req, &out); err != nil {
 				return err
 			}
@@ -303,7 +302,7 @@ research. For a federated dataset each clinic grants its own part.`,
 			if err != nil {
 				return err
 			}
-			ds := []daemon.DatasetInfo{}
+			ds := []api.DatasetInfo{}
 			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/datasets", nil, &ds); err != nil {
 				return err
 			}
@@ -344,10 +343,10 @@ interrupted fetch resumes where it stopped: run the same command again.`,
 			}
 			jb := make([]byte, 8)
 			rand.Read(jb)
-			req := daemon.DatasetFetchRequest{Datasets: args, Dir: abs, Parallel: par, Job: hex.EncodeToString(jb)}
+			req := api.DatasetFetchRequest{Datasets: args, Dir: abs, Parallel: par, Job: hex.EncodeToString(jb)}
 			ctx := ctxOf(cmd)
 			stop := fetchProgress(ctx, c, req.Job)
-			var res daemon.DatasetFetchResult
+			var res api.DatasetFetchResult
 			err = c.Do(ctx, "POST", api.Prefix+"/datasets/fetch", req, &res)
 			stop()
 			if err != nil {
@@ -398,7 +397,7 @@ func fetchProgress(ctx context.Context, c *api.Client, job string) func() {
 				return
 			case <-t.C:
 			}
-			var p daemon.DatasetProgress
+			var p api.DatasetProgress
 			if err := c.Do(ctx, "GET", api.Prefix+"/datasets/fetch/"+job, nil, &p); err != nil || p.Bytes == 0 {
 				continue
 			}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 	"github.com/spf13/cobra"
@@ -191,8 +190,8 @@ func demoImaging(ctx context.Context, net *devnet.Net, dir string, step func(str
 	if err != nil {
 		return err
 	}
-	var imp daemon.DicomImportResult
-	if err := radiology.API.Do(ctx, "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: []string{src}}, &imp); err != nil {
+	var imp api.DicomImportResult
+	if err := radiology.API.Do(ctx, "POST", api.Prefix+"/dicom/import", api.DicomImportRequest{Paths: []string{src}}, &imp); err != nil {
 		return fmt.Errorf("dicom import: %w", err)
 	}
 	if len(imp.Studies) != 1 {
@@ -207,8 +206,8 @@ func demoImaging(ctx context.Context, net *devnet.Net, dir string, step func(str
 		return err
 	}
 	out := filepath.Join(dir, "hospital-export")
-	var exp daemon.DicomExportResult
-	if err := hospital.API.Do(ctx, "POST", api.Prefix+"/dicom/export", daemon.DicomExportRequest{Record: study.ID, Dir: out, Purpose: "treatment"}, &exp); err != nil {
+	var exp api.DicomExportResult
+	if err := hospital.API.Do(ctx, "POST", api.Prefix+"/dicom/export", api.DicomExportRequest{Record: study.ID, Dir: out, Purpose: "treatment"}, &exp); err != nil {
 		return fmt.Errorf("dicom export: %w", err)
 	}
 	same := len(exp.Files) == len(files)
@@ -233,8 +232,8 @@ func demoImaging(ctx context.Context, net *devnet.Net, dir string, step func(str
 	if !same {
 		return fmt.Errorf("the hospital's export differs from the modality's files")
 	}
-	var deid daemon.DicomDeidResult
-	if err := radiology.API.Do(ctx, "POST", api.Prefix+"/dicom/deidentify", daemon.DicomDeidRequest{Record: study.ID, ShiftDates: true}, &deid); err != nil {
+	var deid api.DicomDeidResult
+	if err := radiology.API.Do(ctx, "POST", api.Prefix+"/dicom/deidentify", api.DicomDeidRequest{Record: study.ID, ShiftDates: true}, &deid); err != nil {
 		return fmt.Errorf("de-identify: %w", err)
 	}
 	step("radiology made a de-identified copy for research (PS3.15 basic profile, UIDs remapped, dates shifted): record %s, %d instances", deid.ID, deid.Instances)

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/spf13/cobra"
@@ -82,8 +81,8 @@ and the error on stderr.`,
 			if err != nil {
 				return err
 			}
-			var res daemon.DicomImportResult
-			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &res); err != nil {
+			var res api.DicomImportResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/import", api.DicomImportRequest{Paths: paths}, &res); err != nil {
 				return err
 			}
 			err = output(res, func() {
@@ -146,12 +145,12 @@ defined terms, in case of a typo.`,
 					q.Set(k, v)
 				}
 			}
-			hits := []daemon.DicomStudyHit{}
+			hits := []api.DicomStudyHit{}
 			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/dicom/studies?"+q.Encode(), nil, &hits); err != nil {
 				return err
 			}
 			if hits == nil {
-				hits = []daemon.DicomStudyHit{}
+				hits = []api.DicomStudyHit{}
 			}
 			return output(hits, func() {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -219,8 +218,8 @@ series' files are fetched. Reading another node's study is audited with
 			if err != nil {
 				return err
 			}
-			var res daemon.DicomExportResult
-			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/export", daemon.DicomExportRequest{Record: args[0], Version: version, Dir: dir, Series: series, Purpose: purpose}, &res); err != nil {
+			var res api.DicomExportResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/export", api.DicomExportRequest{Record: args[0], Version: version, Dir: dir, Series: series, Purpose: purpose}, &res); err != nil {
 				return err
 			}
 			return output(res, func() {
@@ -236,7 +235,7 @@ series' files are fetched. Reading another node's study is audited with
 }
 
 func newDicomDeidCmd() *cobra.Command {
-	var req daemon.DicomDeidRequest
+	var req api.DicomDeidRequest
 	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "deidentify RECORD",
@@ -270,7 +269,7 @@ new record's ID.`,
 			if err != nil {
 				return err
 			}
-			var res daemon.DicomDeidResult
+			var res api.DicomDeidResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/deidentify", req, &res); err != nil {
 				return err
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/spf13/cobra"
 )
 
@@ -58,7 +57,7 @@ this node as a provider (after a network change, say).`,
 			if err != nil {
 				return err
 			}
-			var res daemon.ReprovideResult
+			var res api.ReprovideResult
 			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/reprovide", nil, &res); err != nil {
 				return err
 			}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 )
 
@@ -80,12 +79,12 @@ func TestDatasetCLI(t *testing.T) {
 		}
 	}
 	for p := 1; p <= 2; p++ {
-		var ci daemon.ConsentInfo
+		var ci api.ConsentInfo
 		if err := json.Unmarshal([]byte(clinic.must("consent", "add", "--patient", dicomtest.PatientID(p), "--purpose", "research", "--json")), &ci); err != nil || ci.Purpose != "research" || ci.Entry == "" {
 			t.Fatalf("consent add --json: %+v %v", ci, err)
 		}
 	}
-	var imp daemon.DicomImportResult
+	var imp api.DicomImportResult
 	if err := json.Unmarshal([]byte(clinic.must("dicom", "import", src, "--json")), &imp); err != nil || len(imp.Studies) != patients || len(imp.Rejected) != 0 {
 		t.Fatalf("dicom import --json: %+v %v", imp, err)
 	}
@@ -96,7 +95,7 @@ func TestDatasetCLI(t *testing.T) {
 
 	// Publish: the study without consent is left out.
 	const name = "e2e-cohort"
-	var created daemon.DatasetCreateResult
+	var created api.DatasetCreateResult
 	if err := json.Unmarshal([]byte(clinic.must("dataset", "create", name, "--records", strings.Join(ids, ","), "--json")), &created); err != nil {
 		t.Fatalf("dataset create --json: %v", err)
 	}
@@ -107,7 +106,7 @@ func TestDatasetCLI(t *testing.T) {
 
 	// Grant: the clinic may not know the researcher's key-wrapping key until
 	// the researcher's announcement reached its ledger; retry until then.
-	var grants []daemon.DatasetGrantResult
+	var grants []api.DatasetGrantResult
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, errs, code := clinic.run("dataset", "grant", name, "--to", rid.Peer, "--json")
@@ -127,10 +126,10 @@ func TestDatasetCLI(t *testing.T) {
 	}
 
 	// The researcher sees it once the grant reached its ledger.
-	var seen daemon.DatasetInfo
+	var seen api.DatasetInfo
 	deadline = time.Now().Add(15 * time.Second)
 	for seen.ID == "" {
-		var ds []daemon.DatasetInfo
+		var ds []api.DatasetInfo
 		if err := json.Unmarshal([]byte(res.must("dataset", "ls", "--json")), &ds); err != nil {
 			t.Fatalf("dataset ls --json: %v", err)
 		}
@@ -152,9 +151,9 @@ func TestDatasetCLI(t *testing.T) {
 
 	// Fetch.
 	out := filepath.Join(dir, "fetched")
-	fetch := func() daemon.DatasetFetchResult {
+	fetch := func() api.DatasetFetchResult {
 		t.Helper()
-		var fr daemon.DatasetFetchResult
+		var fr api.DatasetFetchResult
 		if err := json.Unmarshal([]byte(res.must("dataset", "fetch", name, "-o", out, "--json")), &fr); err != nil {
 			t.Fatalf("dataset fetch --json: %v", err)
 		}

@@ -18,7 +18,6 @@ import (
 	"testing"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 	lib "github.com/suyashkumar/dicom"
@@ -165,7 +164,7 @@ func TestDicomNonConformantUIDsCLI(t *testing.T) {
 		t.Fatalf("dicom import: exit %d: %s", code, errs)
 	}
 	var imp struct {
-		daemon.DicomImportResult
+		api.DicomImportResult
 		Warnings []struct {
 			Path    string `json:"path"`
 			Warning string `json:"warning"`
@@ -195,14 +194,14 @@ func TestDicomNonConformantUIDsCLI(t *testing.T) {
 	id := imp.Studies[0].ID
 
 	// Query lists it.
-	var hits []daemon.DicomStudyHit
+	var hits []api.DicomStudyHit
 	if err := json.Unmarshal([]byte(c.must("dicom", "query", "--study", hexStudy, "--json")), &hits); err != nil || len(hits) != 1 || hits[0].ID != id {
 		t.Fatalf("dicom query --study: %+v %v", hits, err)
 	}
 
 	// Export: every file byte for byte, under its UIDs.
 	exp := filepath.Join(dir, "export")
-	var er daemon.DicomExportResult
+	var er api.DicomExportResult
 	if err := json.Unmarshal([]byte(c.must("dicom", "export", id, "-o", exp, "--json")), &er); err != nil || er.Instances != len(sops) {
 		t.Fatalf("dicom export --json: %+v %v", er, err)
 	}
@@ -223,7 +222,7 @@ func TestDicomNonConformantUIDsCLI(t *testing.T) {
 	}
 
 	// De-identify: conformant new UIDs, dcmtk parses every file.
-	var dr daemon.DicomDeidResult
+	var dr api.DicomDeidResult
 	if err := json.Unmarshal([]byte(c.must("dicom", "deidentify", id, "--json")), &dr); err != nil || dr.Instances != len(sops) {
 		t.Fatalf("dicom deidentify --json: %+v %v", dr, err)
 	}
@@ -375,11 +374,11 @@ func TestDicomShiftDatesKeepsCodeSetVersionsCLI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var imp daemon.DicomImportResult
+		var imp api.DicomImportResult
 		if err := json.Unmarshal([]byte(c.must("dicom", "import", src, "--json")), &imp); err != nil || len(imp.Studies) != 1 {
 			t.Fatalf("import %s: %+v %v", src, imp, err)
 		}
-		var dr daemon.DicomDeidResult
+		var dr api.DicomDeidResult
 		if err := json.Unmarshal([]byte(c.must("dicom", "deidentify", imp.Studies[0].ID, "--shift-dates", "--json")), &dr); err != nil || dr.Instances != 1 {
 			t.Fatalf("deidentify --shift-dates %s: %+v %v", src, dr, err)
 		}
@@ -416,12 +415,12 @@ func TestDicomQueryModalityCaseInsensitiveCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dicomNode(t)
-	var imp daemon.DicomImportResult
+	var imp api.DicomImportResult
 	if err := json.Unmarshal([]byte(c.must("dicom", "import", dir, "--json")), &imp); err != nil || len(imp.Studies) != 1 {
 		t.Fatalf("import: %+v %v", imp, err)
 	}
 	for _, m := range []string{"CT", "ct", "Ct"} {
-		var hits []daemon.DicomStudyHit
+		var hits []api.DicomStudyHit
 		if err := json.Unmarshal([]byte(c.must("dicom", "query", "--modality", m, "--json")), &hits); err != nil || len(hits) != 1 || hits[0].ID != imp.Studies[0].ID {
 			t.Errorf("dicom query --modality %s: %+v %v", m, hits, err)
 		}

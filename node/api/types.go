@@ -202,3 +202,12 @@ type Status struct {
 	Providers    []string `json:"providers"`
 	LastVerified NullTime `json:"last_verified"` // null: never verified
 }
+
+// ReprovideResult is one reprovide run.
+type ReprovideResult struct {
+	Blocks   int           `json:"block_count"`
+	Failed   int           `json:"failed_count"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"seconds"`
+	PerSec   float64       `json:"blocks_per_second"`
+}

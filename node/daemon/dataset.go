@@ -44,38 +44,6 @@ const deidStudyName = "DICOM study (de-identified)"
 
 // ---- consent ----
 
-// ConsentRequest adds or revokes a consent. Patient is the raw patient ID:
-// it goes no further than this node, which puts only its keyed pseudonym on
-// the ledger.
-type ConsentRequest struct {
-	Patient  string `json:"patient"`
-	Purpose  string `json:"purpose"`
-	Modality string `json:"modality,omitempty"`
-	BodyPart string `json:"body_part,omitempty"`
-	Expires  string `json:"expires,omitempty"` // duration, e.g. 8760h
-}
-
-// ConsentInfo is one consent entry as this node sees it.
-type ConsentInfo struct {
-	Entry    string       `json:"entry"`
-	Author   string       `json:"author"`
-	Patient  string       `json:"patient"` // the pseudonym (hex), as on the ledger
-	Purpose  string       `json:"purpose"`
-	Modality string       `json:"modality,omitempty"`
-	BodyPart string       `json:"body_part,omitempty"`
-	Expires  api.NullTime `json:"expires"` // null: no expiry
-	Revoked  bool         `json:"revoked"`
-	Expired  bool         `json:"expired"`
-	Time     time.Time    `json:"time"`
-}
-
-// ConsentRevokeResult is what a consent revoke published.
-type ConsentRevokeResult struct {
-	Entry   string `json:"entry"`
-	Patient string `json:"patient"` // the pseudonym (hex), as on the ledger
-	Purpose string `json:"purpose"`
-}
-
 // consentKey is this clinic's secret pseudonym key, derived from its
 // identity key: stable, never stored apart, never leaves the node.
 func (d *Daemon) consentKey() ([]byte, error) {
@@ -107,7 +75,7 @@ func checkPurpose(p string) error {
 }
 
 // AddConsent writes a consent entry for one of this clinic's patients.
-func (d *Daemon) AddConsent(ctx context.Context, req ConsentRequest) (*ConsentInfo, error) {
+func (d *Daemon) AddConsent(ctx context.Context, req api.ConsentRequest) (*api.ConsentInfo, error) {
 	if req.Purpose == "" {
 		req.Purpose = ledger.PurposeResearch
 	}
@@ -142,7 +110,7 @@ func (d *Daemon) AddConsent(ctx context.Context, req ConsentRequest) (*ConsentIn
 }
 
 // RevokeConsent revokes this clinic's consents of (patient, purpose).
-func (d *Daemon) RevokeConsent(ctx context.Context, req ConsentRequest) (*ConsentRevokeResult, error) {
+func (d *Daemon) RevokeConsent(ctx context.Context, req api.ConsentRequest) (*api.ConsentRevokeResult, error) {
 	if req.Purpose == "" {
 		req.Purpose = ledger.PurposeResearch
 	}
@@ -157,11 +125,11 @@ func (d *Daemon) RevokeConsent(ctx context.Context, req ConsentRequest) (*Consen
 	if err != nil {
 		return nil, err
 	}
-	return &ConsentRevokeResult{Entry: e.CID().String(), Patient: hex.EncodeToString(pat), Purpose: req.Purpose}, nil
+	return &api.ConsentRevokeResult{Entry: e.CID().String(), Patient: hex.EncodeToString(pat), Purpose: req.Purpose}, nil
 }
 
-func (d *Daemon) consentInfo(c *dataset.Consent, now time.Time) *ConsentInfo {
-	return &ConsentInfo{Entry: c.Entry.String(), Author: c.Author.String(), Patient: hex.EncodeToString(c.Patient), Purpose: c.Purpose,
+func (d *Daemon) consentInfo(c *dataset.Consent, now time.Time) *api.ConsentInfo {
+	return &api.ConsentInfo{Entry: c.Entry.String(), Author: c.Author.String(), Patient: hex.EncodeToString(c.Patient), Purpose: c.Purpose,
 		Modality: c.Modality, BodyPart: c.BodyPart, Expires: api.Nullable(c.Expires), Revoked: c.Revoked,
 		Expired: !c.Revoked && !c.Live(now, ClockSkew), Time: time.UnixMilli(int64(c.Clock.Wall)).UTC()}
 }
@@ -211,7 +179,7 @@ func (d *Daemon) consentsBy(ctx context.Context, author peer.ID) (map[string][]*
 
 // Consents lists this clinic's consents, for one patient if patientID is
 // set, and of one purpose if purpose is set.
-func (d *Daemon) Consents(ctx context.Context, patientID, purpose string) ([]ConsentInfo, error) {
+func (d *Daemon) Consents(ctx context.Context, patientID, purpose string) ([]api.ConsentInfo, error) {
 	by, err := d.consentsBy(ctx, d.self)
 	if err != nil {
 		return nil, err
@@ -223,7 +191,7 @@ func (d *Daemon) Consents(ctx context.Context, patientID, purpose string) ([]Con
 		}
 	}
 	now := d.opts.Now()
-	out := []ConsentInfo{}
+	out := []api.ConsentInfo{}
 	for pat, cs := range by {
 		if only != nil && pat != string(only) {
 			continue
@@ -310,22 +278,8 @@ func (d *Daemon) datasets(ctx context.Context) []*datasetRef {
 	return out
 }
 
-// DatasetInfo describes a dataset version for `dataset ls`.
-type DatasetInfo struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Version   int       `json:"version"`
-	Prev      string    `json:"prev,omitempty"`
-	Owner     string    `json:"owner"`
-	Mine      bool      `json:"mine"`
-	Studies   int       `json:"study_count"`
-	Instances int       `json:"instance_count"`
-	Size      int64     `json:"size"`
-	Created   time.Time `json:"created"`
-}
-
-func refInfo(d *Daemon, r *datasetRef) DatasetInfo {
-	di := DatasetInfo{ID: r.info.ID.String(), Name: r.man.Name, Version: int(r.man.Version), Owner: r.info.Owner.String(),
+func refInfo(d *Daemon, r *datasetRef) api.DatasetInfo {
+	di := api.DatasetInfo{ID: r.info.ID.String(), Name: r.man.Name, Version: int(r.man.Version), Owner: r.info.Owner.String(),
 		Mine: r.info.Owner == d.self, Studies: len(r.man.Studies), Created: r.info.Announced}
 	if r.info.Prev.Defined() {
 		di.Prev = r.info.Prev.String()
@@ -338,8 +292,8 @@ func refInfo(d *Daemon, r *datasetRef) DatasetInfo {
 }
 
 // ListDatasets lists the datasets this node published or may read.
-func (d *Daemon) ListDatasets(ctx context.Context) []DatasetInfo {
-	out := []DatasetInfo{}
+func (d *Daemon) ListDatasets(ctx context.Context) []api.DatasetInfo {
+	out := []api.DatasetInfo{}
 	for _, r := range d.datasets(ctx) {
 		out = append(out, refInfo(d, r))
 	}
@@ -370,23 +324,9 @@ func (d *Daemon) findDatasets(ctx context.Context, ref string) ([]*datasetRef, e
 
 // ---- grant ----
 
-// DatasetGrantRequest grants a dataset to a member.
-type DatasetGrantRequest struct {
-	To      string `json:"to"`
-	Expires string `json:"expires,omitempty"`
-}
-
-// DatasetGrantResult says what was granted.
-type DatasetGrantResult struct {
-	Dataset string `json:"id"` // the dataset's record
-	Version int    `json:"version"`
-	Grantee string `json:"grantee"`
-	Records int    `json:"record_count"` // manifest + studies
-}
-
 // GrantDataset grants the newest version of an owned dataset and every
 // study in it to a member, purpose research.
-func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req DatasetGrantRequest) (*DatasetGrantResult, error) {
+func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req api.DatasetGrantRequest) (*api.DatasetGrantResult, error) {
 	grantee, err := peer.Decode(req.To)
 	if err != nil {
 		return nil, fault.Invalidf("", "%q is not a peer ID", req.To)
@@ -406,7 +346,7 @@ func (d *Daemon) GrantDataset(ctx context.Context, id cid.Cid, req DatasetGrantR
 	return d.grantRef(ctx, ref, grantee, expires)
 }
 
-func (d *Daemon) grantRef(ctx context.Context, ref *datasetRef, grantee peer.ID, expires time.Time) (*DatasetGrantResult, error) {
+func (d *Daemon) grantRef(ctx context.Context, ref *datasetRef, grantee peer.ID, expires time.Time) (*api.DatasetGrantResult, error) {
 	if !d.Ledger.IsMember(grantee) {
 		return nil, fault.Invalidf("the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
 	}
@@ -435,55 +375,14 @@ func (d *Daemon) grantRef(ctx context.Context, ref *datasetRef, grantee peer.ID,
 			return nil, err
 		}
 	}
-	return &DatasetGrantResult{Dataset: ref.info.ID.String(), Version: int(ref.man.Version), Grantee: grantee.String(), Records: len(recs)}, nil
+	return &api.DatasetGrantResult{Dataset: ref.info.ID.String(), Version: int(ref.man.Version), Grantee: grantee.String(), Records: len(recs)}, nil
 }
 
 // ---- create ----
 
-// DatasetCreateRequest publishes a dataset (a new version if this node
-// already published one of that name).
-type DatasetCreateRequest struct {
-	Name                         string   `json:"name"`
-	Records                      []string `json:"records,omitempty"`
-	Query                        string   `json:"query,omitempty"`
-	RetainPatientCharacteristics bool     `json:"retain_patient_characteristics,omitempty"`
-	ShiftDates                   bool     `json:"shift_dates,omitempty"`
-	ProjectKeyFile               string   `json:"project_key_file,omitempty"`
-}
-
-// DatasetExcluded is a source study (or some of its series) left out.
-type DatasetExcluded struct {
-	Record string `json:"id"`
-	Series int    `json:"series_count"` // number of series left out
-	Reason string `json:"reason"`
-}
-
-// DatasetStudy is one study of a created dataset.
-type DatasetStudy struct {
-	Record    string `json:"id"`
-	Patient   string `json:"patient"`
-	StudyUID  string `json:"study_uid"`
-	Instances int    `json:"instance_count"`
-	Size      int64  `json:"size"`
-	Reused    bool   `json:"reused,omitempty"`
-}
-
-// DatasetCreateResult is what dataset create published.
-type DatasetCreateResult struct {
-	ID        string            `json:"id"`
-	Name      string            `json:"name"`
-	Version   int               `json:"version"`
-	Prev      string            `json:"prev,omitempty"`
-	Studies   []DatasetStudy    `json:"studies"`
-	Excluded  []DatasetExcluded `json:"excluded"`
-	Counts    map[string]int    `json:"excluded_by_reason"`
-	Regranted []string          `json:"regranted,omitempty"`
-	Revoked   int               `json:"revoked_grant_count"`
-}
-
 // candidates returns the owned source study records to consider, newest
 // version of each, deduplicated, in a stable order.
-func (d *Daemon) datasetCandidates(ctx context.Context, req DatasetCreateRequest, q dataset.Query, res *DatasetCreateResult) ([]ledger.RecordInfo, error) {
+func (d *Daemon) datasetCandidates(ctx context.Context, req api.DatasetCreateRequest, q dataset.Query, res *api.DatasetCreateResult) ([]ledger.RecordInfo, error) {
 	var ids []cid.Cid
 	if len(req.Records) > 0 {
 		for _, s := range req.Records {
@@ -514,7 +413,7 @@ func (d *Daemon) datasetCandidates(ctx context.Context, req DatasetCreateRequest
 		info, ok := d.Ledger.Record(id)
 		if !ok || info.Owner != d.self {
 			if len(req.Records) > 0 {
-				res.exclude(id.String(), 0, dataset.ReasonNotOwned)
+				exclude(res, id.String(), 0, dataset.ReasonNotOwned)
 			}
 			continue
 		}
@@ -529,8 +428,10 @@ func (d *Daemon) datasetCandidates(ctx context.Context, req DatasetCreateRequest
 	return out, nil
 }
 
-func (r *DatasetCreateResult) exclude(rec string, series int, reason string) {
-	r.Excluded = append(r.Excluded, DatasetExcluded{Record: rec, Series: series, Reason: reason})
+// exclude records that a study's series (or the whole study, series 0) is
+// left out of a dataset, and why.
+func exclude(r *api.DatasetCreateResult, rec string, series int, reason string) {
+	r.Excluded = append(r.Excluded, api.DatasetExcluded{Record: rec, Series: series, Reason: reason})
 	r.Counts[reason]++
 }
 
@@ -539,7 +440,7 @@ func (r *DatasetCreateResult) exclude(rec string, series int, reason string) {
 // with one project key, stores the outputs as records and publishes a
 // dataset manifest record. Grants of the previous version are carried to
 // the new one, and studies it drops have those grants revoked.
-func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*DatasetCreateResult, error) {
+func (d *Daemon) CreateDataset(ctx context.Context, req api.DatasetCreateRequest) (*api.DatasetCreateResult, error) {
 	if !dataset.ValidName(req.Name) {
 		return nil, fault.Invalidf("1 to 128 printable characters, no / , or \\", "bad dataset name %q", req.Name)
 	}
@@ -573,7 +474,7 @@ func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*
 	st.mu.Lock()
 	defer st.mu.Unlock()
 
-	res := &DatasetCreateResult{Name: req.Name, Studies: []DatasetStudy{}, Excluded: []DatasetExcluded{}, Counts: map[string]int{}}
+	res := &api.DatasetCreateResult{Name: req.Name, Studies: []api.DatasetStudy{}, Excluded: []api.DatasetExcluded{}, Counts: map[string]int{}}
 	var prev *datasetRef
 	for _, r := range d.datasets(ctx) {
 		if r.info.Owner == d.self && r.man.Name == req.Name && (prev == nil || r.man.Version > prev.man.Version) {
@@ -603,7 +504,7 @@ func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*
 		if err != nil {
 			var se *api.StatusError
 			if errors.As(err, &se) && len(req.Records) > 0 {
-				res.exclude(info.ID.String(), 0, dataset.ReasonNotStudy)
+				exclude(res, info.ID.String(), 0, dataset.ReasonNotStudy)
 				continue
 			}
 			if errors.As(err, &se) {
@@ -613,7 +514,7 @@ func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*
 		}
 		if m.Name == deidStudyName || strings.HasPrefix(src.PatientID, "ANON-") {
 			if len(req.Records) > 0 {
-				res.exclude(info.ID.String(), len(src.Series), dataset.ReasonNotStudy)
+				exclude(res, info.ID.String(), len(src.Series), dataset.ReasonNotStudy)
 			}
 			continue
 		}
@@ -644,24 +545,24 @@ func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*
 			keep[se.UID] = true
 		}
 		if len(keep) == 0 {
-			res.exclude(info.ID.String(), left, reason)
+			exclude(res, info.ID.String(), left, reason)
 			continue
 		}
 		if left > 0 {
-			res.exclude(info.ID.String(), left, reason)
+			exclude(res, info.ID.String(), left, reason)
 		}
 		ds, reused, err := d.datasetDeid(ctx, info, m, key, src, keep, opts)
 		if err != nil {
 			var se *api.StatusError
 			if errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity {
-				res.exclude(info.ID.String(), len(keep), dataset.ReasonNotDeidable)
+				exclude(res, info.ID.String(), len(keep), dataset.ReasonNotDeidable)
 				continue
 			}
 			return nil, err
 		}
 		man.Studies = append(man.Studies, *ds)
 		sid, _ := ds.RecordID()
-		res.Studies = append(res.Studies, DatasetStudy{Record: sid.String(), Patient: ds.Patient, StudyUID: ds.StudyUID,
+		res.Studies = append(res.Studies, api.DatasetStudy{Record: sid.String(), Patient: ds.Patient, StudyUID: ds.StudyUID,
 			Instances: int(ds.Instances), Size: int64(ds.Size), Reused: reused})
 	}
 	if len(man.Studies) == 0 {
@@ -695,7 +596,7 @@ func (d *Daemon) CreateDataset(ctx context.Context, req DatasetCreateRequest) (*
 // carryGrants grants the new version to the live research grantees of the
 // previous one and revokes their grants of studies the new one dropped
 // (a consent revoked since, for instance).
-func (d *Daemon) carryGrants(ctx context.Context, prev *datasetRef, id cid.Cid, man *dataset.Manifest, res *DatasetCreateResult) error {
+func (d *Daemon) carryGrants(ctx context.Context, prev *datasetRef, id cid.Cid, man *dataset.Manifest, res *api.DatasetCreateResult) error {
 	now := d.opts.Now()
 	grantees := map[peer.ID]time.Time{}
 	for _, g := range d.Ledger.Grants(prev.info.ID) {

@@ -7,17 +7,10 @@ import (
 	"github.com/medmesh/medmesh/node/api"
 )
 
-// ConsentListRequest filters `consent ls` (a POST body, so a patient ID is
-// never part of a URL).
-type ConsentListRequest struct {
-	Patient string `json:"patient,omitempty"`
-	Purpose string `json:"purpose,omitempty"`
-}
-
 func (d *Daemon) datasetRoutes() {
 	s := d.api
 	s.HandleFunc("POST "+p+"/consents", func(w http.ResponseWriter, r *http.Request) {
-		var req ConsentRequest
+		var req api.ConsentRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -26,7 +19,7 @@ func (d *Daemon) datasetRoutes() {
 		reply(w, c, err)
 	})
 	s.HandleFunc("POST "+p+"/consents/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req ConsentRequest
+		var req api.ConsentRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -35,7 +28,7 @@ func (d *Daemon) datasetRoutes() {
 		reply(w, c, err)
 	})
 	s.HandleFunc("POST "+p+"/consents/list", func(w http.ResponseWriter, r *http.Request) {
-		var req ConsentListRequest
+		var req api.ConsentListRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -44,7 +37,7 @@ func (d *Daemon) datasetRoutes() {
 		reply(w, cs, err)
 	})
 	s.HandleFunc("POST "+p+"/datasets", func(w http.ResponseWriter, r *http.Request) {
-		var req DatasetCreateRequest
+		var req api.DatasetCreateRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -56,7 +49,7 @@ func (d *Daemon) datasetRoutes() {
 		reply(w, d.ListDatasets(r.Context()), nil)
 	})
 	s.HandleFunc("POST "+p+"/datasets/{id}/grants", func(w http.ResponseWriter, r *http.Request) {
-		var req DatasetGrantRequest
+		var req api.DatasetGrantRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -66,7 +59,7 @@ func (d *Daemon) datasetRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		var out []*DatasetGrantResult
+		var out []*api.DatasetGrantResult
 		for _, ref := range refs {
 			if ref.info.Owner != d.self {
 				continue
@@ -85,7 +78,7 @@ func (d *Daemon) datasetRoutes() {
 		reply(w, out, nil)
 	})
 	s.HandleFunc("POST "+p+"/datasets/fetch", func(w http.ResponseWriter, r *http.Request) {
-		var req DatasetFetchRequest
+		var req api.DatasetFetchRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return

@@ -33,8 +33,8 @@ func BenchmarkDatasetFetch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		var ir daemon.DicomImportResult
-		if err := C.API.Do(ctx, "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &ir); err != nil {
+		var ir api.DicomImportResult
+		if err := C.API.Do(ctx, "POST", api.Prefix+"/dicom/import", api.DicomImportRequest{Paths: paths}, &ir); err != nil {
 			b.Fatal(err)
 		}
 		for _, s := range ir.Studies {
@@ -42,11 +42,11 @@ func BenchmarkDatasetFetch(b *testing.B) {
 		}
 	}
 	for p := 1; p <= 4; p++ {
-		consent(b, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
+		consent(b, C, "/consents", api.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
 	}
 	start := time.Now()
-	one := createDataset(b, C, daemon.DatasetCreateRequest{Name: "one", Records: recs[0]})
-	three := createDataset(b, C, daemon.DatasetCreateRequest{Name: "three", Records: recs[1]})
+	one := createDataset(b, C, api.DatasetCreateRequest{Name: "one", Records: recs[0]})
+	three := createDataset(b, C, api.DatasetCreateRequest{Name: "three", Records: recs[1]})
 	el := time.Since(start).Seconds()
 	published := float64(len(one.Studies)+len(three.Studies)) / el
 	for _, nd := range []*devnet.Node{H1, H2, R} {
@@ -57,7 +57,7 @@ func BenchmarkDatasetFetch(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, h := range []*devnet.Node{H1, H2} {
-		if _, err := h.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{three.ID}, Dir: filepath.Join(b.TempDir(), "h")}, nil); err != nil {
+		if _, err := h.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{three.ID}, Dir: filepath.Join(b.TempDir(), "h")}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func BenchmarkDatasetFetch(b *testing.B) {
 	for _, k := range []int{1, 0} {
 		id := []string{one.ID, three.ID}[k]
 		before := readFetchStats(b, R)
-		res, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{id}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
+		res, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{id}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func BenchmarkDatasetFetchOneHolder(b *testing.B) {
 	var bytes int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		res, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
+		res, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

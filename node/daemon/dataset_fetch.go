@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/api"
 	"hash"
 	"io"
 	"os"
@@ -35,49 +36,14 @@ import (
 // interrupted fetch resumes without fetching them again.
 const DatasetStateFile = ".medmesh-dataset-state.jsonl"
 
-// DatasetFetchRequest fetches datasets into Dir.
-type DatasetFetchRequest struct {
-	// Datasets are IDs or names; a name matches every readable dataset of
-	// that name (one part per publishing clinic).
-	Datasets []string `json:"datasets"`
-	Dir      string   `json:"dir"`
-	// Parallel is the number of instances fetched at once (default 8).
-	Parallel int `json:"parallel,omitempty"`
-	// Job names the fetch for progress polling (GET /datasets/fetch/{job}).
-	Job string `json:"job,omitempty"`
-}
-
-// DatasetProgress is a fetch's progress.
-type DatasetProgress struct {
-	Studies      int64   `json:"study_count"`
-	StudiesDone  int64   `json:"done_study_count"`
-	Instances    int64   `json:"instance_count"`
-	Fetched      int64   `json:"fetched_count"` // instances fetched by this run
-	Skipped      int64   `json:"skipped_count"` // instances already verified
-	Bytes        int64   `json:"size"`          // total of all instances
-	BytesDone    int64   `json:"done_size"`
-	BytesFetched int64   `json:"fetched_size"` // by this run
-	Seconds      float64 `json:"seconds"`
-	Done         bool    `json:"done"`
-}
-
-// DatasetFetchResult is a finished fetch.
-type DatasetFetchResult struct {
-	DatasetProgress
-	Datasets []DatasetInfo `json:"datasets"`
-	Dir      string        `json:"dir"`
-	CSV      string        `json:"csv"`
-	MBps     float64       `json:"mb_per_s"`
-}
-
 type fetchCounters struct {
 	studies, studiesDone, instances, fetched, skipped, bytes, bytesDone, bytesFetched atomic.Int64
 	start                                                                             time.Time
 	done                                                                              atomic.Bool
 }
 
-func (c *fetchCounters) snapshot() DatasetProgress {
-	return DatasetProgress{Studies: c.studies.Load(), StudiesDone: c.studiesDone.Load(), Instances: c.instances.Load(),
+func (c *fetchCounters) snapshot() api.DatasetProgress {
+	return api.DatasetProgress{Studies: c.studies.Load(), StudiesDone: c.studiesDone.Load(), Instances: c.instances.Load(),
 		Fetched: c.fetched.Load(), Skipped: c.skipped.Load(), Bytes: c.bytes.Load(), BytesDone: c.bytesDone.Load(),
 		BytesFetched: c.bytesFetched.Load(), Seconds: time.Since(c.start).Seconds(), Done: c.done.Load()}
 }
@@ -86,10 +52,10 @@ var fetchJobs sync.Map // job string -> *fetchCounters
 
 // DatasetFetchProgress returns the progress of a running (or just
 // finished) fetch job.
-func (d *Daemon) DatasetFetchProgress(job string) (DatasetProgress, bool) {
+func (d *Daemon) DatasetFetchProgress(job string) (api.DatasetProgress, bool) {
 	v, ok := fetchJobs.Load(job)
 	if !ok {
-		return DatasetProgress{}, false
+		return api.DatasetProgress{}, false
 	}
 	return v.(*fetchCounters).snapshot(), true
 }
@@ -189,7 +155,7 @@ type fetchJob struct {
 // against the record manifest, then writes manifest.csv. Every study read is audited on the
 // ledger with purpose research. onProgress, if set, is called after each
 // instance.
-func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onProgress func(DatasetProgress)) (*DatasetFetchResult, error) {
+func (d *Daemon) FetchDataset(ctx context.Context, req api.DatasetFetchRequest, onProgress func(api.DatasetProgress)) (*api.DatasetFetchResult, error) {
 	if !filepath.IsAbs(req.Dir) {
 		return nil, fault.Invalidf("the CLI sends absolute paths", "output folder %q is not absolute", req.Dir)
 	}
@@ -349,7 +315,7 @@ func (d *Daemon) FetchDataset(ctx context.Context, req DatasetFetchRequest, onPr
 	if _, err := atomicfile.Write(csvPath, 0o600, func(w io.Writer) error { return writeDatasetCSV(w, jobs) }); err != nil {
 		return nil, err
 	}
-	res := &DatasetFetchResult{DatasetProgress: cnt.snapshot(), Dir: req.Dir, CSV: csvPath, Datasets: []DatasetInfo{}}
+	res := &api.DatasetFetchResult{DatasetProgress: cnt.snapshot(), Dir: req.Dir, CSV: csvPath, Datasets: []api.DatasetInfo{}}
 	res.Done = true
 	if res.Seconds > 0 {
 		res.MBps = float64(res.BytesFetched) / 1e6 / res.Seconds

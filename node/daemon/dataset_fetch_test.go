@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"github.com/medmesh/medmesh/node/api"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func metricValue(t testing.TB, nd *devnet.Node, name string) float64 {
 // never be a replica holder), imports the studies opts describes on the
 // clinic with research consent for every patient, publishes them as
 // dataset name and grants it to the researcher.
-func oneHolderDataset(t testing.TB, name string, opts dicomtest.Options) (n *devnet.Net, C, R *devnet.Node, ds daemon.DatasetCreateResult) {
+func oneHolderDataset(t testing.TB, name string, opts dicomtest.Options) (n *devnet.Net, C, R *devnet.Node, ds api.DatasetCreateResult) {
 	t.Helper()
 	ctx := context.Background()
 	n, err := devnet.Start(ctx, t.TempDir(), []string{"clinic", "researcher"},
@@ -81,9 +82,9 @@ func oneHolderDataset(t testing.TB, name string, opts dicomtest.Options) (n *dev
 	}
 	dicomImport(t, C, paths...)
 	for p := 1; p <= opts.Patients; p++ {
-		consent(t, C, "/consents", daemon.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
+		consent(t, C, "/consents", api.ConsentRequest{Patient: dicomtest.PatientID(p), Purpose: "research"})
 	}
-	ds = createDataset(t, C, daemon.DatasetCreateRequest{Name: name, Query: "modality=" + opts.Modality})
+	ds = createDataset(t, C, api.DatasetCreateRequest{Name: name, Query: "modality=" + opts.Modality})
 	if len(ds.Studies) != opts.Patients {
 		t.Fatalf("dataset %s has %d studies, want %d", name, len(ds.Studies), opts.Patients)
 	}
@@ -102,7 +103,7 @@ func TestDatasetFetchBulk(t *testing.T) {
 	_, C, R, ds := oneHolderDataset(t, "bulk", dicomtest.Options{Patients: 2, SeriesPerStudy: 2, InstancesPerSeries: 3, Rows: 64, Cols: 64, Modality: "MR", Seed: 7})
 
 	rBefore, cBefore := readFetchStats(t, R), readFetchStats(t, C)
-	res, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(t.TempDir(), "out")}, nil)
+	res, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(t.TempDir(), "out")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func writeCohort(t testing.TB, dir string, seed int64, prefix string, bodyParts 
 	return paths, ids
 }
 
-func consent(t testing.TB, nd *devnet.Node, path string, req daemon.ConsentRequest) {
+func consent(t testing.TB, nd *devnet.Node, path string, req api.ConsentRequest) {
 	t.Helper()
 	var out map[string]any
 	if err := nd.API.Do(context.Background(), "POST", api.Prefix+path, req, &out); err != nil {
@@ -66,9 +66,9 @@ func consent(t testing.TB, nd *devnet.Node, path string, req daemon.ConsentReque
 	}
 }
 
-func createDataset(t testing.TB, nd *devnet.Node, req daemon.DatasetCreateRequest) daemon.DatasetCreateResult {
+func createDataset(t testing.TB, nd *devnet.Node, req api.DatasetCreateRequest) api.DatasetCreateResult {
 	t.Helper()
-	var res daemon.DatasetCreateResult
+	var res api.DatasetCreateResult
 	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/datasets", req, &res); err != nil {
 		t.Fatalf("dataset create on %s: %v", nd.Name, err)
 	}
@@ -77,8 +77,8 @@ func createDataset(t testing.TB, nd *devnet.Node, req daemon.DatasetCreateReques
 
 func grantDataset(t testing.TB, nd *devnet.Node, ds string, to *devnet.Node) {
 	t.Helper()
-	var out []daemon.DatasetGrantResult
-	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/datasets/"+ds+"/grants", daemon.DatasetGrantRequest{To: to.ID.String()}, &out); err != nil {
+	var out []api.DatasetGrantResult
+	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/datasets/"+ds+"/grants", api.DatasetGrantRequest{To: to.ID.String()}, &out); err != nil {
 		t.Fatalf("dataset grant on %s: %v", nd.Name, err)
 	}
 }
@@ -121,18 +121,18 @@ func TestDatasetFiveNodes(t *testing.T) {
 	}
 	// A: patient 1 consents (MR only), patient 2 never, patient 3 consents
 	// (revoked later). B: both consent; patient 2's knee is out of the query.
-	consent(t, A, "/consents", daemon.ConsentRequest{Patient: "CLNA0001", Purpose: "research", Modality: "MR"})
-	consent(t, A, "/consents", daemon.ConsentRequest{Patient: "CLNA0003", Purpose: "research", Expires: "8760h"})
-	consent(t, A, "/consents", daemon.ConsentRequest{Patient: "CLNA0002", Purpose: "treatment"})
-	consent(t, B, "/consents", daemon.ConsentRequest{Patient: "CLNB0001", Purpose: "research", BodyPart: "LSPINE"})
-	consent(t, B, "/consents", daemon.ConsentRequest{Patient: "CLNB0002", Purpose: "research"})
+	consent(t, A, "/consents", api.ConsentRequest{Patient: "CLNA0001", Purpose: "research", Modality: "MR"})
+	consent(t, A, "/consents", api.ConsentRequest{Patient: "CLNA0003", Purpose: "research", Expires: "8760h"})
+	consent(t, A, "/consents", api.ConsentRequest{Patient: "CLNA0002", Purpose: "treatment"})
+	consent(t, B, "/consents", api.ConsentRequest{Patient: "CLNB0001", Purpose: "research", BodyPart: "LSPINE"})
+	consent(t, B, "/consents", api.ConsentRequest{Patient: "CLNB0002", Purpose: "research"})
 
 	q := "modality=MR bodypart=LSPINE"
-	ra := createDataset(t, A, daemon.DatasetCreateRequest{Name: "spine", Query: q})
+	ra := createDataset(t, A, api.DatasetCreateRequest{Name: "spine", Query: q})
 	if len(ra.Studies) != 2 || ra.Counts[dataset.ReasonNoConsent] != 1 || len(ra.Excluded) != 1 {
 		t.Fatalf("clinic A dataset: %+v", ra)
 	}
-	rb := createDataset(t, B, daemon.DatasetCreateRequest{Name: "spine", Query: q})
+	rb := createDataset(t, B, api.DatasetCreateRequest{Name: "spine", Query: q})
 	if len(rb.Studies) != 1 || rb.Counts[dataset.ReasonNoMatch] != 1 {
 		t.Fatalf("clinic B dataset: %+v", rb)
 	}
@@ -145,7 +145,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 	// Interrupted fetch: cancel after 3 instances, then resume.
 	out := filepath.Join(t.TempDir(), "out")
 	fctx, cancel := context.WithCancel(ctx)
-	_, err = R.Daemon.FetchDataset(fctx, daemon.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out, Parallel: 2}, func(p daemon.DatasetProgress) {
+	_, err = R.Daemon.FetchDataset(fctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out, Parallel: 2}, func(p api.DatasetProgress) {
 		if p.Fetched >= 3 {
 			cancel()
 		}
@@ -159,8 +159,8 @@ func TestDatasetFiveNodes(t *testing.T) {
 	if verified < 3 || verified >= 12 {
 		t.Fatalf("%d instances verified before the interruption", verified)
 	}
-	var res daemon.DatasetFetchResult
-	if err := R.API.Do(ctx, "POST", api.Prefix+"/datasets/fetch", daemon.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out}, &res); err != nil {
+	var res api.DatasetFetchResult
+	if err := R.API.Do(ctx, "POST", api.Prefix+"/datasets/fetch", api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out}, &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Studies != 3 || res.Instances != 12 || int(res.Skipped) != verified || res.Fetched != 12-int64(verified) || len(res.Datasets) != 2 {
@@ -211,7 +211,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 	// Every study read is audited with purpose research.
 	for _, rr := range []struct {
 		nd  *devnet.Node
-		res daemon.DatasetCreateResult
+		res api.DatasetCreateResult
 	}{{A, ra}, {B, rb}} {
 		for _, s := range rr.res.Studies {
 			id, _ := cid.Decode(s.Record)
@@ -228,10 +228,10 @@ func TestDatasetFiveNodes(t *testing.T) {
 
 	// The radiology department has no grant: nothing by name or by ID.
 	radOut := filepath.Join(t.TempDir(), "rad")
-	if _, err := rad.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: radOut}, nil); err == nil {
+	if _, err := rad.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: radOut}, nil); err == nil {
 		t.Fatal("non-grantee fetched the dataset by name")
 	}
-	if _, err := rad.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{ra.ID}, Dir: radOut}, nil); err == nil {
+	if _, err := rad.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ra.ID}, Dir: radOut}, nil); err == nil {
 		t.Fatal("non-grantee fetched the dataset by ID")
 	}
 	if m, _ := filepath.Glob(filepath.Join(radOut, "*", "*", "*.dcm")); len(m) != 0 {
@@ -240,8 +240,8 @@ func TestDatasetFiveNodes(t *testing.T) {
 
 	// Patient 3 revokes; version 2 of A's part leaves them out, the
 	// researcher's grants carry over and the dropped study is revoked.
-	consent(t, A, "/consents/revoke", daemon.ConsentRequest{Patient: "CLNA0003", Purpose: "research"})
-	ra2 := createDataset(t, A, daemon.DatasetCreateRequest{Name: "spine", Query: q})
+	consent(t, A, "/consents/revoke", api.ConsentRequest{Patient: "CLNA0003", Purpose: "research"})
+	ra2 := createDataset(t, A, api.DatasetCreateRequest{Name: "spine", Query: q})
 	if ra2.Version != 2 || ra2.Prev != ra.ID || len(ra2.Studies) != 1 || ra2.Counts[dataset.ReasonRevoked] != 1 || ra2.Revoked == 0 || len(ra2.Regranted) != 1 {
 		t.Fatalf("version 2: %+v", ra2)
 	}
@@ -258,7 +258,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	out2 := filepath.Join(t.TempDir(), "out2")
-	res2, err := R.Daemon.FetchDataset(ctx, daemon.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out2}, nil)
+	res2, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

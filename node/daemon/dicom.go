@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/api"
 	"io"
 	"os"
 	"path/filepath"
@@ -29,53 +30,6 @@ const (
 	// (32 random bytes, 0600) in the repo.
 	DicomProjectKeyFile = "dicom-project.key"
 )
-
-// DicomReject is a file that did not become part of a study, or a file that
-// was skipped (DICOMDIR, an instance already stored), with path and reason.
-type DicomReject struct {
-	Path  string `json:"path"`
-	Error string `json:"error"`
-}
-
-// DicomWarning is something an import tolerated in a stored instance, e.g.
-// UIDs that are not conformant (PS3.5 9.1) but are kept as they are, as
-// dcmtk and Orthanc keep them.
-type DicomWarning struct {
-	Path    string `json:"path"`
-	Warning string `json:"warning"`
-}
-
-// DicomStudyResult is one study an import stored (or found unchanged).
-type DicomStudyResult struct {
-	ID        string `json:"id"`
-	StudyUID  string `json:"study_uid"`
-	Series    int    `json:"series_count"`
-	Instances int    `json:"instance_count"` // in the study's record now
-	Added     int    `json:"added_count"`    // new instances stored by this import
-	Version   int    `json:"version"`
-	Prev      string `json:"prev,omitempty"`
-	Unchanged bool   `json:"unchanged,omitempty"`
-	Size      int64  `json:"size"`
-}
-
-// DicomImportResult is the outcome of an import: every input file is in a
-// study, in Rejected (not stored, with the reason) or in Skipped (a DICOMDIR,
-// or an instance the node already stores). Warnings has one entry per
-// instance of a stored study that was accepted with a warning.
-type DicomImportResult struct {
-	Studies  []DicomStudyResult `json:"studies"`
-	Rejected []DicomReject      `json:"rejected"`
-	Skipped  []DicomReject      `json:"skipped"`
-	Warnings []DicomWarning     `json:"warnings"`
-
-	// outcome of every file by path, for STOW-RS responses.
-	files map[string]*dicomFileOutcome
-}
-
-type dicomFileOutcome struct {
-	SOPClassUID, SOPInstanceUID, StudyUID string
-	Err                                   string // "" when stored (or already stored)
-}
 
 // dicomState is the per-daemon DICOM state: the encrypted study index and
 // the lock that serialises read-modify-write of study versions.
@@ -127,7 +81,7 @@ func (d *Daemon) DicomIndex() (*dicom.Index, error) {
 // walked recursively) and stores each study as a "dicom-study" record, one
 // file per instance, streamed from disk. A study the node already owns gets
 // a new version holding the union of its instances and the new ones.
-func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportResult, error) {
+func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*api.DicomImportResult, error) {
 	if len(paths) == 0 {
 		return nil, fault.Invalidf("name files or folders to import", "no paths to import")
 	}
@@ -140,26 +94,26 @@ func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportR
 	if err != nil {
 		return nil, err
 	}
-	res := &DicomImportResult{Studies: []DicomStudyResult{}, Rejected: []DicomReject{}, Skipped: []DicomReject{}, Warnings: []DicomWarning{},
-		files: map[string]*dicomFileOutcome{}}
+	res := &api.DicomImportResult{Studies: []api.DicomStudyResult{}, Rejected: []api.DicomReject{}, Skipped: []api.DicomReject{}, Warnings: []api.DicomWarning{},
+		Files: map[string]*api.DicomFileOutcome{}}
 	studies, err := dicom.Scan(ctx, paths, func(r dicom.Reject) {
 		msg := r.Err.Error()
-		res.files[r.Path] = &dicomFileOutcome{Err: msg}
+		res.Files[r.Path] = &api.DicomFileOutcome{Err: msg}
 		if errors.Is(r.Err, dicom.ErrDICOMDIR) || errors.Is(r.Err, dicom.ErrDuplicate) {
 			if errors.Is(r.Err, dicom.ErrDuplicate) {
-				res.files[r.Path].Err = ""
+				res.Files[r.Path].Err = ""
 			}
-			res.Skipped = append(res.Skipped, DicomReject{Path: r.Path, Error: msg})
+			res.Skipped = append(res.Skipped, api.DicomReject{Path: r.Path, Error: msg})
 			return
 		}
-		res.Rejected = append(res.Rejected, DicomReject{Path: r.Path, Error: msg})
+		res.Rejected = append(res.Rejected, api.DicomReject{Path: r.Path, Error: msg})
 	})
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range studies {
 		for _, in := range s.Instances() {
-			res.files[in.Path] = &dicomFileOutcome{SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID, StudyUID: s.UID}
+			res.Files[in.Path] = &api.DicomFileOutcome{SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID, StudyUID: s.UID}
 		}
 		sr, skipped, err := d.importStudy(ctx, st, s)
 		if err != nil {
@@ -168,8 +122,8 @@ func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportR
 			}
 			for _, in := range s.Instances() {
 				msg := fmt.Sprintf("%s: study not stored (nothing of it was kept): %v", in.Path, err)
-				res.files[in.Path].Err = msg
-				res.Rejected = append(res.Rejected, DicomReject{Path: in.Path, Error: msg})
+				res.Files[in.Path].Err = msg
+				res.Rejected = append(res.Rejected, api.DicomReject{Path: in.Path, Error: msg})
 			}
 			continue
 		}
@@ -177,7 +131,7 @@ func (d *Daemon) ImportDICOM(ctx context.Context, paths []string) (*DicomImportR
 		res.Studies = append(res.Studies, *sr)
 		for _, in := range s.Instances() {
 			if len(in.Warnings) > 0 {
-				res.Warnings = append(res.Warnings, DicomWarning{Path: in.Path, Warning: in.Path + ": " + strings.Join(in.Warnings, "; ")})
+				res.Warnings = append(res.Warnings, api.DicomWarning{Path: in.Path, Warning: in.Path + ": " + strings.Join(in.Warnings, "; ")})
 			}
 		}
 	}
@@ -245,7 +199,7 @@ type fileSource struct {
 	old  int    // file index in the previous version
 }
 
-func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study) (*DicomStudyResult, []DicomReject, error) {
+func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study) (*api.DicomStudyResult, []api.DicomReject, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	prev, found, err := d.ownedStudy(ctx, st.idx, s.UID)
@@ -270,7 +224,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 		}
 	}
 	merged.Complete(s)
-	var skipped []DicomReject
+	var skipped []api.DicomReject
 	added := 0
 	for _, se := range s.Series {
 		var dst *dicom.Series
@@ -281,7 +235,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 		}
 		for _, in := range se.Instances {
 			if have[in.SOPInstanceUID] {
-				skipped = append(skipped, DicomReject{Path: in.Path, Error: fmt.Sprintf("%s: instance %s is already stored in record %s", in.Path, in.SOPInstanceUID, prev.ID)})
+				skipped = append(skipped, api.DicomReject{Path: in.Path, Error: fmt.Sprintf("%s: instance %s is already stored in record %s", in.Path, in.SOPInstanceUID, prev.ID)})
 				continue
 			}
 			if dst == nil {
@@ -296,7 +250,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 		}
 	}
 	if added == 0 {
-		return &DicomStudyResult{ID: prev.ID.String(), StudyUID: s.UID, Series: len(merged.Series), Instances: merged.NumInstances(),
+		return &api.DicomStudyResult{ID: prev.ID.String(), StudyUID: s.UID, Series: len(merged.Series), Instances: merged.NumInstances(),
 			Version: int(prev.Version), Unchanged: true, Size: prevM.Size()}, skipped, nil
 	}
 	dicom.SortStudy(merged)
@@ -340,7 +294,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 			d.log.Warn("dicom index: drop superseded version", "record", prev.ID, "err", err)
 		}
 	}
-	out := &DicomStudyResult{ID: ar.ID.String(), StudyUID: s.UID, Series: len(merged.Series), Instances: merged.NumInstances(),
+	out := &api.DicomStudyResult{ID: ar.ID.String(), StudyUID: s.UID, Series: len(merged.Series), Instances: merged.NumInstances(),
 		Added: added, Version: ar.Version, Size: ar.Size}
 	if found {
 		out.Prev = prev.ID.String()
@@ -389,22 +343,8 @@ func (s *sizedReader) Read(b []byte) (int, error) {
 
 func (s *sizedReader) Close() error { return s.f.Close() }
 
-// DicomStudyHit is one study found by QueryDICOM.
-type DicomStudyHit struct {
-	ID          string   `json:"id"`
-	StudyUID    string   `json:"study_uid"`
-	PatientID   string   `json:"patient_id"`
-	PatientName string   `json:"patient_name,omitempty"`
-	Modality    string   `json:"modality"`
-	Modalities  []string `json:"modalities"`
-	StudyDate   string   `json:"study_date,omitempty"`
-	Description string   `json:"description,omitempty"`
-	Instances   int      `json:"instance_count"`
-	Mine        bool     `json:"mine"`
-}
-
 // QueryDICOM searches the local study index.
-func (d *Daemon) QueryDICOM(ctx context.Context, f dicom.Filter) ([]DicomStudyHit, error) {
+func (d *Daemon) QueryDICOM(ctx context.Context, f dicom.Filter) ([]api.DicomStudyHit, error) {
 	var err error
 	if f.From, err = normDate(f.From); err != nil {
 		return nil, err
@@ -420,7 +360,7 @@ func (d *Daemon) QueryDICOM(ctx context.Context, f dicom.Filter) ([]DicomStudyHi
 	if err != nil {
 		return nil, err
 	}
-	out := []DicomStudyHit{}
+	out := []api.DicomStudyHit{}
 	for _, h := range hits {
 		mine := false
 		if id, err := cid.Decode(h.RecordID); err == nil {
@@ -432,7 +372,7 @@ func (d *Daemon) QueryDICOM(ctx context.Context, f dicom.Filter) ([]DicomStudyHi
 		if mods == nil {
 			mods = []string{}
 		}
-		out = append(out, DicomStudyHit{ID: h.RecordID, StudyUID: h.StudyUID, PatientID: h.PatientID, PatientName: h.PatientName,
+		out = append(out, api.DicomStudyHit{ID: h.RecordID, StudyUID: h.StudyUID, PatientID: h.PatientID, PatientName: h.PatientName,
 			Modality: strings.Join(mods, `\`), Modalities: mods, StudyDate: h.StudyDate, Description: h.Description,
 			Instances: h.Instances, Mine: mine})
 	}
@@ -451,20 +391,11 @@ func normDate(s string) (string, error) {
 	return n, nil
 }
 
-// DicomExportResult lists the files an export wrote.
-type DicomExportResult struct {
-	ID        string   `json:"id"`
-	StudyUID  string   `json:"study_uid"`
-	Instances int      `json:"instance_count"`
-	Bytes     int64    `json:"size"`
-	Files     []string `json:"files"`
-}
-
 // ExportDICOM writes a study's original files, byte for byte, as
 // dir/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm (only one series if series
 // is set), each through a temporary file renamed into place once complete
 // and verified. A grantee's read is audited.
-func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, series, purpose string) (*DicomExportResult, error) {
+func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, series, purpose string) (*api.DicomExportResult, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, fault.Invalidf("the CLI sends absolute paths", "output folder %q is not absolute", dir)
 	}
@@ -488,7 +419,7 @@ func (d *Daemon) ExportDICOM(ctx context.Context, id cid.Cid, version int, dir, 
 	if len(jobs) == 0 {
 		return nil, fault.NotFoundf("`medmesh dicom query --study UID --json` lists the study", "study %s has no series %s", s.UID, series)
 	}
-	out := &DicomExportResult{ID: info.ID.String(), StudyUID: s.UID, Files: []string{}}
+	out := &api.DicomExportResult{ID: info.ID.String(), StudyUID: s.UID, Files: []string{}}
 	for _, j := range jobs {
 		sdir := filepath.Join(dir, s.UID, j.se.UID)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 )
@@ -87,9 +86,9 @@ func benchNode(b *testing.B) *devnet.Node {
 	return n.Nodes[0]
 }
 
-func benchImport(b *testing.B, nd *devnet.Node, dir string, n int) daemon.DicomStudyResult {
-	var res daemon.DicomImportResult
-	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: []string{dir}}, &res); err != nil {
+func benchImport(b *testing.B, nd *devnet.Node, dir string, n int) api.DicomStudyResult {
+	var res api.DicomImportResult
+	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/import", api.DicomImportRequest{Paths: []string{dir}}, &res); err != nil {
 		b.Fatal(err)
 	}
 	if len(res.Studies) != 1 || res.Studies[0].Added != n || len(res.Rejected) != 0 {
@@ -184,8 +183,8 @@ func BenchmarkDICOMDeidentify(b *testing.B) {
 	b.ResetTimer()
 	t0 := time.Now()
 	for i := 0; i < b.N; i++ {
-		var dr daemon.DicomDeidResult
-		if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/deidentify", daemon.DicomDeidRequest{Record: st.ID, ShiftDates: true}, &dr); err != nil {
+		var dr api.DicomDeidResult
+		if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/deidentify", api.DicomDeidRequest{Record: st.ID, ShiftDates: true}, &dr); err != nil {
 			b.Fatal(err)
 		}
 		if dr.Instances != n {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/api"
 	"io"
 	"os"
 	"time"
@@ -15,37 +16,6 @@ import (
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/record"
 )
-
-// DicomDeidRequest asks for a de-identified copy of a study record.
-type DicomDeidRequest struct {
-	Record                       string `json:"record"`
-	Version                      int    `json:"version,omitempty"`
-	RetainPatientCharacteristics bool   `json:"retain_patient_characteristics,omitempty"`
-	ShiftDates                   bool   `json:"shift_dates,omitempty"`
-	// ProjectKeyFile is an absolute path to the project key (at least 16
-	// bytes, mode 0600); default: the repo's dicom-project.key, created on
-	// first use.
-	ProjectKeyFile string `json:"project_key_file,omitempty"`
-	Purpose        string `json:"purpose,omitempty"`
-}
-
-// DicomExcluded is an instance left out of a de-identified study.
-type DicomExcluded struct {
-	File           int    `json:"file_index"`
-	SeriesUID      string `json:"series_uid"`
-	SOPInstanceUID string `json:"sop_instance_uid"`
-	Reason         string `json:"reason"`
-}
-
-// DicomDeidResult is the de-identified study record.
-type DicomDeidResult struct {
-	ID        string          `json:"id"`
-	Source    string          `json:"source"`
-	StudyUID  string          `json:"study_uid"`
-	Instances int             `json:"instance_count"`
-	Excluded  []DicomExcluded `json:"excluded"`
-	Size      int64           `json:"size"`
-}
 
 // projectKey reads the project key file, or the repo's default key
 // (created, 32 random bytes, 0600, on first use).
@@ -83,7 +53,7 @@ func (d *Daemon) projectKey(path string) ([]byte, error) {
 // computes each output's size and new UIDs for the study metadata (which
 // the manifest needs before the files), the second stores the bytes; a
 // difference between the passes fails the add, which then rolls back.
-func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidRequest) (*DicomDeidResult, error) {
+func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req api.DicomDeidRequest) (*api.DicomDeidResult, error) {
 	if req.ProjectKeyFile != "" && !isAbs(req.ProjectKeyFile) {
 		return nil, fault.Invalidf("", "project key file %q is not an absolute path", req.ProjectKeyFile)
 	}
@@ -96,7 +66,7 @@ func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidR
 	if err != nil {
 		return nil, err
 	}
-	out := &DicomDeidResult{Source: info.ID.String(), Excluded: []DicomExcluded{}}
+	out := &api.DicomDeidResult{Source: info.ID.String(), Excluded: []api.DicomExcluded{}}
 	ns := &dicom.Study{}
 	type kept struct {
 		file int
@@ -113,7 +83,7 @@ func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req DicomDeidR
 				return nil, fmt.Errorf("de-identify instance %s (file %d): %w", in.SOPInstanceUID, in.FileIndex, err)
 			}
 			if res.Excluded {
-				out.Excluded = append(out.Excluded, DicomExcluded{File: in.FileIndex, SeriesUID: se.UID, SOPInstanceUID: in.SOPInstanceUID, Reason: res.Reason})
+				out.Excluded = append(out.Excluded, api.DicomExcluded{File: in.FileIndex, SeriesUID: se.UID, SOPInstanceUID: in.SOPInstanceUID, Reason: res.Reason})
 				continue
 			}
 			if ns.UID == "" {

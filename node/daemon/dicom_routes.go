@@ -9,24 +9,10 @@ import (
 	"github.com/medmesh/medmesh/storage/dicom"
 )
 
-// DicomImportRequest is the body of POST /api/v1/dicom/import.
-type DicomImportRequest struct {
-	Paths []string `json:"paths"`
-}
-
-// DicomExportRequest is the body of POST /api/v1/dicom/export.
-type DicomExportRequest struct {
-	Record  string `json:"record"`
-	Version int    `json:"version,omitempty"`
-	Dir     string `json:"dir"`
-	Series  string `json:"series,omitempty"`
-	Purpose string `json:"purpose,omitempty"`
-}
-
 func (d *Daemon) dicomRoutes() {
 	s := d.api
 	s.HandleFunc("POST "+p+"/dicom/import", func(w http.ResponseWriter, r *http.Request) {
-		var req DicomImportRequest
+		var req api.DicomImportRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -45,7 +31,7 @@ func (d *Daemon) dicomRoutes() {
 		reply(w, hits, err)
 	})
 	s.HandleFunc("POST "+p+"/dicom/export", func(w http.ResponseWriter, r *http.Request) {
-		var req DicomExportRequest
+		var req api.DicomExportRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
@@ -63,7 +49,7 @@ func (d *Daemon) dicomRoutes() {
 		reply(w, res, nil)
 	})
 	s.HandleFunc("POST "+p+"/dicom/deidentify", func(w http.ResponseWriter, r *http.Request) {
-		var req DicomDeidRequest
+		var req api.DicomDeidRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return

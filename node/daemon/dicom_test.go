@@ -57,28 +57,28 @@ func dicomTestdata(t *testing.T) string {
 	return abs
 }
 
-func dicomImport(t testing.TB, nd *devnet.Node, paths ...string) daemon.DicomImportResult {
+func dicomImport(t testing.TB, nd *devnet.Node, paths ...string) api.DicomImportResult {
 	t.Helper()
-	var res daemon.DicomImportResult
-	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/import", daemon.DicomImportRequest{Paths: paths}, &res); err != nil {
+	var res api.DicomImportResult
+	if err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/import", api.DicomImportRequest{Paths: paths}, &res); err != nil {
 		t.Fatalf("import on %s: %v", nd.Name, err)
 	}
 	return res
 }
 
-func dicomExport(nd *devnet.Node, id, dir, series string) (daemon.DicomExportResult, error) {
+func dicomExport(nd *devnet.Node, id, dir, series string) (api.DicomExportResult, error) {
 	return dicomExportVersion(nd, id, 0, dir, series)
 }
 
-func dicomExportVersion(nd *devnet.Node, id string, version int, dir, series string) (daemon.DicomExportResult, error) {
-	var res daemon.DicomExportResult
-	err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/export", daemon.DicomExportRequest{Record: id, Version: version, Dir: dir, Series: series, Purpose: "treatment"}, &res)
+func dicomExportVersion(nd *devnet.Node, id string, version int, dir, series string) (api.DicomExportResult, error) {
+	var res api.DicomExportResult
+	err := nd.API.Do(context.Background(), "POST", api.Prefix+"/dicom/export", api.DicomExportRequest{Record: id, Version: version, Dir: dir, Series: series, Purpose: "treatment"}, &res)
 	return res, err
 }
 
-func dicomQuery(t *testing.T, nd *devnet.Node, q url.Values) []daemon.DicomStudyHit {
+func dicomQuery(t *testing.T, nd *devnet.Node, q url.Values) []api.DicomStudyHit {
 	t.Helper()
-	var hits []daemon.DicomStudyHit
+	var hits []api.DicomStudyHit
 	if err := nd.API.Do(context.Background(), "GET", api.Prefix+"/dicom/studies?"+q.Encode(), nil, &hits); err != nil {
 		t.Fatalf("query %v on %s: %v", q, nd.Name, err)
 	}
@@ -384,7 +384,7 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 	// A grantee exports one series, and the owner sees the access.
 	grant(t, a, v2.ID, b, "treatment", "")
 	bout := t.TempDir()
-	var er daemon.DicomExportResult
+	var er api.DicomExportResult
 	eventually(t, "grantee export", func() error {
 		// Version 2 explicitly: until its grant entry arrives, the
 		// grantee could already read version 1 (granted first).
@@ -420,8 +420,8 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 
 	// De-identification: a new record whose files carry none of the
 	// source's identifying values.
-	var dr daemon.DicomDeidResult
-	if err := a.API.Do(ctx, "POST", api.Prefix+"/dicom/deidentify", daemon.DicomDeidRequest{Record: v2.ID, ShiftDates: true}, &dr); err != nil {
+	var dr api.DicomDeidResult
+	if err := a.API.Do(ctx, "POST", api.Prefix+"/dicom/deidentify", api.DicomDeidRequest{Record: v2.ID, ShiftDates: true}, &dr); err != nil {
 		t.Fatalf("deidentify: %v", err)
 	}
 	if dr.Instances != 6 || len(dr.Excluded) != 0 || dr.ID == v2.ID || dr.StudyUID == v2.StudyUID {

@@ -645,13 +645,13 @@ func (d *Daemon) handleStow(w http.ResponseWriter, r *http.Request) {
 	}
 	ok := []dsJSON{}
 	studies := map[string]bool{}
-	paths := make([]string, 0, len(res.files))
-	for p := range res.files {
+	paths := make([]string, 0, len(res.Files))
+	for p := range res.Files {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
-		o := res.files[p]
+		o := res.Files[p]
 		if o.Err != "" || o.SOPInstanceUID == "" {
 			reason := failCannotUnderst
 			if o.SOPInstanceUID != "" {

@@ -13,15 +13,6 @@ import (
 	"github.com/medmesh/medmesh/node/api"
 )
 
-// ReprovideResult is one reprovide run.
-type ReprovideResult struct {
-	Blocks   int           `json:"block_count"`
-	Failed   int           `json:"failed_count"`
-	Duration time.Duration `json:"-"`
-	Seconds  float64       `json:"seconds"`
-	PerSec   float64       `json:"blocks_per_second"`
-}
-
 func (d *Daemon) replicationRoutes() {
 	d.api.HandleFunc("GET "+p+"/records/{id}/status", d.handleStatus)
 	d.api.HandleFunc("POST "+p+"/reprovide", func(w http.ResponseWriter, r *http.Request) {
@@ -95,8 +86,8 @@ func (r *replicator) reprovideLoop() {
 
 // Reprovide announces on the DHT every block of the records this node owns
 // or pins, in batches (each batch runs on p2p's bounded provider pool).
-func (d *Daemon) Reprovide(ctx context.Context) (ReprovideResult, error) {
-	var res ReprovideResult
+func (d *Daemon) Reprovide(ctx context.Context) (api.ReprovideResult, error) {
+	var res api.ReprovideResult
 	r := d.repl.Load()
 	if r == nil {
 		return res, fault.Unavailablef("", "replication manager not running")
@@ -124,8 +115,8 @@ func (d *Daemon) Reprovide(ctx context.Context) (ReprovideResult, error) {
 
 // ProvideBatched announces cids on the DHT in batches of ReprovideBatch,
 // each on p2p's bounded provider pool, and measures the throughput.
-func (d *Daemon) ProvideBatched(ctx context.Context, cids []cid.Cid) (ReprovideResult, error) {
-	var res ReprovideResult
+func (d *Daemon) ProvideBatched(ctx context.Context, cids []cid.Cid) (api.ReprovideResult, error) {
+	var res api.ReprovideResult
 	r := d.repl.Load()
 	if r == nil {
 		return res, fault.Unavailablef("", "replication manager not running")
