@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/keywrap"
@@ -220,7 +221,10 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 
-	d.api = api.NewServer(token, d.log)
+	d.api = httpapi.New(token, d.log,
+		httpapi.Debug{Metrics: d.metricsHandler()},
+		httpapi.Ledger{L: d.Ledger},
+	)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)
 	if err != nil {

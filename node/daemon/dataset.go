@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"net/http"
 	"sort"
@@ -574,8 +575,8 @@ func (d *Daemon) CreateDataset(ctx context.Context, req api.DatasetCreateRequest
 	if err != nil {
 		return nil, err
 	}
-	areq := AddRequest{Name: req.Name, MediaType: dataset.MediaType, Kind: dataset.Kind, Class: dataset.Class,
-		Files: []FileSource{{Path: dataset.FileName, Open: func() (io.Reader, error) { return bytes.NewReader(body), nil }}}}
+	areq := records.AddRequest{Name: req.Name, MediaType: dataset.MediaType, Kind: dataset.Kind, Class: dataset.Class,
+		Files: []records.FileSource{{Path: dataset.FileName, Open: func() (io.Reader, error) { return bytes.NewReader(body), nil }}}}
 	if prev != nil {
 		areq.Prev = prev.info.ID
 		res.Prev = prev.info.ID.String()
@@ -724,12 +725,12 @@ func (d *Daemon) datasetDeid(ctx context.Context, info ledger.RecordInfo, m *rec
 		return nil, false, err
 	}
 	out := &dataset.Study{Patient: ns.PatientID, StudyUID: ns.UID}
-	files := make([]FileSource, 0, len(keepFiles))
+	files := make([]records.FileSource, 0, len(keepFiles))
 	for _, se := range ns.Series {
 		ds := dataset.Series{UID: se.UID, Modality: se.Modality, BodyPart: se.BodyPart}
 		for _, ni := range se.Instances {
 			k := keepFiles[ni.FileIndex]
-			files = append(files, FileSource{Path: se.UID + "/" + ni.SOPInstanceUID + ".dcm", Open: d.deidPipe(ctx, m, key, k.file, k.size, opts)})
+			files = append(files, records.FileSource{Path: se.UID + "/" + ni.SOPInstanceUID + ".dcm", Open: d.deidPipe(ctx, m, key, k.file, k.size, opts)})
 			ds.Instances++
 			ds.Size += uint64(k.size)
 		}
@@ -737,7 +738,7 @@ func (d *Daemon) datasetDeid(ctx context.Context, info ledger.RecordInfo, m *rec
 		out.Instances += ds.Instances
 		out.Size += ds.Size
 	}
-	ar, err := d.Add(ctx, AddRequest{Name: deidStudyName, MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files})
+	ar, err := d.Add(ctx, records.AddRequest{Name: deidStudyName, MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files})
 	if err != nil {
 		return nil, false, err
 	}

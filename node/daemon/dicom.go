@@ -9,6 +9,7 @@ import (
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"os"
 	"path/filepath"
@@ -258,7 +259,7 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 	if err != nil {
 		return nil, nil, err
 	}
-	files := make([]FileSource, 0, merged.NumInstances())
+	files := make([]records.FileSource, 0, merged.NumInstances())
 	for _, in := range merged.Instances() {
 		fs := src[in]
 		name := in.SOPInstanceUID + ".dcm"
@@ -270,13 +271,13 @@ func (d *Daemon) importStudy(ctx context.Context, st *dicomState, s *dicom.Study
 			}
 		}
 		if fs.path != "" {
-			files = append(files, FileSource{Path: name, Open: openSized(fs.path, in.Size)})
+			files = append(files, records.FileSource{Path: name, Open: openSized(fs.path, in.Size)})
 		} else {
-			files = append(files, FileSource{Path: name, Open: d.pipeFile(ctx, prevM, prevKey, fs.old)})
+			files = append(files, records.FileSource{Path: name, Open: d.pipeFile(ctx, prevM, prevKey, fs.old)})
 		}
 	}
-	req := AddRequest{Name: "DICOM study", MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files}
-	var ar *AddResult
+	req := records.AddRequest{Name: "DICOM study", MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files}
+	var ar *records.AddResult
 	if found {
 		req.Prev = prev.ID
 		ar, err = d.Update(ctx, req)

@@ -8,6 +8,7 @@ import (
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"os"
 	"time"
@@ -121,16 +122,16 @@ func (d *Daemon) DeidentifyDICOM(ctx context.Context, id cid.Cid, req api.DicomD
 	if err != nil {
 		return nil, err
 	}
-	files := make([]FileSource, 0, len(keep))
+	files := make([]records.FileSource, 0, len(keep))
 	for _, se := range ns.Series {
 		for _, ni := range se.Instances {
 			k := keep[ni.FileIndex]
-			files = append(files, FileSource{Path: se.UID + "/" + ni.SOPInstanceUID + ".dcm", Open: d.deidPipe(ctx, m, rkey, k.file, k.size, opts)})
+			files = append(files, records.FileSource{Path: se.UID + "/" + ni.SOPInstanceUID + ".dcm", Open: d.deidPipe(ctx, m, rkey, k.file, k.size, opts)})
 		}
 	}
 	// files must be in file-index order: series were built in source order
 	// and FileIndex follows that same order.
-	ar, err := d.Add(ctx, AddRequest{Name: "DICOM study (de-identified)", MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files})
+	ar, err := d.Add(ctx, records.AddRequest{Name: "DICOM study (de-identified)", MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files})
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +169,7 @@ func (d *Daemon) deidOne(ctx context.Context, m *record.Manifest, key record.Key
 	return res, err
 }
 
-// deidPipe is a FileSource opener: the de-identified bytes of file i,
+// deidPipe is a records.FileSource opener: the de-identified bytes of file i,
 // produced while the builder reads them, checked against the size the first
 // pass measured.
 func (d *Daemon) deidPipe(ctx context.Context, m *record.Manifest, key record.Key, i int, size int64, opts dicom.DeidOptions) func() (io.Reader, error) {

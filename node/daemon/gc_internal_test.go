@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -84,7 +85,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	// A finished record, to survive everything below.
 	data := make([]byte, 2<<20+7)
 	rand.Read(data)
-	res, err := d.Add(ctx, AddRequest{Name: "keep.bin", Files: []FileSource{{Path: "keep.bin", Open: func() (io.Reader, error) { return bytes.NewReader(data), nil }}}})
+	res, err := d.Add(ctx, records.AddRequest{Name: "keep.bin", Files: []records.FileSource{{Path: "keep.bin", Open: func() (io.Reader, error) { return bytes.NewReader(data), nil }}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 		t.Fatal("markers survived the restart")
 	}
 	var buf bytes.Buffer
-	if err := d.Get(ctx, res.ID, GetRequest{File: -1}, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+	if err := d.Get(ctx, res.ID, records.GetRequest{File: -1}, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
 		t.Fatalf("the finished record after the restart: %v", err)
 	}
 	if ok, _ := d.local.Has(ctx, keyKey(res.ID)); !ok {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"net/http"
 	"sort"
@@ -24,39 +25,6 @@ import (
 	"github.com/medmesh/medmesh/storage/record"
 	mh "github.com/multiformats/go-multihash"
 )
-
-// AddRequest describes a record to store.
-type AddRequest struct {
-	Name      string
-	MediaType string
-	Kind      string // record kind in the manifest; default "file"
-	Class     string // coarse class announced on the ledger
-	Replicas  int
-	Emergency bool // escrow the key to the network's emergency authorities
-	Meta      []byte
-	// Files are the record's files; an ordinary record has one.
-	Files []FileSource
-	// Prev is the record this one is a new version of (cid.Undef if none).
-	Prev cid.Cid
-}
-
-// FileSource is one file to add.
-type FileSource struct {
-	Path string
-	Open func() (io.Reader, error)
-}
-
-// AddResult is what Add stored.
-type AddResult struct {
-	ID       cid.Cid
-	Manifest *record.Manifest
-	Size     int64
-	Chunks   int
-	Version  int
-}
-
-// ReceiptHeld is the receipt status of a replica holder that stores a record.
-const ReceiptHeld = "held"
 
 var rawPrefix = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
 
@@ -125,7 +93,7 @@ func grantInfo(id cid.Cid, grantee peer.ID, purpose string) []byte {
 }
 
 // Add encrypts and stores a record, announces it on the ledger and the DHT.
-func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
+func (d *Daemon) Add(ctx context.Context, req records.AddRequest) (*records.AddResult, error) {
 	if !d.Ledger.IsMember(d.self) {
 		return nil, fault.Conflictf("wait until the ledger has synced this node's admission, or ask the admin to invite it", "this node is not (yet) a member of the network")
 	}
@@ -253,7 +221,7 @@ func (d *Daemon) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	d.log.Info("record added", "record", res.ID.String(), "bytes", res.Size, "chunks", chunks,
 		"seal_store", sealed.Sub(start).Round(time.Millisecond), "sync", synced.Sub(sealed).Round(time.Millisecond),
 		"announce", announced.Sub(synced).Round(time.Millisecond), "provide", time.Since(announced).Round(time.Millisecond))
-	return &AddResult{ID: res.ID, Manifest: res.Manifest, Size: res.Size, Chunks: chunks, Version: version}, nil
+	return &records.AddResult{ID: res.ID, Manifest: res.Manifest, Size: res.Size, Chunks: chunks, Version: version}, nil
 }
 
 func (d *Daemon) provideLater(cids []cid.Cid) {
@@ -334,21 +302,6 @@ func (d *Daemon) unwrap(raw []byte, info []byte) (record.Key, error) {
 	}
 	copy(key[:], k)
 	return key, nil
-}
-
-// GetRequest selects what to read.
-type GetRequest struct {
-	Version int
-	Purpose string
-	// File selects one file of the record by index (-1: all, concatenated).
-	File int
-	// Opened, if set, learns the plaintext size to be written once the
-	// manifest is open, before the first byte (for Content-Length-like
-	// progress reporting).
-	Opened func(size int64)
-	// Named, if set, learns the record's name from its manifest, before
-	// the first byte (a client saving into a directory names the file).
-	Named func(name string)
 }
 
 // resolve finds which version of a record the caller reads, and its key.
@@ -634,7 +587,7 @@ func (d *Daemon) audit(_ context.Context, info ledger.RecordInfo, _ string, _ *l
 }
 
 // Get streams a record's plaintext into w.
-func (d *Daemon) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Writer) error {
+func (d *Daemon) Get(ctx context.Context, id cid.Cid, req records.GetRequest, w io.Writer) error {
 	info, m, key, g, err := d.OpenFor(ctx, id, req.Version, req.Purpose)
 	if err != nil {
 		return err

@@ -81,8 +81,9 @@ func (o *ReplicationOptions) defaults() {
 	}
 }
 
-// Receipt statuses besides ReceiptHeld.
+// Receipt statuses.
 const (
+	ReceiptHeld     = replication.StatusHeld
 	ReceiptDeclined = replication.StatusDeclined
 	ReceiptReleased = replication.StatusReleased
 )

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"mime"
 	"net/http"
-	"net/http/pprof"
 	"slices"
 	"strconv"
 	"time"
@@ -24,12 +24,6 @@ const p = api.Prefix
 
 func (d *Daemon) routes() {
 	s := d.api
-	s.Handle("GET /metrics", d.metricsHandler())
-	// Go's profiler, as Kubo serves it, behind the same token: what an
-	// operator (or scripts/bench.sh) reaches for when a node is slow.
-	s.HandleFunc("GET /debug/pprof/", pprof.Index)
-	s.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	s.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	s.HandleFunc("GET "+p+"/id", d.handleID)
 	s.HandleFunc("POST "+p+"/records", d.handleAdd)
 	s.HandleFunc("GET "+p+"/records", func(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +35,6 @@ func (d *Daemon) routes() {
 	s.HandleFunc("POST "+p+"/network/invite", d.handleInvite)
 	d.shareRoutes()
 	d.memberRoutes()
-	d.ledgerRoutes()
 	d.dicomRoutes()
 	d.replicationRoutes()
 	d.repoRoutes()
@@ -95,16 +88,16 @@ func uploadBody(r *http.Request) (io.Reader, error) {
 	return r.Body, nil
 }
 
-func (d *Daemon) addRequest(r *http.Request) (AddRequest, error) {
+func (d *Daemon) addRequest(r *http.Request) (records.AddRequest, error) {
 	q := r.URL.Query()
 	body, err := uploadBody(r)
 	if err != nil {
-		return AddRequest{}, err
+		return records.AddRequest{}, err
 	}
-	req := AddRequest{
+	req := records.AddRequest{
 		Name: q.Get("name"), MediaType: q.Get("type"), Class: q.Get("class"),
 		Emergency: q.Get("emergency") == "true",
-		Files:     []FileSource{{Path: q.Get("name"), Open: func() (io.Reader, error) { return body, nil }}},
+		Files:     []records.FileSource{{Path: q.Get("name"), Open: func() (io.Reader, error) { return body, nil }}},
 	}
 	if v := q.Get("replicas"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -133,7 +126,7 @@ func (d *Daemon) handleAdd(w http.ResponseWriter, r *http.Request) {
 	reply(w, addResult(res), nil)
 }
 
-func addResult(res *AddResult) api.AddResult {
+func addResult(res *records.AddResult) api.AddResult {
 	out := api.AddResult{ID: res.ID.String(), Size: res.Size, Chunks: res.Chunks, Version: res.Version}
 	if res.Manifest != nil && res.Manifest.Prev.Defined() {
 		out.Prev = res.Manifest.Prev.String()
@@ -157,7 +150,7 @@ func (d *Daemon) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	reply(w, resultOrNil(res), err)
 }
 
-func resultOrNil(res *AddResult) any {
+func resultOrNil(res *records.AddResult) any {
 	if res == nil {
 		return nil
 	}
@@ -190,7 +183,7 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, err)
 		return
 	}
-	req := GetRequest{Purpose: r.URL.Query().Get("purpose"), File: -1, Opened: func(size int64) {
+	req := records.GetRequest{Purpose: r.URL.Query().Get("purpose"), File: -1, Opened: func(size int64) {
 		w.Header().Set(api.HeaderSize, strconv.FormatInt(size, 10))
 	}, Named: func(name string) {
 		if name != "" {

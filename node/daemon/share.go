@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/records"
 	"net/http"
 	"sort"
 	"strings"
@@ -188,7 +189,7 @@ func (d *Daemon) Revoke(ctx context.Context, id cid.Cid, grantee peer.ID) (int, 
 
 // Update stores a new version of a record under a fresh key, wrapped to the
 // owner and the current grantees only: a revoked peer never gets it.
-func (d *Daemon) Update(ctx context.Context, req AddRequest) (*AddResult, error) {
+func (d *Daemon) Update(ctx context.Context, req records.AddRequest) (*records.AddResult, error) {
 	chain, err := d.ownedChain(req.Prev)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/medmesh/medmesh/node/records"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -78,13 +79,13 @@ func (r *cycleReader) Read(p []byte) (int, error) {
 var seedCtr atomic.Uint64
 
 // addGenerated adds a fresh generated record of n bytes on d.
-func addGenerated(b *testing.B, ctx context.Context, d *daemon.Daemon, n int64) *daemon.AddResult {
+func addGenerated(b *testing.B, ctx context.Context, d *daemon.Daemon, n int64) *records.AddResult {
 	seed := seedCtr.Add(1) + uint64(time.Now().UnixNano())
-	res, err := d.Add(ctx, daemon.AddRequest{
+	res, err := d.Add(ctx, records.AddRequest{
 		Name:      fmt.Sprintf("bench-%d.bin", seed),
 		MediaType: "application/octet-stream",
 		Replicas:  1, // the owner only: no background copy to the other node
-		Files: []daemon.FileSource{{Path: "bench.bin", Open: func() (io.Reader, error) {
+		Files: []records.FileSource{{Path: "bench.bin", Open: func() (io.Reader, error) {
 			return genReader(seed, n), nil
 		}}},
 	})
@@ -136,7 +137,7 @@ func getAll(b *testing.B, d *daemon.Daemon, id cid.Cid, want int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var w countWriter
-	if err := d.Get(ctx, id, daemon.GetRequest{File: -1}, &w); err != nil {
+	if err := d.Get(ctx, id, records.GetRequest{File: -1}, &w); err != nil {
 		b.Fatalf("get %s: %v", id, err)
 	}
 	if w.n != want {
