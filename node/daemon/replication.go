@@ -37,6 +37,10 @@ type ReplicationOptions struct {
 	Grace time.Duration
 	// VerifyInterval between proof-of-storage rounds. Default 10m.
 	VerifyInterval time.Duration
+	// SweepInterval between re-plans of every record this node is
+	// involved in (a safety net: placement otherwise reacts to ledger
+	// entries, liveness changes and failed proofs). Default 10m.
+	SweepInterval time.Duration
 	// ChallengeBlocks is how many random blocks one challenge asks for.
 	// Default 4.
 	ChallengeBlocks int
@@ -59,6 +63,9 @@ func (o *ReplicationOptions) defaults() {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 10 * time.Minute
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 10 * time.Minute
 	}
 	if o.VerifyInterval <= 0 {
 		o.VerifyInterval = 10 * time.Minute
@@ -108,6 +115,10 @@ type replicator struct {
 	lost     map[cid.Cid]bool // releasing after a failed self-check
 	upSet    map[peer.ID]bool // last liveness snapshot: a change re-plans the involved records
 	dialing  map[peer.ID]bool // one re-dial in flight per absent member
+	// failing are records with a holder failing its proofs of storage:
+	// re-planned every Interval until the holder passes again (it stops
+	// counting as alive for the record once it has failed for Grace).
+	failing map[cid.Cid]bool
 
 	// What the loop evaluates next (only the loop goroutine touches
 	// these): records an entry was about, or every record after a change
@@ -152,6 +163,7 @@ type replMetrics struct {
 	gcBlocks     prometheus.Counter
 	gcBytes      prometheus.Counter
 	pinned       prometheus.Gauge
+	planned      prometheus.Counter
 }
 
 func newReplMetrics(reg prometheus.Registerer) *replMetrics {
@@ -166,8 +178,9 @@ func newReplMetrics(reg prometheus.Registerer) *replMetrics {
 		gcBlocks:     prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_gc_removed_blocks_total", Help: "Blocks removed by gc."}),
 		gcBytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_gc_removed_bytes_total", Help: "Bytes removed by gc."}),
 		pinned:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "medmesh_replicas_pinned", Help: "Records this node pins as a replica holder."}),
+		planned:      prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_replication_plans_total", Help: "Records whose placement this node evaluated (work that should follow changes, not time)."}),
 	}
-	reg.MustRegister(m.fetches, m.fetchSeconds, m.fetchedBytes, m.receipts, m.challenges, m.reprovided, m.reprovideBPS, m.gcBlocks, m.gcBytes, m.pinned)
+	reg.MustRegister(m.fetches, m.fetchSeconds, m.fetchedBytes, m.receipts, m.challenges, m.reprovided, m.reprovideBPS, m.gcBlocks, m.gcBytes, m.pinned, m.planned)
 	return m
 }
 
@@ -179,7 +192,7 @@ func (d *Daemon) startReplication() error {
 		d: d, o: o, live: replication.NewLiveness(o.Grace, d.opts.Now()),
 		m: newReplMetrics(d.reg), wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
 		pins: map[cid.Cid]cid.Cid{}, inflight: map[cid.Cid]int{}, fetching: map[cid.Cid]bool{},
-		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{},
+		lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{}, failing: map[cid.Cid]bool{},
 		short: map[cid.Cid]time.Time{}, dirty: map[cid.Cid]bool{}, dirtyAll: true, involved: map[cid.Cid]bool{},
 	}
 	if err := r.loadPins(d.ctx); err != nil {
@@ -288,7 +301,7 @@ func (r *replicator) kick() {
 // loop plans records as ledger entries about them arrive, every record
 // after a change of membership, and the records this node is involved in
 // when a peer's liveness changes or every Interval while one of them is
-// short of replicas; a slow sweep (every VerifyInterval) re-plans the
+// short of replicas; a slow sweep (every SweepInterval) re-plans the
 // involved records in case anything was missed. Nothing else: with no
 // change, a node does no per-record work, however many records the network
 // holds.
@@ -298,7 +311,7 @@ func (r *replicator) loop() {
 	defer cancel()
 	tick := time.NewTicker(r.o.Interval)
 	defer tick.Stop()
-	sweep := time.NewTicker(r.o.VerifyInterval)
+	sweep := time.NewTicker(r.o.SweepInterval)
 	defer sweep.Stop()
 	r.pass()
 	for {
@@ -332,6 +345,11 @@ func (r *replicator) loop() {
 			for rec := range r.short {
 				r.dirty[rec] = true
 			}
+			r.mu.Lock()
+			for rec := range r.failing {
+				r.dirty[rec] = true
+			}
+			r.mu.Unlock()
 			r.pass()
 		case <-sweep.C:
 			r.markInvolved()
@@ -454,6 +472,7 @@ func (r *replicator) pass() {
 // evaluate plans one record and acts for this node.
 func (r *replicator) evaluate(info ledger.RecordInfo, room **capacity) {
 	d := r.d
+	r.m.planned.Inc()
 	now := d.opts.Now()
 	p := r.plan(info, r.aliveFor(info.ID))
 	if info.Owner == d.self {
@@ -990,9 +1009,15 @@ func (r *replicator) verifyOne(rec cid.Cid, h peer.ID, sample []blocks.Block) {
 	case res.OK():
 		r.m.challenges.WithLabelValues("ok").Inc()
 		r.live.Verified(rec, h, true, now)
+		r.mu.Lock()
+		delete(r.failing, rec)
+		r.mu.Unlock()
 	default:
 		r.m.challenges.WithLabelValues("failed").Inc()
 		r.live.Verified(rec, h, false, now)
+		r.mu.Lock()
+		r.failing[rec] = true
+		r.mu.Unlock()
 		d.log.Warn("holder failed proof of storage", "record", rec, "holder", h, "missing", res.Missing, "wrong", res.Wrong, "refused", res.Refused)
 		r.kick()
 	}
