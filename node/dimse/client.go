@@ -1,6 +1,7 @@
 package dimse
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -337,6 +338,11 @@ func (a *Association) store(ctx context.Context, p StoreParams, data io.Reader) 
 		cmd.SetString(tMoveOriginatorAE, p.MoveOriginatorAE)
 		cmd.SetUS(tMoveOriginatorMessageID, p.MoveOriginatorMessageID)
 	}
+	if p.TransferSyntaxUID == tsDeflatedLE {
+		// A deflated stream of odd length gets one NUL byte: fragments
+		// must be even (dcmtk refuses others).
+		data = &evenReader{r: data}
+	}
 	if err := a.c.sendMessage(pc, cmd, data); err != nil {
 		return nil, err
 	}
@@ -355,24 +361,49 @@ func (a *Association) store(ctx context.Context, p StoreParams, data io.Reader) 
 }
 
 // StorePart10 sends a DICOM Part 10 file: its File Meta Information names
-// the instance and transfer syntax, and the data set after it is streamed.
+// the transfer syntax, and the data set after it is streamed as it is.
+// The SOP Class and Instance UIDs are those of the data set when they are
+// near its start (as dcmtk does: some files' File Meta disagrees), else
+// those of the File Meta.
 func (a *Association) StorePart10(ctx context.Context, r io.Reader) (*Status, error) {
-	meta, ds, err := OpenPart10(r)
+	p, ds, err := Part10Params(r)
 	if err != nil {
 		return nil, err
 	}
-	return a.Store(ctx, StoreParams{SOPClassUID: meta.MediaStorageSOPClassUID, SOPInstanceUID: meta.MediaStorageSOPInstanceUID,
-		TransferSyntaxUID: meta.TransferSyntaxUID}, ds)
+	return a.Store(ctx, p, ds)
+}
+
+// Part10Params reads a Part 10 stream's File Meta Information and returns
+// the StoreParams for it and a reader positioned at its data set.
+func Part10Params(r io.Reader) (StoreParams, io.Reader, error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok || br.Size() < 16<<10 {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	meta, err := ReadFileMeta(br)
+	if err != nil {
+		return StoreParams{}, nil, err
+	}
+	p := StoreParams{SOPClassUID: meta.MediaStorageSOPClassUID, SOPInstanceUID: meta.MediaStorageSOPInstanceUID,
+		TransferSyntaxUID: meta.TransferSyntaxUID}
+	class, inst := peekSOPUIDs(br, meta.TransferSyntaxUID)
+	if class != "" {
+		p.SOPClassUID = class
+	}
+	if inst != "" {
+		p.SOPInstanceUID = inst
+	}
+	return p, br, nil
 }
 
 // StorageProposals returns one proposal per distinct (SOP class, transfer
 // syntax) pair, each in its own context, so that every instance can go as
 // stored.
-func StorageProposals(metas []FileMeta) []Proposal {
+func StorageProposals(instances []StoreParams) []Proposal {
 	seen := map[[2]string]bool{}
 	var out []Proposal
-	for _, m := range metas {
-		k := [2]string{m.MediaStorageSOPClassUID, m.TransferSyntaxUID}
+	for _, m := range instances {
+		k := [2]string{m.SOPClassUID, m.TransferSyntaxUID}
 		if seen[k] {
 			continue
 		}
@@ -384,3 +415,39 @@ func StorageProposals(metas []FileMeta) []Proposal {
 
 // time budget to drain responses after a C-CANCEL
 func (a *Association) cancelWait() time.Duration { return a.c.cfg.timeouts.DIMSE }
+
+// evenReader pads its reader's bytes with one NUL to an even length.
+type evenReader struct {
+	r    io.Reader
+	n    int64
+	pad  bool // the NUL is due
+	done bool
+}
+
+func (e *evenReader) Read(p []byte) (int, error) {
+	switch {
+	case e.pad:
+		if len(p) == 0 {
+			return 0, nil
+		}
+		e.pad, e.done = false, true
+		p[0] = 0
+		return 1, io.EOF
+	case e.done:
+		return 0, io.EOF
+	}
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	if err == io.EOF {
+		e.done = true
+		if e.n%2 == 1 {
+			if n < len(p) {
+				p[n] = 0
+				return n + 1, io.EOF
+			}
+			e.done, e.pad = false, true
+			return n, nil
+		}
+	}
+	return n, err
+}

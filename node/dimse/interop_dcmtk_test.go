@@ -3,6 +3,7 @@ package dimse
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"sync"
 
 	"context"
@@ -249,4 +250,112 @@ func TestDcmtkStorescuByteExact(t *testing.T) {
 		}
 	}
 	t.Logf("%d files in %d transfer syntaxes: all stored as storescp received them; %d byte-identical to the file (dcmtk re-encoded the others)", total, len(groups), sameAsFile)
+}
+
+// extracted reads the C-FIND responses findscu extracted into dir.
+func extracted(t *testing.T, dir string) []*lib.Dataset {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	var out []*lib.Dataset
+	for _, e := range ents {
+		ds, err := lib.ParseFile(filepath.Join(dir, e.Name()), nil, lib.AllowUnknownSpecificCharacterSet())
+		if err != nil {
+			t.Fatalf("%s: %v", e.Name(), err)
+		}
+		out = append(out, &ds)
+	}
+	return out
+}
+
+func TestDcmtkFindscu(t *testing.T) {
+	needTool(t, "findscu")
+	arch := newArchive(t, archiveFiles(t))
+	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "FINDSCU@127.0.0.1"), Find: arch})
+	host, port := hostPort(t, addr)
+	for _, tc := range []struct {
+		name string
+		args []string
+		key  tag.Tag
+		want []string
+	}{
+		{"patient root, patients", []string{"-P", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientName", "-k", "PatientID"},
+			tag.PatientID, arch.distinct(tag.PatientID)},
+		{"study root, studies of Doe^P*", []string{"-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientName=Doe^P*", "-k", "StudyInstanceUID", "-k", "StudyDate"},
+			tag.StudyInstanceUID, distinctOf(arch.selectInsts(tag.PatientName, "Doe^Peter"), tag.StudyInstanceUID)},
+		{"study root, series of a study", []string{"-S", "-k", "QueryRetrieveLevel=SERIES", "-k", "StudyInstanceUID=" + arch.insts[0].attrs[tag.StudyInstanceUID], "-k", "SeriesInstanceUID", "-k", "Modality"},
+			tag.SeriesInstanceUID, distinctOf(arch.selectInsts(tag.StudyInstanceUID, arch.insts[0].attrs[tag.StudyInstanceUID]), tag.SeriesInstanceUID)},
+		{"no match", []string{"-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=NOBODY", "-k", "StudyInstanceUID"}, tag.StudyInstanceUID, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"-aet", "FINDSCU", "-aec", "MEDMESH", "-X", "-od", dir}, tc.args...)
+			out, err := run(t, 30*time.Second, "findscu", append(args, host, port)...)
+			if err != nil {
+				t.Fatalf("findscu: %v\n%s", err, out)
+			}
+			var got []string
+			for _, ds := range extracted(t, dir) {
+				got = append(got, stringValue(ds, tc.key))
+				if lvl := stringValue(ds, tag.QueryRetrieveLevel); lvl == "" {
+					t.Errorf("response without Query/Retrieve Level")
+				}
+			}
+			sort.Strings(got)
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("findscu found %v, want %v\n%s", got, tc.want, out)
+			}
+		})
+	}
+}
+
+func distinctOf(insts []*archInst, k tag.Tag) []string {
+	m := map[string]bool{}
+	for _, in := range insts {
+		m[in.attrs[k]] = true
+	}
+	return sortedKeys(m)
+}
+
+func TestDcmtkMovescu(t *testing.T) {
+	needTool(t, "movescu")
+	arch := newArchive(t, archiveFiles(t))
+	destDir := t.TempDir()
+	destPort := startStorescp(t, "DEST", destDir)
+	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "MOVESCU@127.0.0.1"), Move: arch,
+		Destinations: []Destination{{AETitle: "DEST", Addr: "127.0.0.1:" + destPort}}})
+	host, port := hostPort(t, addr)
+	study := arch.insts[len(arch.insts)-1].attrs[tag.StudyInstanceUID]
+	want := arch.selectInsts(tag.StudyInstanceUID, study)
+	out, err := run(t, 60*time.Second, "movescu", "-v", "-S", "-aet", "MOVESCU", "-aec", "MEDMESH", "-aem", "DEST",
+		"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study, host, port)
+	if err != nil {
+		t.Fatalf("movescu: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("Completed Suboperations       : %d", len(want))) && !strings.Contains(out, "Received Final Move Response (Success)") {
+		t.Errorf("movescu output lacks the final success:\n%s", out)
+	}
+	checkReceived(t, destDir, want)
+
+	// An unknown destination is refused with 0xA801.
+	out, err = run(t, 60*time.Second, "movescu", "-v", "-S", "-aet", "MOVESCU", "-aec", "MEDMESH", "-aem", "NOWHERE",
+		"-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study, host, port)
+	if !strings.Contains(out, "Refused: MoveDestinationUnknown") {
+		t.Errorf("movescu to an unknown destination: want status 0xA801: %v\n%s", err, out)
+	}
+}
+
+func TestDcmtkGetscu(t *testing.T) {
+	needTool(t, "getscu")
+	arch := newArchive(t, archiveFiles(t))
+	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "GETSCU@127.0.0.1"), Get: arch})
+	host, port := hostPort(t, addr)
+	patient := arch.insts[0].attrs[tag.PatientID]
+	want := arch.selectInsts(tag.PatientID, patient)
+	dir := t.TempDir()
+	out, err := run(t, 60*time.Second, "getscu", "-v", "-P", "+B", "-od", dir, "-aet", "GETSCU", "-aec", "MEDMESH",
+		"-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID="+patient, host, port)
+	if err != nil {
+		t.Fatalf("getscu: %v\n%s", err, out)
+	}
+	checkReceived(t, dir, want)
 }

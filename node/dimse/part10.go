@@ -211,3 +211,52 @@ func OpenPart10(r io.Reader) (*FileMeta, io.Reader, error) {
 	}
 	return m, br, nil
 }
+
+// peekSOPUIDs looks for the SOP Class UID (0008,0016) and SOP Instance UID
+// (0008,0018) at the start of a data set in transfer syntax ts, without
+// consuming it (at most the reader's buffer is peeked). It returns "" for
+// what it cannot find there (deflated data sets are not looked into).
+func peekSOPUIDs(br *bufio.Reader, ts string) (class, inst string) {
+	var bo binary.ByteOrder = binary.LittleEndian
+	implicit := false
+	switch ts {
+	case ImplicitVRLittleEndian:
+		implicit = true
+	case ExplicitVRBigEndian:
+		bo = binary.BigEndian
+	case tsDeflatedLE:
+		return "", ""
+	}
+	b, _ := br.Peek(br.Size())
+	for off := 0; off+8 <= len(b); {
+		g, e := bo.Uint16(b[off:]), bo.Uint16(b[off+2:])
+		if g > 0x0008 || g == 0xFFFE {
+			break
+		}
+		var n, hdr int
+		switch {
+		case implicit:
+			n, hdr = int(bo.Uint32(b[off+4:])), 8
+		case longVR(string(b[off+4 : off+6])):
+			if off+12 > len(b) {
+				return
+			}
+			n, hdr = int(bo.Uint32(b[off+8:])), 12
+		default:
+			n, hdr = int(bo.Uint16(b[off+6:])), 8
+		}
+		if n < 0 || n == 0xFFFFFFFF || off+hdr+n > len(b) {
+			break
+		}
+		v := b[off+hdr : off+hdr+n]
+		switch {
+		case g == 0x0008 && e == 0x0016:
+			class = trimUID(v)
+		case g == 0x0008 && e == 0x0018:
+			inst = trimUID(v)
+			return
+		}
+		off += hdr + n
+	}
+	return
+}
