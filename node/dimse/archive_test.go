@@ -23,9 +23,10 @@ import (
 type archive struct {
 	insts []*archInst
 
-	mu    sync.Mutex
-	finds []*QueryRequest
-	gate  chan struct{} // if set, Find waits on it after the first match
+	mu        sync.Mutex
+	finds     []*QueryRequest
+	gate      chan struct{} // if set, Find waits on it after each match
+	cancelled int           // Finds that ended because their ctx did
 }
 
 type archInst struct {
@@ -57,7 +58,7 @@ func newArchive(t testing.TB, paths []string) *archive {
 			switch v := e.Value.GetValue().(type) {
 			case []string:
 				if len(v) > 0 {
-					in.attrs[k] = strings.TrimSpace(v[0])
+					in.attrs[k] = strings.Trim(v[0], " \x00")
 				}
 			case []int:
 				if len(v) > 0 {
@@ -177,6 +178,9 @@ func (a *archive) Find(ctx context.Context, req *QueryRequest) iter.Seq2[*lib.Da
 				select {
 				case <-gate:
 				case <-ctx.Done():
+					a.mu.Lock()
+					a.cancelled++
+					a.mu.Unlock()
 					return
 				}
 			}

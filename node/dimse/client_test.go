@@ -3,6 +3,12 @@ package dimse
 import (
 	"bytes"
 	"context"
+	"errors"
+	"sort"
+	"strings"
+
+	lib "github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
 	"os"
 	"os/exec"
 	"testing"
@@ -11,6 +17,10 @@ import (
 
 // sendFiles stores the files with our Client over one association.
 func sendFiles(t *testing.T, addr, calledAE string, files []testFile) {
+	sendFilesAs(t, "MEDMESHSCU", addr, calledAE, files)
+}
+
+func sendFilesAs(t *testing.T, callingAE, addr, calledAE string, files []testFile) {
 	t.Helper()
 	var params []StoreParams
 	for _, f := range files {
@@ -27,7 +37,7 @@ func sendFiles(t *testing.T, addr, calledAE string, files []testFile) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, err := Dial(ctx, addr, ClientOptions{CallingAE: "MEDMESHSCU", CalledAE: calledAE, Proposals: StorageProposals(params), Logger: testLogger(t)})
+	a, err := Dial(ctx, addr, ClientOptions{CallingAE: callingAE, CalledAE: calledAE, Proposals: StorageProposals(params), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,5 +112,143 @@ func TestClientStoreByteExact(t *testing.T) {
 				t.Errorf("%s: storescp received %d bytes (%s); file: %d bytes (%s)", tf.Path, len(ref.Data), sum(ref.Data), len(f.Data), sum(f.Data))
 			}
 		}
+	}
+}
+
+func elem(t testing.TB, tg tag.Tag, v ...string) *lib.Element {
+	t.Helper()
+	if v == nil {
+		v = []string{""}
+	}
+	e, err := lib.NewElement(tg, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func ident(t testing.TB, level string, kv ...any) *lib.Dataset {
+	t.Helper()
+	ds := &lib.Dataset{Elements: []*lib.Element{elem(t, tag.QueryRetrieveLevel, level)}}
+	for i := 0; i < len(kv); i += 2 {
+		ds.Elements = append(ds.Elements, elem(t, kv[i].(tag.Tag), kv[i+1].(string)))
+	}
+	return ds
+}
+
+// TestClientQueryRetrieve drives our SCP with our SCU: C-FIND (and
+// cancelling one), C-MOVE to the server itself, C-GET, and the failures
+// a caller must be told about.
+func TestClientQueryRetrieve(t *testing.T) {
+	arch := newArchive(t, archiveFiles(t))
+	dest := newMemStore()
+	srv, addr := startServer(t, ServerOptions{AETitle: "MEDMESH", Allowed: mustCallers(t, "SCU@127.0.0.1", "MEDMESH@127.0.0.1"),
+		Find: arch, Move: arch, Get: arch, Store: dest})
+	srv.o.Destinations = []Destination{{AETitle: "MEDMESH", Addr: addr}}
+	srv.dests["MEDMESH"] = addr
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var props []Proposal
+	for _, m := range []string{StudyRootFind, StudyRootMove, StudyRootGet, PatientRootFind} {
+		props = append(props, Proposal{AbstractSyntax: m, TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}})
+	}
+	seen := map[string]bool{}
+	for _, in := range arch.insts {
+		if !seen[in.meta.MediaStorageSOPClassUID] {
+			seen[in.meta.MediaStorageSOPClassUID] = true
+			props = append(props, Proposal{AbstractSyntax: in.meta.MediaStorageSOPClassUID, TransferSyntaxes: []string{in.meta.TransferSyntaxUID}, SCP: true})
+		}
+	}
+	props = append(props, Proposal{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}})
+	got := newMemStore()
+	a, err := Dial(ctx, addr, ClientOptions{CallingAE: "SCU", CalledAE: "MEDMESH", Proposals: props, Store: got, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release(ctx)
+
+	// C-FIND: the studies of one patient.
+	patient := arch.insts[0].attrs[tag.PatientID]
+	var studies []string
+	for ds, err := range a.Find(ctx, StudyRootFind, ident(t, "STUDY", tag.PatientID, patient, tag.StudyInstanceUID, "")) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		studies = append(studies, stringValue(ds, tag.StudyInstanceUID))
+	}
+	sort.Strings(studies)
+	if want := distinctOf(arch.selectInsts(tag.PatientID, patient), tag.StudyInstanceUID); strings.Join(studies, ",") != strings.Join(want, ",") {
+		t.Fatalf("C-FIND: %v, want %v", studies, want)
+	}
+
+	// Breaking out of a C-FIND cancels it (the handler sees its context
+	// end); the association stays usable.
+	arch.gate = make(chan struct{})
+	n := 0
+	for _, err := range a.Find(ctx, StudyRootFind, ident(t, "IMAGE", tag.SOPInstanceUID, "")) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n++; n == 1 {
+			break
+		}
+	}
+	if err := a.Echo(ctx); err != nil {
+		t.Fatalf("C-ECHO after a cancelled C-FIND: %v", err)
+	}
+	arch.mu.Lock()
+	if arch.cancelled != 1 {
+		t.Fatalf("the cancelled C-FIND's handler saw %d cancellations", arch.cancelled)
+	}
+	arch.gate = nil
+	arch.mu.Unlock()
+
+	// C-MOVE of a study to ourselves.
+	study := arch.insts[len(arch.insts)-1].attrs[tag.StudyInstanceUID]
+	want := arch.selectInsts(tag.StudyInstanceUID, study)
+	var progress []Progress
+	res, err := a.Move(ctx, StudyRootMove, "MEDMESH", ident(t, "STUDY", tag.StudyInstanceUID, study), func(p Progress) { progress = append(progress, p) })
+	if err != nil || res.Completed != len(want) || res.Failed != 0 {
+		t.Fatalf("C-MOVE: %+v, %v; want %d completed", res, err, len(want))
+	}
+	if len(progress) != len(want) || progress[0].Remaining != len(want)-1 {
+		t.Errorf("C-MOVE pending responses: %+v", progress)
+	}
+	for _, in := range want {
+		b, req, ok := dest.get(in.attrs[tag.SOPInstanceUID])
+		if !ok || !bytes.Equal(b, in.data) || req.MoveOriginatorAE != "SCU" {
+			t.Errorf("C-MOVE: %s: stored %v, equal %v, move originator %q", in.path, ok, bytes.Equal(b, in.data), req.MoveOriginatorAE)
+		}
+	}
+
+	// C-GET of a patient, back on this association.
+	want = arch.selectInsts(tag.PatientID, patient)
+	res, err = a.Get(ctx, StudyRootGet, ident(t, "STUDY", tag.StudyInstanceUID, want[0].attrs[tag.StudyInstanceUID]), nil)
+	want = arch.selectInsts(tag.StudyInstanceUID, want[0].attrs[tag.StudyInstanceUID])
+	if err != nil || res.Completed != len(want) {
+		t.Fatalf("C-GET: %+v, %v; want %d completed", res, err, len(want))
+	}
+	for _, in := range want {
+		if b, _, ok := got.get(in.attrs[tag.SOPInstanceUID]); !ok || !bytes.Equal(b, in.data) {
+			t.Errorf("C-GET: %s: received %v, equal %v", in.path, ok, bytes.Equal(b, in.data))
+		}
+	}
+
+	// An unknown destination is a *Status error with 0xA801.
+	_, err = a.Move(ctx, StudyRootMove, "NOWHERE", ident(t, "STUDY", tag.StudyInstanceUID, study), nil)
+	var st *Status
+	if !errors.As(err, &st) || st.Code != StatusMoveDestinationUnknown {
+		t.Fatalf("C-MOVE to an unknown destination: %v", err)
+	}
+	// A store the peer fails is reported per sub-operation.
+	dest.fail = func(r *StoreRequest) error { return NewStatus(StatusOutOfResources, "full") }
+	res, err = a.Move(ctx, StudyRootMove, "MEDMESH", ident(t, "STUDY", tag.StudyInstanceUID, study), nil)
+	if err != nil || res.Status.Code != StatusSubOpsWarning || res.Failed != len(arch.selectInsts(tag.StudyInstanceUID, study)) || len(res.FailedSOPInstanceUIDs) != res.Failed {
+		t.Fatalf("C-MOVE with failing stores: %+v %v", res, err)
+	}
+	// A query model the peer did not accept fails before anything is sent.
+	if _, err := a.Move(ctx, PatientRootMove, "MEDMESH", ident(t, "PATIENT"), nil); !errors.As(err, new(*NoContextError)) {
+		t.Fatalf("C-MOVE on a model not negotiated: %v", err)
 	}
 }

@@ -283,7 +283,7 @@ func stringValue(ds *lib.Dataset, t tag.Tag) string {
 	if !ok || len(v) == 0 {
 		return ""
 	}
-	return strings.TrimSpace(v[0])
+	return strings.Trim(v[0], " \x00")
 }
 
 // withLevel returns ds with Query/Retrieve Level set to level if absent

@@ -359,3 +359,24 @@ func TestDcmtkGetscu(t *testing.T) {
 	}
 	checkReceived(t, dir, want)
 }
+
+func TestDcmtkFindscuCancel(t *testing.T) {
+	needTool(t, "findscu")
+	arch := newArchive(t, archiveFiles(t))
+	arch.gate = make(chan struct{}) // the handler waits after each match
+	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "FINDSCU@127.0.0.1"), Find: arch})
+	host, port := hostPort(t, addr)
+	out, err := run(t, 30*time.Second, "findscu", "-v", "-S", "--cancel", "1", "-aet", "FINDSCU", "-aec", "MEDMESH",
+		"-k", "QueryRetrieveLevel=IMAGE", "-k", "SOPInstanceUID", host, port)
+	if err != nil {
+		t.Fatalf("findscu --cancel 1: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Received Final Find Response (Cancel: MatchingTerminatedDueToCancelRequest)") {
+		t.Fatalf("findscu --cancel 1: no final Cancel response:\n%s", out)
+	}
+	arch.mu.Lock()
+	defer arch.mu.Unlock()
+	if arch.cancelled != 1 {
+		t.Fatalf("the handler saw %d cancellations", arch.cancelled)
+	}
+}
