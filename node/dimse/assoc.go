@@ -213,6 +213,8 @@ type ul struct {
 	sendBuf []byte
 
 	ev         chan ulEvent
+	decided    chan struct{} // closed once we answered the A-ASSOCIATE-RQ
+	decideOnce sync.Once
 	done       chan struct{} // closed when the association is over
 	errOnce    sync.Once
 	err        error
@@ -229,6 +231,7 @@ func newUL(nc net.Conn, cfg ulConfig) *ul {
 		cfg:        cfg,
 		log:        cfg.log,
 		ev:         make(chan ulEvent),
+		decided:    make(chan struct{}),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
@@ -241,6 +244,8 @@ func (c *ul) finish(err error) {
 		close(c.done)
 	})
 }
+
+func (c *ul) decide() { c.decideOnce.Do(func() { close(c.decided) }) }
 
 // Err returns why the association ended (nil while it lives).
 func (c *ul) Err() error {
@@ -264,12 +269,17 @@ func (c *ul) stepLocked(e event) (action, error) {
 	if !ok {
 		return noAction, fmt.Errorf("dimse: %v not allowed in state %v", e, c.st)
 	}
-	if next == sta13 && c.st != sta13 || next == sta2 {
+	if next == c.st {
+		return a, nil
+	}
+	if next == sta13 || next == sta2 {
 		c.artimEnd = time.Now().Add(c.cfg.timeouts.ARTIM)
-		// a blocked read must wake up by the ARTIM deadline
-		c.nc.SetReadDeadline(c.artimEnd)
 	}
 	c.st = next
+	// A read blocked under the old state's deadline must wake up by the
+	// new one (e.g. no deadline while awaiting our A-ASSOCIATE response,
+	// the idle timeout once accepted, ARTIM once closing).
+	c.nc.SetReadDeadline(c.readDeadlineLocked())
 	return a, nil
 }
 
@@ -306,6 +316,10 @@ func (c *ul) start() {
 func (c *ul) readDeadline() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.readDeadlineLocked()
+}
+
+func (c *ul) readDeadlineLocked() time.Time {
 	t := c.cfg.timeouts
 	switch c.st {
 	case sta2, sta13:
@@ -411,6 +425,12 @@ func (c *ul) onPDU(p PDU, as *assembler) bool {
 		switch a {
 		case ae6:
 			c.deliver(ulEvent{kind: evAssociateRQ, rq: p})
+			// Read nothing more until we have answered: what a peer sends
+			// before our A-ASSOCIATE-AC is read in the state it meant.
+			select {
+			case <-c.decided:
+			case <-c.done:
+			}
 			return false
 		}
 		return c.unexpected(a, "A-ASSOCIATE-RQ", as)
@@ -637,7 +657,9 @@ func (c *ul) accept(ac *AssociateAC, ctxs map[byte]*pctx, peerMax uint32) error 
 	if err != nil {
 		return err
 	}
-	return c.writePDU(b)
+	err = c.writePDU(b)
+	c.decide()
+	return err
 }
 
 // reject sends an A-ASSOCIATE-RJ (acceptor, in Sta3) and lets the reader
@@ -648,6 +670,7 @@ func (c *ul) reject(rj *AssociateRJ) error {
 	}
 	err := c.sendPDU(rj)
 	c.finish(&RejectError{*rj})
+	c.decide()
 	return err
 }
 

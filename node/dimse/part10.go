@@ -60,14 +60,11 @@ func ReadFileMeta(r *bufio.Reader) (*FileMeta, error) {
 			break
 		}
 		h, err := r.Peek(8)
-		if err != nil {
-			if errors.Is(err, io.EOF) && len(h) == 0 {
-				break // meta only, no data set
-			}
-			return nil, fmt.Errorf("%w: File Meta Information truncated: %v", ErrNotPart10, err)
+		if len(h) >= 2 && binary.LittleEndian.Uint16(h) != 0x0002 || len(h) == 0 && errors.Is(err, io.EOF) {
+			break // the data set starts (or there is none)
 		}
-		if binary.LittleEndian.Uint16(h) != 0x0002 {
-			break
+		if err != nil {
+			return nil, fmt.Errorf("%w: File Meta Information truncated: %v", ErrNotPart10, err)
 		}
 		el := binary.LittleEndian.Uint16(h[2:])
 		vr := string(h[4:6])

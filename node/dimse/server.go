@@ -252,21 +252,35 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.mu.Lock()
-		// Connections still negotiating count too: a flood of idle TCP
-		// connections must not exhaust memory or file descriptors.
-		if s.closed || len(s.conns) >= 2*s.o.MaxAssociations {
-			s.mu.Unlock()
-			nc.Close()
-			continue
+		if c := s.track(nc); c != nil {
+			go s.serveConn(c)
 		}
-		c := newUL(nc, ulConfig{maxPDU: s.o.MaxPDULength, timeouts: s.o.Timeouts,
-			log: s.log.With("assoc", s.nextID.Add(1), "remote", nc.RemoteAddr().String())})
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveConn(c)
 	}
+}
+
+// ServeConn serves one connection (from a listener of the caller's, e.g.
+// TLS) until its association ends.
+func (s *Server) ServeConn(nc net.Conn) {
+	if c := s.track(nc); c != nil {
+		s.serveConn(c)
+	}
+}
+
+// track registers a new connection, or closes it when the server is closed
+// or has too many. Connections still negotiating count too: a flood of
+// idle TCP connections must not exhaust memory or file descriptors.
+func (s *Server) track(nc net.Conn) *ul {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.conns) >= 2*s.o.MaxAssociations {
+		nc.Close()
+		return nil
+	}
+	c := newUL(nc, ulConfig{maxPDU: s.o.MaxPDULength, timeouts: s.o.Timeouts,
+		log: s.log.With("assoc", s.nextID.Add(1), "remote", nc.RemoteAddr().String())})
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c
 }
 
 // ListenAndServe listens on addr ("host:port") and

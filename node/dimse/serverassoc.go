@@ -39,7 +39,10 @@ func (a *serverAssoc) loop() {
 		switch e.kind {
 		case evReleaseRQ:
 			if err := a.c.releaseResponse(); err != nil {
-				a.c.log.Warn("dimse: answering A-RELEASE-RQ", "err", err)
+				if a.c.Err() == nil || !errors.Is(a.c.Err(), ErrClosed) {
+					a.c.log.Warn("dimse: answering A-RELEASE-RQ", "err", err)
+				}
+				return
 			}
 			a.c.log.Info("dimse: association released")
 			return
