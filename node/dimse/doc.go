@@ -19,11 +19,11 @@
 //     error, not ignored.
 //   - assoc.go: one association's provider. A reader goroutine reads PDUs
 //     (refusing a length beyond its bound before allocating), drives the
-//     state machine, enforces ARTIM (awaiting the A-ASSOCIATE-RQ, and the
-//     transport close after a reject, release or abort), the idle timeout
-//     between messages and the DIMSE timeout inside one, and assembles
-//     PDVs into DIMSE messages. Writes fragment messages to the peer's
-//     maximum PDU length.
+//     state machine, and enforces ARTIM (awaiting the A-ASSOCIATE-RQ, and
+//     the transport close after a reject, release or abort), the idle
+//     timeout between messages and the DIMSE timeout inside one.
+//     assemble.go turns PDVs into DIMSE messages; send.go fragments
+//     outgoing messages to the peer's maximum PDU length.
 //   - command.go: command sets (group 0000, Implicit VR Little Endian),
 //     strict: ascending tags, exact value lengths, required fields per
 //     message type.

@@ -24,8 +24,8 @@ type panicCatcher struct {
 }
 
 func (p *panicCatcher) Enabled(context.Context, slog.Level) bool { return true }
-func (p *panicCatcher) WithAttrs([]slog.Attr) slog.Handler        { return p }
-func (p *panicCatcher) WithGroup(string) slog.Handler             { return p }
+func (p *panicCatcher) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *panicCatcher) WithGroup(string) slog.Handler            { return p }
 func (p *panicCatcher) Handle(_ context.Context, r slog.Record) error {
 	if strings.Contains(r.Message, "panic") {
 		p.mu.Lock()
@@ -44,8 +44,12 @@ type nullQR struct{}
 func (nullQR) Find(ctx context.Context, req *QueryRequest) iter.Seq2[*lib.Dataset, error] {
 	return func(yield func(*lib.Dataset, error) bool) { yield(req.Identifier, nil) }
 }
-func (nullQR) Move(ctx context.Context, req *QueryRequest) (*Retrieval, error) { return &Retrieval{}, nil }
-func (nullQR) Get(ctx context.Context, req *QueryRequest) (*Retrieval, error)  { return &Retrieval{}, nil }
+func (nullQR) Move(ctx context.Context, req *QueryRequest) (*Retrieval, error) {
+	return &Retrieval{}, nil
+}
+func (nullQR) Get(ctx context.Context, req *QueryRequest) (*Retrieval, error) {
+	return &Retrieval{}, nil
+}
 
 type discardStore struct{}
 
@@ -97,11 +101,13 @@ type streamConn struct {
 	r *bytes.Reader
 }
 
-func (c *streamConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c *streamConn) Write(p []byte) (int, error)      { return len(p), nil }
-func (c *streamConn) Close() error                     { return nil }
-func (c *streamConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 104} }
-func (c *streamConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000} }
+func (c *streamConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *streamConn) Write(p []byte) (int, error) { return len(p), nil }
+func (c *streamConn) Close() error                { return nil }
+func (c *streamConn) LocalAddr() net.Addr         { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 104} }
+func (c *streamConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+}
 func (c *streamConn) SetDeadline(time.Time) error      { return nil }
 func (c *streamConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *streamConn) SetWriteDeadline(time.Time) error { return nil }

@@ -33,10 +33,10 @@ func samplePDUs() map[string]PDU {
 				Roles:                []RoleSelection{{SOPClassUID: CTImageStorage, SCU: true, SCP: true}},
 				UserIdentityResponse: &UserIdentityAC{ServerResponse: []byte("ok")}}},
 		"associate-rj": &AssociateRJ{Result: RejectPermanent, Source: RejectSourceUser, Reason: RejectCallingAENotRecognized},
-		"p-data": &PDataTF{Items: []PDV{{Context: 1, Command: true, Last: true, Data: []byte{1, 2, 3, 4}}, {Context: 3, Data: []byte{}}, {Context: 5, Last: true, Data: bytes.Repeat([]byte{9}, 100)}}},
-		"release-rq": &ReleaseRQ{},
-		"release-rp": &ReleaseRP{},
-		"abort":      &Abort{Source: AbortSourceProvider, Reason: AbortReasonUnexpectedPDU},
+		"p-data":       &PDataTF{Items: []PDV{{Context: 1, Command: true, Last: true, Data: []byte{1, 2, 3, 4}}, {Context: 3, Data: []byte{}}, {Context: 5, Last: true, Data: bytes.Repeat([]byte{9}, 100)}}},
+		"release-rq":   &ReleaseRQ{},
+		"release-rp":   &ReleaseRP{},
+		"abort":        &Abort{Source: AbortSourceProvider, Reason: AbortReasonUnexpectedPDU},
 	}
 }
 

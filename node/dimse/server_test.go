@@ -146,7 +146,7 @@ func TestServerContextNegotiation(t *testing.T) {
 		{ID: 3, Result: ResultAcceptance, TransferSyntax: "1.2.840.10008.1.2.4.70"}, // the first proposed, Big Endian last
 		{ID: 5, Result: ResultAcceptance, TransferSyntax: ExplicitVRBigEndian},
 		{ID: 7, Result: ResultTransferSyntaxNotSupported},
-		{ID: 9, Result: ResultAbstractSyntaxNotSupported}, // no Find handler
+		{ID: 9, Result: ResultAbstractSyntaxNotSupported},                          // no Find handler
 		{ID: 11, Result: ResultAcceptance, TransferSyntax: ExplicitVRLittleEndian}, // a private storage class
 		{ID: 13, Result: ResultAbstractSyntaxNotSupported},
 	}
