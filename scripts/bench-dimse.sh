@@ -21,12 +21,19 @@
 # daemon's benchmark; this one shows the DICOM protocol layer is not the
 # bottleneck.
 #
+# dcmtk (storescu, and Orthanc, which uses its network layer) as Debian
+# builds it leaves Nagle's algorithm on unless TCP_NODELAY=1 is in the
+# environment; with it on, every instance into Orthanc waits on a delayed
+# ACK (~45 ms: 20 instances/s). The benchmark sets TCP_NODELAY=1 for all of
+# them, the best case for the reference (Go sockets disable Nagle anyway).
+#
 # When unshare(1) works (root, or user namespaces), the whole benchmark runs
 # in a private network namespace that has nothing but loopback; otherwise
 # on the host's loopback, with Orthanc admitting only the benchmark's AE
 # titles from 127.0.0.1 and refusing remote HTTP clients.
 #
-# Environment: N (500), RUNS (3), SRC (the DICOM file to copy), KEEP=1,
+# Environment: N (500), RUNS (3), PDU (131072: the maximum PDU length
+# node/dimse accepts; 16384 to match Orthanc's), SRC (the DICOM file to copy), KEEP=1,
 # BENCH_DIR (parent of the work dir, default $TMPDIR), BUILD_FROM=tree
 # (build the working tree, not HEAD), SKIP_ORTHANC=1.
 # Results: a table on stdout and scripts/out/bench-dimse-<time>.txt.
@@ -45,7 +52,9 @@ else
 	net="host loopback (no private namespace here)"
 fi
 
+export TCP_NODELAY=1
 N=${N:-500}
+PDU=${PDU:-131072}
 RUNS=${RUNS:-3}
 SRC=${SRC:-${MEDMESH_DICOM_TESTDATA:-$(cd "$root/.." && pwd)/shared/testdata/dicom}/valid/ct1_full_explicit_le.dcm}
 
@@ -55,7 +64,7 @@ pids=()
 source "$here/lib.sh"
 cleanup() {
 	local rc=$?
-	stop_pids "${pids[@]}"
+	stop_pids "${pids[@]}" || true
 	if [[ -z ${KEEP:-} ]]; then rm -rf "$work"; else echo "kept $work" >&2; fi
 	exit $rc
 }
@@ -106,7 +115,7 @@ dimse_run() { # KEY HANDLER SENDER
 	port=$(free_port)
 	out="$work/dimse-$key"
 	rm -rf "$out" && mkdir -p "$out"
-	"$work/bin/dimsescp" -listen "127.0.0.1:$port" -handler "$handler" -dir "$out" >"$work/dimsescp-$key.log" 2>&1 &
+	"$work/bin/dimsescp" -listen "127.0.0.1:$port" -max-pdu "$PDU" -handler "$handler" -dir "$out" >"$work/dimsescp-$key.log" 2>&1 &
 	pid=$!
 	pids+=("$pid")
 	wait_for 30 port_open "$port"
@@ -174,7 +183,7 @@ if [[ -z ${SKIP_ORTHANC:-} ]]; then
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc >/dev/null || true
 	fi
 	command -v Orthanc >/dev/null && have_orthanc=1
-	[[ -n $have_orthanc ]] && R[o_version]=$(Orthanc --version 2>/dev/null | head -n 1 | awk '{print $2}')
+	[[ -n $have_orthanc ]] && R[o_version]=$(Orthanc --version 2>/dev/null | awk 'NR == 1 {print $2}')
 fi
 
 for k in $(seq "$RUNS"); do
@@ -191,14 +200,14 @@ rate() { awk -v a="$1" -v s="$2" 'BEGIN { printf "%.1f", a / s }'; }
 g() { echo "${R[$1]:--}"; }
 row() { # LABEL KEY
 	[[ -n ${R[$2]:-} ]] || return 0
-	printf "%-52s %8.2f %12s %8s %10s\n" "$1" "${R[$2]}" "$(rate "$files" "${R[$2]}")" "$(rate "$mb" "${R[$2]}")" "$(g "${2}_rss")"
+	printf "%-60s %8.2f %12s %8s %10s\n" "$1" "${R[$2]}" "$(rate "$files" "${R[$2]}")" "$(rate "$mb" "${R[$2]}")" "$(g "${2}_rss")"
 }
 {
 	echo "C-STORE ingest over DIMSE: node/dimse beside Orthanc $(g o_version), $net, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD)"
 	echo "series: $files instances, $mb MB (1 MB = 10^6 B), from $from; one association per run; best of $RUNS runs"
-	echo "storescu: $(storescu --version 2>/dev/null | head -n 1 | awk '{print $2}'); PDU sizes: node/dimse accepts $(( $("$work/bin/dimsescp" -h 2>&1 | sed -n 's/.*(default \([0-9]*\)).*/\1/p' | head -n1) )) bytes, Orthanc 16384 (its default)"
+	echo "dcmtk $(storescu --version 2>/dev/null | awk 'NR == 1 {print $3}') with TCP_NODELAY=1; PDU sizes: node/dimse accepts $PDU bytes, Orthanc 16384 (its default)"
 	echo
-	printf "%-52s %8s %12s %8s %10s\n" "receiver (sender)" "seconds" "instances/s" "MB/s" "peak RSS MiB"
+	printf "%-60s %8s %12s %8s %10s\n" "receiver (sender)" "seconds" "instances/s" "MB/s" "peak RSS MiB"
 	row "node/dimse SCP, discard handler (storescu)" discard
 	row "node/dimse SCP, Part 10 file per instance (storescu)" fs
 	row "Orthanc C-STORE SCP, SQLite index (storescu)" orthanc
