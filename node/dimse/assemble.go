@@ -91,7 +91,11 @@ func (as *assembler) pdata(p *PDataTF) error {
 				m.data, as.pw = pr, pw
 				m.dataDone = make(chan struct{})
 				as.done = m.dataDone
-				as.c.deliver(ulEvent{kind: evMessage, msg: m})
+				if !as.c.deliver(ulEvent{kind: evMessage, msg: m}) {
+					// nobody will read it: discard what follows
+					pw.CloseWithError(ErrClosed)
+					as.pw = nil
+				}
 			}
 			continue
 		}

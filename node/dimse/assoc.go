@@ -209,6 +209,15 @@ func (c *ul) start() {
 	go c.readLoop()
 }
 
+// touch re-arms the read deadline from now (after we sent something).
+func (c *ul) touch() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st == sta6 && !c.midMsg {
+		c.nc.SetReadDeadline(c.readDeadlineLocked())
+	}
+}
+
 // readDeadline is the deadline for the next PDU read in the current state.
 func (c *ul) readDeadline() time.Time {
 	c.mu.Lock()

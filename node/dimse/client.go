@@ -206,12 +206,16 @@ func (a *Association) pick(class, ts string, needSCP bool) (*pctx, error) {
 // await returns the next message for an operation, within the DIMSE
 // timeout. C-STORE-RQs (a C-GET's sub-operations) are served on the way.
 func (a *Association) await(ctx context.Context, pc *pctx) (*message, error) {
+	return a.awaitFor(ctx, pc, a.c.cfg.timeouts.DIMSE)
+}
+
+func (a *Association) awaitFor(ctx context.Context, pc *pctx, timeout time.Duration) (*message, error) {
 	for {
-		e, err := a.c.next(ctx, a.c.cfg.timeouts.DIMSE)
+		e, err := a.c.next(ctx, timeout)
 		if err != nil {
 			if errors.Is(err, ErrTimeout) {
 				a.c.abortLocal(AbortSourceUser, AbortReasonNotSpecified, errors.New("no response within the DIMSE timeout"))
-				return nil, fmt.Errorf("%w: no response within %v; association aborted", ErrTimeout, a.c.cfg.timeouts.DIMSE)
+				return nil, fmt.Errorf("%w: no response within %v; association aborted", ErrTimeout, timeout)
 			}
 			return nil, err
 		}
@@ -412,9 +416,6 @@ func StorageProposals(instances []StoreParams) []Proposal {
 	}
 	return out
 }
-
-// time budget to drain responses after a C-CANCEL
-func (a *Association) cancelWait() time.Duration { return a.c.cfg.timeouts.DIMSE }
 
 // evenReader pads its reader's bytes with one NUL to an even length.
 type evenReader struct {

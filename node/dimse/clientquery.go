@@ -168,7 +168,9 @@ func (a *Association) retrieve(ctx context.Context, field uint16, model, dest st
 	res := &RetrieveResult{}
 	waitCtx, cancelled := ctx, false
 	for {
-		m, err := a.await(waitCtx, pc)
+		// A sub-operation may take long (a large instance to a slow
+		// destination): each pending response may take ten DIMSE timeouts.
+		m, err := a.awaitFor(waitCtx, pc, 10*a.c.cfg.timeouts.DIMSE)
 		if err != nil {
 			if !cancelled && ctx.Err() != nil && a.c.Err() == nil {
 				cancelled, waitCtx = true, context.Background()

@@ -12,6 +12,9 @@ import (
 func (c *ul) sendMessage(pc *pctx, cmd *Command, data io.Reader) error {
 	c.msgMu.Lock()
 	defer c.msgMu.Unlock()
+	// Sending is activity: an association busy answering (a long C-MOVE)
+	// is not idle even if the peer has nothing to say meanwhile.
+	defer c.touch()
 	cmd.setDataSet(data != nil)
 	cb, err := cmd.Encode()
 	if err != nil {

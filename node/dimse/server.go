@@ -457,13 +457,15 @@ func (s *Server) negotiate(rq *AssociateRQ, remote net.Addr) (*AssociateAC, map[
 			return rj(RejectPermanent, RejectSourceUser, RejectNoReason, fmt.Sprintf("presentation context ID %d even or repeated", p.ID))
 		}
 		seen[p.ID] = true
-		result, ts := s.chooseContext(p)
+		r, hasRole := roles[p.AbstractSyntax]
+		getRole := hasRole && r.SCP && s.o.Get != nil && s.isStorage(p.AbstractSyntax)
+		result, ts := s.chooseContext(p, getRole)
 		ac.Contexts = append(ac.Contexts, ContextAC{ID: p.ID, Result: result, TransferSyntax: ts})
 		if result != ResultAcceptance {
 			continue
 		}
 		pc := &pctx{id: p.ID, abstract: p.AbstractSyntax, ts: ts, reqSCU: true}
-		if r, ok := roles[p.AbstractSyntax]; ok && s.o.Get != nil && s.isStorage(p.AbstractSyntax) && r.SCP {
+		if getRole {
 			// C-GET: the requestor stores what we send on this context.
 			pc.reqSCU, pc.reqSCP = r.SCU, true
 			if !answered[p.AbstractSyntax] {
@@ -491,7 +493,7 @@ func (s *Server) isStorage(class string) bool {
 // nothing else is offered. Contexts whose data sets we decode
 // (verification, queries) take the first of the uncompressed syntaxes,
 // Little Endian preferred likewise.
-func (s *Server) chooseContext(p ContextRQ) (byte, string) {
+func (s *Server) chooseContext(p ContextRQ, getRole bool) (byte, string) {
 	as := p.AbstractSyntax
 	var usable func(string) bool
 	switch {
@@ -499,10 +501,9 @@ func (s *Server) chooseContext(p ContextRQ) (byte, string) {
 		usable = identifierSyntax
 	case isFindClass(as) && s.o.Find != nil, isMoveClass(as) && s.o.Move != nil, isGetClass(as) && s.o.Get != nil:
 		usable = identifierSyntax
-	case (s.o.Store != nil || s.o.Get != nil) && s.isStorage(as):
-		// With only a Get handler, storage contexts carry our C-GET
-		// sub-operations (the requestor is SCP); C-STORE-RQs on them are
-		// still refused if there is no Store handler.
+	case (s.o.Store != nil || getRole) && s.isStorage(as):
+		// A storage context serves our C-STORE SCP, or carries C-GET
+		// sub-operations when the requestor takes the SCP role for it.
 		usable = IsStandardTransferSyntax
 	default:
 		return ResultAbstractSyntaxNotSupported, ""

@@ -64,7 +64,7 @@ func echoRQ(calling, called string) *AssociateRQ {
 }
 
 func TestServerRejections(t *testing.T) {
-	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "SCU@127.0.0.1"), MaxAssociations: 1, Timeouts: Timeouts{ARTIM: 500 * time.Millisecond}})
+	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "SCU@127.0.0.1"), Timeouts: Timeouts{ARTIM: 500 * time.Millisecond}})
 	for _, tc := range []struct {
 		name                   string
 		rq                     *AssociateRQ
@@ -91,8 +91,12 @@ func TestServerRejections(t *testing.T) {
 		})
 	}
 
-	// MaxAssociations: the second concurrent association is refused,
-	// transiently; once the first is released, a new one is accepted.
+}
+
+// TestServerMaxAssociations: the second concurrent association is refused,
+// transiently; once the first is released, a new one is accepted.
+func TestServerMaxAssociations(t *testing.T) {
+	_, addr := startServer(t, ServerOptions{Allowed: mustCallers(t, "SCU@127.0.0.1"), MaxAssociations: 1})
 	ctx := context.Background()
 	o := ClientOptions{CallingAE: "SCU", CalledAE: "MEDMESH", Proposals: []Proposal{{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}}}}
 	a, err := Dial(ctx, addr, o)

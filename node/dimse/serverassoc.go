@@ -366,8 +366,14 @@ func (a *serverAssoc) find(m *message) *ulEvent {
 
 // checkLevel checks the Query/Retrieve Level against the model.
 func checkLevel(model, level string) error {
+	patientStudyOnly := model == PatientStudyOnlyFind || model == PatientStudyOnlyMove || model == PatientStudyOnlyGet
 	switch level {
-	case "STUDY", "SERIES", "IMAGE":
+	case "STUDY":
+		return nil
+	case "SERIES", "IMAGE":
+		if patientStudyOnly {
+			return fmt.Errorf("%s level in the Patient/Study Only model", level)
+		}
 		return nil
 	case "PATIENT":
 		if model == StudyRootFind || model == StudyRootMove || model == StudyRootGet {
