@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/spf13/cobra"
@@ -193,7 +194,7 @@ the daemon when it starts.`,
 			if err != nil {
 				return err
 			}
-			gen, nid, err := ledger.NewGenesis(key, name, time.Now())
+			gen, nid, err := ledger.NewGenesis(key, name, time.Now(), daemon.LedgerTypes())
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/spf13/cobra"
 )
@@ -269,13 +270,13 @@ consents. Every node replays it to the same state.`,
 For membership and record announcements the payload's clear-text fields are
 shown too (--json "payload": the member's peer, org and roles; a record's id,
 class, version, size, replicas) — exactly what every member can read.
-Types: ` + strings.Join(ledger.TypeNames(), ", ") + `.`,
+Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
 		Example: `  medmesh ledger log --limit 20
   medmesh ledger log --type member.org --json | jq -r '.[].payload.org'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if typ != "" {
-				if err := checkChoice("--type", typ, ledger.TypeNames()); err != nil {
+				if err := checkChoice("--type", typ, ledger.Names(daemon.LedgerTypes())); err != nil {
 					return err
 				}
 			}
@@ -307,7 +308,7 @@ Types: ` + strings.Join(ledger.TypeNames(), ", ") + `.`,
 			})
 		},
 	}
-	logCmd.Flags().StringVar(&typ, "type", "", "only entries of this type: "+strings.Join(ledger.TypeNames(), ", "))
+	logCmd.Flags().StringVar(&typ, "type", "", "only entries of this type: "+strings.Join(ledger.Names(daemon.LedgerTypes()), ", "))
 	logCmd.Flags().IntVar(&limit, "limit", 100, "at most this many entries (0: all)")
 	heads := &cobra.Command{
 		Use:     "heads",

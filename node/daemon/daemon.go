@@ -156,7 +156,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 
 	d.Ledger, err = ledger.Open(ctx, ledger.Options{
 		DS: store.DS, Blocks: store.Blocks, Key: ident, Genesis: network.Genesis,
-		Logger: d.log, Metrics: d.reg, Now: o.Now,
+		Logger: d.log, Metrics: d.reg, Now: o.Now, Types: LedgerTypes(),
 		// A heads exchange with one random peer is a few hundred bytes:
 		// doing it every second bounds how stale a node can be.
 		SyncInterval: time.Second,

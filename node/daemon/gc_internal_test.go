@@ -29,7 +29,7 @@ func startOne(t *testing.T, dir string) *Daemon {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gen, _, err := ledger.NewGenesis(key, "gc-test", time.Now())
+		gen, _, err := ledger.NewGenesis(key, "gc-test", time.Now(), LedgerTypes())
 		if err != nil {
 			t.Fatal(err)
 		}

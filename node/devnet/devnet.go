@@ -79,7 +79,7 @@ func Start(ctx context.Context, dir string, names []string, o Options) (*Net, er
 			if err != nil {
 				return nil, err
 			}
-			gen, _, err := ledger.NewGenesis(key, "devnet", time.Now())
+			gen, _, err := ledger.NewGenesis(key, "devnet", time.Now(), daemon.LedgerTypes())
 			if err != nil {
 				return nil, err
 			}

@@ -21,6 +21,10 @@ type LedgerReader interface {
 	Heads() []cid.Cid
 	Digest() []byte
 	Verify(ctx context.Context) error
+	// TypeNames lists the entry types the ledger runs; CheckTypeName
+	// fails for any other.
+	TypeNames() []string
+	CheckTypeName(t string) error
 }
 
 // Ledger serves `medmesh ledger log|heads|verify`.
@@ -45,8 +49,8 @@ func (a Ledger) log(w http.ResponseWriter, r *http.Request) {
 	}
 	typ := r.URL.Query().Get("type")
 	if typ != "" {
-		if err := ledger.CheckTypeName(typ); err != nil {
-			api.Fail(w, fault.Invalidf("choose one of: "+strings.Join(ledger.TypeNames(), ", "), "unknown entry type %q", typ))
+		if err := a.L.CheckTypeName(typ); err != nil {
+			api.Fail(w, fault.Invalidf("choose one of: "+strings.Join(a.L.TypeNames(), ", "), "unknown entry type %q", typ))
 			return
 		}
 	}

@@ -113,12 +113,6 @@ var (
 	decMode = strictcbor.Dec(strictcbor.Limits{Nesting: 8, Array: 1 << 16, Map: 64})
 )
 
-func init() {
-	if err := Register(); err != nil {
-		panic(err)
-	}
-}
-
 // stateRow is what Apply stores per entry (part of the ledger digest).
 type stateRow struct {
 	Purpose  string `cbor:"1,keyasint"`
@@ -133,59 +127,61 @@ func stateKey(e *ledger.Entry, patient []byte) string {
 	return e.Author.String() + "/" + hex.EncodeToString(patient) + "/" + e.CID().String()
 }
 
-// Register registers the consent entry types with the ledger. It runs from
-// init, so importing the package is enough; a second call reports the
-// types as taken.
-func Register() error {
-	err := ledger.Register(ledger.TypeSpec{
-		Name: TypeConsent,
-		New:  func() any { return new(ConsentPayload) },
-		Validate: func(v ledger.View, e *ledger.Entry, pl any) error {
-			p, ok := pl.(*ConsentPayload)
-			if !ok {
-				return errors.New("consent: wrong payload type")
-			}
-			if !v.IsMember(e.Author) {
-				return fmt.Errorf("%w: consent author is not a member", ledger.ErrUnauthorized)
-			}
-			return p.Check()
-		},
-		Apply: func(t ledger.Txn, e *ledger.Entry, pl any) error {
-			p := pl.(*ConsentPayload)
-			b, err := encMode.Marshal(&stateRow{Purpose: p.Purpose, Modality: p.Modality, BodyPart: p.BodyPart, Expires: p.Expires, Wall: e.Clock.Wall, Counter: e.Clock.Counter})
-			if err != nil {
-				return err
-			}
-			t.Put("c/"+stateKey(e, p.Patient), b)
-			return nil
-		},
-	})
+// Types returns the consent entry types, for a node's ledger.Options.Types
+// (append(ledger.Builtin(), dataset.Types()...)). Nothing registers them
+// by import: a node runs them because it is told to, and a network whose
+// genesis declares them cannot be opened by a node that does not.
+func Types() []ledger.TypeSpec {
+	return []ledger.TypeSpec{
+		{Name: TypeConsent, New: func() any { return new(ConsentPayload) }, Validate: validateConsent, Apply: applyConsent},
+		{Name: TypeConsentRevoke, New: func() any { return new(RevokePayload) }, Validate: validateConsentRevoke, Apply: applyConsentRevoke},
+	}
+}
+
+// validateConsent: any member records a consent of one of its patients
+// (under a pseudonym only its clinic can compute).
+func validateConsent(v ledger.View, e *ledger.Entry, pl any) error {
+	p, ok := pl.(*ConsentPayload)
+	if !ok {
+		return errors.New("consent: wrong payload type")
+	}
+	if !v.IsMember(e.Author) {
+		return fmt.Errorf("%w: consent author is not a member", ledger.ErrUnauthorized)
+	}
+	return p.Check()
+}
+
+func applyConsent(t ledger.Txn, e *ledger.Entry, pl any) error {
+	p := pl.(*ConsentPayload)
+	b, err := encMode.Marshal(&stateRow{Purpose: p.Purpose, Modality: p.Modality, BodyPart: p.BodyPart, Expires: p.Expires, Wall: e.Clock.Wall, Counter: e.Clock.Counter})
 	if err != nil {
 		return err
 	}
-	return ledger.Register(ledger.TypeSpec{
-		Name: TypeConsentRevoke,
-		New:  func() any { return new(RevokePayload) },
-		Validate: func(v ledger.View, e *ledger.Entry, pl any) error {
-			p, ok := pl.(*RevokePayload)
-			if !ok {
-				return errors.New("consent.revoke: wrong payload type")
-			}
-			if !v.IsMember(e.Author) {
-				return fmt.Errorf("%w: consent.revoke author is not a member", ledger.ErrUnauthorized)
-			}
-			return p.Check()
-		},
-		Apply: func(t ledger.Txn, e *ledger.Entry, pl any) error {
-			p := pl.(*RevokePayload)
-			b, err := encMode.Marshal(&stateRow{Purpose: p.Purpose, Wall: e.Clock.Wall, Counter: e.Clock.Counter})
-			if err != nil {
-				return err
-			}
-			t.Put("r/"+stateKey(e, p.Patient), b)
-			return nil
-		},
-	})
+	t.Put("c/"+stateKey(e, p.Patient), b)
+	return nil
+}
+
+// validateConsentRevoke: any member revokes consents; a revoke cancels only
+// its author's consents (Evaluate).
+func validateConsentRevoke(v ledger.View, e *ledger.Entry, pl any) error {
+	p, ok := pl.(*RevokePayload)
+	if !ok {
+		return errors.New("consent.revoke: wrong payload type")
+	}
+	if !v.IsMember(e.Author) {
+		return fmt.Errorf("%w: consent.revoke author is not a member", ledger.ErrUnauthorized)
+	}
+	return p.Check()
+}
+
+func applyConsentRevoke(t ledger.Txn, e *ledger.Entry, pl any) error {
+	p := pl.(*RevokePayload)
+	b, err := encMode.Marshal(&stateRow{Purpose: p.Purpose, Wall: e.Clock.Wall, Counter: e.Clock.Counter})
+	if err != nil {
+		return err
+	}
+	t.Put("r/"+stateKey(e, p.Patient), b)
+	return nil
 }
 
 // Consent is one decoded consent entry.

@@ -10,16 +10,21 @@ import (
 // record announcements) in the CLI's JSON vocabulary, for `ledger log`. It
 // returns nil for other types and for a payload it cannot decode.
 func Describe(e *Entry) map[string]any {
-	spec := lookupType(e.Type)
-	if spec == nil {
-		return nil
-	}
+	var pl any
 	switch e.Type {
-	case TypeGenesis, TypeMemberAdd, TypeMemberRemove, TypeMemberOrg, TypeRecordAnnounce:
+	case TypeGenesis:
+		pl = new(genesisWire)
+	case TypeMemberAdd:
+		pl = new(memberAddWire)
+	case TypeMemberRemove:
+		pl = new(memberRemoveWire)
+	case TypeMemberOrg:
+		pl = new(memberOrgWire)
+	case TypeRecordAnnounce:
+		pl = new(recordWire)
 	default:
 		return nil
 	}
-	pl := spec.New()
 	if canonicalUnmarshal(e.Payload, pl) != nil {
 		return nil
 	}
@@ -31,7 +36,11 @@ func Describe(e *Entry) map[string]any {
 	}
 	switch w := pl.(type) {
 	case *genesisWire:
-		return map[string]any{"name": w.Name, "admin": str(w.Admin)}
+		out := map[string]any{"name": w.Name, "admin": str(w.Admin)}
+		if w.Types != nil {
+			out["types"] = w.Types
+		}
+		return out
 	case *memberAddWire:
 		roles := w.Roles
 		if roles == nil {

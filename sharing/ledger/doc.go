@@ -139,11 +139,26 @@
 // SyncInterval with a random peer, and when an entry with unknown parents
 // arrives.
 //
-// # Extending
+// # Entry types
 //
-// Register adds entry types (consent, dataset, ...) without touching the
-// core: Validate sees a View of the causal past, Apply writes scoped state
-// that is part of the Digest. All nodes must register the same types.
+// Each type is a TypeSpec: a payload decoder, a named Validate function that
+// judges the entry at its causal position (View) and a named Apply function
+// (validateGrant/applyGrant, ...; rules_*.go, org.go). Builtin returns the
+// table of built-in types. Nothing registers itself on import: the node
+// passes the types it runs in Options.Types, the built-in ones and its own
+// (node/daemon: append(ledger.Builtin(), dataset.Types()...)). An extension
+// type's Apply writes scoped state (Txn) that is part of the Digest.
+//
+// Every node of a network must run the same types, or one would reject
+// what the others accept and diverge. So the choice is checked, not
+// assumed: Open fails unless every built-in type is there (with the
+// built-in rules); NewGenesis declares the founding node's types in the
+// genesis, and Open fails on a node that lacks any of them, saying which.
+// A type the node knows but the genesis does not declare is not run there:
+// its entries are rejected ("unknown-type") on every node alike. A network
+// founded before genesis declared its types runs each node's Options.Types.
+// Adding a type to a running network needs an admin-signed entry that
+// extends the declared set; none exists yet.
 //
 // # Concurrency
 //

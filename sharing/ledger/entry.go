@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-cid"
@@ -26,7 +25,7 @@ const (
 )
 
 // signDomain separates ledger signatures from any other use of node keys.
-var signDomain = []byte("medmesh/ledger/entry/v1\n")
+const signDomain = "medmesh/ledger/entry/v1\n"
 
 // HLC is a hybrid logical clock reading: wall-clock milliseconds since the
 // Unix epoch and a counter that orders readings within one millisecond.
@@ -165,7 +164,7 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: author key: %v", ErrMalformed, err)
 	}
-	if e.Author, err = authorID(w.Author, pub); err != nil {
+	if e.Author, err = authorID(w.Author); err != nil {
 		return nil, fmt.Errorf("%w: author key: %v", ErrMalformed, err)
 	}
 	if len(w.Sig) != 64 {
@@ -185,31 +184,16 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	return e, nil
 }
 
-// authorIDs caches the peer IDs of recent authors' raw keys: a network has
-// few authors and each of their entries would derive the same ID again.
-var authorIDs struct {
-	sync.Mutex
-	m map[string]peer.ID
-}
-
-func authorID(raw []byte, pub crypto.PubKey) (peer.ID, error) {
-	authorIDs.Lock()
-	id, ok := authorIDs.m[string(raw)]
-	authorIDs.Unlock()
-	if ok {
-		return id, nil
+// authorID derives the peer ID of an Ed25519 key: the identity multihash
+// of the key's protobuf encoding (type Ed25519, 32 bytes of data), which is
+// what peer.IDFromPublicKey computes, built directly: every received entry
+// derives one. TestAuthorIDMatchesLibp2p compares the two.
+func authorID(raw []byte) (peer.ID, error) {
+	if len(raw) != 32 {
+		return "", fmt.Errorf("ed25519 public key of %d bytes", len(raw))
 	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		return "", err
-	}
-	authorIDs.Lock()
-	if authorIDs.m == nil || len(authorIDs.m) >= 1024 {
-		authorIDs.m = map[string]peer.ID{}
-	}
-	authorIDs.m[string(raw)] = id
-	authorIDs.Unlock()
-	return id, nil
+	const prefix = "\x00\x24\x08\x01\x12\x20" // identity multihash, 36 bytes; protobuf KeyType=Ed25519, Data (32 bytes)
+	return peer.ID(prefix + string(raw)), nil
 }
 
 // appendCanonical appends encMode's encoding of w (Core Deterministic:
@@ -261,7 +245,7 @@ func (w *wireEntry) appendCanonical(b []byte) []byte {
 }
 
 // sigTrailer is how a canonical entry ends: key 8, then a 64-byte string.
-var sigTrailer = []byte{0x08, 0x58, 0x40}
+const sigTrailer = "\x08\x58\x40"
 
 // signedMessage returns signDomain followed by the entry's encoding without
 // its signature. raw is canonical (checked by re-encoding) with a 64-byte
@@ -270,7 +254,7 @@ var sigTrailer = []byte{0x08, 0x58, 0x40}
 // and the signature are cut. Anything else is re-encoded from w.
 func signedMessage(raw []byte, w *wireEntry) ([]byte, error) {
 	const sigPair = 3 + 64
-	if n := len(raw); n > sigPair && raw[0] > 0xa0 && raw[0] <= 0xa8 && bytes.Equal(raw[n-sigPair:n-64], sigTrailer) {
+	if n := len(raw); n > sigPair && raw[0] > 0xa0 && raw[0] <= 0xa8 && string(raw[n-sigPair:n-64]) == sigTrailer {
 		msg := make([]byte, 0, len(signDomain)+n-sigPair)
 		msg = append(msg, signDomain...)
 		msg = append(msg, raw[0]-1)

@@ -48,7 +48,7 @@ func openAt(t testing.TB, dir string, who *ident, genesis []byte) (*Ledger, *blo
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(context.Background(), Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(),
+	l, err := Open(context.Background(), Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(), Types: testTypes(),
 		SyncInterval: 500 * time.Millisecond})
 	if err != nil {
 		st.Close()
@@ -68,7 +68,7 @@ func openNode(t testing.TB, who *ident, genesis []byte) *Ledger {
 // heads if nil) without applying it anywhere.
 func forge(t testing.TB, l *Ledger, who *ident, typ string, payload any, parents []cid.Cid) *Entry {
 	t.Helper()
-	pl, err := encodePayload(typ, payload)
+	pl, err := encodePayload(l.types, typ, payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func newWorld(t testing.TB, n int) *world {
 	t.Helper()
 	w := &world{admin: newIdent(t)}
 	var err error
-	w.genesis, w.netID, err = NewGenesis(w.admin.key, "test", testEpoch)
+	w.genesis, w.netID, err = NewGenesis(w.admin.key, "test", testEpoch, testTypes())
 	if err != nil {
 		t.Fatal(err)
 	}

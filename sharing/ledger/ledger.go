@@ -50,6 +50,12 @@ type Options struct {
 	SyncInterval time.Duration
 	// MaxPending bounds entries waiting for missing parents (default 10,000).
 	MaxPending int
+	// Types are the entry types this node runs: ledger.Builtin() and the
+	// node's own, for example append(ledger.Builtin(), dataset.Types()...).
+	// Nothing registers itself: Open fails unless every built-in type is
+	// there, and unless every type the network's genesis declares is. An
+	// entry of a type the network does not run is rejected.
+	Types []TypeSpec
 }
 
 // Ledger is one node's replica of the network's ledger. All methods are safe
@@ -60,6 +66,7 @@ type Ledger struct {
 	log   *slog.Logger
 	net   cid.Cid
 	self  peer.ID
+	types typeTable
 	met   *metrics
 	now   func() time.Time
 	mu    sync.Mutex // serializes validation+apply; guards heads, clock, dag, pending
@@ -107,13 +114,20 @@ func (l *Ledger) goBackground(f func()) bool {
 }
 
 // NewGenesis creates a genesis entry founding a network administered by
-// key's peer. The network ID is the entry's CID.
-func NewGenesis(key crypto.PrivKey, name string, now time.Time) ([]byte, cid.Cid, error) {
+// key's peer, which runs the given entry types (the founding node's
+// Options.Types): every node that opens the network must run them all. The
+// network ID is the entry's CID.
+func NewGenesis(key crypto.PrivKey, name string, now time.Time, types []TypeSpec) ([]byte, cid.Cid, error) {
 	admin, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		return nil, cid.Undef, err
 	}
-	pl, err := encMode.Marshal(&genesisWire{Name: name, Admin: []byte(admin), Created: now.UnixMilli()})
+	tt, err := newTypeTable(types)
+	if err != nil {
+		return nil, cid.Undef, err
+	}
+	g := &genesisWire{Name: name, Admin: []byte(admin), Created: now.UnixMilli(), Types: tt.names()}
+	pl, err := encMode.Marshal(g)
 	if err != nil {
 		return nil, cid.Undef, err
 	}
@@ -121,10 +135,23 @@ func NewGenesis(key crypto.PrivKey, name string, now time.Time) ([]byte, cid.Cid
 	if err != nil {
 		return nil, cid.Undef, err
 	}
-	if err := lookupType(TypeGenesis).Validate(nil, e, &genesisWire{Name: name, Admin: []byte(admin)}); err != nil {
+	if err := validateGenesis(nil, e, g); err != nil {
 		return nil, cid.Undef, err
 	}
 	return e.raw, e.cid, nil
+}
+
+// genesisTypes returns the entry types a genesis entry declares (nil for a
+// network founded before types were declared).
+func genesisTypes(g *Entry) ([]string, error) {
+	var w genesisWire
+	if err := canonicalUnmarshal(g.Payload, &w); err != nil {
+		return nil, fmt.Errorf("ledger: genesis payload: %w", err)
+	}
+	if err := checkDeclaredTypes(w.Types); err != nil {
+		return nil, fmt.Errorf("ledger: genesis: %w", err)
+	}
+	return w.Types, nil
 }
 
 // Open opens the ledger kept in o.DS, applying the genesis entry on first
@@ -160,8 +187,19 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
+	types, err := newTypeTable(o.Types)
+	if err != nil {
+		return nil, err
+	}
+	declared, err := genesisTypes(g)
+	if err != nil {
+		return nil, err
+	}
+	if types, err = types.only(declared); err != nil {
+		return nil, fmt.Errorf("%w (network %s)", err, g.cid)
+	}
 	l := &Ledger{
-		o: o, ds: namespace.Wrap(o.DS, datastore.NewKey("/ledger")), log: o.Logger.With("component", "ledger", "network", g.cid.String()),
+		o: o, types: types, ds: namespace.Wrap(o.DS, datastore.NewKey("/ledger")), log: o.Logger.With("component", "ledger", "network", g.cid.String()),
 		net: g.cid, self: self, met: newMetrics(o.Metrics), now: o.Now,
 		heads: map[cid.Cid]HLC{}, pend: newPending(o.MaxPending),
 		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}),
@@ -269,8 +307,8 @@ func (l *Ledger) nextClock(after HLC) HLC {
 }
 
 // encodePayload turns an Append payload into canonical CBOR.
-func encodePayload(typ string, payload any) ([]byte, error) {
-	spec := lookupType(typ)
+func encodePayload(types typeTable, typ string, payload any) ([]byte, error) {
+	spec := types[typ]
 	if spec == nil {
 		return nil, fmt.Errorf("ledger: unknown entry type %q", typ)
 	}
@@ -288,7 +326,7 @@ func encodePayload(typ string, payload any) ([]byte, error) {
 // ledger is started. The payload is one of the *Payload types of this
 // package for built-in types, or the registered type's payload value.
 func (l *Ledger) Append(ctx context.Context, typ string, payload any) (*Entry, error) {
-	pl, err := encodePayload(typ, payload)
+	pl, err := encodePayload(l.types, typ, payload)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +558,7 @@ func (l *Ledger) applyOne(ctx context.Context, t *txn, e *Entry) result {
 		}
 		return result{err: ErrPending, pending: true}
 	}
-	spec := lookupType(e.Type)
+	spec := l.types[e.Type]
 	if spec == nil {
 		l.pend.markRejected(e.cid)
 		return rej("unknown-type", fmt.Errorf("type %q", e.Type))
@@ -1125,7 +1163,7 @@ func (l *Ledger) Verify(ctx context.Context) error {
 func (l *Ledger) rebuild(ctx context.Context) (*Ledger, error) {
 	mem := dssyncpkg.MutexWrap(datastore.NewMapDatastore())
 	fresh, err := Open(ctx, Options{DS: mem, Blocks: blockstore.NewBlockstore(mem), Key: l.o.Key, Genesis: l.o.Genesis,
-		Logger: slog.New(slog.DiscardHandler), Now: l.now})
+		Logger: slog.New(slog.DiscardHandler), Now: l.now, Types: l.o.Types})
 	if err != nil {
 		return nil, err
 	}

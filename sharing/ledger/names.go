@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -12,24 +11,15 @@ func Purposes() []string {
 	return []string{PurposeTreatment, PurposeResearch, PurposeOperations, PurposeEmergency}
 }
 
-// TypeNames lists the registered entry types, sorted: the choices of
+// TypeNames lists the entry types this ledger runs, sorted: the choices of
 // `medmesh ledger log --type`.
-func TypeNames() []string {
-	registryMu.RLock()
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	registryMu.RUnlock()
-	sort.Strings(out)
-	return out
-}
+func (l *Ledger) TypeNames() []string { return l.types.names() }
 
-// CheckTypeName returns an error, listing the types, unless t is a
-// registered entry type.
-func CheckTypeName(t string) error {
-	if lookupType(t) == nil {
-		return fmt.Errorf("unknown entry type %q: choose one of %s", t, strings.Join(TypeNames(), ", "))
+// CheckTypeName returns an error, listing the types, unless t is an entry
+// type this ledger runs.
+func (l *Ledger) CheckTypeName(t string) error {
+	if l.types[t] == nil {
+		return fmt.Errorf("unknown entry type %q: choose one of %s", t, strings.Join(l.TypeNames(), ", "))
 	}
 	return nil
 }

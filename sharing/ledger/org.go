@@ -131,43 +131,38 @@ func (v *causalView) declaredOrg(p peer.ID) string {
 	return best.Org
 }
 
-func init() {
-	if err := Register(TypeSpec{
-		Name: TypeMemberOrg,
-		New:  func() any { return new(memberOrgWire) },
-		Validate: func(v View, e *Entry, pl any) error {
-			o := pl.(*memberOrgWire)
-			p, err := parsePeer(o.Peer)
-			if err != nil {
-				return err
-			}
-			if p != e.Author {
-				return unauthorized("member.org by %s names %s: a member states only its own organisation", e.Author, p)
-			}
-			if err := CheckOrg(o.Org); err != nil {
-				return err
-			}
-			org, member, err := memberOrgIn(v, p)
-			if err != nil {
-				return err
-			}
-			if !member {
-				return unauthorized("member.org by non-member %s", p)
-			}
-			if org != "" {
-				return unauthorized("%s's organisation is already %q (set by its admission or stated before); only the admin changes it, with member.add", p, org)
-			}
-			return nil
-		},
-		builtin: func(a *applier, e *Entry, pl any) error {
-			o := pl.(*memberOrgWire)
-			idx := orgIdx{Org: o.Org, Entry: e.cid.Bytes(), Wall: e.Clock.Wall, Counter: e.Clock.Counter}
-			if err := a.putCBOR(pIdx+"o/"+e.Author.String()+"/"+e.cs, &idx); err != nil {
-				return err
-			}
-			return a.recomputeMember(e.Author)
-		},
-	}); err != nil {
-		panic(err)
+// validateMemberOrg: a member states its own organisation, once, and only
+// when its admission set none.
+func validateMemberOrg(v View, e *Entry, pl any) error {
+	o := pl.(*memberOrgWire)
+	p, err := parsePeer(o.Peer)
+	if err != nil {
+		return err
 	}
+	if p != e.Author {
+		return unauthorized("member.org by %s names %s: a member states only its own organisation", e.Author, p)
+	}
+	if err := CheckOrg(o.Org); err != nil {
+		return err
+	}
+	org, member, err := memberOrgIn(v, p)
+	if err != nil {
+		return err
+	}
+	if !member {
+		return unauthorized("member.org by non-member %s", p)
+	}
+	if org != "" {
+		return unauthorized("%s's organisation is already %q (set by its admission or stated before); only the admin changes it, with member.add", p, org)
+	}
+	return nil
+}
+
+func applyMemberOrg(a *applier, e *Entry, pl any) error {
+	o := pl.(*memberOrgWire)
+	idx := orgIdx{Org: o.Org, Entry: e.cid.Bytes(), Wall: e.Clock.Wall, Counter: e.Clock.Counter}
+	if err := a.putCBOR(pIdx+"o/"+e.Author.String()+"/"+e.cs, &idx); err != nil {
+		return err
+	}
+	return a.recomputeMember(e.Author)
 }

@@ -41,7 +41,7 @@ func validateAccess(v View, e *Entry, pl any) error {
 	if err != nil {
 		return err
 	}
-	if !purposes[ac.Purpose] {
+	if !ValidPurpose(ac.Purpose) {
 		return fmt.Errorf("unknown purpose %q", ac.Purpose)
 	}
 	if ac.Version != rec.Version {

@@ -1,324 +1,224 @@
 package ledger
 
 import (
-	"slices"
+	"context"
 	"sort"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/medmesh/medmesh/sharing/replication"
+	"github.com/medmesh/medmesh/sharing/keywrap"
 )
 
-// The parts of a View that say who holds or may read a record. Each has a
-// fast path (cur: the entry's parents are the current heads, so its causal
-// past is everything applied and the materialized state answers) and a walk
-// over the indexes that keeps only entries in the causal past.
-
-// GrantAt is a grant as one view sees it.
-type GrantAt struct {
-	Grant
-	// Current is false when a revoke in the view cancels the grant.
-	Current bool
+// causalView implements View for an entry whose causal past is every applied
+// entry except those in excluded. With excluded empty it is the current state.
+type causalView struct {
+	ctx      context.Context
+	d        *dag
+	t        *txn
+	excluded map[cid.Cid]bool
+	// cur marks a view of everything applied (the entry's parents are the
+	// current heads): it reads the materialized state (state.go).
+	cur bool
+	err error
 }
 
-// Members implements View: the members in the view, sorted by peer ID.
-func (v *causalView) Members() []Member {
-	if v.cur {
-		return slices.Clone(v.curMembers())
+func (v *causalView) fail(err error) {
+	if v.err == nil && err != nil {
+		v.err = err
 	}
-	rows, err := v.t.list(v.ctx, pIdx+"m/")
-	if err != nil {
-		v.fail(err)
-		return nil
-	}
-	var peers []peer.ID
-	seen := map[string]bool{}
-	for _, r := range rows {
-		// /i/m/<peer>/<entry>
-		rest := r.Key[len(pIdx)+2:]
-		i := 0
-		for i < len(rest) && rest[i] != '/' {
-			i++
-		}
-		if seen[rest[:i]] {
-			continue
-		}
-		seen[rest[:i]] = true
-		p, err := peer.Decode(rest[:i])
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
-		peers = append(peers, p)
-	}
-	var out []Member
-	for _, p := range peers {
-		if m, ok := v.memberState(p); ok {
-			out = append(out, Member{Peer: p, Org: m.Org, Roles: m.Roles, Entry: m.entry})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
-	return out
 }
 
-// curMembers lists /s/m/, decoded once per change of membership.
-func (v *causalView) curMembers() []Member {
-	sc := v.d.sc
-	if sc.memberList != nil {
-		return *sc.memberList
+// InPast implements View.
+func (v *causalView) InPast(c cid.Cid) bool {
+	if v.excluded[c] {
+		return false
 	}
-	rows, err := v.t.list(v.ctx, pState+"m/")
+	n, err := v.d.get(v.ctx, c)
+	v.fail(err)
+	return n != nil
+}
+
+// memberState evaluates the membership rule for p over the view:
+// p is a member iff some member.add of p (or the genesis admin) has every
+// member.remove of p in the view in its causal past. Among such surviving
+// adds the latest in (clock, CID) order gives org and roles; when it sets no
+// org, p's own member.org statement does (org.go).
+func (v *causalView) memberState(p peer.ID) (*memberIdx, bool) {
+	rows, err := v.t.list(v.ctx, pIdx+"m/"+p.String()+"/")
 	if err != nil {
 		v.fail(err)
-		return nil
+		return nil, false
 	}
-	out := make([]Member, 0, len(rows))
+	var adds, removes []*memberIdx
 	for _, r := range rows {
-		p, err := peer.Decode(lastSeg(r.Key))
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
 		var m memberIdx
 		if err := decMode.Unmarshal(r.Value, &m); err != nil {
 			v.fail(err)
-			return nil
+			return nil, false
 		}
 		c, err := cid.Cast(m.Entry)
 		if err != nil {
 			v.fail(err)
-			return nil
+			return nil, false
 		}
-		out = append(out, Member{Peer: p, Org: m.Org, Roles: m.Roles, Entry: c})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
-	sc.memberList = &out
-	return out
-}
-
-// GrantsOf implements View: every grant of the record in the view, to any
-// grantee, oldest first; Current tells which no revoke in the view cancels.
-func (v *causalView) GrantsOf(rec cid.Cid) []GrantAt {
-	rows, err := v.t.list(v.ctx, pIdx+"g/"+rec.String()+"/")
-	if err != nil {
-		v.fail(err)
-		return nil
-	}
-	var current map[string]bool
-	var revokes []kv
-	if v.cur {
-		cur, err := v.t.list(v.ctx, pState+"g/"+rec.String()+"/")
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
-		current = make(map[string]bool, len(cur))
-		for _, r := range cur {
-			current[r.Key[len(pState):]] = true
-		}
-	} else if revokes, err = v.t.list(v.ctx, pIdx+"rv/"+rec.String()+"/"); err != nil {
-		v.fail(err)
-		return nil
-	}
-	var out []GrantAt
-	for _, r := range rows {
-		var st grantStored
-		if err := decMode.Unmarshal(r.Value, &st); err != nil {
-			v.fail(err)
-			return nil
-		}
-		g, err := st.public()
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
-		if v.cur {
-			out = append(out, GrantAt{Grant: g, Current: current[r.Key[len(pIdx):]]})
+		m.entry = c
+		if !v.InPast(c) {
 			continue
 		}
-		if !v.InPast(g.Entry) {
-			continue
+		if m.Add {
+			adds = append(adds, &m)
+		} else {
+			removes = append(removes, &m)
 		}
+	}
+	var best *memberIdx
+	for _, a := range adds {
 		ok := true
-		prefix := pIdx + "rv/" + rec.String() + "/" + g.Grantee.String() + "/"
-		for _, rv := range revokes {
-			if len(rv.Key) <= len(prefix) || rv.Key[:len(prefix)] != prefix {
-				continue
-			}
-			rc, err := cid.Decode(lastSeg(rv.Key))
-			if err != nil {
-				v.fail(err)
-				return nil
-			}
-			if !v.InPast(rc) {
-				continue
-			}
-			anc, err := v.d.isAncestor(v.ctx, rc, g.Entry)
+		for _, r := range removes {
+			anc, err := v.d.isAncestor(v.ctx, r.entry, a.entry)
 			v.fail(err)
 			if !anc {
 				ok = false
 				break
 			}
 		}
-		out = append(out, GrantAt{Grant: g, Current: ok})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Time.Equal(out[j].Time) {
-			return out[i].Time.Before(out[j].Time)
+		if ok && (best == nil || before(HLC{best.Wall, best.Counter}, best.entry, HLC{a.Wall, a.Counter}, a.entry)) {
+			best = a
 		}
-		return out[i].Entry.KeyString() < out[j].Entry.KeyString()
-	})
-	return out
+	}
+	if best != nil && best.Org == "" { // org.go: the member's own statement
+		best.Org = v.declaredOrg(p)
+	}
+	return best, best != nil
 }
 
-// Receipts implements View: each holder's latest receipt for the record in
-// the view.
-func (v *causalView) Receipts(rec cid.Cid) []Receipt {
+// IsMember implements View.
+func (v *causalView) IsMember(p peer.ID) bool {
 	if v.cur {
-		rows, err := v.t.list(v.ctx, pState+"rc/"+rec.String()+"/")
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
-		out := make([]Receipt, 0, len(rows))
-		for _, r := range rows {
-			rc, err := decodeReceipt(rec, r.Value)
-			if err != nil {
-				v.fail(err)
-				return nil
-			}
-			out = append(out, rc)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Holder < out[j].Holder })
-		return out
+		_, ok := v.curMember(p)
+		return ok
 	}
-	rows, err := v.t.list(v.ctx, pIdx+"rc/"+rec.String()+"/")
-	if err != nil {
-		v.fail(err)
-		return nil
-	}
-	type latest struct {
-		rc    Receipt
-		clock HLC
-	}
-	best := map[peer.ID]latest{}
-	for _, r := range rows {
-		var s receiptStored
-		if err := decMode.Unmarshal(r.Value, &s); err != nil {
-			v.fail(err)
-			return nil
-		}
-		rc, err := decodeReceipt(rec, r.Value)
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
-		if !v.InPast(rc.Entry) {
-			continue
-		}
-		clock := HLC{s.Wall, s.Counter}
-		if b, ok := best[rc.Holder]; !ok || before(b.clock, b.rc.Entry, clock, rc.Entry) {
-			best[rc.Holder] = latest{rc, clock}
-		}
-	}
-	out := make([]Receipt, 0, len(best))
-	for _, b := range best {
-		out = append(out, b.rc)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Holder < out[j].Holder })
-	return out
+	_, ok := v.memberState(p)
+	return ok
 }
 
-// Named implements View: the holders the record's owner named in the view.
-func (v *causalView) Named(rec cid.Cid) []peer.ID {
+// HasRole implements View.
+func (v *causalView) HasRole(p peer.ID, role string) bool {
+	var m *memberIdx
+	var ok bool
 	if v.cur {
-		rows, err := v.t.list(v.ctx, pState+"as/"+rec.String()+"/")
-		if err != nil {
-			v.fail(err)
-			return nil
-		}
-		out := make([]peer.ID, 0, len(rows))
-		for _, r := range rows {
-			p, err := peer.Decode(lastSeg(r.Key))
-			if err != nil {
-				v.fail(err)
-				return nil
-			}
-			out = append(out, p)
-		}
-		return out
+		m, ok = v.curMember(p)
+	} else {
+		m, ok = v.memberState(p)
 	}
-	rows, err := v.t.list(v.ctx, pIdx+"as/"+rec.String()+"/")
+	if !ok {
+		return false
+	}
+	for _, r := range m.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// keyState picks p's current key in the view: the key.announce by p latest
+// in (clock, CID) order. Since clocks grow along causal links, a rotation
+// that saw the previous key always supersedes it.
+func (v *causalView) keyState(p peer.ID) (*keyIdx, bool) {
+	rows, err := v.t.list(v.ctx, pIdx+"k/"+p.String()+"/")
 	if err != nil {
 		v.fail(err)
-		return nil
+		return nil, false
 	}
-	set := map[peer.ID]bool{}
+	var best *keyIdx
 	for _, r := range rows {
-		c, err := cid.Decode(lastSeg(r.Key))
+		var k keyIdx
+		if err := decMode.Unmarshal(r.Value, &k); err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		c, err := cid.Cast(k.Entry)
 		if err != nil {
 			v.fail(err)
-			return nil
+			return nil, false
 		}
+		k.entry = c
 		if !v.InPast(c) {
 			continue
 		}
-		var w assignWire
-		if err := decMode.Unmarshal(r.Value, &w); err != nil {
+		if best == nil || before(HLC{best.Wall, best.Counter}, best.entry, HLC{k.Wall, k.Counter}, c) {
+			kk := k
+			best = &kk
+		}
+	}
+	return best, best != nil
+}
+
+// KEMKey implements View.
+func (v *causalView) KEMKey(p peer.ID) ([]byte, keywrap.KeyID, bool) {
+	if v.cur {
+		return v.curKEMKey(p)
+	}
+	k, ok := v.keyState(p)
+	if !ok {
+		return nil, keywrap.KeyID{}, false
+	}
+	return k.Pub, keywrap.IDOf(k.Pub), true
+}
+
+// recordState picks the owning announcement of a record in the view: when
+// several authors announced the same record ID concurrently, the earliest in
+// (clock, CID) order owns it.
+func (v *causalView) recordState(id cid.Cid) (*recordIdx, bool) {
+	rows, err := v.t.list(v.ctx, pIdx+"r/"+id.String()+"/")
+	if err != nil {
+		v.fail(err)
+		return nil, false
+	}
+	var best *recordIdx
+	for _, r := range rows {
+		var ri recordIdx
+		if err := decMode.Unmarshal(r.Value, &ri); err != nil {
 			v.fail(err)
-			return nil
+			return nil, false
 		}
-		for _, b := range w.Holders {
-			p, err := peer.IDFromBytes(b)
-			if err != nil {
-				v.fail(err)
-				return nil
-			}
-			set[p] = true
+		c, err := cid.Cast(ri.Info.Entry)
+		if err != nil {
+			v.fail(err)
+			return nil, false
+		}
+		ri.entry = c
+		if !v.InPast(c) {
+			continue
+		}
+		if best == nil || before(HLC{ri.Wall, ri.Counter}, c, HLC{best.Wall, best.Counter}, best.entry) {
+			rr := ri
+			best = &rr
 		}
 	}
-	out := make([]peer.ID, 0, len(set))
-	for p := range set {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
+	return best, best != nil
 }
 
-func decodeReceipt(rec cid.Cid, b []byte) (Receipt, error) {
-	var s receiptStored
-	if err := decMode.Unmarshal(b, &s); err != nil {
-		return Receipt{}, err
+// Record implements View.
+func (v *causalView) Record(id cid.Cid) (RecordInfo, bool) {
+	if v.cur {
+		return v.curRecordInfo(id)
 	}
-	h, err := peer.IDFromBytes(s.Holder)
-	if err != nil {
-		return Receipt{}, err
+	r, ok := v.recordState(id)
+	if !ok {
+		return RecordInfo{}, false
 	}
-	ec, err := cid.Cast(s.Entry)
-	if err != nil {
-		return Receipt{}, err
-	}
-	return Receipt{Record: rec, Holder: h, Status: s.Receipt.Status, Reason: s.Receipt.Reason, Entry: ec, Time: msTime(int64(s.Wall))}, nil
+	info, err := r.Info.public()
+	v.fail(err)
+	return info, err == nil
 }
 
-// HoldAuthority is who may hold rec as v sees it (replication.Authority).
-func HoldAuthority(v View, rec RecordInfo) replication.Authority {
-	a := replication.Authority{Record: rec.ID, Owner: rec.Owner, Wanted: int(rec.Replicas), Named: v.Named(rec.ID)}
-	for _, m := range v.Members() {
-		a.Members = append(a.Members, replication.Member{Peer: m.Peer, Org: m.Org})
-	}
-	for _, r := range v.Receipts(rec.ID) {
-		a.Receipts = append(a.Receipts, replication.Receipt{Holder: r.Holder, Status: r.Status, Reason: r.Reason})
-	}
-	seen := map[peer.ID]bool{}
-	for _, g := range v.GrantsOf(rec.ID) {
-		if !seen[g.Grantee] {
-			seen[g.Grantee] = true
-			a.Granted = append(a.Granted, g.Grantee)
-		}
-	}
-	return a
+// sortedCids sorts CIDs by their bytes.
+func sortedCids(cs []cid.Cid) []cid.Cid {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].KeyString() < cs[j].KeyString() })
+	return cs
 }
 
 // curGrant is grantInView on the fast path: two point reads (the grant's

@@ -1,0 +1,13 @@
+package daemon
+
+import (
+	"github.com/medmesh/medmesh/sharing/dataset"
+	"github.com/medmesh/medmesh/sharing/ledger"
+)
+
+// LedgerTypes are the entry types a medmesh node runs: the ledger's
+// built-in ones and the consent types of research datasets. Start passes
+// them to the ledger, and `network create` declares them in the genesis,
+// so a node that lacks one refuses to open the network instead of
+// rejecting what the others accept.
+func LedgerTypes() []ledger.TypeSpec { return append(ledger.Builtin(), dataset.Types()...) }
