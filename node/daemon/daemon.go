@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/httpapi"
+	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/keywrap"
@@ -73,9 +74,9 @@ type Daemon struct {
 	attest *attestor
 	m      *metrics
 
-	dicomOnce sync.Once
-	dicom     *dicomState
-	dicomErr  error
+	imaging *imaging.Service
+	// datasetMu makes dataset creation one at a time (dataset.go).
+	datasetMu sync.Mutex
 	repl      atomic.Pointer[replicator] // set once by startReplication
 
 	closeOnce sync.Once
@@ -172,6 +173,12 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// nothing else writes (gc.go).
 	d.recoverInterruptedAdds(ctx)
 	d.attest = newAttestor(d)
+	d.imaging, err = imaging.New(imaging.Config{
+		Records: d, Ledger: d.Ledger, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
 
 	var listen []multiaddr.Multiaddr
 	for _, s := range r.Config.Listen {

@@ -24,7 +24,6 @@ import (
 	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/records"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -33,15 +32,11 @@ import (
 	"github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/sharing/dataset"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom"
-	"github.com/medmesh/medmesh/storage/record"
 )
-
-// deidStudyName is the record name DeidentifyDICOM gives its outputs: such
-// records are never sources of a dataset.
-const deidStudyName = "DICOM study (de-identified)"
 
 // ---- consent ----
 
@@ -394,11 +389,7 @@ func (d *Daemon) datasetCandidates(ctx context.Context, req api.DatasetCreateReq
 			ids = append(ids, id)
 		}
 	} else {
-		idx, err := d.DicomIndex()
-		if err != nil {
-			return nil, err
-		}
-		hits, err := idx.Query(ctx, dicom.Filter{Modality: q.Modality})
+		hits, err := d.imaging.Find(ctx, dicom.Filter{Modality: q.Modality})
 		if err != nil {
 			return nil, err
 		}
@@ -455,10 +446,7 @@ func (d *Daemon) CreateDataset(ctx context.Context, req api.DatasetCreateRequest
 			return nil, fault.Invalidf("", "%v", err)
 		}
 	}
-	if req.ProjectKeyFile != "" && !isAbs(req.ProjectKeyFile) {
-		return nil, fault.Invalidf("", "project key file %q is not an absolute path", req.ProjectKeyFile)
-	}
-	pkey, err := d.projectKey(req.ProjectKeyFile)
+	pkey, err := d.imaging.ProjectKey(req.ProjectKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -468,12 +456,8 @@ func (d *Daemon) CreateDataset(ctx context.Context, req api.DatasetCreateRequest
 		return nil, err
 	}
 	// One create at a time per node: versions of a name must not race.
-	st, err := d.dicomState()
-	if err != nil {
-		return nil, err
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	d.datasetMu.Lock()
+	defer d.datasetMu.Unlock()
 
 	res := &api.DatasetCreateResult{Name: req.Name, Studies: []api.DatasetStudy{}, Excluded: []api.DatasetExcluded{}, Counts: map[string]int{}}
 	var prev *datasetRef
@@ -501,19 +485,21 @@ func (d *Daemon) CreateDataset(ctx context.Context, req api.DatasetCreateRequest
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		_, m, key, _, src, err := d.openStudy(ctx, info.ID, int(info.Version))
+		o, err := d.imaging.Open(ctx, info.ID, int(info.Version), "")
 		if err != nil {
-			var se *api.StatusError
-			if errors.As(err, &se) && len(req.Records) > 0 {
+			// Invalid: a record of another kind, not a DICOM study.
+			if fault.Is(err, fault.Invalid) && len(req.Records) > 0 {
 				exclude(res, info.ID.String(), 0, dataset.ReasonNotStudy)
 				continue
 			}
-			if errors.As(err, &se) {
-				continue // not a DICOM study
+			if fault.Is(err, fault.Invalid) {
+				continue
 			}
 			return nil, err
 		}
-		if m.Name == deidStudyName || strings.HasPrefix(src.PatientID, "ANON-") {
+		src := o.Study
+		// De-identified studies are never sources of a dataset.
+		if o.Manifest.Name == imaging.DeidStudyName || strings.HasPrefix(src.PatientID, "ANON-") {
 			if len(req.Records) > 0 {
 				exclude(res, info.ID.String(), len(src.Series), dataset.ReasonNotStudy)
 			}
@@ -552,10 +538,9 @@ func (d *Daemon) CreateDataset(ctx context.Context, req api.DatasetCreateRequest
 		if left > 0 {
 			exclude(res, info.ID.String(), left, reason)
 		}
-		ds, reused, err := d.datasetDeid(ctx, info, m, key, src, keep, opts)
+		ds, reused, err := d.datasetDeid(ctx, o, keep, opts)
 		if err != nil {
-			var se *api.StatusError
-			if errors.As(err, &se) && se.Code == http.StatusUnprocessableEntity {
+			if errors.Is(err, imaging.ErrAllExcluded) {
 				exclude(res, info.ID.String(), len(keep), dataset.ReasonNotDeidable)
 				continue
 			}
@@ -663,10 +648,10 @@ func deidCacheKey(src cid.Cid, keep map[string]bool, opts dicom.DeidOptions) dat
 }
 
 // datasetDeid de-identifies the kept series of a source study (the
-// daemon's de-identify path: deidOne/deidPipe, two passes, streamed) into a
-// new study record, or reuses an earlier identical output.
-func (d *Daemon) datasetDeid(ctx context.Context, info ledger.RecordInfo, m *record.Manifest, key record.Key, src *dicom.Study, keep map[string]bool, opts dicom.DeidOptions) (*dataset.Study, bool, error) {
-	ck := deidCacheKey(info.ID, keep, opts)
+// imaging service's de-identification: two passes, streamed) into a new
+// study record, or reuses an earlier identical output.
+func (d *Daemon) datasetDeid(ctx context.Context, src *imaging.Opened, keep map[string]bool, opts dicom.DeidOptions) (*dataset.Study, bool, error) {
+	ck := deidCacheKey(src.Info.ID, keep, opts)
 	if raw, err := d.local.Get(ctx, ck); err == nil {
 		var s dataset.Study
 		if dataset.Unmarshal(raw, &s) == nil {
@@ -677,80 +662,24 @@ func (d *Daemon) datasetDeid(ctx context.Context, info ledger.RecordInfo, m *rec
 			}
 		}
 	}
-	ns := &dicom.Study{}
-	type kept struct {
-		file int
-		size int64
-	}
-	var keepFiles []kept
-	var offset int
-	for _, se := range src.Series {
-		if !keep[se.UID] {
-			continue
-		}
-		var nse *dicom.Series
-		for _, in := range se.Instances {
-			cw := &countWriter{w: io.Discard}
-			res, err := d.deidOne(ctx, m, key, in.FileIndex, cw, opts)
-			if err != nil {
-				return nil, false, fmt.Errorf("de-identify file %d of %s: %w", in.FileIndex, info.ID, err)
-			}
-			if res.Excluded {
-				continue
-			}
-			if ns.UID == "" {
-				ns.UID, ns.PatientID = res.StudyInstanceUID, res.PatientPseudonym
-				ns.PatientName = "ANON^" + trimPrefix(res.PatientPseudonym, "ANON-")
-				offset = res.DateOffsetDays
-			}
-			if nse == nil {
-				nse = &dicom.Series{UID: res.SeriesInstanceUID, Modality: se.Modality, BodyPart: se.BodyPart, Number: se.Number}
-				ns.Series = append(ns.Series, nse)
-			}
-			nse.Instances = append(nse.Instances, &dicom.InstanceRef{SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: in.SOPClassUID,
-				TransferSyntax: in.TransferSyntax, Number: in.Number, Size: cw.n, FileIndex: len(keepFiles)})
-			keepFiles = append(keepFiles, kept{file: in.FileIndex, size: cw.n})
-		}
-	}
-	if len(keepFiles) == 0 {
-		return nil, false, fault.Invalidf("", "every instance was excluded by de-identification")
-	}
-	if opts.ShiftDates && src.StudyDate != "" {
-		if t, err := time.Parse("20060102", src.StudyDate); err == nil {
-			ns.StudyDate = t.AddDate(0, 0, offset).Format("20060102")
-		}
-	}
-	meta, err := dicom.EncodeStudyMeta(ns)
+	dd, err := d.imaging.Deidentify(ctx, src, opts, func(se *dicom.Series) bool { return keep[se.UID] })
 	if err != nil {
 		return nil, false, err
 	}
-	out := &dataset.Study{Patient: ns.PatientID, StudyUID: ns.UID}
-	files := make([]records.FileSource, 0, len(keepFiles))
-	for _, se := range ns.Series {
+	out := &dataset.Study{Record: dd.ID.Bytes(), Patient: dd.Study.PatientID, StudyUID: dd.Study.UID}
+	for _, se := range dd.Study.Series {
 		ds := dataset.Series{UID: se.UID, Modality: se.Modality, BodyPart: se.BodyPart}
 		for _, ni := range se.Instances {
-			k := keepFiles[ni.FileIndex]
-			files = append(files, records.FileSource{Path: se.UID + "/" + ni.SOPInstanceUID + ".dcm", Open: d.deidPipe(ctx, m, key, k.file, k.size, opts)})
 			ds.Instances++
-			ds.Size += uint64(k.size)
+			ds.Size += uint64(ni.Size)
 		}
 		out.Series = append(out.Series, ds)
 		out.Instances += ds.Instances
 		out.Size += ds.Size
 	}
-	ar, err := d.Add(ctx, records.AddRequest{Name: deidStudyName, MediaType: DicomMediaType, Kind: DicomKind, Class: DicomClass, Meta: meta, Files: files})
-	if err != nil {
-		return nil, false, err
-	}
-	out.Record = ar.ID.Bytes()
-	if idx, err := d.DicomIndex(); err == nil {
-		if err := idx.Put(ctx, ar.ID.String(), ns); err != nil {
-			d.log.Warn("dicom index: add de-identified study", "record", ar.ID, "err", err)
-		}
-	}
 	if raw, err := dataset.Marshal(out); err == nil {
 		if err := d.local.Put(ctx, ck, raw); err != nil {
-			d.log.Warn("dataset: remember de-identified study", "record", ar.ID, "err", err)
+			d.log.Warn("dataset: remember de-identified study", "record", dd.ID, "err", err)
 		}
 	}
 	return out, false, nil

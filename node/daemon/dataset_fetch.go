@@ -224,10 +224,11 @@ func (d *Daemon) FetchDataset(ctx context.Context, req api.DatasetFetchRequest, 
 		if err != nil {
 			return err
 		}
-		fs.info, fs.m, fs.key, fs.g, fs.s, err = d.openStudyFor(ctx, id, 0, ledger.PurposeResearch)
+		o, err := d.imaging.Open(ctx, id, 0, ledger.PurposeResearch)
 		if err != nil {
 			return fmt.Errorf("study %s: %w", fs.ds.StudyUID, err)
 		}
+		fs.info, fs.m, fs.key, fs.g, fs.s = o.Info, o.Manifest, o.Key, o.Grant, o.Study
 		if fs.s.UID != fs.ds.StudyUID || fs.s.NumInstances() != int(fs.ds.Instances) {
 			return fmt.Errorf("study record %s does not match its dataset entry", id)
 		}

@@ -17,14 +17,14 @@ func (d *Daemon) dicomRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		res, err := d.ImportDICOM(r.Context(), req.Paths)
+		res, err := d.imaging.Import(r.Context(), req.Paths)
 		reply(w, res, err)
 	})
 	s.HandleFunc("GET "+p+"/dicom/studies", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		// Modality matches whatever its case (the index), and any value is
 		// a query: archives hold modalities that are not defined terms.
-		hits, err := d.QueryDICOM(r.Context(), dicom.Filter{
+		hits, err := d.imaging.Query(r.Context(), dicom.Filter{
 			PatientID: q.Get("patient"), Modality: q.Get("modality"), StudyUID: q.Get("study"),
 			From: q.Get("from"), To: q.Get("to"),
 		})
@@ -41,7 +41,7 @@ func (d *Daemon) dicomRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		res, err := d.ExportDICOM(r.Context(), id, req.Version, req.Dir, req.Series, req.Purpose)
+		res, err := d.imaging.Export(r.Context(), id, req.Version, req.Dir, req.Series, req.Purpose)
 		if err != nil {
 			api.Fail(w, err)
 			return
@@ -59,7 +59,7 @@ func (d *Daemon) dicomRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		res, err := d.DeidentifyDICOM(r.Context(), id, req)
+		res, err := d.imaging.DeidentifyRecord(r.Context(), id, req)
 		reply(w, res, err)
 	})
 	d.dicomwebRoutes()

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
+	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 )
 
@@ -457,7 +457,7 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 	if dfiles != 6 {
 		t.Errorf("de-identified export wrote %d files, want 6", dfiles)
 	}
-	if fi, err := os.Stat(filepath.Join(a.Dir, daemon.DicomProjectKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(a.Dir, imaging.ProjectKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("project key: %v, mode %v", err, fi)
 	}
 }

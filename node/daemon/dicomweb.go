@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,17 +10,14 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/storage/dicom"
-	"github.com/medmesh/medmesh/storage/record"
 )
 
 // DICOMweb (PS3.18) on the node's API, behind the same bearer token:
@@ -36,10 +32,9 @@ import (
 // Instances are sent as stored (their original transfer syntax); no
 // transcoding is done.
 const (
-	dicomwebPrefix  = "/dicomweb"
-	dicomJSONType   = "application/dicom+json"
-	maxStowParts    = 100000
-	metaInMemoryMax = 32 << 20
+	dicomwebPrefix = "/dicomweb"
+	dicomJSONType  = "application/dicom+json"
+	maxStowParts   = 100000
 )
 
 // Failure reasons (PS3.18 Table I.2-2 / PS3.4 storage status codes).
@@ -97,61 +92,6 @@ func writeDicomJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func baseURL(r *http.Request) string { return "http://" + r.Host + dicomwebPrefix }
-
-// ---- study resolution ----
-
-type openedStudy struct {
-	info  ledger.RecordInfo
-	m     *record.Manifest
-	key   record.Key
-	grant *ledger.Grant
-	s     *dicom.Study
-}
-
-// studyByUID maps a Study Instance UID to a readable record through the
-// index: the node's own newest version first, then granted copies.
-func (d *Daemon) studyByUID(ctx context.Context, studyUID string) (*openedStudy, error) {
-	idx, err := d.DicomIndex()
-	if err != nil {
-		return nil, err
-	}
-	hits, err := idx.Query(ctx, dicom.Filter{StudyUID: studyUID})
-	if err != nil {
-		return nil, err
-	}
-	type cand struct {
-		info ledger.RecordInfo
-		mine bool
-	}
-	var cands []cand
-	for _, h := range hits {
-		id, err := cid.Decode(h.RecordID)
-		if err != nil {
-			continue
-		}
-		info, ok := d.Ledger.Record(id)
-		if !ok {
-			continue
-		}
-		latest := d.latestVersion(id)
-		cands = append(cands, cand{latest, info.Owner == d.self})
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].mine && !cands[j].mine })
-	var firstErr error
-	for _, c := range cands {
-		info, m, key, g, s, err := d.openStudy(ctx, c.info.ID, 0)
-		if err == nil && s.UID == studyUID {
-			return &openedStudy{info, m, key, g, s}, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return nil, api.Errorf(http.StatusNotFound, "import it or open a granted copy first", "study %s is not in this node's index", studyUID)
-}
 
 // ---- QIDO-RS ----
 
@@ -255,12 +195,12 @@ func dateRange(v string) (from, to string, err error) {
 		b = a
 	}
 	if a != "" {
-		if from, err = normDate(a); err != nil {
+		if from, err = imaging.NormDate(a); err != nil {
 			return "", "", bad
 		}
 	}
 	if b != "" {
-		if to, err = normDate(b); err != nil {
+		if to, err = imaging.NormDate(b); err != nil {
 			return "", "", bad
 		}
 	}
@@ -292,18 +232,13 @@ func (d *Daemon) handleQidoStudies(w http.ResponseWriter, r *http.Request) {
 	if v := keys["StudyInstanceUID"]; v != "" {
 		uids = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\\' })
 	}
-	idx, err := d.DicomIndex()
-	if err != nil {
-		api.Fail(w, err)
-		return
-	}
 	seen := map[string]bool{}
 	var hits []dicom.Hit
 	for _, u := range uids {
 		f.StudyUID = u
-		hs, err := idx.Query(r.Context(), f)
+		hs, err := d.imaging.Find(r.Context(), f)
 		if err != nil {
-			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "%v", err))
+			api.Fail(w, err)
 			return
 		}
 		for _, h := range hs {
@@ -352,13 +287,13 @@ func (d *Daemon) handleQidoSeries(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, err)
 		return
 	}
-	os, err := d.studyByUID(r.Context(), r.PathValue("study"))
+	os, err := d.imaging.OpenUID(r.Context(), r.PathValue("study"))
 	if err != nil {
 		api.Fail(w, err)
 		return
 	}
 	out := []dsJSON{}
-	for _, se := range os.s.Series {
+	for _, se := range os.Study.Series {
 		if m := keys["Modality"]; m != "" && !strings.EqualFold(m, se.Modality) {
 			continue
 		}
@@ -366,13 +301,13 @@ func (d *Daemon) handleQidoSeries(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		ds := dsJSON{}
-		ds.set("0020000D", "UI", os.s.UID)
+		ds.set("0020000D", "UI", os.Study.UID)
 		ds.set("0020000E", "UI", se.UID)
 		ds.set("00080060", "CS", se.Modality)
 		ds.set("00200011", "IS", se.Number)
 		ds.set("0008103E", "LO", se.Description)
 		ds.set("00201209", "IS", len(se.Instances))
-		ds.set("00081190", "UR", baseURL(r)+"/studies/"+os.s.UID+"/series/"+se.UID)
+		ds.set("00081190", "UR", baseURL(r)+"/studies/"+os.Study.UID+"/series/"+se.UID)
 		out = append(out, ds)
 	}
 	q.page(w, out)
@@ -384,14 +319,14 @@ func (d *Daemon) handleQidoInstances(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, err)
 		return
 	}
-	os, err := d.studyByUID(r.Context(), r.PathValue("study"))
+	os, err := d.imaging.OpenUID(r.Context(), r.PathValue("study"))
 	if err != nil {
 		api.Fail(w, err)
 		return
 	}
 	series := r.PathValue("series")
 	out := []dsJSON{}
-	for _, se := range os.s.Series {
+	for _, se := range os.Study.Series {
 		if series != "" && se.UID != series {
 			continue
 		}
@@ -409,21 +344,21 @@ func (d *Daemon) handleQidoInstances(w http.ResponseWriter, r *http.Request) {
 			ds.set("00080016", "UI", in.SOPClassUID)
 			ds.set("00080018", "UI", in.SOPInstanceUID)
 			ds.set("00080060", "CS", se.Modality)
-			ds.set("0020000D", "UI", os.s.UID)
+			ds.set("0020000D", "UI", os.Study.UID)
 			ds.set("0020000E", "UI", se.UID)
 			ds.set("00200013", "IS", in.Number)
 			ds.set("00083002", "UI", in.TransferSyntax)
-			ds.set("00081190", "UR", baseURL(r)+"/studies/"+os.s.UID+"/series/"+se.UID+"/instances/"+in.SOPInstanceUID)
+			ds.set("00081190", "UR", baseURL(r)+"/studies/"+os.Study.UID+"/series/"+se.UID+"/instances/"+in.SOPInstanceUID)
 			out = append(out, ds)
 		}
 	}
 	if series != "" && len(out) == 0 && len(keys) == 0 {
 		found := false
-		for _, se := range os.s.Series {
+		for _, se := range os.Study.Series {
 			found = found || se.UID == series
 		}
 		if !found {
-			api.Fail(w, api.Errorf(http.StatusNotFound, "", "study %s has no series %s", os.s.UID, series))
+			api.Fail(w, api.Errorf(http.StatusNotFound, "", "study %s has no series %s", os.Study.UID, series))
 			return
 		}
 	}
@@ -440,22 +375,12 @@ func (d *Daemon) handleWado(w http.ResponseWriter, r *http.Request, metadata boo
 			return
 		}
 	}
-	os, err := d.studyByUID(r.Context(), studyUID)
+	os, err := d.imaging.OpenUID(r.Context(), studyUID)
 	if err != nil {
 		api.Fail(w, err)
 		return
 	}
-	var sel []*dicom.InstanceRef
-	for _, se := range os.s.Series {
-		if seriesUID != "" && se.UID != seriesUID {
-			continue
-		}
-		for _, in := range se.Instances {
-			if sopUID == "" || in.SOPInstanceUID == sopUID {
-				sel = append(sel, in)
-			}
-		}
-	}
+	sel := os.Select(seriesUID, sopUID)
 	if len(sel) == 0 {
 		api.Fail(w, api.Errorf(http.StatusNotFound, "", "no such series or instance in study %s", studyUID))
 		return
@@ -469,13 +394,13 @@ func (d *Daemon) handleWado(w http.ResponseWriter, r *http.Request, metadata boo
 	if err != nil {
 		// The status line and part of the body are gone: abort the
 		// response so the client sees a failed transfer, not a short one.
-		d.log.Warn("WADO-RS transfer failed", "record", os.info.ID, "err", err)
+		d.log.Warn("WADO-RS transfer failed", "record", os.Info.ID, "err", err)
 		panic(http.ErrAbortHandler)
 	}
-	d.audit(ctx, os.info, "", os.grant)
+	d.imaging.ReadDone(ctx, os, "")
 }
 
-func (d *Daemon) wadoInstances(ctx context.Context, w http.ResponseWriter, os *openedStudy, sel []*dicom.InstanceRef) error {
+func (d *Daemon) wadoInstances(ctx context.Context, w http.ResponseWriter, os *imaging.Opened, sel []*dicom.InstanceRef) error {
 	mw := multipart.NewWriter(w)
 	w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
 	w.WriteHeader(http.StatusOK)
@@ -486,22 +411,22 @@ func (d *Daemon) wadoInstances(ctx context.Context, w http.ResponseWriter, os *o
 			ct += "; transfer-syntax=" + in.TransferSyntax
 		}
 		h.Set("Content-Type", ct)
-		h.Set("Content-Length", strconv.FormatInt(os.m.Files[in.FileIndex].Size, 10))
+		h.Set("Content-Length", strconv.FormatInt(os.Size(in), 10))
 		pw, err := mw.CreatePart(h)
 		if err != nil {
 			return err
 		}
-		if err := d.ReadFiles(ctx, os.m, os.key, []int{in.FileIndex}, pw); err != nil {
+		if err := d.imaging.WriteInstance(ctx, os, in, pw); err != nil {
 			return err
 		}
 	}
 	return mw.Close()
 }
 
-func (d *Daemon) wadoMetadata(ctx context.Context, w http.ResponseWriter, os *openedStudy, sel []*dicom.InstanceRef) error {
+func (d *Daemon) wadoMetadata(ctx context.Context, w http.ResponseWriter, os *imaging.Opened, sel []*dicom.InstanceRef) error {
 	started := false
 	for _, in := range sel {
-		js, err := d.instanceMetadata(ctx, os, in)
+		js, err := d.imaging.InstanceMetadata(ctx, os, in)
 		if err != nil {
 			if !started {
 				// Nothing sent yet: a clean error is still possible.
@@ -526,37 +451,6 @@ func (d *Daemon) wadoMetadata(ctx context.Context, w http.ResponseWriter, os *op
 	return err
 }
 
-// instanceMetadata renders one instance's DICOM JSON. The parser needs
-// random access: a small instance is read into memory, a large one into a
-// 0600 temporary file in the repo, removed at once.
-func (d *Daemon) instanceMetadata(ctx context.Context, os_ *openedStudy, in *dicom.InstanceRef) ([]byte, error) {
-	size := os_.m.Files[in.FileIndex].Size
-	var ra io.ReaderAt
-	if size <= metaInMemoryMax {
-		var buf bytes.Buffer
-		if err := d.ReadFiles(ctx, os_.m, os_.key, []int{in.FileIndex}, &buf); err != nil {
-			return nil, err
-		}
-		ra = bytes.NewReader(buf.Bytes())
-	} else {
-		f, err := os.CreateTemp(d.Repo.Dir, ".wado-meta-*")
-		if err != nil {
-			return nil, err
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if err := d.ReadFiles(ctx, os_.m, os_.key, []int{in.FileIndex}, f); err != nil {
-			return nil, err
-		}
-		ra = f
-	}
-	pi, err := dicom.ParseReader(ra, size)
-	if err != nil {
-		return nil, fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
-	}
-	return dicom.MetadataJSON(pi)
-}
-
 // ---- STOW-RS ----
 
 func (d *Daemon) handleStow(w http.ResponseWriter, r *http.Request) {
@@ -574,12 +468,12 @@ func (d *Daemon) handleStow(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, api.Errorf(http.StatusBadRequest, "", "multipart/related without a boundary"))
 		return
 	}
-	tmp, err := os.MkdirTemp(d.Repo.Dir, ".stow-*")
+	stage, err := d.imaging.Stage()
 	if err != nil {
 		api.Fail(w, err)
 		return
 	}
-	defer os.RemoveAll(tmp)
+	defer stage.Close()
 	type failed struct {
 		classUID, sopUID string
 		reason           int
@@ -608,29 +502,26 @@ func (d *Daemon) handleStow(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 		}
-		path := filepath.Join(tmp, fmt.Sprintf("part-%06d.dcm", parts))
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
+		sd, err := stage.Put(part)
+		switch {
+		case fault.Is(err, fault.TooLarge):
+			api.Fail(w, api.Errorf(http.StatusRequestEntityTooLarge, "", "part %d is larger than %d bytes; nothing was stored", parts, int64(dicom.MaxFileSize)))
+			return
+		case fault.Is(err, fault.Invalid):
+			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "read part %d: %v; nothing was stored", parts, err))
+			return
+		case err != nil:
 			api.Fail(w, err)
 			return
 		}
-		n, err := io.Copy(f, io.LimitReader(part, dicom.MaxFileSize+1))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			api.Fail(w, api.Errorf(http.StatusBadRequest, "", "read part %d: %v; nothing was stored", parts, err))
-			return
-		}
-		if n > dicom.MaxFileSize {
-			api.Fail(w, api.Errorf(http.StatusRequestEntityTooLarge, "", "part %d is larger than %d bytes; nothing was stored", parts, int64(dicom.MaxFileSize)))
-			return
-		}
 		if want != "" {
-			in, err := dicom.ParseFile(path)
+			in, err := dicom.ParseFile(sd.Path)
 			if err == nil && in.StudyInstanceUID != want {
 				fails = append(fails, failed{in.SOPClassUID, in.SOPInstanceUID, failStudyMismatch})
-				os.Remove(path)
+				if err := stage.Drop(sd); err != nil {
+					api.Fail(w, err)
+					return
+				}
 			}
 		}
 	}
@@ -638,7 +529,7 @@ func (d *Daemon) handleStow(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, api.Errorf(http.StatusBadRequest, "", "STOW-RS request has no parts"))
 		return
 	}
-	res, err := d.ImportDICOM(r.Context(), []string{tmp})
+	res, err := stage.Import(r.Context())
 	if err != nil {
 		api.Fail(w, err)
 		return
