@@ -373,6 +373,11 @@ func dhtProtocolPrefix(networkID string) protocol.ID {
 // ID returns the node's peer ID.
 func (n *Node) ID() peer.ID { return n.Host.ID() }
 
+// Connected reports whether the node has a live connection to p.
+func (n *Node) Connected(p peer.ID) bool {
+	return n.Host.Network().Connectedness(p) == network.Connected
+}
+
 // AddrInfo returns the node's peer ID and listen addresses.
 func (n *Node) AddrInfo() peer.AddrInfo {
 	return peer.AddrInfo{ID: n.Host.ID(), Addrs: n.Host.Addrs()}

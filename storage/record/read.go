@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	blocks "github.com/ipfs/go-block-format"
 )
 
 // DefaultReadConcurrency is ReadOptions.Concurrency's default.
@@ -25,6 +27,26 @@ const DefaultReadConcurrency = 16
 // On error w may have received part of the file: write to a temporary
 // place and keep the result only if ReadFile returns nil.
 func ReadFile(ctx context.Context, g BlockGetter, key Key, f File, fileIndex int, w io.Writer, opts ReadOptions) error {
+	return readFile(ctx, g, nil, key, f, fileIndex, w, opts)
+}
+
+// BlockStream yields the blocks of a file's chunks in the file's order: a
+// network fetch that delivers them in order (node/p2p's GetBlocks).
+type BlockStream interface {
+	// Next returns the next chunk's block. An error ends the read.
+	Next(ctx context.Context) (blocks.Block, error)
+}
+
+// ReadFileStream is ReadFile over blocks that arrive in chunk order: it
+// takes each chunk's block from s in turn (as fast as Concurrency chunks in
+// flight allow) and verifies and decrypts up to Concurrency of them at
+// once. Each block must be the chunk's (its CID is compared with the
+// manifest's; with GetterVerifies false its bytes are hashed too).
+func ReadFileStream(ctx context.Context, s BlockStream, key Key, f File, fileIndex int, w io.Writer, opts ReadOptions) error {
+	return readFile(ctx, nil, s, key, f, fileIndex, w, opts)
+}
+
+func readFile(ctx context.Context, g BlockGetter, s BlockStream, key Key, f File, fileIndex int, w io.Writer, opts ReadOptions) error {
 	if fileIndex < 0 || fileIndex >= maxFiles {
 		return fmt.Errorf("%w: file index %d out of range", ErrMalformed, fileIndex)
 	}
@@ -40,7 +62,7 @@ func ReadFile(ctx context.Context, g BlockGetter, key Key, f File, fileIndex int
 		conc = DefaultReadConcurrency
 	}
 	conc = min(conc, len(f.Chunks))
-	r := &reader{g: g, k: k, f: f, fi: uint32(fileIndex), bufSize: int(f.Chunks[0].Size), trusted: opts.GetterVerifies}
+	r := &reader{g: g, s: s, k: k, f: f, fi: uint32(fileIndex), bufSize: int(f.Chunks[0].Size), trusted: opts.GetterVerifies}
 	if err := r.run(ctx, conc, w, opts.Progress); err != nil {
 		return fmt.Errorf("read file %d (%q): %w", fileIndex, f.Path, err)
 	}
@@ -48,7 +70,8 @@ func ReadFile(ctx context.Context, g BlockGetter, key Key, f File, fileIndex int
 }
 
 type reader struct {
-	g       BlockGetter
+	g       BlockGetter // chunks are fetched by the workers, or
+	s       BlockStream // taken in order by the producer
 	k       *recordKeys
 	f       File
 	fi      uint32
@@ -86,12 +109,25 @@ func (r *reader) run(ctx context.Context, conc int, w io.Writer, progress func(i
 				return
 			}
 			s := &slot{idx: i, done: make(chan struct{})}
+			var blk blocks.Block
+			if r.s != nil {
+				// In order, here: the stream is one sequence.
+				if blk, s.err = r.next(ctx, i); s.err != nil {
+					close(s.done)
+					order <- s
+					return
+				}
+			}
 			order <- s // never blocks: at most conc slots exist
 			workers.Add(1)
 			go func() {
 				defer workers.Done()
 				defer close(s.done)
-				s.pt, s.err = r.chunk(ctx, s.idx)
+				if blk == nil {
+					s.pt, s.err = r.chunk(ctx, s.idx)
+				} else {
+					s.pt, s.err = r.open(s.idx, blk)
+				}
 			}()
 		}
 	}()
@@ -160,6 +196,28 @@ func (r *reader) chunk(ctx context.Context, i int) (*[]byte, error) {
 	if blk == nil {
 		return nil, fmt.Errorf("fetch chunk %d (%s): getter returned no block", i, c.CID)
 	}
+	return r.open(i, blk)
+}
+
+// next takes chunk i's block from the stream.
+func (r *reader) next(ctx context.Context, i int) (blocks.Block, error) {
+	c := r.f.Chunks[i]
+	blk, err := r.s.Next(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetch chunk %d (%s): %w", i, c.CID, err)
+	}
+	if blk == nil {
+		return nil, fmt.Errorf("fetch chunk %d (%s): the stream returned no block", i, c.CID)
+	}
+	if !blk.Cid().Equals(c.CID) {
+		return nil, fmt.Errorf("%w: chunk %d: the stream yielded block %s, want %s", ErrBlockMismatch, i, blk.Cid(), c.CID)
+	}
+	return blk, nil
+}
+
+// open verifies chunk i's block and opens it into a pooled buffer.
+func (r *reader) open(i int, blk blocks.Block) (*[]byte, error) {
+	c := r.f.Chunks[i]
 	raw := blk.RawData()
 	if !r.trusted {
 		if err := verifyBlock(c.CID, raw); err != nil {

@@ -186,3 +186,72 @@ func TestReadFileWriterError(t *testing.T) {
 	err := ReadFile(t.Context(), st, key, res.Manifest.Files[0], 0, &failingWriter{}, ReadOptions{Concurrency: 3})
 	wantErr(t, err, errFull)
 }
+
+// sliceStream yields blocks in a given order, then err.
+type sliceStream struct {
+	blks []blocks.Block
+	err  error
+}
+
+func (s *sliceStream) Next(ctx context.Context) (blocks.Block, error) {
+	if len(s.blks) == 0 {
+		if s.err != nil {
+			return nil, s.err
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	b := s.blks[0]
+	s.blks = s.blks[1:]
+	return b, nil
+}
+
+func streamOf(t *testing.T, st *memStore, f File) *sliceStream {
+	t.Helper()
+	s := &sliceStream{}
+	for _, c := range f.Chunks {
+		b, err := st.Get(t.Context(), c.CID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.blks = append(s.blks, b)
+	}
+	return s
+}
+
+// ReadFileStream reads a file from blocks in chunk order; a block out of
+// place, a forged block and the stream's error each end the read.
+func TestReadFileStream(t *testing.T) {
+	st := newMemStore()
+	key := newKey(t)
+	data := randBytes(5, 20*MinChunkSize+3)
+	res := build(t, st, key, MinChunkSize, file{"a", data})
+	f := res.Manifest.Files[0]
+	for _, trusted := range []bool{false, true} {
+		var buf bytes.Buffer
+		err := ReadFileStream(t.Context(), streamOf(t, st, f), key, f, 0, &buf, ReadOptions{Concurrency: 4, GetterVerifies: trusted})
+		if err != nil || !bytes.Equal(buf.Bytes(), data) {
+			t.Fatalf("trusted %v: %v", trusted, err)
+		}
+	}
+
+	swapped := streamOf(t, st, f)
+	swapped.blks[3], swapped.blks[4] = swapped.blks[4], swapped.blks[3]
+	err := ReadFileStream(t.Context(), swapped, key, f, 0, io.Discard, ReadOptions{Concurrency: 4, GetterVerifies: true})
+	wantErr(t, err, ErrBlockMismatch)
+
+	forged := streamOf(t, st, f)
+	raw := append([]byte(nil), forged.blks[2].RawData()...)
+	raw[7] ^= 1
+	forged.blks[2], _ = blocks.NewBlockWithCid(raw, forged.blks[2].Cid())
+	err = ReadFileStream(t.Context(), forged, key, f, 0, io.Discard, ReadOptions{Concurrency: 4})
+	wantErr(t, err, ErrBlockMismatch)
+
+	errFetch := errors.New("3 of 21 blocks missing")
+	short := streamOf(t, st, f)
+	short.blks, short.err = short.blks[:5], errFetch
+	before := runtime.NumGoroutine()
+	err = ReadFileStream(t.Context(), short, key, f, 0, io.Discard, ReadOptions{Concurrency: 4})
+	wantErr(t, err, errFetch)
+	noLeak(t, before)
+}
