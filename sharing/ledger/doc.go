@@ -146,8 +146,11 @@
 // (validateGrant/applyGrant, ...; rules_*.go, org.go). Builtin returns the
 // table of built-in types. Nothing registers itself on import: the node
 // passes the types it runs in Options.Types, the built-in ones and its own
-// (node/daemon: append(ledger.Builtin(), dataset.Types()...)). An extension
-// type's Apply writes scoped state (Txn) that is part of the Digest.
+// (node/daemon: ledger.Builtin(), dataset.Types(), implant.Types()). An
+// extension type's Apply writes scoped state (Txn) that is part of the
+// Digest; its Validate reads that state back with View.Ext and counts the
+// rows of entries InPast, so its rules too are judged at the causal
+// position (sharing/implant's custody chains are built that way).
 //
 // Every node of a network must run the same types, or one would reject
 // what the others accept and diverge. So the choice is checked, not

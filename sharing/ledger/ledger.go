@@ -818,6 +818,20 @@ func (l *Ledger) listState(prefix string) []kv {
 	return rows
 }
 
+// Ext lists the rows that extension type typ's Apply wrote under prefix
+// ("" or ending in "/"), in key order: its state as of every applied entry.
+// A storage failure is an error, never an empty list.
+func (l *Ledger) Ext(typ, prefix string) ([]ExtRow, error) {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return nil, fmt.Errorf("ledger: extension state prefix %q must end in /", prefix)
+	}
+	rows, err := newTxn(l.ds).list(context.Background(), extPrefix(typ)+prefix)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read %s state: %w", typ, err)
+	}
+	return extRows(typ, rows), nil
+}
+
 // KEMKey returns p's current key-wrapping public key.
 func (l *Ledger) KEMKey(p peer.ID) ([]byte, bool) {
 	var k keyIdx

@@ -36,6 +36,21 @@ type View interface {
 	Receipts(record cid.Cid) []Receipt
 	// Named lists the holders a record's owner named (replica.assign).
 	Named(record cid.Cid) []peer.ID
+	// Ext lists the rows that extension type typ's Apply wrote (its Txn
+	// keys) under prefix ("" or ending in "/"), in key order. They are the
+	// rows of every entry applied so far, which may include entries
+	// outside the causal past (concurrent ones applied earlier): a rule
+	// that reads them keeps each row's entry in it and counts only rows
+	// whose entry is InPast. Rows are never those of entries applied after
+	// this one, so an append-only scheme (one row per entry, never
+	// overwritten) gives exactly the causal past.
+	Ext(typ, prefix string) []ExtRow
+}
+
+// ExtRow is one row of an extension type's state (View.Ext, Ledger.Ext).
+type ExtRow struct {
+	Key   string
+	Value []byte
 }
 
 // Txn lets a type's Apply keep state of its own. Keys are scoped to the type

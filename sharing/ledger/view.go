@@ -246,3 +246,21 @@ func (v *causalView) curGrant(rec cid.Cid, grantee peer.ID, g cid.Cid) (GrantAt,
 		Expires: msTime(st.Grant.Expires), Time: msTime(int64(st.Wall))}}
 	return ga, true
 }
+
+// Ext implements View.
+func (v *causalView) Ext(typ, prefix string) []ExtRow {
+	rows, err := v.t.list(v.ctx, extPrefix(typ)+prefix)
+	v.fail(err)
+	return extRows(typ, rows)
+}
+
+func extPrefix(typ string) string { return pState + "x/" + typ + "/" }
+
+func extRows(typ string, rows []kv) []ExtRow {
+	out := make([]ExtRow, len(rows))
+	n := len(extPrefix(typ))
+	for i, r := range rows {
+		out[i] = ExtRow{Key: r.Key[n:], Value: r.Value}
+	}
+	return out
+}
