@@ -495,7 +495,7 @@ func cliRows() []cliRow {
 				t.Errorf("member.org entries: %v", stated)
 			}
 		}},
-		{cmd: "ledger log", node: on("clinic"), args: argv("ledger", "log", "--type", "grants"), code: exitInvalid, check: has("unknown --type", "grant, key.announce")},
+		{cmd: "ledger log", node: on("clinic"), args: argv("ledger", "log", "--type", "grants"), code: exitInvalid, check: has("unknown --type", "grant, implant.explant", "implant.use, key.announce")},
 		{cmd: "ledger log", node: on("clinic"), args: argv("ledger", "log", "--limit", "-1"), code: exitInvalid},
 		{cmd: "ledger heads", node: on("clinic"), args: argv("ledger", "heads"), check: func(t *testing.T, e *tableEnv, out string) {
 			if h := decode[api.Heads](t, out); len(h.Heads) == 0 || len(h.State) != 64 {
