@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-datastore"
@@ -20,9 +19,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/gc"
 	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/node/p2p"
+	"github.com/medmesh/medmesh/node/replication"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
@@ -43,7 +44,7 @@ type Options struct {
 	StallTimeout time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
-	// Replication tunes placement, repair and reprovides (replication.go).
+	// Replication tunes placement, repair and reprovides (node/replication).
 	Replication ReplicationOptions
 }
 
@@ -62,9 +63,11 @@ type Daemon struct {
 	reg     *prometheus.Registry
 	api     *api.Server
 	apiAddr string
-	local   datastore.Batching // node-local bookkeeping (/medmesh/local)
-	lock    *repo.Lock         // the repo's lock, released last by Close
-	gc      gcState            // adds in progress; one sweep at a time (gc.go)
+	local   datastore.Batching   // node-local bookkeeping (/medmesh/local)
+	lock    *repo.Lock           // the repo's lock, released last by Close
+	gc      *gc.Service          // storage hygiene and the add protocol (node/gc)
+	pins    *replication.Pinset  // replicas pinned and records in flight
+	repl    *replication.Manager // placement, repair, proofs, reprovides
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,7 +80,6 @@ type Daemon struct {
 	imaging *imaging.Service
 	// datasetMu makes dataset creation one at a time (dataset.go).
 	datasetMu sync.Mutex
-	repl      atomic.Pointer[replicator] // set once by startReplication
 
 	closeOnce sync.Once
 	closeErr  error
@@ -169,9 +171,19 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err := d.access.load(ctx); err != nil {
 		return nil, err
 	}
+	if d.pins, err = replication.OpenPinset(ctx, d.local); err != nil {
+		return nil, err
+	}
+	d.gc, err = gc.New(gc.Config{
+		Self: self, Store: store, Local: d.local, DiskDir: r.Path(repo.DatastoreDir),
+		Ledger: d.Ledger, Records: d, Replicas: d.pins, Now: o.Now, Log: d.log, Metrics: d.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
 	// Only if an add was interrupted (its marker is left): sweep, while
-	// nothing else writes (gc.go).
-	d.recoverInterruptedAdds(ctx)
+	// nothing else writes.
+	d.gc.RecoverInterruptedAdds(ctx)
 	d.attest = newAttestor(d)
 	d.imaging, err = imaging.New(imaging.Config{
 		Records: d, Ledger: d.Ledger, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
@@ -224,13 +236,22 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		defer d.wg.Done()
 		d.attest.run(dctx)
 	}()
-	if err := d.startReplication(); err != nil {
+	d.repl, err = replication.New(replication.Config{
+		Self: self, Options: o.Replication, Replicas: r.Config.ReplicationFactor, Quota: r.Config.StorageQuota,
+		DiskDir: r.Path(repo.DatastoreDir), FetchTimeout: o.FetchTimeout,
+		Ledger: d.Ledger, Net: p2pNetwork{d.P2P}, Host: d.P2P.Host, Blocks: store.Blocks, Durable: store.DS,
+		Pins: d.pins, Records: d, Now: o.Now, Log: d.log, Metrics: d.reg,
+	})
+	if err != nil {
 		return nil, err
 	}
+	d.repl.Start(dctx)
 
 	d.api = httpapi.New(token, d.log,
 		httpapi.Debug{Metrics: d.metricsHandler()},
 		httpapi.Ledger{L: d.Ledger},
+		httpapi.Replication{R: d.repl},
+		httpapi.Storage{S: d.gc},
 	)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)
@@ -325,11 +346,16 @@ func (d *Daemon) Close() error {
 			d.savePeerBook(context.Background())
 		}
 		d.cancel()
-		d.stopReplication()
+		if d.repl != nil {
+			d.repl.Close()
+		}
 		if d.P2P != nil {
 			errs = append(errs, d.P2P.Close())
 		}
 		d.wg.Wait()
+		if d.gc != nil {
+			d.gc.Close()
+		}
 		if d.Ledger != nil {
 			errs = append(errs, d.Ledger.Close())
 		}

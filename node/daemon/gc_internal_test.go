@@ -65,11 +65,11 @@ func has(t *testing.T, d *Daemon, c cid.Cid) bool {
 
 func markers(t *testing.T, d *Daemon) int {
 	t.Helper()
-	ms, err := d.addMarkers(context.Background())
+	n, err := d.gc.Markers(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ms)
+	return n
 }
 
 // An add interrupted at each point of its protocol (here: the daemon
@@ -94,7 +94,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	}
 
 	// (a) Killed while storing chunks.
-	tpA, err := d.beginAdd(ctx)
+	tpA, err := d.gc.BeginAdd(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 		blocksA = append(blocksA, b.Cid())
 	}
 	// (b) Killed after storing the record's key and index, before the ledger.
-	tpB, err := d.beginAdd(ctx)
+	tpB, err := d.gc.BeginAdd(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 		}
 	}
 	recB := manifest.Cid()
-	if err := d.addNamed(ctx, tpB, recB); err != nil {
+	if err := tpB.Named(ctx, recB); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.local.Put(ctx, keyKey(recB), []byte("wrapped key")); err != nil {
@@ -127,14 +127,14 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	d.access.addBlocks(ctx, recB, []cid.Cid{chunk.Cid(), manifest.Cid()})
 	// (c) Killed after the ledger announced the record, before the marker
 	// was removed.
-	tpC, err := d.beginAdd(ctx)
+	tpC, err := d.gc.BeginAdd(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.addNamed(ctx, tpC, res.ID); err != nil {
+	if err := tpC.Named(ctx, res.ID); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := d.RepoStat(ctx); err != nil || st.OrphanBlockCount != 0 || st.RunningAddCount != 3 {
+	if st, err := d.gc.Stat(ctx); err != nil || st.OrphanBlockCount != 0 || st.RunningAddCount != 3 {
 		t.Fatalf("repo stat with three adds running: %+v %v", st, err)
 	}
 	if err := d.Close(); err != nil { // as a kill would: no add ends
@@ -167,7 +167,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	if ok, _ := d.local.Has(ctx, keyKey(res.ID)); !ok {
 		t.Fatal("the finished record lost its key")
 	}
-	st, err := d.RepoStat(ctx)
+	st, err := d.gc.Stat(ctx)
 	if err != nil || st.OrphanBlockCount != 0 || st.OwnedRecordCount != 1 {
 		t.Fatalf("repo stat after the restart: %+v %v", st, err)
 	}
@@ -183,44 +183,11 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	if !has(t, d, orphan.Cid()) {
 		t.Fatal("a start without an interrupted add swept the store")
 	}
-	gc, err := d.GC(ctx)
+	gc, err := d.gc.GC(ctx)
 	if err != nil || gc.RemovedBlockCount != 1 || has(t, d, orphan.Cid()) {
 		t.Fatalf("gc: %+v %v", gc, err)
 	}
 	if err := d.Ledger.Verify(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// The disk space of an interrupted add's blocks is given back after the
-// restart that removes them.
-func TestInterruptedAddSpaceReclaimed(t *testing.T) {
-	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "n")
-	d := startOne(t, dir)
-	before := diskUsage(d.Repo.Path(repo.DatastoreDir))
-	tp, err := d.beginAdd(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 64; i++ {
-		if err := tp.Put(ctx, rawBlock(t, 1<<20)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d.Close() // the add never ends, as if killed
-	grown := diskUsage(d.Repo.Path(repo.DatastoreDir))
-
-	d = startOne(t, dir)
-	defer d.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	after := diskUsage(d.Repo.Path(repo.DatastoreDir))
-	for after > before+8<<20 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // reclaiming runs in the background
-		after = diskUsage(d.Repo.Path(repo.DatastoreDir))
-	}
-	t.Logf("datastore on disk: %d before, %d with a 64 MiB interrupted add, %d after the restart", before, grown, after)
-	if grown < before+60<<20 || after > before+8<<20 {
-		t.Fatalf("datastore on disk: %d before, %d with the interrupted add, %d after the restart", before, grown, after)
 	}
 }

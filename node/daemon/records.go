@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/p2p"
+	"github.com/medmesh/medmesh/node/replication"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/record"
@@ -27,62 +28,6 @@ import (
 )
 
 var rawPrefix = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
-
-// trackingPutter remembers every block it stored so a failed add can take
-// them back: an interrupted upload leaves nothing behind.
-type trackingPutter struct {
-	inner record.BlockPutter
-	// copies says inner copies a block's bytes before Put returns and
-	// keeps no reference to them: true of the node's badger blockstore,
-	// which copies values into its value log or memtable arena. The
-	// record.Builder then reuses its buffers.
-	copies bool
-	// marker is the add's key under addMarkerPrefix (gc.go).
-	marker datastore.Key
-	mu     sync.Mutex
-	// put lists every block the add stores, each registered before it is
-	// written, so that a concurrent gc never takes it for garbage.
-	put    []cid.Cid
-	record cid.Cid // the record's ID, once known
-}
-
-func (t *trackingPutter) PutCopies() bool { return t.copies }
-
-func (t *trackingPutter) Put(ctx context.Context, b blocks.Block) error {
-	t.mu.Lock()
-	t.put = append(t.put, b.Cid())
-	t.mu.Unlock()
-	return t.inner.Put(ctx, b)
-}
-
-func (t *trackingPutter) PutMany(ctx context.Context, bs []blocks.Block) error {
-	for _, b := range bs {
-		if err := t.Put(ctx, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rollback deletes the blocks of a failed add, and what it stored about
-// its record; it reports whether all of that is gone.
-func (d *Daemon) rollback(t *trackingPutter) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	clean := true
-	for _, c := range t.put {
-		if err := d.Store.Blocks.DeleteBlock(context.Background(), c); err != nil {
-			d.log.Warn("rollback: delete block", "cid", c, "err", err)
-			clean = false
-		}
-	}
-	t.put = nil
-	if err := d.forgetRecord(context.Background(), t.record); err != nil {
-		d.log.Warn("rollback: forget record", "record", t.record, "err", err)
-		clean = false
-	}
-	return clean
-}
 
 // ownerInfo binds the owner's own envelope to the record.
 func ownerInfo(id cid.Cid) []byte { return keywrap.Info("owner", id.String()) }
@@ -129,18 +74,14 @@ func (d *Daemon) Add(ctx context.Context, req records.AddRequest) (*records.AddR
 	if err != nil {
 		return nil, err
 	}
-	tp, err := d.beginAdd(ctx)
+	// The add's blocks go through gc's add protocol (node/gc): a sweep
+	// keeps them meanwhile, and a failed or killed add leaves nothing.
+	tp, err := d.gc.BeginAdd(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ok := false
-	defer func() {
-		clean := true
-		if !ok {
-			clean = d.rollback(tp)
-		}
-		d.endAdd(tp, clean)
-	}()
+	defer func() { tp.End(ok) }()
 	start := time.Now()
 	b := record.NewBuilder(tp, key, record.Options{})
 	for _, f := range req.Files {
@@ -189,7 +130,7 @@ func (d *Daemon) Add(ctx context.Context, req records.AddRequest) (*records.AddR
 			return nil, err
 		}
 	}
-	if err := d.addNamed(ctx, tp, res.ID); err != nil {
+	if err := tp.Named(ctx, res.ID); err != nil {
 		return nil, err
 	}
 	if err := d.local.Put(ctx, keyKey(res.ID), envBytes); err != nil {
@@ -655,20 +596,7 @@ func (d *Daemon) List(ctx context.Context) ([]api.Record, error) {
 }
 
 // holders are the peers with a current "held" receipt, plus the owner.
-func (d *Daemon) holders(r ledger.RecordInfo) []peer.ID {
-	set := map[peer.ID]bool{r.Owner: true}
-	for _, rc := range d.Ledger.Receipts(r.ID) {
-		if rc.Status == ReceiptHeld {
-			set[rc.Holder] = true
-		}
-	}
-	out := make([]peer.ID, 0, len(set))
-	for p := range set {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
+func (d *Daemon) holders(r ledger.RecordInfo) []peer.ID { return replication.Holders(d.Ledger, r) }
 
 // peerStrings renders peer IDs for the API (an empty list, never nil).
 func peerStrings(ps []peer.ID) []string {

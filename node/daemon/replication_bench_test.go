@@ -122,10 +122,10 @@ func BenchmarkReprovide(b *testing.B) {
 			cids[j] = cid.NewCidV1(cid.Raw, h)
 		}
 		b.StartTimer()
-		res, err := A.Daemon.ProvideBatched(context.Background(), cids)
+		res, err := A.Daemon.Replication().ProvideBatched(context.Background(), cids)
 		if err != nil || res.Blocks != count {
 			b.Fatalf("%+v %v", res, err)
 		}
-		b.ReportMetric(res.PerSec, "blocks/s")
+		b.ReportMetric(res.PerSecond(), "blocks/s")
 	}
 }

@@ -217,7 +217,7 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 	// gc on H: a record in progress is kept; once done, the released
 	// replica's blocks go. On a holder, gc never removes a pinned block.
 	release := H.Daemon.HoldRecord(lostRec)
-	res, err := H.Daemon.GC(ctx)
+	res, err := H.Daemon.Storage().GC(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 		t.Fatalf("gc removed a record in progress: %+v", res)
 	}
 	release()
-	if res, err = H.Daemon.GC(ctx); err != nil || res.RemovedBlockCount == 0 {
+	if res, err = H.Daemon.Storage().GC(ctx); err != nil || res.RemovedBlockCount == 0 {
 		t.Fatalf("gc on the released holder: %+v %v", res, err)
 	}
 	if ok, _ := H.Daemon.Store.Blocks.Has(ctx, lostRec); ok {
@@ -233,7 +233,7 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 	}
 	for p := range heldBy(A, lostRec) {
 		X := byID(n, p)
-		if _, err := X.Daemon.GC(ctx); err != nil {
+		if _, err := X.Daemon.Storage().GC(ctx); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range ids {
@@ -242,7 +242,7 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 			}
 		}
 	}
-	if _, err := A.Daemon.GC(ctx); err != nil {
+	if _, err := A.Daemon.Storage().GC(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := A.Daemon.Store.Blocks.Has(ctx, lostRec); !ok {

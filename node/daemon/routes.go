@@ -36,8 +36,6 @@ func (d *Daemon) routes() {
 	d.shareRoutes()
 	d.memberRoutes()
 	d.dicomRoutes()
-	d.replicationRoutes()
-	d.repoRoutes()
 	d.datasetRoutes()
 }
 

@@ -1,6 +1,6 @@
 //go:build unix
 
-package daemon
+package gc
 
 import (
 	"io/fs"
@@ -8,10 +8,10 @@ import (
 	"syscall"
 )
 
-// diskUsage is the space the files under dir occupy on disk, in bytes
+// DiskUsage is the space the files under dir occupy on disk, in bytes
 // (allocated blocks, as du counts them: badger's value-log files are
 // sparse and larger than what they hold).
-func diskUsage(dir string) int64 {
+func DiskUsage(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {

@@ -1,5 +1,5 @@
 //go:build !unix
 
-package daemon
+package replication
 
 func diskFree(string) (uint64, bool) { return 0, false }

@@ -1,14 +1,14 @@
 //go:build !unix
 
-package daemon
+package gc
 
 import (
 	"io/fs"
 	"path/filepath"
 )
 
-// diskUsage is the size of the files under dir, in bytes.
-func diskUsage(dir string) int64 {
+// DiskUsage is the size of the files under dir, in bytes.
+func DiskUsage(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
 		if err == nil && !e.IsDir() {

@@ -1,0 +1,309 @@
+package replication
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/sharing/ledger"
+	rules "github.com/medmesh/medmesh/sharing/replication"
+)
+
+func (m *Manager) startDial(p peer.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dialing[p] {
+		return false
+	}
+	m.dialing[p] = true
+	return true
+}
+
+func (m *Manager) endDial(p peer.ID) {
+	m.mu.Lock()
+	delete(m.dialing, p)
+	m.mu.Unlock()
+}
+
+func (m *Manager) kick() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop plans records as ledger entries about them arrive, every record
+// after a change of membership, and the records this node is involved in
+// when a peer's liveness changes or every Interval while one of them is
+// short of replicas; a slow sweep (every SweepInterval) re-plans the
+// involved records in case anything was missed. Nothing else: with no
+// change, a node does no per-record work, however many records the network
+// holds.
+func (m *Manager) loop() {
+	defer m.wg.Done()
+	ch, cancel := m.ledger.Subscribe()
+	defer cancel()
+	tick := time.NewTicker(m.o.Interval)
+	defer tick.Stop()
+	sweep := time.NewTicker(m.o.SweepInterval)
+	defer sweep.Stop()
+	m.pass()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch e.Type {
+			case ledger.TypeMemberAdd, ledger.TypeMemberRemove:
+				m.dirtyAll = true
+			case ledger.TypeAccess, ledger.TypeServed:
+				continue // reads move no replica
+			default:
+				if rec, ok := ledger.RecordOf(e); ok {
+					m.dirty[rec] = true
+				} else {
+					continue
+				}
+			}
+			// Coalesce a burst of entries into one pass.
+			m.kick()
+		case <-m.wake:
+			m.pass()
+		case <-tick.C:
+			if m.observe() {
+				m.markInvolved()
+			}
+			for rec := range m.short {
+				m.dirty[rec] = true
+			}
+			m.mu.Lock()
+			for rec := range m.failing {
+				m.dirty[rec] = true
+			}
+			m.mu.Unlock()
+			m.pass()
+		case <-sweep.C:
+			m.markInvolved()
+			m.pass()
+		}
+	}
+}
+
+func (m *Manager) markInvolved() {
+	for rec := range m.involved {
+		m.dirty[rec] = true
+	}
+}
+
+// observe updates liveness from connectedness and dials members that are
+// not connected, so a peer that came back is noticed. It reports whether
+// any member's liveness changed.
+func (m *Manager) observe() bool {
+	now := m.now()
+	changed := false
+	for _, mem := range m.ledger.Members() {
+		p := mem.Peer
+		if p == m.self {
+			continue
+		}
+		if m.host.Network().Connectedness(p) == network.Connected {
+			m.live.Seen(p, now)
+		} else if len(m.host.Peerstore().Addrs(p)) > 0 && m.startDial(p) {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				defer m.endDial(p)
+				ctx, cancel := context.WithTimeout(m.ctx, min(m.o.Interval, 5*time.Second))
+				defer cancel()
+				if m.net.Connect(ctx, peer.AddrInfo{ID: p}) == nil {
+					m.live.Seen(p, m.now())
+					m.kick()
+				}
+			}()
+		}
+		up := m.live.Up(p, now)
+		m.mu.Lock()
+		if m.upSet[p] != up {
+			m.upSet[p] = up
+			changed = true
+		}
+		m.mu.Unlock()
+	}
+	return changed
+}
+
+// plan computes a record's placement with an alive function, from the
+// ledger's holding authority (members, receipts, grantees, named holders).
+func (m *Manager) plan(info ledger.RecordInfo, alive func(peer.ID) bool) rules.Plan {
+	a := m.ledger.HoldAuthority(info)
+	if a.Wanted <= 0 {
+		a.Wanted = m.cfg.Replicas
+	}
+	return rules.Decide(rules.Input{
+		Record: info.ID, Owner: info.Owner, Wanted: a.Wanted, Members: a.Members,
+		Receipts: a.Receipts, Granted: a.Granted, Named: a.Named, Alive: alive,
+	})
+}
+
+// aliveFor is this node's liveness view for a record (self always alive
+// unless it found its copy damaged).
+func (m *Manager) aliveFor(rec cid.Cid) func(peer.ID) bool {
+	now := m.now()
+	return func(p peer.ID) bool {
+		if p == m.self {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			return !m.lost[rec]
+		}
+		return m.ledger.IsMember(p) && m.live.Alive(rec, p, now)
+	}
+}
+
+func (m *Manager) myReceipt(rec cid.Cid) (ledger.Receipt, bool) {
+	for _, rc := range m.ledger.Receipts(rec) {
+		if rc.Holder == m.self {
+			return rc, true
+		}
+	}
+	return ledger.Receipt{}, false
+}
+
+// pass plans the dirty records (every record if dirtyAll) and acts for
+// this node.
+func (m *Manager) pass() {
+	if !m.ledger.IsMember(m.self) {
+		return
+	}
+	var recs []ledger.RecordInfo
+	if m.dirtyAll {
+		m.observe()
+		recs = m.ledger.Records()
+		m.dirtyAll = false
+		clear(m.dirty)
+		clear(m.involved)
+	} else {
+		for rec := range m.dirty {
+			if info, ok := m.ledger.Record(rec); ok {
+				recs = append(recs, info)
+			}
+		}
+		clear(m.dirty)
+	}
+	var room *capacity // computed at most once a pass, and only if needed
+	for _, info := range recs {
+		if m.ctx.Err() != nil {
+			return
+		}
+		m.evaluate(info, &room)
+	}
+}
+
+// evaluate plans one record and acts for this node.
+func (m *Manager) evaluate(info ledger.RecordInfo, room **capacity) {
+	m.m.planned.Inc()
+	now := m.now()
+	p := m.plan(info, m.aliveFor(info.ID))
+	if info.Owner == m.self {
+		m.involved[info.ID] = true
+		m.nameBeyondWindow(info, p, now)
+		return
+	}
+	rc, hasRC := m.myReceipt(info.ID)
+	held := hasRC && rc.Status == rules.StatusHeld
+	pinned := m.pins.Pinned(info.ID)
+	m.mu.Lock()
+	busy := m.fetching[info.ID]
+	m.mu.Unlock()
+	if busy || pinned || hasRC || rules.Has(p.Targets, m.self) || rules.Has(p.Declined, m.self) ||
+		m.ledger.HoldAuthority(info).MayHold(m.self) {
+		m.involved[info.ID] = true
+	} else {
+		delete(m.involved, info.ID)
+	}
+	if p.Shortfall == 0 {
+		delete(m.short, info.ID)
+	}
+	switch {
+	case busy:
+	case rules.Has(p.Targets, m.self) && !(held && pinned):
+		m.startFetch(info)
+	case (held || pinned) && m.isGrantee(info.ID):
+		// A node with a key to the record gives its replica up (repair
+		// places another), and drops the blocks once another live
+		// holder can serve it: its reads then go to a holder, which
+		// attests them. Until then it keeps them, so a grantee holding
+		// the last reachable copy can still read (an emergency).
+		if held {
+			m.release(info.ID, "granted: a grantee does not hold the record's ciphertext")
+		} else if err := m.unpin(m.ctx, info.ID); err != nil {
+			m.log.Warn("unpin replica", "record", info.ID, "err", err)
+		}
+		m.involved[info.ID] = true
+	case m.reachable(p.Live) && m.keptAsGrantee(info.ID):
+		m.dropBlocks(info.ID)
+	case held && pinned && rules.Has(p.Surplus, m.self):
+		m.release(info.ID, "surplus: more than the wanted replicas are live")
+	case held && !pinned:
+		m.release(info.ID, "not pinned on this node")
+	case pinned && !held && !rules.Has(p.Targets, m.self):
+		if err := m.unpin(m.ctx, info.ID); err != nil {
+			m.log.Warn("unpin stale replica", "record", info.ID, "err", err)
+		}
+	case hasRC && rc.Status == rules.StatusDeclined && !pinned && p.Shortfall > 0 && rules.Has(p.Declined, m.self):
+		// Withdraw the decline if this node now has room and its turn
+		// has come; otherwise stay silent (the decline stands).
+		since, ok := m.short[info.ID]
+		if !ok {
+			since = now
+			m.short[info.ID] = since
+		}
+		if !p.Withdraws(m.self, int(now.Sub(since)/m.o.Grace)) {
+			return
+		}
+		if *room == nil {
+			c := m.capacity(cid.Undef)
+			*room = &c
+		}
+		if (*room).cannotTake(info) != "" {
+			return
+		}
+		m.log.Info("withdrawing a decline: the record is short of replicas and this node has room", "record", info.ID, "shortfall", p.Shortfall)
+		(*room).used += int64(info.Size) // later records this pass see it taken
+		(*room).free -= min((*room).free, uint64(info.Size))
+		m.startFetch(info)
+	}
+}
+
+// nameBeyondWindow: an owner whose record has been short of replicas for
+// Grace, with no member left in the placement window to take it, names
+// alive members beyond the window as holders (replica.assign): only the
+// owner may widen who holds its record.
+func (m *Manager) nameBeyondWindow(info ledger.RecordInfo, p rules.Plan, now time.Time) {
+	if p.Shortfall == 0 || len(p.Beyond) == 0 {
+		delete(m.short, info.ID)
+		return
+	}
+	since, ok := m.short[info.ID]
+	if !ok {
+		m.short[info.ID] = now
+		return
+	}
+	if now.Sub(since) < m.o.Grace {
+		return
+	}
+	names := append([]peer.ID(nil), p.Beyond...)
+	sort.Slice(names, func(i, j int) bool { return names[i] < names[j] })
+	if _, err := m.ledger.Append(m.ctx, ledger.TypeAssign, ledger.AssignPayload{Record: info.ID, Holders: names}); err != nil {
+		m.log.Warn("name holders beyond the placement window", "record", info.ID, "err", err)
+		return
+	}
+	delete(m.short, info.ID)
+	m.log.Info("named holders beyond the placement window: too few members in it are alive", "record", info.ID, "holders", names, "shortfall", p.Shortfall)
+}
