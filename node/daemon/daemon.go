@@ -23,6 +23,7 @@ import (
 	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/node/p2p"
+	"github.com/medmesh/medmesh/node/records"
 	"github.com/medmesh/medmesh/node/replication"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/keywrap"
@@ -54,6 +55,8 @@ type Daemon struct {
 	Store  *blockstore.Store
 	Ledger *ledger.Ledger
 	P2P    *p2p.Node
+	// Records is the records service: add, read, share, the block filter.
+	Records *records.Service
 
 	self    peer.ID
 	ident   crypto.PrivKey
@@ -72,10 +75,6 @@ type Daemon struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	access *accessIndex
-	attest *attestor
-	m      *metrics
 
 	imaging *imaging.Service
 	// datasetMu makes dataset creation one at a time (dataset.go).
@@ -155,7 +154,6 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		}
 	}()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d.m = newMetrics(d.reg)
 
 	d.Ledger, err = ledger.Open(ctx, ledger.Options{
 		DS: store.DS, Blocks: store.Blocks, Key: ident, Genesis: network.Genesis,
@@ -167,8 +165,19 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	d.access = newAccessIndex(d)
-	if err := d.access.load(ctx); err != nil {
+	d.Records, err = records.New(ctx, records.Config{
+		Self: self, KEM: kem, Ledger: d.Ledger, Blocks: store.Blocks, Durable: store.DS, Local: d.local,
+		BeginAdd: func(ctx context.Context) (records.Add, error) {
+			a, err := d.gc.BeginAdd(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		},
+		Replicas: r.Config.ReplicationFactor, FetchTimeout: o.FetchTimeout,
+		Now: o.Now, Logger: d.log, Metrics: d.reg,
+	})
+	if err != nil {
 		return nil, err
 	}
 	if d.pins, err = replication.OpenPinset(ctx, d.local); err != nil {
@@ -176,7 +185,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	}
 	d.gc, err = gc.New(gc.Config{
 		Self: self, Store: store, Local: d.local, DiskDir: r.Path(repo.DatastoreDir),
-		Ledger: d.Ledger, Records: d, Replicas: d.pins, Now: o.Now, Log: d.log, Metrics: d.reg,
+		Ledger: d.Ledger, Records: d.Records, Replicas: d.pins, Now: o.Now, Log: d.log, Metrics: d.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -184,9 +193,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// Only if an add was interrupted (its marker is left): sweep, while
 	// nothing else writes.
 	d.gc.RecoverInterruptedAdds(ctx)
-	d.attest = newAttestor(d)
 	d.imaging, err = imaging.New(imaging.Config{
-		Records: d, Ledger: d.Ledger, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
+		Records: d.Records, Ledger: d.Ledger, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
 	})
 	if err != nil {
 		return nil, err
@@ -215,8 +223,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		NetworkID:    d.Ledger.NetworkID().String(),
 		Members:      d.Ledger,
 		Blockstore:   store.Blocks,
-		BlockFilter:  d.access.allow,
-		Served:       d.access.served,
+		BlockFilter:  d.Records.Allow,
+		Served:       d.Records.Served,
 		Bootstrap:    boot,
 		Metrics:      d.reg,
 		Logger:       d.log,
@@ -225,22 +233,19 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.Records.Start(d.P2P)
 	d.loadPeerBook(ctx)
 	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
 		return nil, fmt.Errorf("start ledger sync: %w", err)
 	}
-	d.wg.Add(3)
+	d.wg.Add(2)
 	go d.followLedger()
 	go d.keepPeerBook()
-	go func() {
-		defer d.wg.Done()
-		d.attest.run(dctx)
-	}()
 	d.repl, err = replication.New(replication.Config{
 		Self: self, Options: o.Replication, Replicas: r.Config.ReplicationFactor, Quota: r.Config.StorageQuota,
 		DiskDir: r.Path(repo.DatastoreDir), FetchTimeout: o.FetchTimeout,
 		Ledger: d.Ledger, Net: p2pNetwork{d.P2P}, Host: d.P2P.Host, Blocks: store.Blocks, Durable: store.DS,
-		Pins: d.pins, Records: d, Now: o.Now, Log: d.log, Metrics: d.reg,
+		Pins: d.pins, Records: d.Records, Now: o.Now, Log: d.log, Metrics: d.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -250,6 +255,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.api = httpapi.New(token, d.log,
 		httpapi.Debug{Metrics: d.metricsHandler()},
 		httpapi.Ledger{L: d.Ledger},
+		httpapi.Records{S: d.Records, Log: d.log},
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
 	)
@@ -308,7 +314,7 @@ func (d *Daemon) followLedger() {
 				d.announceKeyIfNeeded()
 				d.declareOrgIfNeeded()
 			}
-			d.access.onEntry(e)
+			d.Records.OnEntry(e)
 		}
 	}
 }
@@ -346,6 +352,10 @@ func (d *Daemon) Close() error {
 			d.savePeerBook(context.Background())
 		}
 		d.cancel()
+		if d.Records != nil {
+			// Its last attestations go out while the network is up.
+			d.Records.Close()
+		}
 		if d.repl != nil {
 			d.repl.Close()
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
+	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/multiformats/go-multihash"
 )
 
@@ -133,7 +134,7 @@ func TestShareReadRevokeAudit(t *testing.T) {
 	}
 	// Reading keeps no copy: B is neither owner nor replica holder.
 	rid, _ := cid.Decode(rec.ID)
-	_, m, _, _, err := B.Daemon.Open(context.Background(), rid, 0)
+	_, m, _, _, err := B.Daemon.Records.Open(context.Background(), rid, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestShareReadRevokeAudit(t *testing.T) {
 	if _, err := get(D, upd.ID, 0); err != nil {
 		t.Fatalf("D within its grant: %v", err)
 	}
-	clk.Advance(time.Hour + daemon.ClockSkew + time.Second)
+	clk.Advance(time.Hour + ledger.ClockSkew + time.Second)
 	if _, err := get(D, upd.ID, 0); remoteStatus(err) != http.StatusForbidden {
 		t.Fatalf("D after expiry: %v", err)
 	}

@@ -13,8 +13,10 @@ import (
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/ledger"
+	mh "github.com/multiformats/go-multihash"
 )
 
 // startOne starts a one-node network's daemon in dir, creating it first.
@@ -44,6 +46,13 @@ func startOne(t *testing.T, dir string) *Daemon {
 	}
 	return d
 }
+
+// The records service's keys in the local datastore (node/records): a
+// record's wrapped key, and a block's index entry.
+func keyKey(rec cid.Cid) datastore.Key    { return datastore.NewKey("/keys/" + rec.String()) }
+func blockIdxKey(b cid.Cid) datastore.Key { return datastore.NewKey("/blockidx/" + b.String()) }
+
+var rawPrefix = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
 
 func rawBlock(t *testing.T, n int) blocks.Block {
 	t.Helper()
@@ -85,7 +94,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	// A finished record, to survive everything below.
 	data := make([]byte, 2<<20+7)
 	rand.Read(data)
-	res, err := d.Add(ctx, records.AddRequest{Name: "keep.bin", Files: []records.FileSource{{Path: "keep.bin", Open: func() (io.Reader, error) { return bytes.NewReader(data), nil }}}})
+	res, err := d.Records.Add(ctx, records.AddRequest{Name: "keep.bin", Files: []records.FileSource{{Path: "keep.bin", Open: func() (io.Reader, error) { return bytes.NewReader(data), nil }}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +133,7 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	if err := d.local.Put(ctx, keyKey(recB), []byte("wrapped key")); err != nil {
 		t.Fatal(err)
 	}
-	d.access.addBlocks(ctx, recB, []cid.Cid{chunk.Cid(), manifest.Cid()})
+	d.Records.AddBlocks(ctx, recB, []cid.Cid{chunk.Cid(), manifest.Cid()})
 	// (c) Killed after the ledger announced the record, before the marker
 	// was removed.
 	tpC, err := d.gc.BeginAdd(ctx)
@@ -151,17 +160,17 @@ func TestInterruptedAddsCleanedAtStart(t *testing.T) {
 	if ok, _ := d.local.Has(ctx, keyKey(recB)); ok {
 		t.Fatal("the interrupted add's wrapped key survived")
 	}
-	if _, ok := d.access.recordOf(chunk.Cid()); ok {
+	if _, ok := d.Records.RecordOf(chunk.Cid()); ok {
 		t.Fatal("the interrupted add's block index entry survived (memory)")
 	}
-	if ok, _ := d.local.Has(ctx, blockIdxPrefix.ChildString(chunk.Cid().String())); ok {
+	if ok, _ := d.local.Has(ctx, blockIdxKey(chunk.Cid())); ok {
 		t.Fatal("the interrupted add's block index entry survived (datastore)")
 	}
 	if markers(t, d) != 0 {
 		t.Fatal("markers survived the restart")
 	}
 	var buf bytes.Buffer
-	if err := d.Get(ctx, res.ID, records.GetRequest{File: -1}, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
+	if err := d.Records.Get(ctx, res.ID, records.GetRequest{File: -1}, &buf); err != nil || !bytes.Equal(buf.Bytes(), data) {
 		t.Fatalf("the finished record after the restart: %v", err)
 	}
 	if ok, _ := d.local.Has(ctx, keyKey(res.ID)); !ok {

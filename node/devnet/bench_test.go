@@ -81,7 +81,7 @@ var seedCtr atomic.Uint64
 // addGenerated adds a fresh generated record of n bytes on d.
 func addGenerated(b *testing.B, ctx context.Context, d *daemon.Daemon, n int64) *records.AddResult {
 	seed := seedCtr.Add(1) + uint64(time.Now().UnixNano())
-	res, err := d.Add(ctx, records.AddRequest{
+	res, err := d.Records.Add(ctx, records.AddRequest{
 		Name:      fmt.Sprintf("bench-%d.bin", seed),
 		MediaType: "application/octet-stream",
 		Replicas:  1, // the owner only: no background copy to the other node
@@ -119,7 +119,7 @@ func startNet(b *testing.B, names ...string) *Net {
 func grant(b *testing.B, n *Net, owner, grantee *Node, rec cid.Cid) {
 	b.Helper()
 	ctx := context.Background()
-	if _, err := owner.Daemon.Grant(ctx, rec, api.GrantRequest{To: grantee.ID.String()}); err != nil {
+	if _, err := owner.Daemon.Records.Grant(ctx, rec, api.GrantRequest{To: grantee.ID.String()}); err != nil {
 		b.Fatalf("grant: %v", err)
 	}
 	if err := n.WaitLedgerSync(ctx, 30*time.Second); err != nil {
@@ -137,7 +137,7 @@ func getAll(b *testing.B, d *daemon.Daemon, id cid.Cid, want int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var w countWriter
-	if err := d.Get(ctx, id, records.GetRequest{File: -1}, &w); err != nil {
+	if err := d.Records.Get(ctx, id, records.GetRequest{File: -1}, &w); err != nil {
 		b.Fatalf("get %s: %v", id, err)
 	}
 	if w.n != want {

@@ -1,6 +1,3 @@
-// Package records is the records service: adding records (streamed,
-// chunked and encrypted), reading them (from this node or the network,
-// with their keys), versions, grants, revocation and the audit.
 package records
 
 import (

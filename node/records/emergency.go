@@ -1,14 +1,15 @@
-package daemon
+package records
 
 import (
 	"context"
-	"github.com/medmesh/medmesh/internal/fault"
 	"slices"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
-	"github.com/medmesh/medmesh/sharing/keywrap"
+	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/record"
 )
@@ -24,27 +25,22 @@ import (
 // (never for others: the ledger checks the escrow), expiring within 24 h;
 // every read under it is flagged in the owner's audit for review.
 
-func escrowInfo(id cid.Cid, authority peer.ID) []byte {
-	return keywrap.Info("emergency", id.String(), authority.String())
-}
-
 // escrowEnvelopes wraps key to every emergency authority with an announced key.
-func (d *Daemon) escrowEnvelopes(id cid.Cid, key record.Key) ([]ledger.EscrowEnvelope, error) {
+func (s *Service) escrowEnvelopes(id cid.Cid, key record.Key) ([]ledger.EscrowEnvelope, error) {
 	var out []ledger.EscrowEnvelope
-	for _, m := range d.Ledger.Members() {
+	for _, m := range s.ledger.Members() {
 		if !slices.Contains(m.Roles, ledger.RoleEmergency) {
 			continue
 		}
-		pub, ok := d.Ledger.KEMKey(m.Peer)
+		pub, ok := s.ledger.KEMKey(m.Peer)
 		if !ok {
 			continue
 		}
-		env, err := keywrap.Wrap(pub, key[:], escrowInfo(id, m.Peer))
+		env, err := access.EscrowRecipient(id, m.Peer).Wrap(pub, key[:])
 		if err != nil {
 			return nil, err
 		}
-		b, _ := env.MarshalBinary()
-		out = append(out, ledger.EscrowEnvelope{Authority: m.Peer, Envelope: b})
+		out = append(out, ledger.EscrowEnvelope{Authority: m.Peer, Envelope: env})
 		if len(out) == ledger.MaxEscrow {
 			break
 		}
@@ -57,37 +53,37 @@ func (d *Daemon) escrowEnvelopes(id cid.Cid, key record.Key) ([]ledger.EscrowEnv
 
 // emergencyKey opens this node's escrow envelope of a record, for an
 // emergency authority that does not own it.
-func (d *Daemon) emergencyKey(info ledger.RecordInfo) (record.Key, error) {
-	raw, ok := info.EscrowFor(d.self)
+func (s *Service) emergencyKey(info ledger.RecordInfo) (record.Key, error) {
+	raw, ok := info.EscrowFor(s.self)
 	if !ok {
 		return record.Key{}, fault.Forbiddenf("its owner must add records with --emergency for break-glass access", "record %s was not escrowed to this emergency authority", info.ID)
 	}
-	return d.unwrap(raw, escrowInfo(info.ID, d.self))
+	return s.unwrap(access.EscrowRecipient(info.ID, s.self), raw)
 }
 
 // emergencyGrant: an emergency authority shares a record it does not own.
-func (d *Daemon) emergencyGrant(ctx context.Context, id cid.Cid, grantee peer.ID, pub []byte, req api.GrantRequest) (*ledger.Entry, error) {
-	if !d.hasRole(d.self, ledger.RoleEmergency) {
+func (s *Service) emergencyGrant(ctx context.Context, id cid.Cid, grantee peer.ID, pub []byte, req api.GrantRequest) (*ledger.Entry, error) {
+	if !s.hasRole(s.self, ledger.RoleEmergency) {
 		return nil, fault.Forbiddenf("only the record's owner or an emergency authority (purpose emergency) can grant", "this node may not grant record %s", id)
 	}
-	info, ok := d.Ledger.Record(id)
+	info, ok := s.ledger.Record(id)
 	if !ok {
 		return nil, fault.NotFoundf("", "unknown record %s", id)
 	}
-	key, err := d.emergencyKey(info)
+	key, err := s.emergencyKey(info)
 	if err != nil {
 		return nil, err
 	}
-	expires, err := grantExpiry(d.opts.Now(), ledger.PurposeEmergency, req.Expires)
+	expires, err := GrantExpiry(s.cfg.Now(), ledger.PurposeEmergency, req.Expires)
 	if err != nil {
 		return nil, err
 	}
-	d.log.Warn("emergency grant issued", "record", id, "grantee", grantee)
-	return d.grantVersion(ctx, id, key[:], grantee, pub, ledger.PurposeEmergency, expires)
+	s.log.Warn("emergency grant issued", "record", id, "grantee", grantee)
+	return s.GrantVersion(ctx, id, key[:], grantee, pub, ledger.PurposeEmergency, expires)
 }
 
-func (d *Daemon) hasRole(p peer.ID, role string) bool {
-	for _, m := range d.Ledger.Members() {
+func (s *Service) hasRole(p peer.ID, role string) bool {
+	for _, m := range s.ledger.Members() {
 		if m.Peer == p {
 			return slices.Contains(m.Roles, role)
 		}

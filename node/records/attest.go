@@ -1,4 +1,4 @@
-package daemon
+package records
 
 import (
 	"context"
@@ -23,7 +23,7 @@ const attestInterval = time.Second
 // served a record, not from the reader's word. It does nothing while
 // nothing is served: the flush is armed by the first count.
 type attestor struct {
-	d       *Daemon
+	s       *Service
 	mu      sync.Mutex
 	pending map[attestKey]*attestBatch
 	wake    chan struct{}
@@ -40,8 +40,8 @@ type attestBatch struct {
 	first, last   time.Time
 }
 
-func newAttestor(d *Daemon) *attestor {
-	return &attestor{d: d, pending: map[attestKey]*attestBatch{}, wake: make(chan struct{}, 1)}
+func newAttestor(s *Service) *attestor {
+	return &attestor{s: s, pending: map[attestKey]*attestBatch{}, wake: make(chan struct{}, 1)}
 }
 
 // count adds one served block: the record's manifest (a read) or another.
@@ -98,32 +98,32 @@ func (a *attestor) flush(ctx context.Context) {
 		if !a.mayAttest(k.rec) {
 			// Served while fetching a replica, before its receipt: the
 			// ledger would reject the attestation.
-			a.d.log.Debug("served blocks of a record this node does not hold yet; not attested", "record", k.rec, "reader", k.reader)
+			a.s.log.Debug("served blocks of a record this node does not hold yet; not attested", "record", k.rec, "reader", k.reader)
 			continue
 		}
-		_, err := a.d.Ledger.Append(ctx, ledger.TypeServed, ledger.ServedPayload{
+		_, err := a.s.ledger.Append(ctx, ledger.TypeServed, ledger.ServedPayload{
 			Record: k.rec, Reader: k.reader, Grant: k.grant, Reads: b.reads, Blocks: b.blocks, First: b.first, Last: b.last,
 		})
 		if err != nil {
-			a.d.log.Warn("attest served reads", "record", k.rec, "reader", k.reader, "reads", b.reads, "blocks", b.blocks, "err", err)
+			a.s.log.Warn("attest served reads", "record", k.rec, "reader", k.reader, "reads", b.reads, "blocks", b.blocks, "err", err)
 			continue
 		}
-		a.d.m.attested.Add(float64(b.reads))
+		a.s.m.attested.Add(float64(b.reads))
 	}
 }
 
 // mayAttest reports whether this node owns rec or holds it (its latest
 // receipt is "held"), as the ledger requires of an attestation's author.
 func (a *attestor) mayAttest(rec cid.Cid) bool {
-	info, ok := a.d.Ledger.Record(rec)
+	info, ok := a.s.ledger.Record(rec)
 	if !ok {
 		return false
 	}
-	if info.Owner == a.d.self {
+	if info.Owner == a.s.self {
 		return true
 	}
-	for _, r := range a.d.Ledger.Receipts(rec) {
-		if r.Holder == a.d.self {
+	for _, r := range a.s.ledger.Receipts(rec) {
+		if r.Holder == a.s.self {
 			return r.Status == replication.StatusHeld
 		}
 	}

@@ -1,0 +1,355 @@
+package records_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/records"
+	"github.com/medmesh/medmesh/sharing/access"
+	"github.com/medmesh/medmesh/sharing/ledger"
+)
+
+func wantKind(t *testing.T, what string, err error, k fault.Kind) {
+	t.Helper()
+	if err == nil || fault.KindOf(err) != k {
+		t.Fatalf("%s: %v (kind %v), want a %v error", what, err, fault.KindOf(err), k)
+	}
+}
+
+func grant(t *testing.T, from *node, id cid.Cid, to *node, req api.GrantRequest) *api.Grant {
+	t.Helper()
+	req.To = to.id.String()
+	g, err := from.svc.Grant(context.Background(), id, req)
+	if err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	return g
+}
+
+// A record is read by its owner and, once granted, by a grantee: from the
+// owner's blocks, through the owner's block filter, which refuses a member
+// without a grant. The grantee claims the read; the owner attests it; the
+// owner's audit matches the two.
+func TestAddGrantRead(t *testing.T) {
+	tn := newNet(t, 3)
+	a, b, c := tn.nodes[0], tn.nodes[1], tn.nodes[2]
+	data := randomBytes(3<<20 + 7) // four chunks
+	res := a.add(t, "report.pdf", data)
+	if res.Version != 1 || res.Chunks != 4 || res.Size != int64(len(data)) {
+		t.Fatalf("add: %+v", res)
+	}
+	if a.adds.committed != 1 || a.synced == 0 {
+		t.Fatalf("add ended %d times committed, synced %d times", a.adds.committed, a.synced)
+	}
+	// The owner's envelope on the ledger is bound to the record.
+	info, ok := b.led.Record(res.ID)
+	if !ok || info.Owner != a.id {
+		t.Fatalf("the announcement did not reach b: %+v", info)
+	}
+	if _, err := access.OwnerRecipient(res.ID).Unwrap(a.kem, info.OwnerEnvelope); err != nil {
+		t.Fatalf("the owner's envelope: %v", err)
+	}
+
+	got, err := a.get(res.ID, 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the owner reads: %v", err)
+	}
+	_, err = b.get(res.ID, 0)
+	wantKind(t, "b reads without a grant", err, fault.Forbidden)
+	if !strings.Contains(fault.HintOf(err), "medmesh grant "+res.ID.String()) {
+		t.Fatalf("hint %q does not say how to get a grant", fault.HintOf(err))
+	}
+	chunk := res.Manifest.Files[0].Chunks[1].CID
+	if a.svc.Allow(b.id, chunk) || a.svc.Allow(c.id, chunk) {
+		t.Fatal("a serves a chunk to members without a grant")
+	}
+
+	g := grant(t, a, res.ID, b, api.GrantRequest{})
+	if g.Purpose != ledger.PurposeTreatment || !g.Expires.IsZero() {
+		t.Fatalf("grant: %+v", g)
+	}
+	if !a.svc.Allow(b.id, chunk) || a.svc.Allow(c.id, chunk) {
+		t.Fatal("the block filter did not follow the grant")
+	}
+	got, err = b.get(res.ID, 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the grantee reads: %v", err)
+	}
+	_, err = c.get(res.ID, 0)
+	wantKind(t, "c reads", err, fault.Forbidden)
+
+	// The claim is on the ledger at once; the attestation when a flushes
+	// (Close attests what is pending).
+	if claims := a.led.Access(res.ID); len(claims) != 1 || claims[0].Reader != b.id {
+		t.Fatalf("claims: %+v", claims)
+	}
+	a.svc.Close()
+	audit, err := a.svc.Audit(res.ID)
+	if err != nil || len(audit) != 1 {
+		t.Fatalf("audit: %+v %v", audit, err)
+	}
+	ev := audit[0]
+	if ev.Reader != b.id.String() || ev.Count != 1 || ev.ReportedCount != 1 || ev.BlockCount != 4 || !slices.Equal(ev.AttestedBy, []string{a.id.String()}) || ev.Review {
+		t.Fatalf("audit line: %+v", ev)
+	}
+	_, err = b.svc.Audit(res.ID)
+	wantKind(t, "the grantee's audit", err, fault.Forbidden)
+
+	list, err := b.svc.List(context.Background())
+	if err != nil || len(list) != 1 || list[0].Mine || !list[0].Readable || list[0].Held {
+		t.Fatalf("b lists %+v %v", list, err)
+	}
+}
+
+// A revoked grantee can read no more, and the owner's filter refuses it
+// at once (the revoke drops the record's cached decision); an expired
+// grant ends at its expiry plus the clock-skew margin.
+func TestRevokeAndExpiry(t *testing.T) {
+	tn := newNet(t, 3)
+	a, b, c := tn.nodes[0], tn.nodes[1], tn.nodes[2]
+	res := a.add(t, "x", randomBytes(10_000))
+	grant(t, a, res.ID, b, api.GrantRequest{})
+	grant(t, a, res.ID, c, api.GrantRequest{Expires: "1h"})
+	chunk := res.Manifest.Files[0].Chunks[0].CID
+	for _, nd := range []*node{b, c} {
+		if _, err := nd.get(res.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := a.svc.Revoke(context.Background(), res.ID, b.id)
+	if err != nil || n != 1 {
+		t.Fatalf("revoke: %d %v", n, err)
+	}
+	if a.svc.Allow(b.id, chunk) {
+		t.Fatal("a revoked grantee is served")
+	}
+	_, err = b.get(res.ID, 0)
+	wantKind(t, "a revoked grantee reads", err, fault.Forbidden)
+	_, err = a.svc.Revoke(context.Background(), res.ID, b.id)
+	wantKind(t, "revoke again", err, fault.NotFound)
+
+	tn.clock.Advance(time.Hour + ledger.ClockSkew - time.Second)
+	if !a.svc.Allow(c.id, chunk) {
+		t.Fatal("a grant is refused before its expiry and margin")
+	}
+	tn.clock.Advance(2 * time.Second)
+	if a.svc.Allow(c.id, chunk) {
+		t.Fatal("an expired grant is still served")
+	}
+	_, err = c.get(res.ID, 0)
+	wantKind(t, "an expired grantee reads", err, fault.Forbidden)
+	gs, err := a.svc.ListGrants(res.ID)
+	if err != nil || len(gs) != 1 || !gs[0].Expired {
+		t.Fatalf("grants: %+v %v", gs, err)
+	}
+}
+
+// A new version is wrapped to the owner and the live grantees only; a
+// reader gets the newest version it may read, or the one it asks for.
+func TestUpdate(t *testing.T) {
+	tn := newNet(t, 3)
+	a, b, c := tn.nodes[0], tn.nodes[1], tn.nodes[2]
+	v1 := randomBytes(2000)
+	res1 := a.add(t, "x", v1, func(r *records.AddRequest) { r.Class = ledger.ClassImaging })
+	grant(t, a, res1.ID, b, api.GrantRequest{Purpose: ledger.PurposeResearch})
+	grant(t, a, res1.ID, c, api.GrantRequest{Expires: "1m"})
+	tn.clock.Advance(time.Minute + ledger.ClockSkew + time.Second)
+
+	v2 := randomBytes(3000)
+	res2, err := a.svc.Update(context.Background(), records.AddRequest{Prev: res1.ID, Name: "x",
+		Files: []records.FileSource{{Path: "x", Open: func() (io.Reader, error) { return bytes.NewReader(v2), nil }}}})
+	if err != nil || res2.Version != 2 {
+		t.Fatalf("update: %+v %v", res2, err)
+	}
+	info2, _ := a.led.Record(res2.ID)
+	if info2.Class != ledger.ClassImaging || info2.Prev != res1.ID {
+		t.Fatalf("v2 is %+v", info2)
+	}
+	gs := a.led.Grants(res2.ID)
+	if len(gs) != 1 || gs[0].Grantee != b.id || gs[0].Purpose != ledger.PurposeResearch {
+		t.Fatalf("v2's grants: %+v", gs)
+	}
+	if got := a.svc.LatestVersion(res1.ID); got.ID != res2.ID {
+		t.Fatalf("latest version of v1: %s, want %s", got.ID, res2.ID)
+	}
+	for _, c := range []struct {
+		version int
+		want    []byte
+	}{{0, v2}, {2, v2}, {1, v1}} {
+		if got, err := b.get(res1.ID, c.version); err != nil || !bytes.Equal(got, c.want) {
+			t.Fatalf("b reads version %d: %v", c.version, err)
+		}
+	}
+	_, err = b.get(res1.ID, 3)
+	wantKind(t, "version 3", err, fault.NotFound)
+	_, err = c.get(res2.ID, 0)
+	wantKind(t, "an expired grantee reads v2", err, fault.Forbidden)
+	_, err = b.svc.Update(context.Background(), records.AddRequest{Prev: res1.ID, Files: []records.FileSource{{Path: "x", Open: func() (io.Reader, error) { return bytes.NewReader(v2), nil }}}})
+	wantKind(t, "b updates a's record", err, fault.Forbidden)
+}
+
+// Break-glass: a record added with Emergency is escrowed to the network's
+// emergency authority, which can grant it (purpose emergency, at most a
+// day) without its owner; the owner's audit flags the read for review.
+func TestEmergency(t *testing.T) {
+	tn := newNet(t, 3, nil, nil, []string{ledger.RoleEmergency})
+	a, b, auth := tn.nodes[0], tn.nodes[1], tn.nodes[2]
+	plain := a.add(t, "plain", randomBytes(100))
+	data := randomBytes(5000)
+	res := a.add(t, "er", data, func(r *records.AddRequest) { r.Emergency = true })
+	info, _ := auth.led.Record(res.ID)
+	if _, ok := info.EscrowFor(auth.id); !ok {
+		t.Fatal("the record is not escrowed to the authority")
+	}
+
+	_, err := auth.svc.Grant(context.Background(), plain.ID, api.GrantRequest{To: b.id.String(), Purpose: ledger.PurposeEmergency})
+	wantKind(t, "emergency grant of a record not escrowed", err, fault.Forbidden)
+	_, err = b.svc.Grant(context.Background(), res.ID, api.GrantRequest{To: b.id.String(), Purpose: ledger.PurposeEmergency})
+	wantKind(t, "emergency grant by a non-authority", err, fault.Forbidden)
+	_, err = auth.svc.Grant(context.Background(), res.ID, api.GrantRequest{To: b.id.String(), Purpose: ledger.PurposeEmergency, Expires: "25h"})
+	wantKind(t, "an emergency grant of 25h", err, fault.Invalid)
+
+	g := grant(t, auth, res.ID, b, api.GrantRequest{Purpose: ledger.PurposeEmergency})
+	if !g.Expires.Equal(tn.clock.Now().Add(ledger.MaxEmergencyGrant)) {
+		t.Fatalf("emergency grant expires %v", g.Expires)
+	}
+	if got, err := b.get(res.ID, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("b reads under the emergency grant: %v", err)
+	}
+	a.svc.Close()
+	audit, err := a.svc.Audit(res.ID)
+	if err != nil || len(audit) != 1 || !audit[0].Emergency || !audit[0].Review {
+		t.Fatalf("audit: %+v %v", audit, err)
+	}
+}
+
+func TestEmergencyWithoutAuthority(t *testing.T) {
+	tn := newNet(t, 1)
+	_, err := tn.nodes[0].svc.Add(context.Background(), records.AddRequest{Emergency: true, Files: []records.FileSource{{Path: "x", Open: func() (io.Reader, error) { return strings.NewReader("x"), nil }}}})
+	wantKind(t, "emergency add without an authority", err, fault.Conflict)
+}
+
+// An add that fails stores nothing: it ends uncommitted (the garbage
+// collector's protocol rolls its blocks back) and announces nothing.
+func TestAddFailsCleanly(t *testing.T) {
+	tn := newNet(t, 2)
+	a, b := tn.nodes[0], tn.nodes[1]
+	ctx := context.Background()
+	broken := errors.New("disk on fire")
+	_, err := a.svc.Add(ctx, records.AddRequest{Files: []records.FileSource{
+		{Path: "one", Open: func() (io.Reader, error) { return bytes.NewReader(randomBytes(2 << 20)), nil }},
+		{Path: "two", Open: func() (io.Reader, error) { return nil, broken }},
+	}})
+	if !errors.Is(err, broken) {
+		t.Fatalf("add: %v", err)
+	}
+	if a.adds.rolled != 1 || a.adds.committed != 0 || len(a.led.Records()) != 0 {
+		t.Fatalf("rolled back %d, committed %d, records %d", a.adds.rolled, a.adds.committed, len(a.led.Records()))
+	}
+	if n := len(a.svc.IndexedBlocks()); n != 0 {
+		t.Fatalf("%d blocks indexed", n)
+	}
+
+	for _, c := range []struct {
+		what string
+		req  records.AddRequest
+		kind fault.Kind
+	}{
+		{"no files", records.AddRequest{}, fault.Invalid},
+		{"unknown class", records.AddRequest{Class: "secret", Files: []records.FileSource{{Path: "x"}}}, fault.Invalid},
+		{"unknown prev", records.AddRequest{Prev: a.add(t, "p", []byte("p")).Manifest.Files[0].Chunks[0].CID, Files: []records.FileSource{{Path: "x"}}}, fault.NotFound},
+	} {
+		_, err := a.svc.Add(ctx, c.req)
+		wantKind(t, c.what, err, c.kind)
+	}
+	theirs := b.add(t, "theirs", []byte("b's"))
+	_, err = a.svc.Add(ctx, records.AddRequest{Prev: theirs.ID, Files: []records.FileSource{{Path: "x"}}})
+	wantKind(t, "a new version of another's record", err, fault.Forbidden)
+
+	// A node not (yet) admitted cannot add.
+	genesis, err := a.led.Entry(ctx, a.led.NetworkID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	out := tn.addNode(key, genesis.Bytes())
+	out.start()
+	_, err = out.svc.Add(ctx, records.AddRequest{Files: []records.FileSource{{Path: "x"}}})
+	wantKind(t, "a non-member adds", err, fault.Conflict)
+}
+
+// The block index maps each stored block to its record, survives a
+// restart (it is in the local datastore), and forgets what gc removes.
+func TestBlockIndex(t *testing.T) {
+	tn := newNet(t, 1)
+	a := tn.nodes[0]
+	ctx := context.Background()
+	res := a.add(t, "x", randomBytes(3<<20))
+	bs := res.Manifest.Blocks(res.ID)
+	for _, blk := range bs {
+		if rec, ok := a.svc.RecordOf(blk); !ok || rec != res.ID {
+			t.Fatalf("block %s: record %s %v", blk, rec, ok)
+		}
+	}
+	if got := a.svc.BlocksOf(res.ID); len(got) != len(bs)+1 { // and the block list
+		t.Fatalf("BlocksOf: %d, want %d", len(got), len(bs)+1)
+	}
+	if !a.svc.Owns(ctx, res.ID) {
+		t.Fatal("the owner does not own its record")
+	}
+	if owned, err := a.svc.Owned(ctx); err != nil || len(owned) != 1 || owned[0] != res.ID {
+		t.Fatalf("Owned: %v %v", owned, err)
+	}
+	if err := a.svc.Unindex(ctx, bs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.svc.RecordOf(bs[1]); ok {
+		t.Fatal("an unindexed block is still indexed")
+	}
+	if a.svc.Allow(a.id, bs[1]) {
+		t.Fatal("a block of no known record is served")
+	}
+
+	// A restart reads the index back.
+	a.svc.Close()
+	a.start()
+	idx := a.svc.IndexedBlocks()
+	if len(idx) != len(bs) || idx[bs[0]] != res.ID {
+		t.Fatalf("after a restart the index has %d blocks", len(idx))
+	}
+	if err := a.svc.Forget(ctx, res.ID); err != nil {
+		t.Fatal(err)
+	}
+	a.svc.Close()
+	a.start()
+	if n := len(a.svc.IndexedBlocks()); n != 0 {
+		t.Fatalf("%d blocks indexed after Forget and a restart", n)
+	}
+	if owned, _ := a.svc.Owned(ctx); len(owned) != 0 {
+		t.Fatalf("the forgotten record's key is kept: %v", owned)
+	}
+}
+
+func TestReadFilesNoSuchFile(t *testing.T) {
+	tn := newNet(t, 1)
+	a := tn.nodes[0]
+	res := a.add(t, "x", []byte("hello"))
+	_, m, key, _, err := a.svc.Open(context.Background(), res.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.svc.ReadFiles(context.Background(), m, key, []int{1}, io.Discard)
+	wantKind(t, "file 1 of a one-file record", err, fault.NotFound)
+	_, err = a.get(res.Manifest.Files[0].Chunks[0].CID, 0)
+	wantKind(t, "a chunk read as a record", err, fault.NotFound)
+}

@@ -1,0 +1,220 @@
+package records
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/access"
+	"github.com/medmesh/medmesh/sharing/ledger"
+)
+
+// List returns the records this node owns, holds or may read, newest
+// first.
+func (s *Service) List(ctx context.Context) ([]api.Record, error) {
+	out := []api.Record{}
+	now := s.cfg.Now()
+	for _, r := range s.ledger.Records() {
+		mine := r.Owner == s.self
+		held, err := s.blocks.Has(ctx, r.ID)
+		if err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
+		readable := mine
+		if !mine {
+			for _, g := range s.ledger.Grants(r.ID) {
+				if g.Grantee == s.self && g.LiveAt(now) {
+					readable = true
+				}
+			}
+		}
+		if !mine && !held && !readable {
+			continue
+		}
+		holders := s.Holders(r)
+		rec := api.Record{
+			ID: r.ID.String(), Size: int64(r.Size), Owner: r.Owner.String(), Class: r.Class,
+			Version: int(r.Version), Created: r.Announced, Mine: mine, Held: held, Readable: readable,
+			Replicas: int(r.Replicas), Holders: peerStrings(holders), Under: len(holders) < int(r.Replicas),
+		}
+		if r.Prev.Defined() {
+			rec.Prev = r.Prev.String()
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// peerStrings renders peer IDs for the API (an empty list, never nil).
+func peerStrings(ps []peer.ID) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+// OwnedChain returns every version of a record this node owns, oldest
+// first.
+func (s *Service) OwnedChain(id cid.Cid) ([]ledger.RecordInfo, error) {
+	info, ok := s.ledger.Record(id)
+	if !ok {
+		return nil, fault.NotFoundf("", "unknown record %s", id)
+	}
+	if info.Owner != s.self {
+		return nil, fault.Forbiddenf("only the record's owner can do this", "record %s belongs to %s", id, info.Owner)
+	}
+	chain := s.ledger.Versions(id)
+	if len(chain) == 0 {
+		chain = []ledger.RecordInfo{info}
+	}
+	sort.Slice(chain, func(i, j int) bool { return chain[i].Version < chain[j].Version })
+	return chain, nil
+}
+
+// Grant shares every version of a record with a member: its data key is
+// wrapped to the grantee's announced key and published in a grant entry.
+// An emergency authority grants a record it does not own with purpose
+// emergency, from its escrow envelope.
+func (s *Service) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (*api.Grant, error) {
+	grantee, err := peer.Decode(req.To)
+	if err != nil {
+		return nil, fault.Invalidf("", "%q is not a peer ID", req.To)
+	}
+	if req.Purpose == "" {
+		req.Purpose = ledger.PurposeTreatment
+	}
+	if !ledger.ValidPurpose(req.Purpose) {
+		return nil, fault.Invalidf("use one of: "+strings.Join(ledger.Purposes(), ", "), "unknown purpose %q", req.Purpose)
+	}
+	now := s.cfg.Now()
+	expires, err := GrantExpiry(now, req.Purpose, req.Expires)
+	if err != nil {
+		return nil, err
+	}
+	if !s.ledger.IsMember(grantee) {
+		return nil, fault.Invalidf("the admin admits it with `medmesh network invite`", "%s is not a member of the network", grantee)
+	}
+	pub, ok := s.ledger.KEMKey(grantee)
+	if !ok {
+		return nil, fault.Conflictf("start the grantee's daemon so it announces its key, then retry", "%s has not announced a key-wrapping key yet", grantee)
+	}
+	if info, ok := s.ledger.Record(id); ok && info.Owner != s.self && req.Purpose == ledger.PurposeEmergency {
+		e, err := s.emergencyGrant(ctx, id, grantee, pub, req)
+		if err != nil {
+			return nil, err
+		}
+		return &api.Grant{ID: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: api.Nullable(expires), Granted: now.UTC(), Entry: e.CID().String()}, nil
+	}
+	chain, err := s.OwnedChain(id)
+	if err != nil {
+		return nil, err
+	}
+	var last *ledger.Entry
+	for _, v := range chain {
+		key, _, err := s.ReadKey(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		e, err := s.GrantVersion(ctx, v.ID, key[:], grantee, pub, req.Purpose, expires)
+		if err != nil {
+			return nil, err
+		}
+		last = e
+	}
+	return &api.Grant{ID: id.String(), Grantee: grantee.String(), Purpose: req.Purpose, Expires: api.Nullable(expires), Granted: now.UTC(), Entry: last.CID().String()}, nil
+}
+
+// GrantVersion wraps one record version's key to a grantee's public key
+// (access.GrantRecipient) and publishes the grant.
+func (s *Service) GrantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time) (*ledger.Entry, error) {
+	env, err := access.GrantRecipient(rec, grantee, purpose).Wrap(pub, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.ledger.Append(ctx, ledger.TypeGrant, ledger.GrantPayload{Record: rec, Grantee: grantee, Envelope: env, Expires: expires, Purpose: purpose})
+}
+
+// ListGrants lists the current grants of a record (all versions).
+func (s *Service) ListGrants(id cid.Cid) ([]api.Grant, error) {
+	if _, ok := s.ledger.Record(id); !ok {
+		return nil, fault.NotFoundf("", "unknown record %s", id)
+	}
+	now := s.cfg.Now()
+	out := []api.Grant{}
+	for _, g := range s.ledger.Grants(id) {
+		out = append(out, api.Grant{
+			ID: g.Record.String(), Grantee: g.Grantee.String(), Purpose: g.Purpose,
+			Expires: api.Nullable(g.Expires), Granted: g.Time.UTC(), Entry: g.Entry.String(), Expired: !g.LiveAt(now),
+		})
+	}
+	return out, nil
+}
+
+// Revoke cancels a peer's grants on every version of a record this node
+// owns, and returns how many versions it revoked.
+func (s *Service) Revoke(ctx context.Context, id cid.Cid, grantee peer.ID) (int, error) {
+	chain, err := s.OwnedChain(id)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range chain {
+		has := false
+		for _, g := range s.ledger.Grants(v.ID) {
+			has = has || g.Grantee == grantee
+		}
+		if !has {
+			continue
+		}
+		if _, err := s.ledger.Append(ctx, ledger.TypeRevoke, ledger.RevokePayload{Record: v.ID, Grantee: grantee}); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, fault.NotFoundf("`medmesh grants RECORD` lists them", "%s has no grant on %s", grantee, id)
+	}
+	return n, nil
+}
+
+// Audit is a record's accounting of disclosures (all versions), for its
+// owner: the reads the nodes that served them attested, matched with what
+// the readers' nodes claimed (sharing/access.Audit).
+func (s *Service) Audit(id cid.Cid) ([]api.AccessEvent, error) {
+	chain, err := s.OwnedChain(id)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.AccessEvent{}
+	for _, v := range chain {
+		grants := s.ledger.GrantHistory(v.ID)
+		for _, x := range access.Audit(s.ledger.Served(v.ID), s.ledger.Access(v.ID), grants) {
+			ev := api.AccessEvent{
+				ID: v.ID.String(), Version: int(v.Version), Reader: x.Reader.String(), Purpose: x.Purpose, StatedPurpose: x.Stated,
+				Time: x.First.UTC(), Until: x.Last.UTC(), Count: x.Count, BlockCount: x.Blocks, AttestedBy: []string{},
+				ReportedCount: x.Reported, Emergency: x.Emergency, Review: x.Review, Notes: x.Notes,
+			}
+			if x.Grant.Defined() {
+				ev.Grant = x.Grant.String()
+			}
+			for _, p := range x.AttestedBy {
+				ev.AttestedBy = append(ev.AttestedBy, p.String())
+			}
+			if ev.Notes == nil {
+				ev.Notes = []string{}
+			}
+			out = append(out, ev)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, nil
+}
