@@ -2,7 +2,10 @@ package ledger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -65,4 +68,55 @@ func lastSeg(k string) string {
 		return k[i+1:]
 	}
 	return k
+}
+
+// extTxn scopes a plug-in type's state to its own prefix. Keys are checked:
+// the datastore cleans key paths, so a key such as "../../m/x" would
+// otherwise write outside the type's area, into core state.
+type extTxn struct {
+	a      *applier
+	prefix string
+	err    error // the first bad key written; fails the entry's apply
+}
+
+func (x *extTxn) Get(k string) ([]byte, bool, error) {
+	if err := checkExtKey(k); err != nil {
+		return nil, false, err
+	}
+	return x.a.t.get(x.a.ctx, x.prefix+k)
+}
+
+func (x *extTxn) Put(k string, v []byte) {
+	if err := checkExtKey(k); err != nil {
+		x.err = cmp.Or(x.err, err)
+		return
+	}
+	x.a.t.put(x.prefix+k, v)
+}
+
+func (x *extTxn) Delete(k string) {
+	if err := checkExtKey(k); err != nil {
+		x.err = cmp.Or(x.err, err)
+		return
+	}
+	x.a.t.del(x.prefix + k)
+}
+
+// checkExtKey accepts keys of "/"-separated segments of letters, digits and
+// ". _ - : = +", none empty, "." or "..".
+func checkExtKey(k string) error {
+	if k == "" || len(k) > 512 {
+		return fmt.Errorf("ledger: plug-in state key of %d bytes", len(k))
+	}
+	for _, seg := range strings.Split(k, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("ledger: plug-in state key %q has an empty, . or .. segment", k)
+		}
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-:=+", r)) {
+				return fmt.Errorf("ledger: plug-in state key %q has a disallowed character", k)
+			}
+		}
+	}
+	return nil
 }

@@ -24,7 +24,7 @@ func chain(b *testing.B, n int) (*world, []*Entry, []*Entry) {
 	for i := 0; i < n; i++ {
 		r := readers[i%len(readers)]
 		e := forge(b, src, w.members[r], TypeAccess, w.claim(b, 1, r, testEpoch.Add(time.Duration(i))), nil)
-		if _, err := src.ingest(context.Background(), []*Entry{e}, ""); err != nil {
+		if _, err := src.ingest(context.Background(), []*Entry{e}); err != nil {
 			b.Fatal(err)
 		}
 		es = append(es, e)
@@ -52,14 +52,14 @@ func BenchmarkApply(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		dec := decodeParallel(raws, func(err error) { b.Fatal(err) })
-		res, err := l.ingest(context.Background(), dec, "")
+		res, err := l.ingest(context.Background(), dec)
 		if err != nil {
 			b.Fatal(err)
 		}
 		total += time.Since(start)
-		for _, r := range res {
-			if !r.applied {
-				b.Fatal("entry not applied", r.err)
+		for _, r := range res.Results {
+			if r.Status != Applied {
+				b.Fatal("entry not applied", r.Err)
 			}
 		}
 	}
@@ -83,7 +83,7 @@ func BenchmarkCatchUp10k(b *testing.B) {
 			var es []*Entry
 			for j := 0; j < 1000; j++ {
 				e := forge(b, src, w.admin, TypeAccess, w.claim(b, 1, 0, testEpoch.Add(time.Duration(k+j))), nil)
-				if _, err := src.ingest(context.Background(), []*Entry{e}, ""); err != nil {
+				if _, err := src.ingest(context.Background(), []*Entry{e}); err != nil {
 					b.Fatal(err)
 				}
 				es = append(es, e)

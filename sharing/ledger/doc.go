@@ -118,14 +118,53 @@
 // from a fixed set (Classes, class.go) and an announcement with any other
 // value is invalid: nothing a user types reaches the ledger in clear there.
 //
+// # Structure
+//
+// The package is a state machine, a storage seam and a transport, in the
+// manner of etcd raft and tailscale's tka:
+//
+//   - Core (core.go) validates entries at their causal position and applies
+//     them. It does no network I/O, reads no clock and starts no goroutine:
+//     Ingest(entries) returns an Outcome of plain values (per-entry
+//     Results; the entries Applied, Rejected and Pending; the parents
+//     Missing, to fetch). Append signs on the current heads with the time
+//     it is given. The rules are TypeSpecs (spec.go, rules_*.go, org.go)
+//     judged against a View (view*.go, fastpath.go) of the DAG (dag.go)
+//     through a write overlay (txn.go).
+//   - Store (store.go) is the core's only seam to storage: entries as raw
+//     blocks, state as keys (layout.go). MemStore keeps it in memory (tests,
+//     Verify's replay); DatastoreStore in the node's badger datastore and
+//     blockstore. Every method reports a storage failure as an error.
+//   - State (query.go) reads committed state, returning storage failures
+//     and corrupt values as errors.
+//   - Sync (sync.go) is pure: a node's Offer is its heads and some of their
+//     ancestors; PeerLacks(offer) is what a peer lacks, oldest first;
+//     WeLack(offer) is what this node lacks.
+//   - Ledger (ledger.go) is what a node runs: a Core under one mutex over
+//     its Store, with metrics and logs of each Outcome, the member table the
+//     connection gater reads, subscriptions, and the transport (net.go):
+//     GossipSub's validator and the sync protocol carry bytes and call the
+//     core.
+//
+// testdata/*.txt are scenario scripts driving Cores in memory
+// (scenario_test.go): a rule or a flow is a script readable without Go.
+//
 // # State
 //
 // The materialized view lives under /ledger in the node's datastore (see
-// store.go for the layout) and is updated in one datastore batch per group
-// of applied entries. Restart loads only heads, the clock and the member
-// table. Digest is SHA-256 over every key and value of the view (/ledger/s),
-// in key order. Verify rebuilds the view from the entries alone in a fresh
-// in-memory ledger and compares digests.
+// layout.go) and is updated in one store batch per group of at most 2,000
+// applied entries, after the entries themselves are stored. Restart loads
+// only heads, the clock and the member table. Digest is SHA-256 over every
+// key and value of the view (/ledger/s), in key order. Verify replays the
+// entries alone into a fresh Core on a MemStore and compares digests.
+//
+// A storage failure is an error, never a verdict: Ingest returns it, keeps
+// nothing of the uncommitted batch, and reloads heads from the store (every
+// later call retries the reload first, and fails while it cannot). State's
+// queries return it. The Ledger's older query methods (Record, Grants,
+// Receipts, ...), which have no error result, log it, count it in
+// medmesh_ledger_read_errors_total{query} and answer "none"; new code reads
+// through State.
 //
 // # Propagation and catch-up
 //
@@ -133,11 +172,14 @@
 // topic validator applies valid entries (Accept), rejects forged or invalid
 // ones (Reject: the sender is penalized, nothing is forwarded) and ignores
 // duplicates and entries waiting for parents. Catch-up uses SyncProtocol:
-// the client sends its heads; the server answers with the entries in its
-// causal past that are not in the client's, oldest first, in bounded
-// batches; the client applies them and repeats. Sync runs on connect, every
-// SyncInterval with a random peer, and when an entry with unknown parents
-// arrives.
+// the client sends its offer (Core.Offer: its heads, then ancestors of each
+// at distances 1, 2, 4, ... 256, so a server that lacks the client's
+// newest entries still finds ones it knows); the server answers with its
+// heads and what the client lacks (Core.PeerLacks), oldest first, in
+// bounded batches; the client applies them and repeats while the server
+// has more or has heads the client lacks (Core.WeLack). Sync runs on
+// connect, every SyncInterval with a random peer, and when an entry with
+// unknown parents arrives.
 //
 // # Entry types
 //
@@ -165,9 +207,11 @@
 //
 // # Concurrency
 //
-// One mutex serializes validation and apply (and guards heads, clock and the
-// DAG cache); queries read committed state from the datastore or the
-// in-memory member table and never block on network I/O. Subscribers get
-// applied entries through unbounded queues, so a slow consumer never stalls
-// the ledger.
+// A Core is not safe for concurrent use; a Ledger serializes it under one
+// mutex. Queries read committed state from the Store (which is safe for
+// concurrent use) or the in-memory member table, and never block on
+// network I/O. Subscribers get applied entries through unbounded queues, so
+// a slow consumer never stalls the ledger. The package keeps no state of
+// its own (TestNoPackageLevelState): two ledgers in one process share
+// nothing.
 package ledger

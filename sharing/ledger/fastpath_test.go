@@ -137,8 +137,8 @@ func compareViews(t *testing.T, l *Ledger, peers []peer.ID, recs []cid.Cid) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ctx := context.Background()
-	fast := &causalView{ctx: ctx, d: l.d, t: l.d.t, cur: true}
-	slow := &causalView{ctx: ctx, d: l.d, t: l.d.t}
+	fast := &causalView{ctx: ctx, d: l.core.d, t: l.core.d.t, cur: true}
+	slow := &causalView{ctx: ctx, d: l.core.d, t: l.core.d.t}
 	for _, p := range peers {
 		if f, s := fast.IsMember(p), slow.IsMember(p); f != s {
 			t.Fatalf("IsMember(%s): fast %v, slow %v", p, f, s)
@@ -187,11 +187,11 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 	es, w, peers, recs := fastPathStream(t)
 	fast := openNode(t, w.admin, w.genesis)
 	slow := openNode(t, w.admin, w.genesis)
-	slow.slowPathOnly = true
+	slow.core.slowPathOnly = true
 	onHeads, rejected := 0, 0
 	for i, e := range es {
 		fast.mu.Lock()
-		if fast.parentsAreHeads(e) {
+		if fast.core.parentsAreHeads(e) {
 			onHeads++
 		}
 		fast.mu.Unlock()
@@ -214,17 +214,17 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 	// One batch: later entries see the batch's uncommitted writes.
 	bf := openNode(t, w.admin, w.genesis)
 	bs := openNode(t, w.admin, w.genesis)
-	bs.slowPathOnly = true
-	rf, err := bf.ingest(ctx, es, "")
+	bs.core.slowPathOnly = true
+	rf, err := bf.ingest(ctx, es)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := bs.ingest(ctx, es, "")
+	rs, err := bs.ingest(ctx, es)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range es {
-		if vf, vs := verdict(rf[i].err), verdict(rs[i].err); vf != vs {
+		if vf, vs := verdict(rf.Results[i].Err), verdict(rs.Results[i].Err); vf != vs {
 			t.Fatalf("batch entry %d (%s): fast path %s, slow path %s", i, es[i].Type, vf, vs)
 		}
 	}
@@ -241,7 +241,7 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 // the ledger's in memory.
 func checkStoredHeads(t *testing.T, l *Ledger) {
 	t.Helper()
-	rows, err := newTxn(l.ds).list(context.Background(), pHeads)
+	rows, err := newTxn(l.store).list(context.Background(), pHeads)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,11 +256,11 @@ func checkStoredHeads(t *testing.T, l *Ledger) {
 	if !equalCids(sortedCids(stored), l.Heads()) {
 		t.Fatalf("stored heads %v, in memory %v", stored, l.Heads())
 	}
-	v, ok, err := newTxn(l.ds).get(context.Background(), "/c/clock")
+	v, ok, err := newTxn(l.store).get(context.Background(), "/c/clock")
 	if err != nil || !ok || len(v) != 12 {
 		t.Fatalf("stored clock: %x %v %v", v, ok, err)
 	}
-	if c := (HLC{binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}); c != l.clock {
-		t.Fatalf("stored clock %v, in memory %v", c, l.clock)
+	if c := (HLC{binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}); c != l.core.clock {
+		t.Fatalf("stored clock %v, in memory %v", c, l.core.clock)
 	}
 }

@@ -68,7 +68,7 @@ func openNode(t testing.TB, who *ident, genesis []byte) *Ledger {
 // heads if nil) without applying it anywhere.
 func forge(t testing.TB, l *Ledger, who *ident, typ string, payload any, parents []cid.Cid) *Entry {
 	t.Helper()
-	pl, err := encodePayload(l.types, typ, payload)
+	pl, err := encodePayload(l.core.types, typ, payload)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func forge(t testing.TB, l *Ledger, who *ident, typ string, payload any, parents
 	var maxc HLC
 	l.mu.Lock()
 	for _, p := range parents {
-		if n, _ := l.d.get(context.Background(), p); n != nil && maxc.Less(n.clock) {
+		if n, _ := l.core.d.get(context.Background(), p); n != nil && maxc.Less(n.clock) {
 			maxc = n.clock
 		}
 	}

@@ -187,7 +187,7 @@ func TestRejections(t *testing.T) {
 		{"oversized entry", "oversize", func() []byte { return make([]byte, MaxEntrySize+1) }},
 		{"malformed bytes", "malformed", func() []byte { return []byte{0xa1, 0x01} }},
 		{"wrong parents clock", "bad-clock", func() []byte {
-			pl, _ := encodePayload(l0.types, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment})
+			pl, _ := encodePayload(l0.core.types, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment})
 			e, _ := signEntry(owner.key, l0.net, TypeAccess, pl, l0.Heads(), HLC{Wall: 1})
 			return e.raw
 		}},

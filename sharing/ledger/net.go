@@ -24,13 +24,17 @@ import (
 // stream and reads one response; messages are a uvarint length then CBOR.
 const SyncProtocol = protocol.ID("/medmesh/ledger/sync/1.0.0")
 
+// The transport: GossipSub and the sync protocol carry entries and offers
+// as bytes and hand them to the core (through Ledger's lock); the
+// decisions — validity, what a peer lacks — are the core's (core.go,
+// sync.go).
+
 // Sync protocol bounds.
 const (
 	maxSyncRequest  = 1 << 20
 	maxSyncResponse = 8 << 20
 	respEntryBytes  = 4 << 20 // entries per response stop at this many bytes
 	maxRespEntries  = 4000
-	maxHaveHeads    = 512
 	syncTimeout     = 30 * time.Second
 	maxSyncRounds   = 100000
 )
@@ -57,8 +61,8 @@ type syncResp struct {
 // TopicName returns the GossipSub topic of a network's ledger.
 func TopicName(network cid.Cid) string { return "/medmesh/" + network.String() + "/ledger/1" }
 
-// netState is the ledger's networking, set up by Start.
-type netState struct {
+// transport is the ledger's networking, set up by Start.
+type transport struct {
 	h      host.Host
 	ps     *pubsub.PubSub
 	topic  *pubsub.Topic
@@ -67,14 +71,15 @@ type netState struct {
 	cancel context.CancelFunc
 	notif  *network.NotifyBundle
 
-	mu      sync.Mutex
-	syncing map[peer.ID]bool // in flight; true = run again when done
+	mu       sync.Mutex
+	syncing  map[peer.ID]bool // in flight; true = run again when done
+	wantFrom map[peer.ID]bool // peers that sent entries we could not place
 }
 
 // stop tears networking down; Close calls it after cancelling n.ctx and
 // waiting for the background goroutines (pubsub's event handler and topic
 // must not be cancelled and closed concurrently).
-func (n *netState) stop() {
+func (n *transport) stop() {
 	n.cancel()
 	n.h.Network().StopNotify(n.notif)
 	n.h.RemoveStreamHandler(SyncProtocol)
@@ -90,7 +95,7 @@ func (n *netState) stop() {
 // catches up with peers on connect and every SyncInterval. It runs until
 // Close.
 func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) error {
-	if l.net2.Load() != nil {
+	if l.tr.Load() != nil {
 		return errors.New("ledger: already started")
 	}
 	name := TopicName(l.net)
@@ -107,11 +112,11 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		return fmt.Errorf("ledger: subscribe: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	n := &netState{h: h, ps: ps, topic: topic, sub: sub, ctx: rctx, cancel: cancel, syncing: map[peer.ID]bool{}}
+	n := &transport{h: h, ps: ps, topic: topic, sub: sub, ctx: rctx, cancel: cancel, syncing: map[peer.ID]bool{}, wantFrom: map[peer.ID]bool{}}
 	n.notif = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		l.trigger(rctx, c.RemotePeer())
 	}}
-	if !l.net2.CompareAndSwap(nil, n) {
+	if !l.tr.CompareAndSwap(nil, n) {
 		n.stop()
 		return errors.New("ledger: already started")
 	}
@@ -149,7 +154,7 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 }
 
 func (l *Ledger) publish(ctx context.Context, e *Entry) {
-	n := l.net2.Load()
+	n := l.tr.Load()
 	if n == nil {
 		return
 	}
@@ -166,7 +171,7 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 	// Our own publications come back through the validator with from = our
 	// ID (msg.Local only marks in-process-only publications): they were
 	// validated and applied by Append already.
-	if n := l.net2.Load(); msg.Local || (n != nil && from == n.h.ID()) {
+	if n := l.tr.Load(); msg.Local || (n != nil && from == n.h.ID()) {
 		return pubsub.ValidationAccept
 	}
 	if len(msg.Data) <= MaxEntrySize && l.known(blockCID(msg.Data)) {
@@ -175,23 +180,28 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 	}
 	e, err := DecodeEntry(msg.Data)
 	if err != nil {
-		l.reject(reasonOf(err), cid.Undef, err)
+		l.rejectedUndecoded(err)
 		return pubsub.ValidationReject
 	}
-	res, err := l.ingest(ctx, []*Entry{e}, from)
+	out, err := l.ingest(ctx, []*Entry{e})
 	if err != nil {
 		l.log.Error("apply gossiped entry", "entry", e.cid.String(), "err", err)
 		return pubsub.ValidationIgnore
 	}
-	switch r := res[0]; {
-	case r.applied:
+	switch out.Results[0].Status {
+	case Applied:
 		return pubsub.ValidationAccept
-	case r.pending:
-		if n := l.net2.Load(); n != nil {
+	case Pending:
+		// Its parents are what the sender has and we lack: fetch them now,
+		// and again at the next tick if this sync does not place it.
+		if n := l.tr.Load(); n != nil {
+			n.mu.Lock()
+			n.wantFrom[from] = true
+			n.mu.Unlock()
 			l.trigger(context.Background(), from)
 		}
 		return pubsub.ValidationIgnore
-	case r.dup:
+	case Duplicate:
 		return pubsub.ValidationIgnore
 	default:
 		return pubsub.ValidationReject
@@ -211,11 +221,11 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n := l.net2.Load()
-		l.mu.Lock()
-		want := l.pend.wantFrom
-		l.pend.wantFrom = map[peer.ID]bool{}
-		l.mu.Unlock()
+		n := l.tr.Load()
+		n.mu.Lock()
+		want := n.wantFrom
+		n.wantFrom = map[peer.ID]bool{}
+		n.mu.Unlock()
 		for p := range want {
 			l.trigger(ctx, p)
 		}
@@ -229,7 +239,7 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 // trigger starts a sync with p unless one is running; if one is, it runs
 // once more when done.
 func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
-	n := l.net2.Load()
+	n := l.tr.Load()
 	if n == nil || p == n.h.ID() {
 		return
 	}
@@ -268,16 +278,21 @@ func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
 }
 
 // SyncWith fetches from p every entry p has that this node lacks, oldest
-// first, in bounded batches, and applies them.
+// first, in bounded batches, and applies them: each round offers our heads
+// (Core.Offer) and applies what p answers; it stops when p has nothing more
+// and none of p's heads is one we lack (Core.WeLack), or when a round
+// applies nothing.
 func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 	total := 0
 	for round := 0; round < maxSyncRounds; round++ {
-		have := l.Heads()
-		if len(have) > maxHaveHeads {
-			have = have[:maxHaveHeads]
+		l.mu.Lock()
+		offer, err := l.core.Offer(ctx)
+		l.mu.Unlock()
+		if err != nil {
+			return err
 		}
 		req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: maxRespEntries}
-		for _, c := range have {
+		for _, c := range offer.Heads {
 			req.Have = append(req.Have, c.Bytes())
 		}
 		resp, err := l.request(ctx, h, p, &req)
@@ -302,20 +317,23 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 		if len(fresh) == 0 {
 			break
 		}
-		es := decodeParallel(fresh, func(err error) { l.reject(reasonOf(err), cid.Undef, err) })
-		res, err := l.ingest(ctx, es, "")
+		es := decodeParallel(fresh, l.rejectedUndecoded)
+		out, err := l.ingest(ctx, es)
 		if err != nil {
 			return err
 		}
-		applied := 0
-		for _, r := range res {
-			if r.applied {
-				applied++
-			}
-		}
-		total += applied
-		if !resp.More || applied == 0 {
+		total += len(out.Applied)
+		if len(out.Applied) == 0 {
 			break
+		}
+		if !resp.More {
+			lack, err := l.weLack(ctx, resp.Heads)
+			if err != nil {
+				return err
+			}
+			if len(lack) == 0 {
+				break
+			}
 		}
 	}
 	l.met.syncs.WithLabelValues("ok").Inc()
@@ -323,6 +341,21 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 		l.log.Debug("synced", "peer", p.String(), "entries", total)
 	}
 	return nil
+}
+
+// weLack decodes a peer's heads and returns those we lack (Core.WeLack).
+func (l *Ledger) weLack(ctx context.Context, heads [][]byte) ([]cid.Cid, error) {
+	var offer SyncOffer
+	for _, b := range heads {
+		c, err := cid.Cast(b)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: sync peer sent a bad head: %w", err)
+		}
+		offer.Heads = append(offer.Heads, c)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.core.WeLack(ctx, offer)
 }
 
 // decodeParallel decodes and signature-checks entries on all cores.
@@ -361,15 +394,13 @@ func decodeParallel(raws [][]byte, bad func(error)) []*Entry {
 	return es
 }
 
-// known reports whether entry c is applied.
+// known reports whether entry c is applied (false if that cannot be read:
+// the entry is then ingested, which reports the failure).
 func (l *Ledger) known(c cid.Cid) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.heads[c]; ok {
-		return true
-	}
-	n, _ := l.d.get(context.Background(), c)
-	return n != nil
+	ok, _ := l.core.Has(context.Background(), c)
+	return ok
 }
 
 func (l *Ledger) request(ctx context.Context, h host.Host, p peer.ID, req *syncReq) (*syncResp, error) {
@@ -402,15 +433,17 @@ func (l *Ledger) handleSync(s network.Stream) {
 		s.Reset()
 		return
 	}
-	resp := l.serve(context.Background(), s.Conn().RemotePeer(), &req)
+	resp := l.serve(context.Background(), &req)
 	if err := writeMsg(s, resp); err != nil {
 		s.Reset()
 	}
 }
 
-// serve answers one sync request. It never trusts the request beyond its
-// bounds: unknown CIDs in Have are ignored.
-func (l *Ledger) serve(ctx context.Context, from peer.ID, req *syncReq) *syncResp {
+// serve answers one sync request: the entries the client lacks
+// (Core.PeerLacks of its offer), oldest first, within the response bounds.
+// It never trusts the request beyond its bounds: unknown CIDs in Have are
+// ignored.
+func (l *Ledger) serve(ctx context.Context, req *syncReq) *syncResp {
 	if string(req.Network) != string(l.net.Bytes()) {
 		return &syncResp{Err: "wrong network"}
 	}
@@ -424,48 +457,41 @@ func (l *Ledger) serve(ctx context.Context, from peer.ID, req *syncReq) *syncRes
 	if max <= 0 || max > maxRespEntries {
 		max = maxRespEntries
 	}
-	var have []cid.Cid
-	unknown := false
-	l.mu.Lock()
+	var offer SyncOffer
 	for _, b := range req.Have {
 		c, err := cid.Cast(b)
 		if err != nil {
-			l.mu.Unlock()
 			return &syncResp{Err: "bad cid"}
 		}
-		if n, _ := l.d.get(ctx, c); n == nil {
-			unknown = true
-		}
-		have = append(have, c)
+		offer.Heads = append(offer.Heads, c)
 	}
-	heads := make([]cid.Cid, 0, len(l.heads))
-	for c := range l.heads {
-		heads = append(heads, c)
-	}
-	diff, err := l.d.difference(ctx, heads, have, 0)
+	l.mu.Lock()
+	heads := l.core.Heads()
+	lacks, err := l.core.PeerLacks(ctx, offer)
 	l.mu.Unlock()
-	_ = unknown // the client has entries we lack: its own sync loop sends them
 	resp := &syncResp{}
-	for _, h := range sortedCids(heads) {
+	for _, h := range heads {
 		resp.Heads = append(resp.Heads, h.Bytes())
 	}
 	if err != nil {
+		l.log.Error("answer sync request", "err", err)
 		resp.Err = "internal error"
 		return resp
 	}
 	size := 0
-	for i := len(diff) - 1; i >= 0; i-- { // oldest first
+	for _, c := range lacks {
 		if len(resp.Entries) >= max || size >= respEntryBytes {
 			resp.More = true
 			break
 		}
-		b, err := l.o.Blocks.Get(ctx, diff[i])
+		raw, err := l.store.GetEntry(ctx, c)
 		if err != nil {
+			l.log.Error("answer sync request: read entry", "entry", c.String(), "err", err)
 			resp.More = true
 			break
 		}
-		resp.Entries = append(resp.Entries, b.RawData())
-		size += len(b.RawData())
+		resp.Entries = append(resp.Entries, raw)
+		size += len(raw)
 	}
 	return resp
 }

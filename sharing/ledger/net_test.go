@@ -85,7 +85,7 @@ func waitConverged(t testing.TB, nodes []*meshNode, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			for i, nd := range nodes {
-				t.Logf("node %d: heads %v digest %x pending %d", i, nd.l.Heads(), nd.l.Digest()[:6], nd.l.pend.len())
+				t.Logf("node %d: heads %v digest %x pending %d", i, nd.l.Heads(), nd.l.Digest()[:6], nd.l.core.pend.len())
 			}
 			t.Fatal("nodes did not converge")
 		}

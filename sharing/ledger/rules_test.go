@@ -37,8 +37,8 @@ func applyEveryOrder(t *testing.T, w *world, base, es []*Entry, check func(l *Le
 				t.Fatalf("order %v: entry %d: %v", perm, i, err)
 			}
 		}
-		if l.pend.len() != 0 {
-			t.Fatalf("order %v: %d entries still pending", perm, l.pend.len())
+		if l.core.pend.len() != 0 {
+			t.Fatalf("order %v: %d entries still pending", perm, l.core.pend.len())
 		}
 		check(l)
 		d := l.Digest()
@@ -68,7 +68,7 @@ func TestConcurrentGrantRevoke(t *testing.T) {
 	ingestAll(t, b, []*Entry{r, g1})
 	g2 := grant("g2", nil) // saw the revoke (and g1)
 	ingestAll(t, b, []*Entry{g2})
-	if ok, _ := b.d.isAncestor(ctx, r.CID(), g2.CID()); !ok {
+	if ok, _ := b.core.d.isAncestor(ctx, r.CID(), g2.CID()); !ok {
 		t.Fatal("test DAG wrong: g2 must follow the revoke")
 	}
 	applyEveryOrder(t, w, base, []*Entry{g0, r, g1, g2}, func(l *Ledger) {

@@ -1,0 +1,616 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+// Core is the ledger's state machine: it validates entries at their causal
+// position, applies them, and keeps the heads, the clock, the DAG cache and
+// the buffer of entries waiting for parents. Like raft's RawNode it does no
+// network I/O, reads no clock (Append is told the time) and starts no
+// goroutine; all it touches is its Store. Feed it entries with Ingest and act
+// on the Outcome. A Core is not safe for concurrent use: Ledger serializes
+// it under one mutex and adds persistence of a node, metrics, subscribers
+// and the network transport around it.
+type Core struct {
+	store Store
+	net   cid.Cid
+	types typeTable
+	heads map[cid.Cid]HLC
+	clock HLC
+	d     *dag
+	pend  *pending
+
+	// stale is set when a storage failure left the heads unknown: every
+	// operation reloads them first, and fails while it cannot.
+	stale bool
+
+	// slowPathOnly makes every validation walk the causal view, even for
+	// entries on the current heads (tests compare both paths).
+	slowPathOnly bool
+}
+
+// CoreConfig configures a Core.
+type CoreConfig struct {
+	// Store holds the entries and state (MemStore, DatastoreStore).
+	Store Store
+	// Genesis is the genesis entry's bytes (from NewGenesis).
+	Genesis []byte
+	// Types are the entry types the node runs (Options.Types).
+	Types []TypeSpec
+	// MaxPending bounds entries waiting for missing parents (default 10,000).
+	MaxPending int
+}
+
+// NewCore opens the ledger kept in c.Store, applying the genesis entry if the
+// store is empty. Otherwise it loads only heads and clock: nothing is
+// replayed.
+func NewCore(ctx context.Context, c CoreConfig) (*Core, error) {
+	if c.Store == nil {
+		return nil, errors.New("ledger: a Store is required")
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 10000
+	}
+	g, err := DecodeEntry(c.Genesis)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: genesis: %w", err)
+	}
+	if g.Type != TypeGenesis || len(g.Parents) != 0 {
+		return nil, errors.New("ledger: genesis bytes are not a genesis entry")
+	}
+	types, err := newTypeTable(c.Types)
+	if err != nil {
+		return nil, err
+	}
+	declared, err := genesisTypes(g)
+	if err != nil {
+		return nil, err
+	}
+	if types, err = types.only(declared); err != nil {
+		return nil, fmt.Errorf("%w (network %s)", err, g.cid)
+	}
+	co := &Core{store: c.Store, net: g.cid, types: types, heads: map[cid.Cid]HLC{}, pend: newPending(c.MaxPending),
+		d: &dag{cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}, sc: newStateCache()}}
+	co.d.t = co.d.newTxn(co.store, 0)
+	if err := co.load(ctx); err != nil {
+		return nil, err
+	}
+	if len(co.heads) == 0 {
+		out, err := co.Ingest(ctx, []*Entry{g})
+		if err != nil {
+			return nil, err
+		}
+		if len(out.Applied) != 1 {
+			return nil, fmt.Errorf("ledger: genesis entry rejected: %v", out.Results[0].Err)
+		}
+		return co, nil
+	}
+	n, err := co.d.get(ctx, g.cid)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, errors.New("ledger: the store holds a different network")
+	}
+	return co, nil
+}
+
+// NetworkID returns the genesis CID.
+func (c *Core) NetworkID() cid.Cid { return c.net }
+
+// State returns a reader of the core's committed state.
+func (c *Core) State() State { return State{c.store} }
+
+// Heads returns the current heads sorted by CID bytes.
+func (c *Core) Heads() []cid.Cid {
+	out := make([]cid.Cid, 0, len(c.heads))
+	for h := range c.heads {
+		out = append(out, h)
+	}
+	return sortedCids(out)
+}
+
+// Clock returns the highest clock of any applied entry (or the local clock
+// high-water mark, whichever is later).
+func (c *Core) Clock() HLC { return c.clock }
+
+// PendingLen returns the number of entries waiting for missing parents.
+func (c *Core) PendingLen() int { return c.pend.len() }
+
+// Missing returns the entries the buffered ones wait for that are neither
+// applied nor buffered themselves: what a sync should fetch.
+func (c *Core) Missing() []cid.Cid { return sortedCids(c.pend.missing()) }
+
+// Has reports whether entry e is applied.
+func (c *Core) Has(ctx context.Context, e cid.Cid) (bool, error) {
+	if err := c.ready(ctx); err != nil {
+		return false, err
+	}
+	if _, ok := c.heads[e]; ok {
+		return true, nil
+	}
+	n, err := c.d.get(ctx, e)
+	return n != nil, err
+}
+
+// load reads heads and clock from the store.
+func (c *Core) load(ctx context.Context) error {
+	clear(c.heads)
+	c.clock = HLC{}
+	var keys []string
+	err := c.store.Scan(ctx, pHeads, true, func(k string, _ []byte) bool {
+		keys = append(keys, k)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		h, err := cid.Decode(lastSeg(k))
+		if err != nil {
+			return fmt.Errorf("ledger: head key %q: %w", k, err)
+		}
+		n, err := c.d.get(ctx, h)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return fmt.Errorf("ledger: head %s has no metadata", h)
+		}
+		c.heads[h] = n.clock
+		if c.clock.Less(n.clock) {
+			c.clock = n.clock
+		}
+	}
+	v, ok, err := c.store.Get(ctx, "/c/clock")
+	if err != nil {
+		return err
+	}
+	if ok && len(v) == 12 {
+		if h := (HLC{binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}); c.clock.Less(h) {
+			c.clock = h
+		}
+	}
+	return nil
+}
+
+// nextClock returns a clock past now, the local clock and after.
+func (c *Core) nextClock(now time.Time, after HLC) HLC {
+	wall := uint64(now.UnixMilli())
+	h := c.clock
+	if h.Less(after) {
+		h = after
+	}
+	if wall > h.Wall {
+		return HLC{Wall: wall}
+	}
+	if h.Counter == ^uint32(0) {
+		return HLC{Wall: h.Wall + 1}
+	}
+	return HLC{Wall: h.Wall, Counter: h.Counter + 1}
+}
+
+// Sign builds an entry of type typ, signed with key, on top of the current
+// heads, with a clock past now and every head's. It applies nothing.
+func (c *Core) Sign(ctx context.Context, key crypto.PrivKey, typ string, payload any, now time.Time) (*Entry, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	pl, err := encodePayload(c.types, typ, payload)
+	if err != nil {
+		return nil, err
+	}
+	parents := make([]cid.Cid, 0, len(c.heads))
+	var maxc HLC
+	for h, clock := range c.heads {
+		parents = append(parents, h)
+		if maxc.Less(clock) {
+			maxc = clock
+		}
+	}
+	return signEntry(key, c.net, typ, pl, parents, c.nextClock(now, maxc))
+}
+
+// Append signs an entry (Sign) and ingests it: the entry is returned only if
+// it was applied; otherwise the error says why (a *RejectError for an entry
+// the rules refuse).
+func (c *Core) Append(ctx context.Context, key crypto.PrivKey, typ string, payload any, now time.Time) (*Entry, Outcome, error) {
+	e, err := c.Sign(ctx, key, typ, payload, now)
+	if err != nil {
+		return nil, Outcome{}, err
+	}
+	out, err := c.Ingest(ctx, []*Entry{e})
+	if err != nil {
+		return nil, out, err
+	}
+	if r := out.Results[0]; r.Status != Applied {
+		return nil, out, r.Err
+	}
+	return e, out, nil
+}
+
+// maxBatch bounds the entries committed in one store batch.
+const maxBatch = 2000
+
+// Ingest validates and applies decoded entries, in (clock, CID) order
+// whatever their order in es, together with buffered entries they release.
+// Applied entries are committed to the store, at most maxBatch per batch,
+// before Ingest returns. An error is a storage failure: the Outcome then
+// holds what was committed before it (the Result of an input not committed
+// is the zero Result), and the core reloads its heads from the store.
+func (c *Core) Ingest(ctx context.Context, es []*Entry) (Outcome, error) {
+	out := Outcome{Results: make([]Result, len(es))}
+	if err := c.ready(ctx); err != nil {
+		return out, err
+	}
+	idx := make(map[cid.Cid]int, len(es))
+	queue := make([]*Entry, len(es))
+	for i, e := range es {
+		idx[e.cid] = i
+		queue[i] = e
+	}
+	// (clock, CID) order is a topological order for valid entries.
+	sort.SliceStable(queue, func(a, b int) bool {
+		x, y := queue[a], queue[b]
+		return before(x.Clock, x.cid, y.Clock, y.cid)
+	})
+	t := c.newBatch(len(es))
+	var batch []*Entry // applied, not committed yet
+	flush := func() error {
+		if len(batch) > 0 {
+			c.stageHeads(t)
+		}
+		if len(batch) == 0 && len(t.writes) == 0 && len(t.blind) == 0 {
+			return nil
+		}
+		if err := c.commit(ctx, t, batch); err != nil {
+			return err
+		}
+		out.Applied = append(out.Applied, batch...)
+		batch = nil
+		t = c.newBatch(len(queue))
+		return nil
+	}
+	// failed drops the uncommitted batch: its entries were not applied.
+	failed := func(err error) (Outcome, error) {
+		for _, e := range batch {
+			if i, ok := idx[e.cid]; ok {
+				out.Results[i] = Result{}
+			}
+		}
+		return out, err
+	}
+	missing := map[cid.Cid]bool{}
+	for len(queue) > 0 {
+		e := queue[0]
+		queue = queue[1:]
+		r, miss, err := c.applyOne(ctx, t, e)
+		if err != nil {
+			// Storage failure: drop the uncommitted batch and reload.
+			return failed(c.reset(ctx, err))
+		}
+		switch r.Status {
+		case Applied:
+			batch = append(batch, e)
+			queue = append(queue, c.pend.release(e.cid)...)
+			if len(batch) >= maxBatch {
+				if err := flush(); err != nil {
+					return failed(err)
+				}
+			}
+		case Rejected:
+			out.Rejected = append(out.Rejected, r.Err.(*RejectError))
+			queue = append(queue, c.pend.release(e.cid)...)
+		}
+		i, input := idx[e.cid]
+		if !input || out.Results[i].Status != 0 {
+			continue
+		}
+		out.Results[i] = r
+		switch r.Status {
+		case Duplicate:
+			out.Duplicates++
+		case Pending:
+			out.Pending = append(out.Pending, e.cid)
+			if errors.Is(r.Err, ErrPendingFull) {
+				out.Dropped++
+			}
+			for _, m := range miss {
+				missing[m] = true
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return failed(err)
+	}
+	c.d.t = c.d.newTxn(c.store, 0)
+	var err error
+	out.Missing, err = c.unheld(ctx, missing)
+	return out, err
+}
+
+// unheld returns the entries of set that are neither applied nor buffered.
+func (c *Core) unheld(ctx context.Context, set map[cid.Cid]bool) ([]cid.Cid, error) {
+	var out []cid.Cid
+	for m := range set {
+		if c.pend.buffered(m) {
+			continue
+		}
+		ok, err := c.Has(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out = append(out, m)
+		}
+	}
+	return sortedCids(out), nil
+}
+
+// newBatch starts the overlay the next applied entries write into.
+func (c *Core) newBatch(size int) *txn {
+	t := c.d.newTxn(c.store, min(size, maxBatch))
+	t.heads0 = maps.Clone(c.heads)
+	c.d.t = t
+	return t
+}
+
+// reset drops in-memory state that may include uncommitted entries after a
+// storage failure, and reloads heads and clock from the store. If that
+// fails too, the core is stale until a later operation reloads them.
+func (c *Core) reset(ctx context.Context, cause error) error {
+	c.d.cache = map[cid.Cid]*node{}
+	c.d.anc = map[[2]cid.Cid]bool{}
+	c.d.sc.reset()
+	c.d.t = c.d.newTxn(c.store, 0)
+	c.stale = true
+	if err := c.ready(ctx); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// ready reloads heads and clock if a storage failure left them unknown.
+func (c *Core) ready(ctx context.Context) error {
+	if !c.stale {
+		return nil
+	}
+	if err := c.load(ctx); err != nil {
+		return fmt.Errorf("ledger: reload heads after a storage failure: %w", err)
+	}
+	c.stale = false
+	return nil
+}
+
+// commit stores the entries of a batch, then the batch.
+func (c *Core) commit(ctx context.Context, t *txn, applied []*Entry) error {
+	if len(applied) > 0 {
+		if err := c.store.PutEntries(ctx, applied); err != nil {
+			return c.reset(ctx, err)
+		}
+	}
+	if err := t.commit(ctx); err != nil {
+		return c.reset(ctx, err)
+	}
+	return nil
+}
+
+// stageHeads writes the batch's net change of heads, and the clock, into t:
+// per entry, the new head would replace the one put just before it.
+func (c *Core) stageHeads(t *txn) {
+	for h := range t.heads0 {
+		if _, ok := c.heads[h]; !ok {
+			t.del(pHeads + c.d.name(h))
+		}
+	}
+	for h := range c.heads {
+		if _, ok := t.heads0[h]; !ok {
+			t.put(pHeads+c.d.name(h), nil)
+		}
+	}
+	var cb [12]byte
+	binary.BigEndian.PutUint64(cb[:], c.clock.Wall)
+	binary.BigEndian.PutUint32(cb[8:], c.clock.Counter)
+	t.put("/c/clock", cb[:])
+}
+
+func (c *Core) parentsAreHeads(e *Entry) bool {
+	if len(e.Parents) != len(c.heads) {
+		return false
+	}
+	for _, p := range e.Parents {
+		if _, ok := c.heads[p]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// applyOne validates e and, if valid, applies it into t. It returns the
+// missing parents of an entry it buffers; an error is a storage failure.
+func (c *Core) applyOne(ctx context.Context, t *txn, e *Entry) (Result, []cid.Cid, error) {
+	// c.clock is at least every applied entry's clock, so an entry with a
+	// later clock (each new entry of a linear stream) cannot be a duplicate.
+	if !c.clock.Less(e.Clock) {
+		if n, err := c.d.get(ctx, e.cid); err != nil {
+			return Result{}, nil, err
+		} else if n != nil {
+			return Result{Status: Duplicate}, nil, nil
+		}
+	}
+	if r, ok := c.checkLinks(e); !ok {
+		return r, nil, nil
+	}
+	// Parents: all applied, clock strictly after each.
+	var missing []cid.Cid
+	for _, p := range e.Parents {
+		n, err := c.d.get(ctx, p)
+		if err != nil {
+			return Result{}, nil, err
+		}
+		if n == nil {
+			if c.pend.rejected(p) {
+				return c.reject(e, "invalid-parent", fmt.Errorf("parent %s was rejected", p)), nil, nil
+			}
+			missing = append(missing, p)
+			continue
+		}
+		if !n.clock.Less(e.Clock) {
+			return c.reject(e, "bad-clock", fmt.Errorf("clock %v not after parent %s", e.Clock, p)), nil, nil
+		}
+	}
+	if len(missing) > 0 {
+		if !c.pend.add(e, missing) {
+			return Result{Status: Pending, Err: ErrPendingFull}, missing, nil
+		}
+		return Result{Status: Pending, Err: ErrPending}, missing, nil
+	}
+	spec := c.types[e.Type]
+	if spec == nil {
+		return c.reject(e, "unknown-type", fmt.Errorf("type %q is not one this network runs", e.Type)), nil, nil
+	}
+	pl := spec.New()
+	if err := canonicalUnmarshal(e.Payload, pl); err != nil {
+		return c.reject(e, "invalid-payload", err), nil, nil
+	}
+	v, err := c.viewAt(ctx, t, e)
+	if err != nil {
+		return Result{}, nil, err
+	}
+	if e.Type != TypeGenesis && !v.IsMember(e.Author) {
+		if v.err != nil {
+			return Result{}, nil, v.err
+		}
+		return c.reject(e, "not-member", fmt.Errorf("author %s is not a member at the entry's causal position", e.Author)), nil, nil
+	}
+	if err := spec.Validate(v, e, pl); err != nil || v.err != nil {
+		if v.err != nil {
+			return Result{}, nil, v.err
+		}
+		if errors.Is(err, ErrUnauthorized) {
+			return c.reject(e, "unauthorized", err), nil, nil
+		}
+		return c.reject(e, "invalid-payload", err), nil, nil
+	}
+	if err := c.apply(ctx, t, e, spec, pl); err != nil {
+		return Result{}, nil, err
+	}
+	return Result{Status: Applied}, nil, nil
+}
+
+// checkLinks checks what needs no state: the entry's network, and that it
+// does not descend from a rejected entry.
+// Neither verdict is remembered: a foreign entry has no descendants here,
+// and a previously rejected one is remembered already.
+func (c *Core) checkLinks(e *Entry) (Result, bool) {
+	if e.Type == TypeGenesis || len(e.Parents) == 0 {
+		if e.cid != c.net {
+			return rejected(e, "wrong-network", errors.New("foreign genesis")), false
+		}
+	} else if e.Network != c.net {
+		return rejected(e, "wrong-network", fmt.Errorf("network %s", e.Network)), false
+	}
+	if c.pend.rejected(e.cid) {
+		return rejected(e, "invalid-parent", errors.New("previously rejected")), false
+	}
+	return Result{}, true
+}
+
+// reject remembers e as rejected, so its descendants are rejected rather
+// than buffered, and returns its Result.
+func (c *Core) reject(e *Entry, reason string, err error) Result {
+	c.pend.markRejected(e.cid)
+	return rejected(e, reason, err)
+}
+
+func rejected(e *Entry, reason string, err error) Result {
+	return Result{Status: Rejected, Err: &RejectError{Reason: reason, Entry: e.cid, Err: err}}
+}
+
+// viewAt returns the view of e's causal past: everything applied except
+// what the current heads reach that the entry's parents do not.
+func (c *Core) viewAt(ctx context.Context, t *txn, e *Entry) (*causalView, error) {
+	v := &causalView{ctx: ctx, d: c.d, t: t}
+	onHeads := c.parentsAreHeads(e)
+	if onHeads && !c.slowPathOnly {
+		v.cur = true
+		return v, nil
+	}
+	if onHeads {
+		return v, nil
+	}
+	heads := make([]cid.Cid, 0, len(c.heads))
+	for h := range c.heads {
+		heads = append(heads, h)
+	}
+	diff, err := c.d.difference(ctx, heads, e.Parents, 0)
+	if err != nil {
+		return nil, err
+	}
+	v.excluded = make(map[cid.Cid]bool, len(diff))
+	for _, d := range diff {
+		v.excluded[d] = true
+	}
+	return v, nil
+}
+
+// apply writes a valid entry's meta, its type's state and its log indexes
+// into t, and makes it a head.
+func (c *Core) apply(ctx context.Context, t *txn, e *Entry, spec *TypeSpec, pl any) error {
+	a := &applier{ctx: ctx, t: t, d: c.d}
+	mb, err := encodeMeta(e)
+	if err != nil {
+		return err
+	}
+	t.put(pMeta+e.cs, mb)
+	c.d.add(e.cid, &node{clock: e.Clock, parents: e.Parents, typ: e.Type, author: e.Author, cs: e.cs})
+	if spec.builtin != nil {
+		err = spec.builtin(a, e, pl)
+	} else {
+		x := &extTxn{a: a, prefix: pState + "x/" + e.Type + "/"}
+		err = spec.Apply(x, e, pl)
+		if err == nil {
+			err = x.err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	ck := revClockKey(e.Clock, e.cs)
+	t.putBlind(pLog+ck, []byte(e.Type))
+	t.putBlind(pType+e.Type+"/"+ck, nil)
+	for _, p := range e.Parents {
+		delete(c.heads, p)
+	}
+	c.heads[e.cid] = e.Clock
+	if c.clock.Less(e.Clock) {
+		c.clock = e.Clock
+	}
+	// /h/ and /c/clock are written once per batch (stageHeads).
+	return nil
+}
+
+// encodePayload turns an Append payload into canonical CBOR.
+func encodePayload(types typeTable, typ string, payload any) ([]byte, error) {
+	spec := types[typ]
+	if spec == nil {
+		return nil, fmt.Errorf("ledger: unknown entry type %q: not one this network runs", typ)
+	}
+	if w, ok := payload.(wirer); ok {
+		var err error
+		if payload, err = w.wirePayload(); err != nil {
+			return nil, err
+		}
+	}
+	return encMode.Marshal(payload)
+}

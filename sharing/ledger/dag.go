@@ -1,0 +1,238 @@
+package ledger
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// node is the in-memory form of an applied entry's meta.
+type node struct {
+	clock   HLC
+	parents []cid.Cid
+	typ     string
+	author  peer.ID
+	cs      string // the CID as a string, when known
+}
+
+// dag gives cached access to entry metadata and answers causality questions.
+// It belongs to one Core and is not safe for concurrent use.
+type dag struct {
+	t     *txn
+	cache map[cid.Cid]*node
+	anc   map[[2]cid.Cid]bool // (a, b) -> a is a strict ancestor of b
+	sc    *stateCache         // decoded current state (fastpath.go)
+}
+
+// newTxn starts a batch whose writes keep the state cache coherent. size is
+// the number of entries expected in it (the write map is sized for them).
+func (d *dag) newTxn(s Store, size int) *txn {
+	return &txn{s: s, writes: make(map[string][]byte, size*writesPerEntry), blind: make([]kv, 0, 2*size), sc: d.sc}
+}
+
+// writesPerEntry is about how many overlay keys applying one entry writes.
+const writesPerEntry = 4
+
+const (
+	maxNodeCache = 1 << 18
+	maxAncCache  = 1 << 16
+)
+
+// get returns the meta of an applied entry, or nil.
+func (d *dag) get(ctx context.Context, c cid.Cid) (*node, error) {
+	if n, ok := d.cache[c]; ok {
+		return n, nil
+	}
+	v, ok, err := d.t.get(ctx, pMeta+c.String())
+	if err != nil || !ok {
+		return nil, err
+	}
+	var m meta
+	if err := decMode.Unmarshal(v, &m); err != nil {
+		return nil, err
+	}
+	n := &node{clock: HLC{m.Wall, m.Counter}, typ: m.Type}
+	if n.author, err = peer.IDFromBytes(m.Author); err != nil {
+		return nil, err
+	}
+	for _, p := range m.Parents {
+		pc, err := cid.Cast(p)
+		if err != nil {
+			return nil, err
+		}
+		n.parents = append(n.parents, pc)
+	}
+	d.add(c, n)
+	return n, nil
+}
+
+// name returns c.String(), from the cached node when it has it.
+func (d *dag) name(c cid.Cid) string {
+	if n := d.cache[c]; n != nil && n.cs != "" {
+		return n.cs
+	}
+	return c.String()
+}
+
+func (d *dag) add(c cid.Cid, n *node) {
+	if len(d.cache) >= maxNodeCache {
+		clear(d.cache)
+	}
+	d.cache[c] = n
+}
+
+// before reports whether (clock, CID) of a sorts before b's.
+func before(ac HLC, a cid.Cid, bc HLC, b cid.Cid) bool {
+	if ac != bc {
+		return ac.Less(bc)
+	}
+	return a.KeyString() < b.KeyString()
+}
+
+// isAncestor reports whether a is a strict ancestor of b. It walks back from
+// b, pruning every entry ordered before a (an ancestor of a is never a
+// descendant of it). Results are immutable facts and cached.
+func (d *dag) isAncestor(ctx context.Context, a, b cid.Cid) (bool, error) {
+	if a == b {
+		return false, nil
+	}
+	key := [2]cid.Cid{a, b}
+	if v, ok := d.anc[key]; ok {
+		return v, nil
+	}
+	an, err := d.get(ctx, a)
+	if err != nil || an == nil {
+		return false, err
+	}
+	bn, err := d.get(ctx, b)
+	if err != nil || bn == nil {
+		return false, err
+	}
+	found := false
+	if before(an.clock, a, bn.clock, b) {
+		seen := map[cid.Cid]bool{}
+		stack := append([]cid.Cid(nil), bn.parents...)
+		for len(stack) > 0 && !found {
+			c := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if c == a {
+				found = true
+				break
+			}
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			n, err := d.get(ctx, c)
+			if err != nil {
+				return false, err
+			}
+			if n == nil || before(n.clock, c, an.clock, a) {
+				continue
+			}
+			stack = append(stack, n.parents...)
+		}
+	}
+	if len(d.anc) >= maxAncCache {
+		clear(d.anc)
+	}
+	d.anc[key] = found
+	return found, nil
+}
+
+// walkItem is a heap element of the painted walk.
+type walkItem struct {
+	c     cid.Cid
+	clock HLC
+}
+
+type walkHeap []walkItem
+
+func (h walkHeap) Len() int { return len(h) }
+func (h walkHeap) Less(i, j int) bool {
+	return before(h[j].clock, h[j].c, h[i].clock, h[i].c) // max-heap
+}
+func (h walkHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *walkHeap) Push(x any)   { *h = append(*h, x.(walkItem)) }
+func (h *walkHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// errWalkLimit is returned when a difference is larger than asked for.
+var errWalkLimit = errors.New("ledger: walk limit exceeded")
+
+// difference returns the applied entries that are in the causal past of
+// from (inclusive) but not in that of exclude (inclusive), newest first.
+// CIDs in either set that are not applied are ignored. It walks both pasts
+// in decreasing (clock, CID) order, painting nodes by the side that reached
+// them, and stops as soon as only excluded nodes remain queued: everything
+// below them is in exclude's past. Cost is proportional to the difference
+// plus its boundary, not to the log. limit <= 0 means unlimited.
+func (d *dag) difference(ctx context.Context, from, exclude []cid.Cid, limit int) ([]cid.Cid, error) {
+	const mFrom, mEx = 1, 2
+	marks := map[cid.Cid]uint8{}
+	h := &walkHeap{}
+	fromOnly := 0
+	push := func(c cid.Cid, m uint8) error {
+		old, seen := marks[c]
+		if seen {
+			nw := old | m
+			if old == mFrom && nw != mFrom {
+				fromOnly--
+			}
+			marks[c] = nw
+			return nil
+		}
+		n, err := d.get(ctx, c)
+		if err != nil || n == nil {
+			return err
+		}
+		marks[c] = m
+		if m == mFrom {
+			fromOnly++
+		}
+		heap.Push(h, walkItem{c, n.clock})
+		return nil
+	}
+	for _, c := range exclude {
+		if err := push(c, mEx); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range from {
+		if err := push(c, mFrom); err != nil {
+			return nil, err
+		}
+	}
+	var out []cid.Cid
+	for h.Len() > 0 && fromOnly > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		it := heap.Pop(h).(walkItem)
+		m := marks[it.c]
+		if m == mFrom {
+			fromOnly--
+			out = append(out, it.c)
+			if limit > 0 && len(out) > limit {
+				return out, errWalkLimit
+			}
+		}
+		n, err := d.get(ctx, it.c)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range n.parents {
+			if err := push(p, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,61 @@
+package ledger
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the ledger's Prometheus collectors.
+type metrics struct {
+	rejected   *prometheus.CounterVec
+	applied    prometheus.Counter
+	duplicates prometheus.Counter
+	pending    prometheus.Gauge
+	heads      prometheus.Gauge
+	syncs      *prometheus.CounterVec
+	fetched    prometheus.Counter
+	readErrors *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_rejected_total",
+			Help: "Ledger entries rejected, by reason."}, []string{"reason"}),
+		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_applied_total",
+			Help: "Ledger entries validated and applied."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_duplicates_total",
+			Help: "Ledger entries received again after being applied."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "medmesh_ledger_pending_entries",
+			Help: "Entries waiting for missing parents."}),
+		heads: prometheus.NewGauge(prometheus.GaugeOpts{Name: "medmesh_ledger_heads",
+			Help: "Current number of DAG heads."}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_syncs_total",
+			Help: "Catch-up sync sessions with peers, by result."}, []string{"result"}),
+		fetched: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_sync_fetched_entries_total",
+			Help: "Entries received through the sync protocol."}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_read_errors_total",
+			Help: "Ledger queries that could not read the state (storage failure) and answered as if empty, by query."}, []string{"query"}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg1 := func(c prometheus.Collector) prometheus.Collector {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return are.ExistingCollector
+			}
+		}
+		return c
+	}
+	m.rejected = reg1(m.rejected).(*prometheus.CounterVec)
+	m.applied = reg1(m.applied).(prometheus.Counter)
+	m.duplicates = reg1(m.duplicates).(prometheus.Counter)
+	m.pending = reg1(m.pending).(prometheus.Gauge)
+	m.heads = reg1(m.heads).(prometheus.Gauge)
+	m.syncs = reg1(m.syncs).(*prometheus.CounterVec)
+	m.fetched = reg1(m.fetched).(prometheus.Counter)
+	m.readErrors = reg1(m.readErrors).(*prometheus.CounterVec)
+	return m
+}

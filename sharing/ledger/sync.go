@@ -1,0 +1,112 @@
+package ledger
+
+import (
+	"context"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Catch-up sync as plain values, in the manner of tka's SyncOffer and
+// MissingAUMs: what a node offers is its heads; what a peer lacks and what
+// this node lacks are functions of the offer and the DAG. Nothing here
+// touches the network; net.go carries offers and entries as bytes.
+
+// SyncOffer is what a node tells a peer it has: entries whose causal past
+// it has too. An offer holds the node's heads and, like tka's, ancestors
+// of each head at exponentially growing distances, so a peer that lacks
+// the newest heads (the two wrote concurrently) still finds entries it
+// knows and sends only the difference, not the whole log.
+type SyncOffer struct {
+	Heads []cid.Cid
+}
+
+const (
+	// maxHaveHeads bounds the entries one offer carries (the sync
+	// protocol's limit): an offer cut short only makes the answer larger.
+	maxHaveHeads = 512
+	// maxOfferDistance is the farthest ancestor an offer names, along
+	// first parents: 1, 2, 4, ... up to it.
+	maxOfferDistance = 256
+)
+
+// Offer returns c's offer: its heads, sorted, then their ancestors at
+// distances 1, 2, 4, ... maxOfferDistance along first parents, at most
+// maxHaveHeads in all.
+func (c *Core) Offer(ctx context.Context) (SyncOffer, error) {
+	if err := c.ready(ctx); err != nil {
+		return SyncOffer{}, err
+	}
+	hs := c.Heads()
+	seen := make(map[cid.Cid]bool, len(hs))
+	for _, h := range hs {
+		seen[h] = true
+	}
+	out := hs
+	for _, h := range hs {
+		at, next := h, 1
+		for dist := 1; dist <= maxOfferDistance && len(out) < maxHaveHeads; dist++ {
+			n, err := c.d.get(ctx, at)
+			if err != nil {
+				return SyncOffer{}, err
+			}
+			if n == nil || len(n.parents) == 0 {
+				break
+			}
+			at = n.parents[0]
+			if dist == next {
+				next *= 2
+				if !seen[at] {
+					seen[at] = true
+					out = append(out, at)
+				}
+			}
+		}
+	}
+	if len(out) > maxHaveHeads {
+		out = out[:maxHaveHeads]
+	}
+	return SyncOffer{Heads: out}, nil
+}
+
+// PeerLacks returns the applied entries a peer that made offer lacks: those
+// in c's causal past that are not in the causal past of any offered head,
+// oldest first (so the peer can apply them in order). Offered heads c does
+// not know are ignored: the peer has entries c lacks (WeLack). The cost is
+// the size of the difference, not of the log.
+func (c *Core) PeerLacks(ctx context.Context, offer SyncOffer) ([]cid.Cid, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	heads := make([]cid.Cid, 0, len(c.heads))
+	for h := range c.heads {
+		heads = append(heads, h)
+	}
+	diff, err := c.d.difference(ctx, heads, offer.Heads, 0)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := 0, len(diff)-1; i < j; i, j = i+1, j-1 { // newest first -> oldest first
+		diff[i], diff[j] = diff[j], diff[i]
+	}
+	return diff, nil
+}
+
+// WeLack returns the offered heads c has not applied: the peer has entries
+// c lacks (those heads, or the ancestors a buffered one waits for), and a
+// sync from it fetches them.
+func (c *Core) WeLack(ctx context.Context, offer SyncOffer) ([]cid.Cid, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	var out []cid.Cid
+	for _, h := range offer.Heads {
+		ok, err := c.Has(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
