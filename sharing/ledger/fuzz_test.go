@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"testing"
@@ -87,6 +88,59 @@ func FuzzApply(f *testing.F) {
 		err := l.Ingest(context.Background(), b)
 		if err != nil && !bytes.Equal(before, l.Digest()) {
 			t.Fatalf("rejected entry changed the digest: %v", err)
+		}
+	})
+}
+
+// FuzzSyncRequest feeds the sync server requests as they arrive off a
+// stream: whatever the bytes, it answers within its bounds, with entries
+// it has applied, and without changing anything.
+func FuzzSyncRequest(f *testing.F) {
+	ctx := context.Background()
+	w, l, _ := seedEntries(f)
+	l.mu.Lock()
+	offer, err := l.core.Offer(ctx)
+	l.mu.Unlock()
+	if err != nil {
+		f.Fatal(err)
+	}
+	seed := func(req syncReq) {
+		var b bytes.Buffer
+		if err := writeMsg(&b, &req); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	var have [][]byte
+	for _, c := range offer.Heads {
+		have = append(have, c.Bytes())
+	}
+	seed(syncReq{Network: w.netID.Bytes(), Op: opDiff, Max: maxRespEntries})                          // a new node
+	seed(syncReq{Network: w.netID.Bytes(), Op: opDiff, Have: have, Max: maxRespEntries})              // one in sync
+	seed(syncReq{Network: w.netID.Bytes(), Op: opDiff, Have: [][]byte{w.netID.Bytes()}, Max: 2})      // behind, small pages
+	seed(syncReq{Network: w.netID.Bytes(), Op: opDiff, Have: [][]byte{fakeCid("x").Bytes()}, Max: 1}) // ahead
+	seed(syncReq{Network: []byte("other"), Op: 9})
+	before := l.Digest()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req syncReq
+		if err := readMsg(bufio.NewReader(bytes.NewReader(b)), maxSyncRequest, &req); err != nil {
+			return
+		}
+		resp := l.serve(ctx, &req)
+		if len(resp.Entries) > maxRespEntries {
+			t.Fatalf("%d entries in one response", len(resp.Entries))
+		}
+		for _, raw := range resp.Entries {
+			e, err := DecodeEntry(raw)
+			if err != nil {
+				t.Fatalf("served an entry that does not decode: %v", err)
+			}
+			if !l.known(e.CID()) {
+				t.Fatal("served an entry that is not applied")
+			}
+		}
+		if !bytes.Equal(before, l.Digest()) {
+			t.Fatal("a sync request changed the state")
 		}
 	})
 }

@@ -130,7 +130,7 @@ type typeTable map[string]*TypeSpec
 // diverge from them), with its built-in rules, and no name twice.
 func newTypeTable(specs []TypeSpec) (typeTable, error) {
 	if len(specs) == 0 {
-		return nil, errors.New("ledger: Options.Types is empty: pass the entry types this node runs, ledger.Builtin() and the node's own (dataset.Types())")
+		return nil, errors.New("ledger: Options.Types is empty: pass the entry types this node runs, ledger.Builtin() and the node's own (daemon.LedgerTypes())")
 	}
 	tt := make(typeTable, len(specs))
 	for i := range specs {
