@@ -74,6 +74,9 @@ func decode[T any](t *testing.T, out string) T {
 	return v
 }
 
+// tableUDI is a GS1 UDI (GS1's example GTIN) the implant rows register.
+const tableUDI = "(01)09506000134352(17)301231(10)TLOT1(21)T1"
+
 const badCID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy" // a record nobody announced
 
 // TestCLICommandTable drives every command of the CLI through the real
@@ -166,7 +169,8 @@ var retiredKeys = map[string]string{
 }
 
 // Fields that may be null: absent times, and demo's kept directory.
-var nullable = map[string]bool{"expires": true, "last_verified": true, "dir": true}
+var nullable = map[string]bool{"expires": true, "last_verified": true, "dir": true,
+	"expiry": true, "produced": true, "implanted": true, "explanted": true}
 
 // checkVocabulary checks one success's --json output against the
 // vocabulary of `medmesh help json`, and records each field's type in
@@ -609,6 +613,72 @@ func cliRows() []cliRow {
 		}, code: exitNotFound, check: has("no readable dataset")},
 		{cmd: "dataset", node: on("clinic"), args: argv("dataset"), text: true, check: has("create", "fetch")},
 		{cmd: "dataset", node: on("clinic"), args: argv("dataset", "bogus"), code: exitInvalid},
+
+		// Implant traceability: the clinic distributes, the lab implants,
+		// the research node is the other member.
+		{cmd: "implant register", node: on("clinic"), args: argv("implant", "register", "--udi", tableUDI), check: func(t *testing.T, e *tableEnv, out string) {
+			d := decode[api.ImplantDevice](t, out)
+			if d.Custodian != e.ids["clinic"] || d.Status != "available" || d.Lot != "TLOT1" || d.Expiry == nil || *d.Expiry != "2030-12-31" {
+				t.Errorf("implant register: %s", out)
+			}
+			e.vals["device"] = d.Device
+		}},
+		{cmd: "implant register", node: on("clinic"), args: argv("implant", "register", "--udi", "(01)09506000134353(17)301231(10)TLOT1(21)T1"), code: exitInvalid, check: has("check digit")},
+		{cmd: "implant register", node: on("clinic"), args: argv("implant", "register", "--udi", tableUDI), code: exitConflict, check: has("already registered")},
+		{cmd: "implant transfer", node: on("research"), args: func(e *tableEnv) []string {
+			return []string{"implant", "transfer", e.vals["device"], "--to", e.ids["research"]}
+		}, code: exitForbidden, retry: 10 * time.Second, check: has("custodian")},
+		{cmd: "implant transfer", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"implant", "transfer", e.vals["device"], "--to", e.ids["lab"]}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			if d := decode[api.ImplantDevice](t, out); d.Custodian != e.ids["lab"] {
+				t.Errorf("implant transfer: %s", out)
+			}
+		}},
+		{cmd: "implant transfer", node: on("clinic"), args: argv("implant", "transfer", "nope", "--to", "nope"), code: exitInvalid, check: has("not a peer ID")},
+		{cmd: "implant use", node: on("lab"), args: func(e *tableEnv) []string {
+			return []string{"implant", "use", e.vals["device"], "--patient", "P-4711", "--procedure", "L4-L5 fusion"}
+		}, retry: 10 * time.Second, check: has(`"patient": "P-4711"`, `"status": "implanted"`)},
+		{cmd: "implant use", node: on("lab"), args: func(e *tableEnv) []string {
+			return []string{"implant", "use", e.vals["device"], "--patient", "P-4711", "--procedure", "again"}
+		}, code: exitConflict, check: has("implanted once")},
+		{cmd: "implant history", node: on("research"), args: func(e *tableEnv) []string { return []string{"implant", "history", e.vals["device"]} },
+			retry: 10 * time.Second, ready: func(out string) bool { return strings.Contains(out, `"implanted"`) }, check: func(t *testing.T, e *tableEnv, out string) {
+				d := decode[api.ImplantDevice](t, out)
+				if len(d.History) != 3 || d.History[2].Type != "use" || d.Patient != "" || strings.Contains(out, "P-4711") {
+					t.Errorf("implant history on another node: %s", out)
+				}
+			}},
+		{cmd: "implant history", node: on("research"), args: argv("implant", "history", badCID), code: exitNotFound, check: has("no device")},
+		{cmd: "implant ls", node: on("lab"), args: argv("implant", "ls"), check: has(`"patient": "P-4711"`)},
+		{cmd: "implant ls", node: on("lab"), args: argv("implant", "ls", "extra"), code: exitInvalid},
+		{cmd: "implant recall", node: on("research"), args: argv("implant", "recall", "--gtin", "09506000134352", "--lot", "TLOT1", "--reason", "x"), code: exitForbidden, check: has("registered no device")},
+		{cmd: "implant recall", node: on("clinic"), args: argv("implant", "recall", "--gtin", "09506000134352", "--lot", "TLOT1", "--reason", "FSCA-T1: screw fracture"),
+			check: has(`"count": 1`, `"as": "registrant"`)},
+		{cmd: "implant recalls", node: on("lab"), args: argv("implant", "recalls"), retry: 10 * time.Second, ready: func(out string) bool { return strings.Contains(out, "FSCA-T1") },
+			check: has(`"patient": "P-4711"`, `"procedure": "L4-L5 fusion"`)},
+		{cmd: "implant recalls", node: on("research"), args: argv("implant", "recalls"), retry: 10 * time.Second, ready: func(out string) bool { return strings.Contains(out, "FSCA-T1") },
+			check: func(t *testing.T, e *tableEnv, out string) {
+				if strings.Contains(out, "P-4711") || !strings.Contains(out, e.vals["device"]) {
+					t.Errorf("the other member's recalls: %s", out)
+				}
+			}},
+		{cmd: "implant recalls", node: on("lab"), args: argv("implant", "recalls", "extra"), code: exitInvalid},
+		{cmd: "implant explant", node: on("lab"), args: func(e *tableEnv) []string { return []string{"implant", "explant", e.vals["device"]} }, check: has(`"status": "explanted"`)},
+		{cmd: "implant explant", node: on("lab"), args: func(e *tableEnv) []string { return []string{"implant", "explant", e.vals["device"]} }, code: exitConflict, check: has("not implanted")},
+		{cmd: "implant authorize", node: on("lab"), args: func(e *tableEnv) []string {
+			return []string{"implant", "authorize", e.ids["research"], "--prefix", "9506000"}
+		},
+			code: exitForbidden, check: has("admin")},
+		{cmd: "implant authorize", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"implant", "authorize", e.ids["research"], "--prefix", "9506000"}
+		},
+			check: has(`"prefix": "9506000"`, `"issuer": "gs1"`)},
+		{cmd: "implant manufacturers", node: on("research"), args: argv("implant", "manufacturers"), retry: 10 * time.Second,
+			ready: func(out string) bool { return strings.Contains(out, "9506000") }, check: has(`"prefix": "9506000"`)},
+		{cmd: "implant manufacturers", node: on("research"), args: argv("implant", "manufacturers", "extra"), code: exitInvalid},
+		{cmd: "implant", node: on("clinic"), args: argv("implant"), text: true, check: has("register", "recalls")},
+		{cmd: "implant", node: on("clinic"), args: argv("implant", "bogus"), code: exitInvalid},
 
 		// The demo: three nodes of its own, the whole story.
 		{cmd: "demo", node: on("nonet"), args: argv("demo"), check: func(t *testing.T, e *tableEnv, out string) {

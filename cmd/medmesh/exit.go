@@ -266,6 +266,9 @@ func newJSONTopic() *cobra.Command {
                 (no expiry, never verified) is null
   replicas      the wanted number of replicas, owner included
   entry         a ledger entry (its CID)
+  device        an implant (the CID of its register entry); di its device
+                identifier (GTIN); label dates (expiry, produced) are
+                YYYY-MM-DD, null when the label has none
 
 A field name has the same type in every command. On failure stdout is empty
 and stderr holds one object, {"error": "...", "hint": "..."}, with the exit

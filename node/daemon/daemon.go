@@ -22,6 +22,7 @@ import (
 	"github.com/medmesh/medmesh/node/gc"
 	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/imaging"
+	"github.com/medmesh/medmesh/node/implants"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/records"
 	"github.com/medmesh/medmesh/node/replication"
@@ -76,7 +77,8 @@ type Daemon struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	imaging *imaging.Service
+	imaging  *imaging.Service
+	implants *implants.Service
 	// datasetMu makes dataset creation one at a time (dataset.go).
 	datasetMu sync.Mutex
 
@@ -199,6 +201,12 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.implants, err = implants.New(implants.Config{
+		Ledger: d.Ledger, Self: self, DS: store.DS, Dir: r.Dir, Now: o.Now, Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
 
 	var listen []multiaddr.Multiaddr
 	for _, s := range r.Config.Listen {
@@ -258,6 +266,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Records{S: d.Records, Log: d.log},
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
+		httpapi.Implants{S: d.implants},
 	)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)
