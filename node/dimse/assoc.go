@@ -293,7 +293,11 @@ func (c *ul) onReadError(err error, as *assembler) bool {
 		}
 		c.finish(&AbortError{Source: AbortSourceProvider, Reason: reason, Local: true, Detail: err.Error()})
 		as.fail(err)
-		// The rest of the stream cannot be framed: stop reading.
+		// The rest of the stream cannot be framed: discard it until the
+		// peer closes (or ARTIM), so that closing does not reset the
+		// connection before the peer has read our A-ABORT.
+		c.nc.SetReadDeadline(time.Now().Add(c.cfg.timeouts.ARTIM))
+		io.Copy(io.Discard, c.br)
 		return true
 	default:
 		a, _ := c.step(evt17)
