@@ -74,10 +74,16 @@ func newArchive(t testing.TB, paths []string) *archive {
 }
 
 // archiveFiles returns the DICOMDIR test set's instance files (2 patients,
-// several studies and series, Explicit VR Little Endian).
+// several studies and series, Explicit VR Little Endian), or synthetic
+// studies without the shared test data.
 func archiveFiles(t testing.TB) []string {
 	t.Helper()
-	dir := filepath.Join(testdataDir(t), "dicomdir")
+	shared, ok := sharedDir()
+	if !ok {
+		t.Logf("shared DICOM test data not found at %s: using synthetic studies", shared)
+		return syntheticStudies(t, 1)
+	}
+	dir := filepath.Join(shared, "dicomdir")
 	var out []string
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && d.Name() != "DICOMDIR" {
@@ -227,6 +233,18 @@ func (a *archive) selectInsts(k tag.Tag, v string) []*archInst {
 	var out []*archInst
 	for _, in := range a.insts {
 		if in.attrs[k] == v {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// matching returns the instances whose attribute k matches the wildcard
+// pattern.
+func (a *archive) matching(k tag.Tag, pattern string) []*archInst {
+	var out []*archInst
+	for _, in := range a.insts {
+		if ok, _ := path.Match(pattern, in.attrs[k]); ok {
 			out = append(out, in)
 		}
 	}

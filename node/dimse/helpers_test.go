@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 	lib "github.com/suyashkumar/dicom"
 )
 
@@ -111,17 +112,42 @@ func run(t testing.TB, timeout time.Duration, name string, args ...string) (stri
 	return string(out), err
 }
 
-// testdataDir returns the shared DICOM test data directory or skips.
-func testdataDir(t testing.TB) string {
-	t.Helper()
+// sharedDir returns the shared DICOM test data directory, if present.
+func sharedDir() (string, bool) {
 	dir := os.Getenv("MEDMESH_DICOM_TESTDATA")
 	if dir == "" {
 		dir = filepath.Join("..", "..", "..", "shared", "testdata", "dicom")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
-		t.Skipf("DICOM test data not found at %s (set MEDMESH_DICOM_TESTDATA): %v", dir, err)
+	_, err := os.Stat(filepath.Join(dir, "MANIFEST.md"))
+	return dir, err == nil
+}
+
+// testdataDir returns the shared DICOM test data directory or skips.
+func testdataDir(t testing.TB) string {
+	t.Helper()
+	dir, ok := sharedDir()
+	if !ok {
+		t.Skipf("DICOM test data not found at %s (set MEDMESH_DICOM_TESTDATA)", dir)
 	}
 	return dir
+}
+
+// syntheticStudies writes synthetic Part 10 files (storage/dicom/dicomtest:
+// two patients, two series of three instances each, several modalities),
+// the stand-in for the shared test data where it is absent.
+func syntheticStudies(t testing.TB, seed int64) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var out []string
+	for i, mod := range []string{"CT", "MR"} {
+		paths, err := dicomtest.WriteStudy(filepath.Join(dir, mod), dicomtest.Options{Patients: 1, SeriesPerStudy: 2,
+			InstancesPerSeries: 3, Rows: 16, Cols: 16, Modality: mod, Seed: seed + int64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, paths...)
+	}
+	return out
 }
 
 // memStore is a StoreHandler keeping data sets in memory, by SOP instance.

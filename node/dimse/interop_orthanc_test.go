@@ -190,6 +190,7 @@ func (o *orthanc) file(id string) part10File {
 // moves from our SCP; our SCU queries, moves and gets from Orthanc.
 // Every instance that crosses is compared byte for byte.
 func TestOrthanc(t *testing.T) {
+	needTool(t, "dcmdump") // compares what Orthanc re-encoded
 	files := validFiles(t)
 	arch := newArchive(t, archiveFiles(t))
 	store := newMemStore()
