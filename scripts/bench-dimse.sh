@@ -186,6 +186,7 @@ if [[ -z ${SKIP_ORTHANC:-} ]]; then
 	[[ -n $have_orthanc ]] && R[o_version]=$(Orthanc --version 2>/dev/null | awk 'NR == 1 {print $2}')
 fi
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for k in $(seq "$RUNS"); do
 	log "run $k of $RUNS"
 	dimse_run discard discard storescu
@@ -205,6 +206,7 @@ row() { # LABEL KEY
 {
 	echo "C-STORE ingest over DIMSE: node/dimse beside Orthanc $(g o_version), $net, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git -C "$root" rev-parse --short HEAD)"
 	echo "series: $files instances, $mb MB (1 MB = 10^6 B), from $from; one association per run; best of $RUNS runs"
+	echo "storage (both servers): $(df --output=fstype "$work" | tail -n 1 | tr -d ' ') under ${BENCH_DIR:-${TMPDIR:-/tmp}}; load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "dcmtk $(storescu --version 2>/dev/null | awk 'NR == 1 {print $3}') with TCP_NODELAY=1; PDU sizes: node/dimse accepts $PDU bytes, Orthanc 16384 (its default)"
 	echo
 	printf "%-60s %8s %12s %8s %10s\n" "receiver (sender)" "seconds" "instances/s" "MB/s" "peak RSS MiB"
