@@ -267,6 +267,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
 		httpapi.Implants{S: d.implants},
+		httpapi.Imaging{S: d.imaging},
 	)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)

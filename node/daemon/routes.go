@@ -21,7 +21,7 @@ func (d *Daemon) routes() {
 	s.HandleFunc("GET "+p+"/id", d.handleID)
 	s.HandleFunc("POST "+p+"/network/invite", d.handleInvite)
 	d.memberRoutes()
-	d.dicomRoutes()
+	d.dicomwebRoutes()
 	d.datasetRoutes()
 }
 
