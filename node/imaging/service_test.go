@@ -79,8 +79,8 @@ func TestImportMergesVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r3.Studies) != 1 || !r3.Studies[0].Unchanged || r3.Studies[0].ID != v2.ID || fr.count() != 2 {
-		t.Errorf("third import: %+v, %d records", r3.Studies, fr.count())
+	if len(r3.Studies) != 1 || !r3.Studies[0].Unchanged || r3.Studies[0].ID != v2.ID || fr.Count() != 2 {
+		t.Errorf("third import: %+v, %d records", r3.Studies, fr.Count())
 	}
 
 	hits, err := s.Query(ctx, dicom.Filter{StudyUID: study})
@@ -110,8 +110,8 @@ func TestImportMergesVersions(t *testing.T) {
 			}
 		}
 	}
-	if fr.reads != 1 {
-		t.Errorf("export counted %d reads, want 1", fr.reads)
+	if fr.Reads() != 1 {
+		t.Errorf("export counted %d reads, want 1", fr.Reads())
 	}
 
 	o, err := s.OpenUID(ctx, study)
@@ -257,8 +257,8 @@ func TestDeidentify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dr.Instances != 4 || dr.StudyUID == study || dr.Source != res.Studies[0].ID || fr.reads != 1 {
-		t.Errorf("deidentify: %+v (%d reads)", dr, fr.reads)
+	if dr.Instances != 4 || dr.StudyUID == study || dr.Source != res.Studies[0].ID || fr.Reads() != 1 {
+		t.Errorf("deidentify: %+v (%d reads)", dr, fr.Reads())
 	}
 	if fi, err := os.Stat(filepath.Join(repo, ProjectKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("default project key: %v", err)

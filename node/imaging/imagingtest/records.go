@@ -1,4 +1,12 @@
-package imaging
+// Package imagingtest is an in-memory stand-in for what the imaging
+// service needs from the rest of the node (imaging.Records and
+// imaging.Ledger), so the service, and the protocols over it (DICOMweb,
+// DIMSE), are tested without a network:
+//
+//	r := imagingtest.New(t)
+//	svc, err := imaging.New(imaging.Config{Records: r, Ledger: r, Self: r.Self,
+//		Identity: r.Identity, DS: r.DS, Dir: t.TempDir()})
+package imagingtest
 
 import (
 	"bytes"
@@ -22,17 +30,21 @@ import (
 	"github.com/medmesh/medmesh/storage/record"
 )
 
-// fakeRecords is an in-memory records service and ledger record table
-// (Records and Ledger): records are kept in clear, owned by self, with
-// their version chains. It stands in for the network-backed records
-// service, which the devnet tests in node/daemon exercise.
-type fakeRecords struct {
-	self peer.ID
+// Records is an in-memory records service and ledger record table
+// (imaging.Records and imaging.Ledger): records are kept in clear, owned
+// by Self, with their version chains. It stands in for the network-backed
+// records service, which the devnet tests in node/daemon exercise.
+type Records struct {
+	// Self, Identity and DS are a node's identity and datastore for
+	// imaging.Config.
+	Self     peer.ID
+	Identity crypto.PrivKey
+	DS       datastore.Batching
 
 	mu    sync.Mutex
 	recs  map[cid.Cid]*fakeRecord
 	next  int
-	reads int // ReadDone calls
+	reads int
 }
 
 type fakeRecord struct {
@@ -41,11 +53,22 @@ type fakeRecord struct {
 	files [][]byte
 }
 
-func newFakeRecords(self peer.ID) *fakeRecords {
-	return &fakeRecords{self: self, recs: map[cid.Cid]*fakeRecord{}}
+// New returns an empty Records with a fresh identity and an in-memory
+// datastore.
+func New(t testing.TB) *Records {
+	t.Helper()
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Records{Self: self, Identity: priv, DS: dssync.MutexWrap(datastore.NewMapDatastore()), recs: map[cid.Cid]*fakeRecord{}}
 }
 
-func (f *fakeRecords) Add(ctx context.Context, req records.AddRequest) (*records.AddResult, error) {
+func (f *Records) Add(ctx context.Context, req records.AddRequest) (*records.AddResult, error) {
 	m := &record.Manifest{Kind: req.Kind, Name: req.Name, MediaType: req.MediaType, Version: 1, Prev: req.Prev, Meta: req.Meta}
 	var files [][]byte
 	for _, fs := range req.Files {
@@ -71,11 +94,11 @@ func (f *fakeRecords) Add(ctx context.Context, req records.AddRequest) (*records
 	f.next++
 	h, _ := mh.Sum([]byte(fmt.Sprint("fake record ", f.next)), mh.SHA2_256, -1)
 	id := cid.NewCidV1(cid.Raw, h)
-	f.recs[id] = &fakeRecord{info: ledger.RecordInfo{ID: id, Owner: f.self, Version: uint64(m.Version), Prev: req.Prev, Class: req.Class}, m: m, files: files}
+	f.recs[id] = &fakeRecord{info: ledger.RecordInfo{ID: id, Owner: f.Self, Version: uint64(m.Version), Prev: req.Prev, Class: req.Class}, m: m, files: files}
 	return &records.AddResult{ID: id, Manifest: m, Size: m.Size(), Version: m.Version}, nil
 }
 
-func (f *fakeRecords) Update(ctx context.Context, req records.AddRequest) (*records.AddResult, error) {
+func (f *Records) Update(ctx context.Context, req records.AddRequest) (*records.AddResult, error) {
 	if _, ok := f.Record(req.Prev); !ok {
 		return nil, fault.NotFoundf("", "unknown record %s", req.Prev)
 	}
@@ -83,7 +106,7 @@ func (f *fakeRecords) Update(ctx context.Context, req records.AddRequest) (*reco
 }
 
 // latest follows id's chain to its newest version; f.mu held.
-func (f *fakeRecords) latest(id cid.Cid) ledger.RecordInfo {
+func (f *Records) latest(id cid.Cid) ledger.RecordInfo {
 	best := f.recs[id].info
 	for again := true; again; {
 		again = false
@@ -96,7 +119,7 @@ func (f *fakeRecords) latest(id cid.Cid) ledger.RecordInfo {
 	return best
 }
 
-func (f *fakeRecords) OpenFor(ctx context.Context, id cid.Cid, version int, purpose string) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, error) {
+func (f *Records) OpenFor(ctx context.Context, id cid.Cid, version int, purpose string) (ledger.RecordInfo, *record.Manifest, record.Key, *ledger.Grant, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.recs[id]
@@ -112,7 +135,7 @@ func (f *fakeRecords) OpenFor(ctx context.Context, id cid.Cid, version int, purp
 	return r.info, r.m, record.Key{}, nil, nil
 }
 
-func (f *fakeRecords) ReadFiles(ctx context.Context, m *record.Manifest, key record.Key, which []int, w io.Writer) error {
+func (f *Records) ReadFiles(ctx context.Context, m *record.Manifest, key record.Key, which []int, w io.Writer) error {
 	f.mu.Lock()
 	var files [][]byte
 	for _, r := range f.recs {
@@ -132,19 +155,19 @@ func (f *fakeRecords) ReadFiles(ctx context.Context, m *record.Manifest, key rec
 	return nil
 }
 
-func (f *fakeRecords) LatestVersion(id cid.Cid) ledger.RecordInfo {
+func (f *Records) LatestVersion(id cid.Cid) ledger.RecordInfo {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.latest(id)
 }
 
-func (f *fakeRecords) ReadDone(ctx context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
+func (f *Records) ReadDone(ctx context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
 	f.mu.Lock()
 	f.reads++
 	f.mu.Unlock()
 }
 
-func (f *fakeRecords) Record(id cid.Cid) (ledger.RecordInfo, bool) {
+func (f *Records) Record(id cid.Cid) (ledger.RecordInfo, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.recs[id]
@@ -154,29 +177,16 @@ func (f *fakeRecords) Record(id cid.Cid) (ledger.RecordInfo, bool) {
 	return r.info, true
 }
 
-// count is the number of records stored.
-func (f *fakeRecords) count() int {
+// Count is the number of records stored.
+func (f *Records) Count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.recs)
 }
 
-// newTestService is a service over fakeRecords, an in-memory datastore and
-// a fresh identity, with dir as its repo folder.
-func newTestService(t *testing.T, dir string) (*Service, *fakeRecords) {
-	t.Helper()
-	priv, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := peer.IDFromPrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fr := newFakeRecords(self)
-	s, err := New(Config{Records: fr, Ledger: fr, Self: self, Identity: priv, DS: dssync.MutexWrap(datastore.NewMapDatastore()), Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, fr
+// Reads is the number of ReadDone calls.
+func (f *Records) Reads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
 }
