@@ -21,7 +21,6 @@ func (d *Daemon) routes() {
 	s.HandleFunc("GET "+p+"/id", d.handleID)
 	s.HandleFunc("POST "+p+"/network/invite", d.handleInvite)
 	d.memberRoutes()
-	d.dicomwebRoutes()
 	d.datasetRoutes()
 }
 
