@@ -58,26 +58,71 @@ func (s *Service) sweep(ctx context.Context, remove bool) (res sweepResult, err 
 		return res, err
 	}
 	defer snap.Close()
+	m := marks{}
+	running := s.markAdds(m, &res)
+	if err := s.markRecords(ctx, m, &res); err != nil {
+		return res, err
+	}
+	if err := s.ledger.EachEntry(ctx, func(c cid.Cid) error {
+		m.mark(c, liveLedger)
+		return nil
+	}); err != nil {
+		return res, err
+	}
+	orphans, err := s.scan(ctx, snap, m, &res)
+	m = nil // the mark of a large store is large: let it go before the removals
+	if err != nil || !remove {
+		return res, err
+	}
+	if err := s.remove(ctx, orphans, &res); err != nil {
+		return res, err
+	}
+	// The blocks of interrupted adds are gone: drop what else they stored,
+	// then their markers.
+	for _, mk := range markers {
+		if running[mk.key] {
+			continue
+		}
+		if err := s.forget(ctx, mk.record); err != nil {
+			return res, fmt.Errorf("clean up after an interrupted add: %w", err)
+		}
+		if err := s.local.Delete(ctx, mk.key); err != nil {
+			return res, fmt.Errorf("remove add marker: %w", err)
+		}
+		res.interrupted++
+	}
+	return res, nil
+}
 
-	live := map[string]uint8{}
-	mark := func(c cid.Cid, kind uint8) { live[string(c.Hash())] |= kind }
+// marks are the live blocks found by the mark, by multihash.
+type marks map[string]uint8
 
-	// Adds in progress, then records in flight and pinned (one view), then
-	// the ledger: an add or fetch that ends meanwhile is on the ledger or
-	// pinned by the time it is looked at there.
-	running := map[datastore.Key]bool{}
+func (m marks) mark(c cid.Cid, kind uint8) { m[string(c.Hash())] |= kind }
+
+// markAdds marks the blocks of the adds running, and returns their
+// markers. (Adds in progress, then records in flight and pinned, then the
+// ledger: an add or fetch that ends meanwhile is on the ledger or pinned by
+// the time it is looked at there.)
+func (s *Service) markAdds(m marks, res *sweepResult) (running map[datastore.Key]bool) {
+	running = map[datastore.Key]bool{}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for a := range s.adds {
 		running[a.marker] = true
 		a.mu.Lock()
 		for _, c := range a.put {
-			mark(c, liveBusy)
+			m.mark(c, liveBusy)
 		}
 		a.mu.Unlock()
 	}
 	res.stat.RunningAddCount = len(s.adds)
-	s.mu.Unlock()
+	return running
+}
 
+// markRecords marks the blocks of the records this node keeps: owned,
+// pinned, in flight (their block lists, and the block index), and readable
+// under a live grant (the block index).
+func (s *Service) markRecords(ctx context.Context, m marks, res *sweepResult) error {
 	pins, inflight := s.replicas.Holdings()
 
 	// kept: record -> its block list (cid.Undef if not known yet).
@@ -112,29 +157,29 @@ func (s *Service) sweep(ctx context.Context, remove bool) (res sweepResult, err 
 	unlisted := map[cid.Cid]bool{}
 	for rec, bl := range kept {
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return err
 		}
 		kind := liveRecord
 		if busy[rec] {
 			kind = liveBusy
 		}
-		mark(rec, kind)
+		m.mark(rec, kind)
 		if !bl.Defined() {
 			continue
 		}
-		mark(bl, kind)
+		m.mark(bl, kind)
 		ids, err := s.localBlockList(ctx, bl)
 		switch {
 		case err == nil:
 			for _, c := range ids {
-				mark(c, kind)
+				m.mark(c, kind)
 			}
 		case ipld.IsNotFound(err) || errors.Is(err, blockstore.ErrHashMismatch) || errors.Is(err, record.ErrMalformed):
 			if needList[rec] {
 				unlisted[rec] = true
 			}
 		default:
-			return res, fmt.Errorf("read the block list of record %s: %w", rec, err)
+			return fmt.Errorf("read the block list of record %s: %w", rec, err)
 		}
 	}
 
@@ -159,7 +204,7 @@ func (s *Service) sweep(ctx context.Context, remove bool) (res sweepResult, err 
 			if busy[rec] && !readable[rec] {
 				kind = liveBusy
 			}
-			mark(b, kind)
+			m.mark(b, kind)
 			indexed[rec]++
 		}
 	}
@@ -174,25 +219,23 @@ func (s *Service) sweep(ctx context.Context, remove bool) (res sweepResult, err 
 	// garbage. Remove nothing rather than guess.
 	for rec := range unlisted {
 		if indexed[rec] == 0 {
-			return res, fault.Conflictf(
+			return fault.Conflictf(
 				"the record's blocks are damaged or missing on this node; `medmesh status "+rec.String()+"` shows who else holds it",
 				"cannot tell the blocks of record %s from garbage: its block list is not in this node's store; nothing was removed", rec)
 		}
 		s.log.Warn("gc: block list missing; keeping the record's indexed blocks", "record", rec)
 	}
+	return nil
+}
 
-	if err := s.ledger.EachEntry(ctx, func(c cid.Cid) error {
-		mark(c, liveLedger)
-		return nil
-	}); err != nil {
-		return res, err
-	}
-
+// scan counts the snapshot's blocks and returns those the mark did not
+// reach: the orphans.
+func (s *Service) scan(ctx context.Context, snap *blockstore.Snapshot, m marks, res *sweepResult) ([]candidate, error) {
 	var cands []candidate
 	if err := snap.Each(ctx, func(h mh.Multihash, size int64) error {
 		res.stat.BlockCount++
 		res.stat.Size += size
-		kind, ok := live[string(h)]
+		kind, ok := m[string(h)]
 		if kind&liveLedger != 0 {
 			res.stat.LedgerEntryCount++
 		}
@@ -204,10 +247,8 @@ func (s *Service) sweep(ctx context.Context, remove bool) (res sweepResult, err 
 		}
 		return nil
 	}); err != nil {
-		return res, err
+		return nil, err
 	}
-	live = nil
-
 	// A candidate that is a ledger entry not yet recorded as applied is
 	// kept (see ledger.EachEntry).
 	orphans := cands[:0]
@@ -223,34 +264,14 @@ func (s *Service) sweep(ctx context.Context, remove bool) (res sweepResult, err 
 					continue
 				}
 			case !errors.Is(err, blockstore.ErrHashMismatch): // a damaged block is garbage too
-				return res, fmt.Errorf("read block %s: %w", cd.c, err)
+				return nil, fmt.Errorf("read block %s: %w", cd.c, err)
 			}
 		}
 		orphans = append(orphans, cd)
 		res.stat.OrphanBlockCount++
 		res.stat.OrphanSize += cd.size
 	}
-	if !remove {
-		return res, nil
-	}
-	if err := s.remove(ctx, orphans, &res); err != nil {
-		return res, err
-	}
-	// The blocks of interrupted adds are gone: drop what else they stored,
-	// then their markers.
-	for _, m := range markers {
-		if running[m.key] {
-			continue
-		}
-		if err := s.forget(ctx, m.record); err != nil {
-			return res, fmt.Errorf("clean up after an interrupted add: %w", err)
-		}
-		if err := s.local.Delete(ctx, m.key); err != nil {
-			return res, fmt.Errorf("remove add marker: %w", err)
-		}
-		res.interrupted++
-	}
-	return res, nil
+	return orphans, nil
 }
 
 // remove deletes the orphans no record pinned or in flight claims by now,
