@@ -14,7 +14,7 @@ import (
 // in the repo so a restarted node finds its peers again even when it has
 // no bootstrap peer (the network's first node) or its peers' addresses
 // changed since it was invited. The replication manager dials members with
-// known addresses (replicator.observe).
+// known addresses (node/replication: Manager.observe).
 
 var peerBookKey = datastore.NewKey("/peerbook")
 
