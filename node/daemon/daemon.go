@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/dicomweb"
+	"github.com/medmesh/medmesh/node/fhir"
 	"github.com/medmesh/medmesh/node/gc"
 	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/imaging"
@@ -270,6 +271,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Implants{S: d.implants},
 		httpapi.Imaging{S: d.imaging},
 		dicomweb.Area{Imaging: d.imaging, Log: d.log},
+		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d, Log: d.log},
 	)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)

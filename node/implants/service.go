@@ -307,7 +307,9 @@ func (s *Service) views(ctx context.Context, ds []*implant.Device) ([]api.Implan
 
 // Local is an implantation this node made, resolved to its local patient.
 type Local struct {
-	Device    api.ImplantDevice
+	Device api.ImplantDevice
+	// UseEntry is the ledger entry of the implantation.
+	UseEntry  string
 	Patient   string
 	Procedure string
 	Time      time.Time // when the implantation was recorded
@@ -329,7 +331,7 @@ func (s *Service) Implantations(ctx context.Context, patient string) ([]Local, e
 		if err != nil {
 			return err
 		}
-		out = append(out, Local{Device: v, Patient: r.Patient, Procedure: r.Procedure, Time: time.UnixMilli(r.Time).UTC()})
+		out = append(out, Local{Device: v, UseEntry: d.Use.Entry.String(), Patient: r.Patient, Procedure: r.Procedure, Time: time.UnixMilli(r.Time).UTC()})
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
