@@ -677,6 +677,22 @@ func cliRows() []cliRow {
 		{cmd: "implant manufacturers", node: on("research"), args: argv("implant", "manufacturers"), retry: 10 * time.Second,
 			ready: func(out string) bool { return strings.Contains(out, "9506000") }, check: has(`"prefix": "9506000"`)},
 		{cmd: "implant manufacturers", node: on("research"), args: argv("implant", "manufacturers", "extra"), code: exitInvalid},
+		{cmd: "fhir export", node: on("lab"), args: func(e *tableEnv) []string {
+			return []string{"fhir", "export", "--patient", "P-4711", "-o", e.path("bundle.json")}
+		},
+			check: func(t *testing.T, e *tableEnv, out string) {
+				r := decode[fhirExportResult](t, out)
+				b, err := os.ReadFile(e.path("bundle.json"))
+				if r.Patient != "P-4711" || r.EntryCount < 3 || err != nil || !strings.Contains(string(b), `"Procedure"`) {
+					t.Errorf("fhir export: %s (%v)", out, err)
+				}
+			}},
+		{cmd: "fhir export", node: on("research"), args: func(e *tableEnv) []string {
+			return []string{"fhir", "export", "--patient", "P-4711", "-o", e.path("x.json")}
+		},
+			code: exitNotFound, check: has("not known")},
+		{cmd: "fhir", node: on("clinic"), args: argv("fhir"), text: true, check: has("export", "/fhir/metadata")},
+		{cmd: "fhir", node: on("clinic"), args: argv("fhir", "bogus"), code: exitInvalid},
 		{cmd: "implant", node: on("clinic"), args: argv("implant"), text: true, check: has("register", "recalls")},
 		{cmd: "implant", node: on("clinic"), args: argv("implant", "bogus"), code: exitInvalid},
 

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/fhir/fhirtest"
+	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 )
 
 // retryJSON runs a command with --json until it exits with code and ready
@@ -55,7 +59,7 @@ func grepTree(t *testing.T, dir, s string) []string {
 	return hits
 }
 
-// TestImplantTraceabilityCLI is issue #17's implant story through the real
+// TestImplantTraceabilityAndFHIRCLI is issue #17's implant story through the real
 // binary on three real daemons (distributor, hospital, another clinic): a
 // UDI with a wrong check digit is refused; the distributor registers and
 // transfers a device to the hospital; the other clinic cannot transfer it;
@@ -63,8 +67,8 @@ func grepTree(t *testing.T, dir, s string) []string {
 // distributor's recall of the lot makes `implant recalls --json` on the
 // hospital name P-4711, while the clinic's recall list, its ledger and its
 // whole repo (badger files, uncompressed) never contain P-4711, and the
-// hospital's repo has it only sealed.
-func TestImplantTraceabilityCLI(t *testing.T) {
+// hospital's repo has it only sealed. Then the FHIR side (checkFHIR).
+func TestImplantTraceabilityAndFHIRCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three daemons")
 	}
@@ -133,6 +137,8 @@ func TestImplantTraceabilityCLI(t *testing.T) {
 		t.Fatalf("the clinic's ledger log has P-4711, or lacks the use:\n%s", log)
 	}
 
+	checkFHIR(t, dir, hosp, clinic, dev.Device)
+
 	// The whole of the clinic's repo, and the hospital's, once their
 	// daemons are down: the patient appears in neither in clear (the
 	// recall's reason, on the ledger in clear, shows the grep sees it).
@@ -146,4 +152,139 @@ func TestImplantTraceabilityCLI(t *testing.T) {
 			t.Fatalf("%s: the recall's reason is nowhere in the repo: the grep sees nothing", c.repo)
 		}
 	}
+}
+
+// fhirGet sends an authenticated GET to the node's FHIR facade and returns
+// the status and body.
+func (c *cli) fhirGet(path string) (int, []byte) {
+	c.t.Helper()
+	cl, err := api.ClientForRepo(c.repo)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req, err := http.NewRequest("GET", cl.Base+"/fhir"+path, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cl.Token)
+	req.Header.Set("Accept", "application/fhir+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
+		c.t.Fatalf("GET /fhir%s: Content-Type %q", path, ct)
+	}
+	return resp.StatusCode, b
+}
+
+// fhirBundle GETs a search and returns the bundle, its raw JSON and its
+// resources' types.
+func (c *cli) fhirBundle(path string) ([]byte, []map[string]any) {
+	c.t.Helper()
+	code, b := c.fhirGet(path)
+	if code != http.StatusOK {
+		c.t.Fatalf("GET /fhir%s: %d\n%s", path, code, b)
+	}
+	var bundle struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Resource map[string]any `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(b, &bundle); err != nil || bundle.ResourceType != "Bundle" || bundle.Type != "searchset" {
+		c.t.Fatalf("GET /fhir%s: not a searchset Bundle: %v\n%s", path, err, b)
+	}
+	var rs []map[string]any
+	for _, e := range bundle.Entry {
+		rs = append(rs, e.Resource)
+	}
+	return b, rs
+}
+
+// checkFHIR: the FHIR side of the story. On the hospital, /fhir/metadata,
+// /fhir/Device?udi-di=..., and after a DICOM import
+// /fhir/ImagingStudy?patient=... answer with resources that are not empty
+// and validate against the R4 JSON schema, as does `fhir export`'s
+// collection Bundle; the other clinic serves the device without the
+// patient and knows no Patient P-4711.
+func checkFHIR(t *testing.T, dir string, hosp, clinic *cli, device string) {
+	var produced [][]byte
+	code, md := hosp.fhirGet("/metadata")
+	if code != http.StatusOK || !strings.Contains(string(md), `"CapabilityStatement"`) || !strings.Contains(string(md), `"udi-di"`) {
+		t.Fatalf("metadata: %d\n%s", code, md)
+	}
+	produced = append(produced, md)
+
+	b, devs := hosp.fhirBundle("/Device?udi-di=09506000134352")
+	if len(devs) != 1 || devs[0]["id"] != device || devs[0]["patient"] == nil || devs[0]["lotNumber"] != "LOT42" {
+		t.Fatalf("hospital Device?udi-di: %s", b)
+	}
+	produced = append(produced, b)
+	b, procs := hosp.fhirBundle("/Procedure?patient=P-4711")
+	if len(procs) != 1 || !strings.Contains(string(b), "Device/"+device) {
+		t.Fatalf("hospital Procedure?patient: %s", b)
+	}
+	produced = append(produced, b)
+
+	study := filepath.Join(dir, "study")
+	if _, err := dicomtest.WriteStudy(study, dicomtest.Options{InstancesPerSeries: 2, SeriesPerStudy: 2, Rows: 16, Cols: 16, Modality: "MR", Seed: 17}); err != nil {
+		t.Fatal(err)
+	}
+	hosp.must("dicom", "import", study)
+	b, studies := hosp.fhirBundle("/ImagingStudy?patient=" + dicomtest.PatientID(1))
+	if len(studies) != 1 || studies[0]["series"] == nil || !strings.Contains(string(b), "urn:dicom:uid") {
+		t.Fatalf("ImagingStudy?patient: %s", b)
+	}
+	produced = append(produced, b)
+	if _, ms := hosp.fhirBundle("/ImagingStudy?modality=mr&patient=Patient/" + dicomtest.PatientID(1)); len(ms) != 1 {
+		t.Fatal("ImagingStudy?modality=mr found nothing")
+	}
+	code, ep := hosp.fhirGet("/Endpoint/dicomweb")
+	if code != http.StatusOK || !strings.Contains(string(ep), "/dicomweb") {
+		t.Fatalf("Endpoint: %d %s", code, ep)
+	}
+	produced = append(produced, ep)
+
+	out := filepath.Join(dir, "bundle.json")
+	var r fhirExportResult
+	if err := json.Unmarshal([]byte(hosp.must("fhir", "export", "--patient", "P-4711", "-o", out, "--json")), &r); err != nil || r.EntryCount < 3 {
+		t.Fatalf("fhir export: %+v %v", r, err)
+	}
+	exp, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"collection"`, `"Patient"`, `"Device"`, `"Procedure"`} {
+		if !strings.Contains(string(exp), want) {
+			t.Fatalf("the export lacks %s:\n%s", want, exp)
+		}
+	}
+	produced = append(produced, exp)
+
+	// The other clinic: the device, never the patient.
+	b, devs = clinic.fhirBundle("/Device?udi-di=09506000134352")
+	if len(devs) != 1 || devs[0]["patient"] != nil || strings.Contains(string(b), "P-4711") {
+		t.Fatalf("clinic Device?udi-di: %s", b)
+	}
+	produced = append(produced, b)
+	if code, b := clinic.fhirGet("/Patient/P-4711"); code != http.StatusNotFound {
+		t.Fatalf("clinic Patient/P-4711: %d %s", code, b)
+	}
+	if _, errs, code := clinic.run("fhir", "export", "--patient", "P-4711", "-o", filepath.Join(dir, "x.json"), "--json"); code != exitNotFound || !strings.Contains(errs, "not known") {
+		t.Fatalf("clinic fhir export: exit %d %s", code, errs)
+	}
+
+	if ok, why := fhirtest.Available(); !ok {
+		t.Logf("FHIR answers not validated against the R4 JSON schema: %s", why)
+		return
+	}
+	res := fhirtest.Validate(t, produced...)
+	t.Logf("FHIR: %d answers validated against the R4 JSON schema (%d devices, %d studies)", len(res), len(devs), len(studies))
 }

@@ -54,7 +54,7 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newAddCmd(), newGetCmd(), newLsCmd(), newUpdateCmd(),
 		newGrantCmd(), newGrantsCmd(), newRevokeCmd(), newAuditCmd(), newStatusCmd(),
 		newLedgerCmd(), newDemoCmd(), newDicomCmd(), newMembersCmd(),
-		newGCCmd(), newRepoCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(), newImplantCmd(),
+		newGCCmd(), newRepoCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(), newImplantCmd(), newFHIRCmd(),
 		newExitCodesTopic(), newJSONTopic(),
 	)
 	// A command that only groups others must not exit 0 on a typo.

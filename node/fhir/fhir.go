@@ -407,14 +407,15 @@ func ptr[T any](v T) *T { return &v }
 // export answers GET /api/v1/fhir/export?patient=ID: what this node may
 // show about one of its patients as a collection Bundle.
 func (a Area) export(w http.ResponseWriter, r *http.Request) {
+	// A medmesh API route: its errors are the API's, for the CLI.
 	local := r.URL.Query().Get("patient")
 	if local == "" {
-		a.fail(w, fault.Invalidf("", "patient is required"))
+		api.Fail(w, fault.Invalidf("", "patient is required"))
 		return
 	}
 	b, err := a.Export(r.Context(), base(r), local)
 	if err != nil {
-		a.fail(w, err)
+		api.Fail(w, err)
 		return
 	}
 	write(w, http.StatusOK, b)

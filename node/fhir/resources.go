@@ -16,6 +16,7 @@ import (
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/dicomweb"
 	"github.com/medmesh/medmesh/node/records"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom"
@@ -220,9 +221,9 @@ func (a Area) procedures(ctx context.Context, _ *http.Request, q *query) ([]*ite
 const endpointID = "dicomweb"
 
 func (a Area) endpoints(_ context.Context, r *http.Request, _ *query) ([]*item, error) {
-	addr := "http://127.0.0.1/dicomweb"
+	addr := "http://127.0.0.1" + dicomweb.Prefix
 	if r != nil {
-		addr = "http://" + r.Host + "/dicomweb"
+		addr = "http://" + r.Host + dicomweb.Prefix
 	}
 	res := fm.Endpoint{
 		Id: ptr(endpointID), Status: fm.EndpointStatusActive, Name: ptr("medmesh DICOMweb (QIDO-RS, WADO-RS, STOW-RS)"),

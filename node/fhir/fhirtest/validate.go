@@ -48,6 +48,12 @@ type Result struct {
 	Errors       []json.RawMessage `json:"errors"`
 }
 
+// Available reports whether the validator is installed, and if not why.
+func Available() (bool, string) {
+	js, why := script()
+	return js != "", why
+}
+
 // Validate checks each resource (JSON) against the R4 schema and fails the
 // test on any error; it skips the test, saying why, when the validator is
 // not installed. It returns the verdicts.
