@@ -1,6 +1,8 @@
 // Package p2p is medmesh's private libp2p network layer: the host, the
 // private Kademlia DHT, bitswap over the node's blockstore, GossipSub, and a
-// block fetcher that does not stall.
+// block fetcher that does not stall: GetMany hands blocks over as they
+// arrive, GetBlocks yields them in the order asked (a file read), and
+// GetFrom asks one holder at a time (a record's manifest).
 //
 // # Security model
 //
