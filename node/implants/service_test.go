@@ -269,8 +269,25 @@ func TestManufacturerRecall(t *testing.T) {
 	if r.Count != 1 || r.As != "manufacturer" {
 		t.Fatalf("recall: %+v", r)
 	}
+	// HIBCC: a device by labeler code, recalled by the manufacturer of
+	// that labeler code.
+	h, err := D.s.Register(ctx, api.ImplantRegisterRequest{UDI: "+A123BJC5D6E71/$$3301231LOTH/SS9/16D20250101R"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Issuer != "hibcc" || h.DI != "A123BJC5D6E71" || h.Lot != "LOTH" || h.Serial != "S9" || *h.Expiry != "2030-12-31" {
+		t.Fatalf("HIBCC device: %+v", h)
+	}
+	if _, err := A.s.Authorize(ctx, api.ImplantAuthorizeRequest{Peer: M.id.String(), Prefix: "A123"}); err != nil {
+		t.Fatal(err)
+	}
+	n.sync()
+	if r, err := M.s.Recall(ctx, api.ImplantRecallRequest{DI: "A123BJC5D6E71", Reason: "labeler recall", As: "manufacturer"}); err != nil || r.Count != 1 || r.Issuer != "hibcc" {
+		t.Fatalf("HIBCC recall: %+v, %v", r, err)
+	}
+	n.sync()
 	ms, err := D.s.Manufacturers(ctx)
-	if err != nil || len(ms) != 1 || ms[0].Peer != M.id.String() {
+	if err != nil || len(ms) != 2 || ms[0].Peer != M.id.String() {
 		t.Fatalf("manufacturers: %+v, %v", ms, err)
 	}
 }

@@ -7,6 +7,9 @@
 //	identity.key     libp2p Ed25519 private key (protobuf, as libp2p marshals it)
 //	kem.key          HPKE ML-KEM-768+X25519 private key (key wrapping)
 //	api.token        bearer token for the HTTP API
+//	implant.key      node-local implant key (node/implants): keys the patient
+//	                 pseudonyms of its implantations and seals their local records;
+//	                 created by the daemon on first start; back it up with the repo
 //	network/         genesis.cbor (the ledger's first entry), psk (pre-shared key)
 //	datastore/       badger: blocks, ledger state, indexes, wrapped data keys
 //	api              written by a running daemon: its actual API address
