@@ -43,10 +43,13 @@ type MergedFile struct {
 // the imported series' attributes; an instance whose SOP Instance UID is
 // already stored is skipped. Empty study attributes of the stored version
 // are completed from the import. Neither input is modified.
+//
+// It takes time linear in the number of instances and series.
 func MergeStudy(stored, in *dicom.Study) *Merge {
 	merged := &dicom.Study{}
-	have := map[string]bool{} // SOP Instance UIDs in merged
-	prev := map[*dicom.InstanceRef]int{}
+	series := map[string]*dicom.Series{} // merged series by UID
+	have := map[string]bool{}            // SOP Instance UIDs in merged
+	prev := map[*dicom.InstanceRef]int{} // stored instance -> its file index
 	if stored != nil {
 		*merged = *stored
 		merged.Series = make([]*dicom.Series, 0, len(stored.Series))
@@ -60,17 +63,13 @@ func MergeStudy(stored, in *dicom.Study) *Merge {
 				prev[&cx] = x.FileIndex
 			}
 			merged.Series = append(merged.Series, &cse)
+			series[se.UID] = &cse
 		}
 	}
 	merged.Complete(in)
 	m := &Merge{Study: merged}
 	for _, se := range in.Series {
-		var dst *dicom.Series
-		for _, x := range merged.Series {
-			if x.UID == se.UID {
-				dst = x
-			}
-		}
+		dst := series[se.UID]
 		for _, x := range se.Instances {
 			if have[x.SOPInstanceUID] {
 				m.Skipped = append(m.Skipped, x)
@@ -79,6 +78,7 @@ func MergeStudy(stored, in *dicom.Study) *Merge {
 			if dst == nil {
 				dst = &dicom.Series{UID: se.UID, Modality: se.Modality, BodyPart: se.BodyPart, Number: se.Number, Description: se.Description}
 				merged.Series = append(merged.Series, dst)
+				series[se.UID] = dst
 			}
 			cx := *x
 			dst.Instances = append(dst.Instances, &cx)
@@ -90,23 +90,21 @@ func MergeStudy(stored, in *dicom.Study) *Merge {
 		return m
 	}
 	dicom.SortStudy(merged)
+	// SortStudy numbers the files series by series, instance by instance:
+	// walking the series in order yields them in file-index order, each
+	// with its series at hand. (Searching every series for each file's
+	// series, as the daemon did, made a study of n instances cost n².)
 	m.Files = make([]MergedFile, 0, merged.NumInstances())
-	for _, x := range merged.Instances() {
-		name := x.SOPInstanceUID + ".dcm"
-		for _, se := range merged.Series {
-			for _, y := range se.Instances {
-				if y == x {
-					name = se.UID + "/" + name
-				}
+	for _, se := range merged.Series {
+		for _, x := range se.Instances {
+			f := MergedFile{Name: se.UID + "/" + x.SOPInstanceUID + ".dcm", Instance: x, Prev: -1}
+			if i, ok := prev[x]; ok {
+				f.Prev = i
+			} else {
+				f.Path = x.Path
 			}
+			m.Files = append(m.Files, f)
 		}
-		f := MergedFile{Name: name, Instance: x, Prev: -1}
-		if i, ok := prev[x]; ok {
-			f.Prev = i
-		} else {
-			f.Path = x.Path
-		}
-		m.Files = append(m.Files, f)
 	}
 	return m
 }
