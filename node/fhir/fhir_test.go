@@ -290,3 +290,33 @@ func TestDateParam(t *testing.T) {
 	}
 	_ = url.Values{}
 }
+
+// FuzzSearchQuery: search parameters as clients send them never panic the
+// parsing or the matching, for any resource type's parameters.
+func FuzzSearchQuery(f *testing.F) {
+	for _, s := range []string{
+		"udi-di=09506000134352&lot-number=LOT42", "patient=Patient/P-4711&_count=1&_offset=1", "date=ge2024-01-01&date=lt2025",
+		"identifier=urn:dicom:uid|urn:oid:1.2.3", "modality=mr,ct", "entity=DocumentReference/" + recOwn, "date=2024-01-02T10:00:00+02:00", "_format=json",
+	} {
+		f.Add(s)
+	}
+	it := newItem("x", nil)
+	it.token("udi-di", "", "09506000134352")
+	it.ref("patient", "Patient", "P-4711")
+	it.date("date", dayRange("20240102"))
+	a := Area{}
+	f.Fuzz(func(t *testing.T, raw string) {
+		vals, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		for _, k := range a.kinds() {
+			for _, lenient := range []bool{false, true} {
+				if q, err := parseQuery(vals, k.params, lenient); err == nil {
+					q.match(it)
+					searchset("http://h/fhir", k.name, q, []*item{it, it})
+				}
+			}
+		}
+	})
+}
