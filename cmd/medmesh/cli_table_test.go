@@ -516,6 +516,41 @@ func cliRows() []cliRow {
 		{cmd: "ledger", node: on("clinic"), args: argv("ledger"), text: true, check: has("heads", "log", "verify")},
 		{cmd: "ledger", node: on("clinic"), args: argv("ledger", "grants"), code: exitInvalid},
 
+		// Settings (offline, on the repo; the clinic's daemon is running).
+		{cmd: "config", node: on("clinic"), args: argv("config"), text: true, check: has("replication.grace (default 10m)", "storage.quota", "addresses.announce", "set", "unset")},
+		{cmd: "config", node: on("clinic"), args: argv("config", "get"), code: exitInvalid, check: has("set, show, unset")},
+		{cmd: "config show", node: on("clinic"), args: argv("config", "show"), check: func(t *testing.T, e *tableEnv, out string) {
+			c := decode[configShow](t, out)
+			keys := map[string]configSetting{}
+			for _, s := range c.Settings {
+				keys[s.Key] = s
+			}
+			if !c.DaemonRunning || len(c.Settings) < 14 || keys["replication.grace"].Value != "10m" || !keys["replication.grace"].IsDefault ||
+				keys["addresses.api"].Value != "127.0.0.1:0" || keys["addresses.api"].IsDefault || keys["org"].Value != "St Mary" {
+				t.Errorf("config show: %+v", c)
+			}
+		}},
+		{cmd: "config show", node: on("clinic"), args: argv("config", "show", "replication.graze"), code: exitInvalid, check: has(`unknown setting "replication.graze"`, "replication.grace")},
+		{cmd: "config show", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"--repo", e.path("nowhere"), "config", "show"} }, code: exitNoDaemon, check: has("medmesh init")},
+		{cmd: "config set", node: on("clinic"), args: argv("config", "set", "replication.grace", "15m"), check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[configSetResult](t, out)
+			if r.Key != "replication.grace" || r.Value != "15m" || r.Previous != "10m" || !r.Changed || !r.DaemonRunning || !r.RestartNeeded {
+				t.Errorf("config set: %+v", r)
+			}
+			if c := decode[configShow](t, e.clinic.must("config", "show", "replication.grace", "--json")); !c.RestartNeeded || c.Settings[0].Value != "15m" {
+				t.Errorf("config show after set: %+v", c)
+			}
+		}},
+		{cmd: "config set", node: on("clinic"), args: argv("config", "set", "replication.grace", "banana"), code: exitInvalid, check: has(`"banana" is not a duration`, "30s, 10m, 1h30m")},
+		{cmd: "config set", node: on("clinic"), args: argv("config", "set", "storage.quota", "lots"), code: exitInvalid, check: has("not a size", "20GiB")},
+		{cmd: "config set", node: on("clinic"), args: argv("config", "set", "replication.grace"), code: exitInvalid},
+		{cmd: "config unset", node: on("clinic"), args: argv("config", "unset", "replication.grace"), check: func(t *testing.T, e *tableEnv, out string) {
+			if r := decode[configSetResult](t, out); r.Value != "10m" || r.Previous != "15m" {
+				t.Errorf("config unset: %+v", r)
+			}
+		}},
+		{cmd: "config unset", node: on("clinic"), args: argv("config", "unset", "colour"), code: exitInvalid, check: has(`unknown setting "colour"`)},
+
 		// Replication housekeeping.
 		{cmd: "gc", node: on("lab"), args: argv("gc"), check: func(t *testing.T, e *tableEnv, out string) { decode[map[string]int64](t, out) }},
 		{cmd: "gc", node: on("lab"), args: argv("gc", "now"), code: exitInvalid},

@@ -126,6 +126,12 @@ func exitCode(err error) int {
 	if errors.As(err, &re) {
 		return httpExitCode(re.Status)
 	}
+	var ve *repo.ValueError
+	var cfe *repo.ConfigError
+	var ue *repo.UnknownSettingError
+	if errors.As(err, &ve) || errors.As(err, &cfe) || errors.As(err, &ue) {
+		return exitInvalid // a setting's value, or config.json, is wrong
+	}
 	var ie *api.IncompleteError
 	if errors.As(err, &ie) {
 		if ie.VerifyFailed() {

@@ -57,6 +57,8 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newGCCmd(), newRepoCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(), newImplantCmd(), newFHIRCmd(),
 		newExitCodesTopic(), newJSONTopic(),
 	)
+	// Operating a node: settings, version, health, backup.
+	root.AddCommand(newConfigCmd())
 	// A command that only groups others must not exit 0 on a typo.
 	var groups func(c *cobra.Command)
 	groups = func(c *cobra.Command) {

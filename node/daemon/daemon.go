@@ -32,7 +32,6 @@ import (
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/blockstore"
-	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -107,6 +106,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	o.withConfig(r.Config)
 	// One daemon per repo, checked before anything in it is touched: a
 	// second daemon must not remove the running one's api file.
 	lock, err := r.Lock()
@@ -210,13 +210,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 
-	var listen []multiaddr.Multiaddr
-	for _, s := range r.Config.Listen {
-		ma, err := multiaddr.NewMultiaddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("config listen address %q: %w", s, err)
-		}
-		listen = append(listen, ma)
+	listen, announce, err := addrsOf(r.Config)
+	if err != nil {
+		return nil, err
 	}
 	var boot []peer.AddrInfo
 	for _, s := range r.Config.Bootstrap {
@@ -229,6 +225,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.P2P, err = p2p.New(ctx, p2p.Config{
 		Identity:     ident,
 		ListenAddrs:  listen,
+		Announce:     announce,
 		PSK:          network.PSK,
 		NetworkID:    d.Ledger.NetworkID().String(),
 		Members:      d.Ledger,

@@ -50,6 +50,9 @@ type Config struct {
 	// ListenAddrs are TCP multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0.
 	// Empty means dial-only.
 	ListenAddrs []multiaddr.Multiaddr
+	// Announce says which addresses the node advertises (identify, the
+	// DHT, invitations), when not its listen addresses.
+	Announce Announce
 	// PSK is the network's 32-byte pre-shared key (required).
 	PSK pnet.PSK
 	// NetworkID names the network; the DHT protocol prefix is
@@ -94,6 +97,17 @@ type Config struct {
 	// ConnLow and ConnHigh are the connection manager's watermarks.
 	// Defaults 64 and 256. Bootstrap peers are protected from trimming.
 	ConnLow, ConnHigh int
+}
+
+// Announce is what a node advertises instead of, or beside, its listen
+// addresses, as Kubo's Addresses.Announce and Addresses.AppendAnnounce: a
+// node behind NAT announces the public address its router forwards.
+type Announce struct {
+	// Replace, when not empty, is advertised instead of the listen
+	// addresses.
+	Replace []multiaddr.Multiaddr
+	// Append is advertised in addition.
+	Append []multiaddr.Multiaddr
 }
 
 // Errors returned by the package.
@@ -203,6 +217,11 @@ func (cfg *Config) validate() error {
 			return fmt.Errorf("p2p: listen address %s is not TCP (only TCP can carry the PSK)", a)
 		}
 	}
+	for _, a := range append(append([]multiaddr.Multiaddr(nil), cfg.Announce.Replace...), cfg.Announce.Append...) {
+		if _, err := a.ValueForProtocol(multiaddr.P_TCP); err != nil {
+			return fmt.Errorf("p2p: announce address %s is not TCP (only TCP can carry the PSK)", a)
+		}
+	}
 	return nil
 }
 
@@ -276,6 +295,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.ForceReachabilityPrivate(),
 		libp2p.ProtocolVersion("/medmesh/" + cfg.NetworkID),
 		libp2p.UserAgent("medmesh"),
+	}
+	if len(cfg.Announce.Replace)+len(cfg.Announce.Append) > 0 {
+		announce, extra := cfg.Announce.Replace, cfg.Announce.Append
+		opts = append(opts, libp2p.AddrsFactory(func(listening []multiaddr.Multiaddr) []multiaddr.Multiaddr {
+			out := listening
+			if len(announce) > 0 {
+				out = announce
+			}
+			return append(append([]multiaddr.Multiaddr(nil), out...), extra...)
+		}))
 	}
 	if len(cfg.ListenAddrs) > 0 {
 		opts = append(opts, libp2p.ListenAddrs(cfg.ListenAddrs...))

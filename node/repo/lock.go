@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,4 +88,29 @@ func (l *Lock) Unlock() error {
 		l.err = errors.Join(unlock(l.f), l.f.Close())
 	})
 	return l.err
+}
+
+// Running reports whether a daemon holds the repo's lock now, and its
+// process ID (0 if unknown). It writes nothing: a command that only reads
+// or edits the configuration must not disturb a starting daemon.
+func (r *Repo) Running() (pid int, running bool) { return DaemonRunning(r.Dir) }
+
+// DaemonRunning is Running for the repo in dir, without opening it.
+func DaemonRunning(dir string) (pid int, running bool) {
+	f, err := os.Open(filepath.Join(dir, LockFile))
+	if err != nil {
+		return 0, false // no daemon ever ran here
+	}
+	defer f.Close()
+	held, err := tryLock(f)
+	if err != nil {
+		return 0, false
+	}
+	if held {
+		unlock(f)
+		return 0, false
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, LockFile))
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, true
 }

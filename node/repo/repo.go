@@ -3,7 +3,7 @@
 //
 // Layout of a repo (the directory itself is 0700, every secret file 0600):
 //
-//	config.json      listen and API addresses, bootstrap peers, replication factor, quota
+//	config.json      settings: addresses, bootstrap peers, replication, storage (settings.go)
 //	identity.key     libp2p Ed25519 private key (protobuf, as libp2p marshals it)
 //	kem.key          HPKE ML-KEM-768+X25519 private key (key wrapping)
 //	api.token        bearer token for the HTTP API
@@ -22,11 +22,9 @@ package repo
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,22 +56,6 @@ const (
 
 // EnvRepo names the environment variable that selects the repo.
 const EnvRepo = "MEDMESH_REPO"
-
-// Config is the node's configuration file.
-type Config struct {
-	// Listen are libp2p multiaddrs (TCP only: the network is private).
-	Listen []string `json:"listen"`
-	// API is the HTTP API address; it must be a loopback address.
-	API string `json:"api"`
-	// Bootstrap are multiaddrs with /p2p/ of peers to dial at start and keep dialing.
-	Bootstrap []string `json:"bootstrap"`
-	// ReplicationFactor is how many nodes should hold each record (owner included).
-	ReplicationFactor int `json:"replication_factor"`
-	// StorageQuota caps the bytes of replicas this node accepts for others (0: no cap).
-	StorageQuota int64 `json:"storage_quota"`
-	// Org is the organisation label this node gives when it is admitted.
-	Org string `json:"org,omitempty"`
-}
 
 // Repo is an opened repository.
 type Repo struct {
@@ -125,21 +107,19 @@ func Init(dir string, o InitOptions) (*Repo, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
 	}
-	cfg := Config{
-		Listen:            o.Listen,
-		API:               o.API,
-		ReplicationFactor: DefaultReplicationFactor,
-		Org:               o.Org,
-		Bootstrap:         []string{},
+	cfg := DefaultConfig()
+	if len(o.Listen) > 0 {
+		cfg.Listen = o.Listen
 	}
-	if len(cfg.Listen) == 0 {
-		cfg.Listen = []string{DefaultListen}
+	if o.API != "" {
+		cfg.API = o.API
 	}
-	if cfg.API == "" {
-		cfg.API = DefaultAPI
-	}
-	if err := ValidateAPIAddr(cfg.API); err != nil {
-		return nil, err
+	cfg.Org = o.Org
+	for _, s := range []struct{ key, val string }{{"addresses.listen", strings.Join(cfg.Listen, ",")}, {"addresses.api", cfg.API}, {"org", cfg.Org}} {
+		st, _ := lookup(s.key)
+		if err := st.Set(&cfg, []string{s.val}); err != nil {
+			return nil, err
+		}
 	}
 	priv, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -186,36 +166,15 @@ func Init(dir string, o InitOptions) (*Repo, error) {
 
 // Open opens an existing repo.
 func Open(dir string) (*Repo, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w at %s: run `medmesh init --repo %s` first", ErrNoRepo, dir, dir)
-	}
+	cfg, err := readConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	var cfg Config
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
-	}
-	if err := ValidateAPIAddr(cfg.API); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
-	}
-	if cfg.ReplicationFactor < 1 {
-		cfg.ReplicationFactor = DefaultReplicationFactor
+		return nil, err
 	}
 	return &Repo{Dir: dir, Config: cfg}, nil
 }
 
 // SaveConfig writes config.json atomically.
-func (r *Repo) SaveConfig() error {
-	b, err := json.MarshalIndent(r.Config, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteBytes(filepath.Join(r.Dir, ConfigFile), append(b, '\n'), 0o600)
-}
+func (r *Repo) SaveConfig() error { return writeConfig(r.Dir, r.Config) }
 
 // Path joins name onto the repo directory.
 func (r *Repo) Path(name string) string { return filepath.Join(r.Dir, name) }

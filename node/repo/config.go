@@ -1,0 +1,306 @@
+package repo
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/medmesh/medmesh/internal/atomicfile"
+)
+
+// Config is the node's configuration (config.json). Every field is a
+// setting of the registry (settings.go), which defines its dotted key,
+// default, accepted values and meaning, and its place in the file.
+type Config struct {
+	// Listen are libp2p multiaddrs (TCP only: the network is private).
+	Listen []string
+	// Announce, when not empty, are the only addresses this node
+	// advertises to peers (instead of its listen addresses): a node behind
+	// NAT announces the public address its router forwards.
+	Announce []string
+	// AppendAnnounce are advertised in addition to the listen addresses.
+	AppendAnnounce []string
+	// API is the HTTP API address; it must be a loopback address.
+	API string
+	// Bootstrap are multiaddrs with /p2p/ of peers to dial at start and keep dialing.
+	Bootstrap []string
+	// Org is the organisation label this node gives when it is admitted.
+	Org string
+	// ReplicationFactor is how many nodes should hold each record (owner included).
+	ReplicationFactor int
+	// ReplicationGrace is how long a holder may be unreachable, or fail
+	// its proofs of storage, before it is replaced.
+	ReplicationGrace time.Duration
+	// ReplicationInterval is the time between placement passes.
+	ReplicationInterval time.Duration
+	// VerifyInterval is the time between proof-of-storage rounds.
+	VerifyInterval time.Duration
+	// SweepInterval is the time between re-plans of every record this node
+	// is involved in.
+	SweepInterval time.Duration
+	// ReprovideInterval is the time between DHT re-announcements.
+	ReprovideInterval time.Duration
+	// StorageQuota caps the bytes of replicas this node accepts for others (0: no cap).
+	StorageQuota int64
+	// DiskReserve is free disk space replicas may not eat into.
+	DiskReserve int64
+}
+
+// DefaultConfig is the configuration of a new repo: every setting at its
+// default.
+func DefaultConfig() Config {
+	var c Config
+	for _, s := range settings {
+		s.reset(&c)
+	}
+	return c
+}
+
+// ConfigError is a config.json that cannot be used as it is: one message
+// per setting that is wrong, each saying what it accepts.
+type ConfigError struct {
+	Path     string
+	Problems []SettingError
+}
+
+// SettingError is one setting's problem.
+type SettingError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: ", e.Path)
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		var ve *ValueError
+		if errors.As(p.Err, &ve) {
+			b.WriteString(ve.msg())
+		} else {
+			b.WriteString(p.Err.Error())
+		}
+	}
+	return b.String() + " (" + e.Hint() + ")"
+}
+
+// Hint says how to fix it.
+func (e *ConfigError) Hint() string {
+	if len(e.Problems) == 1 && e.Problems[0].Key != "" {
+		k := e.Problems[0].Key
+		fix := fmt.Sprintf("fix it with `medmesh config set %s VALUE`, or `medmesh config unset %s` for the default", k, k)
+		var ve *ValueError
+		if errors.As(e.Problems[0].Err, &ve) {
+			return ve.Hint() + "; " + fix
+		}
+		return fix + " (`medmesh help config` lists every setting)"
+	}
+	return "fix each with `medmesh config set KEY VALUE` or `medmesh config unset KEY` (`medmesh help config` lists every setting)"
+}
+
+// keys of the settings that have a problem
+func (e *ConfigError) keys() map[string]bool {
+	m := map[string]bool{}
+	for _, p := range e.Problems {
+		m[p.Key] = true
+	}
+	return m
+}
+
+// legacyKeys are the flat names of the first config.json layout; Open
+// still reads them, and the next save writes the sectioned layout.
+var legacyKeys = map[string]string{
+	"listen":             "addresses.listen",
+	"api":                "addresses.api",
+	"replication_factor": "replication.factor",
+	"storage_quota":      "storage.quota",
+}
+
+// ParseConfig decodes config.json. Missing settings take their defaults.
+// Every setting that is present is checked; the returned *ConfigError (if
+// any) lists each bad one, and the Config holds the defaults in their
+// place.
+func ParseConfig(path string, data []byte) (Config, error) {
+	c := DefaultConfig()
+	var root map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		return c, &ConfigError{Path: path, Problems: []SettingError{{Err: fmt.Errorf("not a JSON object: %v", err)}}}
+	}
+	cerr := &ConfigError{Path: path}
+	var walk func(prefix string, m map[string]json.RawMessage)
+	walk = func(prefix string, m map[string]json.RawMessage) {
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			raw := m[k]
+			key := prefix + k
+			if prefix == "" {
+				if nk, ok := legacyKeys[k]; ok {
+					key = nk
+				}
+			}
+			if s, ok := lookup(key); ok {
+				if err := s.decode(&c, raw); err != nil {
+					cerr.Problems = append(cerr.Problems, SettingError{Key: key, Err: err})
+					s.reset(&c)
+				}
+				continue
+			}
+			if isSection(key) {
+				var sub map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &sub); err != nil {
+					cerr.Problems = append(cerr.Problems, SettingError{Key: key, Err: fmt.Errorf("%s: want an object of settings", key)})
+					continue
+				}
+				walk(key+".", sub)
+				continue
+			}
+			cerr.Problems = append(cerr.Problems, SettingError{Key: key, Err: fmt.Errorf("unknown setting %q", key)})
+		}
+	}
+	walk("", root)
+	if len(cerr.Problems) > 0 {
+		return c, cerr
+	}
+	return c, nil
+}
+
+// isSection reports whether key is a section (a prefix of some setting).
+func isSection(key string) bool {
+	for _, s := range settings {
+		if strings.HasPrefix(s.Key, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// MarshalJSON writes the sectioned layout: "replication.grace" is
+// {"replication": {"grace": ...}}.
+func (c Config) MarshalJSON() ([]byte, error) {
+	root := map[string]any{}
+	for _, s := range settings {
+		parts := strings.Split(s.Key, ".")
+		m := root
+		for _, p := range parts[:len(parts)-1] {
+			sub, ok := m[p].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				m[p] = sub
+			}
+			m = sub
+		}
+		m[parts[len(parts)-1]] = s.encode(&c)
+	}
+	return json.Marshal(root)
+}
+
+// UnmarshalJSON reads config.json's layout, strictly (ParseConfig).
+func (c *Config) UnmarshalJSON(b []byte) error {
+	v, err := ParseConfig(ConfigFile, b)
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
+
+// readConfig reads and parses dir's config.json.
+func readConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("%w at %s: run `medmesh init --repo %s` first", ErrNoRepo, dir, dir)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, b)
+}
+
+// writeConfig writes c as dir's config.json, atomically, 0600.
+func writeConfig(dir string, c Config) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteBytes(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
+}
+
+// SetResult is what a change of one setting did.
+type SetResult struct {
+	Key      string
+	Value    string // the new value, in its canonical form
+	Previous string
+	Changed  bool
+}
+
+// SetConfig changes one setting of the repo in dir, offline: it parses
+// value as the setting's type, checks it and rewrites config.json. Other
+// settings that are wrong in the file make it fail (it would otherwise
+// write their defaults over them); the setting being changed may be the
+// wrong one. An unknown key is an *UnknownSettingError.
+func SetConfig(dir, key string, values []string) (SetResult, error) {
+	return editConfig(dir, key, func(s Setting, c *Config) error { return s.Set(c, values) })
+}
+
+// UnsetConfig sets one setting back to its default.
+func UnsetConfig(dir, key string) (SetResult, error) {
+	return editConfig(dir, key, func(s Setting, c *Config) error { s.reset(c); return nil })
+}
+
+func editConfig(dir, key string, edit func(Setting, *Config) error) (SetResult, error) {
+	s, ok := lookup(key)
+	if !ok {
+		return SetResult{}, &UnknownSettingError{Key: key}
+	}
+	c, err := readConfig(dir)
+	var cerr *ConfigError
+	if errors.As(err, &cerr) {
+		others := cerr.keys()
+		delete(others, key)
+		if len(others) > 0 {
+			return SetResult{}, err
+		}
+	} else if err != nil {
+		return SetResult{}, err
+	}
+	res := SetResult{Key: key, Previous: s.Get(&c)}
+	if cerr != nil {
+		res.Previous = "" // what the file holds is not a value
+	}
+	if err := edit(s, &c); err != nil {
+		return SetResult{}, err
+	}
+	res.Value = s.Get(&c)
+	res.Changed = res.Value != res.Previous
+	if err := writeConfig(dir, c); err != nil {
+		return SetResult{}, fmt.Errorf("write %s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	return res, nil
+}
+
+// LoadConfig reads dir's config.json without opening the repo's keys.
+func LoadConfig(dir string) (Config, error) { return readConfig(dir) }
+
+// UnknownSettingError is a key no setting has.
+type UnknownSettingError struct{ Key string }
+
+func (e *UnknownSettingError) Error() string {
+	return fmt.Sprintf("unknown setting %q (%s)", e.Key, e.Hint())
+}
+
+// Hint lists the settings.
+func (e *UnknownSettingError) Hint() string { return "settings: " + strings.Join(Keys(), ", ") }
