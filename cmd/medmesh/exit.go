@@ -260,7 +260,8 @@ func newJSONTopic() *cobra.Command {
 		Long: `With --json every command prints one JSON value on stdout, in one vocabulary:
 
   id            a record (a record ID, bafkrei...), in every command
-  version       a record's version number
+  version       a record's version number (in ` + "`medmesh version`" + ` alone, the
+                software's version, a string)
   peer          a peer ID (12D3KooW...); or the name of its role:
                 owner, grantee, reader, holder, author, admin
   holders ...   a plural name is always an array: [] when empty, never null;

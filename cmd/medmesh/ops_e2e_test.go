@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,4 +126,83 @@ func (c *cli) retryUntil(d time.Duration, ok func(string) bool, args ...string) 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestHealthAndMetrics: a node alone in its network that owns a record
+// wanting two copies is unhealthy: `health` exits 7, prints its report on
+// stdout (with --json too) and the problem on stderr. The daemon's metrics
+// name API routes by pattern, never by raw path, and carry the gauges
+// operators graph and the build info `version` prints.
+func TestHealthAndMetrics(t *testing.T) {
+	c, dir := oneNode(t)
+	src := filepath.Join(dir, "report.json")
+	os.WriteFile(src, []byte(`{"resourceType":"DiagnosticReport"}`), 0o600)
+	id := strings.TrimSpace(c.must("add", src, "--replicas", "2"))
+	out, errs, code := c.run("health", "--json")
+	var h api.Health
+	if err := json.Unmarshal([]byte(out), &h); err != nil || code != exitUnavailable {
+		t.Fatalf("health: exit %d, %v\n%s\n%s", code, err, out, errs)
+	}
+	if h.Healthy || h.OwnedCount != 1 || h.UnderReplicatedCount != 1 || h.UnderReplicatedIDs[0] != id || !h.Member || h.MemberCount != 0 ||
+		len(h.Problems) != 1 || !strings.Contains(errs, `"error":"unhealthy: 1 of the 1 records`) {
+		t.Fatalf("health: %+v\nstderr: %s", h, errs)
+	}
+	out, _, code = c.run("health")
+	if code != exitUnavailable || !strings.Contains(out, "UNHEALTHY") || !strings.Contains(out, "under-replicated: "+id) {
+		t.Fatalf("health (text): exit %d\n%s", code, out)
+	}
+	c.must("status", id)
+	cl, err := api.ClientForRepo(c.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cl.HTTP.Do(mustReq(t, cl, "/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	metrics := string(b)
+	var v api.VersionInfo
+	json.Unmarshal([]byte(c.must("version", "--json")), &v)
+	for _, want := range []string{
+		`medmesh_api_requests_total{code="200",method="GET",route="/api/v1/records/{id}/status"} 1`,
+		`medmesh_api_requests_total{code="200",method="GET",route="/api/v1/health"} 2`,
+		`medmesh_api_request_duration_seconds_count{method="GET",route="/api/v1/health"} 2`,
+		`medmesh_build_info{commit="` + v.Commit + `",go="` + v.Go + `",version="` + v.Version + `"} 1`,
+		"medmesh_network_members 1", "medmesh_p2p_connected_peers 0", "medmesh_owned_records 1",
+		"medmesh_owned_under_replicated_records 1", "medmesh_datastore_disk_used_bytes ", "medmesh_datastore_disk_free_bytes ",
+		"medmesh_record_added_bytes_total ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(metrics, id) {
+		t.Error("a record ID is in a metric label")
+	}
+	// Every medmesh metric ends in its unit (or _total after it).
+	for _, line := range strings.Split(metrics, "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		name, _, _ = strings.Cut(name, "{")
+		if strings.HasPrefix(line, "#") || !strings.HasPrefix(name, "medmesh_") {
+			continue
+		}
+		for _, unit := range []string{"_bytes_", "_seconds_"} {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_total"), "_bucket"), "_sum"), "_count")
+			if strings.Contains(base+"_", unit) && !strings.HasSuffix(base, strings.TrimSuffix(unit, "_")) {
+				t.Errorf("metric %s: its unit is not last", name)
+			}
+		}
+	}
+}
+
+func mustReq(t *testing.T, cl *api.Client, path string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest("GET", cl.Base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cl.Token)
+	return req
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/medmesh/medmesh/internal/buildinfo"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/schollz/progressbar/v3"
@@ -42,7 +43,9 @@ Start here:
 The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().Version,
 	}
+	root.SetVersionTemplate("medmesh {{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.repo, "repo", "", "node repository directory (default $MEDMESH_REPO, then ~/.medmesh)")
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
@@ -58,7 +61,7 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newExitCodesTopic(), newJSONTopic(),
 	)
 	// Operating a node: settings, version, health, backup.
-	root.AddCommand(newConfigCmd())
+	root.AddCommand(newConfigCmd(), newVersionCmd(), newHealthCmd())
 	// A command that only groups others must not exit 0 on a typo.
 	var groups func(c *cobra.Command)
 	groups = func(c *cobra.Command) {

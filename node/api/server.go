@@ -47,7 +47,15 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	public map[string]bool
+	// observe, when set, is told of every request once it is answered.
+	observe func(method, pattern string, code int, d time.Duration)
 }
+
+// Observe sets fn to be told of every request once it is answered: its
+// method, the route pattern that served it ("/api/v1/records/{id}"; ""
+// when none matched) and status, and how long it took (metrics). Call it
+// before Serve.
+func (s *Server) Observe(fn func(method, pattern string, code int, d time.Duration)) { s.observe = fn }
 
 // NewServer makes a server that checks token on every call.
 func NewServer(token string, log *slog.Logger) *Server {
@@ -65,6 +73,21 @@ func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFu
 
 // ServeHTTP applies the loopback Host check and token check, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, code: 200}
+	if s.observe != nil {
+		defer func() {
+			pattern := r.Pattern
+			if pattern == "" {
+				_, pattern = s.mux.Handler(r) // refused before routing
+			}
+			if _, path, ok := strings.Cut(pattern, " "); ok {
+				pattern = path
+			}
+			s.observe(r.Method, pattern, sw.code, time.Since(start))
+		}()
+	}
+	w = sw
 	// DNS-rebinding defence: a browser tricked into calling us carries a
 	// foreign Host header. Only loopback names are ours.
 	if !loopbackHost(r.Host) {
@@ -78,8 +101,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Fail(w, Errorf(http.StatusUnauthorized, "send `Authorization: Bearer <token>` with the token from the repo's api.token file", "missing or wrong API token"))
 		return
 	}
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w, code: 200}
 	s.mux.ServeHTTP(sw, r)
 	s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "status", sw.code, "dur", time.Since(start))
 }

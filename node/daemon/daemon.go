@@ -269,7 +269,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Imaging{S: d.imaging},
 		dicomweb.Area{Imaging: d.imaging, Log: d.log},
 		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d, Log: d.log},
+		httpapi.Health{H: d.newHealth()},
 	)
+	httpapi.Instrument(d.api, d.reg)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)
 	if err != nil {

@@ -199,7 +199,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		recordsAdded: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_records_added_total", Help: "Records stored by this node."}),
-		bytesAdded:   prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_record_bytes_added_total", Help: "Plaintext bytes stored by this node."}),
+		bytesAdded:   prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_record_added_bytes_total", Help: "Plaintext bytes stored by this node."}),
 		recordsRead:  prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_records_read_total", Help: "Other nodes' records this node read."}),
 		refused:      prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_access_refused_blocks_total", Help: "Block requests refused because the peer may not read the record."}),
 		attested:     prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_attested_reads_total", Help: "Reads by grantees this node served and attested on the ledger."}),

@@ -3,10 +3,14 @@ package daemon
 import (
 	"fmt"
 
+	"github.com/medmesh/medmesh/node/health"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/multiformats/go-multiaddr"
 )
+
+// What the daemon does for its operator: settings (`medmesh config`) into
+// options, health and its gauges.
 
 // withConfig fills what the caller left unset in o from the repo's
 // settings (`medmesh config`): the settings are the operator's, explicit
@@ -34,6 +38,17 @@ func (o *Options) withConfig(c repo.Config) {
 		r.ReprovideInterval = c.ReprovideInterval
 	}
 	set(&r.DiskReserve, c.DiskReserve)
+}
+
+// newHealth builds the operator's view (node/health) and registers its
+// gauges.
+func (d *Daemon) newHealth() *health.Checker {
+	hc := health.New(health.Config{
+		Ledger: d.Ledger, Host: d.P2P.Host, Factor: d.Repo.Config.ReplicationFactor,
+		DataDir: d.Repo.Path(repo.DatastoreDir),
+	})
+	hc.Register(d.reg)
+	return hc
 }
 
 // addrsOf parses the addresses to listen on and to announce.

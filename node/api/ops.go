@@ -1,0 +1,48 @@
+package api
+
+// Health is this node's view of the network (`medmesh health`, GET
+// /api/v1/health). Healthy is false when Problems is not empty; Warnings
+// do not make it unhealthy.
+type Health struct {
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems"`
+	Warnings []string `json:"warnings"`
+	Peer     string   `json:"peer"`
+	Member   bool     `json:"member"`
+	// MemberCount counts the network's members other than this node;
+	// ConnectedCount those connected now, Disconnected the others.
+	MemberCount    int      `json:"member_count"`
+	ConnectedCount int      `json:"connected_count"`
+	Disconnected   []string `json:"disconnected"`
+	// OwnedCount counts the records (every version) this node owns;
+	// UnderReplicatedIDs those with fewer reachable holders (itself
+	// included) than the replicas they want.
+	OwnedCount           int      `json:"owned_count"`
+	UnderReplicatedCount int      `json:"under_replicated_count"`
+	UnderReplicatedIDs   []string `json:"under_replicated_ids"`
+	// HeldCount counts other members' records this node holds replicas of.
+	HeldCount int          `json:"held_count"`
+	Ledger    HealthLedger `json:"ledger"`
+}
+
+// HealthLedger is the ledger's sync state: heads compared with the
+// connected members'.
+type HealthLedger struct {
+	HeadCount    int `json:"head_count"`
+	PendingCount int `json:"pending_count"`
+	// ComparedCount is how many connected members answered; AgreeCount
+	// how many had the same heads; Ahead lists members that had entries
+	// this node still lacked after syncing with them.
+	ComparedCount int      `json:"compared_count"`
+	AgreeCount    int      `json:"agree_count"`
+	Ahead         []string `json:"ahead"`
+	InSync        bool     `json:"in_sync"`
+}
+
+// VersionInfo is `medmesh version --json`.
+type VersionInfo struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit"`
+	Go       string `json:"go"`
+	Platform string `json:"platform"`
+}

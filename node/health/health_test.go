@@ -1,0 +1,122 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/sharing/ledger"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// fakeLedger is a ledger whose state the test sets.
+type fakeLedger struct {
+	self, other peer.ID
+	records     []ledger.RecordInfo
+	receipts    map[cid.Cid][]ledger.Receipt
+	heads       []cid.Cid
+	known       map[cid.Cid]bool
+	peerHeads   []cid.Cid
+	peerErr     error
+	// syncLearns: a sync with the peer makes its heads known here.
+	syncLearns bool
+	synced     int
+}
+
+func (f *fakeLedger) IsMember(p peer.ID) bool { return p == f.self || p == f.other }
+func (f *fakeLedger) Members() []ledger.Member {
+	return []ledger.Member{{Peer: f.self}, {Peer: f.other}}
+}
+func (f *fakeLedger) Records() []ledger.RecordInfo        { return f.records }
+func (f *fakeLedger) Receipts(r cid.Cid) []ledger.Receipt { return f.receipts[r] }
+func (f *fakeLedger) Heads() []cid.Cid                    { return f.heads }
+func (f *fakeLedger) PendingCount() int                   { return 0 }
+func (f *fakeLedger) Knows(c cid.Cid) bool                { return f.known[c] }
+func (f *fakeLedger) PeerHeads(context.Context, host.Host, peer.ID) ([]cid.Cid, error) {
+	return f.peerHeads, f.peerErr
+}
+func (f *fakeLedger) SyncWith(context.Context, host.Host, peer.ID) error {
+	f.synced++
+	if f.syncLearns {
+		for _, c := range f.peerHeads {
+			f.known[c] = true
+		}
+	}
+	return nil
+}
+
+func testCid(t *testing.T, s string) cid.Cid {
+	h, err := mh.Sum([]byte(s), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+func newHost(t *testing.T) host.Host {
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestCheck(t *testing.T) {
+	a, b := newHost(t), newHost(t)
+	rec1, rec2, rec3 := testCid(t, "r1"), testCid(t, "r2"), testCid(t, "r3")
+	h1, h2 := testCid(t, "h1"), testCid(t, "h2")
+	f := &fakeLedger{
+		self: a.ID(), other: b.ID(),
+		records: []ledger.RecordInfo{
+			{ID: rec1, Owner: a.ID(), Replicas: 2}, // held by b: fine once b is connected
+			{ID: rec2, Owner: a.ID()},              // wants Factor (3): short
+			{ID: rec3, Owner: b.ID(), Replicas: 2}, // a holds it for b
+		},
+		receipts: map[cid.Cid][]ledger.Receipt{
+			rec1: {{Holder: b.ID(), Status: "held"}},
+			rec3: {{Holder: a.ID(), Status: "held"}},
+		},
+		heads: []cid.Cid{h1}, known: map[cid.Cid]bool{h1: true}, peerHeads: []cid.Cid{h1},
+	}
+	k := New(Config{Ledger: f, Host: a, Factor: 3, DataDir: t.TempDir()})
+	ctx := context.Background()
+
+	// b not connected: no other member reachable, both owned records short.
+	h := k.Check(ctx)
+	if h.Healthy || h.ConnectedCount != 0 || h.MemberCount != 1 || len(h.Disconnected) != 1 || h.OwnedCount != 2 || h.UnderReplicatedCount != 2 || h.HeldCount != 1 || len(h.Problems) != 2 {
+		t.Fatalf("disconnected: %+v", h)
+	}
+
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	h = k.Check(ctx)
+	if h.ConnectedCount != 1 || h.UnderReplicatedCount != 1 || h.UnderReplicatedIDs[0] != rec2.String() || !h.Ledger.InSync || h.Ledger.AgreeCount != 1 || h.Ledger.ComparedCount != 1 {
+		t.Fatalf("connected: %+v", h)
+	}
+	f.records = f.records[:1] // drop the short record
+	if h = k.Check(ctx); !h.Healthy || len(h.Warnings) != 0 {
+		t.Fatalf("healthy: %+v", h)
+	}
+
+	// The peer has an entry we lack; a sync brings it: in sync, healthy.
+	f.peerHeads, f.syncLearns = []cid.Cid{h2}, true
+	if h = k.Check(ctx); !h.Healthy || !h.Ledger.InSync || h.Ledger.AgreeCount != 0 || f.synced != 1 {
+		t.Fatalf("behind, sync works: %+v (synced %d)", h, f.synced)
+	}
+	// The sync does not bring it: the peer is ahead, a problem.
+	f.peerHeads, f.syncLearns = []cid.Cid{testCid(t, "h3")}, false
+	if h = k.Check(ctx); h.Healthy || h.Ledger.InSync || len(h.Ledger.Ahead) != 1 || h.Ledger.Ahead[0] != b.ID().String() {
+		t.Fatalf("behind, sync fails: %+v", h)
+	}
+	// A peer that does not answer is not compared.
+	f.peerErr = errors.New("refused")
+	if h = k.Check(ctx); !h.Healthy || h.Ledger.ComparedCount != 0 {
+		t.Fatalf("peer does not answer: %+v", h)
+	}
+}

@@ -1,0 +1,52 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Health serves GET /api/v1/health: this node's view of the network.
+type Health struct {
+	H interface {
+		Check(ctx context.Context) api.Health
+	}
+}
+
+// Routes implements Area.
+func (a Health) Routes(m Mux) {
+	m.HandleFunc("GET "+p+"/health", func(w http.ResponseWriter, r *http.Request) {
+		Reply(w, a.H.Check(r.Context()), nil)
+	})
+}
+
+// Instrument counts the API's requests by route pattern (never the raw
+// path: record IDs would make a series each), method and status, and
+// times them: medmesh_api_requests_total and
+// medmesh_api_request_duration_seconds.
+func Instrument(s *api.Server, reg prometheus.Registerer) {
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "medmesh_api_requests_total", Help: "API requests answered, by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "medmesh_api_request_duration_seconds", Help: "Time to answer an API request (a download: until its last byte), by route pattern and method.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	}, []string{"route", "method"})
+	reg.MustRegister(reqs, dur)
+	s.Observe(func(method, pattern string, code int, d time.Duration) {
+		if pattern == "" {
+			pattern = "unmatched"
+		}
+		switch method { // anyone on loopback may send any method: bound the series
+		case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions, http.MethodPatch:
+		default:
+			method = "other"
+		}
+		reqs.WithLabelValues(pattern, method, strconv.Itoa(code)).Inc()
+		dur.WithLabelValues(pattern, method).Observe(d.Seconds())
+	})
+}
