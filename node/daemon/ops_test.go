@@ -7,21 +7,16 @@ import (
 	"github.com/medmesh/medmesh/node/repo"
 )
 
-// The settings' defaults are the replication manager's defaults, and a
-// setting reaches the daemon's options unless the caller set the option.
+// A setting reaches the daemon's options unless the caller set the option
+// (node/replication's TestDefaultsMatchSettings checks the defaults agree).
 func TestOptionsFromConfig(t *testing.T) {
-	var fromCfg, builtin Options
-	fromCfg.withConfig(repo.DefaultConfig())
-	fromCfg.Replication.defaults()
-	builtin.Replication.defaults()
-	if fromCfg.Replication != builtin.Replication {
-		t.Fatalf("config defaults %+v\nbuilt-in defaults %+v", fromCfg.Replication, builtin.Replication)
-	}
 	c := repo.DefaultConfig()
-	c.ReplicationGrace, c.ReplicationInterval, c.DiskReserve = 5*time.Second, time.Second, 1<<30
+	c.ReplicationGrace, c.ReplicationInterval, c.DiskReserve, c.VerifyInterval = 5*time.Second, time.Second, 1<<30, time.Minute
 	o := Options{Replication: ReplicationOptions{Interval: 50 * time.Millisecond}}
 	o.withConfig(c)
-	if o.Replication.Grace != 5*time.Second || o.Replication.Interval != 50*time.Millisecond || o.Replication.DiskReserve != 1<<30 {
-		t.Fatalf("options: %+v", o.Replication)
+	r := o.Replication
+	if r.Grace != 5*time.Second || r.Interval != 50*time.Millisecond || r.DiskReserve != 1<<30 || r.VerifyInterval != time.Minute ||
+		r.SweepInterval != c.SweepInterval || r.ReprovideInterval != c.ReprovideInterval {
+		t.Fatalf("options: %+v", r)
 	}
 }
