@@ -17,7 +17,7 @@ import (
 func (l *Ledger) PendingCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.pend.len()
+	return l.core.PendingLen()
 }
 
 // Knows reports whether entry c has been applied here.
@@ -27,12 +27,14 @@ func (l *Ledger) Knows(c cid.Cid) bool { return l.known(c) }
 // one entry, so it costs a few hundred bytes however far apart the two
 // ledgers are.
 func (l *Ledger) PeerHeads(ctx context.Context, h host.Host, p peer.ID) ([]cid.Cid, error) {
-	have := l.Heads()
-	if len(have) > maxHaveHeads {
-		have = have[:maxHaveHeads]
+	l.mu.Lock()
+	offer, err := l.core.Offer(ctx)
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: 1}
-	for _, c := range have {
+	for _, c := range offer.Heads {
 		req.Have = append(req.Have, c.Bytes())
 	}
 	resp, err := l.request(ctx, h, p, &req)
