@@ -718,6 +718,7 @@ func cliRows() []cliRow {
 					t.Errorf("the other member's recalls: %s", out)
 				}
 			}},
+		{cmd: "implant recalls", node: on("research"), args: argv("implant", "recalls", "--mine"), check: has(`"devices": []`, `"count": 0`)},
 		{cmd: "implant recalls", node: on("lab"), args: argv("implant", "recalls", "extra"), code: exitInvalid},
 		{cmd: "implant explant", node: on("lab"), args: func(e *tableEnv) []string { return []string{"implant", "explant", e.vals["device"]} }, check: has(`"status": "explanted"`)},
 		{cmd: "implant explant", node: on("lab"), args: func(e *tableEnv) []string { return []string{"implant", "explant", e.vals["device"]} }, code: exitConflict, check: has("not implanted")},

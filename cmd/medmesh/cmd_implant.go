@@ -270,14 +270,16 @@ clear, so it must name no patient.`,
 }
 
 func newImplantRecallsCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "recalls",
+	var mine bool
+	c := &cobra.Command{
+		Use:   "recalls [--mine]",
 		Short: "List recalls and the devices they cover (patients resolved only here)",
 		Long: `List every recall, newest first, with the devices it covers: custodian,
 status, and, for the devices this node implanted, the local patient and the
-procedure. Other nodes see the recall and the devices, never the patient.`,
+procedure. Other nodes see the recall and the devices, never the patient.
+--mine keeps only this node's devices (registered, held or implanted here).`,
 		Example: `  medmesh implant recalls
-  medmesh implant recalls --json | jq '.[].devices[] | select(.patient != null) | .patient'`,
+  medmesh implant recalls --mine --json | jq -r '.[].devices[] | select(.patient) | .patient'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := client()
@@ -285,7 +287,11 @@ procedure. Other nodes see the recall and the devices, never the patient.`,
 				return err
 			}
 			rs := []api.ImplantRecall{}
-			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/implants/recalls", nil, &rs); err != nil {
+			path := api.Prefix + "/implants/recalls"
+			if mine {
+				path += "?mine=true"
+			}
+			if err := c.Do(ctxOf(cmd), "GET", path, nil, &rs); err != nil {
 				return err
 			}
 			return output(rs, func() {
@@ -298,6 +304,8 @@ procedure. Other nodes see the recall and the devices, never the patient.`,
 			})
 		},
 	}
+	c.Flags().BoolVar(&mine, "mine", false, "only this node's devices")
+	return c
 }
 
 func newImplantAuthorizeCmd() *cobra.Command {

@@ -120,7 +120,7 @@ func TestImplantTraceabilityAndFHIRCLI(t *testing.T) {
 	dist.must("implant", "recall", "--gtin", "09506000134352", "--lot", "LOT42", "--reason", "FSCA-2026-017: screw fracture")
 
 	recalled := func(out string) bool { return strings.Contains(out, "FSCA-2026-017") }
-	out, _ = hosp.retryJSON(0, recalled, "implant", "recalls")
+	out, _ = hosp.retryJSON(0, recalled, "implant", "recalls", "--mine")
 	var rs []api.ImplantRecall
 	if err := json.Unmarshal([]byte(out), &rs); err != nil {
 		t.Fatal(err)

@@ -78,6 +78,8 @@ type ImplantDevice struct {
 	Explanted  NullTime  `json:"explanted"`
 	// Implanter is the node that implanted it ("" if none).
 	Implanter string `json:"implanter,omitempty"`
+	// Mine: this node registered, holds or implanted the device.
+	Mine      bool   `json:"mine"`
 	Patient   string `json:"patient,omitempty"`
 	Procedure string `json:"procedure,omitempty"`
 	Recalled  bool   `json:"recalled"`

@@ -19,7 +19,9 @@ type ImplantService interface {
 	Device(ctx context.Context, id cid.Cid, history bool) (*api.ImplantDevice, error)
 	Devices(ctx context.Context) ([]api.ImplantDevice, error)
 	Recall(ctx context.Context, req api.ImplantRecallRequest) (*api.ImplantRecall, error)
-	Recalls(ctx context.Context) ([]api.ImplantRecall, error)
+	// Recalls lists recalls with the devices they cover (only this node's
+	// if mine is set).
+	Recalls(ctx context.Context, mine bool) ([]api.ImplantRecall, error)
 	Authorize(ctx context.Context, req api.ImplantAuthorizeRequest) (*api.ImplantAuthorization, error)
 	Manufacturers(ctx context.Context) ([]api.ImplantAuthorization, error)
 }
@@ -67,7 +69,7 @@ func (a Implants) Routes(m Mux) {
 		return orNil(a.S.Recall(r.Context(), req))
 	}))
 	m.HandleFunc("GET "+p+"/implants/recalls", serve(func(r *http.Request) (any, error) {
-		return orNil(a.S.Recalls(r.Context()))
+		return orNil(a.S.Recalls(r.Context(), r.URL.Query().Get("mine") == "true"))
 	}))
 	m.HandleFunc("POST "+p+"/implants/manufacturers", serve(func(r *http.Request) (any, error) {
 		var req api.ImplantAuthorizeRequest

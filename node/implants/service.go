@@ -358,6 +358,7 @@ func (s *Service) view(ctx context.Context, d *implant.Device, history bool) (ap
 		Expiry: dateOrNull(d.UDI.Expiry), Produced: dateOrNull(d.UDI.Produced),
 		Registrant: d.Registrant.String(), Custodian: d.Custodian.String(), Status: string(d.Status),
 		Registered: time.UnixMilli(int64(d.Registered.Wall)).UTC(), Recalled: len(d.Recalls) > 0, Recalls: []string{},
+		Mine: d.Registrant == s.self || d.Custodian == s.self || d.Use != nil && d.Use.Author == s.self,
 	}
 	for _, r := range d.Recalls {
 		v.Recalls = append(v.Recalls, r.Entry.String())
@@ -427,7 +428,7 @@ func (s *Service) Recall(ctx context.Context, req api.ImplantRecallRequest) (*ap
 	if err != nil {
 		return nil, err
 	}
-	rs, err := s.Recalls(ctx)
+	rs, err := s.Recalls(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -440,9 +441,9 @@ func (s *Service) Recall(ctx context.Context, req api.ImplantRecallRequest) (*ap
 }
 
 // Recalls lists every recall, newest first, each with the devices it
-// covers; the patient of a device is resolved only on the node that
-// implanted it.
-func (s *Service) Recalls(ctx context.Context) ([]api.ImplantRecall, error) {
+// covers (only this node's, Mine, if mine is set); the patient of a device
+// is resolved only on the node that implanted it.
+func (s *Service) Recalls(ctx context.Context, mine bool) ([]api.ImplantRecall, error) {
 	p := s.past()
 	rs, err := implant.Recalls(p)
 	if err != nil {
@@ -464,6 +465,15 @@ func (s *Service) Recalls(ctx context.Context) ([]api.ImplantRecall, error) {
 		vs, err := s.views(ctx, covered)
 		if err != nil {
 			return nil, err
+		}
+		if mine {
+			kept := vs[:0]
+			for _, v := range vs {
+				if v.Mine {
+					kept = append(kept, v)
+				}
+			}
+			vs = kept
 		}
 		out = append(out, api.ImplantRecall{Recall: r.Entry.String(), Author: r.Author.String(), As: r.As, Issuer: r.Issuer, DI: r.DI,
 			Lot: r.Lot, Serial: r.Serial, Reason: r.Reason, Time: r.Time(), Devices: vs, Count: len(vs)})

@@ -180,9 +180,13 @@ func TestTraceability(t *testing.T) {
 	n.sync()
 
 	for _, m := range n.members {
-		rs, err := m.s.Recalls(ctx)
+		rs, err := m.s.Recalls(ctx, false)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// --mine: the clinic neither registered, held nor implanted it.
+		if mine, err := m.s.Recalls(ctx, true); err != nil || len(mine) != 1 || (m == C) != (mine[0].Count == 0) {
+			t.Fatalf("%s's own recalled devices: %+v, %v", m.name, mine, err)
 		}
 		if len(rs) != 1 || rs[0].Count != 1 || rs[0].Devices[0].Device != dev.Device || !rs[0].Devices[0].Recalled {
 			t.Fatalf("%s's recalls: %+v", m.name, rs)
