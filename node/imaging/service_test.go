@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -311,4 +312,54 @@ func deidReq(id string) api.DicomDeidRequest { return api.DicomDeidRequest{Recor
 func withKeyFile(r api.DicomDeidRequest, path string) api.DicomDeidRequest {
 	r.ProjectKeyFile = path
 	return r
+}
+
+// TestStagingConcurrentPuts: puts from several goroutines (associations
+// of one staging) each get a file of their own; the import stores each
+// instance once.
+func TestStagingConcurrentPuts(t *testing.T) {
+	s, _ := newTestService(t, t.TempDir())
+	bySeries, _ := writeStudy(t, t.TempDir(), 1, 4, 15)
+	st, err := s.Stage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 2; g++ {
+		for _, p := range bySeries[firstKey(bySeries)] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f, err := os.Open(p)
+				if err == nil {
+					_, err = st.Put(f)
+					f.Close()
+				}
+				errs <- err
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := st.Import(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 8 || len(res.Studies) != 1 || res.Studies[0].Instances != 4 || len(res.Skipped) != 4 {
+		t.Errorf("import of 8 puts of 4 instances: %d files, studies %+v, %d skipped", len(res.Files), res.Studies, len(res.Skipped))
+	}
+}
+
+func firstKey(m map[string][]string) string {
+	for k := range m {
+		return k
+	}
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
@@ -19,10 +20,13 @@ import (
 // files: several studies in one staging, a study that is already stored
 // merged into a new version of it. Close removes the folder (and the
 // service removes any a killed daemon left).
+//
+// Put and Drop may be called from several goroutines; Import and Close
+// once the puts are done.
 type Staging struct {
 	s   *Service
 	dir string
-	n   int
+	n   atomic.Int64 // files named so far
 }
 
 // Staged is one instance written to a staging.
@@ -53,8 +57,7 @@ func (s *Service) Stage() (*Staging, error) {
 // Put does not parse the instance: Import does (dicom.ParseFile reads its
 // header if the caller needs it first).
 func (st *Staging) Put(r io.Reader) (Staged, error) {
-	st.n++
-	path := filepath.Join(st.dir, fmt.Sprintf("part-%06d.dcm", st.n))
+	path := filepath.Join(st.dir, fmt.Sprintf("part-%06d.dcm", st.n.Add(1)))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return Staged{}, err
