@@ -158,7 +158,9 @@ func Parse(s string, ref time.Time) (UDI, error) {
 	}
 	switch {
 	case strings.HasPrefix(s, "("):
-		return parseGS1HRI(s, ref)
+		// Labels often space the elements; GS1's character set has no
+		// space, so a space is never data.
+		return parseGS1HRI(strings.ReplaceAll(s, " ", ""), ref)
 	case strings.HasPrefix(s, "="), strings.HasPrefix(s, "&"):
 		return UDI{}, errors.New("udi: ICCBBA (ISBT 128) UDIs are not supported; use the GS1 or HIBCC UDI on the label")
 	}

@@ -30,6 +30,7 @@ func TestParseGS1(t *testing.T) {
 	}{
 		{"fda-hri", fdaGS1, UDI{Issuer: IssuerGS1, DI: "51022222233336", Lot: "A213B1", Serial: "1234", Expiry: Date{2015, 7, 7}, Produced: Date{2014, 12, 31}}},
 		{"di-only", "(01)" + gs1ExampleGTIN, UDI{Issuer: IssuerGS1, DI: gs1ExampleGTIN}},
+		{"hri-spaced", "(01) 09506000134352 (17) 281231 (10) ABC123", UDI{Issuer: IssuerGS1, DI: gs1ExampleGTIN, Lot: "ABC123", Expiry: Date{2028, 12, 31}}},
 		{"machine-datamatrix", "]d201" + gs1ExampleGTIN + "17281231" + "10ABC123\x1d21XYZ-9", UDI{Issuer: IssuerGS1, DI: gs1ExampleGTIN, Lot: "ABC123", Serial: "XYZ-9", Expiry: Date{2028, 12, 31}}},
 		{"machine-gs128-leading-fnc1", "]C1\x1d01" + gs1USGTIN + "21SN1\x1d10L2", UDI{Issuer: IssuerGS1, DI: gs1USGTIN, Lot: "L2", Serial: "SN1"}},
 		{"machine-typed-gs", "01" + gs1USGTIN + "10LOT7<GS>17300100", UDI{Issuer: IssuerGS1, DI: gs1USGTIN, Lot: "LOT7", Expiry: Date{2030, 1, 0}}},
@@ -114,7 +115,7 @@ func TestParseRefuses(t *testing.T) {
 		{"(01)51022222233336(17)150230", "no day 30", false},
 		{"(01)51022222233336(10)" + strings.Repeat("A", 21), "1 to 20", false},
 		{"(01)51022222233336(10)", "1 to 20", false},
-		{"(01)51022222233336(10)A B", "character set 82", false},
+		{"0151022222233336" + "10A B", "character set 82", false},
 		{"(01)51022222233336(01)51022222233336", "twice", false},
 		{"(01)51022222233336(30)5", "(30) is not part", false},
 		{"01510222222333363012", "does not start with a GS1 AI", false},
