@@ -107,9 +107,18 @@ func TestGCKeepsWhatIsLive(t *testing.T) {
 	if got, err := get(C, v2.ID, 0); err != nil || !bytes.Equal(got, v2data) {
 		t.Fatalf("C reads v2 under its grant: %v", err)
 	}
-	// Replicas settle: r1 on one other node, the study on both.
-	waitFor(t, "replicas held", 30*time.Second, func() (bool, string) {
-		return len(heldBy(A, r1)) == 1 && len(heldBy(A, study)) == 2, fmt.Sprintf("r1 %d, study %d", len(heldBy(A, r1)), len(heldBy(A, study)))
+	// Replicas settle: r1 on one other node, the study on both; A attests
+	// C's read (within a second). Until then ledger entries still arrive,
+	// and a block stored between repo stat and gc would be counted by one
+	// and not the other.
+	waitFor(t, "replicas held and C's read attested", 30*time.Second, func() (bool, string) {
+		var evs []api.AccessEvent
+		if err := A.API.Do(ctx, "GET", api.Prefix+"/records/"+v2.ID+"/audit", nil, &evs); err != nil {
+			return false, err.Error()
+		}
+		attested := len(evs) > 0 && len(evs[0].AttestedBy) > 0
+		return len(heldBy(A, r1)) == 1 && len(heldBy(A, study)) == 2 && attested,
+			fmt.Sprintf("r1 %d, study %d, attested %v", len(heldBy(A, r1)), len(heldBy(A, study)), attested)
 	})
 	sync(t, n)
 
