@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -108,13 +109,72 @@ func statusOf(err error) int {
 
 // write sends a resource as application/fhir+json.
 func write(w http.ResponseWriter, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := resourceJSON(v)
+	var out bytes.Buffer
+	if err == nil {
+		err = json.Indent(&out, b, "", "  ")
+	}
 	if err != nil {
-		code, b = http.StatusInternalServerError, []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"fatal","code":"exception"}]}`)
+		code = http.StatusInternalServerError
+		out.Reset()
+		out.WriteString(`{"resourceType":"OperationOutcome","issue":[{"severity":"fatal","code":"exception"}]}`)
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	out.WriteByte('\n')
+	w.Write(out.Bytes())
+}
+
+// unescapeHTML undoes encoding/json's HTML escaping (\u0026, \u003c,
+// \u003e) that the models' own MarshalJSON applies: only where the
+// backslash starts an escape, not where it is itself escaped.
+func unescapeHTML(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' && i+1 < len(b) {
+			if i+5 < len(b) && b[i+1] == 'u' && b[i+2] == '0' && b[i+3] == '0' {
+				switch string(b[i+4 : i+6]) {
+				case "26":
+					out, i = append(out, '&'), i+5
+					continue
+				case "3c":
+					out, i = append(out, '<'), i+5
+					continue
+				case "3e":
+					out, i = append(out, '>'), i+5
+					continue
+				}
+			}
+			out = append(out, b[i], b[i+1])
+			i++
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+// resourceJSON encodes a resource compactly, without HTML escaping (a URL's
+// "&" stays "&"), with "resourceType" first as FHIR's JSON format puts it
+// (the models write it last).
+func resourceJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := unescapeHTML(bytes.TrimRight(buf.Bytes(), "\n"))
+	i := bytes.LastIndex(b, []byte(`,"resourceType":`))
+	if i < 0 || len(b) < 2 || b[len(b)-1] != '}' {
+		return b, nil
+	}
+	out := make([]byte, 0, len(b))
+	out = append(out, '{')
+	out = append(out, b[i+1:len(b)-1]...)
+	out = append(out, ',')
+	out = append(out, b[1:i]...)
+	return append(out, '}'), nil
 }
 
 // fail answers an OperationOutcome with the error's status.
@@ -295,7 +355,7 @@ func searchset(b, typ string, q *query, hits []*item) fm.Bundle {
 	}
 	mode := fm.SearchEntryModeMatch
 	for _, it := range hits[from:to] {
-		raw, _ := json.Marshal(it.res)
+		raw, _ := resourceJSON(it.res)
 		bundle.Entry = append(bundle.Entry, fm.BundleEntry{FullUrl: ptr(b + "/" + typ + "/" + it.id), Resource: raw, Search: &fm.BundleEntrySearch{Mode: &mode}})
 	}
 	return bundle
@@ -437,7 +497,7 @@ func (a Area) Export(ctx context.Context, b, local string) (*fm.Bundle, error) {
 		}
 		for _, it := range items {
 			if q.match(it) {
-				raw, err := json.Marshal(it.res)
+				raw, err := resourceJSON(it.res)
 				if err != nil {
 					return err
 				}

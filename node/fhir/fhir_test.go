@@ -320,3 +320,23 @@ func FuzzSearchQuery(f *testing.F) {
 		}
 	})
 }
+
+func TestResourceJSON(t *testing.T) {
+	b, err := resourceJSON(searchset("http://h/fhir", "Device", &query{count: 1, raw: url.Values{"a": {"1"}}}, []*item{newItem("x", map[string]any{"resourceType": "Device", "id": "x"})}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), `{"resourceType":"Bundle",`) || strings.Contains(string(b), `\u0026`) || !strings.Contains(string(b), "?_count=1&_offset=0&a=1") {
+		t.Fatalf("%s", b)
+	}
+}
+
+func TestUnescapeHTML(t *testing.T) {
+	for in, want := range map[string]string{
+		`"a\u0026b"`: `"a&b"`, `"\\u0026"`: `"\\u0026"`, `"\\\u003c"`: `"\\<"`, `"x\u003e"`: `"x>"`, `"\u00e9"`: `"\u00e9"`, `"\"q\""`: `"\"q\""`,
+	} {
+		if got := string(unescapeHTML([]byte(in))); got != want {
+			t.Errorf("%s: %s, want %s", in, got, want)
+		}
+	}
+}

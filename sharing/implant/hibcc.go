@@ -45,7 +45,7 @@ func parseHIBCC(t string, ref time.Time) (UDI, error) {
 		got = ' '
 	}
 	if got != want {
-		return UDI{}, fmt.Errorf("udi: HIBCC %s: %w (the check character is %q, the data's is %q); re-scan or re-type the label", t, ErrCheckDigit, got, want)
+		return UDI{}, fmt.Errorf("udi: HIBCC %s: %w (the check character is %q, the data's is %q)", t, ErrCheckDigit, got, want)
 	}
 	parts := strings.Split(body[1:], "/")
 	if strings.HasPrefix(parts[0], "$") {

@@ -499,7 +499,7 @@ func CheckGTIN(g string) error {
 		return fmt.Errorf("udi: a GTIN is 14 digits (pad GTIN-12 and GTIN-13 with leading zeros), got %q", clip(g))
 	}
 	if want := gtinCheckDigit(g[:13]); g[13] != want {
-		return fmt.Errorf("udi: GTIN %s: %w (its last digit is %c, the check digit of the others is %c); re-scan or re-type the label", g, ErrCheckDigit, g[13], want)
+		return fmt.Errorf("udi: GTIN %s: %w (its last digit is %c, the check digit of the others is %c)", g, ErrCheckDigit, g[13], want)
 	}
 	return nil
 }
