@@ -52,7 +52,9 @@ func (f fakeImplants) Implantations(ctx context.Context, patient string) ([]impl
 	if patient != "" && patient != "P-4711" {
 		return nil, nil
 	}
-	return []implants.Local{{Device: ds[0], UseEntry: useA, Patient: "P-4711", Procedure: "L4-L5 fusion", Time: ds[0].Implanted.Time}}, nil
+	d := ds[0]
+	d.Explanted = api.Nullable(time.Date(2026, 7, 1, 10, 0, 0, 0, time.UTC))
+	return []implants.Local{{Device: d, UseEntry: useA, ExplantEntry: devB, Patient: "P-4711", Procedure: "L4-L5 fusion", Time: ds[0].Implanted.Time}}, nil
 }
 
 type fakeImaging struct{}
@@ -202,6 +204,9 @@ func TestFacade(t *testing.T) {
 	// Procedure and Patient: only what this node knows.
 	if b := get("/fhir/Procedure?patient=P-4711&date=2026-06-01", 200); total(b) != 1 {
 		t.Fatalf("Procedure: %v", b)
+	}
+	if b := get("/fhir/Procedure?patient=P-4711", 200); total(b) != 2 || !strings.Contains(mustJSON(b), `"explanted"`) {
+		t.Fatalf("Procedure: the implantation and the removal: %v", b)
 	}
 	if p := get("/fhir/Patient/P-4711", 200); p["name"] == nil {
 		t.Fatalf("Patient: %v", p)

@@ -192,18 +192,15 @@ func (a Area) procedures(ctx context.Context, _ *http.Request, q *query) ([]*ite
 		return nil, err
 	}
 	var out []*item
-	for _, l := range ls {
-		id := l.UseEntry
-		pid := patientID(l.Patient)
-		performed := l.Device.Implanted.Time
+	add := func(id, pid, text, action, display string, performed time.Time, device string) {
 		res := fm.Procedure{
 			Id: ptr(id), Identifier: []fm.Identifier{ident(sysEntry, id)}, Status: fm.EventStatusCompleted,
-			Code:              &fm.CodeableConcept{Text: ptr(l.Procedure)},
+			Code:              &fm.CodeableConcept{Text: ptr(text)},
 			Subject:           fm.Reference{Reference: ptr("Patient/" + pid)},
 			PerformedDateTime: ptr(instant(performed)),
 			FocalDevice: []fm.ProcedureFocalDevice{{
-				Action:      &fm.CodeableConcept{Coding: []fm.Coding{coding("http://hl7.org/fhir/device-action", "implanted", "Implanted")}},
-				Manipulated: fm.Reference{Reference: ptr("Device/" + l.Device.Device)},
+				Action:      &fm.CodeableConcept{Coding: []fm.Coding{coding("http://hl7.org/fhir/device-action", action, display)}},
+				Manipulated: fm.Reference{Reference: ptr("Device/" + device)},
 			}},
 		}
 		it := newItem(id, res)
@@ -212,6 +209,13 @@ func (a Area) procedures(ctx context.Context, _ *http.Request, q *query) ([]*ite
 		it.date("date", instantRange(performed))
 		it.token("identifier", sysEntry, id)
 		out = append(out, it)
+	}
+	for _, l := range ls {
+		pid := patientID(l.Patient)
+		add(l.UseEntry, pid, l.Procedure, "implanted", "Implanted", l.Device.Implanted.Time, l.Device.Device)
+		if l.ExplantEntry != "" {
+			add(l.ExplantEntry, pid, "Removal of "+l.Device.UDI, "explanted", "Explanted", l.Device.Explanted.Time, l.Device.Device)
+		}
 	}
 	return out, nil
 }

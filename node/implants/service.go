@@ -308,11 +308,13 @@ func (s *Service) views(ctx context.Context, ds []*implant.Device) ([]api.Implan
 // Local is an implantation this node made, resolved to its local patient.
 type Local struct {
 	Device api.ImplantDevice
-	// UseEntry is the ledger entry of the implantation.
-	UseEntry  string
-	Patient   string
-	Procedure string
-	Time      time.Time // when the implantation was recorded
+	// UseEntry is the ledger entry of the implantation; ExplantEntry that
+	// of the removal ("" while implanted).
+	UseEntry     string
+	ExplantEntry string
+	Patient      string
+	Procedure    string
+	Time         time.Time // when the implantation was recorded
 }
 
 // Implantations lists the implantations this node made and can resolve
@@ -331,7 +333,11 @@ func (s *Service) Implantations(ctx context.Context, patient string) ([]Local, e
 		if err != nil {
 			return err
 		}
-		out = append(out, Local{Device: v, UseEntry: d.Use.Entry.String(), Patient: r.Patient, Procedure: r.Procedure, Time: time.UnixMilli(r.Time).UTC()})
+		l := Local{Device: v, UseEntry: d.Use.Entry.String(), Patient: r.Patient, Procedure: r.Procedure, Time: time.UnixMilli(r.Time).UTC()}
+		if d.Explant != nil {
+			l.ExplantEntry = d.Explant.Entry.String()
+		}
+		out = append(out, l)
 		return nil
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
