@@ -29,6 +29,7 @@ import (
 	"github.com/medmesh/medmesh/node/records"
 	"github.com/medmesh/medmesh/node/replication"
 	"github.com/medmesh/medmesh/node/repo"
+	"github.com/medmesh/medmesh/node/research"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/blockstore"
@@ -59,6 +60,8 @@ type Daemon struct {
 	P2P    *p2p.Node
 	// Records is the records service: add, read, share, the block filter.
 	Records *records.Service
+	// Research is the research service: consents and datasets.
+	Research *research.Service
 
 	self    peer.ID
 	ident   crypto.PrivKey
@@ -80,8 +83,6 @@ type Daemon struct {
 
 	imaging  *imaging.Service
 	implants *implants.Service
-	// datasetMu makes dataset creation one at a time (dataset.go).
-	datasetMu sync.Mutex
 
 	closeOnce sync.Once
 	closeErr  error
@@ -209,6 +210,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := d.startResearch(); err != nil {
+		return nil, err
+	}
 
 	listen, announce, err := addrsOf(r.Config)
 	if err != nil {
@@ -268,7 +272,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Implants{S: d.implants},
 		httpapi.Imaging{S: d.imaging},
 		dicomweb.Area{Imaging: d.imaging, Log: d.log},
-		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d, Log: d.log},
+		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d.Research, Log: d.log},
 		httpapi.Health{H: d.newHealth()},
 	)
 	httpapi.Instrument(d.api, d.reg)

@@ -57,7 +57,7 @@ func BenchmarkDatasetFetch(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, h := range []*devnet.Node{H1, H2} {
-		if _, err := h.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{three.ID}, Dir: filepath.Join(b.TempDir(), "h")}, nil); err != nil {
+		if _, err := h.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{three.ID}, Dir: filepath.Join(b.TempDir(), "h")}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func BenchmarkDatasetFetch(b *testing.B) {
 	for _, k := range []int{1, 0} {
 		id := []string{one.ID, three.ID}[k]
 		before := readFetchStats(b, R)
-		res, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{id}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
+		res, err := R.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{id}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func BenchmarkDatasetFetchOneHolder(b *testing.B) {
 	var bytes int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		res, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
+		res, err := R.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(b.TempDir(), "r")}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -103,7 +103,7 @@ func TestDatasetFetchBulk(t *testing.T) {
 	_, C, R, ds := oneHolderDataset(t, "bulk", dicomtest.Options{Patients: 2, SeriesPerStudy: 2, InstancesPerSeries: 3, Rows: 64, Cols: 64, Modality: "MR", Seed: 7})
 
 	rBefore, cBefore := readFetchStats(t, R), readFetchStats(t, C)
-	res, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(t.TempDir(), "out")}, nil)
+	res, err := R.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ds.ID}, Dir: filepath.Join(t.TempDir(), "out")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestDatasetFetchBulk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, m, _, _, err := R.Daemon.Open(ctx, id, 0)
+		_, m, _, _, err := R.Daemon.Records.Open(ctx, id, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

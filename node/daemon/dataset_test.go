@@ -16,6 +16,7 @@ import (
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
 	"github.com/medmesh/medmesh/node/devnet"
+	"github.com/medmesh/medmesh/node/research"
 	"github.com/medmesh/medmesh/sharing/dataset"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
@@ -145,7 +146,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 	// Interrupted fetch: cancel after 3 instances, then resume.
 	out := filepath.Join(t.TempDir(), "out")
 	fctx, cancel := context.WithCancel(ctx)
-	_, err = R.Daemon.FetchDataset(fctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out, Parallel: 2}, func(p api.DatasetProgress) {
+	_, err = R.Daemon.Research.FetchDataset(fctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out, Parallel: 2}, func(p api.DatasetProgress) {
 		if p.Fetched >= 3 {
 			cancel()
 		}
@@ -154,7 +155,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 	if err == nil {
 		t.Fatal("interrupted fetch reported success")
 	}
-	st, _ := os.ReadFile(filepath.Join(out, daemon.DatasetStateFile))
+	st, _ := os.ReadFile(filepath.Join(out, research.DatasetStateFile))
 	verified := bytes.Count(st, []byte("\n"))
 	if verified < 3 || verified >= 12 {
 		t.Fatalf("%d instances verified before the interruption", verified)
@@ -228,10 +229,10 @@ func TestDatasetFiveNodes(t *testing.T) {
 
 	// The radiology department has no grant: nothing by name or by ID.
 	radOut := filepath.Join(t.TempDir(), "rad")
-	if _, err := rad.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: radOut}, nil); err == nil {
+	if _, err := rad.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: radOut}, nil); err == nil {
 		t.Fatal("non-grantee fetched the dataset by name")
 	}
-	if _, err := rad.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ra.ID}, Dir: radOut}, nil); err == nil {
+	if _, err := rad.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{ra.ID}, Dir: radOut}, nil); err == nil {
 		t.Fatal("non-grantee fetched the dataset by ID")
 	}
 	if m, _ := filepath.Glob(filepath.Join(radOut, "*", "*", "*.dcm")); len(m) != 0 {
@@ -258,7 +259,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	out2 := filepath.Join(t.TempDir(), "out2")
-	res2, err := R.Daemon.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out2}, nil)
+	res2, err := R.Daemon.Research.FetchDataset(ctx, api.DatasetFetchRequest{Datasets: []string{"spine"}, Dir: out2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func TestDatasetFiveNodes(t *testing.T) {
 		}
 	}
 	did, _ := cid.Decode(dropped)
-	if _, _, _, _, err := R.Daemon.Open(ctx, did, 0); err == nil {
+	if _, _, _, _, err := R.Daemon.Records.Open(ctx, did, 0); err == nil {
 		t.Fatal("researcher can still open the revoked patient's study")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
-	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -101,17 +100,6 @@ func (d *Daemon) handleInvite(w http.ResponseWriter, r *http.Request) {
 		res.Org = m.Org // an existing member keeps its organisation
 	}
 	reply(w, res, err)
-}
-
-func parseExpiry(now time.Time, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	dur, err := time.ParseDuration(s)
-	if err != nil || dur <= 0 {
-		return time.Time{}, fault.Invalidf("use a duration like 72h", "bad expiry %q", s)
-	}
-	return now.Add(dur), nil
 }
 
 var _ = fmt.Sprintf

@@ -1,21 +1,39 @@
 package daemon
 
 import (
-	"github.com/medmesh/medmesh/internal/fault"
 	"net/http"
 
+	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/research"
 )
 
+// startResearch builds the research service (consents and datasets) over
+// the records and imaging services.
+func (d *Daemon) startResearch() error {
+	r, err := research.New(research.Config{
+		Ledger: d.Ledger, Records: d.Records, Imaging: d.imaging,
+		Self: d.self, Identity: d.ident, Local: d.local,
+		Now: d.opts.Now, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	d.Research = r
+	return nil
+}
+
+// datasetRoutes serves /consents and /datasets (until the HTTP layer has
+// a research Area).
 func (d *Daemon) datasetRoutes() {
-	s := d.api
+	s, rs := d.api, d.Research
 	s.HandleFunc("POST "+p+"/consents", func(w http.ResponseWriter, r *http.Request) {
 		var req api.ConsentRequest
 		if err := api.Decode(r, &req); err != nil {
 			api.Fail(w, err)
 			return
 		}
-		c, err := d.AddConsent(r.Context(), req)
+		c, err := rs.AddConsent(r.Context(), req)
 		reply(w, c, err)
 	})
 	s.HandleFunc("POST "+p+"/consents/revoke", func(w http.ResponseWriter, r *http.Request) {
@@ -24,7 +42,7 @@ func (d *Daemon) datasetRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		c, err := d.RevokeConsent(r.Context(), req)
+		c, err := rs.RevokeConsent(r.Context(), req)
 		reply(w, c, err)
 	})
 	s.HandleFunc("POST "+p+"/consents/list", func(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +51,7 @@ func (d *Daemon) datasetRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		cs, err := d.Consents(r.Context(), req.Patient, req.Purpose)
+		cs, err := rs.Consents(r.Context(), req.Patient, req.Purpose)
 		reply(w, cs, err)
 	})
 	s.HandleFunc("POST "+p+"/datasets", func(w http.ResponseWriter, r *http.Request) {
@@ -42,11 +60,11 @@ func (d *Daemon) datasetRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		res, err := d.CreateDataset(r.Context(), req)
+		res, err := rs.CreateDataset(r.Context(), req)
 		reply(w, res, err)
 	})
 	s.HandleFunc("GET "+p+"/datasets", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, d.ListDatasets(r.Context()), nil)
+		reply(w, rs.ListDatasets(r.Context()), nil)
 	})
 	s.HandleFunc("POST "+p+"/datasets/{id}/grants", func(w http.ResponseWriter, r *http.Request) {
 		var req api.DatasetGrantRequest
@@ -54,28 +72,8 @@ func (d *Daemon) datasetRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		refs, err := d.findDatasets(r.Context(), r.PathValue("id"))
-		if err != nil {
-			api.Fail(w, err)
-			return
-		}
-		var out []*api.DatasetGrantResult
-		for _, ref := range refs {
-			if ref.info.Owner != d.self {
-				continue
-			}
-			g, err := d.GrantDataset(r.Context(), ref.info.ID, req)
-			if err != nil {
-				api.Fail(w, err)
-				return
-			}
-			out = append(out, g)
-		}
-		if len(out) == 0 {
-			api.Fail(w, fault.Forbiddenf("only the publishing clinic grants its dataset", "this node publishes no dataset %q", r.PathValue("id")))
-			return
-		}
-		reply(w, out, nil)
+		out, err := rs.GrantDatasets(r.Context(), r.PathValue("id"), req)
+		reply(w, out, err)
 	})
 	s.HandleFunc("POST "+p+"/datasets/fetch", func(w http.ResponseWriter, r *http.Request) {
 		var req api.DatasetFetchRequest
@@ -83,11 +81,11 @@ func (d *Daemon) datasetRoutes() {
 			api.Fail(w, err)
 			return
 		}
-		res, err := d.FetchDataset(r.Context(), req, nil)
+		res, err := rs.FetchDataset(r.Context(), req, nil)
 		reply(w, res, err)
 	})
 	s.HandleFunc("GET "+p+"/datasets/fetch/{job}", func(w http.ResponseWriter, r *http.Request) {
-		pr, ok := d.DatasetFetchProgress(r.PathValue("job"))
+		pr, ok := rs.FetchProgress(r.PathValue("job"))
 		if !ok {
 			api.Fail(w, fault.NotFoundf("", "no such fetch job"))
 			return
