@@ -274,6 +274,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		dicomweb.Area{Imaging: d.imaging, Log: d.log},
 		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d.Research, Log: d.log},
 		httpapi.Health{H: d.newHealth()},
+		httpapi.Research{S: d.Research},
 	)
 	httpapi.Instrument(d.api, d.reg)
 	d.routes()

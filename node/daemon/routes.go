@@ -20,7 +20,6 @@ func (d *Daemon) routes() {
 	s.HandleFunc("GET "+p+"/id", d.handleID)
 	s.HandleFunc("POST "+p+"/network/invite", d.handleInvite)
 	d.memberRoutes()
-	d.datasetRoutes()
 }
 
 func reply(w http.ResponseWriter, v any, err error) {
