@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -292,6 +293,8 @@ func setupTable(t *testing.T) *tableEnv {
 	}
 
 	// Files the rows use.
+	os.WriteFile(filepath.Join(dir, "pass"), []byte("correct horse battery staple\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "wrong-pass"), []byte("incorrect horse battery staple\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "report.json"), []byte(`{"resourceType":"DiagnosticReport","status":"final"}`), 0o600)
 	os.WriteFile(filepath.Join(dir, "report-v2.json"), []byte(`{"resourceType":"DiagnosticReport","status":"amended"}`), 0o600)
 	os.WriteFile(filepath.Join(dir, "not-dicom.dcm"), []byte("plain text, not DICOM"), 0o600)
@@ -570,6 +573,31 @@ func cliRows() []cliRow {
 		}},
 		{cmd: "health", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"--repo", e.path("nowhere"), "health"} }, code: exitNoDaemon},
 		{cmd: "health", node: on("clinic"), args: argv("health", "extra"), code: exitInvalid},
+
+		// Backup and restore (TestBackupRestore restores a node and runs it).
+		{cmd: "backup", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"backup", "-o", e.path("clinic.age"), "--passphrase-file", e.path("pass")}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[api.BackupResult](t, out)
+			if r.Peer != e.ids["clinic"] || r.File != e.path("clinic.age") || r.Size == 0 || r.PeerCount < 2 || !slices.Contains(r.Files, "kem.key") || slices.Contains(r.Files, "api.token") {
+				t.Errorf("backup: %+v", r)
+			}
+		}},
+		{cmd: "backup", node: on("clinic"), args: argv("backup"), code: exitInvalid, check: has("-o")},
+		{cmd: "backup", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"backup", "-o", e.path("x.age")} }, code: exitInvalid, check: has("--passphrase-file")},
+		{cmd: "restore", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"--repo", e.path("restored"), "restore", e.path("clinic.age"), "--passphrase-file", e.path("pass")}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			if r := decode[api.RestoreResult](t, out); r.Peer != e.ids["clinic"] || r.Repo != e.path("restored") || r.PeerCount < 2 {
+				t.Errorf("restore: %+v", r)
+			}
+		}},
+		{cmd: "restore", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"--repo", e.path("restored2"), "restore", e.path("clinic.age"), "--passphrase-file", e.path("wrong-pass")}
+		}, code: exitInvalid, check: has("passphrase does not open")},
+		{cmd: "restore", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"--repo", e.path("restored"), "restore", e.path("clinic.age"), "--passphrase-file", e.path("pass")}
+		}, code: exitConflict, check: has("already holds")},
 
 		// Replication housekeeping.
 		{cmd: "gc", node: on("lab"), args: argv("gc"), check: func(t *testing.T, e *tableEnv, out string) { decode[map[string]int64](t, out) }},

@@ -37,6 +37,9 @@ type cli struct {
 func (c *cli) cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], append([]string{"--repo", c.repo}, args...)...)
 	cmd.Env = append(os.Environ(), "MEDMESH_AS_MAIN=1")
+	// No controlling terminal, as under cron or CI: a command that would
+	// prompt (a backup's passphrase) must fail, not wait for a person.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd
 }
 

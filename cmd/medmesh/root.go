@@ -61,7 +61,7 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 		newExitCodesTopic(), newJSONTopic(),
 	)
 	// Operating a node: settings, version, health, backup.
-	root.AddCommand(newConfigCmd(), newVersionCmd(), newHealthCmd())
+	root.AddCommand(newConfigCmd(), newVersionCmd(), newHealthCmd(), newBackupCmd(), newRestoreCmd())
 	// A command that only groups others must not exit 0 on a typo.
 	var groups func(c *cobra.Command)
 	groups = func(c *cobra.Command) {

@@ -46,3 +46,41 @@ type VersionInfo struct {
 	Go       string `json:"go"`
 	Platform string `json:"platform"`
 }
+
+// BackupState is what `medmesh backup` takes from a running daemon
+// (GET /api/v1/backup/state): the datastore rows only this node holds and
+// its members' addresses. Secret keys are not in it: the CLI reads them
+// from the repo.
+type BackupState struct {
+	Rows  []BackupRow         `json:"rows"`
+	Peers map[string][]string `json:"peers"`
+}
+
+// BackupRow is a datastore row (value base64 in JSON).
+type BackupRow struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+}
+
+// BackupResult is what `medmesh backup` prints.
+type BackupResult struct {
+	File     string   `json:"file"`
+	Peer     string   `json:"peer"`
+	Size     int64    `json:"size"`
+	Created  string   `json:"created"`
+	Files    []string `json:"files"`
+	RowCount int      `json:"row_count"`
+	// PeerCount is how many members' addresses it holds (a restored node
+	// dials them to catch up).
+	PeerCount int `json:"peer_count"`
+}
+
+// RestoreResult is what `medmesh restore` prints.
+type RestoreResult struct {
+	Repo          string   `json:"repo"`
+	Peer          string   `json:"peer"`
+	BackupCreated string   `json:"backup_created"`
+	Files         []string `json:"files"`
+	RowCount      int      `json:"row_count"`
+	PeerCount     int      `json:"peer_count"`
+}

@@ -226,13 +226,18 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		}
 		boot = append(boot, *ai)
 	}
+	rest, err := openRestore(r, d.Ledger, d.log)
+	if err != nil {
+		return nil, err
+	}
+	boot = append(boot, rest.bootstrap()...)
 	d.P2P, err = p2p.New(ctx, p2p.Config{
 		Identity:     ident,
 		ListenAddrs:  listen,
 		Announce:     announce,
 		PSK:          network.PSK,
 		NetworkID:    d.Ledger.NetworkID().String(),
-		Members:      d.Ledger,
+		Members:      rest.members(d.Ledger),
 		Blockstore:   store.Blocks,
 		BlockFilter:  d.Records.Allow,
 		Served:       d.Records.Served,
@@ -275,6 +280,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d.Research, Log: d.log},
 		httpapi.Health{H: d.newHealth()},
 		httpapi.Research{S: d.Research},
+		httpapi.Backup{B: d},
 	)
 	httpapi.Instrument(d.api, d.reg)
 	d.routes()
@@ -293,6 +299,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err := atomicfile.WriteBytes(r.Path(repo.APIFile), []byte(d.apiAddr+"\n"), 0o600); err != nil {
 		return nil, err
 	}
+	rest.run(d)
 	d.log.Info("medmesh node ready", "peer", self.String(), "api", d.apiAddr, "addrs", d.P2P.Host.Addrs(), "network", d.Ledger.NetworkID().String())
 	return d, nil
 }

@@ -50,3 +50,19 @@ func Instrument(s *api.Server, reg prometheus.Registerer) {
 		dur.WithLabelValues(pattern, method).Observe(d.Seconds())
 	})
 }
+
+// Backup serves GET /api/v1/backup/state: what `medmesh backup` takes from
+// a running node besides the repo's files.
+type Backup struct {
+	B interface {
+		BackupState(ctx context.Context) (api.BackupState, error)
+	}
+}
+
+// Routes implements Area.
+func (a Backup) Routes(m Mux) {
+	m.HandleFunc("GET "+p+"/backup/state", func(w http.ResponseWriter, r *http.Request) {
+		st, err := a.B.BackupState(r.Context())
+		Reply(w, st, err)
+	})
+}

@@ -212,6 +212,7 @@ func (m *Manager) evaluate(info ledger.RecordInfo, room **capacity) {
 	p := m.plan(info, m.aliveFor(info.ID))
 	if info.Owner == m.self {
 		m.involved[info.ID] = true
+		m.restoreIfMissing(info)
 		m.nameBeyondWindow(info, p, now)
 		return
 	}

@@ -14,6 +14,7 @@
 //	datastore/       badger: blocks, ledger state, indexes, wrapped data keys
 //	api              written by a running daemon: its actual API address
 //	repo.lock        flock-ed by the running daemon (holds its pid): one daemon per repo
+//	restore.json     left by `medmesh restore` until the daemon has caught up (backup.go)
 //
 // Private keys never leave the repo: nothing in this package sends them
 // anywhere, and they are read only by the daemon of the same repo.
