@@ -31,6 +31,17 @@ type Hit struct {
 	StudyDate   string // YYYYMMDD
 	Description string
 	Instances   int
+	// The rest of the study-level attributes (empty for entries indexed
+	// before they were kept; Detailed says whether they are).
+	PatientBirthDate   string
+	PatientSex         string
+	StudyTime          string
+	AccessionNumber    string
+	ReferringPhysician string
+	StudyID            string
+	NumSeries          int
+	SOPClasses         []string
+	Detailed           bool
 }
 
 // Filter selects studies; empty fields match everything. Modality matches
@@ -54,6 +65,25 @@ type indexEntry struct {
 	StudyDate   string   `cbor:"5,keyasint"`
 	Description string   `cbor:"6,keyasint"`
 	Instances   int      `cbor:"7,keyasint"`
+	// Since index version 2 (Detailed): the study's other query
+	// attributes, and a detail entry (/d/) holds its series and instances.
+	Detailed           bool     `cbor:"8,keyasint,omitempty"`
+	PatientBirthDate   string   `cbor:"9,keyasint,omitempty"`
+	PatientSex         string   `cbor:"10,keyasint,omitempty"`
+	StudyTime          string   `cbor:"11,keyasint,omitempty"`
+	AccessionNumber    string   `cbor:"12,keyasint,omitempty"`
+	ReferringPhysician string   `cbor:"13,keyasint,omitempty"`
+	StudyID            string   `cbor:"14,keyasint,omitempty"`
+	NumSeries          int      `cbor:"15,keyasint,omitempty"`
+	SOPClasses         []string `cbor:"16,keyasint,omitempty"`
+}
+
+func (e *indexEntry) hit(id string) Hit {
+	return Hit{RecordID: id, StudyUID: e.StudyUID, PatientID: e.PatientID, PatientName: e.PatientName,
+		Modalities: e.Modalities, StudyDate: e.StudyDate, Description: e.Description, Instances: e.Instances,
+		PatientBirthDate: e.PatientBirthDate, PatientSex: e.PatientSex, StudyTime: e.StudyTime,
+		AccessionNumber: e.AccessionNumber, ReferringPhysician: e.ReferringPhysician, StudyID: e.StudyID,
+		NumSeries: e.NumSeries, SOPClasses: e.SOPClasses, Detailed: e.Detailed}
 }
 
 // Index is the node's local, encrypted index of imported studies, stored in
@@ -61,7 +91,10 @@ type indexEntry struct {
 //
 // Layout: /dicom/index/r/<hex(recordID)> holds the entry sealed with
 // AES-256-GCM (random 96-bit nonce, record ID as additional data, so an entry
-// cannot be moved to another record). Equality lookups use blind keys
+// cannot be moved to another record): the study-level attributes queries
+// match. /dicom/index/d/<hex(recordID)> holds the study's series and
+// instances (its EncodeStudyMeta form, sealed likewise with its own
+// additional data), read only by queries below the study level. Equality lookups use blind keys
 // /dicom/index/{p,m,s}/<HMAC-SHA256(k, value)>/<hex(recordID)> with empty
 // values; patient IDs, names, dates and UIDs never appear in clear. Date
 // ranges are filtered after decryption. Keys are derived from the 32-byte
@@ -107,7 +140,29 @@ func (x *Index) blindValue(kind, value string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+func (x *Index) detailKey(recordID string) ds.Key {
+	return ds.NewKey(IndexNamespace + "/d/" + hex.EncodeToString([]byte(recordID)))
+}
+
 func ad(recordID string) []byte { return []byte("medmesh dicom index v1\x00" + recordID) }
+
+func detailAD(recordID string) []byte { return []byte("medmesh dicom index detail v1\x00" + recordID) }
+
+func (x *Index) seal(pt, ad []byte) ([]byte, error) {
+	nonce := make([]byte, x.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return x.aead.Seal(nonce, nonce, pt, ad), nil
+}
+
+func (x *Index) unseal(v, ad []byte) ([]byte, error) {
+	ns := x.aead.NonceSize()
+	if len(v) < ns+x.aead.Overhead() {
+		return nil, errors.New("too short")
+	}
+	return x.aead.Open(nil, v[:ns], v[ns:], ad)
+}
 
 func (e *indexEntry) blindKeys(x *Index, recordID string) []ds.Key {
 	keys := []ds.Key{x.blindKey("p", e.PatientID, recordID), x.blindKey("s", e.StudyUID, recordID)}
@@ -123,16 +178,26 @@ func (x *Index) Put(ctx context.Context, recordID string, s *Study) error {
 		return errors.New("dicom: index: empty record ID or nil study")
 	}
 	e := &indexEntry{StudyUID: s.UID, PatientID: s.PatientID, PatientName: s.PatientName, Modalities: s.Modalities(),
-		StudyDate: s.StudyDate, Description: s.Description, Instances: s.NumInstances()}
+		StudyDate: s.StudyDate, Description: s.Description, Instances: s.NumInstances(),
+		Detailed: true, PatientBirthDate: s.PatientBirthDate, PatientSex: s.PatientSex, StudyTime: s.StudyTime,
+		AccessionNumber: s.AccessionNumber, ReferringPhysician: s.ReferringPhysician, StudyID: s.StudyID,
+		NumSeries: len(s.Series), SOPClasses: s.SOPClasses()}
 	pt, err := metaEnc.Marshal(e)
 	if err != nil {
 		return err
 	}
-	nonce := make([]byte, x.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
+	sealed, err := x.seal(pt, ad(recordID))
+	if err != nil {
 		return err
 	}
-	sealed := x.aead.Seal(nonce, nonce, pt, ad(recordID))
+	detail, err := EncodeStudyMeta(s)
+	if err != nil {
+		return err
+	}
+	sealedDetail, err := x.seal(detail, detailAD(recordID))
+	if err != nil {
+		return err
+	}
 	b, err := x.ds.Batch(ctx)
 	if err != nil {
 		return err
@@ -147,6 +212,9 @@ func (x *Index) Put(ctx context.Context, recordID string, s *Study) error {
 		return err
 	}
 	if err := b.Put(ctx, x.recKey(recordID), sealed); err != nil {
+		return err
+	}
+	if err := b.Put(ctx, x.detailKey(recordID), sealedDetail); err != nil {
 		return err
 	}
 	for _, k := range e.blindKeys(x, recordID) {
@@ -178,6 +246,9 @@ func (x *Index) Delete(ctx context.Context, recordID string) error {
 	if err := b.Delete(ctx, x.recKey(recordID)); err != nil {
 		return err
 	}
+	if err := b.Delete(ctx, x.detailKey(recordID)); err != nil {
+		return err
+	}
 	return b.Commit(ctx)
 }
 
@@ -190,11 +261,7 @@ func (x *Index) get(ctx context.Context, recordID string) (*indexEntry, error) {
 }
 
 func (x *Index) open(recordID string, v []byte) (*indexEntry, error) {
-	ns := x.aead.NonceSize()
-	if len(v) < ns+x.aead.Overhead() {
-		return nil, fmt.Errorf("dicom: index entry for %q: too short", recordID)
-	}
-	pt, err := x.aead.Open(nil, v[:ns], v[ns:], ad(recordID))
+	pt, err := x.unseal(v, ad(recordID))
 	if err != nil {
 		return nil, fmt.Errorf("dicom: index entry for %q: %w", recordID, err)
 	}
@@ -261,8 +328,7 @@ func (x *Index) Query(ctx context.Context, f Filter) ([]Hit, error) {
 		if f.From != "" && (e.StudyDate == "" || e.StudyDate < f.From) || f.To != "" && (e.StudyDate == "" || e.StudyDate > f.To) {
 			return
 		}
-		hits = append(hits, Hit{RecordID: id, StudyUID: e.StudyUID, PatientID: e.PatientID, PatientName: e.PatientName,
-			Modalities: e.Modalities, StudyDate: e.StudyDate, Description: e.Description, Instances: e.Instances})
+		hits = append(hits, e.hit(id))
 	}
 	if candidates != nil {
 		for id := range candidates {
@@ -305,6 +371,36 @@ func (x *Index) Query(ctx context.Context, f Filter) ([]Hit, error) {
 		return hits[i].RecordID < hits[j].RecordID
 	})
 	return hits, nil
+}
+
+// ErrNoDetail is returned by Index.Study for a study indexed before the
+// index kept series and instances (its record must be opened instead).
+var ErrNoDetail = errors.New("dicom: index: study indexed without its series and instances")
+
+// Study returns the series and instances of the study indexed as
+// recordID (as EncodeStudyMeta encoded them: file indexes, no paths). It
+// fails with ds.ErrNotFound for a record not in the index and ErrNoDetail
+// for one indexed before the detail was kept.
+func (x *Index) Study(ctx context.Context, recordID string) (*Study, error) {
+	v, err := x.ds.Get(ctx, x.detailKey(recordID))
+	if errors.Is(err, ds.ErrNotFound) {
+		if _, gerr := x.ds.Get(ctx, x.recKey(recordID)); gerr == nil {
+			return nil, ErrNoDetail
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	pt, err := x.unseal(v, detailAD(recordID))
+	if err != nil {
+		return nil, fmt.Errorf("dicom: index detail for %q: %w", recordID, err)
+	}
+	st, err := DecodeStudyMeta(pt)
+	if err != nil {
+		return nil, fmt.Errorf("dicom: index detail for %q: %w", recordID, err)
+	}
+	return st, nil
 }
 
 // modalityKey is the form of a modality in the blind index: modalities

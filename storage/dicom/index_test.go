@@ -24,7 +24,7 @@ func TestIndexBadger(t *testing.T) {
 	mk := func(uid, pid, name, date string, mods ...string) *Study {
 		s := &Study{UID: uid, PatientID: pid, PatientName: name, StudyDate: date, Description: "desc " + uid}
 		for i, m := range mods {
-			s.Series = append(s.Series, &Series{UID: uid + "." + m, Modality: m, Instances: []*InstanceRef{{SOPInstanceUID: uid + ".1", FileIndex: i}}})
+			s.Series = append(s.Series, &Series{UID: uid + "." + m, Modality: m, Instances: []*InstanceRef{{SOPInstanceUID: uid + "." + m + ".1", FileIndex: i}}})
 		}
 		return s
 	}
@@ -106,5 +106,60 @@ func TestIndexBadger(t *testing.T) {
 	res.Close()
 	if n == 0 {
 		t.Fatal("datastore empty")
+	}
+}
+
+// TestIndexDetail: the index keeps every study-level query attribute and
+// the study's series and instances (sealed apart), and drops both with
+// the record.
+func TestIndexDetail(t *testing.T) {
+	ctx := context.Background()
+	st, err := blockstore.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ix, err := NewIndex(st.DS, bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Study{UID: "1.2.3", PatientID: "P-SECRET-1", PatientName: "Doe^Jane", PatientBirthDate: "19700101", PatientSex: "F",
+		StudyDate: "20240102", StudyTime: "101500", AccessionNumber: "ACC-SECRET-9", ReferringPhysician: "Who^Dr", StudyID: "S77",
+		Series: []*Series{{UID: "1.2.3.1", Modality: "CT", Number: 2, Instances: []*InstanceRef{
+			{SOPInstanceUID: "1.2.3.1.1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", Rows: 512, Columns: 512, BitsAllocated: 16, Frames: 1, FileIndex: 0},
+			{SOPInstanceUID: "1.2.3.1.2", SOPClassUID: "1.2.840.10008.5.1.4.1.1.4", FileIndex: 1}}}}}
+	if err := ix.Put(ctx, "rec", s); err != nil {
+		t.Fatal(err)
+	}
+	hits, err := ix.Query(ctx, Filter{})
+	if err != nil || len(hits) != 1 {
+		t.Fatalf("query: %v %v", hits, err)
+	}
+	h := hits[0]
+	if !h.Detailed || h.StudyTime != "101500" || h.AccessionNumber != "ACC-SECRET-9" || h.ReferringPhysician != "Who^Dr" ||
+		h.PatientBirthDate != "19700101" || h.PatientSex != "F" || h.StudyID != "S77" || h.NumSeries != 1 || len(h.SOPClasses) != 2 {
+		t.Fatalf("hit %+v", h)
+	}
+	got, err := ix.Study(ctx, "rec")
+	if err != nil || len(got.Series) != 1 || len(got.Series[0].Instances) != 2 || got.Series[0].Instances[0].Rows != 512 || got.Series[0].Instances[0].Frames != 1 {
+		t.Fatalf("detail: %+v %v", got, err)
+	}
+	res, err := st.DS.Query(ctx, query.Query{Prefix: IndexNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range res.Next() {
+		for _, secret := range []string{"P-SECRET-1", "ACC-SECRET-9", "Doe^Jane", "1.2.3.1.1"} {
+			if bytes.Contains(r.Value, []byte(secret)) || bytes.Contains([]byte(r.Key), []byte(secret)) {
+				t.Errorf("%s in clear under %s", secret, r.Key)
+			}
+		}
+	}
+	res.Close()
+	if err := ix.Delete(ctx, "rec"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Study(ctx, "rec"); err == nil {
+		t.Fatal("detail survived Delete")
 	}
 }

@@ -34,6 +34,10 @@ type wireStudy struct {
 	Description      string       `cbor:"9,keyasint"`
 	AccessionNumber  string       `cbor:"10,keyasint"`
 	Series           []wireSeries `cbor:"11,keyasint"`
+	// Added after the first version, omitted when empty so that studies
+	// stored before still decode to their exact bytes.
+	ReferringPhysician string `cbor:"12,keyasint,omitempty"`
+	StudyID            string `cbor:"13,keyasint,omitempty"`
 }
 
 type wireSeries struct {
@@ -52,6 +56,11 @@ type wireInstance struct {
 	Number         int    `cbor:"4,keyasint"`
 	Size           int64  `cbor:"5,keyasint"`
 	FileIndex      int    `cbor:"6,keyasint"`
+	// Added after the first version (omitted when 0).
+	Rows          int `cbor:"7,keyasint,omitempty"`
+	Columns       int `cbor:"8,keyasint,omitempty"`
+	BitsAllocated int `cbor:"9,keyasint,omitempty"`
+	Frames        int `cbor:"10,keyasint,omitempty"`
 }
 
 var (
@@ -70,12 +79,13 @@ func EncodeStudyMeta(s *Study) ([]byte, error) {
 	}
 	w := wireStudy{Version: studyMetaVersion, UID: s.UID, PatientID: s.PatientID, PatientName: s.PatientName,
 		PatientBirthDate: s.PatientBirthDate, PatientSex: s.PatientSex, StudyDate: s.StudyDate, StudyTime: s.StudyTime,
-		Description: s.Description, AccessionNumber: s.AccessionNumber}
+		Description: s.Description, AccessionNumber: s.AccessionNumber, ReferringPhysician: s.ReferringPhysician, StudyID: s.StudyID}
 	for _, se := range s.Series {
 		ws := wireSeries{UID: se.UID, Modality: se.Modality, BodyPart: se.BodyPart, Number: se.Number, Description: se.Description}
 		for _, in := range se.Instances {
 			ws.Instances = append(ws.Instances, wireInstance{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID,
-				TransferSyntax: in.TransferSyntax, Number: in.Number, Size: in.Size, FileIndex: in.FileIndex})
+				TransferSyntax: in.TransferSyntax, Number: in.Number, Size: in.Size, FileIndex: in.FileIndex,
+				Rows: in.Rows, Columns: in.Columns, BitsAllocated: in.BitsAllocated, Frames: in.Frames})
 		}
 		w.Series = append(w.Series, ws)
 	}
@@ -107,12 +117,13 @@ func DecodeStudyMeta(b []byte) (*Study, error) {
 	}
 	s := &Study{UID: w.UID, PatientID: w.PatientID, PatientName: w.PatientName, PatientBirthDate: w.PatientBirthDate,
 		PatientSex: w.PatientSex, StudyDate: w.StudyDate, StudyTime: w.StudyTime, Description: w.Description,
-		AccessionNumber: w.AccessionNumber}
+		AccessionNumber: w.AccessionNumber, ReferringPhysician: w.ReferringPhysician, StudyID: w.StudyID}
 	for _, ws := range w.Series {
 		se := &Series{UID: ws.UID, Modality: ws.Modality, BodyPart: ws.BodyPart, Number: ws.Number, Description: ws.Description}
 		for _, wi := range ws.Instances {
 			se.Instances = append(se.Instances, &InstanceRef{SOPInstanceUID: wi.SOPInstanceUID, SOPClassUID: wi.SOPClassUID,
-				TransferSyntax: wi.TransferSyntax, Number: wi.Number, Size: wi.Size, FileIndex: wi.FileIndex})
+				TransferSyntax: wi.TransferSyntax, Number: wi.Number, Size: wi.Size, FileIndex: wi.FileIndex,
+				Rows: wi.Rows, Columns: wi.Columns, BitsAllocated: wi.BitsAllocated, Frames: wi.Frames})
 		}
 		s.Series = append(s.Series, se)
 	}
@@ -138,7 +149,7 @@ func validateWire(w *wireStudy) error {
 	if len(w.Series) > maxMetaSeries {
 		return bad("%d series", len(w.Series))
 	}
-	for _, s := range []string{w.UID, w.PatientID, w.PatientName, w.PatientBirthDate, w.PatientSex, w.StudyDate, w.StudyTime, w.Description, w.AccessionNumber} {
+	for _, s := range []string{w.UID, w.PatientID, w.PatientName, w.PatientBirthDate, w.PatientSex, w.StudyDate, w.StudyTime, w.Description, w.AccessionNumber, w.ReferringPhysician, w.StudyID} {
 		if len(s) > maxMetaString {
 			return bad("string of %d bytes", len(s))
 		}
@@ -190,6 +201,9 @@ func validateWire(w *wireStudy) error {
 			idx[in.FileIndex] = true
 			if in.Size < 0 {
 				return bad("negative size")
+			}
+			if in.Rows < 0 || in.Rows > 0xFFFF || in.Columns < 0 || in.Columns > 0xFFFF || in.BitsAllocated < 0 || in.BitsAllocated > 64 || in.Frames < 0 {
+				return bad("image attributes out of range")
 			}
 		}
 	}

@@ -39,12 +39,20 @@ type Instance struct {
 	StudyTime        string
 	StudyDescription string
 	AccessionNumber  string
+	// ReferringPhysician is (0008,0090), StudyID (0020,0010).
+	ReferringPhysician string
+	StudyID            string
 
 	Modality          string
 	BodyPartExamined  string
 	SeriesNumber      int
 	SeriesDescription string
 	InstanceNumber    int
+
+	// Image pixel attributes (0 when absent): Rows (0028,0010), Columns
+	// (0028,0011), Bits Allocated (0028,0100), Number of Frames
+	// (0028,0008).
+	Rows, Columns, BitsAllocated, NumberOfFrames int
 
 	// BurnedInAnnotation is the value of (0028,0301), "YES"/"NO"/"".
 	BurnedInAnnotation string
@@ -142,12 +150,22 @@ func (in *Instance) fill(f *file) {
 	in.StudyTime = s(0x00080030)
 	in.StudyDescription = s(0x00081030)
 	in.AccessionNumber = s(0x00080050)
+	in.ReferringPhysician = s(0x00080090)
+	in.StudyID = s(0x00200010)
 	in.Modality = s(0x00080060)
 	in.BodyPartExamined = s(0x00180015)
 	in.SeriesNumber = atoi(s(0x00200011))
 	in.SeriesDescription = s(0x0008103E)
 	in.InstanceNumber = atoi(s(0x00200013))
 	in.BurnedInAnnotation = strings.ToUpper(s(0x00280301))
+	us := func(t uint32) int {
+		if e := find(f.Data, t); e != nil && len(e.Value) >= 2 && (e.VR == "US" || e.VR == "") {
+			return int(f.TS.BO.Uint16(e.Value))
+		}
+		return 0
+	}
+	in.Rows, in.Columns, in.BitsAllocated = us(0x00280010), us(0x00280011), us(0x00280100)
+	in.NumberOfFrames = atoi(s(0x00280008))
 }
 
 // fillFromLibrary parses the header with suyashkumar/dicom and, on success,
@@ -178,6 +196,7 @@ func (in *Instance) fillFromLibrary(r io.ReaderAt, size int64) (err error) {
 	}
 	set(&in.PatientName, tag.PatientName)
 	set(&in.PatientID, tag.PatientID)
+	set(&in.ReferringPhysician, tag.ReferringPhysicianName)
 	set(&in.StudyDescription, tag.StudyDescription)
 	set(&in.SeriesDescription, tag.SeriesDescription)
 	set(&in.BodyPartExamined, tag.BodyPartExamined)

@@ -26,7 +26,10 @@ type Study struct {
 	StudyTime        string
 	Description      string
 	AccessionNumber  string
-	Series           []*Series
+	// ReferringPhysician is (0008,0090), StudyID (0020,0010).
+	ReferringPhysician string
+	StudyID            string
+	Series             []*Series
 }
 
 // Series is one series of a study.
@@ -46,6 +49,9 @@ type InstanceRef struct {
 	TransferSyntax string
 	Number         int
 	Size           int64
+	// Rows, Columns, BitsAllocated and Frames (Number of Frames) describe
+	// an image's pixel data (0 when absent or unknown).
+	Rows, Columns, BitsAllocated, Frames int
 	// Path is the local file (set by Scan; never part of the encoded study
 	// metadata).
 	Path string
@@ -72,6 +78,23 @@ func (s *Study) Modalities() []string {
 		if se.Modality != "" && !seen[se.Modality] {
 			seen[se.Modality] = true
 			out = append(out, se.Modality)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SOPClasses returns the distinct SOP classes of the study's instances,
+// sorted.
+func (s *Study) SOPClasses() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, se := range s.Series {
+		for _, in := range se.Instances {
+			if in.SOPClassUID != "" && !seen[in.SOPClassUID] {
+				seen[in.SOPClassUID] = true
+				out = append(out, in.SOPClassUID)
+			}
 		}
 	}
 	sort.Strings(out)
@@ -160,6 +183,7 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 			PatientBirthDate: in.PatientBirthDate, PatientSex: in.PatientSex,
 			StudyDate: in.StudyDate, StudyTime: in.StudyTime,
 			Description: in.StudyDescription, AccessionNumber: in.AccessionNumber,
+			ReferringPhysician: in.ReferringPhysician, StudyID: in.StudyID,
 		})
 		key := in.StudyInstanceUID + "\x00" + in.SeriesInstanceUID
 		se := series[key]
@@ -174,6 +198,7 @@ func Scan(ctx context.Context, paths []string, reject func(Reject)) ([]*Study, e
 		se.Instances = append(se.Instances, &InstanceRef{
 			SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: in.SOPClassUID, TransferSyntax: in.TransferSyntax,
 			Number: in.InstanceNumber, Size: in.Size, Path: path, Warnings: warnings,
+			Rows: in.Rows, Columns: in.Columns, BitsAllocated: in.BitsAllocated, Frames: in.NumberOfFrames,
 		})
 	}
 	for _, root := range paths {
@@ -263,6 +288,8 @@ func (st *Study) Complete(o *Study) {
 	fillEmpty(&st.StudyTime, o.StudyTime)
 	fillEmpty(&st.Description, o.Description)
 	fillEmpty(&st.AccessionNumber, o.AccessionNumber)
+	fillEmpty(&st.ReferringPhysician, o.ReferringPhysician)
+	fillEmpty(&st.StudyID, o.StudyID)
 }
 
 func fillEmpty(dst *string, v string) {
