@@ -165,6 +165,29 @@ type ServerOptions struct {
 	// DICOM root (vendors' private classes), which are accepted by default
 	// so that instances are stored as sent.
 	RejectPrivateSOPClasses bool
+
+	// Observer, if set, sees every association's life and every
+	// operation's outcome (metrics, and handlers that work per
+	// association, such as a store that groups what one association
+	// brought).
+	Observer Observer
+}
+
+// Observer sees what a Server does. Its methods are called from the
+// association's goroutine and must not block.
+type Observer interface {
+	// Rejected: an A-ASSOCIATE-RQ was answered with an A-ASSOCIATE-RJ.
+	Rejected(callingAE, calledAE string, remote net.Addr, reason string)
+	// Accepted: an association was established. The same *AssociationInfo
+	// is in every request of the association, and in Ended.
+	Accepted(a *AssociationInfo)
+	// Ended: the association ended; err is nil for a release, else why
+	// (an abort, a closed connection, a timeout).
+	Ended(a *AssociationInfo, err error)
+	// Operation: a request was answered with its final status (command
+	// is the request's Command Field: CEchoRQ, CStoreRQ, CFindRQ, CMoveRQ,
+	// CGetRQ, or another for a refused one).
+	Operation(a *AssociationInfo, command uint16, status uint16)
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -374,6 +397,9 @@ func (s *Server) serveConn(c *ul) {
 	}
 	if rj != nil {
 		c.log.Warn("dimse: association rejected", "calling", rq.CallingAE, "called", rq.CalledAE, "why", reason)
+		if s.o.Observer != nil {
+			s.o.Observer.Rejected(rq.CallingAE, rq.CalledAE, remote, reason)
+		}
 		c.reject(rj)
 		return
 	}
@@ -400,7 +426,13 @@ func (s *Server) serveConn(c *ul) {
 		case <-actx.Done():
 		}
 	}()
-	(&serverAssoc{s: s, c: c, info: info, ctx: actx}).loop()
+	if s.o.Observer != nil {
+		s.o.Observer.Accepted(info)
+	}
+	err = (&serverAssoc{s: s, c: c, info: info, ctx: actx}).loop()
+	if s.o.Observer != nil {
+		s.o.Observer.Ended(info, err)
+	}
 }
 
 func (s *Server) acquire() bool {

@@ -23,7 +23,9 @@ type serverAssoc struct {
 	msgID uint16          // our message IDs (C-GET sub-operations)
 }
 
-func (a *serverAssoc) loop() {
+// loop serves the association until it ends: nil for a release, else
+// why it ended.
+func (a *serverAssoc) loop() error {
 	var held *ulEvent
 	for {
 		var e ulEvent
@@ -33,7 +35,10 @@ func (a *serverAssoc) loop() {
 			var err error
 			if e, err = a.c.next(a.ctx, 0); err != nil {
 				a.logEnd(err)
-				return
+				if errors.Is(err, ErrReleased) {
+					return nil
+				}
+				return err
 			}
 		}
 		switch e.kind {
@@ -42,10 +47,10 @@ func (a *serverAssoc) loop() {
 				if a.c.Err() == nil || !errors.Is(a.c.Err(), ErrClosed) {
 					a.c.log.Warn("dimse: answering A-RELEASE-RQ", "err", err)
 				}
-				return
+				return err
 			}
 			a.c.log.Info("dimse: association released")
-			return
+			return nil
 		case evMessage:
 			held = a.handle(e.msg)
 		}
@@ -79,6 +84,9 @@ func (a *serverAssoc) respond(pc *pctx, rsp *Command, data []byte) error {
 	err := a.c.sendMessage(pc, rsp, r)
 	if err != nil {
 		a.c.log.Warn("dimse: sending response", "cmd", rsp.String(), "err", err)
+	}
+	if o := a.s.o.Observer; o != nil && rsp.Has(tStatus) && CategoryOf(rsp.Status) != Pending {
+		o.Operation(a.info, rsp.CommandField&^0x8000, rsp.Status)
 	}
 	return err
 }
