@@ -119,3 +119,46 @@ type DicomExportRequest struct {
 	Series  string `json:"series,omitempty"`
 	Purpose string `json:"purpose,omitempty"`
 }
+
+// DicomEchoRequest is the body of POST /api/v1/dicom/echo: verify a DICOM
+// peer (C-ECHO) from the node's AE title.
+type DicomEchoRequest struct {
+	// To is "AE@host:port", or the AE title of a dicom.destinations entry.
+	To string `json:"to"`
+}
+
+// DicomEchoResult is a successful C-ECHO.
+type DicomEchoResult struct {
+	To        string  `json:"to"` // AE@host:port
+	CallingAE string  `json:"calling_ae"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// DicomSendRequest is the body of POST /api/v1/dicom/send: push a stored
+// study (or one series of it) to a DICOM peer with C-STORE.
+type DicomSendRequest struct {
+	Record  string `json:"record"`
+	Version int    `json:"version,omitempty"`
+	Series  string `json:"series,omitempty"`
+	To      string `json:"to"`
+	Purpose string `json:"purpose,omitempty"`
+}
+
+// DicomSendFailure is an instance the peer did not store.
+type DicomSendFailure struct {
+	SOPInstanceUID string `json:"sop_instance_uid"`
+	Error          string `json:"error"`
+}
+
+// DicomSendResult is the outcome of a send: every instance of the
+// selection is in sent_count or in failed.
+type DicomSendResult struct {
+	ID        string             `json:"id"`
+	StudyUID  string             `json:"study_uid"`
+	To        string             `json:"to"` // AE@host:port
+	Instances int                `json:"instance_count"`
+	Sent      int                `json:"sent_count"`
+	Failed    []DicomSendFailure `json:"failed"`
+	Size      int64              `json:"size"`
+	Seconds   float64            `json:"seconds"`
+}

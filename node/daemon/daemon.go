@@ -26,6 +26,7 @@ import (
 	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/node/implants"
 	"github.com/medmesh/medmesh/node/p2p"
+	"github.com/medmesh/medmesh/node/pacs"
 	"github.com/medmesh/medmesh/node/records"
 	"github.com/medmesh/medmesh/node/replication"
 	"github.com/medmesh/medmesh/node/repo"
@@ -50,6 +51,9 @@ type Options struct {
 	Now func() time.Time
 	// Replication tunes placement, repair and reprovides (node/replication).
 	Replication ReplicationOptions
+	// DICOM, if set, configures the DICOM application entity (node/pacs)
+	// instead of the repo's dicom.* settings.
+	DICOM *pacs.Settings
 }
 
 // Daemon is a running node.
@@ -82,6 +86,7 @@ type Daemon struct {
 	wg     sync.WaitGroup
 
 	imaging  *imaging.Service
+	pacs     *pacs.Service
 	implants *implants.Service
 
 	closeOnce sync.Once
@@ -204,6 +209,15 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	dicomSet, err := dicomSettings(r, o.DICOM)
+	if err != nil {
+		return nil, err
+	}
+	d.pacs, err = pacs.New(pacs.Config{Settings: dicomSet, Imaging: d.imaging, Ledger: d.Ledger, Self: self, Dir: r.Dir,
+		Logger: d.log, Metrics: d.reg})
+	if err != nil {
+		return nil, err
+	}
 	d.implants, err = implants.New(implants.Config{
 		Ledger: d.Ledger, Self: self, DS: store.DS, Dir: r.Dir, Now: o.Now, Logger: d.log,
 	})
@@ -267,6 +281,11 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.repl.Start(dctx)
+	// The inbox's leftovers are stored, and the SCP listens, once the
+	// network is up.
+	if err := d.pacs.Start(); err != nil {
+		return nil, err
+	}
 
 	d.api = httpapi.New(token, d.log,
 		httpapi.Debug{Metrics: d.metricsHandler()},
@@ -277,6 +296,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Implants{S: d.implants},
 		httpapi.Imaging{S: d.imaging},
 		dicomweb.Area{Imaging: d.imaging, Log: d.log},
+		httpapi.DICOM{S: d.pacs},
 		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d.Research, Log: d.log},
 		httpapi.Health{H: d.newHealth()},
 		httpapi.Research{S: d.Research},
@@ -340,6 +360,9 @@ func (d *Daemon) followLedger() {
 				d.declareOrgIfNeeded()
 			}
 			d.Records.OnEntry(e)
+			if d.pacs != nil {
+				d.pacs.OnEntry(e)
+			}
 		}
 	}
 }
@@ -375,6 +398,10 @@ func (d *Daemon) Close() error {
 		}
 		if d.P2P != nil && d.Ledger != nil {
 			d.savePeerBook(context.Background())
+		}
+		if d.pacs != nil {
+			// What the SCP received is stored while the node is whole.
+			errs = append(errs, d.pacs.Close())
 		}
 		d.cancel()
 		if d.Records != nil {
