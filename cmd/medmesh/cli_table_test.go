@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +19,7 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/dimse"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 	"github.com/spf13/cobra"
@@ -301,7 +306,40 @@ func setupTable(t *testing.T) *tableEnv {
 	if _, err := dicomtest.WriteStudy(filepath.Join(dir, "study"), dicomtest.Options{InstancesPerSeries: 2, Rows: 16, Cols: 16, Modality: "MR", Seed: 41}); err != nil {
 		t.Fatal(err)
 	}
+	// A DICOM peer for dicom echo and send: a node/dimse SCP in the test
+	// process that knows the nodes' AE title (dcmtk's storescp cannot be
+	// bound to loopback; dicom_e2e_test.go drives dcmtk and Orthanc).
+	e.vals["scp"] = tableSCP(t)
 	return e
+}
+
+// tableSCP starts a storage SCP "TABLESCP" on loopback that admits
+// MEDMESH@127.0.0.1 and returns it as AE@host:port.
+func tableSCP(t *testing.T) string {
+	t.Helper()
+	callers, err := dimse.ParseCallers("MEDMESH@127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := dimse.NewServer(dimse.ServerOptions{AETitle: "TABLESCP", Allowed: callers, Store: discardStore{},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "TABLESCP@" + l.Addr().String()
+}
+
+type discardStore struct{}
+
+func (discardStore) Store(_ context.Context, _ *dimse.StoreRequest, data io.Reader) error {
+	_, err := io.Copy(io.Discard, data)
+	return err
 }
 
 func (e *tableEnv) path(p string) string { return filepath.Join(e.dir, p) }
@@ -648,7 +686,19 @@ func cliRows() []cliRow {
 		{cmd: "dicom deidentify", node: on("clinic"), args: func(e *tableEnv) []string {
 			return []string{"dicom", "deidentify", e.vals["study"], "--purpose", "fun"}
 		}, code: exitInvalid},
-		{cmd: "dicom", node: on("clinic"), args: argv("dicom"), text: true, check: has("import", "query")},
+		{cmd: "dicom echo", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"dicom", "echo", e.vals["scp"]} },
+			check: has(`"to": "TABLESCP@127.0.0.1:`, `"calling_ae": "MEDMESH"`, `"seconds"`)},
+		{cmd: "dicom echo", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"dicom", "echo", "OTHER" + e.vals["scp"][len("TABLESCP"):]}
+		},
+			code: exitForbidden, check: has("must know this node as MEDMESH")},
+		{cmd: "dicom echo", node: on("clinic"), args: argv("dicom", "echo", "127.0.0.1:104"), code: exitInvalid, check: has("AE@host:port")},
+		{cmd: "dicom echo", node: on("clinic"), args: argv("dicom", "echo", "PACS@127.0.0.1:1"), code: exitUnavailable},
+		{cmd: "dicom send", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"dicom", "send", e.vals["study"], "--to", e.vals["scp"]} },
+			check: has(`"sent_count": 2`, `"instance_count": 2`, `"failed": []`)},
+		{cmd: "dicom send", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"dicom", "send", e.vals["study"]} }, code: exitInvalid, check: has("--to")},
+		{cmd: "dicom send", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"dicom", "send", badCID, "--to", e.vals["scp"]} }, code: exitNotFound},
+		{cmd: "dicom", node: on("clinic"), args: argv("dicom"), text: true, check: has("import", "query", "echo", "send")},
 		{cmd: "dicom", node: on("clinic"), args: argv("dicom", "imports"), code: exitInvalid},
 
 		// Research: consents and datasets.

@@ -22,13 +22,17 @@ func newDicomCmd() *cobra.Command {
 encrypted file per instance, the study's index in the encrypted manifest. The
 node keeps an encrypted local index of its studies for queries. The same
 studies are served over DICOMweb (STOW-RS, QIDO-RS, WADO-RS) under /dicomweb on
-the node's API, with the API token.`,
+the node's API, with the API token, and to PACS, modalities and workstations
+over DIMSE when dicom.listen is set (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET;
+see ` + "`medmesh help config`" + `). echo and send make the node an SCU.`,
 		Example: `  medmesh dicom import /mnt/modality-out
   medmesh dicom query --modality mr --from 2026-01-01
   medmesh dicom export bafkrei... -o ./study
-  medmesh dicom deidentify bafkrei... --shift-dates`,
+  medmesh dicom deidentify bafkrei... --shift-dates
+  medmesh dicom echo PACS@10.0.0.5:104
+  medmesh dicom send bafkrei... --to PACS@10.0.0.5:104`,
 	}
-	cmd.AddCommand(newDicomImportCmd(), newDicomQueryCmd(), newDicomExportCmd(), newDicomDeidCmd())
+	cmd.AddCommand(newDicomImportCmd(), newDicomQueryCmd(), newDicomExportCmd(), newDicomDeidCmd(), newDicomEchoCmd(), newDicomSendCmd())
 	return cmd
 }
 
@@ -287,5 +291,91 @@ new record's ID.`,
 	f.BoolVar(&req.ShiftDates, "shift-dates", false, "shift dates by a per-patient offset instead of removing them (E.3.6)")
 	f.StringVar(&keyFile, "project-key-file", "", "project key file (16+ bytes, mode 0600)")
 	f.StringVar(&req.Purpose, "purpose", ledger.PurposeResearch, "purpose recorded when the source is another node's study: "+strings.Join(ledger.Purposes(), ", "))
+	return cmd
+}
+
+func newDicomEchoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "echo AE@HOST:PORT",
+		Short: "Verify a DICOM peer (C-ECHO) from this node's AE title",
+		Long: `Associate with a DICOM peer (a PACS, a workstation, a modality) as this node's
+AE title (dicom.ae_title) and send a C-ECHO: it checks the address, that the
+peer runs, and that it accepts this node (its list of known AE titles and
+hosts). The peer is AE@HOST:PORT, or the AE title of a dicom.destinations
+entry. A refused association exits 5 (forbidden), an unreachable peer 7.`,
+		Example: `  medmesh dicom echo PACS@10.0.0.5:104
+  medmesh dicom echo WS1                     # a dicom.destinations entry
+  medmesh dicom echo ORTHANC@127.0.0.1:4242 --json | jq .seconds`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var res api.DicomEchoResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/echo", api.DicomEchoRequest{To: args[0]}, &res); err != nil {
+				return err
+			}
+			return output(res, func() {
+				say("C-ECHO %s from %s: success (%.0f ms)", res.To, res.CallingAE, res.Seconds*1000)
+			})
+		},
+	}
+}
+
+func newDicomSendCmd() *cobra.Command {
+	var req api.DicomSendRequest
+	cmd := &cobra.Command{
+		Use:   "send RECORD --to AE@HOST:PORT",
+		Short: "Push a stored study (or one series) to a DICOM peer with C-STORE",
+		Long: `Send every instance of a study this node owns or was granted (e.g. one just
+received from another clinic) to a PACS or workstation with C-STORE, as this
+node's AE title, each instance as stored: its transfer syntax is proposed and
+nothing is transcoded. Reading another clinic's study is audited with
+--purpose. Every instance is reported: sent, or failed with the peer's reason;
+if any failed the command exits 7 (the report is still printed).`,
+		Example: `  medmesh dicom send bafkrei... --to PACS@10.0.0.5:104
+  medmesh dicom send bafkrei... --to WS1 --series 1.2.840...
+  medmesh dicom send bafkrei... --to PACS@pacs.local:104 --json | jq .sent_count`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRecord(args[0]); err != nil {
+				return err
+			}
+			if req.To == "" {
+				return invalidf("name the peer: --to AE@HOST:PORT", "--to is required")
+			}
+			if err := checkChoice("--purpose", req.Purpose, ledger.Purposes()); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("version") && req.Version < 1 {
+				return invalidf("", "--version must be 1 or more")
+			}
+			req.Record = args[0]
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var res api.DicomSendResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/dicom/send", req, &res); err != nil {
+				return err
+			}
+			err = output(res, func() {
+				say("sent %d of %d instance(s), %d bytes, of study %s to %s in %.1f s", res.Sent, res.Instances, res.Size, res.StudyUID, res.To, res.Seconds)
+				for _, f := range res.Failed {
+					fmt.Fprintf(os.Stderr, "failed: %s: %s\n", f.SOPInstanceUID, f.Error)
+				}
+			})
+			if err == nil && len(res.Failed) > 0 {
+				err = withCode(exitUnavailable, fmt.Errorf("%s did not store %d of %d instance(s)", res.To, len(res.Failed), res.Instances), "the report lists each instance and the peer's reason")
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.To, "to", "", "the peer: AE@HOST:PORT, or the AE title of a dicom.destinations entry")
+	f.StringVar(&req.Series, "series", "", "send only this Series Instance UID")
+	f.IntVar(&req.Version, "version", 0, "send this version (default: the newest you may read)")
+	f.StringVar(&req.Purpose, "purpose", ledger.PurposeTreatment, "purpose of this access when the study is another node's, for the audit trail: "+strings.Join(ledger.Purposes(), ", "))
 	return cmd
 }

@@ -209,7 +209,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	dicomSet, err := dicomSettings(r, o.DICOM)
+	dicomSet, err := dicomSettings(r.Config, o.DICOM)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ type Settings struct {
 	MaxAssociations int
 	// Timeouts of associations (ARTIM, DIMSE, idle).
 	Timeouts dimse.Timeouts
-	// StoreDelay is how long a study's received instances wait, once the
+	// StoreDelay (0: none) is how long a study's received instances wait, once the
 	// associations that brought them have ended, before they are stored:
 	// a study sent over several associations in a row ends as one
 	// version.
@@ -135,9 +135,6 @@ func New(c Config) (*Service, error) {
 	}
 	if s.set.MaxAssociations == 0 {
 		s.set.MaxAssociations = DefaultMaxAssociations
-	}
-	if s.set.StoreDelay == 0 {
-		s.set.StoreDelay = DefaultStoreDelay
 	}
 	var err error
 	if s.m, err = newMetrics(c.Metrics); err != nil {

@@ -50,6 +50,24 @@ type Config struct {
 	StorageQuota int64
 	// DiskReserve is free disk space replicas may not eat into.
 	DiskReserve int64
+
+	// The DICOM application entity (node/pacs): listener ("" off), AE
+	// title, allowed callers (AE@host), C-MOVE destinations (AE=host:port),
+	// limits and timeouts, and how long a received study waits to be
+	// stored.
+	DICOMListen             string
+	DICOMAETitle            string
+	DICOMAllowed            []string
+	DICOMDestinations       []string
+	DICOMMaxPDU             int64
+	DICOMMaxAssociations    int
+	DICOMTimeout            time.Duration
+	DICOMAssociationTimeout time.Duration
+	DICOMIdleTimeout        time.Duration
+	DICOMStoreDelay         time.Duration
+	// DICOMwebCORSOrigins are the web origins allowed to call DICOMweb
+	// from a browser.
+	DICOMwebCORSOrigins []string
 }
 
 // DefaultConfig is the configuration of a new repo: every setting at its

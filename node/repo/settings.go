@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/node/dimse"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/multiformats/go-multiaddr"
 )
@@ -49,6 +50,28 @@ var settings = []Setting{
 		"the most bytes of other members' records this node holds as replicas (its own records never count); beyond it, it declines. 0: no cap."),
 	def("storage.disk_reserve", func(c *Config) *int64 { return &c.DiskReserve }, size{min: 16 << 20}, 256<<20,
 		"free disk space that replicas may not use: a replica that would leave less free is declined."),
+	def("dicom.listen", func(c *Config) *string { return &c.DICOMListen }, hostPort{}, "",
+		"the DICOM listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET) as HOST:PORT, e.g. 0.0.0.0:11112 or a LAN address: modalities and workstations are on the LAN, and only dicom.allowed may associate. Empty: off."),
+	def("dicom.ae_title", func(c *Config) *string { return &c.DICOMAETitle }, aeTitle{}, "MEDMESH",
+		"this node's DICOM AE title: the called AE title modalities and workstations use, and the calling AE title of C-MOVE sub-operations and `medmesh dicom echo|send`."),
+	def("dicom.allowed", func(c *Config) *[]string { return &c.DICOMAllowed }, dicomList{what: "caller", one: parseCaller}, []string{},
+		"who may associate: AE@HOST entries (HOST an address, a CIDR prefix such as 10.0.1.0/24, a name, or * for any host); anyone else is rejected with A-ASSOCIATE-RJ. Empty: nobody."),
+	def("dicom.destinations", func(c *Config) *[]string { return &c.DICOMDestinations }, dicomList{what: "destination", one: parseDestination}, []string{},
+		"where C-MOVE may send: AE=HOST:PORT entries (the move destination's AE title and its DICOM port); `medmesh dicom send --to AE` takes them too."),
+	def("dicom.max_pdu", func(c *Config) *int64 { return &c.DICOMMaxPDU }, size{min: 4 << 10, max: 16 << 20}, 128<<10,
+		"the largest P-DATA PDU the node accepts (it bounds memory per association)."),
+	def("dicom.max_associations", func(c *Config) *int { return &c.DICOMMaxAssociations }, integer{min: 1, max: 1024}, 32,
+		"concurrent associations; more are rejected (transiently, \"local limit exceeded\")."),
+	def("dicom.timeout", func(c *Config) *time.Duration { return &c.DICOMTimeout }, duration{min: time.Second, max: time.Hour}, time.Minute,
+		"the DIMSE timeout: how long the node waits inside an operation (the next PDU of a message, a response, a write)."),
+	def("dicom.association_timeout", func(c *Config) *time.Duration { return &c.DICOMAssociationTimeout }, duration{min: time.Second, max: 10 * time.Minute}, 30*time.Second,
+		"how long association requests, releases and TCP connects may take (the ARTIM timer)."),
+	def("dicom.idle_timeout", func(c *Config) *time.Duration { return &c.DICOMIdleTimeout }, duration{min: time.Second, max: 24 * time.Hour}, 5*time.Minute,
+		"how long an association may stay silent between messages before the node aborts it."),
+	def("dicom.store_delay", func(c *Config) *time.Duration { return &c.DICOMStoreDelay }, duration{min: 0, max: 10 * time.Minute}, 2*time.Second,
+		"how long a study received by C-STORE waits, once the associations that brought it have ended, before it is stored: a study sent over several associations in a row becomes one version."),
+	def("dicomweb.cors_origins", func(c *Config) *[]string { return &c.DICOMwebCORSOrigins }, dicomList{what: "origin", one: checkOrigin}, []string{},
+		"web origins (scheme://host[:port]) whose pages may call DICOMweb from a browser (a viewer such as OHIF); they still need the API token. Empty: none."),
 }
 
 // Setting is one entry of the registry.
@@ -274,7 +297,7 @@ func (k integer) fromJSON(raw json.RawMessage) (int, error) {
 
 // size is a number of bytes, written with a unit: 0, 512MiB, 20GiB,
 // 1.5TB (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024).
-type size struct{ min int64 }
+type size struct{ min, max int64 } // max 0: none
 
 var sizeUnits = []struct {
 	name string
@@ -308,13 +331,20 @@ func (k size) check(n int64) error {
 	if n < k.min {
 		return fmt.Errorf("%s is below the minimum of %s", fmtSize(n), fmtSize(k.min))
 	}
+	if k.max > 0 && n > k.max {
+		return fmt.Errorf("%s is above the maximum of %s", fmtSize(n), fmtSize(k.max))
+	}
 	return nil
 }
 
 func (k size) format(n int64) string { return fmtSize(n) }
 
 func (k size) accepts() string {
-	return fmt.Sprintf("a size in bytes with an optional unit (e.g. 0, 512MiB, 20GiB, 1.5TB; KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000), at least %s", fmtSize(k.min))
+	s := fmt.Sprintf("a size in bytes with an optional unit (e.g. 0, 512MiB, 20GiB, 1.5TB; KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB of 1000), at least %s", fmtSize(k.min))
+	if k.max > 0 {
+		s += " and at most " + fmtSize(k.max)
+	}
+	return s
 }
 
 func (k size) toJSON(n int64) any { return fmtSize(n) }
@@ -476,4 +506,142 @@ func (k multiaddrs) fromJSON(raw json.RawMessage) ([]string, error) {
 		as = []string{}
 	}
 	return as, nil
+}
+
+// hostPort is a TCP HOST:PORT to listen on, or "" for off. Any host is
+// allowed (unlike the API's): DICOM peers are on the LAN.
+type hostPort struct{}
+
+func (hostPort) parse(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	return s, hostPort{}.check(s)
+}
+
+func (hostPort) check(s string) error {
+	if s == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be 0..65535", s)
+	}
+	return nil
+}
+func (hostPort) format(s string) string { return s }
+func (hostPort) accepts() string {
+	return "HOST:PORT (e.g. 0.0.0.0:11112, 10.0.0.5:104, 127.0.0.1:11112), or \"\" for off"
+}
+func (hostPort) toJSON(s string) any { return s }
+func (hostPort) fromJSON(raw json.RawMessage) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("want a string, got %s", raw)
+	}
+	return s, nil
+}
+
+// aeTitle is a DICOM AE title (PS3.5 AE: 1 to 16 characters, no
+// backslash or control characters, no leading or trailing spaces).
+type aeTitle struct{}
+
+func (aeTitle) parse(s string) (string, error) { return s, aeTitle{}.check(s) }
+func (aeTitle) check(s string) error {
+	if s == "" || len(s) > 16 || strings.TrimSpace(s) != s {
+		return fmt.Errorf("%q is not 1 to 16 characters without leading or trailing spaces", s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r > 0x7E || r == '\\' {
+			return fmt.Errorf("%q has a character an AE title cannot hold", s)
+		}
+	}
+	return nil
+}
+func (aeTitle) format(s string) string { return s }
+func (aeTitle) accepts() string {
+	return "an AE title: 1 to 16 printable ASCII characters, no backslash (e.g. MEDMESH, RADIOLOGY_1)"
+}
+func (aeTitle) toJSON(s string) any { return s }
+func (aeTitle) fromJSON(raw json.RawMessage) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("want a string, got %s", raw)
+	}
+	return s, nil
+}
+
+// dicomList is a list of entries checked one by one (callers,
+// destinations, origins).
+type dicomList struct {
+	what string
+	one  func(string) error
+}
+
+func (dicomList) isList() {}
+
+func (k dicomList) parse(s string) ([]string, error) {
+	out := []string{}
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out, k.check(out)
+}
+
+func (k dicomList) check(as []string) error {
+	for _, a := range as {
+		if err := k.one(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k dicomList) format(as []string) string { return strings.Join(as, ",") }
+func (k dicomList) accepts() string {
+	switch k.what {
+	case "caller":
+		return "AE@HOST entries (e.g. CT1@10.0.0.21, WS@10.0.1.0/24, PACS@pacs.local, ANY@*), as separate arguments or separated by commas; \"\" for none"
+	case "destination":
+		return "AE=HOST:PORT entries (e.g. WS1=10.0.1.7:11112, PACS=pacs.local:104), as separate arguments or separated by commas; \"\" for none"
+	}
+	return "origins scheme://host[:port] (e.g. https://viewer.example.org, http://localhost:3000), as separate arguments or separated by commas; \"\" for none"
+}
+func (k dicomList) toJSON(as []string) any {
+	if as == nil {
+		return []string{}
+	}
+	return as
+}
+func (k dicomList) fromJSON(raw json.RawMessage) ([]string, error) {
+	var as []string
+	if err := json.Unmarshal(raw, &as); err != nil {
+		return nil, fmt.Errorf("want a list of strings, got %s", raw)
+	}
+	if as == nil {
+		as = []string{}
+	}
+	return as, nil
+}
+
+func parseCaller(s string) error {
+	_, err := dimse.ParseCaller(s)
+	return err
+}
+
+func parseDestination(s string) error {
+	_, err := dimse.ParseDestinations(s)
+	return err
+}
+
+// checkOrigin accepts a web origin: scheme://host[:port], nothing after.
+func checkOrigin(s string) error {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || (scheme != "http" && scheme != "https") || rest == "" || strings.ContainsAny(rest, "/?#@ ") {
+		return fmt.Errorf("%q is not an origin (scheme://host[:port], no path)", s)
+	}
+	return nil
 }
