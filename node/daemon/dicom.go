@@ -18,7 +18,7 @@ func dicomSettings(c repo.Config, explicit *pacs.Settings) (pacs.Settings, error
 	}
 	s := pacs.Settings{
 		Listen: c.DICOMListen, AETitle: c.DICOMAETitle, MaxPDU: uint32(c.DICOMMaxPDU), MaxAssociations: c.DICOMMaxAssociations,
-		Timeouts: dimse.Timeouts{ARTIM: c.DICOMAssociationTimeout, Connect: c.DICOMAssociationTimeout, DIMSE: c.DICOMTimeout, Idle: c.DICOMIdleTimeout},
+		Timeouts:   dimse.Timeouts{ARTIM: c.DICOMAssociationTimeout, Connect: c.DICOMAssociationTimeout, DIMSE: c.DICOMTimeout, Idle: c.DICOMIdleTimeout},
 		StoreDelay: c.DICOMStoreDelay,
 	}
 	var err error

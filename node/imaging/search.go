@@ -200,7 +200,9 @@ func (s *Service) Search(ctx context.Context, q Query) (rows []*Row, ignored []u
 		}
 	}
 	sort.Slice(ignored, func(i, j int) bool { return ignored[i] < ignored[j] })
-	sort.Slice(match, func(i, j int) bool { return match[i].Level < match[j].Level || match[i].Level == match[j].Level && match[i].Tag < match[j].Tag })
+	sort.Slice(match, func(i, j int) bool {
+		return match[i].Level < match[j].Level || match[i].Level == match[j].Level && match[i].Tag < match[j].Tag
+	})
 	matches := func(r *Row, lvl Level) bool {
 		for _, a := range match {
 			if a.Level == lvl || lvl == LevelStudy && a.Level == LevelPatient {

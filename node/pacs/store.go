@@ -42,8 +42,9 @@ const incomingDir = ".incoming" // files being received, not yet acknowledged
 const retryAfter = time.Minute
 
 type inbox struct {
-	s   *Service
-	dir string
+	s     *Service
+	dir   string
+	retry time.Duration // after a failed import
 
 	mu      sync.Mutex
 	open    map[string]*bucket                          // by Study Instance UID: receiving
@@ -68,7 +69,7 @@ type bucket struct {
 }
 
 func newInbox(s *Service) *inbox {
-	in := &inbox{s: s, dir: filepath.Join(s.cfg.Dir, InboxDir), open: map[string]*bucket{},
+	in := &inbox{s: s, dir: filepath.Join(s.cfg.Dir, InboxDir), retry: retryAfter, open: map[string]*bucket{},
 		byAssoc: map[*dimse.AssociationInfo]map[*bucket]bool{}, wake: make(chan struct{}, 1)}
 	in.idle = sync.NewCond(&in.mu)
 	return in
@@ -353,9 +354,9 @@ func (in *inbox) store(ctx context.Context, b *bucket) {
 	if err != nil {
 		in.s.m.storeErrors.Inc()
 		in.s.log.Error("dicom: storing received instances failed; they stay in the inbox and are tried again", "study", b.study,
-			"instances", b.n, "dir", b.dir, "retry_in", retryAfter, "err", err)
+			"instances", b.n, "dir", b.dir, "retry_in", in.retry, "err", err)
 		in.mu.Lock()
-		b.retry = time.Now().Add(retryAfter)
+		b.retry = time.Now().Add(in.retry)
 		in.queued = append(in.queued, b)
 		in.mu.Unlock()
 		return
