@@ -277,6 +277,15 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner.must("dicom", "import", filepath.Join(dir, "study"))
+	if cl, err := api.ClientForRepo(owner.repo); err == nil {
+		if resp, err := cl.HTTP.Do(mustReq(t, cl, "/metrics")); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(b), "medmesh_dicom_stored_instances_total 3") {
+				t.Errorf("metrics do not count the 3 instances imported")
+			}
+		}
+	}
 	query := owner.must("dicom", "query", "--json")
 	var hits []api.DicomStudyHit
 	if json.Unmarshal([]byte(query), &hits); len(hits) != 1 {

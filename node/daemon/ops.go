@@ -41,13 +41,16 @@ func (o *Options) withConfig(c repo.Config) {
 }
 
 // newHealth builds the operator's view (node/health) and registers its
-// gauges.
+// gauges, and the imaging service's count of stored instances.
 func (d *Daemon) newHealth() *health.Checker {
 	hc := health.New(health.Config{
 		Ledger: d.Ledger, Host: d.P2P.Host, Factor: d.Repo.Config.ReplicationFactor,
 		DataDir: d.Repo.Path(repo.DatastoreDir),
 	})
 	hc.Register(d.reg)
+	if err := d.imaging.RegisterMetrics(d.reg); err != nil {
+		d.log.Warn("register the imaging metrics", "err", err)
+	}
 	return hc
 }
 

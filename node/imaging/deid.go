@@ -143,6 +143,7 @@ func (s *Service) Deidentify(ctx context.Context, src *Opened, opts dicom.DeidOp
 	if err != nil {
 		return nil, err
 	}
+	s.countStored(ns.NumInstances())
 	if err := s.idx.Put(ctx, ar.ID.String(), ns); err != nil {
 		s.log.Warn("dicom index: add de-identified study", "record", ar.ID, "err", err)
 	}

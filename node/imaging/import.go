@@ -155,6 +155,7 @@ func (s *Service) importStudy(ctx context.Context, in *dicom.Study) (*api.DicomS
 	if err != nil {
 		return nil, nil, err
 	}
+	s.countStored(mg.Added)
 	if err := s.idx.Put(ctx, ar.ID.String(), mg.Study); err != nil {
 		return nil, nil, fmt.Errorf("record %s stored but not indexed: %w", ar.ID, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom"
 	"github.com/medmesh/medmesh/storage/record"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Record kind, ledger class and media type of a DICOM study record, and the
@@ -97,6 +98,8 @@ type Service struct {
 	// mu serialises the read-modify-write of a study's versions: two
 	// imports of one study must not both build on the same version.
 	mu sync.Mutex
+
+	stored prometheus.Counter // nil until RegisterMetrics (metrics.go)
 }
 
 // New builds the service and opens its index.
