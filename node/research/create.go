@@ -88,10 +88,10 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 	if (len(req.Records) == 0) == (req.Query == "") {
 		return nil, fault.Invalidf("", "give either records or a query")
 	}
-	var q dataset.Query
+	sel := selection{explicit: len(req.Records) > 0}
 	if req.Query != "" {
 		var err error
-		if q, err = dataset.ParseQuery(req.Query); err != nil {
+		if sel.q, err = dataset.ParseQuery(req.Query); err != nil {
 			return nil, fault.Invalidf("", "%v", err)
 		}
 	}
@@ -99,7 +99,7 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 	if err != nil {
 		return nil, err
 	}
-	opts := dicom.DeidOptions{ProjectKey: pkey, RetainPatientCharacteristics: req.RetainPatientCharacteristics, ShiftDates: req.ShiftDates}
+	sel.opts = dicom.DeidOptions{ProjectKey: pkey, RetainPatientCharacteristics: req.RetainPatientCharacteristics, ShiftDates: req.ShiftDates}
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
 
@@ -110,18 +110,16 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 			prev = r
 		}
 	}
-	consents, err := s.consentsBy(ctx, s.self)
-	if err != nil {
+	if sel.consents, err = s.consentsBy(ctx, s.self); err != nil {
 		return nil, err
 	}
-	now := s.now()
-	live := func(c *dataset.Consent) bool { return c.Live(now, 0) }
-	cands, err := s.candidates(ctx, req, q, res)
+	sel.now = s.now()
+	cands, err := s.candidates(ctx, req, sel.q, res)
 	if err != nil {
 		return nil, err
 	}
 	man := &dataset.Manifest{Format: dataset.FormatVersion, Name: req.Name, Version: 1, Profile: dataset.Profile,
-		Options: dataset.Options{RetainPatientCharacteristics: opts.RetainPatientCharacteristics, ShiftDates: opts.ShiftDates}}
+		Options: dataset.Options{RetainPatientCharacteristics: req.RetainPatientCharacteristics, ShiftDates: req.ShiftDates}}
 	if prev != nil {
 		man.Version = prev.man.Version + 1
 	}
@@ -129,65 +127,12 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		o, err := s.img.Open(ctx, info.ID, int(info.Version), "")
-		if err != nil {
-			// Invalid: a record of another kind, not a DICOM study.
-			if !fault.Is(err, fault.Invalid) {
-				return nil, err
-			}
-			if len(req.Records) > 0 {
-				exclude(res, info.ID.String(), 0, dataset.ReasonNotStudy)
-			}
-			continue
-		}
-		src := o.Study
-		// De-identified studies are never sources of a dataset.
-		if o.Manifest.Name == imaging.DeidStudyName || strings.HasPrefix(src.PatientID, "ANON-") {
-			if len(req.Records) > 0 {
-				exclude(res, info.ID.String(), len(src.Series), dataset.ReasonNotStudy)
-			}
-			continue
-		}
-		var research []*dataset.Consent
-		for _, c := range consents[string(dataset.ConsentPseudonym(s.ckey, src.PatientID))] {
-			if c.Purpose == ledger.PurposeResearch {
-				research = append(research, c)
-			}
-		}
-		keep := map[string]bool{}
-		var reason string
-		var left int
-		for _, se := range src.Series {
-			if !q.Matches(se.Modality, se.BodyPart) {
-				left++
-				if reason == "" {
-					reason = dataset.ReasonNoMatch
-				}
-				continue
-			}
-			if v := dataset.SeriesVerdict(research, se.Modality, se.BodyPart, live); v != "" {
-				left++
-				if reason == "" || reason == dataset.ReasonNoMatch {
-					reason = v
-				}
-				continue
-			}
-			keep[se.UID] = true
-		}
-		if len(keep) == 0 {
-			exclude(res, info.ID.String(), left, reason)
-			continue
-		}
-		if left > 0 {
-			exclude(res, info.ID.String(), left, reason)
-		}
-		ds, reused, err := s.deid(ctx, o, keep, opts)
-		if errors.Is(err, imaging.ErrAllExcluded) {
-			exclude(res, info.ID.String(), len(keep), dataset.ReasonNotDeidable)
-			continue
-		}
+		ds, reused, err := s.include(ctx, info, &sel, res)
 		if err != nil {
 			return nil, err
+		}
+		if ds == nil {
+			continue
 		}
 		man.Studies = append(man.Studies, *ds)
 		sid, _ := ds.RecordID()
@@ -198,12 +143,18 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 		return res, fault.Invalidf("check the selection and the patients' research consents (`medmesh consent ls`)",
 			"no study qualifies for dataset %q (%d left out)", req.Name, len(res.Excluded))
 	}
+	return s.publish(ctx, man, prev, res)
+}
+
+// publish stores the manifest as the dataset's record (a new version of
+// prev, if any) and carries prev's research grants over to it.
+func (s *Service) publish(ctx context.Context, man *dataset.Manifest, prev *datasetRef, res *api.DatasetCreateResult) (*api.DatasetCreateResult, error) {
 	sort.Slice(man.Studies, func(i, j int) bool { return man.Studies[i].StudyUID < man.Studies[j].StudyUID })
 	body, err := man.Encode()
 	if err != nil {
 		return nil, err
 	}
-	areq := records.AddRequest{Name: req.Name, MediaType: dataset.MediaType, Kind: dataset.Kind, Class: dataset.Class,
+	areq := records.AddRequest{Name: man.Name, MediaType: dataset.MediaType, Kind: dataset.Kind, Class: dataset.Class,
 		Files: []records.FileSource{{Path: dataset.FileName, Open: func() (io.Reader, error) { return bytes.NewReader(body), nil }}}}
 	if prev != nil {
 		areq.Prev = prev.info.ID
@@ -220,6 +171,88 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 		}
 	}
 	return res, nil
+}
+
+// selection is what a create keeps: the query, this clinic's consents
+// (by patient pseudonym) evaluated at now, and the de-identification
+// options. explicit is set when the user named the records, so every one
+// left out is reported.
+type selection struct {
+	q        dataset.Query
+	consents map[string][]*dataset.Consent
+	now      time.Time
+	opts     dicom.DeidOptions
+	explicit bool
+}
+
+// include opens a candidate and de-identifies the series sel keeps, or
+// records in res why it is left out (nil study).
+func (s *Service) include(ctx context.Context, info ledger.RecordInfo, sel *selection, res *api.DatasetCreateResult) (*dataset.Study, bool, error) {
+	o, err := s.img.Open(ctx, info.ID, int(info.Version), "")
+	if err != nil {
+		// Invalid: a record of another kind, not a DICOM study.
+		if !fault.Is(err, fault.Invalid) {
+			return nil, false, err
+		}
+		if sel.explicit {
+			exclude(res, info.ID.String(), 0, dataset.ReasonNotStudy)
+		}
+		return nil, false, nil
+	}
+	// De-identified studies are never sources of a dataset.
+	if o.Manifest.Name == imaging.DeidStudyName || strings.HasPrefix(o.Study.PatientID, "ANON-") {
+		if sel.explicit {
+			exclude(res, info.ID.String(), len(o.Study.Series), dataset.ReasonNotStudy)
+		}
+		return nil, false, nil
+	}
+	var research []*dataset.Consent
+	for _, c := range sel.consents[string(dataset.ConsentPseudonym(s.ckey, o.Study.PatientID))] {
+		if c.Purpose == ledger.PurposeResearch {
+			research = append(research, c)
+		}
+	}
+	keep, left, reason := selectSeries(o.Study.Series, sel.q, research, sel.now)
+	if len(keep) == 0 {
+		exclude(res, info.ID.String(), left, reason)
+		return nil, false, nil
+	}
+	if left > 0 {
+		exclude(res, info.ID.String(), left, reason)
+	}
+	ds, reused, err := s.deid(ctx, o, keep, sel.opts)
+	if errors.Is(err, imaging.ErrAllExcluded) {
+		exclude(res, info.ID.String(), len(keep), dataset.ReasonNotDeidable)
+		return nil, false, nil
+	}
+	return ds, reused, err
+}
+
+// selectSeries keeps (by UID) the series that match q and that one of
+// the patient's research consents, live at now, covers. left counts the
+// others; reason is why they are left out: a consent's verdict
+// (dataset.SeriesVerdict) before a query mismatch, the first of each.
+func selectSeries(series []*dicom.Series, q dataset.Query, research []*dataset.Consent, now time.Time) (keep map[string]bool, left int, reason string) {
+	live := func(c *dataset.Consent) bool { return c.Live(now, 0) }
+	keep = map[string]bool{}
+	for _, se := range series {
+		if !q.Matches(se.Modality, se.BodyPart) {
+			left++
+			if reason == "" {
+				reason = dataset.ReasonNoMatch
+			}
+			continue
+		}
+		if v := dataset.SeriesVerdict(research, se.Modality, se.BodyPart, live); v != "" {
+			left++
+			if reason == "" || reason == dataset.ReasonNoMatch {
+				reason = v
+			}
+			continue
+		}
+		keep[se.UID] = true
+	}
+	return keep, left, reason
 }
 
 // carryGrants grants the new version to the live research grantees of the
