@@ -420,8 +420,27 @@ func cliRows() []cliRow {
 		{cmd: "members", node: on("lab"), args: argv("members"), retry: 10 * time.Second,
 			ready: func(out string) bool { return strings.Contains(out, "Joiner Clinic") }, check: func(t *testing.T, e *tableEnv, out string) {
 				orgs := map[string]string{}
-				for _, m := range decode[[]api.Member](t, out) {
+				ms := decode[[]api.Member](t, out)
+				for _, m := range ms {
 					orgs[m.Peer] = m.Org
+				}
+				// Every member with its role, its admission time and what
+				// the lab knows of it: the lab itself, and the clinic it
+				// bootstraps to (connected, with its address).
+				roles := map[string]string{"clinic": "admin", "lab": "member", "research": "member", "joiner": "emergency"}
+				for _, m := range ms {
+					n := ""
+					for k, id := range e.ids {
+						if id == m.Peer {
+							n = k
+						}
+					}
+					if m.Role != roles[n] || m.Joined.IsZero() || m.Joined.After(time.Now()) || m.Self != (n == "lab") {
+						t.Errorf("members on lab: %s: %+v", n, m)
+					}
+					if (n == "lab" || n == "clinic") && (!m.Connected || m.LastSeen == nil || len(m.Addrs) == 0) {
+						t.Errorf("members on lab: %s is not connected with an address and a last_seen: %+v", n, m)
+					}
 				}
 				for n, want := range map[string]string{"clinic": "St Mary", "lab": "Central Lab", "research": "Uni Research", "joiner": "Joiner Clinic"} {
 					if orgs[e.ids[n]] != want {

@@ -333,12 +333,23 @@ type networkResult struct {
 func newMembersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "members",
-		Short: "List the network's members with their organisations and roles",
-		Long: `List the members of the network as this node's ledger has them: peer ID,
-organisation (set by the admin at invite, or stated by the member itself) and
-roles (admin, emergency).`,
+		Short: "List the network's members: organisation, role, when admitted, connection, last seen",
+		Long: `List the members of the network as this node's ledger has them, with what this
+node knows of each:
+
+  peer       its peer ID ("self": this node)
+  org        its organisation (set by the admin at invite, or stated by the
+             member itself from its ` + "`init --org`" + `)
+  role       its strongest role: admin, emergency or member (roles: all of them)
+  joined     when its admission in force was signed on the ledger
+  connected  whether this node has a live connection to it
+  last_seen  when this node last had a connection to it (null: never)
+  addrs      its addresses as this node knows them
+
+A removed member is not listed (` + "`medmesh network remove`" + `).`,
 		Example: `  medmesh members
-  medmesh members --json | jq -r '.[] | [.peer, .org] | @tsv'`,
+  medmesh members --json | jq -r '.[] | [.peer, .org, .role] | @tsv'
+  medmesh members --json | jq -r '.[] | select(.connected | not) | .peer'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
@@ -351,13 +362,23 @@ roles (admin, emergency).`,
 			}
 			return output(ms, func() {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PEER\tORG\tROLES")
+				fmt.Fprintln(tw, "PEER\tORG\tROLE\tJOINED\tCONNECTED\tLAST SEEN")
 				for _, m := range ms {
 					org := m.Org
 					if org == "" {
 						org = "-"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Peer, org, strings.Join(m.Roles, ","))
+					conn, seen := "no", "never"
+					if m.Connected {
+						conn = "yes"
+					}
+					if m.Self {
+						conn = "self"
+					}
+					if m.LastSeen != nil {
+						seen = m.LastSeen.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Peer, org, m.Role, m.Joined.Format(time.RFC3339), conn, seen)
 				}
 				tw.Flush()
 			})

@@ -162,11 +162,26 @@ type InviteResult struct {
 	Token string `json:"token"`
 }
 
-// Member is one member of the network.
+// Member is one member of the network, as `medmesh members` lists it.
 type Member struct {
-	Peer  string   `json:"peer"`
-	Org   string   `json:"org"` // "" when none is set yet
+	Peer string `json:"peer"`
+	Org  string `json:"org"` // "" when none is set yet
+	// Role is the member's strongest role: admin, emergency or member;
+	// Roles are all of them (empty for a plain member).
+	Role  string   `json:"role"`
 	Roles []string `json:"roles"`
+	// Joined is when its admission in force (genesis or member.add) was
+	// signed.
+	Joined time.Time `json:"joined"`
+	// Connected: this node has a live connection to it (true for self).
+	Connected bool `json:"connected"`
+	// LastSeen is when this node last had a connection to it (now, while
+	// connected); null if never.
+	LastSeen *time.Time `json:"last_seen"`
+	// Addrs are its addresses as this node knows them.
+	Addrs []string `json:"addrs"`
+	// Self marks this node.
+	Self bool `json:"self"`
 }
 
 // LedgerEntry is one entry of `ledger log`.

@@ -25,6 +25,7 @@ import (
 	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/node/implants"
+	"github.com/medmesh/medmesh/node/membership"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/pacs"
 	"github.com/medmesh/medmesh/node/records"
@@ -88,6 +89,7 @@ type Daemon struct {
 	imaging  *imaging.Service
 	pacs     *pacs.Service
 	implants *implants.Service
+	members  *membership.Service
 
 	closeOnce sync.Once
 	closeErr  error
@@ -203,6 +205,13 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// Only if an add was interrupted (its marker is left): sweep, while
 	// nothing else writes.
 	d.gc.RecoverInterruptedAdds(ctx)
+	d.members, err = membership.New(ctx, membership.Config{
+		Self: self, KEMPublic: kem.Public, Ledger: d.Ledger, Repo: r, Local: d.local,
+		Org: r.Config.Org, Now: o.Now, Logger: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	d.imaging, err = imaging.New(imaging.Config{
 		Records: d.Records, Ledger: d.Ledger, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
 	})
@@ -264,6 +273,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.Records.Start(d.P2P)
+	d.members.Start(membershipNet{d.P2P})
 	d.loadPeerBook(ctx)
 	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
 		return nil, fmt.Errorf("start ledger sync: %w", err)
@@ -290,6 +300,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.api = httpapi.New(token, d.log,
 		httpapi.Debug{Metrics: d.metricsHandler()},
 		httpapi.Ledger{L: d.Ledger},
+		httpapi.Members{S: d.members},
 		httpapi.Records{S: d.Records, Log: d.log},
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
@@ -336,14 +347,12 @@ func (d *Daemon) Client() *api.Client {
 	return &api.Client{Base: "http://" + d.apiAddr, Token: tok, HTTP: &http.Client{}}
 }
 
-// followLedger reacts to applied ledger entries: the connection gater
-// follows membership, and this node announces its key once it is a member.
+// followLedger fans applied ledger entries out to the services that react
+// to them.
 func (d *Daemon) followLedger() {
 	defer d.wg.Done()
 	ch, cancel := d.Ledger.Subscribe()
 	defer cancel()
-	d.announceKeyIfNeeded()
-	d.declareOrgIfNeeded()
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -352,35 +361,13 @@ func (d *Daemon) followLedger() {
 			if !ok {
 				return
 			}
-			switch e.Type {
-			case ledger.TypeMemberRemove:
-				d.P2P.MembershipChanged()
-			case ledger.TypeMemberAdd:
-				d.announceKeyIfNeeded()
-				d.declareOrgIfNeeded()
-			}
+			d.members.OnEntry(e)
 			d.Records.OnEntry(e)
 			if d.pacs != nil {
 				d.pacs.OnEntry(e)
 			}
 		}
 	}
-}
-
-// announceKeyIfNeeded publishes this node's key-wrapping public key once it
-// is a member and the ledger does not already carry it.
-func (d *Daemon) announceKeyIfNeeded() {
-	if !d.Ledger.IsMember(d.self) {
-		return
-	}
-	if pub, ok := d.Ledger.KEMKey(d.self); ok && string(pub) == string(d.kem.Public()) {
-		return
-	}
-	if _, err := d.Ledger.Append(d.ctx, ledger.TypeKeyAnnounce, ledger.KeyAnnouncePayload{Public: d.kem.Public()}); err != nil {
-		d.log.Warn("announce key-wrapping key", "err", err)
-		return
-	}
-	d.log.Info("announced key-wrapping public key on the ledger")
 }
 
 // Close shuts the node down: API first (no new work), then the network,
@@ -407,6 +394,9 @@ func (d *Daemon) Close() error {
 		if d.Records != nil {
 			// Its last attestations go out while the network is up.
 			d.Records.Close()
+		}
+		if d.members != nil {
+			d.members.Close()
 		}
 		if d.repl != nil {
 			d.repl.Close()

@@ -4,7 +4,9 @@ import (
 	"context"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/medmesh/medmesh/node/gc"
 	"github.com/medmesh/medmesh/node/p2p"
@@ -42,4 +44,24 @@ func (n p2pNetwork) FindProviders(ctx context.Context, c cid.Cid, max int) []pee
 		out = append(out, ai.ID)
 	}
 	return out
+}
+
+// membershipNet is the p2p node as the membership service sees it.
+type membershipNet struct{ *p2p.Node }
+
+func (n membershipNet) PeerAddrs(p peer.ID) []multiaddr.Multiaddr {
+	return n.Host.Peerstore().Addrs(p)
+}
+
+func (n membershipNet) SelfAddrs() []multiaddr.Multiaddr { return n.Host.Addrs() }
+
+func (n membershipNet) Notify(connected, disconnected func(peer.ID)) {
+	n.Host.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) { connected(c.RemotePeer()) },
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				disconnected(c.RemotePeer())
+			}
+		},
+	})
 }
