@@ -177,7 +177,7 @@ var retiredKeys = map[string]string{
 }
 
 // Fields that may be null: absent times, and demo's kept directory.
-var nullable = map[string]bool{"expires": true, "last_verified": true, "dir": true,
+var nullable = map[string]bool{"expires": true, "last_verified": true, "dir": true, "last_seen": true,
 	"expiry": true, "produced": true, "implanted": true, "explanted": true}
 
 // checkVocabulary checks one success's --json output against the
@@ -274,6 +274,7 @@ func setupTable(t *testing.T) *tableEnv {
 	}
 	e.ids["clinic"] = decode[api.IDInfo](t, e.clinic.must("id", "--json")).Peer
 	e.ids["joiner"] = decode[api.IDInfo](t, e.joiner.must("id", "--json")).Peer
+	e.ids["nonet"] = decode[api.IDInfo](t, e.nonet.must("id", "--json")).Peer
 
 	// Every node sees every member with its organisation, and every key
 	// (grants need the grantee's).
@@ -404,7 +405,25 @@ func cliRows() []cliRow {
 				t.Errorf("join: %+v", r)
 			}
 		}},
-		{cmd: "network join", node: on("nonet"), args: argv("network", "join", "medmesh-invite-1:garbage"), code: exitInvalid, check: has("invite token")},
+		{cmd: "network join", node: on("nonet"), args: argv("network", "join", "medmesh-invite-1:garbage"), code: exitInvalid, check: has("invitation token", "new one")},
+		// The joiner's token is sealed to the joiner: another node cannot
+		// even open it.
+		{cmd: "network join", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"network", "join", e.vals["token"]} },
+			code: exitForbidden, check: has("for another node", "network invite --peer")},
+		{cmd: "network invite", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"network", "invite", "--peer", e.ids["nonet"], "--expires", "1ms"}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[api.InviteResult](t, out)
+			if r.Peer != e.ids["nonet"] || r.Member || r.Expires.After(time.Now()) {
+				t.Errorf("invite: %+v", r)
+			}
+			e.vals["expired"] = r.Token
+		}},
+		{cmd: "network join", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"network", "join", e.vals["expired"]} },
+			code: exitConflict, check: has("expired")},
+		{cmd: "network invite", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"network", "invite", "--peer", e.ids["nonet"], "--expires", "forever"}
+		}, code: exitInvalid, check: has("--expires")},
 		{cmd: "network", node: on("clinic"), args: argv("network"), text: true, check: has("invite", "join")},
 		{cmd: "network", node: on("clinic"), args: argv("network", "bogus"), code: exitInvalid, check: has("create, invite, join")},
 		{cmd: "daemon", node: on("joiner"), start: true, args: argv("members"), retry: 15 * time.Second,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/node/membership"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/spf13/cobra"
@@ -108,6 +108,9 @@ member, admin and peer_count are false and 0.`,
 				say("KEM public key: %s…", info.KEMPublicKey[:32])
 				if info.Org != "" {
 					say("organisation:   %s", info.Org)
+				}
+				if info.Invitation != "" && info.Invitation != "admitted" {
+					say("invitation:     %s", info.Invitation)
 				}
 				if info.NetworkID != "" && info.Daemon {
 					say("network:        %s (member: %v, admin: %v, peers: %d)", info.NetworkID, info.Member, info.Admin, info.PeerCount)
@@ -220,20 +223,31 @@ the daemon when it starts.`,
 	create.Flags().StringVar(&name, "name", "", "network name")
 	create.Flags().StringVar(&createOrg, "org", "", "this node's organisation (default: the one given to init)")
 
-	var peerID, org string
+	var peerID, org, expires string
 	var roles []string
 	invite := &cobra.Command{
 		Use:   "invite --peer PEERID",
-		Short: "Admit a node as a member and print its invite token (admin, daemon running)",
-		Long: `Admit a node as a member (a signed member.add entry on the ledger) and print a
-one-line invite token as the last line. The token carries the network's
-pre-shared key: hand it to the new member's operator over a trusted channel.
+		Short: "Invite a node by its peer ID and print its invitation token (admin, daemon running)",
+		Long: `Invite a node and print a one-line invitation token as the last line.
+
+The token is sealed to the invited node: the peer ID carries the node's
+Ed25519 public key, and only that node's identity key opens the token (as age
+encrypts to an ssh-ed25519 key), so it is useless to anyone else who sees it.
+It carries the network's current pre-shared key and a one-time secret. The
+node joins with ` + "`network join TOKEN`" + `; when its daemon starts, it presents
+the secret to this node, which then admits it (a signed member.add entry):
+an invitation works once, only for that node, and only until it expires
+(--expires, default 72h, at most 720h). Until then nobody is admitted.
 
 --org sets the member's organisation on the ledger; without it, the member
 states its own (from its ` + "`init --org`" + `) once admitted. --role emergency lets
-the member issue short emergency grants for records added with --emergency.`,
+the member issue short emergency grants for records added with --emergency.
+
+Inviting a node that is already a member gives it the network's current key
+(after it missed a key rotation while offline: ` + "`network remove`" + `); its
+organisation and roles stay.`,
 		Example: `  medmesh network invite --peer 12D3KooWAbc... --org "Central Lab"
-  medmesh network invite --peer 12D3KooWAbc... --role emergency --json | jq -r .token`,
+  medmesh network invite --peer 12D3KooWAbc... --role emergency --expires 24h --json | jq -r .token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkPeer("--peer", peerID); err != nil {
@@ -249,16 +263,21 @@ the member issue short emergency grants for records added with --emergency.`,
 					return err
 				}
 			}
+			if expires != "" {
+				if d, err := time.ParseDuration(expires); err != nil || d <= 0 || d > membership.MaxInviteLifetime {
+					return invalidf("use a duration like 72h, at most 720h", "--expires: bad duration %q", expires)
+				}
+			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
 			var res api.InviteResult
-			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/network/invite", api.InviteRequest{Peer: peerID, Org: org, Roles: roles}, &res); err != nil {
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/network/invite", api.InviteRequest{Peer: peerID, Org: org, Roles: roles, Expires: expires}, &res); err != nil {
 				return err
 			}
 			return output(res, func() {
-				say("admitted %s; give its operator this token (it is secret):", res.Peer)
+				say("invited %s (until %s); give its operator this token, only that node can use it, once:", res.Peer, res.Expires.Format(time.RFC3339))
 				say("%s", res.Token)
 			})
 		},
@@ -266,55 +285,53 @@ the member issue short emergency grants for records added with --emergency.`,
 	invite.Flags().StringVar(&peerID, "peer", "", "peer ID of the node to admit")
 	invite.Flags().StringVar(&org, "org", "", "organisation label of the new member")
 	invite.Flags().StringSliceVar(&roles, "role", nil, "extra roles: emergency (may grant emergency access)")
+	invite.Flags().StringVar(&expires, "expires", "", "how long the invitation can be used (default 72h, at most 720h)")
 
 	join := &cobra.Command{
 		Use:   "join TOKEN",
-		Short: "Store an invite token; the next daemon start dials the inviter (node stopped)",
-		Example: `  medmesh network join medmesh-invite-1:eyJn...
+		Short: "Store an invitation; the next daemon start redeems it with the inviter (node stopped)",
+		Long: `Open an invitation token with this node's identity key and store what its
+daemon needs: the network's genesis and pre-shared key, the inviter's
+addresses (bootstrap peers) and the invitation's one-time secret. When the
+daemon starts it presents the secret to the inviter, which admits the node;
+` + "`medmesh id`" + ` shows "invitation": "pending", "admitted" or "refused: why".
+
+A token for another node does not open (exit 5: ask the admin for one for
+this node's ID, ` + "`medmesh id`" + `); an expired one is refused (exit 6).`,
+		Example: `  medmesh network join medmesh-invite-2:omF...
   medmesh daemon`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inv, err := repo.DecodeInvite(args[0])
-			if err != nil {
-				return err
-			}
 			r, err := repo.Open(repoDir())
 			if err != nil {
 				return err
 			}
-			if _, err := ledger.NetworkIDOf(inv.Genesis); err != nil {
-				return invalidf("", "invite carries an invalid network genesis: %v", err)
-			}
-			if r.HasNetwork() {
-				if n, err := r.Network(); err == nil && !bytes.Equal(n.Genesis, inv.Genesis) {
-					return withCode(exitConflict, errors.New("this node already belongs to another network"), "use a new repo to join a different one")
-				}
-			}
-			if err := r.SetNetwork(&repo.Network{Genesis: inv.Genesis, PSK: inv.PSK}); err != nil {
+			res, err := membership.Join(r, args[0], time.Now())
+			switch {
+			case errors.Is(err, membership.ErrNotForThisNode):
+				return withCode(exitForbidden, err, "")
+			case errors.Is(err, membership.ErrExpired):
+				return withCode(exitConflict, err, "")
+			case errors.Is(err, membership.ErrOtherNetwork):
+				return withCode(exitConflict, err, "use a new repo to join a different one")
+			case errors.Is(err, membership.ErrBadToken):
+				return withCode(exitInvalid, err, "")
+			case err != nil:
 				return err
 			}
-			seen := map[string]bool{}
-			for _, b := range r.Config.Bootstrap {
-				seen[b] = true
+			nid, err := ledger.NetworkIDOf(res.Genesis)
+			if err != nil {
+				return invalidf("", "invitation carries an invalid network genesis: %v", err)
 			}
-			for _, a := range inv.Addrs {
-				if !seen[a] {
-					r.Config.Bootstrap = append(r.Config.Bootstrap, a)
-				}
-			}
-			if err := r.SaveConfig(); err != nil {
-				return err
-			}
-			nid, _ := ledger.NetworkIDOf(inv.Genesis)
 			name := ""
-			if g, err := ledger.DecodeEntry(inv.Genesis); err == nil {
+			if g, err := ledger.DecodeEntry(res.Genesis); err == nil {
 				if d := ledger.Describe(g); d != nil {
 					name, _ = d["name"].(string)
 				}
 			}
-			return output(networkResult{NetworkID: nid.String(), Name: name, Org: r.Config.Org, Bootstrap: inv.Addrs}, func() {
-				say("joined network %s; bootstrap: %s", nid, strings.Join(inv.Addrs, ", "))
-				say("next: `medmesh daemon --repo %s`", r.Dir)
+			return output(networkResult{NetworkID: nid.String(), Name: name, Org: r.Config.Org, Bootstrap: res.Addrs}, func() {
+				say("joined network %s; bootstrap: %s", nid, strings.Join(res.Addrs, ", "))
+				say("next: `medmesh daemon --repo %s` (it redeems the invitation, valid until %s)", r.Dir, res.Expires.Format(time.RFC3339))
 			})
 		},
 	}

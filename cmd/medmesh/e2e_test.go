@@ -116,7 +116,7 @@ func TestCLIWithoutDaemon(t *testing.T) {
 	if _, errs, code := c.run("daemon"); code == 0 || !strings.Contains(errs, "network create") {
 		t.Fatalf("daemon without network: %d %s", code, errs)
 	}
-	if _, errs, code := c.run("network", "join", "medmesh-invite-1:garbage"); code == 0 || !strings.Contains(errs, "invite token") {
+	if _, errs, code := c.run("network", "join", "medmesh-invite-1:garbage"); code == 0 || !strings.Contains(errs, "invitation token") {
 		t.Fatalf("bad token: %d %s", code, errs)
 	}
 	for _, f := range []string{"identity.key", "kem.key", "api.token", "config.json"} {

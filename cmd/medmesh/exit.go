@@ -144,8 +144,6 @@ func exitCode(err error) int {
 		return exitNoDaemon
 	case errors.Is(err, repo.ErrNoNetwork), errors.Is(err, repo.ErrRepoExists), errors.Is(err, repo.ErrLocked):
 		return exitConflict
-	case errors.Is(err, repo.ErrBadInvite):
-		return exitInvalid
 	case errors.Is(err, context.DeadlineExceeded):
 		return exitUnavailable
 	}

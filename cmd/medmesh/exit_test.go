@@ -36,7 +36,6 @@ func TestExitCodeMapping(t *testing.T) {
 		{fmt.Errorf("x: %w", repo.ErrNoRepo), exitNoDaemon},
 		{fmt.Errorf("x: %w", repo.ErrNoNetwork), exitConflict},
 		{fmt.Errorf("x: %w", repo.ErrRepoExists), exitConflict},
-		{fmt.Errorf("x: %w", repo.ErrBadInvite), exitInvalid},
 		{&api.IncompleteError{Result: api.TrailerVerifyFailed + ": bad block"}, exitVerify},
 		{&api.IncompleteError{}, exitUnavailable},
 		{invalidf("", "bad"), exitInvalid},

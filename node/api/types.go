@@ -67,6 +67,9 @@ type IDInfo struct {
 	Member    bool `json:"member"`
 	Admin     bool `json:"admin"`
 	PeerCount int  `json:"peer_count"` // connected peers
+	// Invitation says what became of the invitation this node joined
+	// with: "pending", "admitted" or "refused: why" ("" when none).
+	Invitation string `json:"invitation,omitempty"`
 }
 
 // AddResult is the answer to an add or update.
@@ -153,13 +156,22 @@ type InviteRequest struct {
 	Peer  string   `json:"peer"`
 	Org   string   `json:"org,omitempty"`
 	Roles []string `json:"roles,omitempty"`
+	// Expires is how long the invitation stays redeemable (a Go
+	// duration; default 72h, at most 720h).
+	Expires string `json:"expires,omitempty"`
 }
 
-// InviteResult carries the invite token.
+// InviteResult carries the invitation token, sealed to the invitee.
 type InviteResult struct {
-	Peer  string `json:"peer"`
-	Org   string `json:"org"` // "" when the invite set none
-	Token string `json:"token"`
+	Peer  string   `json:"peer"`
+	Org   string   `json:"org"` // "" when the invite set none
+	Roles []string `json:"roles"`
+	Token string   `json:"token"`
+	// Expires is when the invitation stops being redeemable.
+	Expires time.Time `json:"expires"`
+	// Member: the peer is a member already (the token brings it the
+	// network's current key; its org and roles stay).
+	Member bool `json:"member"`
 }
 
 // Member is one member of the network, as `medmesh members` lists it.

@@ -261,6 +261,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		PSK:          network.PSK,
 		NetworkID:    d.Ledger.NetworkID().String(),
 		Members:      rest.members(d.Ledger),
+		Guests:       d.members.Guests,
 		Blockstore:   store.Blocks,
 		BlockFilter:  d.Records.Allow,
 		Served:       d.Records.Served,
@@ -361,7 +362,6 @@ func (d *Daemon) followLedger() {
 			if !ok {
 				return
 			}
-			d.members.OnEntry(e)
 			d.Records.OnEntry(e)
 			if d.pacs != nil {
 				d.pacs.OnEntry(e)

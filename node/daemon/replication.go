@@ -6,6 +6,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/medmesh/medmesh/node/gc"
@@ -64,4 +65,16 @@ func (n membershipNet) Notify(connected, disconnected func(peer.ID)) {
 			}
 		},
 	})
+}
+
+func (n membershipNet) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	return n.Host.Connect(ctx, ai)
+}
+
+func (n membershipNet) NewStream(ctx context.Context, p peer.ID, proto protocol.ID) (network.Stream, error) {
+	return n.Host.NewStream(ctx, p, proto)
+}
+
+func (n membershipNet) SetStreamHandler(proto protocol.ID, h network.StreamHandler) {
+	n.Host.SetStreamHandler(proto, h)
 }

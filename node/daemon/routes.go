@@ -42,6 +42,7 @@ func (d *Daemon) handleID(w http.ResponseWriter, r *http.Request) {
 		Org:          d.members.Org(),
 		Admin:        d.Ledger.IsAdmin(d.self),
 		PeerCount:    len(d.P2P.Host.Network().Peers()),
+		Invitation:   d.members.JoinState(),
 	}
 	for _, a := range d.P2P.Host.Addrs() {
 		info.Addrs = append(info.Addrs, a.String()+"/p2p/"+d.self.String())

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/daemon"
+	"github.com/medmesh/medmesh/node/membership"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/sharing/ledger"
 )
@@ -93,16 +94,8 @@ func Start(ctx context.Context, dir string, names []string, o Options) (*Net, er
 			if err := n.Nodes[0].API.Do(ctx, "POST", api.Prefix+"/network/invite", api.InviteRequest{Peer: pid.String(), Org: name, Roles: o.Roles[name]}, &inv); err != nil {
 				return nil, fmt.Errorf("invite %s: %w", name, err)
 			}
-			tok, err := repo.DecodeInvite(inv.Token)
-			if err != nil {
-				return nil, err
-			}
-			if err := r.SetNetwork(&repo.Network{Genesis: tok.Genesis, PSK: tok.PSK}); err != nil {
-				return nil, err
-			}
-			r.Config.Bootstrap = tok.Addrs
-			if err := r.SaveConfig(); err != nil {
-				return nil, err
+			if _, err := membership.Join(r, inv.Token, time.Now()); err != nil {
+				return nil, fmt.Errorf("%s joins: %w", name, err)
 			}
 		}
 		if err := nd.Start(ctx); err != nil {

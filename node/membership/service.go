@@ -9,7 +9,9 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/medmesh/medmesh/node/repo"
@@ -26,6 +28,8 @@ type Ledger interface {
 	KEMKey(p peer.ID) ([]byte, bool)
 	Entry(ctx context.Context, c cid.Cid) (*ledger.Entry, error)
 	Append(ctx context.Context, typ string, payload any) (*ledger.Entry, error)
+	// Subscribe delivers every entry applied from now on.
+	Subscribe() (<-chan *ledger.Entry, func())
 }
 
 // Network is the p2p node as the service uses it (the daemon adapts
@@ -43,6 +47,13 @@ type Network interface {
 	// Notify calls connected and disconnected as peers come and go
 	// (disconnected once the last connection to a peer closed).
 	Notify(connected, disconnected func(peer.ID))
+	// Connect dials a peer the connection gater admits (a member or a
+	// guest).
+	Connect(ctx context.Context, ai peer.AddrInfo) error
+	// NewStream opens a stream of protocol proto to p.
+	NewStream(ctx context.Context, p peer.ID, proto protocol.ID) (network.Stream, error)
+	// SetStreamHandler serves protocol proto.
+	SetStreamHandler(proto protocol.ID, h network.StreamHandler)
 }
 
 // Config is what a Service needs. Every field but Org, Now and Logger is
@@ -76,6 +87,12 @@ type Service struct {
 	seen      map[peer.ID]time.Time // last time each peer was connected
 	seenDirty bool
 
+	inv     invites // the invitations this node issued (admin)
+	joining joining // the invitation this node redeems (invitee)
+
+	keysMu sync.Mutex
+	keys   []NetKey // the network key schedule, oldest epoch first
+
 	wake   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -101,6 +118,18 @@ func New(ctx context.Context, c Config) (*Service, error) {
 		cancel()
 		return nil, err
 	}
+	if s.keys, err = LoadNetKeys(c.Repo); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := s.loadInvites(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := s.loadJoining(); err != nil {
+		cancel()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -110,7 +139,16 @@ func New(ctx context.Context, c Config) (*Service, error) {
 func (s *Service) Start(net Network) {
 	s.net = net
 	net.Notify(s.connected, s.disconnected)
+	net.SetStreamHandler(RedeemProtocol, s.handleRedeem)
+	// Subscribed before the first look at the ledger, so no entry applied
+	// meanwhile is missed.
+	entries, unsubscribe := s.cfg.Ledger.Subscribe()
+	s.wg.Go(func() {
+		defer unsubscribe()
+		s.follow(entries)
+	})
 	s.wg.Go(s.run)
+	s.wg.Go(s.redeemLoop)
 	s.poke()
 }
 
@@ -123,17 +161,25 @@ func (s *Service) Close() {
 	}
 }
 
-// OnEntry reacts to an applied ledger entry. Cheap; it never blocks: the
-// work (closing connections, ledger appends) happens on the service's own
-// goroutine or is itself non-blocking.
-func (s *Service) OnEntry(e *ledger.Entry) {
-	switch e.Type {
-	case ledger.TypeMemberRemove:
-		if s.net != nil {
-			s.net.MembershipChanged()
+// follow reacts to applied ledger entries: a removal closes the removed
+// member's connections at once; an admission, a key or an organisation
+// may call for this node to state its own.
+func (s *Service) follow(entries <-chan *ledger.Entry) {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case e, ok := <-entries:
+			if !ok {
+				return
+			}
+			switch e.Type {
+			case ledger.TypeMemberRemove:
+				s.net.MembershipChanged()
+			case ledger.TypeMemberAdd, ledger.TypeMemberOrg, ledger.TypeKeyAnnounce:
+				s.poke()
+			}
 		}
-	case ledger.TypeMemberAdd, ledger.TypeMemberOrg, ledger.TypeKeyAnnounce:
-		s.poke()
 	}
 }
 

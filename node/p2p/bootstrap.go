@@ -100,7 +100,7 @@ func (n *Node) keepConnected(bp *bootPeer) {
 			}
 			continue
 		}
-		if n.cfg.Members.IsMember(bp.id) {
+		if n.admitted(bp.id) {
 			if n.dialBootstrap(bp) {
 				backoff = n.cfg.RedialBackoffMin
 				continue

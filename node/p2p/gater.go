@@ -7,16 +7,19 @@ import (
 	"github.com/multiformats/go-multiaddr"
 )
 
-// gater admits only members. It checks before dialing a peer and after the
+// gater admits only members, and guests (Config.Guests). It checks before dialing a peer and after the
 // Noise handshake has authenticated the remote peer's identity, in both
 // directions. Address-level hooks admit everything: the PSK already stops
 // strangers before the handshake.
 type gater struct {
 	self    peer.ID
 	members Membership
+	guests  func(peer.ID) bool // may be nil
 }
 
-func (g *gater) admit(p peer.ID) bool { return p == g.self || g.members.IsMember(p) }
+func (g *gater) admit(p peer.ID) bool {
+	return p == g.self || g.members.IsMember(p) || (g.guests != nil && g.guests(p))
+}
 
 // InterceptPeerDial refuses to dial non-members.
 func (g *gater) InterceptPeerDial(p peer.ID) bool { return g.admit(p) }

@@ -60,6 +60,12 @@ type Config struct {
 	NetworkID string
 	// Members admits peers (required).
 	Members Membership
+	// Guests, when set, names peers that may connect although they are
+	// not members (yet): a node redeeming its invitation and, on the
+	// invitee, its inviter. A guest only gets a connection: bitswap, the
+	// DHT and GossipSub still serve members only. Called on every
+	// connection; it must be fast and concurrency-safe.
+	Guests func(peer.ID) bool
 	// Blockstore holds the node's blocks (required), normally
 	// storage/blockstore.Open(...).Blocks.
 	Blockstore blockstore.Blockstore
@@ -286,7 +292,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, &ymx),
-		libp2p.ConnectionGater(&gater{self: self, members: cfg.Members}),
+		libp2p.ConnectionGater(&gater{self: self, members: cfg.Members, guests: cfg.Guests}),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(n.connMgr),
 		libp2p.DisableRelay(),
@@ -437,7 +443,7 @@ func (n *Node) Connect(ctx context.Context, ai peer.AddrInfo) error {
 // set shrinks.
 func (n *Node) MembershipChanged() {
 	for _, p := range n.Host.Network().Peers() {
-		if n.cfg.Members.IsMember(p) {
+		if n.admitted(p) {
 			continue
 		}
 		n.log.Info("closing connections to former member", "peer", p.String())
@@ -447,6 +453,11 @@ func (n *Node) MembershipChanged() {
 		n.DHT.RoutingTable().RemovePeer(p)
 		n.Host.Peerstore().ClearAddrs(p)
 	}
+}
+
+// admitted reports whether p may be connected: a member or a guest.
+func (n *Node) admitted(p peer.ID) bool {
+	return n.cfg.Members.IsMember(p) || (n.cfg.Guests != nil && n.cfg.Guests(p))
 }
 
 // blockRequestFilter is bitswap's per-peer block request filter.

@@ -3,17 +3,13 @@ package repo
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"github.com/medmesh/medmesh/internal/atomicfile"
 	"io/fs"
 	"net"
 	"os"
-	"strings"
 
-	"github.com/medmesh/medmesh/internal/strictcbor"
-	"github.com/multiformats/go-multiaddr"
 )
 
 // ValidateAPIAddr accepts only loopback host:port addresses: the API carries
@@ -96,69 +92,4 @@ func NewPSK() ([]byte, error) {
 	k := make([]byte, PSKSize)
 	_, err := rand.Read(k)
 	return k, err
-}
-
-// Invite is what an admin hands to a new member, out of band, as a token.
-// It is a secret: it carries the network's pre-shared key.
-type Invite struct {
-	Genesis []byte   `cbor:"1,keyasint"`
-	PSK     []byte   `cbor:"2,keyasint"`
-	Addrs   []string `cbor:"3,keyasint"` // the inviter's dialable multiaddrs, with /p2p/
-}
-
-// InvitePrefix starts every invite token, so a pasted token is recognisable.
-const InvitePrefix = "medmesh-invite-1:"
-
-const maxInviteLen = 64 << 10
-
-var (
-	inviteEnc = strictcbor.Enc
-	inviteDec = strictcbor.Dec(strictcbor.Limits{Nesting: 4, Array: 64, Map: 16})
-)
-
-// Encode renders the invite as a one-line token.
-func (i *Invite) Encode() (string, error) {
-	b, err := inviteEnc.Marshal(i)
-	if err != nil {
-		return "", err
-	}
-	return InvitePrefix + base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// ErrBadInvite is returned for a token that is not a valid invite.
-var ErrBadInvite = errors.New("not a valid medmesh invite token (copy the whole last line `medmesh network invite` printed)")
-
-// DecodeInvite parses a token strictly.
-func DecodeInvite(tok string) (*Invite, error) {
-	tok = strings.TrimSpace(tok)
-	if !strings.HasPrefix(tok, InvitePrefix) || len(tok) > maxInviteLen {
-		return nil, ErrBadInvite
-	}
-	b, err := base64.RawURLEncoding.DecodeString(tok[len(InvitePrefix):])
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadInvite, err)
-	}
-	var inv Invite
-	if err := inviteDec.Unmarshal(b, &inv); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadInvite, err)
-	}
-	if len(inv.PSK) != PSKSize {
-		return nil, fmt.Errorf("%w: pre-shared key has %d bytes", ErrBadInvite, len(inv.PSK))
-	}
-	if len(inv.Genesis) == 0 {
-		return nil, fmt.Errorf("%w: no network genesis", ErrBadInvite)
-	}
-	if len(inv.Addrs) == 0 {
-		return nil, fmt.Errorf("%w: no inviter address to dial", ErrBadInvite)
-	}
-	for _, a := range inv.Addrs {
-		ma, err := multiaddr.NewMultiaddr(a)
-		if err != nil {
-			return nil, fmt.Errorf("%w: address %q: %v", ErrBadInvite, a, err)
-		}
-		if _, err := ma.ValueForProtocol(multiaddr.P_P2P); err != nil {
-			return nil, fmt.Errorf("%w: address %q has no /p2p/ peer ID", ErrBadInvite, a)
-		}
-	}
-	return &inv, nil
 }
