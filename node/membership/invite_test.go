@@ -42,7 +42,7 @@ func (f *fakeLedger) Members() []ledger.Member {
 	}
 	return out
 }
-func (f *fakeLedger) KEMKey(peer.ID) ([]byte, bool)                       { return nil, false }
+func (f *fakeLedger) KEMKey(peer.ID) ([]byte, bool)                         { return nil, false }
 func (f *fakeLedger) Entry(context.Context, cid.Cid) (*ledger.Entry, error) { return nil, nil }
 func (f *fakeLedger) Subscribe() (<-chan *ledger.Entry, func())             { return nil, func() {} }
 func (f *fakeLedger) Append(_ context.Context, typ string, pl any) (*ledger.Entry, error) {
@@ -128,4 +128,3 @@ func TestRedeemSingleUseBoundExpiring(t *testing.T) {
 		t.Fatalf("cancelled: %s %v", out, err)
 	}
 }
-

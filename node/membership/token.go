@@ -65,14 +65,14 @@ type sealedToken struct {
 
 // Invitation is what a token carries to its invitee.
 type Invitation struct {
-	Genesis  []byte   `cbor:"1,keyasint"`
-	PSK      []byte   `cbor:"2,keyasint"`
-	Epoch    uint64   `cbor:"3,keyasint"` // the PSK's epoch (0: the network's first)
-	Addrs    []string `cbor:"4,keyasint"` // the inviter's dialable multiaddrs, with /p2p/
-	Secret   []byte   `cbor:"5,keyasint"` // presented once to the inviter
-	Expires  int64    `cbor:"6,keyasint"` // unix ms
-	Inviter  []byte   `cbor:"7,keyasint"` // the inviter's peer ID
-	Invitee  []byte   `cbor:"8,keyasint"` // the invited peer ID (bound twice: here and in HPKE's info)
+	Genesis []byte   `cbor:"1,keyasint"`
+	PSK     []byte   `cbor:"2,keyasint"`
+	Epoch   uint64   `cbor:"3,keyasint"` // the PSK's epoch (0: the network's first)
+	Addrs   []string `cbor:"4,keyasint"` // the inviter's dialable multiaddrs, with /p2p/
+	Secret  []byte   `cbor:"5,keyasint"` // presented once to the inviter
+	Expires int64    `cbor:"6,keyasint"` // unix ms
+	Inviter []byte   `cbor:"7,keyasint"` // the inviter's peer ID
+	Invitee []byte   `cbor:"8,keyasint"` // the invited peer ID (bound twice: here and in HPKE's info)
 }
 
 // ExpiresAt is when the invitation expires.

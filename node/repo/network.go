@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-
 )
 
 // ValidateAPIAddr accepts only loopback host:port addresses: the API carries

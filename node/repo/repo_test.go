@@ -94,4 +94,3 @@ func TestNetwork(t *testing.T) {
 }
 
 const samplePeer = "12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf"
-
