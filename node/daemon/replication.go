@@ -78,3 +78,5 @@ func (n membershipNet) NewStream(ctx context.Context, p peer.ID, proto protocol.
 func (n membershipNet) SetStreamHandler(proto protocol.ID, h network.StreamHandler) {
 	n.Host.SetStreamHandler(proto, h)
 }
+
+func (n membershipNet) ClosePeer(p peer.ID) error { return n.Host.Network().ClosePeer(p) }

@@ -216,11 +216,20 @@ func (s *Service) redeemLoop() {
 	s.finishJoining()
 }
 
-// waitAdmitted waits until this node's ledger has its admission.
+// waitAdmitted waits until this node's ledger has its admission, then
+// reconnects to the inviter: the connection was opened while this node was
+// a guest, which the inviter's DHT and GossipSub do not take in; a new one,
+// between members, they do (the bootstrap re-dialer reconnects at once).
 func (s *Service) waitAdmitted() {
 	for s.ctx.Err() == nil {
 		if s.cfg.Ledger.IsMember(s.cfg.Self) {
+			s.joining.mu.Lock()
+			inviter := s.joining.inviter
+			s.joining.mu.Unlock()
 			s.finishJoining()
+			if err := s.net.ClosePeer(inviter); err != nil {
+				s.log.Debug("reconnect to the inviter", "err", err)
+			}
 			return
 		}
 		select {

@@ -54,6 +54,9 @@ type Network interface {
 	NewStream(ctx context.Context, p peer.ID, proto protocol.ID) (network.Stream, error)
 	// SetStreamHandler serves protocol proto.
 	SetStreamHandler(proto protocol.ID, h network.StreamHandler)
+	// ClosePeer closes the connections to p (a bootstrap peer is redialed
+	// at once).
+	ClosePeer(p peer.ID) error
 }
 
 // Config is what a Service needs. Every field but Org, Now and Logger is
