@@ -19,6 +19,7 @@ type metrics struct {
 	bulkBlocks     prometheus.Counter
 	bulkServed     prometheus.Counter
 	bulkRejected   prometheus.Counter
+	pskRefused     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,5 +52,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		bulkBlocks:     c("medmesh_bulk_fetched_blocks_total", "Blocks received and verified over the bulk block protocol."),
 		bulkServed:     c("medmesh_bulk_served_blocks_total", "Blocks sent over the bulk block protocol."),
 		bulkRejected:   c("medmesh_bulk_rejected_blocks_total", "Blocks received over the bulk block protocol whose bytes did not match their CID."),
+		pskRefused:     c("medmesh_p2p_network_key_refused_connections_total", "Inbound connections refused because they were protected with no network key this node accepts."),
 	}
 }

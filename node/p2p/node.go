@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
+	"github.com/libp2p/go-libp2p/core/transport"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -53,8 +54,14 @@ type Config struct {
 	// Announce says which addresses the node advertises (identify, the
 	// DHT, invitations), when not its listen addresses.
 	Announce Announce
-	// PSK is the network's 32-byte pre-shared key (required).
+	// PSK is the network's 32-byte pre-shared key (required), unless
+	// NetworkKeys gives a schedule of them.
 	PSK pnet.PSK
+	// NetworkKeys, when set, is the schedule of pre-shared keys (see
+	// NetworkKey and SetNetworkKeys); PSK is then ignored.
+	NetworkKeys []NetworkKey
+	// Now is the clock the key schedule follows; default time.Now.
+	Now func() time.Time
 	// NetworkID names the network; the DHT protocol prefix is
 	// "/medmesh/"+NetworkID (required; letters, digits, '-', '_', '.').
 	NetworkID string
@@ -150,6 +157,8 @@ type Node struct {
 	bootMu sync.Mutex
 	boot   map[peer.ID]*bootPeer
 
+	keys *keyring // the network's pre-shared keys (pnet.go)
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -186,8 +195,19 @@ func (cfg *Config) validate() error {
 	if cfg.Identity.Type() != crypto.Ed25519 {
 		return fmt.Errorf("p2p: identity must be Ed25519, got %v", cfg.Identity.Type())
 	}
-	if len(cfg.PSK) != 32 {
-		return fmt.Errorf("p2p: PSK must be 32 bytes, got %d", len(cfg.PSK))
+	if len(cfg.NetworkKeys) == 0 {
+		if len(cfg.PSK) != 32 {
+			return fmt.Errorf("p2p: PSK must be 32 bytes, got %d", len(cfg.PSK))
+		}
+		cfg.NetworkKeys = []NetworkKey{{PSK: cfg.PSK}}
+	}
+	for _, k := range cfg.NetworkKeys {
+		if len(k.PSK) != 32 {
+			return fmt.Errorf("p2p: a network key must be 32 bytes, got %d", len(k.PSK))
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.NetworkID == "" || strings.IndexFunc(cfg.NetworkID, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
@@ -257,7 +277,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		metrics: newMetrics(cfg.Metrics),
 		bstore:  cfg.Blockstore,
 		boot:    make(map[peer.ID]*bootPeer),
+		keys:    &keyring{now: cfg.Now},
 	}
+	n.keys.set(cfg.NetworkKeys)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -288,8 +310,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Identity),
-		libp2p.PrivateNetwork(cfg.PSK),
-		libp2p.Transport(tcp.NewTCPTransport),
+		// The pre-shared key is applied below the upgrader, from a
+		// schedule that can change while the host runs (pnet.go), not
+		// with libp2p.PrivateNetwork, which fixes one key per host.
+		libp2p.Transport(func(up transport.Upgrader, rm network.ResourceManager) (*tcp.TcpTransport, error) {
+			return tcp.NewTCPTransport(&pskUpgrader{Upgrader: up, keys: n.keys, refused: n.metrics.pskRefused.Inc}, rm, nil)
+		}),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, &ymx),
 		libp2p.ConnectionGater(&gater{self: self, members: cfg.Members, guests: cfg.Guests}),
