@@ -50,5 +50,4 @@ func (d *Daemon) handleID(w http.ResponseWriter, r *http.Request) {
 	api.JSON(w, http.StatusOK, info)
 }
 
-
 var _ = fmt.Sprintf
