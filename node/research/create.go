@@ -105,8 +105,8 @@ func (s *Service) CreateDataset(ctx context.Context, req api.DatasetCreateReques
 
 	res := &api.DatasetCreateResult{Name: req.Name, Studies: []api.DatasetStudy{}, Excluded: []api.DatasetExcluded{}, Counts: map[string]int{}}
 	var prev *datasetRef
-	for _, r := range s.datasets(ctx) {
-		if r.info.Owner == s.self && r.man.Name == req.Name && (prev == nil || r.man.Version > prev.man.Version) {
+	for _, r := range s.datasets(ctx, true) {
+		if r.man.Name == req.Name && (prev == nil || r.man.Version > prev.man.Version) {
 			prev = r
 		}
 	}

@@ -69,13 +69,15 @@ func (s *Service) mayRead(chain []ledger.RecordInfo, now time.Time) bool {
 }
 
 // datasets returns the newest readable version of every dataset chain this
-// node owns or may read.
-func (s *Service) datasets(ctx context.Context) []*datasetRef {
+// node owns or may read (only those it owns if mine is set). Opening
+// another node's dataset is a read the ledger records, so callers that
+// need only their own say so.
+func (s *Service) datasets(ctx context.Context, mine bool) []*datasetRef {
 	seen := map[cid.Cid]bool{}
 	var out []*datasetRef
 	now := s.now()
 	for _, r := range s.led.Records() {
-		if r.Class != dataset.Class || seen[r.ID] {
+		if r.Class != dataset.Class || seen[r.ID] || mine && r.Owner != s.self {
 			continue
 		}
 		chain := s.led.Versions(r.ID)
@@ -120,7 +122,7 @@ func (s *Service) refInfo(r *datasetRef) api.DatasetInfo {
 // ListDatasets lists the datasets this node published or may read.
 func (s *Service) ListDatasets(ctx context.Context) []api.DatasetInfo {
 	out := []api.DatasetInfo{}
-	for _, r := range s.datasets(ctx) {
+	for _, r := range s.datasets(ctx, false) {
 		out = append(out, s.refInfo(r))
 	}
 	return out
@@ -137,7 +139,7 @@ func (s *Service) find(ctx context.Context, ref string) ([]*datasetRef, error) {
 		return []*datasetRef{r}, nil
 	}
 	var out []*datasetRef
-	for _, r := range s.datasets(ctx) {
+	for _, r := range s.datasets(ctx, false) {
 		if r.man.Name == ref {
 			out = append(out, r)
 		}

@@ -261,5 +261,16 @@ func TestDatasetLifecycle(t *testing.T) {
 	if ls := R.s.ListDatasets(ctx); len(ls) != 1 || ls[0].Version != 2 || ls[0].Prev != v1.ID {
 		t.Fatalf("grantee's list after version 2: %+v", ls)
 	}
+	// The researcher publishing a dataset of its own opens no other
+	// node's dataset (each open would be a read claimed on the ledger).
+	must(R.img.importStudy(ctx, 5, "PID-5", [3]string{"MR", "LSPINE", "r mr"}))(t)
+	must(R.s.AddConsent(ctx, api.ConsentRequest{Patient: "PID-5"}))(t)
+	claims := w.claims[R.id]
+	if own := must(R.s.CreateDataset(ctx, api.DatasetCreateRequest{Name: "spine", Query: "modality=MR"}))(t); own.Version != 1 || len(own.Studies) != 1 {
+		t.Fatalf("researcher's own dataset: %+v", own)
+	}
+	if w.claims[R.id] != claims {
+		t.Fatalf("creating its own dataset, the researcher opened %d of other nodes' records", w.claims[R.id]-claims)
+	}
 	_ = p2
 }

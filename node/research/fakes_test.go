@@ -38,6 +38,9 @@ type world struct {
 	// Deidentify per source record.
 	reads map[peer.ID]map[cid.Cid]int
 	deids map[cid.Cid]int
+	// claims counts the opens of other nodes' records (each a read
+	// claimed on the ledger), per reader.
+	claims map[peer.ID]int
 	// granted lists every grant's record, in order.
 	granted []cid.Cid
 	// corrupt makes ReadFiles return other bytes for records named so.
@@ -52,7 +55,7 @@ type fakeRecord struct {
 
 func newWorld(now func() time.Time) *world {
 	return &world{now: now, recs: map[cid.Cid]*fakeRecord{}, grants: map[cid.Cid][]ledger.Grant{}, members: map[peer.ID]bool{},
-		keys: map[peer.ID][]byte{}, reads: map[peer.ID]map[cid.Cid]int{}, deids: map[cid.Cid]int{}, corrupt: map[cid.Cid]bool{}}
+		keys: map[peer.ID][]byte{}, reads: map[peer.ID]map[cid.Cid]int{}, deids: map[cid.Cid]int{}, claims: map[peer.ID]int{}, corrupt: map[cid.Cid]bool{}}
 }
 
 func (w *world) chain(id cid.Cid) []ledger.RecordInfo {
@@ -196,6 +199,7 @@ func (f *fakeRecords) OpenFor(ctx context.Context, id cid.Cid, version int, purp
 			return v, f.w.recs[v.ID].man, record.Key{}, nil, nil
 		}
 		if g := f.grant(v.ID); g != nil {
+			f.w.claims[f.self]++
 			return v, f.w.recs[v.ID].man, record.Key{}, g, nil
 		}
 	}
