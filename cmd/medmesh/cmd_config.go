@@ -225,6 +225,9 @@ func printSet(res repo.SetResult) error {
 		} else {
 			say("%s: %s -> %s", res.Key, show(res.Previous), show(res.Value))
 		}
+		if _, err := repo.LoadConfig(repoDir()); err != nil {
+			say("config.json still has problems: %v", err)
+		}
 		switch {
 		case out.RestartNeeded:
 			who := "a daemon"

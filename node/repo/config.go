@@ -119,9 +119,9 @@ func (e *ConfigError) Hint() string {
 		if errors.As(e.Problems[0].Err, &ve) {
 			return ve.Hint() + "; " + fix
 		}
-		return fix + " (`medmesh help config` lists every setting)"
+		return fix + "; `medmesh help config` lists every setting"
 	}
-	return "fix each with `medmesh config set KEY VALUE` or `medmesh config unset KEY` (`medmesh help config` lists every setting)"
+	return "fix each with `medmesh config set KEY VALUE` or `medmesh config unset KEY`; `medmesh help config` lists every setting"
 }
 
 // keys of the settings that have a problem
@@ -185,7 +185,7 @@ func ParseConfig(path string, data []byte) (Config, error) {
 				walk(key+".", sub)
 				continue
 			}
-			cerr.Problems = append(cerr.Problems, SettingError{Key: key, Err: fmt.Errorf("unknown setting %q", key)})
+			cerr.Problems = append(cerr.Problems, SettingError{Key: key, Err: &UnknownSettingError{Key: key, InFile: true}})
 		}
 	}
 	walk("", root)
@@ -266,19 +266,49 @@ type SetResult struct {
 }
 
 // SetConfig changes one setting of the repo in dir, offline: it parses
-// value as the setting's type, checks it and rewrites config.json. Other
-// settings that are wrong in the file make it fail (it would otherwise
-// write their defaults over them); the setting being changed may be the
-// wrong one. An unknown key is an *UnknownSettingError.
+// values as the setting's type, checks them and writes that entry of
+// config.json, leaving the others as they are. An unknown key is an
+// *UnknownSettingError, a refused value a *ValueError.
 func SetConfig(dir, key string, values []string) (SetResult, error) {
 	return editConfig(dir, key, func(s Setting, c *Config) error { return s.Set(c, values) })
 }
 
-// UnsetConfig sets one setting back to its default.
+// UnsetConfig sets one setting back to its default. A key no setting has
+// but config.json holds (a typo, or a setting of a newer medmesh) is
+// removed from the file.
 func UnsetConfig(dir, key string) (SetResult, error) {
+	if _, ok := lookup(key); !ok {
+		return dropUnknown(dir, key)
+	}
 	return editConfig(dir, key, func(s Setting, c *Config) error { s.reset(c); return nil })
 }
 
+func dropUnknown(dir, key string) (SetResult, error) {
+	_, err := readConfig(dir)
+	var cerr *ConfigError
+	found := false
+	if errors.As(err, &cerr) {
+		for _, p := range cerr.Problems {
+			var ue *UnknownSettingError
+			if p.Key == key && errors.As(p.Err, &ue) {
+				found = true
+			}
+		}
+	} else if err != nil {
+		return SetResult{}, err
+	}
+	if !found {
+		return SetResult{}, &UnknownSettingError{Key: key}
+	}
+	if err := editFile(dir, key, nil); err != nil {
+		return SetResult{}, err
+	}
+	return SetResult{Key: key, Previous: "(unknown setting)", Value: "", Changed: true}, nil
+}
+
+// editConfig changes one setting in config.json and nothing else: the
+// file is edited in place, as JSON, so other entries, even wrong ones,
+// stay as they were (`config show` and the daemon still name those).
 func editConfig(dir, key string, edit func(Setting, *Config) error) (SetResult, error) {
 	s, ok := lookup(key)
 	if !ok {
@@ -286,17 +316,11 @@ func editConfig(dir, key string, edit func(Setting, *Config) error) (SetResult, 
 	}
 	c, err := readConfig(dir)
 	var cerr *ConfigError
-	if errors.As(err, &cerr) {
-		others := cerr.keys()
-		delete(others, key)
-		if len(others) > 0 {
-			return SetResult{}, err
-		}
-	} else if err != nil {
+	if err != nil && !errors.As(err, &cerr) {
 		return SetResult{}, err
 	}
 	res := SetResult{Key: key, Previous: s.Get(&c)}
-	if cerr != nil {
+	if cerr != nil && cerr.keys()[key] {
 		res.Previous = "" // what the file holds is not a value
 	}
 	if err := edit(s, &c); err != nil {
@@ -304,19 +328,80 @@ func editConfig(dir, key string, edit func(Setting, *Config) error) (SetResult, 
 	}
 	res.Value = s.Get(&c)
 	res.Changed = res.Value != res.Previous
-	if err := writeConfig(dir, c); err != nil {
-		return SetResult{}, fmt.Errorf("write %s: %w", filepath.Join(dir, ConfigFile), err)
+	if err := editFile(dir, key, s.encode(&c)); err != nil {
+		return SetResult{}, err
 	}
 	return res, nil
+}
+
+// editFile sets the JSON value at key's path in config.json (nil deletes
+// it, and sections left empty), leaving every other entry as it is. A
+// flat key of the first layout for the same setting is dropped.
+func editFile(dir, key string, v any) error {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	root := map[string]any{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&root); err != nil {
+		root = map[string]any{} // not JSON at all: start again from this setting
+	}
+	for old, nk := range legacyKeys {
+		if nk == key {
+			delete(root, old)
+		}
+	}
+	parts := strings.Split(key, ".")
+	var set func(m map[string]any, i int)
+	set = func(m map[string]any, i int) {
+		if i == len(parts)-1 {
+			if v == nil {
+				delete(m, parts[i])
+			} else {
+				m[parts[i]] = v
+			}
+			return
+		}
+		sub, ok := m[parts[i]].(map[string]any)
+		if !ok {
+			if v == nil {
+				return
+			}
+			sub = map[string]any{}
+			m[parts[i]] = sub
+		}
+		set(sub, i+1)
+		if len(sub) == 0 {
+			delete(m, parts[i])
+		}
+	}
+	set(root, 0)
+	out, err := json.MarshalIndent(root, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteBytes(path, append(out, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // LoadConfig reads dir's config.json without opening the repo's keys.
 func LoadConfig(dir string) (Config, error) { return readConfig(dir) }
 
 // UnknownSettingError is a key no setting has.
-type UnknownSettingError struct{ Key string }
+type UnknownSettingError struct {
+	Key    string
+	InFile bool // found in config.json (its message is part of a ConfigError's)
+}
 
 func (e *UnknownSettingError) Error() string {
+	if e.InFile {
+		return fmt.Sprintf("unknown setting %q (`medmesh config unset %s` removes it)", e.Key, e.Key)
+	}
 	return fmt.Sprintf("unknown setting %q (%s)", e.Key, e.Hint())
 }
 

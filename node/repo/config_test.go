@@ -127,10 +127,20 @@ func TestConfigFileErrors(t *testing.T) {
 	if !errors.As(err, &ce) || len(ce.Problems) != 2 || !strings.Contains(err.Error(), `"banana" is not a duration`) || !strings.Contains(err.Error(), `unknown setting "colour"`) {
 		t.Fatalf("open: %v", err)
 	}
-	if _, err := SetConfig(dir, "replication.grace", []string{"1m"}); !errors.As(err, &ce) {
-		t.Fatalf("set with another bad setting in the file: %v", err)
+	// A change touches its own entry only: the others stay as they were.
+	if res, err := SetConfig(dir, "replication.factor", []string{"3"}); err != nil || res.Previous != "2" {
+		t.Fatalf("set with other bad settings in the file: %+v %v", res, err)
 	}
-	os.WriteFile(path, []byte(`{"replication": {"grace": "banana", "factor": 2}}`), 0o600)
+	if _, err := Open(dir); !errors.As(err, &ce) || len(ce.Problems) != 2 {
+		t.Fatalf("after an unrelated set: %v", err)
+	}
+	var ue *UnknownSettingError
+	if _, err := UnsetConfig(dir, "shade"); !errors.As(err, &ue) {
+		t.Fatalf("unset of a key neither known nor in the file: %v", err)
+	}
+	if res, err := UnsetConfig(dir, "colour"); err != nil || !res.Changed {
+		t.Fatalf("unset of an unknown key in the file: %+v %v", res, err)
+	}
 	if _, err := Open(dir); !errors.As(err, &ce) || !strings.Contains(ce.Hint(), "config set replication.grace") {
 		t.Fatalf("open: %v", err)
 	}
@@ -138,7 +148,7 @@ func TestConfigFileErrors(t *testing.T) {
 		t.Fatalf("fixing the bad setting: %+v %v", res, err)
 	}
 	r, err := Open(dir)
-	if err != nil || r.Config.ReplicationFactor != 2 || r.Config.ReplicationGrace != time.Minute {
+	if err != nil || r.Config.ReplicationFactor != 3 || r.Config.ReplicationGrace != time.Minute {
 		t.Fatalf("after the fix: %+v %v", r, err)
 	}
 	os.WriteFile(path, []byte(`not json`), 0o600)
