@@ -373,3 +373,20 @@ func TestBackupRestore(t *testing.T) {
 		}
 	}
 }
+
+// TestAnnounceThroughTheDaemon: a node behind NAT sets addresses.announce;
+// its daemon advertises that address (`medmesh id` shows the host's
+// advertised addresses) and no longer its listen address.
+func TestAnnounceThroughTheDaemon(t *testing.T) {
+	c := &cli{t: t, repo: filepath.Join(t.TempDir(), "natted")}
+	c.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+	c.must("config", "set", "addresses.announce", "/ip4/203.0.113.7/tcp/4101")
+	c.must("network", "create", "--name", "e2e-nat")
+	d := c.startDaemon()
+	defer stopDaemon(d)
+	var id api.IDInfo
+	json.Unmarshal([]byte(c.must("id", "--json")), &id)
+	if len(id.Addrs) != 1 || id.Addrs[0] != "/ip4/203.0.113.7/tcp/4101/p2p/"+id.Peer {
+		t.Fatalf("advertised %v, want the announce address only", id.Addrs)
+	}
+}
