@@ -425,7 +425,7 @@ func cliRows() []cliRow {
 			return []string{"network", "invite", "--peer", e.ids["nonet"], "--expires", "forever"}
 		}, code: exitInvalid, check: has("--expires")},
 		{cmd: "network", node: on("clinic"), args: argv("network"), text: true, check: has("invite", "join")},
-		{cmd: "network", node: on("clinic"), args: argv("network", "bogus"), code: exitInvalid, check: has("create, invite, join")},
+		{cmd: "network", node: on("clinic"), args: argv("network", "bogus"), code: exitInvalid, check: has("create, invite, join, remove")},
 		{cmd: "daemon", node: on("joiner"), start: true, args: argv("members"), retry: 15 * time.Second,
 			ready: func(out string) bool { return strings.Contains(out, "Joiner Clinic") }, check: func(t *testing.T, e *tableEnv, out string) {
 				for _, m := range decode[[]api.Member](t, out) {
@@ -882,6 +882,47 @@ func cliRows() []cliRow {
 			}
 		}},
 		{cmd: "demo", node: on("nonet"), args: argv("demo", "extra"), code: exitInvalid},
+
+		// Removal, last: it rotates the network's key.
+		{cmd: "network remove", node: on("lab"), args: func(e *tableEnv) []string { return []string{"network", "remove", "--peer", e.ids["joiner"]} },
+			code: exitForbidden, check: has("admin")},
+		{cmd: "network remove", node: on("clinic"), args: argv("network", "remove", "--peer", "nope"), code: exitInvalid, check: has("not a peer ID")},
+		{cmd: "network remove", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"network", "remove", "--peer", e.ids["nonet"]} },
+			code: exitNotFound, check: has("not a member")},
+		{cmd: "network remove", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"network", "remove", "--peer", e.ids["joiner"], "--key-overlap", "soon"}
+		}, code: exitInvalid, check: has("--key-overlap")},
+		{cmd: "network remove", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"network", "remove", "--peer", e.ids["joiner"], "--reason", "contract ended (Dr Smith)"}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[api.RemoveResult](t, out)
+			if r.Peer != e.ids["joiner"] || r.Entry == "" || r.KeyEntry == "" || r.Epoch != 1 || !r.Retire.After(r.Activate) || r.Reason != "contract ended (Dr Smith)" {
+				t.Errorf("remove: %+v", r)
+			}
+		}},
+		{cmd: "members", node: on("research"), args: argv("members"), retry: 15 * time.Second,
+			ready: func(out string) bool { return !strings.Contains(out, "Joiner Clinic") }, check: func(t *testing.T, e *tableEnv, out string) {
+				for _, m := range decode[[]api.Member](t, out) {
+					if m.Peer == e.ids["joiner"] {
+						t.Errorf("the removed member is still listed: %s", out)
+					}
+				}
+			}},
+		// The reason never reaches the ledger.
+		{cmd: "ledger log", node: on("research"), args: argv("ledger", "log", "--type", "network.key"), retry: 15 * time.Second,
+			ready: func(out string) bool { return strings.Contains(out, "network.key") }, check: func(t *testing.T, e *tableEnv, out string) {
+				if strings.Contains(out, "Dr Smith") || strings.Contains(out, "contract ended") {
+					t.Errorf("the removal's reason is on the ledger")
+				}
+			}},
+		{cmd: "ledger log", node: on("research"), args: argv("ledger", "log", "--type", "member.remove"), check: func(t *testing.T, e *tableEnv, out string) {
+			if strings.Contains(out, "Dr Smith") || strings.Contains(out, "contract ended") {
+				t.Errorf("the removal's reason is on the ledger")
+			}
+			if !strings.Contains(out, "member.remove") || !strings.Contains(out, e.ids["joiner"]) {
+				t.Errorf("no removal on the research node's ledger: %s", out)
+			}
+		}},
 	}
 }
 

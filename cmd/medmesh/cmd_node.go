@@ -335,7 +335,64 @@ this node's ID, ` + "`medmesh id`" + `); an expired one is refused (exit 6).`,
 			})
 		},
 	}
-	cmd.AddCommand(create, invite, join)
+	var rmPeer, rmReason, rmOverlap string
+	remove := &cobra.Command{
+		Use:   "remove --peer PEERID [--reason TEXT]",
+		Short: "Remove a member and rotate the network's key (admin, daemon running)",
+		Long: `Remove a member: a signed member.remove entry on the ledger. Every node then
+closes the member's connections at once and refuses new ones, stops serving it
+(its grants are no longer current), and re-places the replicas it held.
+
+The network's pre-shared key is rotated with it: a fresh key, wrapped (HPKE) to
+each remaining member's current key-wrapping key, in a network.key entry. Every
+node dials with the new key from "activate" (10 s after the removal) and
+refuses the previous one from "retire" (--key-overlap later, default 10m): the
+removed node then cannot even complete a connection's first bytes. Nodes keep
+running across the switch; connections between members stay up. A member that
+is offline past "retire" comes back with a new invitation: ` + "`network invite`" + `
+(its organisation and roles stay). "unreached" lists members with no announced
+key, which the new key could not reach.
+
+--reason stays in this node's local log and the command's output: it never
+reaches the ledger (nothing a user types does, in clear).
+
+What removal cannot undo: whatever the member already read or fetched, and the
+keys of records it was granted, stay with it. Its grants stop working, it gets
+no new version of anything, and no node serves it a block, but a copy it made
+is out of reach.`,
+		Example: `  medmesh network remove --peer 12D3KooWAbc... --reason "contract ended"
+  medmesh network remove --peer 12D3KooWAbc... --key-overlap 1h --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkPeer("--peer", rmPeer); err != nil {
+				return err
+			}
+			if rmOverlap != "" {
+				if d, err := time.ParseDuration(rmOverlap); err != nil || d < 0 || d > 720*time.Hour {
+					return invalidf("use a duration like 10m, at most 720h", "--key-overlap: bad duration %q", rmOverlap)
+				}
+			}
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var res api.RemoveResult
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/network/remove", api.RemoveRequest{Peer: rmPeer, Reason: rmReason, KeyOverlap: rmOverlap}, &res); err != nil {
+				return err
+			}
+			return output(res, func() {
+				say("removed %s (entry %s)", res.Peer, res.Entry)
+				say("network key rotated to epoch %d: nodes switch at %s; the old key is refused from %s", res.Epoch, res.Activate.Format(time.RFC3339), res.Retire.Format(time.RFC3339))
+				if len(res.Unreached) > 0 {
+					say("not reached (no key announced; invite them again): %s", strings.Join(res.Unreached, ", "))
+				}
+			})
+		},
+	}
+	remove.Flags().StringVar(&rmPeer, "peer", "", "peer ID of the member to remove")
+	remove.Flags().StringVar(&rmReason, "reason", "", "why (kept in this node's local log only, never on the ledger)")
+	remove.Flags().StringVar(&rmOverlap, "key-overlap", "", "how long the old network key stays accepted after the switch (default 10m)")
+	cmd.AddCommand(create, invite, join, remove)
 	return cmd
 }
 

@@ -174,6 +174,34 @@ type InviteResult struct {
 	Member bool `json:"member"`
 }
 
+// RemoveRequest removes a member (admin).
+type RemoveRequest struct {
+	Peer string `json:"peer"`
+	// Reason is kept in the admin node's local log only, never on the
+	// ledger.
+	Reason string `json:"reason,omitempty"`
+	// KeyOverlap is how long the previous network key stays accepted
+	// after the switch (a Go duration; default 10m).
+	KeyOverlap string `json:"key_overlap,omitempty"`
+}
+
+// RemoveResult is what `network remove` did.
+type RemoveResult struct {
+	Peer   string `json:"peer"`
+	Entry  string `json:"entry"` // the member.remove
+	Reason string `json:"reason"`
+	// KeyEntry is the network.key entry that rotated the network's
+	// pre-shared key, of epoch Epoch: nodes dial with it from Activate
+	// and refuse the previous one from Retire.
+	KeyEntry string    `json:"key_entry"`
+	Epoch    int       `json:"epoch"`
+	Activate time.Time `json:"activate"`
+	Retire   time.Time `json:"retire"`
+	// Unreached are members with no announced key-wrapping key: the new
+	// network key could not be wrapped to them (invite them again).
+	Unreached []string `json:"unreached"`
+}
+
 // Member is one member of the network, as `medmesh members` lists it.
 type Member struct {
 	Peer string `json:"peer"`

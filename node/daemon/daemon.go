@@ -32,6 +32,7 @@ import (
 	"github.com/medmesh/medmesh/node/replication"
 	"github.com/medmesh/medmesh/node/repo"
 	"github.com/medmesh/medmesh/node/research"
+	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/blockstore"
@@ -207,6 +208,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.gc.RecoverInterruptedAdds(ctx)
 	d.members, err = membership.New(ctx, membership.Config{
 		Self: self, KEMPublic: kem.Public, Ledger: d.Ledger, Repo: r, Local: d.local,
+		Unwrap: func(rc access.Recipient, env []byte) ([]byte, error) { return rc.Unwrap(kem, env) },
 		Org: r.Config.Org, Now: o.Now, Logger: d.log,
 	})
 	if err != nil {
@@ -258,7 +260,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		Identity:     ident,
 		ListenAddrs:  listen,
 		Announce:     announce,
-		PSK:          network.PSK,
+		NetworkKeys:  d.members.NetworkKeys(),
+		Now:          o.Now,
 		NetworkID:    d.Ledger.NetworkID().String(),
 		Members:      rest.members(d.Ledger),
 		Guests:       d.members.Guests,

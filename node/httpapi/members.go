@@ -11,9 +11,11 @@ import (
 type MembersService interface {
 	Members(ctx context.Context) ([]api.Member, error)
 	Invite(ctx context.Context, req api.InviteRequest) (*api.InviteResult, error)
+	Remove(ctx context.Context, req api.RemoveRequest) (*api.RemoveResult, error)
 }
 
-// Members serves `medmesh members` and `medmesh network invite`.
+// Members serves `medmesh members`, `medmesh network invite` and
+// `medmesh network remove`.
 type Members struct{ S MembersService }
 
 // Routes implements Area.
@@ -29,6 +31,15 @@ func (a Members) Routes(m Mux) {
 			return
 		}
 		res, err := a.S.Invite(r.Context(), req)
+		Reply(w, res, err)
+	})
+	m.HandleFunc("POST "+p+"/network/remove", func(w http.ResponseWriter, r *http.Request) {
+		var req api.RemoveRequest
+		if err := api.Decode(r, &req); err != nil {
+			api.Fail(w, err)
+			return
+		}
+		res, err := a.S.Remove(r.Context(), req)
 		Reply(w, res, err)
 	})
 }

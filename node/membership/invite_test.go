@@ -45,6 +45,7 @@ func (f *fakeLedger) Members() []ledger.Member {
 func (f *fakeLedger) KEMKey(peer.ID) ([]byte, bool)                         { return nil, false }
 func (f *fakeLedger) Entry(context.Context, cid.Cid) (*ledger.Entry, error) { return nil, nil }
 func (f *fakeLedger) Subscribe() (<-chan *ledger.Entry, func())             { return nil, func() {} }
+func (f *fakeLedger) Ext(string, string) ([]ledger.ExtRow, error)           { return nil, nil }
 func (f *fakeLedger) Append(_ context.Context, typ string, pl any) (*ledger.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

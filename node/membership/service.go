@@ -14,8 +14,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 
+	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/repo"
+	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/sharing/netkey"
 )
 
 // Ledger is what the service reads from the ledger and appends to it
@@ -30,6 +33,8 @@ type Ledger interface {
 	Append(ctx context.Context, typ string, payload any) (*ledger.Entry, error)
 	// Subscribe delivers every entry applied from now on.
 	Subscribe() (<-chan *ledger.Entry, func())
+	// Ext reads an extension type's state (the network key rotations).
+	Ext(typ, prefix string) ([]ledger.ExtRow, error)
 }
 
 // Network is the p2p node as the service uses it (the daemon adapts
@@ -57,6 +62,8 @@ type Network interface {
 	// ClosePeer closes the connections to p (a bootstrap peer is redialed
 	// at once).
 	ClosePeer(p peer.ID) error
+	// SetNetworkKeys applies a new pre-shared key schedule to the host.
+	SetNetworkKeys(keys []p2p.NetworkKey) error
 }
 
 // Config is what a Service needs. Every field but Org, Now and Logger is
@@ -66,6 +73,9 @@ type Config struct {
 	// KEMPublic returns this node's current key-wrapping public key, the
 	// one it announces on the ledger.
 	KEMPublic func() []byte
+	// Unwrap opens an envelope sealed to one of this node's key-wrapping
+	// keys (a network key rotation's).
+	Unwrap func(r access.Recipient, envelope []byte) ([]byte, error)
 	Ledger    Ledger
 	// Repo holds the network's genesis and pre-shared key (invitations
 	// carry them).
@@ -105,8 +115,8 @@ type Service struct {
 // New builds the service and loads when members were last seen. It does
 // not use the network until Start.
 func New(ctx context.Context, c Config) (*Service, error) {
-	if c.Self == "" || c.KEMPublic == nil || c.Ledger == nil || c.Repo == nil || c.Local == nil {
-		return nil, errors.New("membership: Config needs Self, KEMPublic, Ledger, Repo and Local")
+	if c.Self == "" || c.KEMPublic == nil || c.Unwrap == nil || c.Ledger == nil || c.Repo == nil || c.Local == nil {
+		return nil, errors.New("membership: Config needs Self, KEMPublic, Unwrap, Ledger, Repo and Local")
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -153,6 +163,9 @@ func (s *Service) Start(net Network) {
 	s.wg.Go(s.run)
 	s.wg.Go(s.redeemLoop)
 	s.poke()
+	// Rotations applied while the node was down (or before a crash let
+	// it install them).
+	s.installRotations()
 }
 
 // Close stops the background work and saves when members were last seen.
@@ -179,6 +192,11 @@ func (s *Service) follow(entries <-chan *ledger.Entry) {
 			switch e.Type {
 			case ledger.TypeMemberRemove:
 				s.net.MembershipChanged()
+				if !s.cfg.Ledger.IsMember(s.cfg.Self) && e.Author != s.cfg.Self {
+					s.log.Error("this node was removed from the network: it can no longer read what was shared with it, and its connections are refused", "by", e.Author.String())
+				}
+			case netkey.Type:
+				s.installRotations()
 			case ledger.TypeMemberAdd, ledger.TypeMemberOrg, ledger.TypeKeyAnnounce:
 				s.poke()
 			}

@@ -43,6 +43,13 @@ func EscrowRecipient(record cid.Cid, authority peer.ID) Recipient {
 	return Recipient{use: "emergency", info: keywrap.Info("emergency", record.String(), authority.String())}
 }
 
+// NetworkKeyRecipient is member's envelope of the network's pre-shared key
+// of epoch epoch (a network.key entry, sharing/netkey), in network (the
+// genesis CID).
+func NetworkKeyRecipient(network cid.Cid, epoch uint64, member peer.ID) Recipient {
+	return Recipient{use: "network-key", info: keywrap.Info("network-key", network.String(), fmt.Sprint(epoch), member.String())}
+}
+
 // Info returns the bytes bound into HPKE's info parameter.
 func (r Recipient) Info() []byte { return append([]byte(nil), r.info...) }
 

@@ -65,6 +65,8 @@
 //	replica.assign   the record's owner, naming non-grantees    the right to hold beyond the window
 //	access.served    the record's owner or a holder ("held"),   an attestation of reads: the audit's
 //	                 about a reader that had the grant named    source, not the reader's word
+//	network.key      an admin (sharing/netkey; each envelope    the network's next pre-shared key
+//	                 to a member's current key, epoch + 1)      and when nodes switch to it
 //
 // The block filter follows the same rules: a node serves a record's blocks
 // only to its owner, a grantee with a live grant, and the members that may
