@@ -209,7 +209,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.members, err = membership.New(ctx, membership.Config{
 		Self: self, KEMPublic: kem.Public, Ledger: d.Ledger, Repo: r, Local: d.local,
 		Unwrap: func(rc access.Recipient, env []byte) ([]byte, error) { return rc.Unwrap(kem, env) },
-		Org: r.Config.Org, Now: o.Now, Logger: d.log,
+		Org:    r.Config.Org, Now: o.Now, Logger: d.log,
 	})
 	if err != nil {
 		return nil, err

@@ -76,7 +76,7 @@ type Config struct {
 	// Unwrap opens an envelope sealed to one of this node's key-wrapping
 	// keys (a network key rotation's).
 	Unwrap func(r access.Recipient, envelope []byte) ([]byte, error)
-	Ledger    Ledger
+	Ledger Ledger
 	// Repo holds the network's genesis and pre-shared key (invitations
 	// carry them).
 	Repo *repo.Repo
