@@ -47,6 +47,8 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	public map[string]bool
+	// cors: path prefixes browsers of these origins may call (CORS).
+	cors []corsRule
 	// observe, when set, is told of every request once it is answered.
 	observe func(method, pattern string, code int, d time.Duration)
 }
@@ -56,6 +58,59 @@ type Server struct {
 // when none matched) and status, and how long it took (metrics). Call it
 // before Serve.
 func (s *Server) Observe(fn func(method, pattern string, code int, d time.Duration)) { s.observe = fn }
+
+// corsRule lets pages of origins call paths under prefix from a browser.
+type corsRule struct {
+	prefix  string
+	origins map[string]bool
+}
+
+// AllowOrigins lets web pages of origins (scheme://host[:port]) call the
+// paths under prefix from a browser (CORS): their preflight requests
+// (which carry no token) are answered, and responses name them in
+// Access-Control-Allow-Origin. Requests still need the token. Call it
+// before Serve.
+func (s *Server) AllowOrigins(prefix string, origins []string) {
+	if len(origins) == 0 {
+		return
+	}
+	r := corsRule{prefix: prefix, origins: map[string]bool{}}
+	for _, o := range origins {
+		r.origins[strings.TrimRight(o, "/")] = true
+	}
+	s.cors = append(s.cors, r)
+}
+
+// corsHeaders sets the CORS response headers for an allowed origin; ok
+// says whether the request came from one (or is not cross-origin).
+func (s *Server) corsHeaders(w http.ResponseWriter, r *http.Request) (preflight, allowed bool) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false, true
+	}
+	for _, c := range s.cors {
+		if !strings.HasPrefix(r.URL.Path, c.prefix) || !c.origins[origin] {
+			continue
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Expose-Headers", "Warning, Content-Type, Content-Length, Content-Location, WWW-Authenticate")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept")
+			h.Set("Access-Control-Max-Age", "600")
+			if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
+				// Chrome's Private Network Access: a page on the
+				// internet calling a loopback service.
+				h.Set("Access-Control-Allow-Private-Network", "true")
+			}
+			return true, true
+		}
+		return false, true
+	}
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "", false
+}
 
 // NewServer makes a server that checks token on every call.
 func NewServer(token string, log *slog.Logger) *Server {
@@ -93,6 +148,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !loopbackHost(r.Host) {
 		Fail(w, Errorf(http.StatusForbidden, "call the API at 127.0.0.1", "host %q is not a loopback address", r.Host))
 		return
+	}
+	if len(s.cors) > 0 {
+		// A preflight carries no token: an allowed origin's is answered
+		// here, anyone else's refused; the request itself is checked below.
+		switch preflight, allowed := s.corsHeaders(w, r); {
+		case preflight && allowed:
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case preflight:
+			Fail(w, Errorf(http.StatusForbidden, "add the origin to dicomweb.cors_origins", "origin %q may not call %s from a browser", r.Header.Get("Origin"), r.URL.Path))
+			return
+		}
 	}
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")

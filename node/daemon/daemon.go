@@ -317,6 +317,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Research{S: d.Research},
 		httpapi.Backup{B: d},
 	)
+	// Browser viewers of the configured origins may call DICOMweb.
+	d.api.AllowOrigins(dicomweb.Prefix+"/", r.Config.DICOMwebCORSOrigins)
 	httpapi.Instrument(d.api, d.reg)
 	d.routes()
 	addr, err := d.api.Listen(r.Config.API)

@@ -18,14 +18,17 @@ type Imaging interface {
 	// Stage collects STOW-RS parts for an import grouped into studies as
 	// `medmesh dicom import` groups files.
 	Stage() (*imaging.Staging, error)
-	// Find queries the study index (QIDO-RS at study level).
-	Find(ctx context.Context, f dicom.Filter) ([]dicom.Hit, error)
+	// Search answers QIDO-RS at every level from the encrypted index.
+	Search(ctx context.Context, q imaging.Query) ([]*imaging.Row, []uint32, error)
 	// OpenUID opens the readable study with a Study Instance UID.
 	OpenUID(ctx context.Context, studyUID string) (*imaging.Opened, error)
-	// WriteInstance streams an instance's original file.
+	// WriteInstance streams an instance's original file; OpenInstance
+	// returns it as a reader.
 	WriteInstance(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef, w io.Writer) error
-	// InstanceMetadata renders an instance's attributes as DICOM JSON.
-	InstanceMetadata(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef) ([]byte, error)
+	OpenInstance(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef) io.ReadCloser
+	// InstanceMetadataBulk renders an instance's attributes as DICOM JSON,
+	// binary values as BulkDataURIs.
+	InstanceMetadataBulk(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef, bulkURI func(tag uint32) string) ([]byte, error)
 	// ReadDone counts a completed read of a study.
 	ReadDone(ctx context.Context, o *imaging.Opened, purpose string)
 }
@@ -41,10 +44,17 @@ type Area struct {
 func (a Area) Routes(m httpapi.Mux) {
 	m.HandleFunc("POST "+Prefix+"/studies", a.handleStow)
 	m.HandleFunc("POST "+Prefix+"/studies/{study}", a.handleStow)
-	m.HandleFunc("GET "+Prefix+"/studies", a.handleQidoStudies)
-	m.HandleFunc("GET "+Prefix+"/studies/{study}/series", a.handleQidoSeries)
-	m.HandleFunc("GET "+Prefix+"/studies/{study}/series/{series}/instances", a.handleQidoInstances)
-	m.HandleFunc("GET "+Prefix+"/studies/{study}/instances", a.handleQidoInstances)
+	m.HandleFunc("GET "+Prefix+"/studies", a.qido(imaging.LevelStudy))
+	m.HandleFunc("GET "+Prefix+"/series", a.qido(imaging.LevelSeries))
+	m.HandleFunc("GET "+Prefix+"/instances", a.qido(imaging.LevelImage))
+	m.HandleFunc("GET "+Prefix+"/studies/{study}/series", a.qido(imaging.LevelSeries))
+	m.HandleFunc("GET "+Prefix+"/studies/{study}/series/{series}/instances", a.qido(imaging.LevelImage))
+	m.HandleFunc("GET "+Prefix+"/studies/{study}/instances", a.qido(imaging.LevelImage))
+	inst := Prefix + "/studies/{study}/series/{series}/instances/{sop}"
+	m.HandleFunc("GET "+inst+"/frames/{frames}", a.handleFrames)
+	m.HandleFunc("GET "+inst+"/bulkdata/{tag}", a.handleBulk)
+	m.HandleFunc("GET "+inst+"/rendered", a.handleRendered)
+	m.HandleFunc("GET "+inst+"/frames/{frames}/rendered", a.handleRendered)
 	for _, meta := range []bool{false, true} {
 		suffix := ""
 		if meta {

@@ -141,6 +141,13 @@ const metaInMemoryMax = 32 << 20
 // instance is read into memory, a large one into a 0600 temporary file in
 // the repo, removed at once.
 func (s *Service) InstanceMetadata(ctx context.Context, o *Opened, in *dicom.InstanceRef) ([]byte, error) {
+	return s.InstanceMetadataBulk(ctx, o, in, nil)
+}
+
+// InstanceMetadataBulk is InstanceMetadata with bulk data: binary values,
+// pixel data included, are given by the URI bulkURI returns for their tag
+// (PS3.18 BulkDataURI; see dicom.MetadataJSONBulk).
+func (s *Service) InstanceMetadataBulk(ctx context.Context, o *Opened, in *dicom.InstanceRef, bulkURI func(tag uint32) string) ([]byte, error) {
 	size := o.Size(in)
 	var ra io.ReaderAt
 	if size <= metaInMemoryMax {
@@ -165,5 +172,5 @@ func (s *Service) InstanceMetadata(ctx context.Context, o *Opened, in *dicom.Ins
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", in.SOPInstanceUID, err)
 	}
-	return dicom.MetadataJSON(pi)
+	return dicom.MetadataJSONBulk(pi, bulkURI)
 }

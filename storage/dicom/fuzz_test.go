@@ -2,7 +2,9 @@ package dicom
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -124,6 +126,33 @@ func FuzzParse(f *testing.F) {
 		for _, u := range []string{got.SOPInstanceUID, got.StudyInstanceUID, got.SeriesInstanceUID} {
 			if strings.TrimSpace(u) != "" && !strings.Contains(u, `\`) && !ConformantUID(u) {
 				t.Fatalf("de-identified UID %q is not conformant", u)
+			}
+		}
+	})
+}
+
+// FuzzPixel: frames, rendering, bulk data and transcoding of any input
+// never panic or stall, and a transcoded file parses again.
+func FuzzPixel(f *testing.F) {
+	seedCorpus(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tm := time.AfterFunc(20*time.Second, func() { panic(fmt.Sprintf("input of %d bytes took over 20s", len(data))) })
+		defer tm.Stop()
+		info, err := ReadFrames(bytes.NewReader(data), int64(len(data)), nil, func(n int, fr []byte) error { return nil })
+		if err == nil && info != nil && info.Frames < 64 {
+			ReadFrames(bytes.NewReader(data), int64(len(data)), []int{1}, func(_ int, fr []byte) error {
+				RenderFrame(info, fr, &Window{Center: 40, Width: 400})
+				return nil
+			})
+		}
+		ReadBulk(bytes.NewReader(data), int64(len(data)), 0x7FE00010, io.Discard)
+		for _, ts := range []string{tsImplicitLE, tsExplicitBE} {
+			var out bytes.Buffer
+			if err := Transcode(bytes.NewReader(data), int64(len(data)), &out, ts); err != nil {
+				continue
+			}
+			if _, err := ParseReader(bytes.NewReader(out.Bytes()), int64(out.Len())); err != nil && !errors.Is(err, ErrMissingUID) {
+				t.Fatalf("transcoded to %s, rejected: %v", ts, err)
 			}
 		}
 	})

@@ -1,6 +1,7 @@
 package dicom
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -16,16 +17,42 @@ import (
 // numbers; sequences nest. Private attributes and bulk binary values (OB, OW,
 // OF, UN, pixel data) are omitted. in must come from ParseFile/ParseReader.
 func MetadataJSON(in *Instance) ([]byte, error) {
+	return MetadataJSONBulk(in, nil)
+}
+
+// MetadataJSONBulk is MetadataJSON with bulk data: every top-level binary
+// value (OB, OW, OF, OD, OL, OV, UN), pixel data included, is given as
+// {"vr", "BulkDataURI": bulkURI(tag)}, and binary values nested in
+// sequences inline (InlineBinary, base64) up to 64 KiB. A nil bulkURI
+// leaves binary values out.
+func MetadataJSONBulk(in *Instance, bulkURI func(tag uint32) string) ([]byte, error) {
 	if in == nil || in.ts.BO == nil {
 		return nil, errors.New("dicom: MetadataJSON: instance has no parsed elements")
 	}
-	return json.Marshal(jsonDataset(in.elems, in.ts.BO))
+	return json.Marshal(jsonDataset(in.elems, in.ts.BO, bulkURI, 0))
 }
 
-func jsonDataset(es []*element, bo binary.ByteOrder) map[string]any {
+// maxInlineBinary bounds a binary value nested in a sequence that
+// metadata carries inline.
+const maxInlineBinary = 64 << 10
+
+func jsonDataset(es []*element, bo binary.ByteOrder, bulkURI func(uint32) string, depth int) map[string]any {
 	out := map[string]any{}
 	for _, e := range es {
-		if e.group()%2 == 1 || e.Pixel || e.group() == 0xFFFE {
+		if e.group()%2 == 1 || e.group() == 0xFFFE {
+			continue
+		}
+		if e.Pixel {
+			if bulkURI != nil && depth == 0 {
+				vr := e.VR
+				if vr == "" || e.VL == undefinedLength {
+					vr = "OB"
+					if e.VL != undefinedLength {
+						vr = "OW"
+					}
+				}
+				out[fmt.Sprintf("%08X", e.Tag)] = map[string]any{"vr": vr, "BulkDataURI": bulkURI(e.Tag)}
+			}
 			continue
 		}
 		key := fmt.Sprintf("%08X", e.Tag)
@@ -33,13 +60,20 @@ func jsonDataset(es []*element, bo binary.ByteOrder) map[string]any {
 		if e.IsSeq {
 			items := []any{}
 			for _, it := range e.Items {
-				items = append(items, jsonDataset(it.Elems, bo))
+				items = append(items, jsonDataset(it.Elems, bo, bulkURI, depth+1))
 			}
 			out[key] = map[string]any{"vr": "SQ", "Value": items}
 			continue
 		}
 		switch vr {
 		case "OB", "OW", "OF", "OD", "OL", "OV", "UN":
+			switch {
+			case bulkURI == nil:
+			case depth == 0:
+				out[key] = map[string]any{"vr": vr, "BulkDataURI": bulkURI(e.Tag)}
+			case len(e.Value) <= maxInlineBinary && !e.Encap:
+				out[key] = map[string]any{"vr": vr, "InlineBinary": base64.StdEncoding.EncodeToString(littleEndian(vr, e.Value, bo))}
+			}
 			continue
 		}
 		obj := map[string]any{"vr": vr}
@@ -115,6 +149,16 @@ func jsonValues(vr string, v []byte, bo binary.ByteOrder) []any {
 		}
 	}
 	return out
+}
+
+// littleEndian returns a binary value in little endian order (DICOM JSON
+// and octet-stream bulk data are little endian).
+func littleEndian(vr string, v []byte, bo binary.ByteOrder) []byte {
+	if n := swapSize(vr); n > 0 && bo == binary.BigEndian && len(v)%n == 0 {
+		v = append([]byte(nil), v...)
+		swap(v, n)
+	}
+	return v
 }
 
 func finite(f float64) any {
