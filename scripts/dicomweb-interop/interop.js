@@ -5,9 +5,12 @@
 //   MEDMESH_DICOMWEB=http://127.0.0.1:PORT/dicomweb MEDMESH_TOKEN=... \
 //     node interop.js STUDY_UID PATIENT_ID FILE...
 //
-// STOW-RS pushes the files, QIDO-RS must find the study (by PatientID and
-// by StudyInstanceUID) and every instance, WADO-RS must return every file
-// byte for byte (SHA-256), and the study metadata must list every instance.
+// STOW-RS pushes the files, QIDO-RS must find the study (by PatientID, by
+// StudyInstanceUID and by a lower-case fuzzy name), its series and every
+// instance (under the study and from the root), WADO-RS must return every
+// file byte for byte (SHA-256), the study metadata must list every
+// instance with its pixel data as a BulkDataURI, and the first frame and
+// rendered PNG of an instance must come back.
 // Prints one JSON line with what it checked; exits 1 on any failure.
 'use strict';
 global.XMLHttpRequest = require('xhr2');
@@ -48,6 +51,33 @@ async function main() {
   if (instances.length !== files.length) {
     throw new Error(`QIDO-RS instances: ${instances.length}, want ${files.length}`);
   }
+  const rootInstances = await client.searchForInstances({ queryParams: { StudyInstanceUID: studyUID } });
+  if (rootInstances.length !== files.length) {
+    throw new Error(`QIDO-RS /instances: ${rootInstances.length}, want ${files.length}`);
+  }
+  const rootSeries = await client.searchForSeries({ queryParams: { StudyInstanceUID: studyUID } });
+  const seriesUIDs = new Set(instances.map((i) => val(i, '0020000E')));
+  if (rootSeries.length !== seriesUIDs.size) {
+    throw new Error(`QIDO-RS /series: ${rootSeries.length}, want ${seriesUIDs.size}`);
+  }
+  const name = val(byUID[0], '00100010');
+  const given = String(name && name.Alphabetic ? name.Alphabetic : '').split('^').pop().toLowerCase();
+  const fuzzy = await client.searchForStudies({ queryParams: { PatientName: given, fuzzymatching: 'true' } });
+  if (!given || !fuzzy.some((s) => val(s, '0020000D') === studyUID)) {
+    throw new Error(`QIDO-RS fuzzy PatientName=${given} did not find study ${studyUID}`);
+  }
+  const first = instances[0];
+  const ids = { studyInstanceUID: studyUID, seriesInstanceUID: val(first, '0020000E'), sopInstanceUID: val(first, '00080018') };
+  const frames = await client.retrieveInstanceFrames({ ...ids, frameNumbers: [1] });
+  const frameBytes = Number(val(first, '00280010')) * Number(val(first, '00280011')) * Number(val(first, '00280100')) / 8;
+  if (frames.length !== 1 || frames[0].byteLength !== frameBytes) {
+    throw new Error(`WADO-RS frames: ${frames.length} parts of ${frames[0] && frames[0].byteLength} bytes, want 1 of ${frameBytes}`);
+  }
+  const rendered = await client.retrieveInstanceRendered({ ...ids, mediaTypes: [{ mediaType: 'image/png' }] });
+  const png = Buffer.from(Array.isArray(rendered) ? rendered[0] : rendered); // the client wraps the body in an array
+  if (png.subarray(1, 4).toString() !== 'PNG') {
+    throw new Error('WADO-RS rendered: not a PNG: ' + png.subarray(0, 16).toString('hex') + ' ' + png.length);
+  }
   const got = new Set();
   for (const inst of instances) {
     const part = await client.retrieveInstance({
@@ -68,7 +98,11 @@ async function main() {
   if (meta.length !== files.length || !meta.every((m) => val(m, '0020000D') === studyUID)) {
     throw new Error(`WADO-RS metadata: ${meta.length} entries`);
   }
-  console.log(JSON.stringify({ ok: true, stored: files.length, qido_instances: instances.length, wado_identical: got.size, metadata: meta.length }));
+  if (!meta.every((m) => m['7FE00010'] && m['7FE00010'].BulkDataURI)) {
+    throw new Error('WADO-RS metadata: pixel data without a BulkDataURI');
+  }
+  console.log(JSON.stringify({ ok: true, stored: files.length, qido_instances: instances.length, qido_root_instances: rootInstances.length,
+    qido_root_series: rootSeries.length, fuzzy: fuzzy.length, frames: frames.length, rendered_png: png.length, wado_identical: got.size, metadata: meta.length }));
 }
 
 main().catch((e) => {
