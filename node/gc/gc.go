@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"errors"
+	"github.com/medmesh/medmesh/internal/diskspace"
 	"log/slog"
 	"sync"
 	"time"
@@ -174,7 +175,7 @@ func (s *Service) GC(ctx context.Context) (Result, error) {
 	if err := s.store.Reclaim(ctx); err != nil {
 		s.log.Warn("gc: reclaim disk space", "err", err)
 	}
-	out.DiskSize = DiskUsage(s.diskDir)
+	out.DiskSize = diskspace.Used(s.diskDir)
 	s.log.Info("gc done", "removed_blocks", out.RemovedBlockCount, "removed_size", out.RemovedSize, "kept_blocks", out.KeptBlockCount,
 		"kept_records", out.KeptRecordCount, "skipped_in_progress", out.SkippedBlockCount, "interrupted_adds", out.InterruptedAddCount,
 		"disk_size", out.DiskSize, "took", time.Since(start).Round(time.Millisecond))
@@ -187,7 +188,7 @@ func (s *Service) Stat(ctx context.Context) (Stat, error) {
 	if err != nil {
 		return Stat{}, err
 	}
-	res.stat.DiskSize = DiskUsage(s.diskDir)
+	res.stat.DiskSize = diskspace.Used(s.diskDir)
 	return res.stat, nil
 }
 
@@ -224,12 +225,12 @@ func (s *Service) RecoverInterruptedAdds(ctx context.Context) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		start, before := time.Now(), DiskUsage(s.diskDir)
+		start, before := time.Now(), diskspace.Used(s.diskDir)
 		if err := s.store.Reclaim(s.ctx); err != nil && s.ctx.Err() == nil {
 			s.log.Warn("reclaim the disk space of interrupted adds", "err", err)
 			return
 		}
-		s.log.Info("reclaimed disk space", "disk_size_before", before, "disk_size", DiskUsage(s.diskDir),
+		s.log.Info("reclaimed disk space", "disk_size_before", before, "disk_size", diskspace.Used(s.diskDir),
 			"took", time.Since(start).Round(time.Millisecond))
 	}()
 }

@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"crypto/rand"
+	"github.com/medmesh/medmesh/internal/diskspace"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -523,7 +524,7 @@ func TestInterruptedAddSpaceReclaimed(t *testing.T) {
 	ctx := context.Background()
 	n := newNode(t)
 	dir := filepath.Join(n.dir, "datastore")
-	before := DiskUsage(dir)
+	before := diskspace.Used(dir)
 	add, err := n.s.BeginAdd(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -534,16 +535,16 @@ func TestInterruptedAddSpaceReclaimed(t *testing.T) {
 		}
 	}
 	n.close() // the add never ends, as if killed
-	grown := DiskUsage(dir)
+	grown := diskspace.Used(dir)
 
 	n = open(t, n.dir, n.ledger, n.records)
 	defer n.close()
 	n.s.RecoverInterruptedAdds(ctx)
 	deadline := time.Now().Add(30 * time.Second)
-	after := DiskUsage(dir)
+	after := diskspace.Used(dir)
 	for after > before+8<<20 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // reclaiming runs in the background
-		after = DiskUsage(dir)
+		after = diskspace.Used(dir)
 	}
 	t.Logf("datastore on disk: %d before, %d with a 64 MiB interrupted add, %d after the restart", before, grown, after)
 	if grown < before+60<<20 || after > before+8<<20 {

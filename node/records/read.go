@@ -16,7 +16,6 @@ import (
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/ledger"
-	"github.com/medmesh/medmesh/sharing/replication"
 	"github.com/medmesh/medmesh/storage/record"
 )
 
@@ -157,22 +156,9 @@ func (s *Service) readHolders(info ledger.RecordInfo) []peer.ID {
 	return hs
 }
 
-// Holders are the peers with a current "held" receipt for a record, plus
-// its owner, sorted: where its blocks are.
-func (s *Service) Holders(info ledger.RecordInfo) []peer.ID {
-	set := map[peer.ID]bool{info.Owner: true}
-	for _, rc := range s.ledger.Receipts(info.ID) {
-		if rc.Status == replication.StatusHeld {
-			set[rc.Holder] = true
-		}
-	}
-	out := make([]peer.ID, 0, len(set))
-	for p := range set {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
+// Holders are where a record's blocks are: its owner and the peers with a
+// current "held" receipt (ledger.Holders).
+func (s *Service) Holders(info ledger.RecordInfo) []peer.ID { return s.ledger.Holders(info) }
 
 // ReadFiles streams files of an opened record into w, in order.
 func (s *Service) ReadFiles(ctx context.Context, m *record.Manifest, key record.Key, which []int, w io.Writer) error {

@@ -24,6 +24,7 @@ import (
 // (*ledger.Ledger). access.State is what the access policy reads.
 type Ledger interface {
 	access.State
+	Holders(info ledger.RecordInfo) []peer.ID
 	IsMember(p peer.ID) bool
 	Members() []ledger.Member
 	KEMKey(p peer.ID) ([]byte, bool)

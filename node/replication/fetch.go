@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"github.com/medmesh/medmesh/internal/diskspace"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -66,7 +67,7 @@ func (m *Manager) capacity(except cid.Cid) capacity {
 			}
 		}
 	}
-	c.free, c.freeOK = diskFree(m.cfg.DiskDir)
+	c.free, c.freeOK = diskspace.Free(m.cfg.DiskDir)
 	return c
 }
 

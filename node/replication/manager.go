@@ -22,6 +22,7 @@ import (
 // (*ledger.Ledger).
 type Ledger interface {
 	Subscribe() (<-chan *ledger.Entry, func())
+	Holders(info ledger.RecordInfo) []peer.ID
 	Members() []ledger.Member
 	IsMember(p peer.ID) bool
 	Record(rec cid.Cid) (ledger.RecordInfo, bool)

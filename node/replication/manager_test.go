@@ -45,7 +45,19 @@ type fakeLedger struct {
 }
 
 func (l *fakeLedger) Subscribe() (<-chan *ledger.Entry, func()) { return nil, func() {} }
-func (l *fakeLedger) Members() []ledger.Member                  { return l.members }
+
+// Holders: the owner and the "held" receipts, as ledger.Holders.
+func (l *fakeLedger) Holders(info ledger.RecordInfo) []peer.ID {
+	out := []peer.ID{info.Owner}
+	for _, rc := range l.Receipts(info.ID) {
+		if rc.Status == rules.StatusHeld && rc.Holder != info.Owner {
+			out = append(out, rc.Holder)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+func (l *fakeLedger) Members() []ledger.Member { return l.members }
 func (l *fakeLedger) IsMember(p peer.ID) bool {
 	return slices.ContainsFunc(l.members, func(m ledger.Member) bool { return m.Peer == p })
 }
@@ -227,18 +239,6 @@ func TestPinset(t *testing.T) {
 	}
 }
 
-func TestHolders(t *testing.T) {
-	rec := testCid(t, "rec")
-	l := &fakeLedger{receipts: map[cid.Cid][]ledger.Receipt{rec: {
-		{Holder: "c", Status: rules.StatusHeld}, {Holder: "b", Status: rules.StatusReleased},
-		{Holder: "a", Status: rules.StatusHeld}, {Holder: "d", Status: rules.StatusDeclined}, {Holder: "o", Status: rules.StatusHeld},
-	}}}
-	got := Holders(l, ledger.RecordInfo{ID: rec, Owner: "o"})
-	if want := []peer.ID{"a", "c", "o"}; !slices.Equal(got, want) {
-		t.Fatalf("holders %v, want %v", got, want)
-	}
-}
-
 func TestCannotTake(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -321,7 +321,7 @@ func TestStatus(t *testing.T) {
 	if p1.String() > p2.String() {
 		wantProviders = []peer.ID{p2, p1}
 	}
-	if st.Replicas != 2 || !slices.Equal(st.Holders, Holders(f.ledger, f.ledger.recs[rec])) || len(st.Holders) != 2 ||
+	if st.Replicas != 2 || !slices.Equal(st.Holders, f.ledger.Holders(f.ledger.recs[rec])) || len(st.Holders) != 2 ||
 		!slices.Equal(st.Reachable, []peer.ID{self}) || !slices.Equal(st.Providers, wantProviders) || !st.LastVerified.IsZero() {
 		t.Fatalf("status %+v", st)
 	}

@@ -10,31 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/medmesh/medmesh/internal/fault"
-	"github.com/medmesh/medmesh/sharing/ledger"
-	rules "github.com/medmesh/medmesh/sharing/replication"
 )
-
-// ReceiptReader reads replica receipts (*ledger.Ledger).
-type ReceiptReader interface {
-	Receipts(rec cid.Cid) []ledger.Receipt
-}
-
-// Holders are the peers with a current "held" receipt for a record, plus
-// its owner, sorted.
-func Holders(l ReceiptReader, info ledger.RecordInfo) []peer.ID {
-	set := map[peer.ID]bool{info.Owner: true}
-	for _, rc := range l.Receipts(info.ID) {
-		if rc.Status == rules.StatusHeld {
-			set[rc.Holder] = true
-		}
-	}
-	out := make([]peer.ID, 0, len(set))
-	for p := range set {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
 
 // Status is a record's replication as this node sees it.
 type Status struct {
@@ -62,7 +38,7 @@ func (m *Manager) Status(ctx context.Context, id cid.Cid) (Status, error) {
 	if !ok {
 		return Status{}, fault.NotFoundf("", "unknown record %s", id)
 	}
-	st := Status{Record: id, Replicas: int(info.Replicas), Holders: Holders(m.ledger, info)}
+	st := Status{Record: id, Replicas: int(info.Replicas), Holders: m.ledger.Holders(info)}
 	if st.Replicas <= 0 {
 		st.Replicas = m.cfg.Replicas
 	}
