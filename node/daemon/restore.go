@@ -141,6 +141,14 @@ func (rs *restore) step(d *Daemon) bool {
 		d.P2P.MembershipChanged()
 		rs.log.Info("restore: the ledger has caught up with a member", "members", len(d.Ledger.Members()))
 	}
+	// The records service knows what it owns by its local key rows, which
+	// a backup does not hold: they are the owner envelopes on the ledger.
+	if n, err := d.Records.RestoreOwnedKeys(ctx); err != nil {
+		rs.log.Info("restore: owned keys not restored yet", "err", err)
+		return false
+	} else if n > 0 {
+		rs.log.Info("restore: the keys of the records this node owns are back from the ledger", "records", n)
+	}
 	studies := d.ownedImaging()
 	indexed, failed, err := d.imaging.RebuildIndex(ctx, studies)
 	if err != nil || failed > 0 {

@@ -174,6 +174,31 @@ func (s *Service) Owns(ctx context.Context, rec cid.Cid) bool {
 	return has
 }
 
+// RestoreOwnedKeys writes back the local key rows of the records this node
+// owns on the ledger (their owner envelopes, which the ledger carries), as
+// after a restore from a backup that held the node's keys but not its
+// datastore. It reports how many it wrote.
+func (s *Service) RestoreOwnedKeys(ctx context.Context) (int, error) {
+	n := 0
+	for _, r := range s.ledger.Records() {
+		if r.Owner != s.self || len(r.OwnerEnvelope) == 0 {
+			continue
+		}
+		has, err := s.local.Has(ctx, keyKey(r.ID))
+		if err != nil {
+			return n, fmt.Errorf("restore owned keys: %w", err)
+		}
+		if has {
+			continue
+		}
+		if err := s.local.Put(ctx, keyKey(r.ID), r.OwnerEnvelope); err != nil {
+			return n, fmt.Errorf("restore owned keys: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Owned lists the records whose keys this node stores: those it owns, and
 // any it is adding.
 func (s *Service) Owned(ctx context.Context) ([]cid.Cid, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/ipfs/go-datastore"
 	"io"
 	"slices"
 	"strings"
@@ -352,4 +353,33 @@ func TestReadFilesNoSuchFile(t *testing.T) {
 	wantKind(t, "file 1 of a one-file record", err, fault.NotFound)
 	_, err = a.get(res.Manifest.Files[0].Chunks[0].CID, 0)
 	wantKind(t, "a chunk read as a record", err, fault.NotFound)
+}
+
+// TestRestoreOwnedKeys: a node restored from a backup (keys, no datastore)
+// knows what it owns again from the owner envelopes on the ledger, and
+// reads its records with them.
+func TestRestoreOwnedKeys(t *testing.T) {
+	tn := newNet(t, 1)
+	a := tn.nodes[0]
+	ctx := context.Background()
+	data := randomBytes(100 << 10)
+	res := a.add(t, "x", data)
+	if err := a.local.Delete(ctx, datastore.NewKey("/keys/"+res.ID.String())); err != nil {
+		t.Fatal(err)
+	}
+	if owned, _ := a.svc.Owned(ctx); len(owned) != 0 {
+		t.Fatalf("owned without key rows: %v", owned)
+	}
+	if n, err := a.svc.RestoreOwnedKeys(ctx); err != nil || n != 1 {
+		t.Fatalf("RestoreOwnedKeys: %d %v", n, err)
+	}
+	if owned, err := a.svc.Owned(ctx); err != nil || len(owned) != 1 || owned[0] != res.ID {
+		t.Fatalf("Owned after restore: %v %v", owned, err)
+	}
+	if n, _ := a.svc.RestoreOwnedKeys(ctx); n != 0 {
+		t.Fatalf("a second restore wrote %d rows", n)
+	}
+	if got, err := a.get(res.ID, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the record does not read back with the restored key: %v", err)
+	}
 }
