@@ -883,6 +883,29 @@ func cliRows() []cliRow {
 		}},
 		{cmd: "demo", node: on("nonet"), args: argv("demo", "extra"), code: exitInvalid},
 
+		// Erasure.
+		{cmd: "add", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"add", e.path("report-v2.json"), "--replicas", "1"} },
+			check: func(t *testing.T, e *tableEnv, out string) { e.vals["doomed"] = decode[api.AddResult](t, out).ID }},
+		{cmd: "delete", node: on("lab"), args: func(e *tableEnv) []string { return []string{"delete", e.vals["doomed"]} }, retry: 10 * time.Second,
+			code: exitForbidden, check: has("owner")},
+		{cmd: "delete", node: on("clinic"), args: argv("delete", "nope"), code: exitInvalid},
+		{cmd: "delete", node: on("clinic"), args: argv("delete", badCID), code: exitNotFound},
+		{cmd: "delete", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"delete", e.vals["doomed"], "--version", "7"} },
+			code: exitNotFound, check: has("no version 7")},
+		{cmd: "delete", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"delete", e.vals["doomed"]} }, check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[api.DeleteResult](t, out)
+			if r.ID != e.vals["doomed"] || len(r.Versions) != 1 || r.Versions[0] != 1 || r.Entry == "" {
+				t.Errorf("delete: %+v", r)
+			}
+		}},
+		{cmd: "get", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"get", e.vals["doomed"], "-o", e.path("doomed.json")} },
+			code: exitNotFound, check: has("erased")},
+		{cmd: "status", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"status", e.vals["doomed"]} }, check: func(t *testing.T, e *tableEnv, out string) {
+			if st := decode[api.Status](t, out); !st.Erased || len(st.Holders) != 0 {
+				t.Errorf("status of an erased record: %s", out)
+			}
+		}},
+
 		// Removal, last: it rotates the network's key.
 		{cmd: "network remove", node: on("lab"), args: func(e *tableEnv) []string { return []string{"network", "remove", "--peer", e.ids["joiner"]} },
 			code: exitForbidden, check: has("admin")},

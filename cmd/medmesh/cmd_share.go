@@ -235,6 +235,10 @@ holder's copy ("last_verified": null if never).`,
 				return err
 			}
 			return output(st, func() {
+				if st.Erased {
+					say("record:        %s: erased by its owner; no node keeps it", st.ID)
+					return
+				}
 				say("record:        %s", st.ID)
 				say("replicas:      %d wanted", st.Replicas)
 				say("holders:       %d %v", len(st.Holders), st.Holders)

@@ -39,7 +39,7 @@ var exitCodes = []struct {
 	{exitInternal, "internal", "internal or unexpected failure (a bug, a full disk, a storage error: see the message and the daemon's log)"},
 	{exitInvalid, "invalid", "invalid input: unknown command or flag, bad argument or value (e.g. an unknown --class or --purpose), malformed file or token"},
 	{exitNoDaemon, "no-daemon", "no daemon is running for the repo, or there is no repo (`medmesh init`, `medmesh daemon`)"},
-	{exitNotFound, "not-found", "not found: unknown record, dataset, grant or fetch job"},
+	{exitNotFound, "not-found", "not found: unknown record, dataset, grant or fetch job, or a record its owner erased (`medmesh delete`)"},
 	{exitForbidden, "forbidden", "forbidden: this node has no right to do it (not the owner, no grant, not the admin), or the API token is wrong"},
 	{exitConflict, "conflict", "the state does not allow it now: not yet a member, a peer's key not announced, already exists, no network yet, a daemon already runs on the repo"},
 	{exitUnavailable, "unavailable", "unavailable or timed out: the network or the peers holding the data are unreachable; retrying later may help"},

@@ -174,6 +174,16 @@ type InviteResult struct {
 	Member bool `json:"member"`
 }
 
+// DeleteResult is what `medmesh delete` erased.
+type DeleteResult struct {
+	ID string `json:"id"`
+	// Versions are the version numbers erased, Erased their record IDs.
+	Versions []int     `json:"versions"`
+	Erased   []string  `json:"records"`
+	Entry    string    `json:"entry"` // the record.erase
+	Time     time.Time `json:"time"`
+}
+
 // RemoveRequest removes a member (admin).
 type RemoveRequest struct {
 	Peer string `json:"peer"`
@@ -256,6 +266,8 @@ type Status struct {
 	Reachable    []string `json:"reachable"`
 	Providers    []string `json:"providers"`
 	LastVerified NullTime `json:"last_verified"` // null: never verified
+	// Erased: its owner erased it; no node keeps it (holders are empty).
+	Erased bool `json:"erased"`
 }
 
 // ReprovideResult is one reprovide run.

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/dicomweb"
+	"github.com/medmesh/medmesh/node/erasure"
 	"github.com/medmesh/medmesh/node/fhir"
 	"github.com/medmesh/medmesh/node/gc"
 	"github.com/medmesh/medmesh/node/httpapi"
@@ -91,6 +92,7 @@ type Daemon struct {
 	pacs     *pacs.Service
 	implants *implants.Service
 	members  *membership.Service
+	erasure  *erasure.Service
 
 	closeOnce sync.Once
 	closeErr  error
@@ -178,8 +180,18 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
+	if d.pins, err = replication.OpenPinset(ctx, d.local); err != nil {
+		return nil, err
+	}
+	d.erasure, err = erasure.New(erasure.Config{Self: self, Ledger: d.Ledger, Blocks: store.Blocks, Pins: d.pins, Reclaim: store.Reclaim, Now: o.Now, Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
+	// The services that read, serve, place or index records see the
+	// ledger without the erased ones.
+	view := erasure.Hide{Ledger: d.Ledger, S: d.erasure}
 	d.Records, err = records.New(ctx, records.Config{
-		Self: self, KEM: kem, Ledger: d.Ledger, Blocks: store.Blocks, Durable: store.DS, Local: d.local,
+		Self: self, KEM: kem, Ledger: view, Blocks: store.Blocks, Durable: store.DS, Local: d.local, Erased: d.erasure.Erased,
 		BeginAdd: func(ctx context.Context) (records.Add, error) {
 			a, err := d.gc.BeginAdd(ctx)
 			if err != nil {
@@ -193,12 +205,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.pins, err = replication.OpenPinset(ctx, d.local); err != nil {
-		return nil, err
-	}
 	d.gc, err = gc.New(gc.Config{
 		Self: self, Store: store, Local: d.local, DiskDir: r.Path(repo.DatastoreDir),
-		Ledger: d.Ledger, Records: d.Records, Replicas: d.pins, Now: o.Now, Log: d.log, Metrics: d.reg,
+		Ledger: view, Records: d.Records, Replicas: d.pins, Now: o.Now, Log: d.log, Metrics: d.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -215,7 +224,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.imaging, err = imaging.New(imaging.Config{
-		Records: d.Records, Ledger: d.Ledger, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
+		Records: d.Records, Ledger: view, Self: self, Identity: ident, DS: store.DS, Dir: r.Dir, Logger: d.log,
 	})
 	if err != nil {
 		return nil, err
@@ -277,6 +286,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.Records.Start(d.P2P)
+	d.erasure.Start(d.Records, d.imaging)
 	d.members.Start(membershipNet{d.P2P})
 	d.loadPeerBook(ctx)
 	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
@@ -288,7 +298,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.repl, err = replication.New(replication.Config{
 		Self: self, Options: o.Replication, Replicas: r.Config.ReplicationFactor, Quota: r.Config.StorageQuota,
 		DiskDir: r.Path(repo.DatastoreDir), FetchTimeout: o.FetchTimeout,
-		Ledger: d.Ledger, Net: p2pNetwork{d.P2P}, Host: d.P2P.Host, Blocks: store.Blocks, Durable: store.DS,
+		Ledger: view, Erased: d.erasure.Erased, Net: p2pNetwork{d.P2P}, Host: d.P2P.Host, Blocks: store.Blocks, Durable: store.DS,
 		Pins: d.pins, Records: d.Records, Now: o.Now, Log: d.log, Metrics: d.reg,
 	})
 	if err != nil {
@@ -305,6 +315,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Debug{Metrics: d.metricsHandler()},
 		httpapi.Ledger{L: d.Ledger},
 		httpapi.Members{S: d.members},
+		httpapi.Erasure{S: d.erasure},
 		httpapi.Records{S: d.Records, Log: d.log},
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
@@ -402,6 +413,9 @@ func (d *Daemon) Close() error {
 		}
 		if d.members != nil {
 			d.members.Close()
+		}
+		if d.erasure != nil {
+			d.erasure.Close()
 		}
 		if d.repl != nil {
 			d.repl.Close()

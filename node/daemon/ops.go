@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 
+	"github.com/medmesh/medmesh/node/erasure"
 	"github.com/medmesh/medmesh/node/health"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/repo"
@@ -44,7 +45,7 @@ func (o *Options) withConfig(c repo.Config) {
 // gauges, and the imaging service's count of stored instances.
 func (d *Daemon) newHealth() *health.Checker {
 	hc := health.New(health.Config{
-		Ledger: d.Ledger, Host: d.P2P.Host, Factor: d.Repo.Config.ReplicationFactor,
+		Ledger: erasure.Hide{Ledger: d.Ledger, S: d.erasure}, Host: d.P2P.Host, Factor: d.Repo.Config.ReplicationFactor,
 		DataDir: d.Repo.Path(repo.DatastoreDir),
 	})
 	hc.Register(d.reg)

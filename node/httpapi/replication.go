@@ -40,7 +40,7 @@ func (a Replication) status(w http.ResponseWriter, r *http.Request) {
 	api.JSON(w, http.StatusOK, api.Status{
 		ID: st.Record.String(), Replicas: st.Replicas, Holders: peerStrings(st.Holders),
 		Reachable: peerStrings(st.Reachable), Providers: peerStrings(st.Providers),
-		LastVerified: api.Nullable(st.LastVerified),
+		LastVerified: api.Nullable(st.LastVerified), Erased: st.Erased,
 	})
 }
 

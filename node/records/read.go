@@ -74,6 +74,9 @@ func (s *Service) unwrap(r access.Recipient, envelope []byte) (record.Key, error
 // the newest this node has a key for), its key, and the grant it reads
 // under (nil for the owner).
 func (s *Service) Resolve(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, record.Key, *ledger.Grant, error) {
+	if s.cfg.Erased != nil && s.cfg.Erased(id) {
+		return ledger.RecordInfo{}, record.Key{}, nil, fault.NotFoundf("its owner erased it: no node keeps it any more", "record %s was erased", id)
+	}
 	info, ok := s.ledger.Record(id)
 	if !ok {
 		return info, record.Key{}, nil, fault.NotFoundf("check the record ID; if it was just added, wait for the ledger to sync", "unknown record %s: not announced on this node's ledger", id)

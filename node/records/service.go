@@ -103,6 +103,9 @@ type Config struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+	// Erased, when set, reports record versions their owner erased
+	// (node/erasure), so a read of one says so.
+	Erased func(cid.Cid) bool
 }
 
 // Service is the records service.

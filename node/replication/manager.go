@@ -112,6 +112,9 @@ type Config struct {
 	Now     func() time.Time
 	Log     *slog.Logger
 	Metrics prometheus.Registerer
+	// Erased, when set, reports record versions their owner erased
+	// (node/erasure): Status shows no holders for them.
+	Erased func(cid.Cid) bool
 }
 
 // Manager runs placement, repair, proofs of storage and reprovides for one

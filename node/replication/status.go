@@ -27,6 +27,8 @@ type Status struct {
 	// LastVerified is the last time one of the holders passed a proof of
 	// storage this node asked for (zero: never).
 	LastVerified time.Time
+	// Erased: the owner erased the record; no node keeps it.
+	Erased bool
 }
 
 // providerLookupTimeout bounds the DHT lookup of a status call.
@@ -34,6 +36,9 @@ const providerLookupTimeout = 2 * time.Second
 
 // Status reports a record's replication as this node sees it.
 func (m *Manager) Status(ctx context.Context, id cid.Cid) (Status, error) {
+	if m.cfg.Erased != nil && m.cfg.Erased(id) {
+		return Status{Record: id, Erased: true}, nil
+	}
 	info, ok := m.ledger.Record(id)
 	if !ok {
 		return Status{}, fault.NotFoundf("", "unknown record %s", id)

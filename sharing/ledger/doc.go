@@ -67,6 +67,8 @@
 //	                 about a reader that had the grant named    source, not the reader's word
 //	network.key      an admin (sharing/netkey; each envelope    the network's next pre-shared key
 //	                 to a member's current key, epoch + 1)      and when nodes switch to it
+//	record.erase     the owner of every version it names        the end of those versions on every
+//	                 (sharing/erasure)                          honest node (the entries stay)
 //
 // The block filter follows the same rules: a node serves a record's blocks
 // only to its owner, a grantee with a live grant, and the members that may
