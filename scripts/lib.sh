@@ -18,7 +18,9 @@ wait_for() {
 # cleanly, then insist.
 stop_pids() {
 	local p
-	for p in "$@"; do [[ -n $p ]] && kill "$p" 2>/dev/null; done
+	# An already-exited process is fine: nothing here may fail (set -e in
+	# the callers' traps).
+	for p in "$@"; do [[ -n $p ]] && kill "$p" 2>/dev/null || true; done
 	for p in "$@"; do
 		[[ -n $p ]] || continue
 		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

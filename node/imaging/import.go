@@ -103,8 +103,7 @@ func (s *Service) ownedStudy(ctx context.Context, studyUID string) (ledger.Recor
 // importStudy stores one scanned study: a new record, or a new version of
 // the record this node owns for the study.
 func (s *Service) importStudy(ctx context.Context, in *dicom.Study) (*api.DicomStudyResult, []api.DicomReject, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.lockStudy(in.UID)()
 	prev, found, err := s.ownedStudy(ctx, in.UID)
 	if err != nil {
 		return nil, nil, err

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
@@ -95,9 +94,11 @@ type Service struct {
 	dir  string
 	log  *slog.Logger
 
-	// mu serialises the read-modify-write of a study's versions: two
-	// imports of one study must not both build on the same version.
-	mu sync.Mutex
+	// locks serialise the read-modify-write of a study's versions, study
+	// by study: two imports of one study must not both build on the same
+	// version, and a study being streamed (WriteStudy) is not imported
+	// meanwhile.
+	locks studyLocks
 
 	stored prometheus.Counter // nil until RegisterMetrics (metrics.go)
 }

@@ -26,6 +26,9 @@ import (
 type Imaging interface {
 	// Import stores the files under paths as `medmesh dicom import` does.
 	Import(ctx context.Context, paths []string) (*api.DicomImportResult, error)
+	// WriteStudy stores a new study as its instances arrive (an error,
+	// e.g. for a study already stored: Import them instead).
+	WriteStudy(ctx context.Context, studyUID string) (*imaging.StudyWriter, error)
 	// Search answers a query from the encrypted index.
 	Search(ctx context.Context, q imaging.Query) ([]*imaging.Row, []uint32, error)
 	// Open opens a study record (claiming the read of a granted one).

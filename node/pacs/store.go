@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/dimse"
+	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/storage/dicom"
 )
 
@@ -20,11 +21,17 @@ import (
 // repo's inbox (Dir/dicom-inbox, 0700) and checked (it parses, its UIDs
 // are the command's and usable) before it is acknowledged. Instances wait
 // there per study; once the associations that brought a study have ended
-// and nothing more has arrived for it for Settings.StoreDelay, the study's
-// instances are imported together, exactly as `medmesh dicom import`
-// imports a folder: one record per study, a new version of a study the
-// node already stores. So an association may carry several studies, and a
-// study sent over several associations in a row ends as one version.
+// and nothing more has arrived for it for Settings.StoreDelay, the study is
+// stored, grouped exactly as `medmesh dicom import` groups a folder: one
+// record per study, a new version of a study the node already stores. So
+// an association may carry several studies, and a study sent over several
+// associations in a row ends as one version.
+//
+// A new study is encrypted and stored while it arrives (imaging's
+// StudyWriter, fed by one goroutine per study), so that when its last
+// association ends only its manifest is left to write; a study the node
+// already stores, or one whose stream failed, is imported from the inbox
+// at the end (imaging's Import merges it into a new version).
 //
 // An acknowledged instance is never lost: what a stopped or killed daemon
 // left in the inbox is stored when it starts again, and a study that
@@ -66,6 +73,15 @@ type bucket struct {
 	last  time.Time // last arrival, or end of the last association that brought one
 	live  int       // open associations that brought instances
 	retry time.Time // after a failed import: not before
+
+	// The study's stream (a new study is stored as it arrives): a queue
+	// of received instances for its writer goroutine.
+	q       []*dicom.Instance
+	closed  bool
+	wake    *sync.Cond // on in.mu
+	wdone   chan struct{}
+	w       *imaging.StudyWriter // nil: imported from the inbox at the end
+	streamN int                  // instances the writer stored
 }
 
 func newInbox(s *Service) *inbox {
@@ -194,11 +210,13 @@ func (in *inbox) receive(req *dimse.StoreRequest, data io.Reader) error {
 	b := in.open[inst.StudyInstanceUID]
 	if b == nil {
 		in.seq++
-		b = &bucket{study: inst.StudyInstanceUID, dir: filepath.Join(in.dir, fmt.Sprintf("%d-%06d", time.Now().UnixNano(), in.seq))}
+		b = &bucket{study: inst.StudyInstanceUID, dir: filepath.Join(in.dir, fmt.Sprintf("%d-%06d", time.Now().UnixNano(), in.seq)),
+			wake: sync.NewCond(&in.mu), wdone: make(chan struct{})}
 		if err := os.Mkdir(b.dir, 0o700); err != nil {
 			return fmt.Errorf("dicom inbox: %w", err)
 		}
 		in.open[b.study] = b
+		go in.write(b)
 	}
 	dst := filepath.Join(b.dir, inst.SOPInstanceUID+".dcm")
 	_, statErr := os.Stat(dst)
@@ -210,6 +228,9 @@ func (in *inbox) receive(req *dimse.StoreRequest, data io.Reader) error {
 		b.n++
 		in.s.m.pending.Inc()
 	}
+	inst.Path = dst
+	b.q = append(b.q, inst)
+	b.wake.Signal()
 	b.size += n
 	b.last = time.Now()
 	if a := req.Association; a != nil {
@@ -332,6 +353,31 @@ func (in *inbox) closing() {
 		in.kick()
 		in.idle.Wait()
 	}
+	// What is left (the minute ran out, or a failed study waits for its
+	// retry) stays in the inbox for the next start: stop its writers.
+	var left []*bucket
+	for _, b := range in.open {
+		left = append(left, b)
+	}
+	left = append(left, in.queued...)
+	for _, b := range left {
+		if b.wake != nil {
+			b.closed = true
+			b.wake.Broadcast()
+		}
+	}
+	in.mu.Unlock()
+	for _, b := range left {
+		if b.wake == nil {
+			continue
+		}
+		<-b.wdone
+		if b.w != nil {
+			b.w.Abort()
+			b.w = nil
+		}
+	}
+	in.mu.Lock()
 }
 
 // readyLocked reports whether a queued study may be stored now (not
@@ -346,9 +392,99 @@ func (in *inbox) readyLocked() bool {
 	return false
 }
 
-// store imports one study's instances. On success the bucket's folder is
-// removed; on failure it stays queued and is tried again later.
+// write is a study's writer goroutine: it stores each received instance
+// as it is queued, until the bucket is closed. If the study cannot be
+// streamed (it is already stored) or an instance fails, it stops writing
+// and the study is imported from the inbox at the end.
+func (in *inbox) write(b *bucket) {
+	defer close(b.wdone)
+	ctx := in.s.ctx
+	w, err := in.s.img.WriteStudy(ctx, b.study)
+	if err != nil {
+		w = nil
+		if !errors.Is(err, imaging.ErrStudyStored) {
+			in.s.log.Warn("dicom: cannot store the study as it arrives; it is imported when complete", "study", b.study, "err", err)
+		}
+	}
+	in.mu.Lock()
+	b.w = w
+	in.mu.Unlock()
+	for {
+		in.mu.Lock()
+		for len(b.q) == 0 && !b.closed {
+			b.wake.Wait()
+		}
+		if len(b.q) == 0 {
+			in.mu.Unlock()
+			return
+		}
+		inst := b.q[0]
+		b.q = b.q[1:]
+		w = b.w
+		in.mu.Unlock()
+		if w == nil {
+			continue // drain: imported at the end
+		}
+		added, err := w.Add(ctx, inst)
+		if err != nil {
+			in.s.log.Warn("dicom: storing an instance as it arrived failed; the study is imported when complete", "study", b.study, "sop", inst.SOPInstanceUID, "err", err)
+			w.Abort()
+			in.mu.Lock()
+			b.w = nil
+			in.mu.Unlock()
+			continue
+		}
+		if added {
+			in.mu.Lock()
+			b.streamN++
+			in.mu.Unlock()
+		}
+	}
+}
+
+// finishStream closes a bucket's queue, waits for its writer and, if the
+// study was streamed, finishes it. ok is false when the study must be
+// imported from the inbox instead.
+func (in *inbox) finishStream(ctx context.Context, b *bucket) bool {
+	if b.wake == nil {
+		return false // left by a stopped daemon: imported
+	}
+	in.mu.Lock()
+	b.closed = true
+	b.wake.Signal()
+	in.mu.Unlock()
+	<-b.wdone
+	in.mu.Lock()
+	w := b.w
+	b.w = nil
+	in.mu.Unlock()
+	if w == nil {
+		return false
+	}
+	start := time.Now()
+	res, err := w.Finish(ctx)
+	if err != nil {
+		in.s.log.Warn("dicom: storing a streamed study failed; it is imported from the inbox", "study", b.study, "err", err)
+		return false
+	}
+	in.s.log.Info("dicom: stored received study", "study", res.StudyUID, "record", res.ID, "version", res.Version,
+		"added", res.Added, "instances", res.Instances, "finish", time.Since(start).Round(time.Millisecond))
+	in.s.m.stored.WithLabelValues("stored").Add(float64(res.Added))
+	in.s.m.stored.WithLabelValues("duplicate").Add(float64(b.n - res.Added))
+	in.s.m.pending.Sub(float64(b.n))
+	if err := os.RemoveAll(b.dir); err != nil {
+		in.s.log.Warn("dicom: remove stored inbox folder", "dir", b.dir, "err", err)
+	}
+	return true
+}
+
+// store stores one study: finishes its stream, or imports its instances
+// from the inbox. On success the bucket's folder is removed; on failure
+// it stays queued and is tried again later.
 func (in *inbox) store(ctx context.Context, b *bucket) {
+	if in.finishStream(ctx, b) {
+		return
+	}
 	start := time.Now()
 	res, err := in.s.img.Import(ctx, []string{b.dir})
 	if err != nil {

@@ -59,6 +59,10 @@ func (f *fakeImaging) Import(ctx context.Context, paths []string) (*api.DicomImp
 	return &api.DicomImportResult{Studies: []api.DicomStudyResult{{Added: len(sops)}}}, nil
 }
 
+func (f *fakeImaging) WriteStudy(context.Context, string) (*imaging.StudyWriter, error) {
+	return nil, imaging.ErrStudyStored // the fake stores at the end, by Import
+}
+
 func (f *fakeImaging) Search(context.Context, imaging.Query) ([]*imaging.Row, []uint32, error) {
 	return nil, nil, nil
 }

@@ -22,11 +22,63 @@ var rawPrefix = cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLe
 
 // Add encrypts and stores a record, announces it on the ledger and the DHT.
 func (s *Service) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
-	if !s.ledger.IsMember(s.self) {
-		return nil, fault.Conflictf("wait until the ledger has synced this node's admission, or ask the admin to invite it", "this node is not (yet) a member of the network")
-	}
 	if len(req.Files) == 0 {
 		return nil, fault.Invalidf("", "a record needs at least one file")
+	}
+	st, err := s.stream(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range req.Files {
+		r, err := f.Open()
+		if err != nil {
+			st.Abort()
+			return nil, err
+		}
+		err = st.AddFile(ctx, f.Path, r)
+		if c, isCloser := r.(io.Closer); isCloser {
+			c.Close()
+		}
+		if err != nil {
+			st.Abort()
+			return nil, err
+		}
+	}
+	return st.Finish(ctx, req.Meta)
+}
+
+// Stream is an add whose files are given one at a time, as they arrive
+// (DICOM instances as a modality sends them): each is encrypted and
+// stored at once, and Finish stores the record with the metadata known by
+// then. Until Finish the record does not exist; Abort (or a failed call,
+// or a killed daemon) leaves nothing (the garbage collector's add
+// protocol). A Stream is used by one goroutine at a time.
+type Stream struct {
+	s       *Service
+	req     AddRequest
+	version int
+	key     record.Key
+	tp      Add
+	b       *record.Builder
+	start   time.Time
+	files   int
+	done    bool
+}
+
+// Stream starts a streamed add of a new record (req.Files and req.Meta
+// are not used: files come with AddFile, the metadata with Finish; a new
+// version goes through Update).
+func (s *Service) Stream(ctx context.Context, req AddRequest) (*Stream, error) {
+	if req.Prev.Defined() {
+		return nil, fault.Invalidf("store new versions with Update", "a streamed add makes a new record, not a version of %s", req.Prev)
+	}
+	req.Files, req.Meta = nil, nil
+	return s.stream(ctx, req)
+}
+
+func (s *Service) stream(ctx context.Context, req AddRequest) (*Stream, error) {
+	if !s.ledger.IsMember(s.self) {
+		return nil, fault.Conflictf("wait until the ledger has synced this node's admission, or ask the admin to invite it", "this node is not (yet) a member of the network")
 	}
 	if req.Kind == "" {
 		req.Kind = "file"
@@ -64,31 +116,53 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() { tp.End(ok) }()
-	start := time.Now()
-	b := record.NewBuilder(tp, key, record.Options{})
-	for _, f := range req.Files {
-		r, err := f.Open()
-		if err != nil {
-			return nil, err
-		}
-		_, err = b.AddFile(ctx, f.Path, r)
-		if c, isCloser := r.(io.Closer); isCloser {
-			c.Close()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", f.Path, err)
-		}
+	return &Stream{s: s, req: req, version: version, key: key, tp: tp, b: record.NewBuilder(tp, key, record.Options{}), start: time.Now()}, nil
+}
+
+// AddFile encrypts and stores the next file, read from r to its end.
+func (st *Stream) AddFile(ctx context.Context, path string, r io.Reader) error {
+	if st.done {
+		return fault.Conflictf("", "the add has ended")
 	}
-	res, err := b.Finish(ctx, record.Header{
+	if _, err := st.b.AddFile(ctx, path, r); err != nil {
+		return fmt.Errorf("store %s: %w", path, err)
+	}
+	st.files++
+	return nil
+}
+
+// Abort ends the add without a record; its blocks go.
+func (st *Stream) Abort() {
+	if !st.done {
+		st.done = true
+		st.tp.End(false)
+	}
+}
+
+// Finish stores the record (its manifest with meta, its block list, the
+// owner's key envelope), makes it durable and announces it on the ledger
+// and the DHT.
+func (st *Stream) Finish(ctx context.Context, meta []byte) (res *AddResult, err error) {
+	if st.done {
+		return nil, fault.Conflictf("", "the add has ended")
+	}
+	if st.files == 0 {
+		st.Abort()
+		return nil, fault.Invalidf("", "a record needs at least one file")
+	}
+	st.done = true
+	ok := false
+	defer func() { st.tp.End(ok) }()
+	s, req, tp, key, version, start := st.s, st.req, st.tp, st.key, st.version, st.start
+	b := st.b
+	rr, err := b.Finish(ctx, record.Header{
 		Kind: req.Kind, Name: req.Name, MediaType: req.MediaType,
-		Created: s.cfg.Now(), Version: version, Prev: req.Prev, Meta: req.Meta,
+		Created: s.cfg.Now(), Version: version, Prev: req.Prev, Meta: meta,
 	})
 	if err != nil {
 		return nil, err
 	}
-	blRaw, err := record.EncodeBlockList(res.Blocks)
+	blRaw, err := record.EncodeBlockList(rr.Blocks)
 	if err != nil {
 		return nil, err
 	}
@@ -100,26 +174,26 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	if err := tp.Put(ctx, blBlock); err != nil {
 		return nil, err
 	}
-	envBytes, err := access.OwnerRecipient(res.ID).Wrap(s.kem.Public(), key[:])
+	envBytes, err := access.OwnerRecipient(rr.ID).Wrap(s.kem.Public(), key[:])
 	if err != nil {
 		return nil, err
 	}
 	ann := ledger.RecordAnnouncePayload{
-		Record: res.ID, Blocklist: blCID, Size: uint64(res.Size), Replicas: uint32(req.Replicas),
+		Record: rr.ID, Blocklist: blCID, Size: uint64(rr.Size), Replicas: uint32(req.Replicas),
 		Class: req.Class, Version: uint64(version), Prev: req.Prev, OwnerEnvelope: envBytes,
 	}
 	if req.Emergency {
-		if ann.Escrow, err = s.escrowEnvelopes(res.ID, key); err != nil {
+		if ann.Escrow, err = s.escrowEnvelopes(rr.ID, key); err != nil {
 			return nil, err
 		}
 	}
-	if err := tp.Named(ctx, res.ID); err != nil {
+	if err := tp.Named(ctx, rr.ID); err != nil {
 		return nil, err
 	}
-	if err := s.local.Put(ctx, keyKey(res.ID), envBytes); err != nil {
+	if err := s.local.Put(ctx, keyKey(rr.ID), envBytes); err != nil {
 		return nil, err
 	}
-	s.AddBlocks(ctx, res.ID, append(res.Blocks, blCID))
+	s.AddBlocks(ctx, rr.ID, append(rr.Blocks, blCID))
 	sealed := time.Now()
 	// Make every block durable before the ledger says the record exists.
 	if err := s.durable.Sync(ctx, datastore.NewKey("/")); err != nil {
@@ -132,20 +206,20 @@ func (s *Service) Add(ctx context.Context, req AddRequest) (*AddResult, error) {
 	announced := time.Now()
 	ok = true
 	s.m.recordsAdded.Inc()
-	s.m.bytesAdded.Add(float64(res.Size))
-	chunks := len(res.Blocks) - 1
+	s.m.bytesAdded.Add(float64(rr.Size))
+	chunks := len(rr.Blocks) - 1
 	// The manifest and block list are announced before we return, so a peer
 	// can find the record at once; the chunks follow in the background.
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := s.net.Provide(pctx, []cid.Cid{res.ID, blCID}); err != nil {
-		s.log.Warn("provide record", "record", res.ID, "err", err)
+	if err := s.net.Provide(pctx, []cid.Cid{rr.ID, blCID}); err != nil {
+		s.log.Warn("provide record", "record", rr.ID, "err", err)
 	}
 	cancel()
-	s.ProvideLater(res.Blocks[:chunks])
-	s.log.Info("record added", "record", res.ID.String(), "bytes", res.Size, "chunks", chunks,
+	s.ProvideLater(rr.Blocks[:chunks])
+	s.log.Info("record added", "record", rr.ID.String(), "bytes", rr.Size, "chunks", chunks,
 		"seal_store", sealed.Sub(start).Round(time.Millisecond), "sync", synced.Sub(sealed).Round(time.Millisecond),
 		"announce", announced.Sub(synced).Round(time.Millisecond), "provide", time.Since(announced).Round(time.Millisecond))
-	return &AddResult{ID: res.ID, Manifest: res.Manifest, Size: res.Size, Chunks: chunks, Version: version}, nil
+	return &AddResult{ID: rr.ID, Manifest: rr.Manifest, Size: rr.Size, Chunks: chunks, Version: version}, nil
 }
 
 // ProvideLater announces cids on the DHT in the background (up to ten

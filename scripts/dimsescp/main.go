@@ -51,12 +51,24 @@ func main() {
 }
 
 // discard reads every data set to the end and keeps nothing.
-type discard struct{ n, bytes atomic.Int64 }
+type discard struct {
+	n, bytes atomic.Int64
+	// first and last are when the first and the last instance were
+	// stored (Unix nanoseconds), for time-to-first/last measurements.
+	first, last atomic.Int64
+}
+
+func (d *discard) stored(n int64) {
+	d.n.Add(1)
+	d.bytes.Add(n)
+	t := time.Now().UnixNano()
+	d.first.CompareAndSwap(0, t)
+	d.last.Store(t)
+}
 
 func (d *discard) Store(ctx context.Context, req *dimse.StoreRequest, r io.Reader) error {
 	n, err := io.Copy(io.Discard, r)
-	d.n.Add(1)
-	d.bytes.Add(n)
+	d.stored(n)
 	return err
 }
 
@@ -91,8 +103,7 @@ func (f *fsStore) Store(ctx context.Context, req *dimse.StoreRequest, r io.Reade
 		os.Remove(tmp.Name())
 		return err
 	}
-	f.n.Add(1)
-	f.bytes.Add(n)
+	f.stored(n)
 	return nil
 }
 
@@ -130,6 +141,7 @@ func serve(listen, aet, allowed, handler, dir string, maxPDU uint32, log *slog.L
 	fmt.Fprintf(os.Stderr, "dimsescp: %s serving on %s (handler %s)\n", aet, listen, handler)
 	err = s.ListenAndServe(listen)
 	fmt.Fprintf(os.Stderr, "dimsescp: stored %d instances, %d bytes\n", counts.n.Load(), counts.bytes.Load())
+	fmt.Fprintf(os.Stderr, "dimsescp: first %d last %d\n", counts.first.Load(), counts.last.Load())
 	if errors.Is(err, dimse.ErrServerClosed) {
 		return nil
 	}

@@ -120,7 +120,19 @@ func ParseReader(r io.ReaderAt, size int64) (in *Instance, err error) {
 	if in.Directory {
 		return in, nil
 	}
-	if lerr := in.fillFromLibrary(r, size); lerr != nil {
+	// The library reads the header only: the pixel data (checked by the
+	// walker) and what follows it are cut off, so that it neither reads
+	// nor allocates them.
+	end := size
+	if !f.TS.Deflate {
+		for _, e := range f.Data {
+			if e.Pixel {
+				end = e.Off
+				break
+			}
+		}
+	}
+	if lerr := in.fillFromLibrary(r, end); lerr != nil {
 		in.Warnings = append(in.Warnings, "suyashkumar/dicom: "+lerr.Error())
 	}
 	if in.SOPClassUID == "" || in.SOPInstanceUID == "" {

@@ -50,6 +50,10 @@ type Builder struct {
 	chunks  int64 // chunks in all files, for the early manifest-size check
 	err     error // sticky: set when the Builder may no longer be used
 	started time.Time
+	// spare are chunk buffers a finished file's pipeline gave back, for
+	// the next file's (a record of many small files, such as a DICOM
+	// study, would otherwise allocate and zero fresh buffers per file).
+	spare []*chunkSlot
 }
 
 // NewBuilder starts a record sealed under key, storing blocks into bs.
@@ -345,6 +349,11 @@ func (p *pipeline) slot() (*chunkSlot, error) {
 	}
 	if p.made < cap(p.free) {
 		p.made++
+		if n := len(p.b.spare); n > 0 {
+			sl := p.b.spare[n-1]
+			p.b.spare = p.b.spare[:n-1]
+			return sl, nil
+		}
 		return &chunkSlot{plain: make([]byte, p.b.chunkSize)}, nil
 	}
 	select {
@@ -451,6 +460,12 @@ func (p *pipeline) finish() (cids []cid.Cid, sum [32]byte, err error) {
 		return nil, sum, err
 	}
 	p.h.Sum(sum[:0])
+	// Every slot is back in free: keep them for the Builder's next file.
+	for len(p.free) > 0 {
+		sl := <-p.free
+		sl.sealDone, sl.hashDone = nil, nil
+		p.b.spare = append(p.b.spare, sl)
+	}
 	return p.cids, sum, nil
 }
 
