@@ -30,7 +30,7 @@
 # only loopback.
 #
 # Environment: N (500), RUNS (3), SRC, KEEP=1, BENCH_DIR, BUILD_FROM=tree,
-# SKIP_ORTHANC=1, SKIP_MOVE=1.
+# SKIP_ORTHANC=1, SKIP_MOVE=1, SKIP_INGEST=1.
 # Results: a table on stdout and scripts/out/bench-pacs-<time>.txt.
 set -euo pipefail
 
@@ -238,6 +238,7 @@ fi
 dest_port=$(free_port)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for k in $(seq "$RUNS"); do
+	[[ -n ${SKIP_INGEST:-} ]] && break
 	log "ingest run $k of $RUNS"
 	medmesh_ingest
 	if [[ -n $have_orthanc ]]; then

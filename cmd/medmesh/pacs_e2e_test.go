@@ -570,3 +570,74 @@ func (o *orthancProc) dataSets(t *testing.T) map[string][]byte {
 	}
 	return out
 }
+
+// TestPACSKilledDaemon: instances the node acknowledged are not lost when
+// its daemon is killed (SIGKILL) in the middle of an association, while
+// the study is being encrypted as it arrives: the next start stores them
+// from the inbox, and the half-written record is gone.
+func TestPACSKilledDaemon(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon")
+	}
+	dir := t.TempDir()
+	c := &cli{t: t, repo: filepath.Join(dir, "node")}
+	port := freePort(t)
+	c.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+	c.must("network", "create", "--name", "e2e-kill")
+	c.must("config", "set", "dicom.listen", "127.0.0.1:"+port)
+	c.must("config", "set", "dicom.allowed", "SENDER@127.0.0.1")
+	d := c.startDaemon()
+	files, err := dicomtest.WriteStudy(filepath.Join(dir, "src"), dicomtest.Options{InstancesPerSeries: 40, Rows: 64, Cols: 64, Seed: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var params []dimse.StoreParams
+	for _, f := range files {
+		fh, _ := os.Open(f)
+		p, _, err := dimse.Part10Params(fh)
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		params = append(params, p)
+	}
+	ctx := context.Background()
+	a, err := dimse.Dial(ctx, "127.0.0.1:"+port, dimse.ClientOptions{CallingAE: "SENDER", CalledAE: "MEDMESH", Proposals: dimse.StorageProposals(params)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string][]byte{}
+	for i, f := range files[:30] {
+		fh, _ := os.Open(f)
+		_, err := a.StorePart10(ctx, fh)
+		fh.Close()
+		if err != nil {
+			t.Fatalf("C-STORE %d: %v", i, err)
+		}
+		uid, ds := part10Split(t, f)
+		acked[uid] = ds
+	}
+	// Killed with the association open and the study half encrypted.
+	d.Process.Signal(syscall.SIGKILL)
+	d.Wait()
+	a.Abort()
+	d = c.startDaemon()
+	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
+	var hits []api.DicomStudyHit
+	waitFor(t, "the acknowledged instances after the restart", 60*time.Second, func() error {
+		hits = decode[[]api.DicomStudyHit](t, c.must("dicom", "query", "--json"))
+		if len(hits) != 1 || hits[0].Instances != len(acked) {
+			return fmt.Errorf("dicom query: %+v, want one study of %d instances", hits, len(acked))
+		}
+		return nil
+	})
+	c.must("dicom", "export", hits[0].ID, "-o", filepath.Join(dir, "out"))
+	sameSets(t, "stored after the restart", dataSets(t, filepath.Join(dir, "out")), acked)
+	if ents, _ := os.ReadDir(filepath.Join(c.repo, "dicom-inbox")); len(ents) != 1 { // .incoming only
+		t.Errorf("inbox after the restart: %v", ents)
+	}
+	recs := decode[[]api.Record](t, c.must("ls", "--json"))
+	if len(recs) != 1 {
+		t.Errorf("%d records after the restart, want the one study", len(recs))
+	}
+}

@@ -33,8 +33,10 @@ type Imaging interface {
 	Search(ctx context.Context, q imaging.Query) ([]*imaging.Row, []uint32, error)
 	// Open opens a study record (claiming the read of a granted one).
 	Open(ctx context.Context, id cid.Cid, version int, purpose string) (*imaging.Opened, error)
-	// OpenInstance streams one instance's original Part 10 file.
+	// OpenInstance and WriteInstance stream one instance's original Part
+	// 10 file.
 	OpenInstance(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef) io.ReadCloser
+	WriteInstance(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef, w io.Writer) error
 	// ReadDone counts a completed read.
 	ReadDone(ctx context.Context, o *imaging.Opened, purpose string)
 	// IndexGranted, Indexed and Unindex keep studies granted to this node

@@ -72,6 +72,9 @@ func (f *fakeImaging) Open(context.Context, cid.Cid, int, string) (*imaging.Open
 func (f *fakeImaging) OpenInstance(context.Context, *imaging.Opened, *dicom.InstanceRef) io.ReadCloser {
 	return nil
 }
+func (f *fakeImaging) WriteInstance(context.Context, *imaging.Opened, *dicom.InstanceRef, io.Writer) error {
+	return errors.New("no")
+}
 func (f *fakeImaging) ReadDone(context.Context, *imaging.Opened, string) {}
 func (f *fakeImaging) IndexGranted(context.Context, cid.Cid) (cid.Cid, error) {
 	return cid.Undef, nil
