@@ -68,7 +68,17 @@ trap 'exit 130' INT TERM
 for tool in storescu movescu dcmdump curl jq python3 bc; do
 	command -v "$tool" >/dev/null || { echo "bench-pacs: $tool is required (apt-get install dcmtk curl jq python3 bc)" >&2; exit 1; }
 done
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# free_port: a free port never handed out before in this run (a port
+# chosen for a server that starts later must not go to another one).
+free_port() {
+	local p
+	while :; do
+		p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		grep -qx "$p" "$work/ports" 2>/dev/null || break
+	done
+	echo "$p" >>"$work/ports"
+	echo "$p"
+}
 hwm_mib() { awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
 port_open() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 secs() { echo "$2 - $1" | bc -l; }
@@ -117,9 +127,10 @@ medmesh_ingest() {
 	repo=$(start_node ingest dicom.listen "127.0.0.1:$port" dicom.allowed STORESCU@127.0.0.1 dicom.store_delay 0s replication.factor 1)
 	mm --repo "$repo" network create --name bench >/dev/null
 	run_daemon "$repo"
+	wait_for 60 port_open "$port" || { tail -20 "$repo.log" >&2; exit 1; }
 	sync
 	t0=$(now)
-	storescu -q -aet STORESCU -aec MEDMESH +sd +r 127.0.0.1 "$port" "$work/series"
+	storescu -q -aet STORESCU -aec MEDMESH +sd +r 127.0.0.1 "$port" "$work/series" || { echo "storescu into medmesh failed" >&2; tail -20 "$repo.log" >&2; exit 1; }
 	t1=$(now)
 	for _ in $(seq 6000); do
 		n=$(mm --repo "$repo" dicom query --json | jq '[.[].instance_count] | add // 0')
@@ -162,9 +173,10 @@ orthanc_ingest_move() { # also measures Orthanc's C-MOVE from its storage, when 
 	pid=$!
 	pids+=("$pid")
 	wait_for 60 curl -sf "http://127.0.0.1:$http/system"
+	wait_for 60 port_open "$dicom"
 	sync
 	t0=$(now)
-	storescu -q -aet STORESCU -aec ORTHANC +sd +r 127.0.0.1 "$dicom" "$work/series"
+	storescu -q -aet STORESCU -aec ORTHANC +sd +r 127.0.0.1 "$dicom" "$work/series" || { echo "storescu into Orthanc failed" >&2; tail -20 "$work/orthanc.log" >&2; exit 1; }
 	t1=$(now)
 	stored=$(curl -sf "http://127.0.0.1:$http/statistics" | jq .CountInstances)
 	[[ $stored == "$files" ]] || { echo "Orthanc stored $stored of $files instances" >&2; exit 1; }
@@ -187,8 +199,9 @@ move_to() {
 	pid=$!
 	pids+=("$pid")
 	wait_for 30 port_open "$dest_port"
+	wait_for 30 port_open "$port"
 	t0=$(date +%s%N)
-	movescu -q -aet MOVESCU -aec "$called" -aem DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=$study_uid" 127.0.0.1 "$port"
+	movescu -q -aet MOVESCU -aec "$called" -aem DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=$study_uid" 127.0.0.1 "$port" || { echo "movescu ($key) failed" >&2; cat "$work/dest.log" >&2; exit 1; }
 	t1=$(date +%s%N)
 	stop_pids "$pid"
 	got=$(sed -n 's/^dimsescp: stored \([0-9]*\) instances.*/\1/p' "$work/dest.log")

@@ -174,6 +174,7 @@ func (w *StudyWriter) Finish(ctx context.Context) (*api.DicomStudyResult, error)
 	if err != nil {
 		return nil, err
 	}
+	w.s.countStored(w.n)
 	if err := w.s.idx.Put(ctx, ar.ID.String(), w.study); err != nil {
 		return nil, fmt.Errorf("record %s stored but not indexed: %w", ar.ID, err)
 	}
