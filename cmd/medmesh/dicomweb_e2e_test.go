@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -178,5 +179,89 @@ func multipartBodies(t *testing.T, resp *http.Response) [][]byte {
 		}
 		b, _ := io.ReadAll(p)
 		out = append(out, b)
+	}
+}
+
+// orthancDicomWebPlugin is where Debian's orthanc-dicomweb puts the plugin.
+const orthancDicomWebPlugin = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+// TestDICOMwebOrthanc: Orthanc's DICOMweb plugin as a client of the node
+// (a DICOMweb client we did not write): QIDO-RS at every level, WADO-RS
+// retrieval of a study into Orthanc (the data sets the node stores), and
+// STOW-RS from Orthanc into the node.
+func TestDICOMwebOrthanc(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a daemon and Orthanc")
+	}
+	needTools(t, "Orthanc")
+	if _, err := os.Stat(orthancDicomWebPlugin); err != nil {
+		t.Skip("orthanc-dicomweb not installed (apt-get install orthanc-dicomweb): skipping")
+	}
+	dir := t.TempDir()
+	c := &cli{t: t, repo: filepath.Join(dir, "node")}
+	apiAddr := "127.0.0.1:" + freePort(t)
+	c.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", apiAddr)
+	c.must("network", "create", "--name", "e2e-orthanc-dicomweb")
+	d := c.startDaemon()
+	defer func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }()
+	files, err := dicomtest.WriteStudy(filepath.Join(dir, "study"), dicomtest.Options{SeriesPerStudy: 2, InstancesPerSeries: 3, Rows: 32, Cols: 32, Modality: "MR", Seed: 31})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp := decode[api.DicomImportResult](t, c.must(append([]string{"dicom", "import", "--json"}, files...)...))
+	first, err := dicom.ParseFile(files[0])
+	if err != nil || len(imp.Studies) != 1 {
+		t.Fatalf("import: %+v %v", imp, err)
+	}
+	tok, err := os.ReadFile(filepath.Join(c.repo, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := startOrthancWith(t, dir, "MEDMESH", "127.0.0.1:1", map[string]any{
+		"Plugins": []string{orthancDicomWebPlugin},
+		"DicomWeb": map[string]any{"Enable": true, "Root": "/dicom-web/", "Servers": map[string]any{
+			"medmesh": map[string]any{"Url": "http://" + apiAddr + "/dicomweb/", "HttpHeaders": map[string]string{"Authorization": "Bearer " + strings.TrimSpace(string(tok))}},
+		}},
+	})
+
+	// QIDO-RS at every level, from Orthanc.
+	for _, q := range []struct {
+		uri  string
+		args map[string]string
+		want int
+	}{
+		{"/studies", map[string]string{"PatientName": "demo*"}, 1},
+		{"/series", map[string]string{"StudyInstanceUID": first.StudyInstanceUID}, 2},
+		{"/instances", map[string]string{"StudyInstanceUID": first.StudyInstanceUID}, 6},
+		{"/studies/" + first.StudyInstanceUID + "/series/" + first.SeriesInstanceUID + "/instances", map[string]string{}, 3},
+	} {
+		var got []map[string]any
+		o.post(t, "/dicom-web/servers/medmesh/qido", map[string]any{"Uri": q.uri, "Arguments": q.args}, &got)
+		if len(got) != q.want {
+			t.Errorf("Orthanc's QIDO-RS %s %v: %d results, want %d", q.uri, q.args, len(got), q.want)
+		}
+	}
+
+	// WADO-RS: Orthanc retrieves the study; it holds the data sets the
+	// node stores.
+	o.post(t, "/dicom-web/servers/medmesh/retrieve", map[string]any{"Resources": []map[string]string{{"Study": first.StudyInstanceUID}}, "Synchronous": true}, nil)
+	c.must("dicom", "export", imp.Studies[0].ID, "-o", filepath.Join(dir, "stored"))
+	sameSets(t, "Orthanc's WADO-RS retrieve", o.dataSets(t), dataSets(t, filepath.Join(dir, "stored")))
+
+	// STOW-RS: a study uploaded to Orthanc, sent by Orthanc to the node.
+	other, err := dicomtest.WriteStudy(filepath.Join(dir, "other"), dicomtest.Options{InstancesPerSeries: 2, Rows: 16, Cols: 16, Modality: "CT", Seed: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, f := range other {
+		b, _ := os.ReadFile(f)
+		var r struct{ ID string }
+		o.postRaw(t, "/instances", b, &r)
+		ids = append(ids, r.ID)
+	}
+	o.post(t, "/dicom-web/servers/medmesh/stow", map[string]any{"Resources": ids, "Synchronous": true}, nil)
+	if hits := decode[[]api.DicomStudyHit](t, c.must("dicom", "query", "--modality", "CT", "--json")); len(hits) != 1 || hits[0].Instances != 2 {
+		t.Fatalf("after Orthanc's STOW-RS: %+v", hits)
 	}
 }

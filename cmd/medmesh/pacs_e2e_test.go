@@ -426,6 +426,11 @@ type orthancProc struct {
 }
 
 func startOrthancProc(t *testing.T, dir, nodeAE, nodeAddr string) *orthancProc {
+	return startOrthancWith(t, dir, nodeAE, nodeAddr, nil)
+}
+
+// startOrthancWith starts Orthanc with extra configuration keys.
+func startOrthancWith(t *testing.T, dir, nodeAE, nodeAddr string, extra map[string]any) *orthancProc {
 	t.Helper()
 	httpPort, dicomPort := freePort(t), freePort(t)
 	host, port, _ := net.SplitHostPort(nodeAddr)
@@ -438,6 +443,9 @@ func startOrthancProc(t *testing.T, dir, nodeAE, nodeAddr string) *orthancProc {
 		"SaveJobs": false, "UnknownSopClassAccepted": true,
 		"DicomModalities": map[string]any{"medmesh": map[string]any{"AET": nodeAE, "Host": host, "Port": mustAtoi(t, port),
 			"AllowEcho": true, "AllowFind": true, "AllowMove": true, "AllowGet": true, "AllowStore": true}},
+	}
+	for k, v := range extra {
+		cfg[k] = v
 	}
 	b, _ := json.Marshal(cfg)
 	cp := filepath.Join(dir, "orthanc.json")
