@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 )
 
@@ -86,4 +87,57 @@ func joinStrings(s []string) string {
 		b.WriteString(x)
 	}
 	return b.String()
+}
+
+// A storage failure reaches the caller: State's queries return it, Ingest
+// and Append return it without applying anything, and the Ledger's query
+// methods without an error result log it and count it in
+// medmesh_ledger_read_errors_total instead of answering silently.
+func TestStorageFailuresSurface(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	st := &flakyStore{Store: NewMemStore()}
+	l, err := Open(ctx, Options{Store: st, Key: w.admin.key, Genesis: w.genesis, Logger: quietLogger(), Types: testTypes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w.setup(t, l)
+	rec := recordPayload(t, w.members[1], "b").Record
+	if _, ok := l.Record(rec); !ok {
+		t.Fatal("record not found")
+	}
+	heads := l.Heads()
+	st.set(errors.New("disk failed"), nil)
+	if _, ok, err := l.State().Record(ctx, rec); err == nil || ok {
+		t.Fatalf("State().Record on a failed disk: ok %v, err %v", ok, err)
+	}
+	if _, err := l.State().Grants(ctx, rec); err == nil {
+		t.Fatal("State().Grants on a failed disk: no error")
+	}
+	before := counterValue(l.met.readErrors.WithLabelValues("record"))
+	if _, ok := l.Record(rec); ok {
+		t.Fatal("Record answered from a failed disk")
+	}
+	if got := counterValue(l.met.readErrors.WithLabelValues("record")) - before; got != 1 {
+		t.Fatalf("read_errors{query=record} grew by %v", got)
+	}
+	if _, err := l.Append(ctx, TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()}); err == nil || isReject(err) {
+		t.Fatalf("Append on a failed disk: %v", err)
+	}
+	st.set(nil, errors.New("disk failed"))
+	e := forge(t, l, w.members[1], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()}, heads)
+	if err := l.Ingest(ctx, e.Bytes()); err == nil || isReject(err) || errors.Is(err, ErrPending) {
+		t.Fatalf("Ingest with failing commits: %v", err)
+	}
+	st.set(nil, nil)
+	if !equalCids(l.Heads(), heads) {
+		t.Fatal("a failed commit moved the heads")
+	}
+	if err := l.Ingest(ctx, e.Bytes()); err != nil {
+		t.Fatalf("the same entry once the disk works: %v", err)
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
