@@ -312,22 +312,8 @@ func (c *Core) Ingest(ctx context.Context, es []*Entry) (Outcome, error) {
 			out.Rejected = append(out.Rejected, r.Err.(*RejectError))
 			queue = append(queue, c.pend.release(e.cid)...)
 		}
-		i, input := idx[e.cid]
-		if !input || out.Results[i].Status != 0 {
-			continue
-		}
-		out.Results[i] = r
-		switch r.Status {
-		case Duplicate:
-			out.Duplicates++
-		case Pending:
-			out.Pending = append(out.Pending, e.cid)
-			if errors.Is(r.Err, ErrPendingFull) {
-				out.Dropped++
-			}
-			for _, m := range miss {
-				missing[m] = true
-			}
+		if i, input := idx[e.cid]; input && out.Results[i].Status == 0 {
+			out.record(i, e, r, miss, missing)
 		}
 	}
 	if err := flush(); err != nil {

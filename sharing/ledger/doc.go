@@ -127,8 +127,8 @@
 // The package is a state machine, a storage seam and a transport, in the
 // manner of etcd raft and tailscale's tka:
 //
-//   - Core (core.go) validates entries at their causal position and applies
-//     them. It does no network I/O, reads no clock and starts no goroutine:
+//   - Core (core.go, outcome.go) validates entries at their causal position
+//     and applies them. It does no network I/O, reads no clock and starts no goroutine:
 //     Ingest(entries) returns an Outcome of plain values (per-entry
 //     Results; the entries Applied, Rejected and Pending; the parents
 //     Missing, to fetch). Append signs on the current heads with the time

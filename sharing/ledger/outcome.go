@@ -88,3 +88,21 @@ func isReject(err error) bool {
 	var re *RejectError
 	return errors.As(err, &re)
 }
+
+// record sets the Result of input i (entry e), which was missing the
+// parents miss if it is pending.
+func (out *Outcome) record(i int, e *Entry, r Result, miss []cid.Cid, missing map[cid.Cid]bool) {
+	out.Results[i] = r
+	switch r.Status {
+	case Duplicate:
+		out.Duplicates++
+	case Pending:
+		out.Pending = append(out.Pending, e.cid)
+		if errors.Is(r.Err, ErrPendingFull) {
+			out.Dropped++
+		}
+		for _, m := range miss {
+			missing[m] = true
+		}
+	}
+}
