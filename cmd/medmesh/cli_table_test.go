@@ -883,6 +883,17 @@ func cliRows() []cliRow {
 		}},
 		{cmd: "demo", node: on("nonet"), args: argv("demo", "extra"), code: exitInvalid},
 
+		// Key rotation.
+		{cmd: "keys rotate", node: on("research"), args: argv("keys", "rotate"), check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[api.KeyRotateResult](t, out)
+			if r.KeyID == "" || r.Entry == "" || len(r.OldKeys) != 1 || r.OldKeys[0].Destroy {
+				t.Errorf("keys rotate: %+v", r)
+			}
+		}},
+		{cmd: "keys rotate", node: on("research"), args: argv("keys", "rotate", "extra"), code: exitInvalid},
+		{cmd: "keys", node: on("clinic"), args: argv("keys"), text: true, check: has("rotate")},
+		{cmd: "keys", node: on("clinic"), args: argv("keys", "bogus"), code: exitInvalid},
+
 		// Erasure.
 		{cmd: "add", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"add", e.path("report-v2.json"), "--replicas", "1"} },
 			check: func(t *testing.T, e *tableEnv, out string) { e.vals["doomed"] = decode[api.AddResult](t, out).ID }},

@@ -54,7 +54,7 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "debug logging")
 	root.AddCommand(
 		newInitCmd(), newIDCmd(), newNetworkCmd(), newDaemonCmd(),
-		newAddCmd(), newGetCmd(), newLsCmd(), newUpdateCmd(), newDeleteCmd(),
+		newAddCmd(), newGetCmd(), newLsCmd(), newUpdateCmd(), newDeleteCmd(), newKeysCmd(),
 		newGrantCmd(), newGrantsCmd(), newRevokeCmd(), newAuditCmd(), newStatusCmd(),
 		newLedgerCmd(), newDemoCmd(), newDicomCmd(), newMembersCmd(),
 		newGCCmd(), newRepoCmd(), newReprovideCmd(), newConsentCmd(), newDatasetCmd(), newImplantCmd(), newFHIRCmd(),

@@ -174,6 +174,31 @@ type InviteResult struct {
 	Member bool `json:"member"`
 }
 
+// KeyRotateRequest asks for a key rotation.
+type KeyRotateRequest struct {
+	// DestroyOld marks the previous keys to be destroyed once nothing
+	// needs them.
+	DestroyOld bool `json:"destroy_old"`
+}
+
+// KeyRotateResult is what `medmesh keys rotate` did.
+type KeyRotateResult struct {
+	// KeyID names the new key (the first 8 bytes of its KeyID, hex).
+	KeyID string `json:"key_id"`
+	Entry string `json:"entry"` // its key.announce
+	// RewrappedCount counts the owned records' keys re-sealed to it.
+	RewrappedCount int      `json:"rewrapped_count"`
+	OldKeys        []OldKey `json:"old_keys"`
+}
+
+// OldKey is a previous key-wrapping key the node keeps.
+type OldKey struct {
+	KeyID string `json:"key_id"`
+	// Destroy: marked to be destroyed once NeededBy is empty.
+	Destroy  bool     `json:"destroy"`
+	NeededBy []string `json:"needed_by"`
+}
+
 // DeleteResult is what `medmesh delete` erased.
 type DeleteResult struct {
 	ID string `json:"id"`

@@ -25,6 +25,7 @@ import (
 	"github.com/medmesh/medmesh/node/gc"
 	"github.com/medmesh/medmesh/node/httpapi"
 	"github.com/medmesh/medmesh/node/imaging"
+	"github.com/medmesh/medmesh/node/keys"
 	"github.com/medmesh/medmesh/node/implants"
 	"github.com/medmesh/medmesh/node/membership"
 	"github.com/medmesh/medmesh/node/p2p"
@@ -72,7 +73,7 @@ type Daemon struct {
 
 	self    peer.ID
 	ident   crypto.PrivKey
-	kem     *keywrap.PrivateKey
+	kem     *keywrap.Keyring // the current key-wrapping key and the previous ones kept
 	log     *slog.Logger
 	opts    Options
 	reg     *prometheus.Registry
@@ -92,6 +93,7 @@ type Daemon struct {
 	pacs     *pacs.Service
 	implants *implants.Service
 	members  *membership.Service
+	keys     *keys.Service
 	erasure  *erasure.Service
 
 	closeOnce sync.Once
@@ -137,7 +139,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	kem, err := r.KEMKey()
+	kem, err := keys.LoadKeyring(r)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +219,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.gc.RecoverInterruptedAdds(ctx)
 	d.members, err = membership.New(ctx, membership.Config{
 		Self: self, KEMPublic: kem.Public, Ledger: d.Ledger, Repo: r, Local: d.local,
-		Unwrap: func(rc access.Recipient, env []byte) ([]byte, error) { return rc.Unwrap(kem, env) },
+		Unwrap: func(rc access.Recipient, env []byte) ([]byte, error) { return rc.UnwrapWith(kem, env) },
 		Org:    r.Config.Org, Now: o.Now, Logger: d.log,
 	})
 	if err != nil {
@@ -287,6 +289,11 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	}
 	d.Records.Start(d.P2P)
 	d.erasure.Start(d.Records, d.imaging)
+	d.keys, err = keys.New(keys.Config{Self: self, Ring: kem, Repo: r, Ledger: view, Records: d.Records, Now: o.Now, Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
+	d.keys.Start()
 	d.members.Start(membershipNet{d.P2P})
 	d.loadPeerBook(ctx)
 	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
@@ -316,6 +323,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Ledger{L: d.Ledger},
 		httpapi.Members{S: d.members},
 		httpapi.Erasure{S: d.erasure},
+		httpapi.Keys{S: d.keys},
 		httpapi.Records{S: d.Records, Log: d.log},
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
@@ -416,6 +424,9 @@ func (d *Daemon) Close() error {
 		}
 		if d.erasure != nil {
 			d.erasure.Close()
+		}
+		if d.keys != nil {
+			d.keys.Close()
 		}
 		if d.repl != nil {
 			d.repl.Close()

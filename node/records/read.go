@@ -62,7 +62,7 @@ func (s *Service) ReadKey(ctx context.Context, info ledger.RecordInfo) (record.K
 // unwrap opens an envelope of this node's.
 func (s *Service) unwrap(r access.Recipient, envelope []byte) (record.Key, error) {
 	var key record.Key
-	k, err := r.Unwrap(s.kem, envelope)
+	k, err := r.UnwrapWith(s.kem, envelope)
 	if err != nil {
 		return key, err
 	}

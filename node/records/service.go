@@ -37,6 +37,15 @@ type Ledger interface {
 	Append(ctx context.Context, typ string, payload any) (*ledger.Entry, error)
 }
 
+// Keys are the node's key-wrapping keys (*keywrap.Keyring).
+type Keys interface {
+	// Public is the current key's public half: new envelopes of this
+	// node's own are sealed to it.
+	Public() []byte
+	// Key finds a key by the ID an envelope names.
+	Key(id keywrap.KeyID) (*keywrap.PrivateKey, bool)
+}
+
 // Network is the p2p node as the service uses it (*p2p.Node).
 type Network interface {
 	// GetFrom fetches one block (a manifest) from one holder at a time,
@@ -78,9 +87,11 @@ type Add interface {
 // Config is what a Service needs. Every field but FetchTimeout, Replicas,
 // Now, Logger and Metrics is required.
 type Config struct {
-	// Self is this node's peer ID, KEM its key-wrapping private key.
+	// Self is this node's peer ID, KEM its key-wrapping keys (a
+	// *keywrap.Keyring: the current key, and the previous ones it keeps
+	// after a rotation; or one *keywrap.PrivateKey).
 	Self peer.ID
-	KEM  *keywrap.PrivateKey
+	KEM  Keys
 
 	Ledger Ledger
 	Blocks Blocks
@@ -111,7 +122,7 @@ type Config struct {
 // Service is the records service.
 type Service struct {
 	self    peer.ID
-	kem     *keywrap.PrivateKey
+	kem     Keys
 	ledger  Ledger
 	blocks  Blocks
 	durable Syncer

@@ -6,11 +6,15 @@
 //	config.json      settings: addresses, bootstrap peers, replication, storage (settings.go)
 //	identity.key     libp2p Ed25519 private key (protobuf, as libp2p marshals it)
 //	kem.key          HPKE ML-KEM-768+X25519 private key (key wrapping)
+//	kem.<id>.key     a previous key-wrapping key kept after `keys rotate` until
+//	                 nothing needs it (node/keys); .destroy beside it: to be destroyed
 //	api.token        bearer token for the HTTP API
 //	implant.key      node-local implant key (node/implants): keys the patient
 //	                 pseudonyms of its implantations and seals their local records;
 //	                 created by the daemon on first start; back it up with the repo
-//	network/         genesis.cbor (the ledger's first entry), psk (pre-shared key)
+//	network/         genesis.cbor (the ledger's first entry), psk (pre-shared key),
+//	                 keys (the pre-shared key schedule after rotations) and
+//	                 invitation (until the daemon redeemed it): node/membership
 //	datastore/       badger: blocks, ledger state, indexes, wrapped data keys
 //	api              written by a running daemon: its actual API address
 //	repo.lock        flock-ed by the running daemon (holds its pid): one daemon per repo

@@ -87,3 +87,23 @@ func (r Recipient) Unwrap(priv *keywrap.PrivateKey, envelope []byte) ([]byte, er
 	}
 	return key, nil
 }
+
+// Keys finds a private key by the ID an envelope names (a
+// *keywrap.Keyring, or a single *keywrap.PrivateKey).
+type Keys interface {
+	Key(id keywrap.KeyID) (*keywrap.PrivateKey, bool)
+}
+
+// UnwrapWith opens an encoded envelope with whichever of keys it was sealed
+// to (keywrap.ErrWrongKey if none).
+func (r Recipient) UnwrapWith(keys Keys, envelope []byte) ([]byte, error) {
+	var env keywrap.Envelope
+	if err := env.UnmarshalBinary(envelope); err != nil {
+		return nil, fmt.Errorf("unwrap %s: %w", r, err)
+	}
+	priv, ok := keys.Key(env.KeyID)
+	if !ok {
+		return nil, fmt.Errorf("unwrap %s: %w", r, keywrap.ErrWrongKey)
+	}
+	return r.Unwrap(priv, envelope)
+}
