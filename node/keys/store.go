@@ -114,4 +114,3 @@ func destroyFile(r *repo.Repo, id keywrap.KeyID) error {
 	}
 	return nil
 }
-
