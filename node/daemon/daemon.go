@@ -165,9 +165,12 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		reg: prometheus.NewRegistry(), ctx: dctx, cancel: cancel,
 		local: namespace.Wrap(store.DS, datastore.NewKey("/medmesh/local")),
 	}
+	// `return nil, err` sets the named result d to nil before deferred
+	// calls run: close the daemon through its own variable.
+	started := d
 	defer func() {
 		if err != nil {
-			d.Close()
+			started.Close()
 		}
 	}()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/medmesh/medmesh/node/repo"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -386,4 +388,39 @@ func TestBlockOfNoKnownRecordIsRefused(t *testing.T) {
 	if _, err := B.Daemon.P2P.Get(ctx, c); err == nil {
 		t.Fatal("a block of no known record was served")
 	}
+}
+
+// TestStartFailsCleanly: a start that fails after the node is half built
+// (here its API address is taken) returns the error, closes what it opened
+// and leaves the repo to the next start. (It used to close a nil daemon and
+// panic, hiding the cause.)
+func TestStartFailsCleanly(t *testing.T) {
+	n, _ := startNet(t, "A")
+	A := n.Nodes[0]
+	if err := A.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r, err := repo.Open(A.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Config.API = ln.Addr().String()
+	if err := r.SaveConfig(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Start(context.Background(), A.Dir, daemon.Options{})
+	if err == nil || d != nil || !strings.Contains(err.Error(), "API listen") {
+		t.Fatalf("start with its API address taken: %v %v", d, err)
+	}
+	ln.Close()
+	d, err = daemon.Start(context.Background(), A.Dir, daemon.Options{})
+	if err != nil {
+		t.Fatalf("the next start: %v", err)
+	}
+	d.Close()
 }
