@@ -62,6 +62,7 @@ type inbox struct {
 	wake    chan struct{}
 	idle    *sync.Cond // signalled when nothing is being stored
 	busy    bool
+	bufs    sync.Pool // copy buffers of receive
 }
 
 // bucket is one study's instances received since its last import.
@@ -88,6 +89,7 @@ func newInbox(s *Service) *inbox {
 	in := &inbox{s: s, dir: filepath.Join(s.cfg.Dir, InboxDir), retry: retryAfter, open: map[string]*bucket{},
 		byAssoc: map[*dimse.AssociationInfo]map[*bucket]bool{}, wake: make(chan struct{}, 1)}
 	in.idle = sync.NewCond(&in.mu)
+	in.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
 	return in
 }
 
@@ -176,7 +178,11 @@ func (in *inbox) receive(req *dimse.StoreRequest, data io.Reader) error {
 		f.Close()
 		return err
 	}
-	n, err := io.Copy(f, io.LimitReader(p10, dicom.MaxFileSize+1))
+	// PDUs bring up to dicom.max_pdu bytes at a time: a buffer of that
+	// order writes an instance in a few syscalls, not one per 32 KiB.
+	buf := in.bufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(p10, dicom.MaxFileSize+1), *buf)
+	in.bufs.Put(buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
