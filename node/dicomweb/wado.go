@@ -37,8 +37,6 @@ func negotiateInstances(accept string, sel []*dicom.InstanceRef) (ts string, ok 
 			if t := strings.ToLower(m.param("type")); t != "" && t != "application/dicom" {
 				continue
 			}
-		case m.typ == "application/dicom":
-			// a single part's type: we always answer multipart/related
 		default:
 			continue
 		}

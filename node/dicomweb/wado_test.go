@@ -285,6 +285,8 @@ func TestTransferSyntaxNegotiation(t *testing.T) {
 		t.Errorf("fallback to *: %v", cts)
 	}
 	decode(t, s.do("GET", f.urlOf(f.ct), map[string]string{"Accept": "application/json"}, nil), http.StatusNotAcceptable)
+	// Instances come in multipart/related only (PS3.18 Table 8.7.4-1).
+	decode(t, s.do("GET", f.urlOf(f.ct), map[string]string{"Accept": "application/dicom"}, nil), http.StatusNotAcceptable)
 }
 
 // TestCORS: a configured origin's preflight is answered without a token,
