@@ -25,7 +25,9 @@
 #    notes when the first and the last instance arrive). Beside it, the
 #    same C-MOVE from Orthanc's local storage to the same destination.
 #
-# dcmtk and Orthanc run with TCP_NODELAY=1 (see bench-dimse.sh). When
+# The servers' CPU time (user + system, from /proc, best of the runs) is
+# reported per instance: on a shared machine it varies less than the wall
+# time. dcmtk and Orthanc run with TCP_NODELAY=1 (see bench-dimse.sh). When
 # unshare(1) works the benchmark runs in a private network namespace with
 # only loopback.
 #
@@ -82,6 +84,8 @@ free_port() {
 hwm_mib() { awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
 port_open() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 secs() { echo "$2 - $1" | bc -l; }
+# cpu_s PID: the process's user+system CPU seconds so far
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # ---------------------------------------------------------------- build
 log "building medmesh, dimsescp and dicomgen"
@@ -129,6 +133,8 @@ medmesh_ingest() {
 	run_daemon "$repo"
 	wait_for 60 port_open "$port" || { tail -20 "$repo.log" >&2; exit 1; }
 	sync
+	local c0
+	c0=$(cpu_s "$(cat "$repo.pid")")
 	t0=$(now)
 	storescu -q -aet STORESCU -aec MEDMESH +sd +r 127.0.0.1 "$port" "$work/series" || { echo "storescu into medmesh failed" >&2; tail -20 "$repo.log" >&2; exit 1; }
 	t1=$(now)
@@ -139,6 +145,7 @@ medmesh_ingest() {
 	done
 	t2=$(now)
 	[[ $n == "$files" ]] || { echo "medmesh stored $n of $files instances" >&2; tail -20 "$repo.log" >&2; exit 1; }
+	best m_cpu "$(echo "$(cpu_s "$(cat "$repo.pid")") - $c0" | bc -l)"
 	maxof m_rss "$(hwm_mib "$(cat "$repo.pid")")"
 	stop_daemon "$repo"
 	best m_acked "$(secs "$t0" "$t1")"
@@ -175,11 +182,14 @@ orthanc_ingest_move() { # also measures Orthanc's C-MOVE from its storage, when 
 	wait_for 60 curl -sf "http://127.0.0.1:$http/system"
 	wait_for 60 port_open "$dicom"
 	sync
+	local c0
+	c0=$(cpu_s "$pid")
 	t0=$(now)
 	storescu -q -aet STORESCU -aec ORTHANC +sd +r 127.0.0.1 "$dicom" "$work/series" || { echo "storescu into Orthanc failed" >&2; tail -20 "$work/orthanc.log" >&2; exit 1; }
 	t1=$(now)
 	stored=$(curl -sf "http://127.0.0.1:$http/statistics" | jq .CountInstances)
 	[[ $stored == "$files" ]] || { echo "Orthanc stored $stored of $files instances" >&2; exit 1; }
+	best o_cpu "$(echo "$(cpu_s "$pid") - $c0" | bc -l)"
 	maxof o_rss "$(hwm_mib "$pid")"
 	best o_stored "$(secs "$t0" "$t1")"
 	if [[ -n ${1:-} ]]; then
@@ -274,9 +284,11 @@ rate() { awk -v a="$1" -v s="$2" 'BEGIN { printf "%.1f", a / s }'; }
 g() { echo "${R[$1]:--}"; }
 median() { tr ' ' '\n' <<<"$1" | sort -g | awk '{a[NR] = $1} END { if (NR) printf "%.2f", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 minof() { tr ' ' '\n' <<<"$1" | sort -g | head -1 | xargs printf "%.2f"; }
-row() { # LABEL KEY RSSKEY
+row() { # LABEL KEY RSSKEY [CPUKEY]
 	[[ -n ${R[$2]:-} ]] || return 0
-	printf "%-66s %8.2f %12s %8s %10s\n" "$1" "${R[$2]}" "$(rate "$files" "${R[$2]}")" "$(rate "$mb" "${R[$2]}")" "$(g "$3")"
+	local cpu=-
+	[[ -n ${4:-} && -n ${R[$4]:-} ]] && cpu=$(awk -v c="${R[$4]}" -v n="$files" 'BEGIN { printf "%.2f", c * 1000 / n }')
+	printf "%-66s %8.2f %12s %8s %10s %10s\n" "$1" "${R[$2]}" "$(rate "$files" "${R[$2]}")" "$(rate "$mb" "${R[$2]}")" "$(g "$3")" "$cpu"
 }
 mrow() { # LABEL KEY
 	[[ -n ${R[${2}_first]:-} ]] || return 0
@@ -290,10 +302,10 @@ mrow() { # LABEL KEY
 	echo "storage: $(df --output=fstype "$work" | tail -n 1 | tr -d ' ') under ${BENCH_DIR:-${TMPDIR:-/tmp}}; load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "dcmtk $(storescu --version 2>/dev/null | awk 'NR == 1 {print $3}') with TCP_NODELAY=1"
 	echo
-	printf "%-66s %8s %12s %8s %10s\n" "C-STORE ingest (storescu)" "seconds" "instances/s" "MB/s" "peak RSS MiB"
-	row "medmesh: encrypted, stored and indexed (dicom query counts all)" m_stored m_rss
+	printf "%-66s %8s %12s %8s %10s %10s\n" "C-STORE ingest (storescu)" "seconds" "instances/s" "MB/s" "peak RSS MiB" "CPU ms/inst"
+	row "medmesh: encrypted, stored and indexed (dicom query counts all)" m_stored m_rss m_cpu
 	row "medmesh: last C-STORE response (instances in the inbox)" m_acked m_rss
-	row "Orthanc: last C-STORE response (stored, SQLite index)" o_stored o_rss
+	row "Orthanc: last C-STORE response (stored, SQLite index)" o_stored o_rss o_cpu
 	if [[ -n ${R[o_stored]:-} ]]; then
 		echo
 		echo "medmesh (stored and indexed) over Orthanc: $(awk -v a="${R[o_stored]}" -v b="${R[m_stored]}" 'BEGIN { printf "%.2f", a / b }')x"
