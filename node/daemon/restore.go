@@ -168,8 +168,12 @@ func (rs *restore) step(d *Daemon) bool {
 func (d *Daemon) ownedImaging() []cid.Cid {
 	seen := map[cid.Cid]bool{}
 	var out []cid.Cid
-	for _, r := range d.Ledger.Records() {
-		if r.Owner != d.self || r.Class != imaging.Class {
+	owned, err := d.Ledger.OwnedRecords(context.Background(), d.self)
+	if err != nil {
+		d.log.Warn("restore: list the records this node owns", "err", err)
+	}
+	for _, r := range owned {
+		if r.Class != imaging.Class {
 			continue
 		}
 		latest := r

@@ -19,7 +19,10 @@ import (
 
 // Ledger is what gc reads from the ledger (*ledger.Ledger).
 type Ledger interface {
-	Records() []ledger.RecordInfo
+	// OwnedRecords lists the records p owns, every version (from the
+	// ledger's owner index: a sweep walks this node's records, not the
+	// network's).
+	OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo, error)
 	Record(rec cid.Cid) (ledger.RecordInfo, bool)
 	Grants(rec cid.Cid) []ledger.Grant
 	// EachEntry calls fn with the CID of every entry the ledger keeps.

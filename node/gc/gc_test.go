@@ -38,14 +38,16 @@ type fakeLedger struct {
 	entries []cid.Cid
 }
 
-func (l *fakeLedger) Records() []ledger.RecordInfo {
+func (l *fakeLedger) OwnedRecords(_ context.Context, p peer.ID) ([]ledger.RecordInfo, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []ledger.RecordInfo
 	for _, r := range l.recs {
-		out = append(out, r)
+		if r.Owner == p {
+			out = append(out, r)
+		}
 	}
-	return out
+	return out, nil
 }
 
 func (l *fakeLedger) Record(rec cid.Cid) (ledger.RecordInfo, bool) {

@@ -128,12 +128,14 @@ func (s *Service) markRecords(ctx context.Context, m marks, res *sweepResult) er
 	// kept: record -> its block list (cid.Undef if not known yet).
 	kept := map[cid.Cid]cid.Cid{}
 	needList := map[cid.Cid]bool{} // owned or pinned: its blocks must be identifiable
-	for _, info := range s.ledger.Records() {
-		if info.Owner == s.self {
-			kept[info.ID] = info.Blocklist
-			needList[info.ID] = true
-			res.stat.OwnedRecordCount++
-		}
+	owned, err := s.ledger.OwnedRecords(ctx, s.self)
+	if err != nil {
+		return fmt.Errorf("list the records this node owns: %w", err)
+	}
+	for _, info := range owned {
+		kept[info.ID] = info.Blocklist
+		needList[info.ID] = true
+		res.stat.OwnedRecordCount++
 	}
 	for rec, bl := range pins {
 		if _, owned := kept[rec]; !owned {

@@ -30,7 +30,10 @@ import (
 type Ledger interface {
 	IsMember(peer.ID) bool
 	Members() []ledger.Member
-	Records() []ledger.RecordInfo
+	// OwnedRecords and HeldIDs read the ledger's involvement indexes: a
+	// check counts this node's records, not the network's.
+	OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo, error)
+	HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Receipts(record cid.Cid) []ledger.Receipt
 	Heads() []cid.Cid
 	PendingCount() int
@@ -86,27 +89,25 @@ func (k *Checker) connected(p peer.ID) bool {
 }
 
 // records counts the records this node owns, those short of reachable
-// holders, and the records it holds for others.
-func (k *Checker) records() (owned int, under []string, held int) {
+// holders, and the records it holds for others. It reads only this node's
+// records (the ledger's owner and holder indexes).
+func (k *Checker) records(ctx context.Context) (owned int, under []string, held int, err error) {
 	under = []string{}
-	for _, r := range k.c.Ledger.Records() {
-		receipts := k.c.Ledger.Receipts(r.ID)
-		if r.Owner != k.self {
-			for _, rc := range receipts {
-				if rc.Holder == k.self && rc.Status == replication.StatusHeld {
-					held++
-					break
-				}
-			}
-			continue
-		}
-		owned++
+	recs, err := k.c.Ledger.OwnedRecords(ctx, k.self)
+	if err != nil {
+		return 0, under, 0, err
+	}
+	heldIDs, err := k.c.Ledger.HeldIDs(ctx, k.self)
+	if err != nil {
+		return 0, under, 0, err
+	}
+	for _, r := range recs {
 		want := int(r.Replicas)
 		if want <= 0 {
 			want = k.c.Factor
 		}
 		reach := map[peer.ID]bool{k.self: true}
-		for _, rc := range receipts {
+		for _, rc := range k.c.Ledger.Receipts(r.ID) {
 			if rc.Status == replication.StatusHeld && k.connected(rc.Holder) {
 				reach[rc.Holder] = true
 			}
@@ -116,7 +117,7 @@ func (k *Checker) records() (owned int, under []string, held int) {
 		}
 	}
 	sort.Strings(under)
-	return owned, under, held
+	return len(recs), under, len(heldIDs), nil
 }
 
 // Check computes this node's health now. It asks up to MaxCompared
@@ -151,9 +152,13 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("%d of the %d other members are not connected (disconnected lists them)", len(h.Disconnected), h.MemberCount))
 	}
 
-	owned, under, held := k.records()
+	owned, under, held, err := k.records(ctx)
+	if err != nil {
+		h.Problems = append(h.Problems, fmt.Sprintf("the ledger's state cannot be read (%v): see the daemon's log; `medmesh ledger verify` checks it", err))
+	} else {
+		k.setCounts(owned, len(under))
+	}
 	h.OwnedCount, h.UnderReplicatedIDs, h.UnderReplicatedCount, h.HeldCount = owned, under, len(under), held
-	k.setCounts(owned, len(under))
 	if len(under) > 0 {
 		h.Problems = append(h.Problems, fmt.Sprintf("%d of the %d records this node owns have fewer reachable copies than they want (`medmesh status ID` shows each): repair places new copies on other members once a holder has been away for replication.grace; a network with fewer members than a record's replicas cannot", len(under), owned))
 	}
@@ -264,7 +269,10 @@ func (k *Checker) counts() (owned, under int) {
 	if fresh {
 		return owned, under
 	}
-	o, u, _ := k.records()
+	o, u, _, err := k.records(context.Background())
+	if err != nil {
+		return owned, under // the last counts; Check reports the failure
+	}
 	k.setCounts(o, len(u))
 	return o, len(u)
 }

@@ -31,7 +31,26 @@ func (f *fakeLedger) IsMember(p peer.ID) bool { return p == f.self || p == f.oth
 func (f *fakeLedger) Members() []ledger.Member {
 	return []ledger.Member{{Peer: f.self}, {Peer: f.other}}
 }
-func (f *fakeLedger) Records() []ledger.RecordInfo        { return f.records }
+func (f *fakeLedger) OwnedRecords(_ context.Context, p peer.ID) ([]ledger.RecordInfo, error) {
+	var out []ledger.RecordInfo
+	for _, r := range f.records {
+		if r.Owner == p {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+func (f *fakeLedger) HeldIDs(_ context.Context, p peer.ID) ([]cid.Cid, error) {
+	var out []cid.Cid
+	for rec, rcs := range f.receipts {
+		for _, rc := range rcs {
+			if rc.Holder == p && rc.Status == "held" {
+				out = append(out, rec)
+			}
+		}
+	}
+	return out, nil
+}
 func (f *fakeLedger) Receipts(r cid.Cid) []ledger.Receipt { return f.receipts[r] }
 func (f *fakeLedger) Heads() []cid.Cid                    { return f.heads }
 func (f *fakeLedger) PendingCount() int                   { return 0 }

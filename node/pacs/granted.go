@@ -19,8 +19,8 @@ import (
 // pixel data) under the grant, which is claimed on the ledger with the
 // grant's purpose, so the owner's audit shows it. A revoked grant removes
 // the study from the index; a new version granted replaces the old one.
-// Work follows grant and revoke entries that name this node; the whole
-// ledger is looked at once, at start.
+// Work follows grant and revoke entries that name this node; at start, the
+// records granted to this node (the ledger's grantee index).
 
 const grantRetry = time.Minute
 
@@ -63,8 +63,14 @@ func (g *grants) run(ctx context.Context) {
 		g.mu.Lock()
 		if g.all {
 			g.all = false
-			for _, r := range g.s.led.Records() {
-				if r.Class == ledger.ClassImaging && r.Owner != g.s.cfg.Self {
+			ids, err := g.s.led.GrantedIDs(ctx, g.s.cfg.Self)
+			if err != nil {
+				g.s.log.Warn("dicom: list the records granted to this node; trying again later", "err", err)
+				g.all = true
+			}
+			for _, id := range ids {
+				r, ok := g.s.led.Record(id)
+				if ok && r.Class == ledger.ClassImaging && r.Owner != g.s.cfg.Self {
 					if _, ok := g.todo[r.ID]; !ok {
 						g.todo[r.ID] = time.Time{}
 					}

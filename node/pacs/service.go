@@ -50,7 +50,9 @@ type Imaging interface {
 type Ledger interface {
 	IsMember(p peer.ID) bool
 	Record(id cid.Cid) (ledger.RecordInfo, bool)
-	Records() []ledger.RecordInfo
+	// GrantedIDs lists the records p has or had a grant on (the ledger's
+	// grantee index): the studies to index at start.
+	GrantedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Grants(record cid.Cid) []ledger.Grant
 	Versions(id cid.Cid) []ledger.RecordInfo
 }

@@ -86,9 +86,11 @@ type fakeLedger struct{}
 
 func (fakeLedger) IsMember(peer.ID) bool                    { return true }
 func (fakeLedger) Record(cid.Cid) (ledger.RecordInfo, bool) { return ledger.RecordInfo{}, false }
-func (fakeLedger) Records() []ledger.RecordInfo             { return nil }
-func (fakeLedger) Grants(cid.Cid) []ledger.Grant            { return nil }
-func (fakeLedger) Versions(cid.Cid) []ledger.RecordInfo     { return nil }
+func (fakeLedger) GrantedIDs(context.Context, peer.ID) ([]cid.Cid, error) {
+	return nil, nil
+}
+func (fakeLedger) Grants(cid.Cid) []ledger.Grant        { return nil }
+func (fakeLedger) Versions(cid.Cid) []ledger.RecordInfo { return nil }
 
 func newTestService(t *testing.T, dir string, img *fakeImaging, delay time.Duration) *Service {
 	t.Helper()

@@ -113,6 +113,21 @@ func (s *Service) BlocksOf(rec cid.Cid) []cid.Cid {
 	return out
 }
 
+// records returns the records that have blocks in the index.
+func (x *blockIndex) records() []cid.Cid {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	set := map[cid.Cid]bool{}
+	var out []cid.Cid
+	for _, r := range x.blocks {
+		if !set[r] {
+			set[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // IndexedBlocks returns a copy of the block index (block -> record).
 func (s *Service) IndexedBlocks() map[cid.Cid]cid.Cid {
 	s.index.mu.RLock()

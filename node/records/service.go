@@ -28,7 +28,11 @@ type Ledger interface {
 	IsMember(p peer.ID) bool
 	Members() []ledger.Member
 	KEMKey(p peer.ID) ([]byte, bool)
-	Records() []ledger.RecordInfo
+	// The records a member owns, holds, or has or had a grant on (the
+	// ledger's involvement indexes).
+	OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo, error)
+	HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
+	GrantedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Versions(id cid.Cid) []ledger.RecordInfo
 	GrantHistory(id cid.Cid) []ledger.Grant
 	Receipts(id cid.Cid) []ledger.Receipt

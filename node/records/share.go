@@ -17,11 +17,22 @@ import (
 )
 
 // List returns the records this node owns, holds or may read, newest
-// first.
+// first. It looks only at those records (the ledger's owner, holder and
+// grantee indexes, and the records whose blocks this node indexes), never
+// at every record on the ledger.
 func (s *Service) List(ctx context.Context) ([]api.Record, error) {
-	out := []api.Record{}
+	recs, others, err := s.involved(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	for _, id := range others {
+		if r, ok := s.ledger.Record(id); ok {
+			recs = append(recs, r)
+		} // else: blocks indexed for a record not on the ledger (an add in progress)
+	}
+	out := make([]api.Record, 0, len(recs))
 	now := s.cfg.Now()
-	for _, r := range s.ledger.Records() {
+	for _, r := range recs {
 		mine := r.Owner == s.self
 		held, err := s.blocks.Has(ctx, r.ID)
 		if err != nil {
@@ -51,6 +62,39 @@ func (s *Service) List(ctx context.Context) ([]api.Record, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil
+}
+
+// involved returns the records this node may list: those it owns (read
+// whole), and the IDs of those it holds or has or had a grant on (the
+// ledger's indexes) or whose blocks it indexes (a replica being fetched,
+// blocks kept from an earlier holding).
+func (s *Service) involved(ctx context.Context) ([]ledger.RecordInfo, []cid.Cid, error) {
+	owned, err := s.ledger.OwnedRecords(ctx, s.self)
+	if err != nil {
+		return nil, nil, err
+	}
+	held, err := s.ledger.HeldIDs(ctx, s.self)
+	if err != nil {
+		return nil, nil, err
+	}
+	granted, err := s.ledger.GrantedIDs(ctx, s.self)
+	if err != nil {
+		return nil, nil, err
+	}
+	set := make(map[cid.Cid]bool, len(owned))
+	for _, r := range owned {
+		set[r.ID] = true
+	}
+	var others []cid.Cid
+	for _, ids := range [][]cid.Cid{held, granted, s.index.records()} {
+		for _, c := range ids {
+			if !set[c] {
+				set[c] = true
+				others = append(others, c)
+			}
+		}
+	}
+	return owned, others, nil
 }
 
 // peerStrings renders peer IDs for the API (an empty list, never nil).

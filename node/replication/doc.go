@@ -15,14 +15,15 @@
 //
 // # Work follows involvement
 //
-// The manager's loop plans a record when an entry about it arrives, every
-// record once after a change of membership (and at start), and the records
-// this node is involved in (owns, pins, fetches, declined, or may hold) when
-// a peer's liveness changes, every Interval while one of them is short of
-// replicas or has a holder failing its proofs of storage, and in a slow
-// sweep every SweepInterval. With nothing changing
-// a node does no per-record work, however many records the network holds
-// (issue #16).
+// The manager's loop plans a record when an entry about it arrives; every
+// record it knows once, at start; when a member joins, leaves, changes org
+// or its liveness changes, the records this node is involved in (owns,
+// pins, fetches, declined, or may hold) and the records that member holds
+// (the ledger's holder index); every Interval the involved records short
+// of replicas or with a holder failing its proofs of storage; and the
+// involved records in a slow sweep every SweepInterval. With nothing
+// changing a node does no per-record work, however many records the
+// network holds, and a change costs what it can move (issue #16).
 //
 // # Seams
 //

@@ -36,13 +36,14 @@ func (m *Manager) kick() {
 	}
 }
 
-// loop plans records as ledger entries about them arrive, every record
-// after a change of membership, and the records this node is involved in
-// when a peer's liveness changes or every Interval while one of them is
-// short of replicas; a slow sweep (every SweepInterval) re-plans the
-// involved records in case anything was missed. Nothing else: with no
-// change, a node does no per-record work, however many records the network
-// holds.
+// loop plans records as ledger entries about them arrive; when a member
+// joins, leaves, changes org or its liveness changes, the records this
+// node is involved in and those the member holds (the ledger's holder
+// index: the ones that may need a new holder); every Interval the involved
+// records short of replicas; and in a slow sweep (every SweepInterval) the
+// involved records in case anything was missed. Every record it knows is
+// planned once, at start. Nothing else: with no change, a node does no
+// per-record work, however many records the network holds.
 func (m *Manager) loop() {
 	defer m.wg.Done()
 	ch, cancel := m.ledger.Subscribe()
@@ -61,8 +62,12 @@ func (m *Manager) loop() {
 				return
 			}
 			switch e.Type {
-			case ledger.TypeMemberAdd, ledger.TypeMemberRemove:
-				m.dirtyAll = true
+			case ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeMemberOrg:
+				if p, ok := ledger.MemberOf(e); ok {
+					m.changed[p] = true
+				} else {
+					m.dirtyAll = true
+				}
 			case ledger.TypeAccess, ledger.TypeServed:
 				continue // reads move no replica
 			default:
@@ -77,8 +82,8 @@ func (m *Manager) loop() {
 		case <-m.wake:
 			m.pass()
 		case <-tick.C:
-			if m.observe() {
-				m.markInvolved()
+			for _, p := range m.observe() {
+				m.changed[p] = true
 			}
 			for rec := range m.short {
 				m.dirty[rec] = true
@@ -103,11 +108,11 @@ func (m *Manager) markInvolved() {
 }
 
 // observe updates liveness from connectedness and dials members that are
-// not connected, so a peer that came back is noticed. It reports whether
-// any member's liveness changed.
-func (m *Manager) observe() bool {
+// not connected, so a peer that came back is noticed. It returns the
+// members whose liveness changed.
+func (m *Manager) observe() []peer.ID {
 	now := m.now()
-	changed := false
+	var changed []peer.ID
 	for _, mem := range m.ledger.Members() {
 		p := mem.Peer
 		if p == m.self {
@@ -132,7 +137,7 @@ func (m *Manager) observe() bool {
 		m.mu.Lock()
 		if m.upSet[p] != up {
 			m.upSet[p] = up
-			changed = true
+			changed = append(changed, p)
 		}
 		m.mu.Unlock()
 	}
@@ -187,8 +192,10 @@ func (m *Manager) pass() {
 		recs = m.ledger.Records()
 		m.dirtyAll = false
 		clear(m.dirty)
+		clear(m.changed)
 		clear(m.involved)
 	} else {
+		m.followChanges()
 		for rec := range m.dirty {
 			if info, ok := m.ledger.Record(rec); ok {
 				recs = append(recs, info)
@@ -203,6 +210,32 @@ func (m *Manager) pass() {
 		}
 		m.evaluate(info, &room)
 	}
+}
+
+// followChanges marks for planning what a change of members (m.changed:
+// joined, left, changed org, came or went) can move for this node: the
+// records it is involved in (it may fall out of their windows) and the
+// records those members hold (one may need a new holder, and this node
+// may be next). A member's joining only pushes others down a record's
+// order; entering a window matters only when the record lacks a holder,
+// which the holder index finds.
+func (m *Manager) followChanges() {
+	if len(m.changed) == 0 {
+		return
+	}
+	for p := range m.changed {
+		held, err := m.ledger.HeldIDs(m.ctx, p)
+		if err != nil {
+			m.log.Warn("list the records a member holds; planning every record", "member", p, "err", err)
+			m.dirtyAll = true
+			return
+		}
+		for _, rec := range held {
+			m.dirty[rec] = true
+		}
+	}
+	clear(m.changed)
+	m.markInvolved()
 }
 
 // evaluate plans one record and acts for this node.

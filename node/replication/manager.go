@@ -27,6 +27,8 @@ type Ledger interface {
 	IsMember(p peer.ID) bool
 	Record(rec cid.Cid) (ledger.RecordInfo, bool)
 	Records() []ledger.RecordInfo
+	// HeldIDs lists the records p holds (the ledger's holder index).
+	HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Receipts(rec cid.Cid) []ledger.Receipt
 	GrantHistory(rec cid.Cid) []ledger.Grant
 	HoldAuthority(info ledger.RecordInfo) rules.Authority
@@ -157,6 +159,9 @@ type Manager struct {
 	// of membership (and at start).
 	dirty    map[cid.Cid]bool
 	dirtyAll bool
+	// changed are members that joined, left, changed org or whose
+	// liveness changed since the last pass (followChanges).
+	changed map[peer.ID]bool
 	// involved are the records this node may have to act on: it owns,
 	// pins, fetches or declined them, or may hold them (placement's
 	// window). Liveness changes and the periodic sweep re-plan only these,
@@ -198,7 +203,7 @@ func New(cfg Config) (*Manager, error) {
 		live: rules.NewLiveness(o.Grace, cfg.Now()), m: newMetrics(cfg.Metrics),
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
 		fetching: map[cid.Cid]bool{}, lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{}, failing: map[cid.Cid]bool{},
-		short: map[cid.Cid]time.Time{}, dirty: map[cid.Cid]bool{}, dirtyAll: true, involved: map[cid.Cid]bool{},
+		short: map[cid.Cid]time.Time{}, dirty: map[cid.Cid]bool{}, dirtyAll: true, involved: map[cid.Cid]bool{}, changed: map[peer.ID]bool{},
 	}
 	m.m.pinned.Set(float64(m.pins.Len()))
 	return m, nil

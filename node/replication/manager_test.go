@@ -77,6 +77,19 @@ func (l *fakeLedger) Records() []ledger.RecordInfo {
 	}
 	return out
 }
+func (l *fakeLedger) HeldIDs(_ context.Context, p peer.ID) ([]cid.Cid, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []cid.Cid
+	for rec, rcs := range l.receipts {
+		for _, rc := range rcs {
+			if rc.Holder == p && rc.Status == rules.StatusHeld {
+				out = append(out, rec)
+			}
+		}
+	}
+	return out, nil
+}
 func (l *fakeLedger) Receipts(rec cid.Cid) []ledger.Receipt {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -302,6 +315,25 @@ func TestWorkFollowsInvolvement(t *testing.T) {
 	f.m.pass()
 	if f.ledger.lookups != 1 || f.m.involved[other] {
 		t.Fatalf("an entry about one uninvolved record: %d lookups, involved %v", f.ledger.lookups, f.m.involved[other])
+	}
+
+	// A member that holds three records this node is not involved in
+	// leaves (or goes away): those three and the involved ones are
+	// planned, not every record.
+	gone := f.ledger.members[7].Peer
+	var held []cid.Cid
+	for rec := range f.ledger.recs {
+		if !f.m.involved[rec] && len(held) < 3 && f.ledger.recs[rec].Owner != gone {
+			held = append(held, rec)
+			f.ledger.receipts[rec] = []ledger.Receipt{{Holder: gone, Status: rules.StatusHeld}}
+		}
+	}
+	f.ledger.lookups = 0
+	inv := len(f.m.involved)
+	f.m.changed[gone] = true
+	f.m.pass()
+	if f.ledger.lookups != inv+len(held) {
+		t.Fatalf("a change of one member planned %d records, want its %d holdings and the %d involved", f.ledger.lookups, len(held), inv)
 	}
 }
 

@@ -76,7 +76,7 @@ func (s *Service) datasets(ctx context.Context, mine bool) []*datasetRef {
 	seen := map[cid.Cid]bool{}
 	var out []*datasetRef
 	now := s.now()
-	for _, r := range s.led.Records() {
+	for _, r := range s.listable(ctx, mine) {
 		if r.Class != dataset.Class || seen[r.ID] || mine && r.Owner != s.self {
 			continue
 		}
@@ -103,6 +103,28 @@ func (s *Service) datasets(ctx context.Context, mine bool) []*datasetRef {
 		}
 		return out[i].info.ID.KeyString() < out[j].info.ID.KeyString()
 	})
+	return out
+}
+
+// listable are the records that may be datasets this node lists: its
+// own, and (unless mine) those it has or had a grant on.
+func (s *Service) listable(ctx context.Context, mine bool) []ledger.RecordInfo {
+	out, err := s.led.OwnedRecords(ctx, s.self)
+	if err != nil {
+		s.log.Warn("dataset: list own records", "err", err)
+	}
+	if mine {
+		return out
+	}
+	ids, err := s.led.GrantedIDs(ctx, s.self)
+	if err != nil {
+		s.log.Warn("dataset: list granted records", "err", err)
+	}
+	for _, id := range ids {
+		if r, ok := s.led.Record(id); ok {
+			out = append(out, r)
+		}
+	}
 	return out
 }
 

@@ -85,14 +85,30 @@ type fakeLedger struct {
 	w *world
 }
 
-func (l fakeLedger) Records() []ledger.RecordInfo {
+func (l fakeLedger) OwnedRecords(_ context.Context, p peer.ID) ([]ledger.RecordInfo, error) {
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
 	var out []ledger.RecordInfo
 	for _, c := range l.w.order {
-		out = append(out, l.w.recs[c].info)
+		if r := l.w.recs[c].info; r.Owner == p {
+			out = append(out, r)
+		}
 	}
-	return out
+	return out, nil
+}
+
+// GrantedIDs lists every record of another owner: the service checks the
+// grants itself.
+func (l fakeLedger) GrantedIDs(_ context.Context, p peer.ID) ([]cid.Cid, error) {
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	var out []cid.Cid
+	for _, c := range l.w.order {
+		if l.w.recs[c].info.Owner != p {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 func (l fakeLedger) Record(id cid.Cid) (ledger.RecordInfo, bool) {

@@ -30,7 +30,11 @@ type Ledger interface {
 	Log(ctx context.Context, typ string, limit int) ([]*ledger.Entry, error)
 	// Entry reads one entry (consent ancestry: dataset.LedgerAncestry).
 	Entry(ctx context.Context, c cid.Cid) (*ledger.Entry, error)
-	Records() []ledger.RecordInfo
+	// OwnedRecords and GrantedIDs read the ledger's involvement indexes:
+	// the datasets a node lists are among its own records and those it
+	// was granted, never every record on the ledger.
+	OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo, error)
+	GrantedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Record(id cid.Cid) (ledger.RecordInfo, bool)
 	Versions(id cid.Cid) []ledger.RecordInfo
 	Grants(id cid.Cid) []ledger.Grant

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Datastore layout, under the /ledger namespace:
@@ -13,6 +14,9 @@ import (
 //	/l/<revclock>/<cid>         all applied entries, newest first (type as value)
 //	/t/<type>/<revclock>/<cid>  the same, per type
 //	/i/...                      indexes over applied entries (inputs of derived state)
+//	/i/own/<owner>/<record>     the records each member owns (its owning announcement)
+//	/i/hold/<holder>/<record>   the records each member holds (latest receipt "held")
+//	/i/gto/<grantee>/<record>   the records each member has, or had, a grant on
 //	/s/...                      the materialized view; Digest hashes exactly this prefix
 //	/c/clock                    the local clock high-water mark
 const (
@@ -23,6 +27,18 @@ const (
 	pIdx   = "/i/"
 	pState = "/s/"
 )
+
+// Involvement indexes: what a node owns, holds or may read is a prefix
+// scan, not a walk over every record (issue #16: work follows involvement).
+func ownedKey(owner peer.ID, rec cid.Cid) string {
+	return pIdx + "own/" + owner.String() + "/" + rec.String()
+}
+func heldKey(holder peer.ID, rec cid.Cid) string {
+	return pIdx + "hold/" + holder.String() + "/" + rec.String()
+}
+func grantedKey(grantee peer.ID, rec cid.Cid) string {
+	return pIdx + "gto/" + grantee.String() + "/" + rec.String()
+}
 
 // clockKey renders a clock and CID so that byte order is (clock, CID) order.
 func clockKey(h HLC, c cid.Cid) string { return clockKeyS(h, c.String()) }

@@ -127,6 +127,11 @@ func applyReceipt(a *applier, e *Entry, pl any) error {
 			return nil // an entry later in (clock, CID) order already decided
 		}
 	}
+	if r.Status == replication.StatusHeld {
+		a.t.put(heldKey(e.Author, rec), nil)
+	} else {
+		a.t.del(heldKey(e.Author, rec))
+	}
 	return a.putCBOR(k, &st)
 }
 

@@ -105,3 +105,34 @@ func applyMemberRemove(a *applier, e *Entry, pl any) error {
 	p, _ := peer.IDFromBytes(pl.(*memberRemoveWire).Peer)
 	return a.indexMember(e, p, false, "", nil)
 }
+
+// MemberOf returns the member a membership entry (member.add,
+// member.remove, member.org) is about, so a subscriber can react to one
+// member instead of all.
+func MemberOf(e *Entry) (peer.ID, bool) {
+	var b []byte
+	switch e.Type {
+	case TypeMemberAdd:
+		var w memberAddWire
+		if decMode.Unmarshal(e.Payload, &w) != nil {
+			return "", false
+		}
+		b = w.Peer
+	case TypeMemberRemove:
+		var w memberRemoveWire
+		if decMode.Unmarshal(e.Payload, &w) != nil {
+			return "", false
+		}
+		b = w.Peer
+	case TypeMemberOrg:
+		var w memberOrgWire
+		if decMode.Unmarshal(e.Payload, &w) != nil {
+			return "", false
+		}
+		b = w.Peer
+	default:
+		return "", false
+	}
+	p, err := peer.IDFromBytes(b)
+	return p, err == nil
+}

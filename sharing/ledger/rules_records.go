@@ -144,9 +144,33 @@ func applyRecordAnnounce(a *applier, e *Entry, pl any) error {
 	if v.err != nil {
 		return v.err
 	}
-	if ok {
-		return a.putCBOR(pState+"r/"+id.String(), &best.Info)
+	if !ok {
+		return nil
 	}
+	if err := a.indexOwner(id, best); err != nil {
+		return err
+	}
+	return a.putCBOR(pState+"r/"+id.String(), &best.Info)
+}
+
+// indexOwner keeps /i/own/<owner>/<record> on the record's owning
+// announcement: a concurrent announcement of the same ID by another author
+// that loses (ordered later) is not its owner's record.
+func (a *applier) indexOwner(id cid.Cid, best *recordIdx) error {
+	rows, err := a.t.list(a.ctx, pIdx+"r/"+id.String()+"/")
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		var ri recordIdx
+		if err := decMode.Unmarshal(r.Value, &ri); err != nil {
+			return err
+		}
+		if string(ri.Info.Owner) != string(best.Info.Owner) {
+			a.t.del(ownedKey(peer.ID(ri.Info.Owner), id))
+		}
+	}
+	a.t.put(ownedKey(peer.ID(best.Info.Owner), id), nil)
 	return nil
 }
 
@@ -221,6 +245,7 @@ func applyGrant(a *applier, e *Entry, pl any) error {
 	if err := a.putCBOR(pIdx+"g/"+pair+e.cs, &st); err != nil {
 		return err
 	}
+	a.t.put(grantedKey(grantee, rec), nil)
 	revokes, err := a.t.list(a.ctx, pIdx+"rv/"+pair)
 	if err != nil {
 		return err

@@ -42,6 +42,7 @@ import (
 //	                                    to's Offer), ingested into to
 //	lacks NODE peer=NODE                what NODE's peer lacks, and what NODE lacks
 //	members NODE | grants NODE rec=R | receipts NODE rec=R | named NODE rec=R
+//	involved NODE peer=PEER             what PEER owns, holds and was granted
 //	converged NODE...                   same heads and digest?
 //	fail-store NODE [commit|heal]       every store operation fails (only
 //	                                    commits; or works again)
@@ -205,6 +206,8 @@ func (s *scenario) exec(cmd string, pos []string, args map[string]string) (strin
 		return s.lacks(pos[0], args["peer"])
 	case "members", "grants", "receipts", "named":
 		return s.query(cmd, pos[0], args)
+	case "involved":
+		return s.involved(pos[0], args)
 	case "converged":
 		return s.converged(pos)
 	case "restart":
@@ -633,6 +636,36 @@ func (s *scenario) query(what, node string, a map[string]string) (string, error)
 		return "none", nil
 	}
 	return strings.Join(lines, "\n"), nil
+}
+
+// involved prints the records a peer owns, holds and has or had a grant
+// on, from the involvement indexes.
+func (s *scenario) involved(node string, a map[string]string) (string, error) {
+	c := s.nodes[node]
+	if c == nil {
+		return "", fmt.Errorf("no node %q", node)
+	}
+	p, err := s.peerArg(a["peer"])
+	if err != nil {
+		return "", err
+	}
+	st := c.State()
+	var b strings.Builder
+	for _, q := range []struct {
+		name string
+		f    func(context.Context, peer.ID) ([]cid.Cid, error)
+	}{{"owns", st.OwnedIDs}, {"holds", st.HeldIDs}, {"granted", st.GrantedIDs}} {
+		ids, err := q.f(s.ctx, p.id)
+		if err != nil {
+			return "", err
+		}
+		l := s.labels(ids)
+		if l == "" {
+			l = "none"
+		}
+		fmt.Fprintf(&b, "%s: %s\n", q.name, l)
+	}
+	return b.String(), nil
 }
 
 func (s *scenario) converged(nodes []string) (string, error) {
