@@ -289,6 +289,18 @@ func (h Hide) Records() []ledger.RecordInfo {
 	return out
 }
 
+// OwnedRecords implements the services' Ledger.
+func (h Hide) OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo, error) {
+	all, err := h.Ledger.OwnedRecords(ctx, p)
+	out := all[:0]
+	for _, r := range all {
+		if !h.S.Erased(r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
 // Versions implements the services' Ledger.
 func (h Hide) Versions(id cid.Cid) []ledger.RecordInfo {
 	all := h.Ledger.Versions(id)

@@ -195,8 +195,12 @@ func (s *Service) Owns(ctx context.Context, rec cid.Cid) bool {
 // datastore. It reports how many it wrote.
 func (s *Service) RestoreOwnedKeys(ctx context.Context) (int, error) {
 	n := 0
-	for _, r := range s.ledger.Records() {
-		if r.Owner != s.self || len(r.OwnerEnvelope) == 0 {
+	owned, err := s.ledger.OwnedRecords(ctx, s.self)
+	if err != nil {
+		return 0, fmt.Errorf("restore owned keys: %w", err)
+	}
+	for _, r := range owned {
+		if len(r.OwnerEnvelope) == 0 {
 			continue
 		}
 		has, err := s.local.Has(ctx, keyKey(r.ID))
