@@ -24,6 +24,11 @@ type Client struct {
 	HTTP  *http.Client
 }
 
+// NewClient returns a client of the API at addr (host:port) with token.
+func NewClient(addr, token string) *Client {
+	return &Client{Base: "http://" + addr, Token: token, HTTP: &http.Client{}}
+}
+
 // ErrNoDaemon means no daemon is running for the repo.
 var ErrNoDaemon = errors.New("no medmesh daemon is running for this repo")
 
@@ -41,7 +46,7 @@ func ClientForRepo(dir string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read API token: %w", err)
 	}
-	return &Client{Base: "http://" + strings.TrimSpace(string(addr)), Token: strings.TrimSpace(string(tok)), HTTP: &http.Client{}}, nil
+	return NewClient(strings.TrimSpace(string(addr)), strings.TrimSpace(string(tok))), nil
 }
 
 func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {

@@ -7,12 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/medmesh/medmesh/internal/atomicfile"
 	"log/slog"
-	"net/http"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/medmesh/medmesh/internal/atomicfile"
 
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
@@ -40,7 +40,6 @@ import (
 	"github.com/medmesh/medmesh/storage/blockstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Options tune a daemon.
@@ -322,7 +321,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	}
 
 	d.api = httpapi.New(token, d.log,
-		httpapi.Debug{Metrics: d.metricsHandler()},
+		httpapi.Debug{Metrics: d.reg},
+		httpapi.Identity{Of: d.identity},
 		httpapi.Ledger{L: d.Ledger},
 		httpapi.Members{S: d.members},
 		httpapi.Erasure{S: d.erasure},
@@ -342,7 +342,6 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// Browser viewers of the configured origins may call DICOMweb.
 	d.api.AllowOrigins(dicomweb.Prefix+"/", r.Config.DICOMwebCORSOrigins)
 	httpapi.Instrument(d.api, d.reg)
-	d.routes()
 	addr, err := d.api.Listen(r.Config.API)
 	if err != nil {
 		return nil, err
@@ -372,7 +371,7 @@ func (d *Daemon) PeerID() peer.ID { return d.self }
 // Client returns an API client for this daemon.
 func (d *Daemon) Client() *api.Client {
 	tok, _ := d.Repo.Token()
-	return &api.Client{Base: "http://" + d.apiAddr, Token: tok, HTTP: &http.Client{}}
+	return api.NewClient(d.apiAddr, tok)
 }
 
 // followLedger fans applied ledger entries out to the services that react
@@ -462,8 +461,4 @@ func Run(ctx context.Context, dir string, o Options) error {
 	<-ctx.Done()
 	d.log.Info("shutting down")
 	return d.Close()
-}
-
-func (d *Daemon) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{})
 }
