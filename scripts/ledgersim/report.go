@@ -1,0 +1,388 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/medmesh/medmesh/sharing/ledger"
+)
+
+// Report is what one run measured. Sizes are bytes, durations
+// milliseconds or seconds as named.
+type Report struct {
+	Design       string `json:"design"`
+	Config       Config `json:"config"`
+	NodesStart   int    `json:"nodes_start"`
+	NodesEnd     int    `json:"nodes_end"` // live at the end (joiners in, leavers out)
+	NodesMeasure int    `json:"nodes_measured"`
+
+	Entries       int            `json:"entries"` // distinct entries in the network (setup included)
+	EntryBytes    int64          `json:"entry_bytes"`
+	EntriesByType map[string]int `json:"entries_by_type"`
+
+	StoredEntries Dist `json:"stored_entries"` // per live node
+	StoredShare   Dist `json:"stored_share"`   // of Entries
+	// StoredScoped is the share of the network's non-global entries (those
+	// about records and reads) a node stores: what grows with the network's
+	// history, while the global ones grow with its membership.
+	StoredScoped Dist `json:"stored_scoped_share"`
+	StoredBytes  Dist `json:"stored_bytes"` // the entries' bytes
+	StateBytes   Dist `json:"state_bytes"`  // keys and values of state and indexes
+	Sent         Dist `json:"sent_bytes"`   // from the workload's start to the end of settling
+	Received     Dist `json:"received_bytes"`
+	SyncSent     Dist `json:"sync_sent_bytes"` // of Sent, the sync protocol's
+
+	PropGlobal Lat `json:"propagation_global"` // publish -> applied, every (entry, other node) pair
+	PropScoped Lat `json:"propagation_scoped"`
+	// GlobalReach is, over the global entries of the workload, the mean
+	// share of the nodes up when it was published (and live at the end)
+	// that applied it.
+	GlobalReach float64 `json:"global_reach"`
+	ReadAudit   Lat     `json:"read_to_audit"`       // read -> its attestation applied at the owner
+	ReadClaim   Lat     `json:"read_to_owner_claim"` // read -> the reader's claim applied at the owner
+	Reads       int     `json:"reads"`
+	Unaudited   int     `json:"reads_unaudited"`
+
+	Ops    map[string]OpCount `json:"operations"`
+	Errors map[string]int     `json:"errors,omitempty"`
+
+	Converged       bool    `json:"converged"`
+	SetupSeconds    float64 `json:"setup_seconds"`
+	WorkloadSeconds float64 `json:"workload_seconds"`
+	SettleSeconds   float64 `json:"settle_seconds"`
+	TrafficSeconds  float64 `json:"traffic_seconds"`
+	WallSeconds     float64 `json:"wall_seconds"`
+	CPUSeconds      float64 `json:"cpu_seconds"` // this process, workload and settling
+	LoadBefore      string  `json:"load_before"`
+	LoadAfter       string  `json:"load_after"`
+}
+
+// OpCount is what the workload's operations of one kind did.
+type OpCount struct {
+	OK      int64 `json:"ok"`
+	Failed  int64 `json:"failed"`
+	Skipped int64 `json:"skipped"`
+}
+
+// Dist summarizes a per-node quantity.
+type Dist struct {
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Mean   float64 `json:"mean"`
+	Max    float64 `json:"max"`
+}
+
+func dist(xs []float64) Dist {
+	if len(xs) == 0 {
+		return Dist{}
+	}
+	slices.Sort(xs)
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return Dist{Min: xs[0], Median: xs[len(xs)/2], Mean: sum / float64(len(xs)), Max: xs[len(xs)-1]}
+}
+
+// Lat summarizes latencies, in milliseconds.
+type Lat struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func lat(ds []time.Duration) Lat {
+	if len(ds) == 0 {
+		return Lat{}
+	}
+	slices.Sort(ds)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return Lat{Count: len(ds), P50: ms(ds[len(ds)/2]), P99: ms(ds[min(len(ds)-1, len(ds)*99/100)]), Max: ms(ds[len(ds)-1])}
+}
+
+// GlobalType reports whether entries of type t concern the whole network
+// (membership, keys: issue #16's global scope) rather than one owner's
+// records or their reads.
+func GlobalType(t string) bool {
+	switch t {
+	case ledger.TypeGenesis, ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeMemberOrg, ledger.TypeKeyAnnounce, "network.key":
+		return true
+	}
+	return false
+}
+
+// measure fills rep from the nodes' stores, traffic counters and
+// deliveries.
+func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
+	nodes := s.allNodes()
+	rep.NodesStart = s.cfg.Nodes
+	all := map[cid.Cid]entryInfo{}
+	stored := make([]map[cid.Cid]entryInfo, len(nodes))
+	for i, n := range nodes {
+		stored[i] = n.st.stored()
+		for c, e := range stored[i] {
+			all[c] = e
+		}
+	}
+	rep.Entries = len(all)
+	rep.EntriesByType = map[string]int{}
+	scopedTotal := 0
+	for _, e := range all {
+		if !GlobalType(e.typ) {
+			scopedTotal++
+		}
+		rep.EntryBytes += int64(e.size)
+		rep.EntriesByType[e.typ]++
+	}
+	var ents, share, scopedShare, byts, state, sent, recv, syncSent []float64
+	for i, n := range nodes {
+		if !n.alive.Load() {
+			continue
+		}
+		rep.NodesEnd++
+		var b int64
+		sc := 0
+		for _, e := range stored[i] {
+			b += int64(e.size)
+			if !GlobalType(e.typ) {
+				sc++
+			}
+		}
+		scopedShare = append(scopedShare, float64(sc)/float64(max(scopedTotal, 1)))
+		ents = append(ents, float64(len(stored[i])))
+		share = append(share, float64(len(stored[i]))/float64(rep.Entries))
+		byts = append(byts, float64(b))
+		if sb, err := n.st.stateBytes(ctx); err == nil {
+			state = append(state, float64(sb))
+		}
+		tr := n.tr.snapshot()
+		if i < len(before) {
+			tr = tr.minus(before[i])
+		}
+		sent = append(sent, float64(tr.sent))
+		recv = append(recv, float64(tr.recv))
+		syncSent = append(syncSent, float64(tr.syncSent))
+	}
+	rep.NodesMeasure = len(ents)
+	rep.StoredEntries, rep.StoredShare, rep.StoredBytes, rep.StateBytes = dist(ents), dist(share), dist(byts), dist(state)
+	rep.StoredScoped = dist(scopedShare)
+	rep.Sent, rep.Received, rep.SyncSent = dist(sent), dist(recv), dist(syncSent)
+
+	// Propagation: every (published entry, other node that applied it).
+	s.pubMu.Lock()
+	pub := s.published
+	s.pubMu.Unlock()
+	var glob, scoped []time.Duration
+	applied := make([]map[cid.Cid]time.Time, len(s.ids)) // by node index
+	for _, n := range nodes {
+		applied[n.idx] = map[cid.Cid]time.Time{}
+		for _, d := range n.deliveries() {
+			applied[n.idx][d.c] = d.at
+			p, ok := pub[d.c]
+			if !ok || p.author == n.idx || p.at.Before(n.started) {
+				continue
+			}
+			if GlobalType(p.typ) {
+				glob = append(glob, d.at.Sub(p.at))
+			} else {
+				scoped = append(scoped, d.at.Sub(p.at))
+			}
+		}
+	}
+	rep.PropGlobal, rep.PropScoped = lat(glob), lat(scoped)
+	// Reach: of the nodes up when a global entry was published and live at
+	// the end, the share that applied it.
+	var nglob int
+	var sumReach float64
+	for c, p := range pub {
+		if !GlobalType(p.typ) {
+			continue
+		}
+		up, got := 0, 0
+		for _, n := range nodes {
+			if !n.alive.Load() || n.started.After(p.at) {
+				continue
+			}
+			up++
+			if _, ok := applied[n.idx][c]; ok || n.idx == p.author {
+				got++
+			}
+		}
+		if up > 0 {
+			nglob++
+			sumReach += float64(got) / float64(up)
+		}
+	}
+	if nglob > 0 {
+		rep.GlobalReach = sumReach / float64(nglob)
+	}
+
+	// Reads: to the owner's audit (the attestation applied at the owner)
+	// and to the owner's copy of the claim.
+	w := s.w
+	w.readMu.Lock()
+	reads := append([]*readEvent(nil), w.reads...)
+	w.readMu.Unlock()
+	var audit, claim []time.Duration
+	for _, ev := range reads {
+		rep.Reads++
+		owner := ev.rec.owner
+		if t, ok := applied[owner][ev.claim]; ok {
+			claim = append(claim, t.Sub(ev.t0))
+		}
+		switch {
+		case !ev.served.Defined():
+			rep.Unaudited++
+		case ev.server == owner:
+			audit = append(audit, ev.servedAt.Sub(ev.t0))
+		default:
+			if t, ok := applied[owner][ev.served]; ok {
+				audit = append(audit, t.Sub(ev.t0))
+			} else {
+				rep.Unaudited++
+			}
+		}
+	}
+	rep.ReadAudit, rep.ReadClaim = lat(audit), lat(claim)
+	rep.Ops = map[string]OpCount{}
+	for k, st := range w.stats {
+		rep.Ops[k] = OpCount{OK: st.ok.Load(), Failed: st.failed.Load(), Skipped: st.skipped.Load()}
+	}
+	w.errMu.Lock()
+	if len(w.errs) > 0 {
+		rep.Errors = w.errs
+	}
+	w.errMu.Unlock()
+}
+
+// PrintTable writes the reports side by side as a Markdown table.
+func PrintTable(out io.Writer, reps []*Report) {
+	head := "| |"
+	sep := "|---|"
+	for _, r := range reps {
+		head += " " + r.Design + " |"
+		sep += "---:|"
+	}
+	fmt.Fprintln(out, head)
+	fmt.Fprintln(out, sep)
+	row := func(name string, f func(r *Report) string) {
+		line := "| " + name + " |"
+		for _, r := range reps {
+			line += " " + f(r) + " |"
+		}
+		fmt.Fprintln(out, line)
+	}
+	pct := func(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
+	row("clinics: at the start → live at the end", func(r *Report) string {
+		return fmt.Sprintf("%d → %d", r.NodesStart, r.NodesEnd)
+	})
+	row("entries in the network (setup included)", func(r *Report) string {
+		return fmt.Sprintf("%s (%s)", commas(int64(r.Entries)), mib(float64(r.EntryBytes)))
+	})
+	row("entries stored per node: median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s", commas(int64(r.StoredEntries.Median)), commas(int64(r.StoredEntries.Max)))
+	})
+	row("… as a share of all entries: median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s", pct(r.StoredShare.Median), pct(r.StoredShare.Max))
+	})
+	row("… of the entries about records and reads (non-global): median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s", pct(r.StoredScoped.Median), pct(r.StoredScoped.Max))
+	})
+	row("entry bytes stored per node: median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s", mib(r.StoredBytes.Median), mib(r.StoredBytes.Max))
+	})
+	row("state and index bytes per node: median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s", mib(r.StateBytes.Median), mib(r.StateBytes.Max))
+	})
+	row("sent per node: median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s (%s/s median)", mib(r.Sent.Median), mib(r.Sent.Max), kib(r.Sent.Median/r.TrafficSeconds))
+	})
+	row("received per node: median / max", func(r *Report) string {
+		return fmt.Sprintf("%s / %s (%s/s median)", mib(r.Received.Median), mib(r.Received.Max), kib(r.Received.Median/r.TrafficSeconds))
+	})
+	row("… of which sync protocol (sent, median)", func(r *Report) string { return mib(r.SyncSent.Median) })
+	row("propagation of global entries: p50 / p99 / max", func(r *Report) string { return latString(r.PropGlobal) })
+	row("… global entries reached (mean share of live nodes)", func(r *Report) string { return pct(r.GlobalReach) })
+	row("propagation of scoped entries: p50 / p99 / max", func(r *Report) string { return latString(r.PropScoped) })
+	row("read → owner's audit (attestation at the owner): p50 / p99 / max", func(r *Report) string {
+		return latString(r.ReadAudit) + fmt.Sprintf(", %d of %d reads", r.ReadAudit.Count, r.Reads)
+	})
+	row("read → reader's claim at the owner: p50 / p99 / max", func(r *Report) string { return latString(r.ReadClaim) })
+	row("operations ok / tried", func(r *Report) string {
+		var parts []string
+		for _, k := range opKinds() {
+			o := r.Ops[k]
+			if n := o.OK + o.Failed; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d/%d", k, o.OK, n))
+			}
+		}
+		return strings.Join(parts, ", ")
+	})
+	row("every live node reached the same state", func(r *Report) string {
+		return fmt.Sprintf("%v (settled in %.1f s)", r.Converged, r.SettleSeconds)
+	})
+	row("workload / wall time; CPU (2 cores shared)", func(r *Report) string {
+		return fmt.Sprintf("%.0f s / %.0f s; %.0f CPU-s", r.WorkloadSeconds, r.WallSeconds, r.CPUSeconds)
+	})
+	row("load average before → after", func(r *Report) string { return r.LoadBefore + " → " + r.LoadAfter })
+	for _, r := range reps {
+		if len(r.Errors) == 0 {
+			continue
+		}
+		keys := make([]string, 0, len(r.Errors))
+		for k := range r.Errors {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(out, "\n%s: failed operations:\n", r.Design)
+		for _, k := range keys {
+			fmt.Fprintf(out, "  %4d × %s\n", r.Errors[k], k)
+		}
+	}
+}
+
+func latString(l Lat) string {
+	if l.Count == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%s / %s / %s ms", fmtMs(l.P50), fmtMs(l.P99), fmtMs(l.Max))
+}
+
+func fmtMs(x float64) string {
+	if x < 10 {
+		return fmt.Sprintf("%.1f", x)
+	}
+	return commas(int64(math.Round(x)))
+}
+
+func mib(b float64) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.0f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", b)
+}
+
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/(1<<10)) }
+
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + commas(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
