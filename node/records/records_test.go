@@ -383,3 +383,42 @@ func TestRestoreOwnedKeys(t *testing.T) {
 		t.Fatalf("the record does not read back with the restored key: %v", err)
 	}
 }
+
+// A grant carries the record's name sealed for the grantee: the grantee's
+// node shows it before any read (Label makes no claim and fetches
+// nothing), a member without a grant sees nothing, and a revoke takes it
+// away with the grant.
+func TestGrantLabel(t *testing.T) {
+	tn := newNet(t, 3)
+	a, b, c := tn.nodes[0], tn.nodes[1], tn.nodes[2]
+	res := a.add(t, "Discharge summary.pdf", randomBytes(1000), func(r *records.AddRequest) { r.MediaType = "application/pdf" })
+	ctx := context.Background()
+	info, _ := a.led.Record(res.ID)
+	want := access.Label{Name: "Discharge summary.pdf", MediaType: "application/pdf"}
+	if l, ok := a.svc.Label(ctx, info); !ok || l != want {
+		t.Fatalf("the owner's label: %+v %v", l, ok)
+	}
+	if l, ok := b.svc.Label(ctx, info); ok {
+		t.Fatalf("b sees %+v without a grant", l)
+	}
+	grant(t, a, res.ID, b, api.GrantRequest{Purpose: ledger.PurposeResearch, Expires: "24h"})
+	gs := b.led.Grants(res.ID)
+	if len(gs) != 1 || len(gs[0].Label) == 0 || bytes.Contains(gs[0].Label, []byte("Discharge")) {
+		t.Fatalf("the grant's label on the ledger: %+v", gs)
+	}
+	if l, ok := b.svc.Label(ctx, info); !ok || l != want {
+		t.Fatalf("the grantee's label: %+v %v", l, ok)
+	}
+	if l, ok := c.svc.Label(ctx, info); ok {
+		t.Fatalf("c sees %+v without a grant", l)
+	}
+	if claims := a.led.Access(res.ID); len(claims) != 0 {
+		t.Fatalf("showing a label claimed a read: %+v", claims)
+	}
+	if _, err := a.svc.Revoke(ctx, res.ID, b.id); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := b.svc.Label(ctx, info); ok {
+		t.Fatalf("b still sees %+v after the revoke", l)
+	}
+}

@@ -67,6 +67,7 @@ type Network interface {
 // Blocks is the node's blockstore as the service reads it.
 type Blocks interface {
 	Has(ctx context.Context, c cid.Cid) (bool, error)
+	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
 }
 
 // Syncer makes what was written to the datastore durable (the node's

@@ -14,6 +14,7 @@ import (
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/sharing/access"
 	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/record"
 )
 
 // List returns the records this node owns, holds or may read, newest
@@ -168,7 +169,7 @@ func (s *Service) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (
 		if err != nil {
 			return nil, err
 		}
-		e, err := s.GrantVersion(ctx, v.ID, key[:], grantee, pub, req.Purpose, expires)
+		e, err := s.grantVersion(ctx, v.ID, key[:], grantee, pub, req.Purpose, expires, s.sealLabel(ctx, v, key, grantee, req.Purpose))
 		if err != nil {
 			return nil, err
 		}
@@ -180,11 +181,71 @@ func (s *Service) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (
 // GrantVersion wraps one record version's key to a grantee's public key
 // (access.GrantRecipient) and publishes the grant.
 func (s *Service) GrantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time) (*ledger.Entry, error) {
+	return s.grantVersion(ctx, rec, key, grantee, pub, purpose, expires, nil)
+}
+
+// grantVersion is GrantVersion with a sealed label (nil: none).
+func (s *Service) grantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time, label []byte) (*ledger.Entry, error) {
 	env, err := access.GrantRecipient(rec, grantee, purpose).Wrap(pub, key)
 	if err != nil {
 		return nil, err
 	}
-	return s.ledger.Append(ctx, ledger.TypeGrant, ledger.GrantPayload{Record: rec, Grantee: grantee, Envelope: env, Expires: expires, Purpose: purpose})
+	return s.ledger.Append(ctx, ledger.TypeGrant, ledger.GrantPayload{Record: rec, Grantee: grantee, Envelope: env, Expires: expires, Purpose: purpose, Label: label})
+}
+
+// sealLabel seals an owned record version's name and media type for a
+// grant (access.SealLabel), or returns nil: a grant without a label is
+// still a grant, and the grantee learns the name when it reads.
+func (s *Service) sealLabel(ctx context.Context, v ledger.RecordInfo, key record.Key, grantee peer.ID, purpose string) []byte {
+	m, err := s.localManifest(ctx, v.ID, key)
+	if err != nil {
+		s.log.Warn("grant without a label: the record's manifest does not open here", "record", v.ID, "err", err)
+		return nil
+	}
+	sealed, err := access.SealLabel(key[:], v.ID, grantee, purpose, access.Label{Name: m.Name, MediaType: m.MediaType})
+	if err != nil {
+		s.log.Warn("grant without a label", "record", v.ID, "err", err)
+		return nil
+	}
+	return sealed
+}
+
+// Label is what this node may show of a record version without reading
+// it (no fetch, no claim on the ledger): for its owner, the name and
+// media type in its manifest, which the owner keeps; for a grantee, the
+// label sealed on its live grant. ok is false when there is none (a grant
+// made without one, or no live grant).
+func (s *Service) Label(ctx context.Context, info ledger.RecordInfo) (access.Label, bool) {
+	if info.Owner == s.self {
+		key, _, err := s.ReadKey(ctx, info)
+		if err != nil {
+			return access.Label{}, false
+		}
+		m, err := s.localManifest(ctx, info.ID, key)
+		if err != nil {
+			return access.Label{}, false
+		}
+		return access.Label{Name: m.Name, MediaType: m.MediaType}, true
+	}
+	for _, g := range access.ReadGrants(s.ledger, info.ID, s.self, s.cfg.Now()) {
+		if len(g.Label) == 0 {
+			continue
+		}
+		k, err := s.unwrap(access.GrantRecipient(info.ID, s.self, g.Purpose), g.Envelope)
+		if err != nil {
+			continue
+		}
+		if l, err := access.OpenLabel(k[:], info.ID, s.self, g.Purpose, g.Label); err == nil {
+			return l, true
+		}
+	}
+	return access.Label{}, false
+}
+
+// localManifest opens a record's manifest from this node's blockstore
+// only: never a fetch, so never a read anybody attests.
+func (s *Service) localManifest(ctx context.Context, id cid.Cid, key record.Key) (*record.Manifest, error) {
+	return record.OpenManifest(ctx, s.blocks, id, key)
 }
 
 // ListGrants lists the current grants of a record (all versions).

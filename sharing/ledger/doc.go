@@ -91,7 +91,9 @@
 //
 // Keys: a peer's current key is its key.announce latest in (clock, CID)
 // order; a grant's envelope must be sealed to the grantee's current key in
-// the grant's causal past. Records: the first announcement of a record ID in
+// the grant's causal past. A grant may carry a label (at most 1 KiB): the
+// record's name and media type sealed under its data key for the grantee
+// (access.SealLabel), opaque to the ledger. Records: the first announcement of a record ID in
 // (clock, CID) order owns it; an announcement of an ID already in its causal
 // past is invalid. Receipts: each holder's latest receipt in (clock, CID)
 // order. Named holders accumulate. Read claims and attestations accumulate.

@@ -126,7 +126,15 @@ type GrantPayload struct {
 	Envelope []byte    // keywrap.Envelope.MarshalBinary, sealed to the grantee's current key
 	Expires  time.Time // zero: no expiry (not allowed for emergency grants)
 	Purpose  string
+	// Label is optional: the record's name and media type sealed under its
+	// data key for this grant (access.SealLabel), so the grantee's node can
+	// show what was shared with it without reading the record. Opaque to
+	// the ledger, at most MaxGrantLabel bytes; nothing in it is in clear.
+	Label []byte
 }
+
+// MaxGrantLabel bounds a grant's sealed label.
+const MaxGrantLabel = 1024
 
 // RevokePayload cancels the grants of (record, grantee). Owner only.
 type RevokePayload struct {
@@ -225,6 +233,7 @@ type grantWire struct {
 	Envelope []byte `cbor:"3,keyasint"`
 	Expires  int64  `cbor:"4,keyasint"`
 	Purpose  string `cbor:"5,keyasint"`
+	Label    []byte `cbor:"6,keyasint,omitempty"`
 }
 type revokeWire struct {
 	Record  []byte `cbor:"1,keyasint"`
@@ -300,7 +309,7 @@ func escrowToWire(es []EscrowEnvelope) []escrowWire {
 	return out
 }
 func (p GrantPayload) wirePayload() (any, error) {
-	return &grantWire{Record: cidBytes(p.Record), Grantee: []byte(p.Grantee), Envelope: p.Envelope, Expires: unixMs(p.Expires), Purpose: p.Purpose}, nil
+	return &grantWire{Record: cidBytes(p.Record), Grantee: []byte(p.Grantee), Envelope: p.Envelope, Expires: unixMs(p.Expires), Purpose: p.Purpose, Label: p.Label}, nil
 }
 func (p RevokePayload) wirePayload() (any, error) {
 	return &revokeWire{Record: cidBytes(p.Record), Grantee: []byte(p.Grantee)}, nil

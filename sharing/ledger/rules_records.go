@@ -191,6 +191,9 @@ func validateGrant(v View, e *Entry, pl any) error {
 	if !ValidPurpose(g.Purpose) {
 		return fmt.Errorf("unknown purpose %q", g.Purpose)
 	}
+	if len(g.Label) > MaxGrantLabel {
+		return fmt.Errorf("grant label of %d bytes: at most %d", len(g.Label), MaxGrantLabel)
+	}
 	if g.Expires < 0 || (g.Expires != 0 && g.Expires <= int64(e.Clock.Wall)) {
 		return errors.New("grant expires before it is made")
 	}

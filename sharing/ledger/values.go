@@ -56,8 +56,10 @@ type Grant struct {
 	KeyID    keywrap.KeyID
 	Expires  time.Time // zero: none
 	Purpose  string
-	Entry    cid.Cid
-	Time     time.Time
+	// Label is the grant's sealed label (GrantPayload.Label), if any.
+	Label []byte
+	Entry cid.Cid
+	Time  time.Time
 }
 
 // AccessEvent is a reader's claim of one read (an access entry).
@@ -214,6 +216,7 @@ func (g grantStored) public() (Grant, error) {
 	out.Envelope = g.Grant.Envelope
 	out.Expires = msTime(g.Grant.Expires)
 	out.Purpose = g.Grant.Purpose
+	out.Label = g.Grant.Label
 	out.Time = msTime(int64(g.Wall))
 	return out, nil
 }
