@@ -62,6 +62,8 @@ The repo defaults to $MEDMESH_REPO, then ~/.medmesh.`,
 	)
 	// Operating a node: settings, version, health, backup.
 	root.AddCommand(newConfigCmd(), newVersionCmd(), newHealthCmd(), newBackupCmd(), newRestoreCmd())
+	// The web console and the live events.
+	root.AddCommand(newUICmd(), newWatchCmd())
 	// A command that only groups others must not exit 0 on a typo.
 	var groups func(c *cobra.Command)
 	groups = func(c *cobra.Command) {

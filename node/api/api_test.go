@@ -137,3 +137,49 @@ func TestJSONListsNeverNull(t *testing.T) {
 		t.Errorf("round trip: %v %+v", err, rt)
 	}
 }
+
+// TestBrowserPrefix: Browser's handler alone answers its prefix without
+// the token (after the Host check); every other path still needs the
+// token, however it is spelled; every answer says it is not a page.
+func TestBrowserPrefix(t *testing.T) {
+	s := NewServer("secret-token", nil)
+	s.HandleFunc("GET /api/v1/ping", func(w http.ResponseWriter, r *http.Request) { JSON(w, 200, "pong") })
+	s.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) { JSON(w, 200, "root") })
+	s.Browser("/ui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "browser:"+r.URL.Path)
+	}))
+	for _, c := range []struct {
+		host, path string
+		code       int
+		body       string
+	}{
+		{"127.0.0.1:1", "/ui/", 200, "browser:/ui/"},
+		{"127.0.0.1:1", "/ui", 200, "browser:/ui"},
+		{"localhost", "/ui/records/x", 200, "browser:/ui/records/x"},
+		{"evil.example:1", "/ui/", 403, ""},
+		{"127.0.0.1:1", "/api/v1/ping", 401, ""},
+		{"127.0.0.1:1", "/", 401, ""},
+		{"127.0.0.1:1", "/uix", 401, ""},
+		{"127.0.0.1:1", "/UI/", 401, ""},
+		{"127.0.0.1:1", "//ui/", 401, ""},
+		{"127.0.0.1:1", "/api/v1/../ui/", 401, ""},
+	} {
+		req := httptest.NewRequest("GET", "http://x"+c.path, nil)
+		req.URL.Path = c.path // as the client sent it, unclean
+		req.Host = c.host
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		if w.Code != c.code || (c.body != "" && w.Body.String() != c.body) {
+			t.Errorf("%s %s: %d %q, want %d %q", c.host, c.path, w.Code, w.Body.String(), c.code, c.body)
+		}
+		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: Content-Security-Policy %q", c.path, csp)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a second Browser prefix was accepted")
+		}
+	}()
+	s.Browser("/other/", http.NotFoundHandler())
+}

@@ -51,6 +51,37 @@ type Server struct {
 	cors []corsRule
 	// observe, when set, is told of every request once it is answered.
 	observe func(method, pattern string, code int, d time.Duration)
+	// browser serves the paths under browserPrefix without the token
+	// (Browser).
+	browser       http.Handler
+	browserPrefix string
+}
+
+// Browser mounts h for the paths under prefix (such as "/ui/", and the
+// prefix without its slash): a browser's pages, which cannot carry the
+// bearer token. Requests there pass the loopback Host check but not the
+// token check; h authenticates them itself (the console's session cookie)
+// and serves nothing without it. No other path is reachable without the
+// token: the API's routes never see a request Browser's prefix took, and h
+// is asked only for paths under the prefix. One prefix per server; call it
+// before Serve.
+func (s *Server) Browser(prefix string, h http.Handler) {
+	if s.browser != nil {
+		panic("api: Browser called twice")
+	}
+	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || len(prefix) < 3 || strings.HasPrefix(prefix, Prefix) {
+		panic("api: Browser prefix must look like /ui/, outside " + Prefix)
+	}
+	s.browser, s.browserPrefix = h, prefix
+}
+
+// forBrowser reports whether a request's path is under Browser's prefix.
+func (s *Server) forBrowser(r *http.Request) bool {
+	if s.browser == nil {
+		return false
+	}
+	p := r.URL.Path
+	return strings.HasPrefix(p, s.browserPrefix) || p == strings.TrimSuffix(s.browserPrefix, "/")
 }
 
 // Observe sets fn to be told of every request once it is answered: its
@@ -133,7 +164,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.observe != nil {
 		defer func() {
 			pattern := r.Pattern
-			if pattern == "" {
+			if pattern == "" && s.forBrowser(r) {
+				pattern = s.browserPrefix // one series for the pages
+			} else if pattern == "" {
 				_, pattern = s.mux.Handler(r) // refused before routing
 			}
 			if _, path, ok := strings.Cut(pattern, " "); ok {
@@ -143,10 +176,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	w = sw
+	// No answer of the API is a page to render or frame: a browser that is
+	// sent one (a link, an iframe) runs nothing in it and sniffs no other
+	// type. Browser's handler sets its pages' own policy.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	// DNS-rebinding defence: a browser tricked into calling us carries a
 	// foreign Host header. Only loopback names are ours.
 	if !loopbackHost(r.Host) {
 		Fail(w, Errorf(http.StatusForbidden, "call the API at 127.0.0.1", "host %q is not a loopback address", r.Host))
+		return
+	}
+	if s.forBrowser(r) {
+		s.browser.ServeHTTP(sw, r)
 		return
 	}
 	if len(s.cors) > 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/console"
 	"github.com/medmesh/medmesh/node/dicomweb"
 	"github.com/medmesh/medmesh/node/erasure"
 	"github.com/medmesh/medmesh/node/fhir"
@@ -94,6 +95,7 @@ type Daemon struct {
 	members  *membership.Service
 	keys     *keys.Service
 	erasure  *erasure.Service
+	console  *console.Console // the web console and the live events
 
 	closeOnce sync.Once
 	closeErr  error
@@ -320,6 +322,16 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		return nil, err
 	}
 
+	hc := d.newHealth()
+	d.console, err = console.New(console.Config{
+		Self: self, Org: r.Config.Org, DataDir: r.Path(repo.DatastoreDir), Addr: func() string { return d.apiAddr },
+		Records: d.Records, Ledger: d.Ledger, Network: d.P2P, Health: hc, Imaging: d.imaging, Research: d.Research,
+		Now: o.Now, Log: d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.console.Start()
 	d.api = httpapi.New(token, d.log,
 		httpapi.Debug{Metrics: d.reg},
 		httpapi.Identity{Of: d.identity},
@@ -335,9 +347,10 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		dicomweb.Area{Imaging: d.imaging, Log: d.log},
 		httpapi.DICOM{S: d.pacs},
 		fhir.Area{Self: self, Implants: d.implants, Imaging: d.imaging, Records: d.Records, Research: d.Research, Log: d.log},
-		httpapi.Health{H: d.newHealth()},
+		httpapi.Health{H: hc},
 		httpapi.Research{S: d.Research},
 		httpapi.Backup{B: d},
+		d.console,
 	)
 	// Browser viewers of the configured origins may call DICOMweb.
 	d.api.AllowOrigins(dicomweb.Prefix+"/", r.Config.DICOMwebCORSOrigins)
@@ -401,6 +414,11 @@ func (d *Daemon) followLedger() {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		var errs []error
+		if d.console != nil {
+			// Its event streams end, so the API's shutdown does not wait
+			// on browsers and `medmesh watch`.
+			d.console.Close()
+		}
 		if d.api != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, d.api.Shutdown(sctx))

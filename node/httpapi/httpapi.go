@@ -28,12 +28,24 @@ type Area interface {
 	Routes(m Mux)
 }
 
+// A BrowserArea also serves the pages a browser loads under its prefix
+// (the console, node/console): they authenticate by the area's own session,
+// not the bearer token, which a browser cannot send (api.Server.Browser).
+// At most one area of a server is one.
+type BrowserArea interface {
+	Area
+	Browser() (prefix string, h http.Handler)
+}
+
 // New returns the API server (loopback only, bearer token; node/api.Server)
 // with every area's routes.
 func New(token string, log *slog.Logger, areas ...Area) *api.Server {
 	s := api.NewServer(token, log)
 	for _, a := range areas {
 		a.Routes(s)
+		if b, ok := a.(BrowserArea); ok {
+			s.Browser(b.Browser())
+		}
 	}
 	return s
 }
