@@ -520,6 +520,26 @@ func cliRows() []cliRow {
 			}
 		}},
 		{cmd: "grants", node: on("clinic"), args: argv("grants", badCID), code: exitNotFound},
+		// The lab sees the share as an event (watch) before it reads.
+		{cmd: "watch", node: on("lab"), args: argv("watch", "--recent", "--count", "1", "--timeout", "30s"), check: func(t *testing.T, e *tableEnv, out string) {
+			ev := decode[api.Event](t, out)
+			if ev.Type != api.EventShared || ev.ID != e.vals["record"] || ev.Name != "report.json" || ev.Owner != e.ids["clinic"] ||
+				ev.OwnerOrg != "St Mary" || ev.Grantee != e.ids["lab"] || ev.Purpose != "treatment" || ev.Expires.IsZero() {
+				t.Errorf("watch: %+v", ev)
+			}
+		}},
+		{cmd: "watch", node: on("lab"), args: argv("watch", "--count", "1", "--timeout", "1s"), code: exitUnavailable, check: has("no event within 1s")},
+		{cmd: "watch", node: on("lab"), args: argv("watch", "--count", "-1"), code: exitInvalid, check: has("--count")},
+		{cmd: "watch", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"--repo", e.path("nowhere"), "watch"} }, code: exitNoDaemon},
+		{cmd: "ui", node: on("lab"), args: argv("ui", "--url"), check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[uiResult](t, out)
+			if !strings.HasPrefix(r.URL, "http://127.0.0.1:") || !strings.Contains(r.URL, "/ui/login?code=") || r.Opened ||
+				!r.Expires.After(time.Now()) || r.Expires.After(time.Now().Add(3*time.Minute)) {
+				t.Errorf("ui --url: %+v", r)
+			}
+		}},
+		{cmd: "ui", node: on("lab"), args: argv("ui", "extra"), code: exitInvalid},
+		{cmd: "ui", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"--repo", e.path("nowhere"), "ui", "--url"} }, code: exitNoDaemon},
 		{cmd: "get", node: on("lab"), args: func(e *tableEnv) []string { return []string{"get", id(e), "-o", e.path("lab-copy.json")} }, retry: 15 * time.Second,
 			check: func(t *testing.T, e *tableEnv, out string) {
 				b, _ := os.ReadFile(e.path("lab-copy.json"))

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/medmesh/medmesh/internal/atomicfile"
@@ -124,6 +125,7 @@ func openBrowser(repoDir, url string) bool {
 func newWatchCmd() *cobra.Command {
 	var recent bool
 	var count int
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "watch",
 		Short: "Print what happens to this node's sharing as it happens: records shared with it, revoked, read",
@@ -138,14 +140,19 @@ func newWatchCmd() *cobra.Command {
 
 The console's Live page shows the same events. With --json, each event is one
 JSON object on its own line (` + "`medmesh help json`" + `). It runs until interrupted
-(exit 0), until --count events were printed, or until the daemon stops (exit 7).`,
+(exit 0), until --count events were printed, or until the daemon stops (exit 7);
+with --timeout, also when no event came for that long (exit 7).`,
 		Example: `  medmesh watch
   medmesh watch --json | jq -c 'select(.type == "shared")'
-  medmesh watch --recent --count 1 --json    # the oldest event kept, then exit`,
+  medmesh watch --recent --count 1 --json    # the oldest event kept, then exit
+  medmesh watch --count 1 --timeout 10m      # wait for the next event, at most 10 minutes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
 				return invalidf("", "--count must be 0 (no limit) or more, not %d", count)
+			}
+			if timeout < 0 {
+				return invalidf("", "--timeout must be a positive duration such as 30s")
 			}
 			c, err := client()
 			if err != nil {
@@ -155,23 +162,39 @@ JSON object on its own line (` + "`medmesh help json`" + `). It runs until inter
 			if recent {
 				path += "?recent=true"
 			}
-			ctx := ctxOf(cmd)
+			ctx, cancel := context.WithCancel(ctxOf(cmd))
+			defer cancel()
 			st, err := c.Open(ctx, path)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			return printEvents(ctx, st.Body, count)
+			var idle *time.Timer
+			var timedOut atomic.Bool
+			if timeout > 0 {
+				idle = time.AfterFunc(timeout, func() { timedOut.Store(true); cancel() })
+				defer idle.Stop()
+			}
+			err = printEvents(ctx, st.Body, count, func() {
+				if idle != nil {
+					idle.Reset(timeout)
+				}
+			})
+			if timedOut.Load() {
+				return withCode(exitUnavailable, fmt.Errorf("no event within %s", timeout), "")
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&recent, "recent", false, "first print the events kept since the daemon started (at most 256)")
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many events (0: run until interrupted)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "exit (code 7) when no event came for this long (0: wait for ever)")
 	return cmd
 }
 
 // printEvents prints the event stream until count events (0: no limit),
 // the end of ctx (exit 0) or the end of the stream.
-func printEvents(ctx context.Context, r io.Reader, count int) error {
+func printEvents(ctx context.Context, r io.Reader, count int, seen func()) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	n := 0
@@ -190,6 +213,7 @@ func printEvents(ctx context.Context, r io.Reader, count int) error {
 		} else {
 			say("%s", describeEvent(ev))
 		}
+		seen()
 		if n++; count > 0 && n >= count {
 			return nil
 		}

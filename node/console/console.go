@@ -191,5 +191,5 @@ func (k *Console) Browser() (string, http.Handler) { return Prefix, http.Handler
 // handleNewLogin mints a sign-in link (`medmesh ui`).
 func (k *Console) handleNewLogin(w http.ResponseWriter, r *http.Request) {
 	code, exp := k.sess.newLogin()
-	api.JSON(w, http.StatusOK, api.ConsoleLogin{URL: "http://" + k.cfg.Addr() + Prefix + "login?code=" + code, Expires: exp.UTC()})
+	api.JSON(w, http.StatusOK, api.ConsoleLogin{URL: "http://" + k.cfg.Addr() + Prefix + "login?code=" + code, Expires: exp.UTC().Truncate(time.Second)})
 }

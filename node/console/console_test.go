@@ -268,7 +268,7 @@ func checkHeaders(t *testing.T, name string, resp *http.Response) {
 	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
 		t.Errorf("%s: Content-Security-Policy allows inline or eval: %q", name, csp)
 	}
-	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "same-origin" {
 		t.Errorf("%s: headers %v", name, resp.Header)
 	}
 }

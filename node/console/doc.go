@@ -30,7 +30,7 @@
 //   - Every answer carries a strict Content-Security-Policy (default-src
 //     'self'; scripts only the console's own file, pinned by its hash;
 //     no inline script or style; frame-ancestors 'none'; form-action
-//     'self'), nosniff, no-referrer, no caching of pages.
+//     'self'), nosniff, a same-origin referrer policy, no caching of pages.
 //   - The API's loopback Host check applies as to every route (DNS
 //     rebinding); api.Server.Browser hands only paths under /ui/ to the
 //     console, so no API route becomes reachable without the token.

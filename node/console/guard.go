@@ -20,7 +20,10 @@ func secure(h http.Header) {
 	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer a browser sends
+	// "Origin: null" with the console's own forms, which the origin check
+	// below could not tell from a sandboxed page's.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
@@ -53,7 +56,7 @@ func sameOrigin(r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" && o != "null" && o != "http://"+r.Host {
 		return false
 	}
-	if o := r.Header.Get("Origin"); o == "null" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if o := r.Header.Get("Origin"); o == "null" && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get("Sec-Fetch-Site") != "same-origin" {
 		return false
 	}
 	switch r.Header.Get("Sec-Fetch-Site") {

@@ -88,7 +88,8 @@ func (k *Console) login(w http.ResponseWriter, r *http.Request) {
 	// address bar.
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	io.WriteString(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=`+Prefix+`">`+
-		`<title>Signed in · medmesh console</title><link rel="stylesheet" href="`+assets["console.css"].URL+`"></head>`+
+		`<title>Signed in · medmesh console</title><link rel="icon" href="`+assets["favicon.svg"].URL+`" type="image/svg+xml">`+
+		`<link rel="stylesheet" href="`+assets["console.css"].URL+`"></head>`+
 		`<body><main class="signin"><p>Signed in. <a href="`+Prefix+`">Continue to the console</a>.</p></main></body></html>`+"\n")
 }
 
@@ -114,6 +115,8 @@ func (k *Console) static(w http.ResponseWriter, r *http.Request) {
 // ---- overview ----
 
 type overviewData struct {
+	Shared                         []recordRow // the latest shared with this node
+	SharedCount                    int
 	Peer, Network, Version, Commit string
 	Health                         api.Health
 	Members                        []person
@@ -135,6 +138,14 @@ func (k *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	v := k.newView(s, "Overview", "overview", &d)
 	d.Members = sortedPeople(v.people)
+	_, shared, _, err := k.rows(ctx, "", v)
+	if err != nil {
+		k.fail(w, r, s, err)
+		return
+	}
+	d.SharedCount = len(shared)
+	sort.SliceStable(shared, func(i, j int) bool { return shared[i].Created.After(shared[j].Created) })
+	d.Shared = shared[:min(len(shared), 8)]
 	k.render(w, http.StatusOK, "overview", v)
 }
 

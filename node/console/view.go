@@ -44,7 +44,7 @@ var (
 
 func loadAssets() map[string]*asset {
 	out := map[string]*asset{}
-	for name, mt := range map[string]string{"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"} {
+	for name, mt := range map[string]string{"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8", "favicon.svg": "image/svg+xml"} {
 		b, err := fs.ReadFile(staticFS, "static/"+name)
 		if err != nil {
 			panic(err) // embedded at build time
@@ -77,6 +77,17 @@ var funcs = template.FuncMap{
 		return when(t.Time)
 	},
 	"join": strings.Join,
+	// dicomdate shows a DICOM DA (and TM) value as 2024-01-15 10:15.
+	"dicomdate": func(da, tm string) string {
+		if len(da) != 8 {
+			return strings.TrimSpace(da + " " + tm)
+		}
+		out := da[:4] + "-" + da[4:6] + "-" + da[6:]
+		if len(tm) >= 4 {
+			out += " " + tm[:2] + ":" + tm[2:4]
+		}
+		return out
+	},
 	"shortid": func(id string) string {
 		if len(id) <= 16 {
 			return id
@@ -139,6 +150,7 @@ type view struct {
 	Flash    []flash
 	Style    *asset
 	Script   *asset
+	Icon     *asset
 	D        any
 
 	people map[string]person
@@ -209,7 +221,7 @@ func sortedPeople(ps map[string]person) []person {
 
 // newView builds a page's view for a session (nil: signed out).
 func (k *Console) newView(s *session, title, nav string, d any) *view {
-	v := &view{Title: title, Nav: nav, Self: k.cfg.Self.String(), Style: assets["console.css"], Script: assets["console.js"], D: d}
+	v := &view{Title: title, Nav: nav, Self: k.cfg.Self.String(), Style: assets["console.css"], Script: assets["console.js"], Icon: assets["favicon.svg"], D: d}
 	v.people = k.people()
 	v.Org = v.people[v.Self].Org
 	if v.Org == "" {
@@ -334,7 +346,7 @@ func (k *Console) change(h handler) http.HandlerFunc {
 
 // signIn answers the sign-in page: how to get a link, nothing else.
 func (k *Console) signIn(w http.ResponseWriter, code int, problem string) {
-	v := &view{Title: "Sign in", Style: assets["console.css"], Script: assets["console.js"], D: problem}
+	v := &view{Title: "Sign in", Style: assets["console.css"], Script: assets["console.js"], Icon: assets["favicon.svg"], D: problem}
 	k.render(w, code, "signin", v)
 }
 

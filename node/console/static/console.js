@@ -88,9 +88,10 @@
         var none = document.getElementById('shared-empty');
         if (none) none.remove();
         body.insertBefore(sharedRow(ev), body.firstChild);
-      } else if (ev.type === 'revoked' && row) {
+      } else if (ev.type === 'revoked' && row && !row.classList.contains('revoked')) {
         row.className = 'revoked';
-        row.setAttribute('aria-label', 'revoked');
+        row.cells[0].appendChild(document.createTextNode(' '));
+        row.cells[0].appendChild(el('span', 'access revoked', { 'class': 'badge bad' }));
       }
     }
   }
