@@ -46,9 +46,11 @@ type Ledger interface {
 	Subscribe() (<-chan *ledger.Entry, func())
 }
 
-// Network says which peers this node is connected to (*p2p.Node).
-type Network interface {
-	Connected(p peer.ID) bool
+// Members lists the network's members as this node knows them: their
+// organisations and roles, whether connected, when last seen
+// (*membership.Service).
+type Members interface {
+	Members(ctx context.Context) ([]api.Member, error)
 }
 
 // Health is the operator's view of the node (*health.Checker).
@@ -96,7 +98,7 @@ type Config struct {
 
 	Records  Records
 	Ledger   Ledger
-	Network  Network
+	Members  Members
 	Health   Health
 	Imaging  Imaging
 	Render   Renderer
@@ -132,8 +134,8 @@ const Prefix = "/ui/"
 
 // New builds the console. Start it to follow the ledger.
 func New(c Config) (*Console, error) {
-	if c.Self == "" || c.Addr == nil || c.Records == nil || c.Ledger == nil || c.Network == nil || c.Health == nil {
-		return nil, errors.New("console: Config needs Self, Addr, Records, Ledger, Network and Health")
+	if c.Self == "" || c.Addr == nil || c.Records == nil || c.Ledger == nil || c.Members == nil || c.Health == nil {
+		return nil, errors.New("console: Config needs Self, Addr, Records, Ledger, Members and Health")
 	}
 	if c.LoginTTL <= 0 {
 		c.LoginTTL = 2 * time.Minute

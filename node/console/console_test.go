@@ -99,9 +99,15 @@ func (f *fakeRecords) Revoke(ctx context.Context, id cid.Cid, p peer.ID) (int, e
 func (f *fakeRecords) Audit(id cid.Cid) ([]api.AccessEvent, error)                    { return nil, nil }
 func (f *fakeRecords) Holders(info ledger.RecordInfo) []peer.ID                       { return []peer.ID{info.Owner} }
 
-type fakeNet struct{}
+type fakeMembers struct{ l *fakeLedger }
 
-func (fakeNet) Connected(peer.ID) bool { return true }
+func (f fakeMembers) Members(ctx context.Context) ([]api.Member, error) {
+	var out []api.Member
+	for _, m := range f.l.Members() {
+		out = append(out, api.Member{Peer: m.Peer.String(), Org: m.Org, Connected: true, Self: m.Peer == f.l.self})
+	}
+	return out, nil
+}
 
 type fakeHealth struct{ self peer.ID }
 
@@ -132,7 +138,7 @@ func newEnv(t *testing.T) *env {
 	recs := &fakeRecords{l: led}
 	c := &clock{t: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
 	k, err := console.New(console.Config{Self: self, Addr: func() string { return "127.0.0.1:5555" }, Records: recs, Ledger: led,
-		Network: fakeNet{}, Health: fakeHealth{self}, Now: c.Now})
+		Members: fakeMembers{led}, Health: fakeHealth{self}, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

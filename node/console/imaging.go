@@ -30,7 +30,7 @@ type imagingData struct {
 func (k *Console) imagingPage(w http.ResponseWriter, r *http.Request, s *session) {
 	q := r.URL.Query()
 	d := &imagingData{Available: k.cfg.Imaging != nil, Patient: q.Get("patient"), Modality: q.Get("modality"), From: q.Get("from"), To: q.Get("to")}
-	v := k.newView(s, "Imaging", "imaging", d)
+	v := k.newView(r.Context(), s, "Imaging", "imaging", d)
 	if d.Available {
 		hits, err := k.cfg.Imaging.Query(r.Context(), dicom.Filter{PatientID: d.Patient, Modality: d.Modality, From: d.From, To: d.To})
 		if err != nil && fault.KindOf(err) != fault.Invalid {
@@ -119,7 +119,7 @@ func (k *Console) studyPage(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	d := &studyData{ID: id.String(), Info: info, Mine: info.Owner == k.cfg.Self}
-	v := k.newView(s, "Study", "imaging", d)
+	v := k.newView(r.Context(), s, "Study", "imaging", d)
 	if l, ok := k.names.label(r.Context(), info); ok {
 		d.Name, v.Title = l.Name, l.Name
 	}

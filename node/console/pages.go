@@ -136,7 +136,7 @@ func (k *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		free, ok := diskspace.Free(k.cfg.DataDir)
 		d.DiskFree, d.FreeKnown = int64(free), ok
 	}
-	v := k.newView(s, "Overview", "overview", &d)
+	v := k.newView(r.Context(), s, "Overview", "overview", &d)
 	d.Members = sortedPeople(v.people)
 	_, shared, _, err := k.rows(ctx, "", v)
 	if err != nil {
@@ -247,7 +247,7 @@ func (k *Console) myGrants(id cid.Cid, now time.Time) []ledger.Grant {
 
 func (k *Console) recordList(w http.ResponseWriter, r *http.Request, s *session) {
 	d := &recordsData{Query: r.URL.Query().Get("q"), Classes: ledger.Classes()}
-	v := k.newView(s, "Records", "records", d)
+	v := k.newView(r.Context(), s, "Records", "records", d)
 	var err error
 	d.Mine, d.Shared, d.Held, err = k.rows(r.Context(), d.Query, v)
 	if err != nil {
@@ -389,7 +389,7 @@ func (k *Console) recordPage(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	d := &recordData{Info: info, ID: id.String(), Mine: info.Owner == k.cfg.Self, Purposes: purposes(), Expiries: expiries,
 		IsStudy: info.Class == ledger.ClassImaging}
-	v := k.newView(s, "Record", "records", d)
+	v := k.newView(r.Context(), s, "Record", "records", d)
 	if l, ok := k.names.label(r.Context(), info); ok {
 		d.Name, d.MediaType = l.Name, l.MediaType
 		v.Title = l.Name
@@ -504,7 +504,7 @@ func (k *Console) revoke(w http.ResponseWriter, r *http.Request, s *session) {
 		k.fail(w, r, s, err)
 		return
 	}
-	v := k.newView(nil, "", "", nil)
+	v := k.newView(r.Context(), nil, "", "", nil)
 	s.addFlash("ok", fmt.Sprintf("Revoked %s's access to %d version(s). Holders refuse it from now on.", v.Who(grantee.String()), n))
 	redirect(w, r, Prefix+"records/"+id.String())
 }
@@ -521,7 +521,7 @@ type shareData struct {
 
 func (k *Console) sharePage(w http.ResponseWriter, r *http.Request, s *session) {
 	d := &shareData{Selected: r.URL.Query().Get("id"), Purposes: purposes(), Expiries: expiries}
-	v := k.newView(s, "Share", "share", d)
+	v := k.newView(r.Context(), s, "Share", "share", d)
 	mine, _, _, err := k.rows(r.Context(), "", v)
 	if err != nil {
 		k.fail(w, r, s, err)
@@ -558,7 +558,7 @@ func (k *Console) share(w http.ResponseWriter, r *http.Request, s *session) {
 		k.fail(w, r, s, err)
 		return
 	}
-	v := k.newView(nil, "", "", nil)
+	v := k.newView(r.Context(), nil, "", "", nil)
 	msg := fmt.Sprintf("Shared with %s for %s", v.Who(g.Grantee), g.Purpose)
 	if !g.Expires.IsZero() {
 		msg += " until " + when(g.Expires.Time)
@@ -572,7 +572,7 @@ func (k *Console) share(w http.ResponseWriter, r *http.Request, s *session) {
 func (k *Console) livePage(w http.ResponseWriter, r *http.Request, s *session) {
 	evs := k.feed.Recent(0)
 	slices.Reverse(evs)
-	k.render(w, http.StatusOK, "live", k.newView(s, "Live", "live", evs))
+	k.render(w, http.StatusOK, "live", k.newView(r.Context(), s, "Live", "live", evs))
 }
 
 // sseKeepAlive is how often an idle event stream sends a comment, so

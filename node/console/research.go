@@ -118,7 +118,7 @@ func (k *Console) researchPage(w http.ResponseWriter, r *http.Request, s *sessio
 		d.Consents = cs
 		d.Jobs = k.jobs.all()
 	}
-	k.render(w, http.StatusOK, "research", k.newView(s, "Research", "research", d))
+	k.render(w, http.StatusOK, "research", k.newView(r.Context(), s, "Research", "research", d))
 }
 
 func (k *Console) research() error {

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -156,14 +157,9 @@ type view struct {
 	people map[string]person
 }
 
-// person is a member as pages name it.
-type person struct {
-	Peer      string
-	Org       string
-	Roles     []string
-	Connected bool
-	Self      bool
-}
+// person is a member as pages name it (api.Member: organisation, roles,
+// whether connected, when last seen).
+type person = api.Member
 
 // Who names a peer by its organisation, with its short ID.
 func (v *view) Who(p string) string {
@@ -190,18 +186,24 @@ func orDash(s string) string {
 	return s
 }
 
-// people lists the members, with organisation and connectivity.
-func (k *Console) people() map[string]person {
+// people lists the members as the membership service has them; should it
+// fail, as the ledger has them (organisations and roles, no connectivity).
+func (k *Console) people(ctx context.Context) map[string]person {
 	out := map[string]person{}
-	for _, m := range k.cfg.Ledger.Members() {
-		self := m.Peer == k.cfg.Self
-		out[m.Peer.String()] = person{Peer: m.Peer.String(), Org: m.Org, Roles: m.Roles, Self: self,
-			Connected: self || k.cfg.Network.Connected(m.Peer)}
+	ms, err := k.cfg.Members.Members(ctx)
+	if err != nil {
+		k.log.Warn("console: members", "err", err)
+		for _, m := range k.cfg.Ledger.Members() {
+			ms = append(ms, api.Member{Peer: m.Peer.String(), Org: m.Org, Roles: m.Roles, Self: m.Peer == k.cfg.Self})
+		}
+	}
+	for _, m := range ms {
+		out[m.Peer] = m
 	}
 	return out
 }
 
-// members is people sorted by organisation, then peer.
+// sortedPeople is people sorted: this node, then by organisation and peer.
 func sortedPeople(ps map[string]person) []person {
 	out := make([]person, 0, len(ps))
 	for _, p := range ps {
@@ -220,9 +222,9 @@ func sortedPeople(ps map[string]person) []person {
 }
 
 // newView builds a page's view for a session (nil: signed out).
-func (k *Console) newView(s *session, title, nav string, d any) *view {
+func (k *Console) newView(ctx context.Context, s *session, title, nav string, d any) *view {
 	v := &view{Title: title, Nav: nav, Self: k.cfg.Self.String(), Style: assets["console.css"], Script: assets["console.js"], Icon: assets["favicon.svg"], D: d}
-	v.people = k.people()
+	v.people = k.people(ctx)
 	v.Org = v.people[v.Self].Org
 	if v.Org == "" {
 		v.Org = k.cfg.Org
@@ -263,7 +265,7 @@ func (k *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		api.Fail(w, err)
 		return
 	}
-	k.render(w, code, "error", k.newView(s, "Something went wrong", "", struct{ Error, Hint string }{err.Error(), fault.HintOf(err)}))
+	k.render(w, code, "error", k.newView(r.Context(), s, "Something went wrong", "", struct{ Error, Hint string }{err.Error(), fault.HintOf(err)}))
 }
 
 // jsonReply answers the console's script.

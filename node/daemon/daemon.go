@@ -325,7 +325,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	hc := d.newHealth()
 	d.console, err = console.New(console.Config{
 		Self: self, Org: r.Config.Org, DataDir: r.Path(repo.DatastoreDir), Addr: func() string { return d.apiAddr },
-		Records: d.Records, Ledger: d.Ledger, Network: d.P2P, Health: hc, Imaging: d.imaging, Research: d.Research,
+		Records: d.Records, Ledger: d.Ledger, Members: d.members, Health: hc, Imaging: d.imaging, Research: d.Research,
 		Now: o.Now, Log: d.log,
 	})
 	if err != nil {
