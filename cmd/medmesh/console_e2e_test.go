@@ -56,7 +56,8 @@ type consoleE2EResult struct {
 // organisation and the grant's purpose; the same link a second time, and
 // /ui/ without a session, show nothing; every answer carries the CSP; no
 // page has a CSP violation, a script error or an axe-core WCAG A/AA
-// finding. Imaging too: export, de-identify, a granted study opened.
+// finding. Imaging too (thumbnails, export, de-identify, a granted study
+// opened) and research (a granted dataset fetched, with its progress).
 // Screenshots of every page go to $MEDMESH_CONSOLE_SHOTS (else a temporary
 // directory); the test logs where. Meanwhile `medmesh watch --json` on the
 // grantee prints the same events, one object a line.
@@ -126,6 +127,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	study := imp.Studies[0].ID
 	clinic.must("grant", study, "--to", labID, "--purpose", "treatment")
+	// A research dataset from it, under the patient's consent, granted to
+	// the lab, which fetches it from the console.
+	clinic.must("consent", "add", "--patient", dicomtest.PatientID(1), "--purpose", "research")
+	clinic.must("dataset", "create", "cohort", "--records", study)
+	clinic.must("dataset", "grant", "cohort", "--to", labID)
+	fetchDir := filepath.Join(dir, "fetched")
 
 	// `medmesh watch --json` on the lab while the browsers work.
 	watch := lab.cmd("watch", "--json")
@@ -151,7 +158,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		"bin": self, "chromium": browser, "shots": shots, "downloads": filepath.Join(dir, "downloads"), "upload": upload,
 		"owner":   map[string]string{"repo": clinic.repo, "peer": clinicID, "org": "St Mary"},
 		"grantee": map[string]string{"repo": lab.repo, "peer": labID, "org": "Central Lab"},
-		"study":   study,
+		"study":   study, "dataset": "cohort", "fetch_dir": fetchDir,
 	})
 	run := exec.Command(nodeBin, filepath.Join(script, "e2e.js"))
 	run.Env = append(os.Environ(), "MEDMESH_AS_MAIN=1", "MEDMESH_CONSOLE_E2E="+string(cfg))
@@ -184,6 +191,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if !attested {
 		t.Errorf("the owner's audit lacks the grantee's attested read: %+v", audit)
+	}
+	if csv, err := os.ReadFile(filepath.Join(fetchDir, "manifest.csv")); err != nil || bytes.Count(csv, []byte(".dcm")) != 6 {
+		t.Errorf("the dataset fetched from the console: %v\n%s", err, csv)
 	}
 	if gs := decode[[]api.Grant](t, clinic.must("grants", res.Record, "--json")); len(gs) != 0 {
 		t.Errorf("grants after the revoke: %+v", gs)

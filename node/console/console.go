@@ -64,15 +64,9 @@ type Imaging interface {
 	Query(ctx context.Context, f dicom.Filter) ([]api.DicomStudyHit, error)
 	Open(ctx context.Context, id cid.Cid, version int, purpose string) (*imaging.Opened, error)
 	WriteInstance(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef, w io.Writer) error
+	OpenInstance(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef) io.ReadCloser
 	ReadDone(ctx context.Context, o *imaging.Opened, purpose string)
 	DeidentifyRecord(ctx context.Context, id cid.Cid, req api.DicomDeidRequest) (*api.DicomDeidResult, error)
-}
-
-// Renderer renders one instance of an opened study as an image, for the
-// study page's thumbnails (what DICOMweb's /rendered serves). Without one
-// the study page shows its series without thumbnails.
-type Renderer interface {
-	Render(ctx context.Context, o *imaging.Opened, in *dicom.InstanceRef, w io.Writer) (mediaType string, err error)
 }
 
 // Research is what the console asks of consents and datasets.
@@ -84,7 +78,7 @@ type Research interface {
 	FetchDataset(ctx context.Context, req api.DatasetFetchRequest, onProgress func(api.DatasetProgress)) (*api.DatasetFetchResult, error)
 }
 
-// Config is what a Console needs. Imaging, Render and Research may be nil
+// Config is what a Console needs. Imaging and Research may be nil
 // (their pages say so); the rest is required but Now, Log and the TTLs.
 type Config struct {
 	Self peer.ID
@@ -101,7 +95,6 @@ type Config struct {
 	Members  Members
 	Health   Health
 	Imaging  Imaging
-	Render   Renderer
 	Research Research
 
 	// LoginTTL is how long a sign-in link works (default 2 minutes),

@@ -2,10 +2,10 @@ package console
 
 import (
 	"archive/zip"
+	"bytes"
 	"fmt"
 	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/ipfs/go-cid"
 
@@ -134,7 +134,7 @@ func (k *Console) studyPage(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	if o != nil {
-		d.Opened, d.Study, d.Thumbs = true, o.Study, k.cfg.Render != nil
+		d.Opened, d.Study, d.Thumbs = true, o.Study, true
 		for _, se := range o.Study.Series {
 			row := seriesRow{Series: se, Count: len(se.Instances)}
 			if d.Thumbs && len(se.Instances) > 0 {
@@ -228,12 +228,10 @@ func (k *Console) deidentify(w http.ResponseWriter, r *http.Request, s *session)
 	redirect(w, r, Prefix+"studies/"+res.ID)
 }
 
-// thumbnail renders the middle instance of a series of an opened study.
+// thumbnail renders the middle instance of a series of an opened study
+// (for a study shared with this node, part of the read its opening
+// recorded).
 func (k *Console) thumbnail(w http.ResponseWriter, r *http.Request, s *session) {
-	if k.cfg.Render == nil {
-		plain(w, http.StatusNotFound, "no thumbnails on this node")
-		return
-	}
 	id, info, err := k.studyOf(r)
 	if err != nil {
 		plain(w, api.StatusOf(err), err.Error())
@@ -249,13 +247,15 @@ func (k *Console) thumbnail(w http.ResponseWriter, r *http.Request, s *session) 
 		plain(w, http.StatusNotFound, "no such series")
 		return
 	}
-	var buf strings.Builder
-	mt, err := k.cfg.Render.Render(r.Context(), o, ins[len(ins)/2], &buf)
-	if err != nil {
-		plain(w, http.StatusUnprocessableEntity, "this series has no image to show")
+	var buf bytes.Buffer
+	if err := k.renderThumb(r.Context(), o, ins[len(ins)/2], &buf); err != nil {
+		if !cannotRender(err) {
+			k.log.Warn("console: thumbnail", "record", id, "err", err)
+		}
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Write(noPreview(map[bool]string{true: "cannot render this image", false: "could not read it"}[cannotRender(err)]))
 		return
 	}
-	w.Header().Set("Content-Type", mt)
-	w.Header().Set("Cache-Control", "private, no-store")
-	w.Write([]byte(buf.String()))
+	w.Header().Set("Content-Type", "image/png")
+	w.Write(buf.Bytes())
 }

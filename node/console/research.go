@@ -20,7 +20,8 @@ const maxJobs = 16
 // fetchJob is one dataset fetch the console started.
 type fetchJob struct {
 	ID      string
-	Dataset string
+	Dataset string // as asked: an ID or a name
+	Name    string // its name
 	Dir     string
 	Started time.Time
 
@@ -35,6 +36,7 @@ type fetchJob struct {
 type jobState struct {
 	ID       string              `json:"job"`
 	Dataset  string              `json:"dataset"`
+	Name     string              `json:"name"`
 	Dir      string              `json:"dir"`
 	Progress api.DatasetProgress `json:"progress"`
 	Done     bool                `json:"done"`
@@ -46,7 +48,7 @@ type jobState struct {
 func (j *fetchJob) state() jobState {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	st := jobState{ID: j.ID, Dataset: j.Dataset, Dir: j.Dir, Progress: j.pr, Done: j.done, Error: j.err}
+	st := jobState{ID: j.ID, Dataset: j.Dataset, Name: j.Name, Dir: j.Dir, Progress: j.pr, Done: j.done, Error: j.err}
 	if j.result != nil {
 		st.CSV = j.result.CSV
 	}
@@ -175,7 +177,12 @@ func (k *Console) startFetch(w http.ResponseWriter, r *http.Request, s *session)
 		k.fail(w, r, s, fault.Invalidf("give a full path, such as /data/datasets/lung-ct", "the folder %q is not a full path", dir))
 		return
 	}
-	j := &fetchJob{ID: secret()[:12], Dataset: ds, Dir: filepath.Clean(dir), Started: k.cfg.Now()}
+	j := &fetchJob{ID: secret()[:12], Dataset: ds, Name: ds, Dir: filepath.Clean(dir), Started: k.cfg.Now()}
+	for _, d := range k.cfg.Research.ListDatasets(r.Context()) {
+		if d.ID == ds {
+			j.Name = fmt.Sprintf("%s v%d", d.Name, d.Version)
+		}
+	}
 	k.jobs.add(j)
 	k.wg.Add(1)
 	go func() {

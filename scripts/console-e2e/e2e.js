@@ -9,7 +9,9 @@
 // Run by cmd/medmesh's TestConsoleInBrowser, which starts the daemons and
 // passes MEDMESH_CONSOLE_E2E (JSON): bin (the medmesh binary), chromium,
 // shots and downloads (directories), upload (a file), owner and grantee
-// ({repo, peer, org}), study (a DICOM study record of the owner's, or "").
+// ({repo, peer, org}), study (a DICOM study record of the owner's, shared
+// with the grantee, or ""), dataset (a dataset name granted to the grantee,
+// or "") and fetch_dir (where the grantee fetches it).
 // It prints one JSON line with what it saw, and exits non-zero on failure.
 'use strict';
 
@@ -260,6 +262,12 @@ async function main() {
     await owner.page.goto(base + '/ui/studies/' + cfg.study);
     t = await text(owner);
     assert(t.includes('Series') && t.includes('Export'), 'the study page shows no series: ' + t.slice(0, 300));
+    await owner.page.waitForFunction(() => {
+      const imgs = [...document.querySelectorAll('.thumbs img')];
+      return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+    }, { timeout: 30000 });
+    const thumbs = await owner.page.$$eval('.thumbs img', (imgs) => imgs.map((i) => i.naturalWidth));
+    assert(thumbs.length === 2 && thumbs.every((w) => w > 0), 'study thumbnails: ' + thumbs);
     await shot(owner, '17-owner-study');
     await audit(owner, 'study');
     // Export: a zip of the original instances.
@@ -290,8 +298,23 @@ async function main() {
     await audit(grantee, 'study (grantee)');
   }
   await owner.page.goto(base + '/ui/research');
+  t = await text(owner);
+  assert(!cfg.dataset || (t.includes(cfg.dataset) && t.includes('in force')), 'the research page lacks the dataset or the consent: ' + t.slice(0, 400));
   await shot(owner, '18-owner-research');
   await audit(owner, 'research');
+  if (cfg.dataset) {
+    // The grantee fetches the dataset into a folder, with a progress bar.
+    await grantee.page.goto(gBase + '/ui/research');
+    await grantee.page.waitForSelector('#dataset');
+    await grantee.page.type('#dir', cfg.fetch_dir);
+    await Promise.all([grantee.page.waitForNavigation(), grantee.page.click('form[action="/ui/research/fetch"] button')]);
+    await grantee.page.waitForSelector('#fetch-progress progress');
+    await grantee.page.waitForFunction(() => /^Done/.test(document.querySelector('.fetch-status').textContent), { timeout: 120000 });
+    const done = await grantee.page.$eval('#fetch-progress', (e) => [e.querySelector('progress').value, e.innerText]);
+    assert(done[0] === 100 && done[1].includes('6 of 6 instances'), 'the fetch ended with: ' + done);
+    await shot(grantee, '18b-grantee-dataset-fetched');
+    await audit(grantee, 'research (fetch)');
+  }
   await owner.page.goto(base + '/ui/');
   await shot(owner, '19-owner-overview-after');
   await grantee.page.goto(gBase + '/ui/live');
