@@ -415,10 +415,23 @@ func TestGrantLabel(t *testing.T) {
 	if claims := a.led.Access(res.ID); len(claims) != 0 {
 		t.Fatalf("showing a label claimed a read: %+v", claims)
 	}
+	// A new version re-grants to the live grantees (GrantVersion): the
+	// re-grant carries the new version's label too.
+	res2, err := a.svc.Update(ctx, records.AddRequest{Prev: res.ID, Name: "Discharge summary (corrected).pdf", MediaType: "application/pdf",
+		Files: []records.FileSource{{Path: "x", Open: func() (io.Reader, error) { return bytes.NewReader(randomBytes(500)), nil }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info2, _ := b.led.Record(res2.ID)
+	if l, ok := b.svc.Label(ctx, info2); !ok || l.Name != "Discharge summary (corrected).pdf" {
+		t.Fatalf("the grantee's label of the re-granted version 2: %+v %v", l, ok)
+	}
 	if _, err := a.svc.Revoke(ctx, res.ID, b.id); err != nil {
 		t.Fatal(err)
 	}
-	if l, ok := b.svc.Label(ctx, info); ok {
-		t.Fatalf("b still sees %+v after the revoke", l)
+	for _, i := range []ledger.RecordInfo{info, info2} {
+		if l, ok := b.svc.Label(ctx, i); ok {
+			t.Fatalf("b still sees %+v after the revoke", l)
+		}
 	}
 }

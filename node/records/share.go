@@ -169,7 +169,7 @@ func (s *Service) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (
 		if err != nil {
 			return nil, err
 		}
-		e, err := s.grantVersion(ctx, v.ID, key[:], grantee, pub, req.Purpose, expires, s.sealLabel(ctx, v, key, grantee, req.Purpose))
+		e, err := s.GrantVersion(ctx, v.ID, key[:], grantee, pub, req.Purpose, expires)
 		if err != nil {
 			return nil, err
 		}
@@ -179,32 +179,37 @@ func (s *Service) Grant(ctx context.Context, id cid.Cid, req api.GrantRequest) (
 }
 
 // GrantVersion wraps one record version's key to a grantee's public key
-// (access.GrantRecipient) and publishes the grant.
+// (access.GrantRecipient) and publishes the grant, with the version's name
+// and media type sealed for the grantee (access.SealLabel) when this node
+// keeps its manifest: a share, a new version's re-grant, a grant
+// re-issued to a rotated key, a dataset's.
 func (s *Service) GrantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time) (*ledger.Entry, error) {
-	return s.grantVersion(ctx, rec, key, grantee, pub, purpose, expires, nil)
-}
-
-// grantVersion is GrantVersion with a sealed label (nil: none).
-func (s *Service) grantVersion(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, pub []byte, purpose string, expires time.Time, label []byte) (*ledger.Entry, error) {
 	env, err := access.GrantRecipient(rec, grantee, purpose).Wrap(pub, key)
 	if err != nil {
 		return nil, err
 	}
-	return s.ledger.Append(ctx, ledger.TypeGrant, ledger.GrantPayload{Record: rec, Grantee: grantee, Envelope: env, Expires: expires, Purpose: purpose, Label: label})
+	return s.ledger.Append(ctx, ledger.TypeGrant, ledger.GrantPayload{Record: rec, Grantee: grantee, Envelope: env, Expires: expires, Purpose: purpose,
+		Label: s.sealLabel(ctx, rec, key, grantee, purpose)})
 }
 
-// sealLabel seals an owned record version's name and media type for a
-// grant (access.SealLabel), or returns nil: a grant without a label is
-// still a grant, and the grantee learns the name when it reads.
-func (s *Service) sealLabel(ctx context.Context, v ledger.RecordInfo, key record.Key, grantee peer.ID, purpose string) []byte {
-	m, err := s.localManifest(ctx, v.ID, key)
-	if err != nil {
-		s.log.Warn("grant without a label: the record's manifest does not open here", "record", v.ID, "err", err)
+// sealLabel seals a record version's name and media type for a grant, or
+// returns nil: a grant without a label is still a grant (an emergency
+// authority's, whose node has no manifest), and the grantee learns the
+// name when it reads.
+func (s *Service) sealLabel(ctx context.Context, rec cid.Cid, key []byte, grantee peer.ID, purpose string) []byte {
+	var k record.Key
+	if len(key) != len(k) {
 		return nil
 	}
-	sealed, err := access.SealLabel(key[:], v.ID, grantee, purpose, access.Label{Name: m.Name, MediaType: m.MediaType})
+	copy(k[:], key)
+	m, err := s.localManifest(ctx, rec, k)
 	if err != nil {
-		s.log.Warn("grant without a label", "record", v.ID, "err", err)
+		s.log.Debug("grant without a label: the record's manifest is not on this node", "record", rec, "err", err)
+		return nil
+	}
+	sealed, err := access.SealLabel(key, rec, grantee, purpose, access.Label{Name: m.Name, MediaType: m.MediaType})
+	if err != nil {
+		s.log.Warn("grant without a label", "record", rec, "err", err)
 		return nil
 	}
 	return sealed
