@@ -11,7 +11,8 @@
 # to every node; "single,scoped" runs issue #16's scopes on the same
 # workload and seed once they are in the build). Further flags go to
 # scripts/ledgersim (go run ./scripts/ledgersim -h), e.g. -nodes 50 or
-# -duration 30s. The 200-node run takes a few minutes of both cores: run it
+# -duration 30s; without them it runs DefaultConfig (200 clinics, 60 s of
+# workload). The 200-node run takes a few minutes of both cores: run it
 # when the machine is quiet, and keep the load average printed with it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,4 +27,4 @@ src=$(bench_source)
 log "building ledgersim from $(git -C "$root" rev-parse --short HEAD)"
 (cd "$src" && go build -o "$work/ledgersim" ./scripts/ledgersim)
 log "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-"$work/ledgersim" -design "$designs" -nodes 200 -duration 60s "$@"
+"$work/ledgersim" -design "$designs" "$@"

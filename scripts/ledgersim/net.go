@@ -33,17 +33,22 @@ const (
 // Designs lists the -design choices.
 func Designs() []string { return []string{DesignSingle, DesignScoped} }
 
-// applyDesign sets what a design changes in a node's ledger options. It is
-// the simulation's only switch between designs: everything else (the
-// workload, the seed, the network, the measurements) is the same.
-func applyDesign(design string, o *ledger.Options) error {
+// designGenesis founds the simulated network in the given design: the
+// simulation's only switch between designs (a scoped network is one whose
+// genesis says so). Everything else — the workload, the seed, the network,
+// the measurements — is the same.
+func designGenesis(design string, admin *ident, now time.Time) ([]byte, error) {
+	var g []byte
+	var err error
 	switch design {
 	case DesignSingle:
-		return nil
+		g, _, err = ledger.NewGenesis(admin.key, "ledgersim", now, ledger.Builtin())
 	case DesignScoped:
-		return errors.New("design scoped: the scoped ledger (issue #16) is not in this build yet; run -design single")
+		return nil, errors.New("design scoped: the scoped ledger (issue #16) is not in this build yet; run -design single")
+	default:
+		return nil, fmt.Errorf("unknown design %q (choices: %v)", design, Designs())
 	}
-	return fmt.Errorf("unknown design %q (choices: %v)", design, Designs())
+	return g, err
 }
 
 // ident is a clinic's identity: its libp2p key and its HPKE key.
@@ -176,7 +181,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func (s *sim) buildSetup(ctx context.Context) error {
 	admin := s.ids[0]
 	var err error
-	s.genesis, _, err = ledger.NewGenesis(admin.key, "ledgersim", time.Now(), ledger.Builtin())
+	s.genesis, err = designGenesis(s.cfg.Design, admin, time.Now())
 	if err != nil {
 		return err
 	}
@@ -261,9 +266,6 @@ func (s *sim) addNode(ctx context.Context, i int, withSetup bool, peers []int) (
 	n.st = st
 	o := ledger.Options{Store: st, Key: who.key, Genesis: s.genesis, Types: ledger.Builtin(), Logger: quietLogger(),
 		SyncInterval: s.cfg.SyncInterval}
-	if err := applyDesign(s.cfg.Design, &o); err != nil {
-		return nil, err
-	}
 	n.l, err = ledger.Open(ctx, o)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ func TestSmallNetwork(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Nodes, cfg.Duration, cfg.Joins, cfg.Leaves = 20, 8*time.Second, 1, 1
+	cfg.Records, cfg.Grants, cfg.Reads, cfg.Revokes = 2, 1, 8, 0.2
 	cfg.Settle = 2 * time.Minute
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {

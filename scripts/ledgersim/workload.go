@@ -28,8 +28,9 @@ import (
 // (the grant it reads under, the grantee's key, ...), so the entries' timing
 // is the network's.
 
-// opTimeout bounds how long an operation waits for what it needs.
-const opTimeout = 30 * time.Second
+// opTimeout bounds how long an operation waits for what it needs (long:
+// 200 nodes on two shared cores can fall minutes behind).
+const opTimeout = 2 * time.Minute
 
 // readableAfter is how long after a grant is decided it may be read under.
 const readableAfter = 2 * time.Second
@@ -553,8 +554,8 @@ func (w *workload) revoke() {
 }
 
 // join admits a new clinic: the admin adds it, it starts from the genesis
-// alone, connects to Degree random clinics, catches up and announces its
-// key. The workload uses it (last in activity) once it could have.
+// alone, connects to the admin and Degree-1 random clinics, catches up and
+// announces its key. The workload uses it (last in activity) once it could have.
 func (w *workload) join(t int) {
 	if w.joinNext >= len(w.s.ids) {
 		return
@@ -589,17 +590,19 @@ func (w *workload) join(t int) {
 	w.useAt[at] = append(w.useAt[at], i)
 }
 
-// peersFor picks Degree distinct live clinics for node i to connect to.
+// peersFor picks the peers a joiner connects to: the admin that invited it
+// (a medmesh invitation is redeemed with the inviter) and Degree-1 other
+// live clinics.
 func (w *workload) peersFor(i int) []int {
 	var live []int
 	for j := range w.usable {
-		if w.usable[j] && j != i {
+		if w.usable[j] && j != i && j != 0 {
 			live = append(live, j)
 		}
 	}
 	slices.Sort(live)
 	w.rng.Shuffle(len(live), func(a, b int) { live[a], live[b] = live[b], live[a] })
-	return live[:min(len(live), w.s.cfg.Degree)]
+	return append([]int{0}, live[:min(len(live), w.s.cfg.Degree-1)]...)
 }
 
 // leave removes a clinic (uniformly chosen, never the admin): the admin
