@@ -22,7 +22,9 @@
 # Everything listens on 127.0.0.1 only: no bootstrap peers, no mDNS, no
 # AutoNAT, no relays, no public DHT. Processes and temp dirs are removed on
 # exit. Environment: ROUNDS (3), FETCHES (100), FETCH_KB (4096), SKIP_KUBO=1,
-# KEEP=1 (keep the work dir), BENCH_DIR (parent of the work dir, default
+# KEEP=1 (keep the work dir), BASELINE=REV (also build medmesh at git
+# revision REV and run its add and get in the same interleaved rounds, on a
+# pair of nodes of its own: before and after a change, same run), BENCH_DIR (parent of the work dir, default
 # $TMPDIR), BUILD_FROM=tree (build the working tree, not HEAD). Results: a
 # table on stdout and scripts/out/bench-<time>.txt. Disk: about
 # 6 x ROUNDS x the sizes (each file is stored by four daemons).
@@ -58,6 +60,14 @@ mkdir -p "$work/bin"
 src=$(bench_source)
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh)
 mm="$work/bin/medmesh"
+mm_new=$mm
+if [[ -n ${BASELINE:-} ]]; then
+	log "building medmesh at $BASELINE (the baseline)"
+	mkdir -p "$work/base-src"
+	git -C "$root" archive "$BASELINE" | tar -x -C "$work/base-src"
+	(cd "$work/base-src" && go build -o "$work/bin/medmesh-base" ./cmd/medmesh)
+	base_rev=$(git -C "$root" rev-parse --short "$BASELINE")
+fi
 if [[ -z ${SKIP_KUBO:-} ]]; then
 	log "building/locating Kubo (scripts/kubo.sh)"
 	ipfs_bin=$("$here/kubo.sh")
@@ -92,21 +102,40 @@ start_daemon() { # REPO LOG -> pid in $daemon_pid
 	wait_for 60 "$mm" --repo "$1" id --json
 }
 member_with_peers() { # REPO: daemon says it is a member and has a peer
-	"$mm" --repo "$1" id --json | jq -e '.member and .peer_count > 0' >/dev/null
+	"$mm" --repo "$1" id --json | jq -e '.member and ((.peer_count // .peers) > 0)' >/dev/null
 }
 
-log "medmesh: two nodes"
-mma init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
-mma network create --name bench >/dev/null
-start_daemon "$A" "$work/mm-a.log"
-pidA=$daemon_pid
-mmb init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
-idB=$(mmb id --json | jq -r .peer)
-token=$(mma network invite --peer "$idB" | tail -n 1)
-mmb network join "$token" >/dev/null
-start_daemon "$B" "$work/mm-b.log"
-pidB=$daemon_pid
-wait_for 60 member_with_peers "$B"
+# two_nodes TAG: A owner and B grantee, members of one network, daemons up;
+# their repos in $work/TAG-a and $work/TAG-b, pids and B's ID in V[TAG_*].
+declare -A V
+two_nodes() {
+	local t=$1
+	A="$work/$t-a" B="$work/$t-b"
+	log "medmesh ($t): two nodes"
+	mma init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
+	mma network create --name "bench-$t" >/dev/null
+	start_daemon "$A" "$work/$t-a.log"
+	V[${t}_pidA]=$daemon_pid
+	mmb init --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 >/dev/null
+	V[${t}_idB]=$(mmb id --json | jq -r '.peer // .peer_id')
+	token=$(mma network invite --peer "${V[${t}_idB]}" | tail -n 1)
+	mmb network join "$token" >/dev/null
+	start_daemon "$B" "$work/$t-b.log"
+	wait_for 60 member_with_peers "$B"
+}
+# use TAG: the binary, repos and peers the medmesh steps below act on.
+use() {
+	local t=$1
+	if [[ $t == base ]]; then mm="$work/bin/medmesh-base"; else mm=$mm_new; fi
+	A="$work/$t-a" B="$work/$t-b" pidA=${V[${t}_pidA]} idB=${V[${t}_idB]} P=$t
+}
+if [[ -n ${BASELINE:-} ]]; then
+	mm="$work/bin/medmesh-base"
+	two_nodes base
+fi
+mm=$mm_new
+two_nodes mm
+use mm
 
 # grant_ready ID: grant to B (retried: A may not know B's key yet)
 grant_to_b() { wait_for 60 mma grant "$1" --to "$idB" --json; }
@@ -123,28 +152,28 @@ peak_rss_size=0
 # mm_round SIZE ROUND: medmesh add on A, grant, get on B
 mm_round() {
 	local s=$1 r=$2 f="$work/data-$1-$2.bin" bytes=$(($1 << 20)) t0 t1 id hwm
-	log "medmesh add $s MiB (round $r)"
+	log "$P add $s MiB (round $r)"
 	echo 5 >"/proc/$pidA/clear_refs" 2>/dev/null || true # reset VmHWM (Linux >= 4.0)
 	# VmHWM counts file-backed pages too (badger mmaps its value log):
 	# sample anonymous and file-backed RSS separately.
-	sample_rss "$pidA" "$work/rss-$s.txt" &
+	sample_rss "$pidA" "$work/rss-$P-$s.txt" &
 	sampler=$!
 	t0=$(now)
 	id=$(mma add "$f" --replicas 1 --json | jq -r .id)
 	t1=$(now)
 	kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
-	read -r R[mm_anon_${s}_$r] R[mm_file_${s}_$r] <"$work/rss-$s.txt"
-	R[mm_add_${s}_$r]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
+	read -r R[${P}_anon_${s}_$r] R[${P}_file_${s}_$r] <"$work/rss-$P-$s.txt"
+	R[${P}_add_${s}_$r]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pidA/status")
-	R[mm_rss_${s}_$r]=$((hwm / 1024))
+	R[${P}_rss_${s}_$r]=$((hwm / 1024))
 	if ((s > peak_rss_size || (s == peak_rss_size && hwm > peak_rss_kb))); then peak_rss_size=$s; peak_rss_kb=$hwm; fi
 	grant_to_b "$id"
 	wait_for 60 readable_on_b "$id"
-	log "medmesh get $s MiB on the grantee (round $r)"
+	log "$P get $s MiB on the grantee (round $r)"
 	t0=$(now)
 	mmb get "$id" -o "$work/out.bin" --json >/dev/null
 	t1=$(now)
-	R[mm_get_${s}_$r]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
+	R[${P}_get_${s}_$r]=$(mibps "$bytes" "$(echo "$t1 - $t0" | bc -l)")
 	cmp -s "$f" "$work/out.bin" || { echo "medmesh get: output differs from input" >&2; exit 1; }
 	rm -f "$work/out.bin"
 }
@@ -213,6 +242,11 @@ k_round() {
 # and each program should see the same drift.
 for s in "${sizes[@]}"; do
 	for r in $(seq "$ROUNDS"); do
+		if [[ -n ${BASELINE:-} ]]; then
+			use base
+			mm_round "$s" "$r"
+		fi
+		use mm
 		mm_round "$s" "$r"
 		[[ -n ${SKIP_KUBO:-} ]] || k_round "$s" "$r"
 	done
@@ -290,6 +324,19 @@ med() {
 		printf "%-8s %-10s %10s %14s %14s %12s\n" "${s}MiB" 2node-get "$(med mm_get_$s)" "$(med k_cat_def_$s)" "$(med k_cat_raw1m_$s)" \
 			"$(ratio "$(med mm_get_$s)" "$bk")"
 	done
+	if [[ -n ${BASELINE:-} ]]; then
+		echo
+		echo "before and after, same rounds: medmesh at $base_rev (baseline) and at $(git -C "$root" rev-parse --short HEAD)"
+		printf "%-8s %-10s %10s %10s %8s\n" "size" "op" "baseline" "this" "ratio"
+		for s in "${sizes[@]}"; do
+			printf "%-8s %-10s %10s %10s %8s\n" "${s}MiB" add "$(med base_add_$s)" "$(med mm_add_$s)" "$(ratio "$(med mm_add_$s)" "$(med base_add_$s)")"
+			printf "%-8s %-10s %10s %10s %8s\n" "${s}MiB" 2node-get "$(med base_get_$s)" "$(med mm_get_$s)" "$(ratio "$(med mm_get_$s)" "$(med base_get_$s)")"
+		done
+		for s in "${sizes[@]}"; do
+			echo "  ${s} MiB add:  baseline $(rounds base_add_$s); this $(rounds mm_add_$s)"
+			echo "  ${s} MiB get:  baseline $(rounds base_get_$s); this $(rounds mm_get_$s)"
+		done
+	fi
 	echo
 	echo "each round (MiB/s):"
 	for s in "${sizes[@]}"; do
