@@ -48,6 +48,7 @@ func run() int {
 	flag.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long to wait after the workload for the network to converge")
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")
 	quiet := flag.Bool("quiet", false, "no progress lines on stderr")
+	from := flag.String("from", "", "print the table of reports saved with -json (comma-separated files) instead of running")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: ledgersim [flags]\n\nSimulates clinics on one ledger network in one process and measures it (issue #16).\n\nExamples:\n"+
@@ -62,6 +63,28 @@ func run() int {
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "ledgersim: unexpected argument %q (see -h)\n", flag.Arg(0))
 		return 2
+	}
+	if *from != "" {
+		var reps []*Report
+		for _, f := range strings.Split(*from, ",") {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "ledgersim:", err)
+				return 2
+			}
+			var rs []*Report
+			if err := json.Unmarshal(b, &rs); err != nil {
+				fmt.Fprintf(os.Stderr, "ledgersim: %s: not a -json report: %v\n", f, err)
+				return 2
+			}
+			reps = append(reps, rs...)
+		}
+		if len(reps) == 0 {
+			fmt.Fprintln(os.Stderr, "ledgersim: no reports in", *from)
+			return 2
+		}
+		printReports(reps)
+		return 0
 	}
 	if !*quiet {
 		cfg.Progress = os.Stderr
@@ -103,8 +126,16 @@ func run() int {
 		}
 		return 0
 	}
-	fmt.Printf("ledgersim: %d clinics, seed %d, workload %s (records %g/s, extra grants %g/s, reads %g/s, revokes %g/s, %d joins, %d leaves, Zipf %g), degree %d, latency %s, sync every %s\n\n",
-		cfg.Nodes, cfg.Seed, cfg.Duration, cfg.Records, cfg.Grants, cfg.Reads, cfg.Revokes, cfg.Joins, cfg.Leaves, cfg.Zipf, cfg.Degree, cfg.Latency, cfg.SyncInterval)
-	PrintTable(os.Stdout, reps)
+	printReports(reps)
 	return 0
+}
+
+func printReports(reps []*Report) {
+	for _, r := range reps {
+		c := r.Config
+		fmt.Printf("ledgersim %s: %d clinics, seed %d, workload %s (records %g/s, extra grants %g/s, reads %g/s, revokes %g/s, %d joins, %d leaves, Zipf %g), degree %d, latency %s, sync every %s\n",
+			c.Design, c.Nodes, c.Seed, c.Duration, c.Records, c.Grants, c.Reads, c.Revokes, c.Joins, c.Leaves, c.Zipf, c.Degree, c.Latency, c.SyncInterval)
+	}
+	fmt.Println()
+	PrintTable(os.Stdout, reps)
 }

@@ -333,6 +333,9 @@ func PrintTable(out io.Writer, reps []*Report) {
 	row("workload / wall time; CPU (2 cores shared)", func(r *Report) string {
 		return fmt.Sprintf("%.0f s / %.0f s; %.0f CPU-s", r.WorkloadSeconds, r.WallSeconds, r.CPUSeconds)
 	})
+	row("… the cores this process got (CPU / traffic window)", func(r *Report) string {
+		return fmt.Sprintf("%.2f", r.CPUSeconds/r.TrafficSeconds)
+	})
 	row("load average before → after", func(r *Report) string { return r.LoadBefore + " → " + r.LoadAfter })
 	for _, r := range reps {
 		if len(r.Errors) == 0 {

@@ -30,7 +30,7 @@ import (
 
 // opTimeout bounds how long an operation waits for what it needs (long:
 // 200 nodes on two shared cores can fall minutes behind).
-const opTimeout = 2 * time.Minute
+const opTimeout = 5 * time.Minute
 
 // readableAfter is how long after a grant is decided it may be read under.
 const readableAfter = 2 * time.Second
@@ -298,7 +298,7 @@ func (w *workload) waitUntil(cond func() bool) error {
 		select {
 		case <-w.ctx.Done():
 			return w.ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return nil
