@@ -57,12 +57,20 @@ func (k *Console) pages(m *http.ServeMux) {
 
 	m.HandleFunc("GET /ui/live", k.page(k.livePage))
 	m.HandleFunc("GET /ui/events", k.data(k.events))
+	// Anything else: a page, so that a browser sent to a wrong address
+	// stays in the console (and asks for no /favicon.ico outside it).
 	m.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := k.session(r); !ok {
-			plain(w, http.StatusUnauthorized, "sign in first: run `medmesh ui`")
+		s, ok := k.session(r)
+		if !ok {
+			k.signIn(w, http.StatusUnauthorized, "")
 			return
 		}
-		plain(w, http.StatusNotFound, "no such page")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			k.fail(w, r, s, api.Errorf(http.StatusMethodNotAllowed, "", "%s %s: the console does not do that", r.Method, r.URL.Path))
+			return
+		}
+		k.fail(w, r, s, fault.NotFoundf("the menu above lists the console's pages", "no page at %s", r.URL.Path))
 	})
 }
 
@@ -120,9 +128,21 @@ type overviewData struct {
 	Peer, Network, Version, Commit string
 	Health                         api.Health
 	Members                        []person
-	DiskUsed                       int64
-	DiskFree                       int64
-	FreeKnown                      bool
+	// Short names the owned records short of copies (the first
+	// maxShort of Health.UnderReplicatedIDs).
+	Short     []shortRecord
+	DiskUsed  int64
+	DiskFree  int64
+	FreeKnown bool
+}
+
+// maxShort bounds the records short of copies the overview names.
+const maxShort = 10
+
+// shortRecord is an owned record short of copies, as the overview names it.
+type shortRecord struct {
+	ID, Name, Class, Copies string
+	Version                 int
 }
 
 func (k *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
@@ -142,6 +162,16 @@ func (k *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	if err != nil {
 		k.fail(w, r, s, err)
 		return
+	}
+	for _, s := range d.Health.UnderReplicatedIDs[:min(len(d.Health.UnderReplicatedIDs), maxShort)] {
+		row := shortRecord{ID: s}
+		if id, err := cid.Decode(s); err == nil {
+			if info, ok := k.cfg.Ledger.Record(id); ok {
+				row.Name, row.Class, row.Version = k.names.of(ctx, info), info.Class, int(info.Version)
+				row.Copies = fmt.Sprintf("%d of the %d it wants", len(k.cfg.Records.Holders(info)), info.Replicas)
+			}
+		}
+		d.Short = append(d.Short, row)
 	}
 	d.SharedCount = len(shared)
 	sort.SliceStable(shared, func(i, j int) bool { return shared[i].Created.After(shared[j].Created) })
@@ -505,7 +535,11 @@ func (k *Console) revoke(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	v := k.newView(r.Context(), nil, "", "", nil)
-	s.addFlash("ok", fmt.Sprintf("Revoked %s's access to %d version(s). Holders refuse it from now on.", v.Who(grantee.String()), n))
+	s.addFlash("ok", fmt.Sprintf("Revoked %s's access to %s. Holders refuse it from now on.", v.Who(grantee.String()), plural(n, "version")))
+	if r.PostForm.Get("back") == "share" {
+		redirect(w, r, Prefix+"share")
+		return
+	}
 	redirect(w, r, Prefix+"records/"+id.String())
 }
 
@@ -514,9 +548,22 @@ func (k *Console) revoke(w http.ResponseWriter, r *http.Request, s *session) {
 type shareData struct {
 	Selected string
 	Records  []recordRow
-	Members  []person
-	Purposes []string
-	Expiries []choice
+	// Grants are the live grants of this node's records (their newest
+	// versions), each with a Revoke button; at most maxShareRows.
+	Grants    []shareGrant
+	MoreCount int
+	Members   []person
+	Purposes  []string
+	Expiries  []choice
+}
+
+// maxShareRows bounds the grants the Share page lists.
+const maxShareRows = 100
+
+// shareGrant is a live grant of one of this node's records.
+type shareGrant struct {
+	api.Grant
+	Record, Name, Class string
 }
 
 func (k *Console) sharePage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -531,6 +578,27 @@ func (k *Console) sharePage(w http.ResponseWriter, r *http.Request, s *session) 
 	for _, p := range sortedPeople(v.people) {
 		if !p.Self {
 			d.Members = append(d.Members, p)
+		}
+	}
+	for _, row := range mine {
+		id, err := cid.Decode(row.ID)
+		if err != nil {
+			continue
+		}
+		gs, err := k.cfg.Records.ListGrants(id)
+		if err != nil {
+			k.fail(w, r, s, err)
+			return
+		}
+		for _, g := range gs {
+			if g.Expired {
+				continue
+			}
+			if len(d.Grants) == maxShareRows {
+				d.MoreCount++
+				continue
+			}
+			d.Grants = append(d.Grants, shareGrant{Grant: g, Record: row.ID, Name: row.Name, Class: row.Class})
 		}
 	}
 	k.render(w, http.StatusOK, "share", v)

@@ -89,6 +89,16 @@ var funcs = template.FuncMap{
 		}
 		return out
 	},
+	"plural": plural,
+	"sub":    func(a, b int) int { return a - b },
+	"cli":    cliText,
+	"pn":     personName,
+	"orDash": func(s string) string {
+		if strings.TrimSpace(s) == "" {
+			return "—"
+		}
+		return s
+	},
 	"shortid": func(id string) string {
 		if len(id) <= 16 {
 			return id
@@ -107,6 +117,67 @@ func loadTemplates() map[string]*template.Template {
 			continue
 		}
 		out[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, p))
+	}
+	return out
+}
+
+// plural counts: "1 record", "4 records" (many is one+"s" when empty).
+func plural(n int, one string, many ...string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	if len(many) > 0 {
+		return fmt.Sprintf("%d %s", n, many[0])
+	}
+	return fmt.Sprintf("%d %ss", n, one)
+}
+
+// cliText shows a message written for the terminal (health's problems,
+// services' hints) with its `commands` as code: the text is escaped, the
+// backquoted parts wrapped in <code>.
+func cliText(s string) template.HTML {
+	parts := strings.Split(s, "`")
+	if len(parts)%2 == 0 { // an unpaired backquote: plain text
+		return template.HTML(template.HTMLEscapeString(s))
+	}
+	var b strings.Builder
+	for i, p := range parts {
+		if i%2 == 1 {
+			b.WriteString("<code>" + template.HTMLEscapeString(p) + "</code>")
+		} else {
+			b.WriteString(template.HTMLEscapeString(p))
+		}
+	}
+	return template.HTML(b.String())
+}
+
+// personName shows a DICOM person name (PS3.5 6.2.1: family^given^
+// middle^prefix^suffix; the alphabetic group) as "family, prefix given
+// middle, suffix".
+func personName(pn string) string {
+	alpha, _, _ := strings.Cut(pn, "=")
+	c := strings.Split(alpha, "^")
+	for len(c) < 5 {
+		c = append(c, "")
+	}
+	for i := range c {
+		c[i] = strings.TrimSpace(c[i])
+	}
+	var given []string
+	for _, x := range []string{c[3], c[1], c[2]} {
+		if x != "" {
+			given = append(given, x)
+		}
+	}
+	out := c[0]
+	if len(given) > 0 {
+		if out != "" {
+			out += ", "
+		}
+		out += strings.Join(given, " ")
+	}
+	if c[4] != "" {
+		out += ", " + c[4]
 	}
 	return out
 }
@@ -265,7 +336,42 @@ func (k *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		api.Fail(w, err)
 		return
 	}
-	k.render(w, code, "error", k.newView(r.Context(), s, "Something went wrong", "", struct{ Error, Hint string }{err.Error(), fault.HintOf(err)}))
+	k.render(w, code, "error", k.newView(r.Context(), s, errorTitle(code), "", struct{ Error, Hint string }{sentence(err.Error()), sentence(fault.HintOf(err))}))
+}
+
+// errorTitle heads an error page by what kind of failure it is.
+func errorTitle(code int) string {
+	switch {
+	case code == http.StatusNotFound || code == http.StatusGone:
+		return "Not found"
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return "Not allowed"
+	case code == http.StatusConflict:
+		return "Not possible now"
+	case code == http.StatusMethodNotAllowed:
+		return "Not something the console does"
+	case code >= 400 && code < 500:
+		return "That did not work"
+	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+		return "Unavailable"
+	}
+	return "Something went wrong"
+}
+
+// sentence shows an error or hint (written for the terminal: lower case,
+// no full stop) as a sentence.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return s
+	}
+	if c := s[0]; c >= 'a' && c <= 'z' {
+		s = string(c-'a'+'A') + s[1:]
+	}
+	if last := s[len(s)-1]; last != '.' && last != '!' && last != '?' && last != ')' {
+		s += "."
+	}
+	return s
 }
 
 // jsonReply answers the console's script.

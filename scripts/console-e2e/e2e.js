@@ -53,6 +53,9 @@ async function launch(name, refusals) {
   });
   browsers.push({ browser, dir });
   const page = (await browser.pages())[0] || await browser.newPage();
+  // b.allow: the refusals Chromium logs that this browser is meant to see
+  // now (a used link, no session, a page that does not exist).
+  const b = { name, browser, page, downloads: '', allow: refusals ? /status of 40[13]/ : null };
   page.setDefaultTimeout(45000);
   page.on('response', (r) => {
     const u = new URL(r.url());
@@ -66,7 +69,7 @@ async function launch(name, refusals) {
   page.on('console', (m) => {
     // A browser sent to a used link or without a session is refused
     // (403, 401) as it should be; Chromium logs that.
-    if (refusals && /status of 40[13]/.test(m.text())) return;
+    if (b.allow && b.allow.test(m.text())) return;
     if (m.type() === 'error') fail(`${name}: console error on ${page.url()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => fail(`${name}: script error on ${page.url()}: ${e.message}`));
@@ -79,7 +82,8 @@ async function launch(name, refusals) {
   const downloads = path.join(cfg.downloads, name);
   fs.mkdirSync(downloads, { recursive: true });
   await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
-  return { name, browser, page, downloads };
+  b.downloads = downloads;
+  return b;
 }
 
 async function shot(b, file) {
@@ -96,6 +100,21 @@ async function audit(b, what) {
   const res = await b.page.evaluate(() => axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] } }));
   for (const v of res.violations) {
     fail(`${b.name}: accessibility (${what}): ${v.id}: ${v.help}: ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('; ')}`);
+  }
+}
+
+// thumbsLoaded waits for a study page's two series thumbnails, rendered
+// PNGs (not the grey "no preview" tile, which is SVG).
+async function thumbsLoaded(b) {
+  await b.page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll('.thumbs img')];
+    return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+  }, { timeout: 30000, polling: 100 });
+  const thumbs = await b.page.$$eval('.thumbs img', (imgs) => imgs.map((i) => [i.naturalWidth, i.currentSrc]));
+  assert(thumbs.length === 2 && thumbs.every(([w]) => w > 0), `${b.name}: study thumbnails: ${JSON.stringify(thumbs)}`);
+  for (const [, src] of thumbs) {
+    const type = await b.page.evaluate(async (u) => (await fetch(u)).headers.get('content-type'), src);
+    assert(type === 'image/png', `${b.name}: thumbnail ${src} is ${type}, not a rendered image`);
   }
 }
 
@@ -241,11 +260,23 @@ async function main() {
   // Revoke; the grantee's records page marks it without a reload.
   await grantee.page.goto(gBase + '/ui/records');
   await grantee.page.waitForSelector(`#shared-records tr[data-id="${id}"]`);
-  await Promise.all([owner.page.waitForNavigation(), owner.page.click(`button[aria-label*="${cfg.grantee.org}"]`)]);
+  // From the Share page, which lists what is shared now.
+  await owner.page.goto(base + '/ui/share');
+  const current = await owner.page.$eval(`#current-grants tr[data-id="${id}"]`, (r) => r.innerText);
+  assert(current.includes(uploadName) && current.includes(cfg.grantee.org) && current.includes('treatment'), 'the Share page lists: ' + current);
+  await shot(owner, '13a-owner-share-current');
+  await audit(owner, 'share (shared now)');
+  await Promise.all([owner.page.waitForNavigation(), owner.page.click(`#current-grants tr[data-id="${id}"] button[aria-label*="${cfg.grantee.org}"]`)]);
   t = await text(owner);
+  assert(new URL(owner.page.url()).pathname === '/ui/share', 'after the revoke the browser is at ' + owner.page.url());
   assert(t.includes('Revoked ' + cfg.grantee.org), 'no confirmation of the revoke: ' + t.slice(0, 300));
   assert(t.includes('What revoking does, and what it cannot do'), 'the page does not say what revocation can and cannot do');
+  assert(!(await owner.page.$(`#current-grants tr[data-id="${id}"]`)), 'the Share page still lists the revoked grant');
   await shot(owner, '13-owner-revoked');
+  await owner.page.goto(base + '/ui/records/' + id);
+  t = await text(owner);
+  assert(t.includes('Not shared with anyone.') && t.includes('What revoking does'), 'the record page after the revoke: ' + t.slice(0, 600));
+  await shot(owner, '13b-owner-record-revoked');
   await grantee.page.waitForSelector(`#shared-records tr.revoked[data-id="${id}"]`, { timeout: 60000 });
   await shot(grantee, '14-grantee-revoked-live');
 
@@ -262,12 +293,7 @@ async function main() {
     await owner.page.goto(base + '/ui/studies/' + cfg.study);
     t = await text(owner);
     assert(t.includes('Series') && t.includes('Export'), 'the study page shows no series: ' + t.slice(0, 300));
-    await owner.page.waitForFunction(() => {
-      const imgs = [...document.querySelectorAll('.thumbs img')];
-      return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
-    }, { timeout: 30000 });
-    const thumbs = await owner.page.$$eval('.thumbs img', (imgs) => imgs.map((i) => i.naturalWidth));
-    assert(thumbs.length === 2 && thumbs.every((w) => w > 0), 'study thumbnails: ' + thumbs);
+    await thumbsLoaded(owner);
     await shot(owner, '17-owner-study');
     await audit(owner, 'study');
     // Export: a zip of the original instances.
@@ -294,6 +320,7 @@ async function main() {
     await Promise.all([grantee.page.waitForNavigation(), grantee.page.click('form[action$="/open"] button')]);
     t = await text(grantee);
     assert(t.includes('Series') && t.includes('CT'), 'the grantee study page shows no series: ' + t.slice(0, 300));
+    await thumbsLoaded(grantee);
     await shot(grantee, '17e-grantee-study-open');
     await audit(grantee, 'study (grantee)');
   }
@@ -315,6 +342,20 @@ async function main() {
     await shot(grantee, '18b-grantee-dataset-fetched');
     await audit(grantee, 'research (fetch)');
   }
+  // Error pages say what went wrong and what to do, in the console's
+  // frame (the CSP check above covers their answers too).
+  owner.allow = /status of 40[04]/;
+  let res = await owner.page.goto(base + '/ui/records/not-a-record');
+  t = await text(owner);
+  assert(res.status() === 400 && t.includes('not a record ID') && t.includes('What to do'), 'a malformed record ID: ' + res.status() + ' ' + t.slice(0, 300));
+  res = await owner.page.goto(base + '/ui/records/bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa');
+  t = await text(owner);
+  assert(res.status() === 404 && t.includes('Not found') && t.includes('Unknown record') && t.includes('Back to the overview'), 'an unknown record: ' + res.status() + ' ' + t.slice(0, 300));
+  await shot(owner, '19a-owner-error-unknown-record');
+  await audit(owner, 'error page');
+  res = await owner.page.goto(base + '/ui/no-such-page');
+  assert(res.status() === 404, '/ui/no-such-page answered ' + res.status());
+  owner.allow = null;
   await owner.page.goto(base + '/ui/');
   await shot(owner, '19-owner-overview-after');
   await grantee.page.goto(gBase + '/ui/live');
