@@ -28,8 +28,9 @@
 //     same site: a page another local program serves could otherwise make
 //     the browser post to the console with its cookie.
 //   - Every answer carries a strict Content-Security-Policy (default-src
-//     'self'; scripts only the console's own file, pinned by its hash;
-//     no inline script or style; frame-ancestors 'none'; form-action
+//     'self'; scripts only the console's own file, which the page also
+//     pins by a Subresource Integrity hash; no inline script or style;
+//     Trusted Types; frame-ancestors 'none'; form-action
 //     'self'), nosniff, a same-origin referrer policy, no caching of pages.
 //   - The API's loopback Host check applies as to every route (DNS
 //     rebinding); api.Server.Browser hands only paths under /ui/ to the
