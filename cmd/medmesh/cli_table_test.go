@@ -608,13 +608,21 @@ func cliRows() []cliRow {
 			}
 		}},
 		{cmd: "ledger heads", node: on("clinic"), args: argv("ledger", "heads", "extra"), code: exitInvalid},
+		{cmd: "ledger stat", node: on("lab"), args: argv("ledger", "stat"), retry: 30 * time.Second, ready: func(out string) bool {
+			return strings.Contains(out, `"synced": true`)
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			if st := decode[api.LedgerStat](t, out); st.Entries < 10 || st.Bytes < 100*st.Entries || !slices.Equal(st.Scopes, []string{"global"}) || !st.Synced {
+				t.Errorf("stat: %+v", st)
+			}
+		}},
+		{cmd: "ledger stat", node: on("lab"), args: argv("ledger", "stat", "extra"), code: exitInvalid},
 		{cmd: "ledger verify", node: on("lab"), args: argv("ledger", "verify"), check: func(t *testing.T, e *tableEnv, out string) {
 			if v := decode[api.VerifyResult](t, out); !v.OK || v.Entries < 10 {
 				t.Errorf("verify: %+v", v)
 			}
 		}},
 		{cmd: "ledger verify", node: on("lab"), args: argv("ledger", "verify", "extra"), code: exitInvalid},
-		{cmd: "ledger", node: on("clinic"), args: argv("ledger"), text: true, check: has("heads", "log", "verify")},
+		{cmd: "ledger", node: on("clinic"), args: argv("ledger"), text: true, check: has("heads", "log", "stat", "verify")},
 		{cmd: "ledger", node: on("clinic"), args: argv("ledger", "grants"), code: exitInvalid},
 
 		// Settings (offline, on the repo; the clinic's daemon is running).

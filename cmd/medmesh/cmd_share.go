@@ -263,6 +263,7 @@ announcements, grants, revocations, the audit trail, replica receipts,
 consents. Every node replays it to the same state.`,
 		Example: `  medmesh ledger log --type member.add
   medmesh ledger heads
+  medmesh ledger stat
   medmesh ledger verify`,
 	}
 	var typ string
@@ -336,6 +337,47 @@ Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
 			})
 		},
 	}
+	stat := &cobra.Command{
+		Use:   "stat",
+		Short: "Print how many ledger entries this node stores, the scopes it follows, and whether it is caught up",
+		Long: `Print what this node's ledger holds and whether it has caught up:
+  entries  the entries stored on this node
+  bytes    their encoded size in bytes (not the indexes and state derived from them)
+  scopes   the scopes this node follows ("global": membership, keys and, today,
+           every other entry; every node follows it)
+  synced   true once this node has caught up with every followed scope: no
+           entry waits for missing parents, and the last catch-up sync with
+           each connected peer left nothing that peer had missing here. A node
+           alone in its network is synced; one with no peer reachable is not.
+It reads counters: it costs the same with ten entries or ten million.`,
+		Example: `  medmesh ledger stat
+  medmesh ledger stat --json | jq .entries
+  until medmesh ledger stat --json | jq -e .synced >/dev/null; do sleep 1; done`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var st api.LedgerStat
+			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/ledger/stat", nil, &st); err != nil {
+				return err
+			}
+			if st.Scopes == nil {
+				st.Scopes = []string{}
+			}
+			return output(st, func() {
+				say("entries  %d", st.Entries)
+				say("bytes    %s", humanSize(st.Bytes))
+				say("scopes   %s", strings.Join(st.Scopes, ", "))
+				if st.Synced {
+					say("synced   yes")
+				} else {
+					say("synced   no (catching up with peers, or none reachable)")
+				}
+			})
+		},
+	}
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Re-check every signature, hash link and authority from genesis",
@@ -361,6 +403,6 @@ Exits 8 if they differ (see ` + "`medmesh help exit-codes`" + `).`,
 			})
 		},
 	}
-	cmd.AddCommand(logCmd, heads, verify)
+	cmd.AddCommand(logCmd, heads, stat, verify)
 	return cmd
 }

@@ -276,6 +276,18 @@ type Heads struct {
 	State string   `json:"state"`
 }
 
+// LedgerStat is `medmesh ledger stat`: what this node's ledger stores and
+// whether it has caught up.
+type LedgerStat struct {
+	Entries int64    `json:"entries"` // entries stored on this node
+	Bytes   int64    `json:"bytes"`   // their encoded size
+	Scopes  []string `json:"scopes"`  // scopes followed ("global", ...)
+	// Synced: caught up with every followed scope (no entry waiting for
+	// parents; the last sync with each connected peer left nothing of it
+	// missing).
+	Synced bool `json:"synced"`
+}
+
 // VerifyResult is the outcome of `ledger verify`.
 type VerifyResult struct {
 	OK      bool   `json:"ok"`

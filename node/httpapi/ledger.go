@@ -25,15 +25,17 @@ type LedgerReader interface {
 	// fails for any other.
 	TypeNames() []string
 	CheckTypeName(t string) error
+	Stat(ctx context.Context) ledger.Stat
 }
 
-// Ledger serves `medmesh ledger log|heads|verify`.
+// Ledger serves `medmesh ledger log|heads|stat|verify`.
 type Ledger struct{ L LedgerReader }
 
 // Routes implements Area.
 func (a Ledger) Routes(m Mux) {
 	m.HandleFunc("GET "+p+"/ledger/log", a.log)
 	m.HandleFunc("GET "+p+"/ledger/heads", a.heads)
+	m.HandleFunc("GET "+p+"/ledger/stat", a.stat)
 	m.HandleFunc("POST "+p+"/ledger/verify", a.verify)
 }
 
@@ -72,6 +74,15 @@ func (a Ledger) heads(w http.ResponseWriter, r *http.Request) {
 		h.Heads = append(h.Heads, c.String())
 	}
 	api.JSON(w, http.StatusOK, h)
+}
+
+func (a Ledger) stat(w http.ResponseWriter, r *http.Request) {
+	st := a.L.Stat(r.Context())
+	out := api.LedgerStat{Entries: st.Entries, Bytes: st.Bytes, Scopes: st.Scopes, Synced: st.Synced}
+	if out.Scopes == nil {
+		out.Scopes = []string{}
+	}
+	api.JSON(w, http.StatusOK, out)
 }
 
 func (a Ledger) verify(w http.ResponseWriter, r *http.Request) {

@@ -27,8 +27,11 @@ type Core struct {
 	types typeTable
 	heads map[cid.Cid]HLC
 	clock HLC
-	d     *dag
-	pend  *pending
+	// stored counts the applied entries and their bytes (Stored); like the
+	// heads, apply advances it and a storage failure reloads it.
+	stored Stored
+	d      *dag
+	pend   *pending
 
 	// stale is set when a storage failure left the heads unknown: every
 	// operation reloads them first, and fails while it cannot.
@@ -124,6 +127,17 @@ func (c *Core) Heads() []cid.Cid {
 // high-water mark, whichever is later).
 func (c *Core) Clock() HLC { return c.clock }
 
+// Stored is how many entries a ledger stores and their size in bytes (the
+// entries' encodings; the metadata and state derived from them are not
+// counted).
+type Stored struct {
+	Entries int64
+	Bytes   int64
+}
+
+// Stored returns the applied entries the core stores and their bytes.
+func (c *Core) Stored() Stored { return c.stored }
+
 // PendingLen returns the number of entries waiting for missing parents.
 func (c *Core) PendingLen() int { return c.pend.len() }
 
@@ -180,6 +194,50 @@ func (c *Core) load(ctx context.Context) error {
 		if h := (HLC{binary.BigEndian.Uint64(v), binary.BigEndian.Uint32(v[8:])}); c.clock.Less(h) {
 			c.clock = h
 		}
+	}
+	return c.loadStored(ctx)
+}
+
+// storedKey holds Stored: entries then bytes, 8 bytes each, big-endian. It
+// is written with the heads, once per batch.
+const storedKey = "/c/stored"
+
+// loadStored reads the stored-entry counters, counting the log once if a
+// ledger written before they existed has none.
+func (c *Core) loadStored(ctx context.Context) error {
+	c.stored = Stored{}
+	if len(c.heads) == 0 {
+		return nil // empty store: the genesis is the first entry counted
+	}
+	v, ok, err := c.store.Get(ctx, storedKey)
+	if err != nil {
+		return err
+	}
+	if ok && len(v) == 16 {
+		c.stored = Stored{int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))}
+		return nil
+	}
+	var all []cid.Cid
+	var derr error
+	err = c.store.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
+		e, err := cid.Decode(lastSeg(k))
+		if err != nil {
+			derr = corrupt(k, err)
+			return false
+		}
+		all = append(all, e)
+		return true
+	})
+	if err := errors.Join(err, derr); err != nil {
+		return err
+	}
+	for _, e := range all {
+		raw, err := c.store.GetEntry(ctx, e)
+		if err != nil {
+			return fmt.Errorf("ledger: count stored entries: %w", err)
+		}
+		c.stored.Entries++
+		c.stored.Bytes += int64(len(raw))
 	}
 	return nil
 }
@@ -408,6 +466,10 @@ func (c *Core) stageHeads(t *txn) {
 	binary.BigEndian.PutUint64(cb[:], c.clock.Wall)
 	binary.BigEndian.PutUint32(cb[8:], c.clock.Counter)
 	t.put("/c/clock", cb[:])
+	var sb [16]byte
+	binary.BigEndian.PutUint64(sb[:], uint64(c.stored.Entries))
+	binary.BigEndian.PutUint64(sb[8:], uint64(c.stored.Bytes))
+	t.put(storedKey, sb[:])
 }
 
 func (c *Core) parentsAreHeads(e *Entry) bool {
@@ -582,7 +644,9 @@ func (c *Core) apply(ctx context.Context, t *txn, e *Entry, spec *TypeSpec, pl a
 	if c.clock.Less(e.Clock) {
 		c.clock = e.Clock
 	}
-	// /h/ and /c/clock are written once per batch (stageHeads).
+	c.stored.Entries++
+	c.stored.Bytes += int64(len(e.raw))
+	// /h/, /c/clock and /c/stored are written once per batch (stageHeads).
 	return nil
 }
 

@@ -160,7 +160,8 @@
 // The materialized view lives under /ledger in the node's datastore (see
 // layout.go) and is updated in one store batch per group of at most 2,000
 // applied entries, after the entries themselves are stored. Restart loads
-// only heads, the clock and the member table. Digest is SHA-256 over every
+// only heads, the clock, the count of stored entries and their bytes
+// (/c/stored, written with the heads; Stat) and the member table. Digest is SHA-256 over every
 // key and value of the view (/ledger/s), in key order. Verify replays the
 // entries alone into a fresh Core on a MemStore and compares digests.
 //
@@ -186,6 +187,13 @@
 // has more or has heads the client lacks (Core.WeLack). Sync runs on
 // connect, every SyncInterval with a random peer, and when an entry with
 // unknown parents arrives.
+//
+// Synced (`medmesh ledger stat`) is true when no entry waits for missing
+// parents and, for every connected peer, the latest sync with it ended
+// with every head the peer answered with applied here (a (re)connected
+// peer counts as not caught up until then). With no peer connected, a node
+// is synced only if it is its network's sole member. Scopes returns the
+// scopes a node follows: today ScopeGlobal alone, the one topic above.
 //
 // # Entry types
 //

@@ -19,6 +19,7 @@ import (
 //	/i/gto/<grantee>/<record>   the records each member has, or had, a grant on
 //	/s/...                      the materialized view; Digest hashes exactly this prefix
 //	/c/clock                    the local clock high-water mark
+//	/c/stored                   entries stored and their bytes (ledger stat)
 const (
 	pMeta  = "/e/"
 	pHeads = "/h/"

@@ -74,6 +74,25 @@ type transport struct {
 	mu       sync.Mutex
 	syncing  map[peer.ID]bool // in flight; true = run again when done
 	wantFrom map[peer.ID]bool // peers that sent entries we could not place
+	synced   map[peer.ID]syncState
+}
+
+// caughtUp reports whether the last sync with every connected peer left
+// nothing of it missing here, and with how many peers (Ledger.Synced).
+func (n *transport) caughtUp() (peers int, ok bool) {
+	nw := n.h.Network()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range nw.Peers() {
+		if nw.Connectedness(p) != network.Connected {
+			continue
+		}
+		if st, ok := n.synced[p]; !ok || !st.caughtUp {
+			return peers, false
+		}
+		peers++
+	}
+	return peers, true
 }
 
 // stop tears networking down; Close calls it after cancelling n.ctx and
@@ -112,10 +131,24 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		return fmt.Errorf("ledger: subscribe: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	n := &transport{h: h, ps: ps, topic: topic, sub: sub, ctx: rctx, cancel: cancel, syncing: map[peer.ID]bool{}, wantFrom: map[peer.ID]bool{}}
-	n.notif = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		l.trigger(rctx, c.RemotePeer())
-	}}
+	n := &transport{h: h, ps: ps, topic: topic, sub: sub, ctx: rctx, cancel: cancel,
+		syncing: map[peer.ID]bool{}, wantFrom: map[peer.ID]bool{}, synced: map[peer.ID]syncState{}}
+	n.notif = &network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			// Not caught up with a (re)connected peer until a sync says so.
+			n.mu.Lock()
+			n.synced[c.RemotePeer()] = syncState{}
+			n.mu.Unlock()
+			l.trigger(rctx, c.RemotePeer())
+		},
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				n.mu.Lock()
+				delete(n.synced, c.RemotePeer())
+				n.mu.Unlock()
+			}
+		},
+	}
 	if !l.tr.CompareAndSwap(nil, n) {
 		n.stop()
 		return errors.New("ledger: already started")
@@ -281,8 +314,27 @@ func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
 // first, in bounded batches, and applies them: each round offers our heads
 // (Core.Offer) and applies what p answers; it stops when p has nothing more
 // and none of p's heads is one we lack (Core.WeLack), or when a round
-// applies nothing.
+// applies nothing. It then records whether every head p answered with is
+// applied here (Synced).
 func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
+	var heads [][]byte // p's heads in its last answer
+	err := l.syncWith(ctx, h, p, &heads)
+	caught := false
+	if err == nil && heads != nil {
+		lack, lerr := l.weLack(ctx, heads)
+		caught = lerr == nil && len(lack) == 0
+	}
+	if n := l.tr.Load(); n != nil && n.h == h {
+		n.mu.Lock()
+		if h.Network().Connectedness(p) == network.Connected {
+			n.synced[p] = syncState{caughtUp: caught, at: l.now()}
+		}
+		n.mu.Unlock()
+	}
+	return err
+}
+
+func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[][]byte) error {
 	total := 0
 	for round := 0; round < maxSyncRounds; round++ {
 		l.mu.Lock()
@@ -304,6 +356,7 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 			l.met.syncs.WithLabelValues("error").Inc()
 			return fmt.Errorf("ledger: peer %s: %s", p, resp.Err)
 		}
+		*heads = resp.Heads
 		if len(resp.Entries) == 0 {
 			break
 		}

@@ -1,0 +1,160 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// logStored counts the entries in l's log and their bytes the slow way.
+func logStored(t *testing.T, l *Ledger) Stored {
+	t.Helper()
+	var s Stored
+	err := l.EachEntry(context.Background(), func(c cid.Cid) error {
+		raw, err := l.store.GetEntry(context.Background(), c)
+		s.Entries++
+		s.Bytes += int64(len(raw))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestStatCountsStoredEntries: Stat's entries and bytes are those of the
+// log, after appends and ingests, across a restart, on a store written
+// before the counters existed, and after a failed commit.
+func TestStatCountsStoredEntries(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	dir := t.TempDir()
+	l, st := openAt(t, dir, w.admin, w.genesis)
+	if got := l.Stat(ctx).Stored; got.Entries != 1 || got.Bytes < 100 {
+		t.Fatalf("a new ledger stores its genesis alone: %+v", got)
+	}
+	w.setup(t, l)
+	w.grantAll(t, l)
+	want := logStored(t, l)
+	if got := l.Stat(ctx).Stored; got != want || want.Entries < 10 {
+		t.Fatalf("stored %+v, the log holds %+v", got, want)
+	}
+	st1 := l.Stat(ctx)
+	if !slices.Equal(st1.Scopes, []string{ScopeGlobal}) || st1.Synced {
+		t.Fatalf("scopes %v, synced %v (not on the network: not synced)", st1.Scopes, st1.Synced)
+	}
+	l.Close()
+	st.Close()
+
+	l, st = openAt(t, dir, w.admin, w.genesis)
+	if got := l.Stat(ctx).Stored; got != want {
+		t.Fatalf("after a restart: %+v, want %+v", got, want)
+	}
+	// A ledger written before the counters: counted once, at open.
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Delete(storedKey)
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	st.Close()
+	l, st = openAt(t, dir, w.admin, w.genesis)
+	defer func() { l.Close(); st.Close() }()
+	if got := l.Stat(ctx).Stored; got != want {
+		t.Fatalf("counted at open: %+v, want %+v", got, want)
+	}
+	as(t, l, w.members[1], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
+	if got, want := l.Stat(ctx).Stored, logStored(t, l); got != want {
+		t.Fatalf("after an ingest: %+v, want %+v", got, want)
+	}
+}
+
+// TestStatAfterFailedCommit: an entry whose commit failed is not counted.
+func TestStatAfterFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	fs := &flakyStore{Store: NewMemStore()}
+	l, err := Open(ctx, Options{Store: fs, Key: w.admin.key, Genesis: w.genesis, Logger: quietLogger(), Types: testTypes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w.setup(t, l)
+	before := l.Stat(ctx).Stored
+	fs.set(nil, errors.New("disk failed"))
+	e := forge(t, l, w.members[1], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()}, nil)
+	if err := l.Ingest(ctx, e.Bytes()); err == nil {
+		t.Fatal("ingest with failing commits succeeded")
+	}
+	if got := l.Stat(ctx).Stored; got != before {
+		t.Fatalf("a failed commit counted: %+v, before %+v", got, before)
+	}
+	fs.set(nil, nil)
+	if err := l.Ingest(ctx, e.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stat(ctx).Stored; got.Entries != before.Entries+1 || got.Bytes != before.Bytes+int64(len(e.Bytes())) {
+		t.Fatalf("after the retry: %+v, before %+v", got, before)
+	}
+}
+
+// TestSynced: nodes that caught up with every connected peer say synced;
+// one holding an entry whose parents it lacks does not, until a sync
+// fetches them; one cut off from every peer does not.
+func TestSynced(t *testing.T) {
+	w := newWorld(t, 3)
+	mn, nodes := newMesh(t, w, 3)
+	waitSynced := func(nd *meshNode, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for nd.l.Synced() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: synced %v, want %v (pending %d)", nd.h.ID(), !want, want, nd.l.core.PendingLen())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, nd := range nodes {
+		waitSynced(nd, true)
+	}
+
+	// Node 0 writes two entries; node 2 gets the second alone (its parent
+	// is missing there): not synced until the sync that entry starts
+	// fetches the first.
+	a, b := nodes[0], nodes[2]
+	// Applied at node 0 without publishing, so only a sync carries them.
+	e1 := as(t, a.l, w.members[0], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
+	e2 := as(t, a.l, w.members[0], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
+	if !slices.Equal(e2.Parents, []cid.Cid{e1.CID()}) {
+		t.Fatalf("e2's parents: %v", e2.Parents)
+	}
+	if err := b.l.Ingest(context.Background(), e2.Bytes()); !errors.Is(err, ErrPending) {
+		t.Fatalf("an entry without its parent: %v", err)
+	}
+	if b.l.Synced() {
+		t.Fatal("synced with an entry waiting for its parent")
+	}
+	b.l.trigger(context.Background(), a.h.ID())
+	waitSynced(b, true)
+	if ok, _ := b.l.core.Has(context.Background(), e2.CID()); !ok {
+		t.Fatal("synced without the entry it waited for")
+	}
+
+	// Cut off from both peers, with members in the network: not synced.
+	for _, nd := range nodes[:2] {
+		if err := mn.UnlinkPeers(b.h.ID(), nd.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := mn.DisconnectPeers(b.h.ID(), nd.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSynced(b, false)
+}
