@@ -341,8 +341,9 @@ Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
 		Use:   "stat",
 		Short: "Print how many ledger entries this node stores, the scopes it follows, and whether it is caught up",
 		Long: `Print what this node's ledger holds and whether it has caught up:
-  entries  the entries stored on this node
-  bytes    their encoded size in bytes (not the indexes and state derived from them)
+  entries  the entries stored on this node (--json: entry_count)
+  bytes    their encoded size (--json: size, in bytes; the indexes and state
+           derived from them are not counted)
   scopes   the scopes this node follows ("global": membership, keys and, today,
            every other entry; every node follows it)
   synced   true once this node has caught up with every followed scope: no
@@ -351,7 +352,7 @@ Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
            alone in its network is synced; one with no peer reachable is not.
 It reads counters: it costs the same with ten entries or ten million.`,
 		Example: `  medmesh ledger stat
-  medmesh ledger stat --json | jq .entries
+  medmesh ledger stat --json | jq .entry_count
   until medmesh ledger stat --json | jq -e .synced >/dev/null; do sleep 1; done`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -368,7 +369,7 @@ It reads counters: it costs the same with ten entries or ten million.`,
 			}
 			return output(st, func() {
 				say("entries  %d", st.Entries)
-				say("bytes    %s", humanSize(st.Bytes))
+				say("bytes    %s", humanSize(st.Size))
 				say("scopes   %s", strings.Join(st.Scopes, ", "))
 				if st.Synced {
 					say("synced   yes")

@@ -50,7 +50,7 @@ func TestLedgerStatCLI(t *testing.T) {
 	// Alone in its network: synced at once, the genesis and its own
 	// entries (org statement, key announcement) counted.
 	alone := stat(clinic)
-	if !alone.Synced || alone.Entries < 1 || alone.Bytes < 100*alone.Entries || !slices.Equal(alone.Scopes, []string{"global"}) {
+	if !alone.Synced || alone.Entries < 1 || alone.Size < 100*alone.Entries || !slices.Equal(alone.Scopes, []string{"global"}) {
 		t.Fatalf("a lone node's stat: %+v", alone)
 	}
 	text := clinic.must("ledger", "stat")
@@ -78,7 +78,7 @@ func TestLedgerStatCLI(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		c, l = stat(clinic), stat(lab)
-		if c.Synced && l.Synced && c.Entries == l.Entries && c.Bytes == l.Bytes && c.Entries > alone.Entries {
+		if c.Synced && l.Synced && c.Entries == l.Entries && c.Size == l.Size && c.Entries > alone.Entries {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -279,9 +279,9 @@ type Heads struct {
 // LedgerStat is `medmesh ledger stat`: what this node's ledger stores and
 // whether it has caught up.
 type LedgerStat struct {
-	Entries int64    `json:"entries"` // entries stored on this node
-	Bytes   int64    `json:"bytes"`   // their encoded size
-	Scopes  []string `json:"scopes"`  // scopes followed ("global", ...)
+	Entries int64    `json:"entry_count"` // entries stored on this node
+	Size    int64    `json:"size"`        // their encoded bytes
+	Scopes  []string `json:"scopes"`      // scopes followed ("global", ...)
 	// Synced: caught up with every followed scope (no entry waiting for
 	// parents; the last sync with each connected peer left nothing of it
 	// missing).

@@ -78,7 +78,7 @@ func (a Ledger) heads(w http.ResponseWriter, r *http.Request) {
 
 func (a Ledger) stat(w http.ResponseWriter, r *http.Request) {
 	st := a.L.Stat(r.Context())
-	out := api.LedgerStat{Entries: st.Entries, Bytes: st.Bytes, Scopes: st.Scopes, Synced: st.Synced}
+	out := api.LedgerStat{Entries: st.Entries, Size: st.Bytes, Scopes: st.Scopes, Synced: st.Synced}
 	if out.Scopes == nil {
 		out.Scopes = []string{}
 	}
