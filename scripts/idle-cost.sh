@@ -97,7 +97,7 @@ for i in $(seq "$nodes"); do
 	c1=$(cpu "${pids[$i]}")
 	rss=$(awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/${pids[$i]}/status")
 	pct=$(echo "scale=2; 100 * ($c1 - ${c0[$i]}) / $ticks / $window" | bc)
-	entries=$(mm ledger stat --repo "$work/n$i" --json 2>/dev/null | sed -n 's/.*"entries": \([0-9]*\).*/\1/p')
+	entries=$(mm ledger stat --repo "$work/n$i" --json 2>/dev/null | jq .entry_count || true)
 	echo "node $i: ${pct}% of a core, RSS ${rss} MiB, ledger entries ${entries:-?}"
 done
 
