@@ -213,6 +213,12 @@ a "held" receipt, owner included, against the wanted replicas).`,
 			if err != nil {
 				return err
 			}
+			if g.json {
+				// The daemon's answer is already the output (indented, lists
+				// as []): pass it through rather than decode and re-encode
+				// what may be 100,000 records.
+				return c.DownloadRaw(ctxOf(cmd), api.Prefix+"/records", os.Stdout)
+			}
 			var recs []api.Record
 			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/records", nil, &recs); err != nil {
 				return err

@@ -301,6 +301,18 @@ func (h Hide) OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo,
 	return out, err
 }
 
+// OwnedListing implements the services' Ledger.
+func (h Hide) OwnedListing(ctx context.Context, p peer.ID) ([]ledger.Listing, error) {
+	all, err := h.Ledger.OwnedListing(ctx, p)
+	out := all[:0]
+	for _, r := range all {
+		if !h.S.Erased(r.ID) {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
 // Versions implements the services' Ledger.
 func (h Hide) Versions(id cid.Cid) []ledger.RecordInfo {
 	all := h.Ledger.Versions(id)

@@ -31,6 +31,8 @@ type Ledger interface {
 	// The records a member owns, holds, or has or had a grant on (the
 	// ledger's involvement indexes).
 	OwnedRecords(ctx context.Context, p peer.ID) ([]ledger.RecordInfo, error)
+	// OwnedListing is what `ls` shows of them, from the owner's indexes.
+	OwnedListing(ctx context.Context, p peer.ID) ([]ledger.Listing, error)
 	HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	GrantedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Versions(id cid.Cid) []ledger.RecordInfo

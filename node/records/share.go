@@ -22,18 +22,35 @@ import (
 // grantee indexes, and the records whose blocks this node indexes), never
 // at every record on the ledger.
 func (s *Service) List(ctx context.Context) ([]api.Record, error) {
-	recs, others, err := s.involved(ctx)
+	owned, others, err := s.involved(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
-	for _, id := range others {
-		if r, ok := s.ledger.Record(id); ok {
-			recs = append(recs, r)
-		} // else: blocks indexed for a record not on the ledger (an add in progress)
+	names := peerNames{}
+	out := make([]api.Record, 0, len(owned)+len(others))
+	// Owned records come from the owner's indexes (ledger.OwnedListing):
+	// two prefix scans, not a read of each record and its receipts.
+	for _, l := range owned {
+		held, err := s.blocks.Has(ctx, l.ID)
+		if err != nil {
+			return nil, fmt.Errorf("list records: %w", err)
+		}
+		rec := api.Record{
+			ID: l.ID.String(), Size: int64(l.Size), Owner: names.of(l.Owner), Class: l.Class,
+			Version: int(l.Version), Created: l.Announced, Mine: true, Held: held, Readable: true,
+			Replicas: int(l.Replicas), Holders: names.all(l.Holders), Under: len(l.Holders) < int(l.Replicas),
+		}
+		if l.Prev.Defined() {
+			rec.Prev = l.Prev.String()
+		}
+		out = append(out, rec)
 	}
-	out := make([]api.Record, 0, len(recs))
 	now := s.cfg.Now()
-	for _, r := range recs {
+	for _, id := range others {
+		r, ok := s.ledger.Record(id)
+		if !ok {
+			continue // blocks indexed for a record not on the ledger (an add in progress)
+		}
 		mine := r.Owner == s.self
 		held, err := s.blocks.Has(ctx, r.ID)
 		if err != nil {
@@ -52,9 +69,9 @@ func (s *Service) List(ctx context.Context) ([]api.Record, error) {
 		}
 		holders := s.Holders(r)
 		rec := api.Record{
-			ID: r.ID.String(), Size: int64(r.Size), Owner: r.Owner.String(), Class: r.Class,
+			ID: r.ID.String(), Size: int64(r.Size), Owner: names.of(r.Owner), Class: r.Class,
 			Version: int(r.Version), Created: r.Announced, Mine: mine, Held: held, Readable: readable,
-			Replicas: int(r.Replicas), Holders: peerStrings(holders), Under: len(holders) < int(r.Replicas),
+			Replicas: int(r.Replicas), Holders: names.all(holders), Under: len(holders) < int(r.Replicas),
 		}
 		if r.Prev.Defined() {
 			rec.Prev = r.Prev.String()
@@ -65,12 +82,12 @@ func (s *Service) List(ctx context.Context) ([]api.Record, error) {
 	return out, nil
 }
 
-// involved returns the records this node may list: those it owns (read
-// whole), and the IDs of those it holds or has or had a grant on (the
-// ledger's indexes) or whose blocks it indexes (a replica being fetched,
-// blocks kept from an earlier holding).
-func (s *Service) involved(ctx context.Context) ([]ledger.RecordInfo, []cid.Cid, error) {
-	owned, err := s.ledger.OwnedRecords(ctx, s.self)
+// involved returns the records this node may list: the listing of those it
+// owns (ledger.OwnedListing), and the IDs of those it holds or has or had
+// a grant on (the ledger's indexes) or whose blocks it indexes (a replica
+// being fetched, blocks kept from an earlier holding).
+func (s *Service) involved(ctx context.Context) ([]ledger.Listing, []cid.Cid, error) {
+	owned, err := s.ledger.OwnedListing(ctx, s.self)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,11 +115,24 @@ func (s *Service) involved(ctx context.Context) ([]ledger.RecordInfo, []cid.Cid,
 	return owned, others, nil
 }
 
-// peerStrings renders peer IDs for the API (an empty list, never nil).
-func peerStrings(ps []peer.ID) []string {
-	out := make([]string, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, p.String())
+// peerNames renders peer IDs for the API, each distinct peer once (a
+// listing names the same few peers thousands of times).
+type peerNames map[peer.ID]string
+
+func (n peerNames) of(p peer.ID) string {
+	s, ok := n[p]
+	if !ok {
+		s = p.String()
+		n[p] = s
+	}
+	return s
+}
+
+// all renders a list of peers (an empty list, never nil).
+func (n peerNames) all(ps []peer.ID) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = n.of(p)
 	}
 	return out
 }

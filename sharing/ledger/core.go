@@ -195,7 +195,10 @@ func (c *Core) load(ctx context.Context) error {
 			c.clock = h
 		}
 	}
-	return c.loadStored(ctx)
+	if err := c.loadStored(ctx); err != nil {
+		return err
+	}
+	return c.upgradeIndexes(ctx)
 }
 
 // storedKey holds Stored: entries then bytes, 8 bytes each, big-endian. It
@@ -470,6 +473,7 @@ func (c *Core) stageHeads(t *txn) {
 	binary.BigEndian.PutUint64(sb[:], uint64(c.stored.Entries))
 	binary.BigEndian.PutUint64(sb[8:], uint64(c.stored.Bytes))
 	t.put(storedKey, sb[:])
+	t.put(indexKey, []byte{indexVersion})
 }
 
 func (c *Core) parentsAreHeads(e *Entry) bool {

@@ -14,12 +14,16 @@ import (
 //	/l/<revclock>/<cid>         all applied entries, newest first (type as value)
 //	/t/<type>/<revclock>/<cid>  the same, per type
 //	/i/...                      indexes over applied entries (inputs of derived state)
-//	/i/own/<owner>/<record>     the records each member owns (its owning announcement)
+//	/i/own/<owner>/<record>     the records each member owns (its owning announcement;
+//	                            value: the record's listing row, ownedRow)
+//	/i/oh/<owner>/<record>/<holder>  the holders of each member's records (latest
+//	                            receipt "held"): an owner's `ls` is two prefix scans
 //	/i/hold/<holder>/<record>   the records each member holds (latest receipt "held")
 //	/i/gto/<grantee>/<record>   the records each member has, or had, a grant on
 //	/s/...                      the materialized view; Digest hashes exactly this prefix
 //	/c/clock                    the local clock high-water mark
 //	/c/stored                   entries stored and their bytes (ledger stat)
+//	/c/index                    the version of the /i/ indexes this store has (indexVersion)
 const (
 	pMeta  = "/e/"
 	pHeads = "/h/"
@@ -33,6 +37,9 @@ const (
 // scan, not a walk over every record (issue #16: work follows involvement).
 func ownedKey(owner peer.ID, rec cid.Cid) string {
 	return pIdx + "own/" + owner.String() + "/" + rec.String()
+}
+func ownerHeldKey(owner peer.ID, rec cid.Cid, holder peer.ID) string {
+	return pIdx + "oh/" + owner.String() + "/" + rec.String() + "/" + holder.String()
 }
 func heldKey(holder peer.ID, rec cid.Cid) string {
 	return pIdx + "hold/" + holder.String() + "/" + rec.String()

@@ -3,6 +3,10 @@ package ledger
 import (
 	"context"
 	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -89,4 +93,112 @@ func (l *Ledger) HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error) {
 // GrantedIDs returns the records p has or had a grant on (State.GrantedIDs).
 func (l *Ledger) GrantedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error) {
 	return l.State().GrantedIDs(ctx, p)
+}
+
+// Listing is what `medmesh ls` shows of a record: its announcement's
+// public fields and where its blocks are.
+type Listing struct {
+	ID        cid.Cid
+	Owner     peer.ID
+	Class     string
+	Size      uint64
+	Replicas  uint32
+	Version   uint64
+	Prev      cid.Cid // cid.Undef for a first version
+	Announced time.Time
+	// Holders are the owner and the peers whose latest receipt is "held",
+	// sorted (Ledger.Holders).
+	Holders []peer.ID
+}
+
+// OwnedListing returns the listing of every record owner owns (every
+// version), sorted by ID string: two prefix scans of owner's indexes
+// (/i/own/<owner>/ with each record's row, /i/oh/<owner>/ with its
+// holders), so its cost is owner's records and their holders, not a read
+// of each record.
+func (st State) OwnedListing(ctx context.Context, owner peer.ID) ([]Listing, error) {
+	holders := map[string][]peer.ID{} // record ID string -> holders but the owner
+	peers := map[string]peer.ID{}     // decoded once per distinct holder
+	prefix := pIdx + "oh/" + owner.String() + "/"
+	var derr error
+	err := st.s.Scan(ctx, prefix, true, func(k string, _ []byte) bool {
+		rest := k[len(prefix):]
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			derr = corrupt(k, errors.New("no holder"))
+			return false
+		}
+		hs := rest[i+1:]
+		h, ok := peers[hs]
+		if !ok {
+			var err error
+			if h, err = peer.Decode(hs); err != nil {
+				derr = corrupt(k, err)
+				return false
+			}
+			peers[hs] = h
+		}
+		holders[rest[:i]] = append(holders[rest[:i]], h)
+		return true
+	})
+	if err := errors.Join(err, derr); err != nil {
+		return nil, err
+	}
+	var out []Listing
+	var missing []int // rows indexed before they carried their listing
+	prefix = pIdx + "own/" + owner.String() + "/"
+	err = st.s.Scan(ctx, prefix, false, func(k string, v []byte) bool {
+		ids := k[len(prefix):]
+		id, err := cid.Decode(ids)
+		if err != nil {
+			derr = corrupt(k, err)
+			return false
+		}
+		l := Listing{ID: id, Owner: owner, Holders: holders[ids]}
+		if len(v) == 0 {
+			missing = append(missing, len(out))
+		} else {
+			var row ownedRow
+			if err := decMode.Unmarshal(v, &row); err != nil {
+				derr = corrupt(k, err)
+				return false
+			}
+			l.Class, l.Size, l.Replicas, l.Version = row.Class, row.Size, row.Replicas, row.Version
+			l.Announced = msTime(int64(row.Wall))
+			if len(row.Prev) > 0 {
+				if l.Prev, err = cid.Cast(row.Prev); err != nil {
+					derr = corrupt(k, err)
+					return false
+				}
+			}
+		}
+		out = append(out, l)
+		return true
+	})
+	if err := errors.Join(err, derr); err != nil {
+		return nil, err
+	}
+	for _, i := range missing {
+		r, ok, err := st.Record(ctx, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, corrupt("owner index of record "+out[i].ID.String(), errors.New("the record is not announced"))
+		}
+		out[i].Class, out[i].Size, out[i].Replicas, out[i].Version = r.Class, r.Size, r.Replicas, r.Version
+		out[i].Prev, out[i].Announced = r.Prev, r.Announced
+	}
+	for i := range out {
+		hs := append(out[i].Holders, owner)
+		sort.Slice(hs, func(a, b int) bool { return hs[a] < hs[b] })
+		out[i].Holders = slices.Compact(hs)
+	}
+	return out, nil
+}
+
+// OwnedListing returns what `ls` shows of the records p owns
+// (State.OwnedListing).
+func (l *Ledger) OwnedListing(ctx context.Context, p peer.ID) ([]Listing, error) {
+	return l.State().OwnedListing(ctx, p)
 }

@@ -127,10 +127,21 @@ func applyReceipt(a *applier, e *Entry, pl any) error {
 			return nil // an entry later in (clock, CID) order already decided
 		}
 	}
+	v := a.view()
+	info, known := v.curRecordShared(rec)
+	if v.err != nil {
+		return v.err
+	}
 	if r.Status == replication.StatusHeld {
 		a.t.put(heldKey(e.Author, rec), nil)
+		if known {
+			a.t.put(ownerHeldKey(info.Owner, rec, e.Author), nil)
+		}
 	} else {
 		a.t.del(heldKey(e.Author, rec))
+		if known {
+			a.t.del(ownerHeldKey(info.Owner, rec, e.Author))
+		}
 	}
 	return a.putCBOR(k, &st)
 }

@@ -167,11 +167,23 @@ func (a *applier) indexOwner(id cid.Cid, best *recordIdx) error {
 			return err
 		}
 		if string(ri.Info.Owner) != string(best.Info.Owner) {
-			a.t.del(ownedKey(peer.ID(ri.Info.Owner), id))
+			old := peer.ID(ri.Info.Owner)
+			a.t.del(ownedKey(old, id))
+			// Holders follow the record to its owner.
+			hs, err := a.t.list(a.ctx, pIdx+"oh/"+old.String()+"/"+id.String()+"/")
+			if err != nil {
+				return err
+			}
+			for _, h := range hs {
+				a.t.del(h.Key)
+				if hp, err := peer.Decode(lastSeg(h.Key)); err == nil {
+					a.t.put(ownerHeldKey(peer.ID(best.Info.Owner), id, hp), nil)
+				}
+			}
 		}
 	}
-	a.t.put(ownedKey(peer.ID(best.Info.Owner), id), nil)
-	return nil
+	row := ownedRowOf(&best.Info)
+	return a.putCBOR(ownedKey(peer.ID(best.Info.Owner), id), &row)
 }
 
 // validateGrant: the record's owner grants its key, sealed to the

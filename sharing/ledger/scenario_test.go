@@ -208,6 +208,8 @@ func (s *scenario) exec(cmd string, pos []string, args map[string]string) (strin
 		return s.query(cmd, pos[0], args)
 	case "involved":
 		return s.involved(pos[0], args)
+	case "listing":
+		return s.listing(pos[0], args)
 	case "converged":
 		return s.converged(pos)
 	case "restart":
@@ -666,6 +668,61 @@ func (s *scenario) involved(node string, a map[string]string) (string, error) {
 		fmt.Fprintf(&b, "%s: %s\n", q.name, l)
 	}
 	return b.String(), nil
+}
+
+// listing prints what `ls` shows of the records a peer owns (version,
+// holders), from the owner's indexes, after checking it against a read of
+// each record and its receipts.
+func (s *scenario) listing(node string, a map[string]string) (string, error) {
+	c := s.nodes[node]
+	if c == nil {
+		return "", fmt.Errorf("no node %q", node)
+	}
+	p, err := s.peerArg(a["peer"])
+	if err != nil {
+		return "", err
+	}
+	st := c.State()
+	ls, err := st.OwnedListing(s.ctx, p.id)
+	if err != nil {
+		return "", err
+	}
+	recs, err := st.OwnedRecords(s.ctx, p.id)
+	if err != nil {
+		return "", err
+	}
+	if len(ls) != len(recs) {
+		return "", fmt.Errorf("listing has %d records, the owner owns %d", len(ls), len(recs))
+	}
+	var lines []string
+	for i, l := range ls {
+		r := recs[i]
+		holders := []peer.ID{r.Owner}
+		rcs, err := st.Receipts(s.ctx, r.ID)
+		if err != nil {
+			return "", err
+		}
+		for _, rc := range rcs {
+			if rc.Status == "held" {
+				holders = append(holders, rc.Holder)
+			}
+		}
+		sort.Slice(holders, func(i, j int) bool { return holders[i] < holders[j] })
+		want := Listing{ID: r.ID, Owner: r.Owner, Class: r.Class, Size: r.Size, Replicas: r.Replicas, Version: r.Version,
+			Prev: r.Prev, Announced: r.Announced, Holders: holders}
+		if fmt.Sprint(l) != fmt.Sprint(want) {
+			return "", fmt.Errorf("listing %+v, the record and its receipts say %+v", l, want)
+		}
+		var hs []string
+		for _, h := range l.Holders {
+			hs = append(hs, s.name(h.String()))
+		}
+		lines = append(lines, fmt.Sprintf("%s v%d holders %s", s.labels([]cid.Cid{l.ID}), l.Version, strings.Join(hs, ",")))
+	}
+	if len(lines) == 0 {
+		return "none", nil
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 func (s *scenario) converged(nodes []string) (string, error) {

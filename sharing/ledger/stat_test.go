@@ -3,11 +3,13 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // logStored counts the entries in l's log and their bytes the slow way.
@@ -157,4 +159,75 @@ func TestSynced(t *testing.T) {
 		}
 	}
 	waitSynced(b, false)
+}
+
+// TestIndexUpgrade: a store written before the owner listing indexes
+// (/i/own without rows, no /i/oh, no /c/index) gets them at open, and lists
+// what a store that had them all along lists.
+func TestIndexUpgrade(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 5)
+	dir := t.TempDir()
+	l, st := openAt(t, dir, w.admin, w.genesis)
+	w.setup(t, l)
+	held := 0
+	for i, o := range w.members {
+		rec := recordPayload(t, o, string(rune('a'+i))).Record
+		for j, h := range w.members {
+			if i == j {
+				continue
+			}
+			e := forge(t, l, h, TypeReceipt, ReceiptPayload{Record: rec, Status: "held"}, nil)
+			if l.Ingest(ctx, e.raw) == nil {
+				held++
+			}
+		}
+	}
+	if held == 0 {
+		t.Fatal("no receipt was accepted")
+	}
+	want := map[peer.ID][]Listing{}
+	for _, m := range w.members {
+		ls, err := l.OwnedListing(ctx, m.id)
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("%s lists %v (%v)", m.id, ls, err)
+		}
+		want[m.id] = ls
+	}
+	// Back to the old layout.
+	b, _ := l.store.Batch(ctx)
+	for _, prefix := range []string{pIdx + "oh/", pIdx + "own/"} {
+		err := l.store.Scan(ctx, prefix, true, func(k string, _ []byte) bool {
+			if prefix == pIdx+"oh/" {
+				b.Delete(k)
+			} else {
+				b.Put(k, nil)
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Delete(indexKey)
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	st.Close()
+
+	l, st = openAt(t, dir, w.admin, w.genesis)
+	defer func() { l.Close(); st.Close() }()
+	for _, m := range w.members {
+		ls, err := l.OwnedListing(ctx, m.id)
+		if err != nil || fmt.Sprint(ls) != fmt.Sprint(want[m.id]) {
+			t.Fatalf("after the upgrade %s lists %v (%v), want %v", m.id, ls, err, want[m.id])
+		}
+	}
+	if v, ok, err := l.store.Get(ctx, indexKey); err != nil || !ok || v[0] != indexVersion {
+		t.Fatalf("index version %v %v %v", v, ok, err)
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -132,6 +132,22 @@ type recordIdx struct {
 	entry   cid.Cid
 }
 
+// ownedRow is what `ls` shows of a record, kept as the value of its
+// owner's /i/own key so that listing a member's records is one prefix scan
+// instead of reading and decoding each record's announcement.
+type ownedRow struct {
+	Size     uint64 `cbor:"1,keyasint"`
+	Replicas uint32 `cbor:"2,keyasint"`
+	Class    string `cbor:"3,keyasint"`
+	Version  uint64 `cbor:"4,keyasint"`
+	Prev     []byte `cbor:"5,keyasint,omitempty"`
+	Wall     uint64 `cbor:"6,keyasint"`
+}
+
+func ownedRowOf(r *recordWire) ownedRow {
+	return ownedRow{Size: r.Size, Replicas: r.Replicas, Class: r.Class, Version: r.Version, Prev: r.Prev, Wall: r.Wall}
+}
+
 type grantStored struct {
 	Grant   grantWire `cbor:"1,keyasint"`
 	Grantor []byte    `cbor:"2,keyasint"`
