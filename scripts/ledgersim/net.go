@@ -244,9 +244,10 @@ func (s *sim) newStore(ctx context.Context, withSetup bool) (*countingStore, err
 	return st, b.Commit(ctx)
 }
 
-// addNode creates clinic i's host, GossipSub and ledger, links it to peers
-// (indexes of live nodes) with the configured latency, starts the ledger and
-// connects. It records every entry the ledger applies from then on.
+// addNode creates clinic i's host, GossipSub and ledger, links it to every
+// clinic (the configured latency) so that any may dial it, starts the
+// ledger and connects it to peers (indexes of live nodes). It records every
+// entry the ledger applies from then on.
 func (s *sim) addNode(ctx context.Context, i int, withSetup bool, peers []int) (*node, error) {
 	who := s.ids[i]
 	addr, err := ma.NewMultiaddr(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&255, i>>8&255, i&255))
@@ -300,12 +301,18 @@ func (s *sim) addNode(ctx context.Context, i int, withSetup bool, peers []int) (
 	if err := n.l.Start(nctx, n.h, n.ps); err != nil {
 		return nil, err
 	}
-	for _, j := range peers {
-		other := s.node(j).h.ID()
-		if _, err := s.mn.LinkPeers(h.ID(), other); err != nil {
-			return nil, err
+	// Every clinic can reach every other (a ledger may dial a peer it
+	// needs, as a node finds any member through the DHT); it connects to
+	// peers.
+	for _, o := range s.allNodes() {
+		if o != n {
+			if _, err := s.mn.LinkPeers(h.ID(), o.h.ID()); err != nil {
+				return nil, err
+			}
 		}
-		if _, err := s.mn.ConnectPeers(h.ID(), other); err != nil {
+	}
+	for _, j := range peers {
+		if _, err := s.mn.ConnectPeers(h.ID(), s.node(j).h.ID()); err != nil {
 			return nil, fmt.Errorf("connect %d to %d: %w", i, j, err)
 		}
 	}
