@@ -24,9 +24,12 @@ type Report struct {
 	NodesEnd     int    `json:"nodes_end"` // live at the end (joiners in, leavers out)
 	NodesMeasure int    `json:"nodes_measured"`
 
-	Entries       int            `json:"entries"` // distinct entries in the network (setup included)
-	EntryBytes    int64          `json:"entry_bytes"`
-	EntriesByType map[string]int `json:"entries_by_type"`
+	Entries int `json:"entries"` // distinct entries on the live nodes (setup included)
+	// LostWithLeavers are entries only nodes that left had: written by a
+	// leaver and not passed on before it went.
+	LostWithLeavers int            `json:"entries_lost_with_leavers"`
+	EntryBytes      int64          `json:"entry_bytes"`
+	EntriesByType   map[string]int `json:"entries_by_type"`
 
 	StoredEntries Dist `json:"stored_entries"` // per live node
 	StoredShare   Dist `json:"stored_share"`   // of Entries
@@ -34,9 +37,10 @@ type Report struct {
 	// about records and reads) a node stores: what grows with the network's
 	// history, while the global ones grow with its membership.
 	StoredScoped Dist `json:"stored_scoped_share"`
-	StoredBytes  Dist `json:"stored_bytes"` // the entries' bytes
-	StateBytes   Dist `json:"state_bytes"`  // keys and values of state and indexes
-	Sent         Dist `json:"sent_bytes"`   // from the workload's start to the end of settling
+	StoredGlobal Dist `json:"stored_global_share"` // of the global entries: all, on every node, in both designs
+	StoredBytes  Dist `json:"stored_bytes"`        // the entries' bytes
+	StateBytes   Dist `json:"state_bytes"`         // keys and values of state and indexes
+	Sent         Dist `json:"sent_bytes"`          // from the workload's start to the end of settling
 	Received     Dist `json:"received_bytes"`
 	SyncSent     Dist `json:"sync_sent_bytes"` // of Sent, the sync protocol's
 
@@ -127,13 +131,23 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 	rep.NodesStart = s.cfg.Nodes
 	all := map[cid.Cid]entryInfo{}
 	stored := make([]map[cid.Cid]entryInfo, len(nodes))
+	gone := map[cid.Cid]bool{}
 	for i, n := range nodes {
 		stored[i] = n.st.stored()
 		for c, e := range stored[i] {
-			all[c] = e
+			if n.alive.Load() {
+				all[c] = e
+			} else {
+				gone[c] = true
+			}
 		}
 	}
 	rep.Entries = len(all)
+	for c := range gone {
+		if _, ok := all[c]; !ok {
+			rep.LostWithLeavers++
+		}
+	}
 	rep.EntriesByType = map[string]int{}
 	scopedTotal := 0
 	for _, e := range all {
@@ -143,7 +157,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		rep.EntryBytes += int64(e.size)
 		rep.EntriesByType[e.typ]++
 	}
-	var ents, share, scopedShare, byts, state, sent, recv, syncSent []float64
+	var ents, share, scopedShare, globalShare, byts, state, sent, recv, syncSent []float64
 	for i, n := range nodes {
 		if !n.alive.Load() {
 			continue
@@ -158,6 +172,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 			}
 		}
 		scopedShare = append(scopedShare, float64(sc)/float64(max(scopedTotal, 1)))
+		globalShare = append(globalShare, float64(len(stored[i])-sc)/float64(max(rep.Entries-scopedTotal, 1)))
 		ents = append(ents, float64(len(stored[i])))
 		share = append(share, float64(len(stored[i]))/float64(rep.Entries))
 		byts = append(byts, float64(b))
@@ -174,7 +189,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 	}
 	rep.NodesMeasure = len(ents)
 	rep.StoredEntries, rep.StoredShare, rep.StoredBytes, rep.StateBytes = dist(ents), dist(share), dist(byts), dist(state)
-	rep.StoredScoped = dist(scopedShare)
+	rep.StoredScoped, rep.StoredGlobal = dist(scopedShare), dist(globalShare)
 	rep.Sent, rep.Received, rep.SyncSent = dist(sent), dist(recv), dist(syncSent)
 
 	// Propagation: every (published entry, other node that applied it).
@@ -286,7 +301,7 @@ func PrintTable(out io.Writer, reps []*Report) {
 		return fmt.Sprintf("%d → %d", r.NodesStart, r.NodesEnd)
 	})
 	row("entries in the network (setup included)", func(r *Report) string {
-		return fmt.Sprintf("%s (%s)", commas(int64(r.Entries)), mib(float64(r.EntryBytes)))
+		return fmt.Sprintf("%s (%s); %d left with leavers", commas(int64(r.Entries)), mib(float64(r.EntryBytes)), r.LostWithLeavers)
 	})
 	row("entries stored per node: median / max", func(r *Report) string {
 		return fmt.Sprintf("%s / %s", commas(int64(r.StoredEntries.Median)), commas(int64(r.StoredEntries.Max)))
@@ -297,6 +312,7 @@ func PrintTable(out io.Writer, reps []*Report) {
 	row("… of the entries about records and reads (non-global): median / max", func(r *Report) string {
 		return fmt.Sprintf("%s / %s", pct(r.StoredScoped.Median), pct(r.StoredScoped.Max))
 	})
+	row("… of the global entries (membership, keys): min", func(r *Report) string { return pct(r.StoredGlobal.Min) })
 	row("entry bytes stored per node: median / max", func(r *Report) string {
 		return fmt.Sprintf("%s / %s", mib(r.StoredBytes.Median), mib(r.StoredBytes.Max))
 	})

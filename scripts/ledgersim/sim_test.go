@@ -45,7 +45,7 @@ func TestSmallNetwork(t *testing.T) {
 		}
 	}
 	// Today's design: every live node stores every entry.
-	if rep.StoredEntries.Min != float64(rep.Entries) || rep.StoredShare.Min != 1 || rep.StoredScoped.Min != 1 {
+	if rep.StoredEntries.Min != float64(rep.Entries) || rep.StoredShare.Min != 1 || rep.StoredScoped.Min != 1 || rep.StoredGlobal.Min != 1 {
 		t.Errorf("stored entries per node %+v of %d: every node should store every entry", rep.StoredEntries, rep.Entries)
 	}
 	if rep.StoredBytes.Min != float64(rep.EntryBytes) || rep.EntryBytes < int64(rep.Entries)*100 {
