@@ -173,6 +173,52 @@
 // medmesh_ledger_read_errors_total{query} and answer "none"; new code reads
 // through State.
 //
+// # Checkpoints (checkpoint*.go, ledger_checkpoint.go)
+//
+// A checkpoint summarizes a scope (ScopeGlobal: today the whole ledger) at
+// a set of heads: the heads, their highest clock, the number of entries
+// behind them, the digest of the view (what Digest and `ledger verify`
+// compute) and the state itself as content-addressed blocks: the entries'
+// metadata (/e/), the indexes (/i/) and the view (/s/), in key order. A
+// node loads it instead of replaying the entries behind it, then syncs the
+// entries after it. The metadata and indexes are part of it because they
+// are what later entries are judged against at their causal position: a
+// straggler signed before the checkpoint and received after it gets the
+// verdict it gets on a node that replayed everything
+// (TestCheckpointJoinReachesFullReplayDigest). The joiner checks every
+// block against its CID, the rows' order and scope, the entry count, that
+// the heads are entries of the state, that the view hashes to the signed
+// digest, and that the signers listed are exactly the state's admins.
+//
+// Who signs, and how many: the admins, a majority of them (Quorum), as a
+// chain anchored at the genesis, in the manner of tka. The first checkpoint
+// must be signed by the genesis admin; each later one names the one before
+// (Prev) and needs signatures from a majority of the admins that one lists
+// (Signers, the admins of its state). A joiner trusts nothing but the
+// genesis it was given: it verifies the chain of headers (small) and loads
+// only the last one's state. Why admins: they already hold the authority
+// that every other right derives from (membership, roles, the network
+// key), so a checkpoint confers nothing a member did not have. A member
+// that is not an admin and signs a checkpoint alone obtains nothing: no
+// node counts its signature. One admin alone obtains nothing either in a
+// network with two or more admins (a majority is needed); in a network
+// with a single admin, that admin could hand a joiner a state it made up —
+// but that admin can already admit and remove anyone and rotate the
+// network key. Designated checkpointers (k of n) would need a new role
+// and a rule to assign it; a majority of admins gives the same protection
+// with no new authority. Full nodes that hold the state at the same heads
+// reach the same digest and block CIDs (the export is deterministic), so
+// a co-signer checks a proposal by computing its own.
+//
+// Pruning (Ledger.Prune): a node drops the bodies of the entries the latest
+// trusted checkpoint covers (and their log rows) when it does not need
+// them: only the high-volume types whose effect lives in the view (claims,
+// attestations, receipts, assignments, grants, revokes, announcements), and
+// never those about a record the node owns: the owner keeps its records'
+// audit history. Metadata, indexes and view stay. A pruned node's Verify
+// replays from the checkpoint; a peer asking it for pruned entries is told
+// to join from the checkpoint.
+//
 // # Propagation and catch-up
 //
 // Entries are published on the GossipSub topic TopicName(networkID). The

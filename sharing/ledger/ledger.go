@@ -172,6 +172,9 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}),
 	}
 	l.wg.Add(1) // released by Close
+	if err := checkInterruptedLoad(ctx, o.Store); err != nil {
+		return nil, err
+	}
 	core, err := NewCore(ctx, CoreConfig{Store: o.Store, Genesis: o.Genesis, Types: o.Types, MaxPending: o.MaxPending})
 	if err != nil {
 		return nil, err
@@ -389,6 +392,12 @@ func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A node that joined from a checkpoint, or pruned, replays from its
+	// latest trusted checkpoint (ledger_checkpoint.go).
+	fromCkpt, err := l.rebuildBase(ctx, fresh)
+	if err != nil {
+		return nil, err
+	}
 	var all []cid.Cid
 	var derr error
 	err = l.store.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
@@ -410,7 +419,7 @@ func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
 			return err
 		}
 		for i, r := range out.Results {
-			if r.Status != Applied {
+			if r.Status != Applied && !(fromCkpt && r.Status == Duplicate) {
 				return fmt.Errorf("ledger: entry %s fails verification: %s: %w", batch[i].cid, r.Status, r.Err)
 			}
 		}
@@ -419,6 +428,13 @@ func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
 	}
 	for i := len(all) - 1; i >= 0; i-- { // oldest first
 		c := all[i]
+		if fromCkpt {
+			if ok, err := fresh.Has(ctx, c); err != nil {
+				return nil, err
+			} else if ok {
+				continue // in the checkpoint's state
+			}
+		}
 		e, err := l.Entry(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: entry %s fails verification: %w", c, err)

@@ -1,0 +1,193 @@
+package ledger
+
+import (
+	"context"
+
+	"errors"
+	"fmt"
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Pruning drops the bodies of entries a trusted checkpoint covers, with
+// their rows in the logs (/l/, /t/). Their metadata (/e/), the indexes and
+// the view stay: they are the checkpoint's state, what later entries are
+// judged against. What is kept:
+//
+//   - entries of types whose bodies a node reads back (the genesis,
+//     membership, keys, network keys, every extension type: research
+//     consents, implant custody, ...): only the high-volume types whose
+//     effect lives entirely in the view are pruned (prunable);
+//   - every entry about a record this node owns: the owner keeps its
+//     records' audit history (claims, attestations, grants, revokes,
+//     receipts), which it may have to show an auditor.
+//
+// A pruned node cannot answer a sync for entries before the checkpoint; it
+// answers "pruned" and the peer joins from the checkpoint instead.
+func prunable(typ string) bool {
+	switch typ {
+	case TypeAccess, TypeServed, TypeReceipt, TypeAssign, TypeGrant, TypeRevoke, TypeRecordAnnounce:
+		return true
+	}
+	return false
+}
+
+// entryDeleter is a Store that can drop entry bodies (MemStore,
+// DatastoreStore).
+type entryDeleter interface {
+	DeleteEntries(ctx context.Context, cs []cid.Cid) error
+}
+
+// PruneStats says what Prune did.
+type PruneStats struct {
+	// Checkpoint is the checkpoint pruned up to.
+	Checkpoint cid.Cid
+	// Examined counts the entries in its past that still had bodies.
+	Examined int
+	// Pruned counts the bodies dropped; Kept those kept (see above).
+	Pruned int
+	Kept   int
+	// Size is the bytes of entry bodies dropped.
+	Size int64
+}
+
+// Prune drops the entries the latest trusted checkpoint of the global
+// scope covers that this node does not need (see prunable). It is
+// idempotent. ErrNoCheckpoint if there is none.
+func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
+	del, ok := l.store.(entryDeleter)
+	if !ok {
+		return PruneStats{}, errors.New("ledger: this store cannot drop entries")
+	}
+	chain, err := l.CheckpointChain(ctx, ScopeGlobal)
+	if err != nil {
+		return PruneStats{}, err
+	}
+	if len(chain) == 0 {
+		return PruneStats{}, ErrNoCheckpoint
+	}
+	ck := chain[len(chain)-1]
+	st := PruneStats{Checkpoint: ck.cid}
+	l.mu.Lock()
+	past, err := l.core.d.difference(ctx, ck.Heads, nil, 0)
+	l.mu.Unlock()
+	if err != nil {
+		return st, err
+	}
+	state := l.State()
+	// Reads a payload's record field, ignoring its other fields.
+	lax, err := cbor.DecOptions{MaxNestedLevels: 16}.DecMode()
+	if err != nil {
+		return st, err
+	}
+	const batch = 2000
+	for len(past) > 0 {
+		n := min(len(past), batch)
+		var drop []cid.Cid
+		var rows []string
+		for _, c := range past[:n] {
+			raw, err := l.store.GetEntry(ctx, c)
+			if err != nil {
+				continue // pruned already, or never held (joined from a checkpoint)
+			}
+			st.Examined++
+			e, err := DecodeEntry(raw)
+			if err != nil {
+				return st, fmt.Errorf("ledger: prune: stored entry %s: %w", c, err)
+			}
+			keep, err := l.keepEntry(ctx, lax, state, e)
+			if err != nil {
+				return st, err
+			}
+			if keep {
+				st.Kept++
+				continue
+			}
+			drop = append(drop, c)
+			st.Size += int64(len(raw))
+			ck := revClockKey(e.Clock, e.cs)
+			rows = append(rows, pLog+ck, pType+e.Type+"/"+ck)
+		}
+		past = past[n:]
+		if len(drop) == 0 {
+			continue
+		}
+		b, err := l.store.Batch(ctx)
+		if err != nil {
+			return st, err
+		}
+		for _, k := range rows {
+			if err := b.Delete(k); err != nil {
+				return st, err
+			}
+		}
+		if err := b.Commit(ctx); err != nil {
+			return st, err
+		}
+		if err := del.DeleteEntries(ctx, drop); err != nil {
+			return st, err
+		}
+		st.Pruned += len(drop)
+	}
+	if err := l.putMarker(ctx, pCkptPruned+ScopeGlobal, ck.cid); err != nil {
+		return st, err
+	}
+	l.log.Info("pruned", "checkpoint", ck.cid.String(), "pruned", st.Pruned, "kept", st.Kept, "size", st.Size)
+	return st, nil
+}
+
+// ErrNoCheckpoint is returned by Prune when there is no trusted checkpoint.
+var ErrNoCheckpoint = errors.New("ledger: no trusted checkpoint")
+
+// keepEntry reports whether this node keeps e's body when pruning.
+func (l *Ledger) keepEntry(ctx context.Context, lax cbor.DecMode, st State, e *Entry) (bool, error) {
+	if !prunable(e.Type) {
+		return true, nil
+	}
+	rec, err := entryRecord(lax, e)
+	if err != nil {
+		return false, fmt.Errorf("ledger: prune: entry %s: %w", e.cid, err)
+	}
+	if e.Type == TypeRecordAnnounce && e.Author == l.self {
+		return true, nil
+	}
+	info, ok, err := st.Record(ctx, rec)
+	if err != nil {
+		return false, err
+	}
+	return ok && info.Owner == l.self, nil
+}
+
+// entryRecord returns the record a prunable entry is about.
+func entryRecord(lax cbor.DecMode, e *Entry) (cid.Cid, error) {
+	var w struct {
+		Record []byte `cbor:"1,keyasint"`
+	}
+	// Every prunable type's payload has the record under key 1; the other
+	// keys are ignored here (the entry was validated when applied).
+	if err := lax.Unmarshal(e.Payload, &w); err != nil {
+		return cid.Undef, err
+	}
+	return cid.Cast(w.Record)
+}
+
+// DeleteEntries drops entries' bodies (pruning).
+func (m *MemStore) DeleteEntries(_ context.Context, cs []cid.Cid) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range cs {
+		delete(m.entries, c)
+	}
+	return nil
+}
+
+// DeleteEntries drops entries' blocks (pruning).
+func (s *DatastoreStore) DeleteEntries(ctx context.Context, cs []cid.Cid) error {
+	for _, c := range cs {
+		if err := s.blocks.DeleteBlock(ctx, c); err != nil {
+			return fmt.Errorf("ledger: prune entry %s: %w", c, err)
+		}
+	}
+	return nil
+}

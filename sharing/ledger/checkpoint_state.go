@@ -1,0 +1,436 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"slices"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// A checkpoint's state is the scope's rows (key, value) in key order, cut
+// into blocks of at most MaxStateBlockSize bytes. A block is the rows
+// concatenated, each as uvarint(len key) key uvarint(len value) value; its
+// CID is raw sha2-256, so every block a joiner fetches is checked against
+// the signed header before it is read.
+//
+// The rows are the entries' metadata (/e/), the indexes (/i/) and the view
+// (/s/): everything the core reads to judge a later entry at its causal
+// position, so a node that starts from a checkpoint gives every entry the
+// verdict a node that replayed all of them gives, stragglers concurrent
+// with the checkpoint included. The entries' bodies and the logs (/l/,
+// /t/) are not part of it: that is what pruning drops.
+
+// scopePrefixes returns the key prefixes of a scope's state.
+func scopePrefixes(scope string) ([]string, error) {
+	switch scope {
+	case ScopeGlobal:
+		return []string{pMeta, pIdx, pState}, nil // ascending
+	default:
+		return nil, fmt.Errorf("ledger: scope %q has no checkpoints yet (only %q)", scope, ScopeGlobal)
+	}
+}
+
+func inPrefixes(k string, ps []string) bool {
+	for _, p := range ps {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// stateHasher computes State.Digest over rows fed in key order.
+type stateHasher struct{ h hash.Hash }
+
+func newStateHasher() *stateHasher { return &stateHasher{sha256.New()} }
+
+func (s *stateHasher) add(k string, v []byte) {
+	var lb [8]byte
+	binary.BigEndian.PutUint64(lb[:], uint64(len(k)))
+	s.h.Write(lb[:])
+	s.h.Write([]byte(k))
+	binary.BigEndian.PutUint64(lb[:], uint64(len(v)))
+	s.h.Write(lb[:])
+	s.h.Write(v)
+}
+
+func (s *stateHasher) sum() []byte { return s.h.Sum(nil) }
+
+// appendRow appends one row in the block format.
+func appendRow(b []byte, k string, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(k)))
+	b = append(b, k...)
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// eachRow calls fn with every row of a state block; it never panics on
+// input and reports a malformed block as an error.
+func eachRow(b []byte, fn func(k string, v []byte) error) error {
+	for len(b) > 0 {
+		kl, n := binary.Uvarint(b)
+		if n <= 0 || kl > uint64(len(b)-n) {
+			return errors.New("truncated key")
+		}
+		b = b[n:]
+		k := string(b[:kl])
+		b = b[kl:]
+		vl, n := binary.Uvarint(b)
+		if n <= 0 || vl > uint64(len(b)-n) {
+			return errors.New("truncated value")
+		}
+		b = b[n:]
+		v := b[:vl:vl]
+		b = b[vl:]
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkpointDraft is what exporting a scope's state yields: a checkpoint
+// header without Prev and signatures, and its blocks.
+type checkpointDraft struct {
+	ck     *Checkpoint
+	blocks [][]byte
+}
+
+// exportCheckpoint cuts the scope's committed state at the current heads
+// into blocks and fills in the header (heads, clock, entries, digest,
+// blocks, the admins as signers). The caller must keep the core from
+// committing meanwhile (Ledger holds its lock). emit, if not nil, receives
+// each block as it is cut (and the draft then keeps none).
+func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid.Cid, []byte) error) (*checkpointDraft, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	prefixes, err := scopePrefixes(scope)
+	if err != nil {
+		return nil, err
+	}
+	ck := &Checkpoint{Network: c.net, Scope: scope, Heads: c.Heads()}
+	for _, h := range ck.Heads {
+		if ck.Clock.Less(c.heads[h]) {
+			ck.Clock = c.heads[h]
+		}
+	}
+	d := &checkpointDraft{ck: ck}
+	hs := newStateHasher()
+	var cur []byte
+	var ferr error
+	flush := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		bc := blockCID(cur)
+		ck.Blocks = append(ck.Blocks, bc)
+		ck.Size += uint64(len(cur))
+		if emit != nil {
+			if err := emit(bc, cur); err != nil {
+				return err
+			}
+		} else {
+			d.blocks = append(d.blocks, cur)
+		}
+		cur = nil
+		return nil
+	}
+	for _, p := range prefixes {
+		err := c.store.Scan(ctx, p, false, func(k string, v []byte) bool {
+			row := appendRow(nil, k, v)
+			if len(row) > MaxStateBlockSize {
+				ferr = fmt.Errorf("ledger: state row %s is %d bytes, more than a block", k, len(row))
+				return false
+			}
+			if len(cur)+len(row) > MaxStateBlockSize {
+				if ferr = flush(); ferr != nil {
+					return false
+				}
+			}
+			if cur == nil {
+				cur = make([]byte, 0, MaxStateBlockSize)
+			}
+			cur = append(cur, row...)
+			switch {
+			case p == pMeta:
+				ck.Entries++
+			case p == pState:
+				hs.add(k, v)
+				if strings.HasPrefix(k, pState+"m/") {
+					var mi memberIdx
+					if err := decMode.Unmarshal(v, &mi); err != nil {
+						ferr = corrupt(k, err)
+						return false
+					}
+					if slices.Contains(mi.Roles, RoleAdmin) {
+						id, err := peer.Decode(lastSeg(k))
+						if err != nil {
+							ferr = corrupt(k, err)
+							return false
+						}
+						ck.Signers = append(ck.Signers, id)
+					}
+				}
+			}
+			return true
+		})
+		if err := errors.Join(err, ferr); err != nil {
+			return nil, fmt.Errorf("ledger: export %s state: %w", scope, err)
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	ck.Digest = hs.sum()
+	if len(ck.Signers) == 0 {
+		return nil, errors.New("ledger: the state has no admin to sign checkpoints")
+	}
+	return d, ck.seal()
+}
+
+// checkpointStateCheck is what verifying a checkpoint's blocks found.
+type checkpointStateCheck struct {
+	covered int // this core's heads among the state's entries
+}
+
+// verifyCheckpointState reads every state block of ck (through get, which
+// returns the bytes stored under a block's CID) and checks, without
+// writing anything: each block matches its CID and parses; rows are in
+// strictly ascending key order and of the scope; the entries count; every
+// head is an entry of the state; the view hashes to ck.Digest; the signers
+// are exactly the state's admins; and this core's heads are all entries
+// of the state (the checkpoint covers what this node has).
+func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get func(context.Context, cid.Cid) ([]byte, error)) error {
+	prefixes, err := scopePrefixes(ck.Scope)
+	if err != nil {
+		return err
+	}
+	if ck.Network != c.net {
+		return fmt.Errorf("%w: checkpoint %s is of network %s, not %s", ErrCheckpointState, ck.cid, ck.Network, c.net)
+	}
+	heads := map[string]bool{}
+	for _, h := range ck.Heads {
+		heads[pMeta+h.String()] = false
+	}
+	ours := map[string]bool{}
+	for h := range c.heads {
+		ours[pMeta+h.String()] = false
+	}
+	hs := newStateHasher()
+	var entries, size uint64
+	var admins []peer.ID
+	last := ""
+	for _, bc := range ck.Blocks {
+		b, err := get(ctx, bc)
+		if err != nil {
+			return fmt.Errorf("ledger: checkpoint %s: read state block %s: %w", ck.cid, bc, err)
+		}
+		if blockCID(b) != bc {
+			return fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
+		}
+		size += uint64(len(b))
+		err = eachRow(b, func(k string, v []byte) error {
+			if k <= last {
+				return fmt.Errorf("key %q out of order", k)
+			}
+			last = k
+			if !inPrefixes(k, prefixes) {
+				return fmt.Errorf("key %q is not part of scope %s", k, ck.Scope)
+			}
+			switch {
+			case strings.HasPrefix(k, pMeta):
+				entries++
+				if _, ok := heads[k]; ok {
+					heads[k] = true
+				}
+				if _, ok := ours[k]; ok {
+					ours[k] = true
+				}
+			case strings.HasPrefix(k, pState):
+				hs.add(k, v)
+				if strings.HasPrefix(k, pState+"m/") {
+					var mi memberIdx
+					if err := decMode.Unmarshal(v, &mi); err != nil {
+						return fmt.Errorf("member row %q: %v", k, err)
+					}
+					if slices.Contains(mi.Roles, RoleAdmin) {
+						id, err := peer.Decode(lastSeg(k))
+						if err != nil {
+							return fmt.Errorf("member row %q: %v", k, err)
+						}
+						admins = append(admins, id)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w: state block %s of checkpoint %s: %v", ErrCheckpointState, bc, ck.cid, err)
+		}
+	}
+	if size != ck.Size {
+		return fmt.Errorf("%w: checkpoint %s: state is %d bytes, the header says %d", ErrCheckpointState, ck.cid, size, ck.Size)
+	}
+	if entries != ck.Entries {
+		return fmt.Errorf("%w: checkpoint %s: state holds %d entries, the header says %d", ErrCheckpointState, ck.cid, entries, ck.Entries)
+	}
+	for k, found := range heads {
+		if !found {
+			return fmt.Errorf("%w: checkpoint %s: head %s is not an entry of its state", ErrCheckpointState, ck.cid, k[len(pMeta):])
+		}
+	}
+	if d := hs.sum(); !bytes.Equal(d, ck.Digest) {
+		return fmt.Errorf("%w: checkpoint %s: its state hashes to digest %x, the header says %x", ErrCheckpointState, ck.cid, d, ck.Digest)
+	}
+	slices.Sort(admins)
+	if !slices.Equal(admins, ck.Signers) {
+		return fmt.Errorf("%w: checkpoint %s: its signers %v are not the admins of its state %v", ErrCheckpointState, ck.cid, ck.Signers, admins)
+	}
+	for k, found := range ours {
+		if !found {
+			return fmt.Errorf("%w: checkpoint %s does not include this node's head %s: sync entries instead", ErrCheckpointCoverage, ck.cid, k[len(pMeta):])
+		}
+	}
+	return nil
+}
+
+// loadBatchRows bounds the rows written in one store batch by a load.
+const loadBatchRows = 20000
+
+// loadCheckpoint replaces the scope's state with a verified checkpoint's
+// (verifyCheckpointState first: this writes) and makes its heads the
+// core's heads. Entries after the checkpoint then come by sync; the
+// entries before it are not fetched.
+func (c *Core) loadCheckpoint(ctx context.Context, ck *Checkpoint, get func(context.Context, cid.Cid) ([]byte, error)) error {
+	prefixes, err := scopePrefixes(ck.Scope)
+	if err != nil {
+		return err
+	}
+	// Drop what the state replaces. Keys only in the old state (a view row
+	// a later entry deleted) must not survive.
+	for _, p := range append(prefixes, pHeads) {
+		var keys []string
+		if err := c.store.Scan(ctx, p, true, func(k string, _ []byte) bool {
+			keys = append(keys, k)
+			return true
+		}); err != nil {
+			return c.reset(ctx, err)
+		}
+		for len(keys) > 0 {
+			n := min(len(keys), loadBatchRows)
+			b, err := c.store.Batch(ctx)
+			if err != nil {
+				return c.reset(ctx, err)
+			}
+			for _, k := range keys[:n] {
+				if err := b.Delete(k); err != nil {
+					return c.reset(ctx, err)
+				}
+			}
+			if err := b.Commit(ctx); err != nil {
+				return c.reset(ctx, err)
+			}
+			keys = keys[n:]
+		}
+	}
+	b, err := c.store.Batch(ctx)
+	if err != nil {
+		return c.reset(ctx, err)
+	}
+	n := 0
+	for _, bc := range ck.Blocks {
+		raw, err := get(ctx, bc)
+		if err != nil {
+			return c.reset(ctx, fmt.Errorf("ledger: checkpoint %s: read state block %s: %w", ck.cid, bc, err))
+		}
+		err = eachRow(raw, func(k string, v []byte) error {
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+			if n++; n%loadBatchRows == 0 {
+				if err := b.Commit(ctx); err != nil {
+					return err
+				}
+				if b, err = c.store.Batch(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return c.reset(ctx, err)
+		}
+	}
+	for _, h := range ck.Heads {
+		if err := b.Put(pHeads+h.String(), nil); err != nil {
+			return c.reset(ctx, err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return c.reset(ctx, err)
+	}
+	// Everything cached may describe the old state: reload.
+	c.d.cache = map[cid.Cid]*node{}
+	c.d.anc = map[[2]cid.Cid]bool{}
+	c.d.sc.reset()
+	c.d.t = c.d.newTxn(c.store, 0)
+	if err := c.load(ctx); err != nil {
+		c.stale = true
+		return fmt.Errorf("ledger: load heads of checkpoint %s: %w", ck.cid, err)
+	}
+	return nil
+}
+
+// Checkpoint builds an unsigned checkpoint of scope at the core's current
+// heads, extending prev (cid.Undef for a network's first), and returns it
+// with its state blocks.
+func (c *Core) Checkpoint(ctx context.Context, scope string, prev cid.Cid) (*Checkpoint, [][]byte, error) {
+	d, err := c.exportCheckpoint(ctx, scope, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.ck.Prev = prev
+	if err := d.ck.seal(); err != nil {
+		return nil, nil, err
+	}
+	return d.ck, d.blocks, nil
+}
+
+// LoadCheckpoint verifies a checkpoint's state against its header and this
+// core (verifyCheckpointState), then replaces the core's state with it.
+// The checkpoint's signatures must have been checked already
+// (VerifyCheckpointChain): this trusts the header. blocks returns a state
+// block's bytes by CID.
+func (c *Core) LoadCheckpoint(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
+	if err := c.ready(ctx); err != nil {
+		return err
+	}
+	if err := c.verifyCheckpointState(ctx, ck, blocks); err != nil {
+		return err
+	}
+	return c.loadCheckpoint(ctx, ck, blocks)
+}
+
+// blockMap serves blocks from memory (tests, Verify).
+func blockMap(bs [][]byte) func(context.Context, cid.Cid) ([]byte, error) {
+	m := make(map[cid.Cid][]byte, len(bs))
+	for _, b := range bs {
+		m[blockCID(b)] = b
+	}
+	return func(_ context.Context, c cid.Cid) ([]byte, error) {
+		b, ok := m[c]
+		if !ok {
+			return nil, fmt.Errorf("state block %s not held", c)
+		}
+		return b, nil
+	}
+}

@@ -1,0 +1,428 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Where a node keeps checkpoints, beside the state (not part of it, nor of
+// the digest):
+//
+//	/k/chain/<scope>/<index>   the trusted chain, oldest first (encoded checkpoints)
+//	/k/b/<cid>                 the state blocks of the latest trusted checkpoint
+//	/k/base/<scope>            the checkpoint this node's state started from (joined from it)
+//	/k/pruned/<scope>          the checkpoint up to which entries were pruned
+//	/k/loading/<scope>         set while a checkpoint's state is being written
+const (
+	pCkptChain   = "/k/chain/"
+	pCkptBlock   = "/k/b/"
+	pCkptBase    = "/k/base/"
+	pCkptPruned  = "/k/pruned/"
+	pCkptLoading = "/k/loading/"
+)
+
+func chainKey(scope string, i int) string {
+	return pCkptChain + scope + "/" + fmt.Sprintf("%016x", i)
+}
+
+// CheckpointInfo describes a stored checkpoint.
+type CheckpointInfo struct {
+	Checkpoint *Checkpoint
+	// Index is its position in the trusted chain (0: the first).
+	Index int
+	// Base is set on the checkpoint this node's state started from.
+	Base bool
+	// Pruned is set on the checkpoint up to which this node pruned.
+	Pruned bool
+}
+
+// CheckpointChain returns the trusted chain of scope stored here, oldest
+// first (empty if none).
+func (l *Ledger) CheckpointChain(ctx context.Context, scope string) ([]*Checkpoint, error) {
+	return loadChain(ctx, l.store, scope)
+}
+
+func loadChain(ctx context.Context, s Store, scope string) ([]*Checkpoint, error) {
+	var out []*Checkpoint
+	var derr error
+	err := s.Scan(ctx, pCkptChain+scope+"/", false, func(k string, v []byte) bool {
+		ck, err := DecodeCheckpoint(v)
+		if err != nil {
+			derr = corrupt(k, err)
+			return false
+		}
+		out = append(out, ck)
+		return true
+	})
+	if err := errors.Join(err, derr); err != nil {
+		return nil, fmt.Errorf("ledger: read checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// Checkpoints lists the trusted checkpoints of scope, oldest first.
+func (l *Ledger) Checkpoints(ctx context.Context, scope string) ([]CheckpointInfo, error) {
+	chain, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	base, err := l.marker(ctx, pCkptBase+scope)
+	if err != nil {
+		return nil, err
+	}
+	pruned, err := l.marker(ctx, pCkptPruned+scope)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CheckpointInfo, len(chain))
+	for i, ck := range chain {
+		out[i] = CheckpointInfo{Checkpoint: ck, Index: i, Base: ck.cid == base, Pruned: ck.cid == pruned}
+	}
+	return out, nil
+}
+
+// marker reads a checkpoint CID stored under k (cid.Undef if none).
+func (l *Ledger) marker(ctx context.Context, k string) (cid.Cid, error) {
+	v, ok, err := l.store.Get(ctx, k)
+	if err != nil || !ok {
+		return cid.Undef, err
+	}
+	c, err := cid.Cast(v)
+	if err != nil {
+		return cid.Undef, corrupt(k, err)
+	}
+	return c, nil
+}
+
+// StateBlock returns a state block of the latest trusted checkpoint.
+func (l *Ledger) StateBlock(ctx context.Context, c cid.Cid) ([]byte, error) {
+	v, ok, err := l.store.Get(ctx, pCkptBlock+c.String())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("ledger: state block %s not held here", c)
+	}
+	return v, nil
+}
+
+// MakeCheckpoint builds a checkpoint of scope at this node's current heads,
+// extending its latest trusted checkpoint, signs it with the node's key and
+// stores it with its state blocks. This node must be one of the admins the
+// previous checkpoint lists (the genesis admin for the first), and its
+// signature must be enough (a majority of them: with one admin, that admin;
+// see doc.go). ErrCheckpointUntrusted otherwise: nothing is stored.
+func (l *Ledger) MakeCheckpoint(ctx context.Context, scope string) (*Checkpoint, error) {
+	chain, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	prev := cid.Undef
+	if len(chain) > 0 {
+		prev = chain[len(chain)-1].cid
+	}
+	l.mu.Lock()
+	ck, blocks, err := l.core.Checkpoint(ctx, scope, prev)
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if len(chain) > 0 && chain[len(chain)-1].Clock == ck.Clock && sameCids(chain[len(chain)-1].Heads, ck.Heads) {
+		return nil, fmt.Errorf("%w: the latest checkpoint %s is at the current heads already", ErrCheckpointExists, prev)
+	}
+	if err := ck.Sign(l.o.Key); err != nil {
+		return nil, err
+	}
+	if _, err := VerifyCheckpointChain(l.o.Genesis, scope, append(chain, ck)); err != nil {
+		return nil, err
+	}
+	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blocks); err != nil {
+		return nil, err
+	}
+	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
+	return ck, nil
+}
+
+// ErrCheckpointExists is returned when the latest checkpoint is already at
+// the current heads.
+var ErrCheckpointExists = errors.New("ledger: checkpoint exists")
+
+func sameCids(a, b []cid.Cid) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// storeCheckpoint appends a trusted checkpoint to the stored chain at index
+// i and replaces the stored state blocks with its own.
+func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *Checkpoint, blocks [][]byte) error {
+	raw, err := ck.Encode()
+	if err != nil {
+		return err
+	}
+	var old []string
+	keep := map[string]bool{}
+	for _, b := range ck.Blocks {
+		keep[pCkptBlock+b.String()] = true
+	}
+	if err := l.store.Scan(ctx, pCkptBlock, true, func(k string, _ []byte) bool {
+		if !keep[k] {
+			old = append(old, k)
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, blk := range blocks {
+		if err := b.Put(pCkptBlock+blockCID(blk).String(), blk); err != nil {
+			return err
+		}
+		// Bound the batch's bytes: blocks are up to a MiB each.
+		if n++; n%64 == 0 {
+			if err := b.Commit(ctx); err != nil {
+				return err
+			}
+			if b, err = l.store.Batch(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.Put(chainKey(scope, i), raw); err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+// JoinFromCheckpoint makes this node's state the state of the last
+// checkpoint of chain, without replaying the entries behind it: the chain
+// must be trusted from the genesis (VerifyCheckpointChain); blocks fetches
+// each state block, which is checked against its CID and stored; the state
+// must hash to the checkpoint's digest, list its admins as signers, and
+// include every entry this node has (ErrCheckpointCoverage otherwise:
+// sync entries instead). Then the entries after the checkpoint come by
+// sync as usual.
+func (l *Ledger) JoinFromCheckpoint(ctx context.Context, chain []*Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
+	if len(chain) == 0 {
+		return fmt.Errorf("%w: no checkpoint", ErrCheckpointUntrusted)
+	}
+	ck, err := VerifyCheckpointChain(l.o.Genesis, chain[0].Scope, chain)
+	if err != nil {
+		return err
+	}
+	scope := ck.Scope
+	// Fetch and store the blocks first (checked against their CIDs): the
+	// state is verified and loaded from the store, and served to the
+	// next joiner.
+	fetched := make([][]byte, 0, 64)
+	have := map[cid.Cid]bool{}
+	for _, bc := range ck.Blocks {
+		if have[bc] {
+			continue
+		}
+		have[bc] = true
+		b, err := blocks(ctx, bc)
+		if err != nil {
+			return fmt.Errorf("ledger: fetch state block %s of checkpoint %s: %w", bc, ck.cid, err)
+		}
+		if blockCID(b) != bc {
+			return fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
+		}
+		fetched = append(fetched, b)
+		if len(fetched) == cap(fetched) {
+			if err := l.putBlocks(ctx, fetched); err != nil {
+				return err
+			}
+			fetched = fetched[:0]
+		}
+	}
+	if err := l.putBlocks(ctx, fetched); err != nil {
+		return err
+	}
+	local := func(ctx context.Context, c cid.Cid) ([]byte, error) { return l.StateBlock(ctx, c) }
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.core.ready(ctx); err != nil {
+		return err
+	}
+	if err := l.core.verifyCheckpointState(ctx, ck, local); err != nil {
+		return err
+	}
+	if err := l.putMarker(ctx, pCkptLoading+scope, ck.cid); err != nil {
+		return err
+	}
+	if err := l.core.loadCheckpoint(ctx, ck, local); err != nil {
+		return err
+	}
+	// The chain, then the base marker; the loading marker goes last.
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	old, err := loadChain(ctx, l.store, scope)
+	if err != nil {
+		return err
+	}
+	for i := range old {
+		if err := b.Delete(chainKey(scope, i)); err != nil {
+			return err
+		}
+	}
+	for i, c := range chain {
+		raw, err := c.Encode()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(chainKey(scope, i), raw); err != nil {
+			return err
+		}
+	}
+	if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
+		return err
+	}
+	if err := b.Delete(pCkptLoading + scope); err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	if err := l.reloadMembersLocked(ctx); err != nil {
+		return err
+	}
+	l.met.heads.Set(float64(len(l.core.heads)))
+	l.log.Info("joined from checkpoint", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
+	return nil
+}
+
+func (l *Ledger) putBlocks(ctx context.Context, bs [][]byte) error {
+	if len(bs) == 0 {
+		return nil
+	}
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, blk := range bs {
+		if err := b.Put(pCkptBlock+blockCID(blk).String(), blk); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+func (l *Ledger) putMarker(ctx context.Context, k string, c cid.Cid) error {
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(k, c.Bytes()); err != nil {
+		return err
+	}
+	return b.Commit(ctx)
+}
+
+// reloadMembersLocked is reloadMembers for a caller that holds l.mu (it
+// takes only stateMu).
+func (l *Ledger) reloadMembersLocked(ctx context.Context) error { return l.reloadMembers(ctx) }
+
+// checkInterruptedLoad fails if a checkpoint load was interrupted: the
+// state is then partly the old one's, partly the checkpoint's.
+func checkInterruptedLoad(ctx context.Context, s Store) error {
+	var found []string
+	err := s.Scan(ctx, pCkptLoading, true, func(k string, _ []byte) bool {
+		found = append(found, k[len(pCkptLoading):])
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("ledger: loading a checkpoint of scope %s was interrupted, the ledger state is incomplete: remove the repo's datastore and join again", found[0])
+	}
+	return nil
+}
+
+// CheckpointStat is what `ledger stat` reports about checkpoints.
+type CheckpointStat struct {
+	// Latest is the latest trusted checkpoint of the global scope (nil if none).
+	Latest *Checkpoint
+	// Base is the checkpoint this node joined from (cid.Undef if it replayed everything).
+	Base cid.Cid
+	// Count is the trusted chain's length.
+	Count int
+}
+
+// CheckpointStat describes the global scope's checkpoints on this node.
+func (l *Ledger) CheckpointStat(ctx context.Context) (CheckpointStat, error) {
+	chain, err := l.CheckpointChain(ctx, ScopeGlobal)
+	if err != nil {
+		return CheckpointStat{}, err
+	}
+	st := CheckpointStat{Count: len(chain)}
+	if len(chain) > 0 {
+		st.Latest = chain[len(chain)-1]
+	}
+	st.Base, err = l.marker(ctx, pCkptBase+ScopeGlobal)
+	return st, err
+}
+
+// Time returns the checkpoint's clock as a time (its newest head's wall clock).
+func (ck *Checkpoint) Time() time.Time { return time.UnixMilli(int64(ck.Clock.Wall)).UTC() }
+
+// SignerStrings returns the signers of the checkpoint's signatures.
+func (ck *Checkpoint) SignerStrings() []string {
+	out := []string{}
+	for _, s := range ck.Sigs {
+		out = append(out, s.Signer.String())
+	}
+	return out
+}
+
+// rebuildBase loads into fresh (a new core on a MemStore) the state of the
+// latest trusted checkpoint when this node joined from a checkpoint or
+// pruned entries, so Verify replays only what follows it; it reports
+// whether it did. A node that did neither replays from the genesis.
+func (l *Ledger) rebuildBase(ctx context.Context, fresh *Core) (bool, error) {
+	base, err := l.marker(ctx, pCkptBase+ScopeGlobal)
+	if err != nil {
+		return false, err
+	}
+	pruned, err := l.marker(ctx, pCkptPruned+ScopeGlobal)
+	if err != nil {
+		return false, err
+	}
+	if !base.Defined() && !pruned.Defined() {
+		return false, nil
+	}
+	chain, err := l.CheckpointChain(ctx, ScopeGlobal)
+	if err != nil {
+		return false, err
+	}
+	ck, err := VerifyCheckpointChain(l.o.Genesis, ScopeGlobal, chain)
+	if err != nil {
+		return false, fmt.Errorf("ledger: verify from checkpoint: %w", err)
+	}
+	if err := fresh.LoadCheckpoint(ctx, ck, l.StateBlock); err != nil {
+		return false, fmt.Errorf("ledger: verify from checkpoint %s: %w", ck.cid, err)
+	}
+	return true, nil
+}
