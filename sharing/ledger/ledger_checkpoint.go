@@ -222,6 +222,19 @@ func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *C
 // sync entries instead). Then the entries after the checkpoint come by
 // sync as usual.
 func (l *Ledger) JoinFromCheckpoint(ctx context.Context, chain []*Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
+	return l.adopt(ctx, chain, blocks, true)
+}
+
+// AdoptCheckpoint stores a trusted chain that extends this node's, with
+// its last checkpoint's state blocks (fetched, checked as
+// JoinFromCheckpoint does), without loading that state: a node that has
+// the entries keeps its own state, and can then serve the checkpoint to
+// joiners and prune up to it.
+func (l *Ledger) AdoptCheckpoint(ctx context.Context, chain []*Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
+	return l.adopt(ctx, chain, blocks, false)
+}
+
+func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error), load bool) error {
 	if len(chain) == 0 {
 		return fmt.Errorf("%w: no checkpoint", ErrCheckpointUntrusted)
 	}
@@ -230,6 +243,20 @@ func (l *Ledger) JoinFromCheckpoint(ctx context.Context, chain []*Checkpoint, bl
 		return err
 	}
 	scope := ck.Scope
+	old, err := loadChain(ctx, l.store, scope)
+	if err != nil {
+		return err
+	}
+	if !load {
+		if len(old) >= len(chain) {
+			return fmt.Errorf("%w: this node's chain is as long already", ErrCheckpointExists)
+		}
+		for i := range old {
+			if old[i].cid != chain[i].cid {
+				return fmt.Errorf("%w: checkpoint %s differs from this node's %s at index %d", ErrCheckpointUntrusted, chain[i].cid, old[i].cid, i)
+			}
+		}
+	}
 	// Fetch and store the blocks first (checked against their CIDs): the
 	// state is verified and loaded from the store, and served to the
 	// next joiner.
@@ -240,6 +267,11 @@ func (l *Ledger) JoinFromCheckpoint(ctx context.Context, chain []*Checkpoint, bl
 			continue
 		}
 		have[bc] = true
+		if _, ok, err := l.store.Get(ctx, pCkptBlock+bc.String()); err != nil {
+			return err
+		} else if ok {
+			continue
+		}
 		b, err := blocks(ctx, bc)
 		if err != nil {
 			return fmt.Errorf("ledger: fetch state block %s of checkpoint %s: %w", bc, ck.cid, err)
@@ -264,21 +296,19 @@ func (l *Ledger) JoinFromCheckpoint(ctx context.Context, chain []*Checkpoint, bl
 	if err := l.core.ready(ctx); err != nil {
 		return err
 	}
-	if err := l.core.verifyCheckpointState(ctx, ck, local); err != nil {
+	if err := l.core.verifyCheckpointState(ctx, ck, local, load); err != nil {
 		return err
 	}
-	if err := l.putMarker(ctx, pCkptLoading+scope, ck.cid); err != nil {
-		return err
+	if load {
+		if err := l.putMarker(ctx, pCkptLoading+scope, ck.cid); err != nil {
+			return err
+		}
+		if err := l.core.loadCheckpoint(ctx, ck, local); err != nil {
+			return err
+		}
 	}
-	if err := l.core.loadCheckpoint(ctx, ck, local); err != nil {
-		return err
-	}
-	// The chain, then the base marker; the loading marker goes last.
+	// The chain, the base marker, the old blocks; the loading marker last.
 	b, err := l.store.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	old, err := loadChain(ctx, l.store, scope)
 	if err != nil {
 		return err
 	}
@@ -296,16 +326,30 @@ func (l *Ledger) JoinFromCheckpoint(ctx context.Context, chain []*Checkpoint, bl
 			return err
 		}
 	}
-	if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
+	if err := l.store.Scan(ctx, pCkptBlock, true, func(k string, _ []byte) bool {
+		if c, err := cid.Decode(k[len(pCkptBlock):]); err == nil && !have[c] {
+			err = b.Delete(k)
+		}
+		return true
+	}); err != nil {
 		return err
 	}
-	if err := b.Delete(pCkptLoading + scope); err != nil {
-		return err
+	if load {
+		if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
+			return err
+		}
+		if err := b.Delete(pCkptLoading + scope); err != nil {
+			return err
+		}
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if err := l.reloadMembersLocked(ctx); err != nil {
+	if !load {
+		l.log.Info("checkpoint adopted", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
+		return nil
+	}
+	if err := l.reloadMembers(ctx); err != nil {
 		return err
 	}
 	l.met.heads.Set(float64(len(l.core.heads)))
@@ -339,10 +383,6 @@ func (l *Ledger) putMarker(ctx context.Context, k string, c cid.Cid) error {
 	}
 	return b.Commit(ctx)
 }
-
-// reloadMembersLocked is reloadMembers for a caller that holds l.mu (it
-// takes only stateMu).
-func (l *Ledger) reloadMembersLocked(ctx context.Context) error { return l.reloadMembers(ctx) }
 
 // checkInterruptedLoad fails if a checkpoint load was interrupted: the
 // state is then partly the old one's, partly the checkpoint's.

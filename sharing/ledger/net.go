@@ -56,6 +56,10 @@ type syncResp struct {
 	Entries [][]byte `cbor:"2,keyasint"`
 	More    bool     `cbor:"3,keyasint"`
 	Err     string   `cbor:"4,keyasint,omitempty"`
+	// Checkpoints and Block answer opCheckpoints and opStateBlock
+	// (checkpoint_sync.go).
+	Checkpoints [][]byte `cbor:"5,keyasint,omitempty"`
+	Block       []byte   `cbor:"6,keyasint,omitempty"`
 }
 
 // TopicName returns the GossipSub topic of a network's ledger.
@@ -335,7 +339,13 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 }
 
 func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[][]byte) error {
-	total := 0
+	ask := func(req *syncReq) (*syncResp, error) { return l.request(ctx, h, p, req) }
+	// Checkpoints first: a node with nothing but the genesis joins from
+	// the peer's latest instead of replaying (checkpoint_sync.go).
+	if _, err := l.catchUpCheckpoints(ctx, ask, false); err != nil {
+		l.log.Warn("checkpoint from peer", "peer", p.String(), "err", err)
+	}
+	total, joined := 0, false
 	for round := 0; round < maxSyncRounds; round++ {
 		l.mu.Lock()
 		offer, err := l.core.Offer(ctx)
@@ -351,6 +361,14 @@ func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[]
 		if err != nil {
 			l.met.syncs.WithLabelValues("error").Inc()
 			return err
+		}
+		if isPruned(resp.Err) && !joined {
+			joined = true
+			if _, err := l.catchUpCheckpoints(ctx, ask, true); err != nil {
+				l.met.syncs.WithLabelValues("error").Inc()
+				return fmt.Errorf("ledger: peer %s pruned what this node lacks, and its checkpoint: %w", p, err)
+			}
+			continue
 		}
 		if resp.Err != "" {
 			l.met.syncs.WithLabelValues("error").Inc()
@@ -390,6 +408,7 @@ func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[]
 		}
 	}
 	l.met.syncs.WithLabelValues("ok").Inc()
+	l.synced.Store(true)
 	if total > 0 {
 		l.log.Debug("synced", "peer", p.String(), "entries", total)
 	}
@@ -500,6 +519,9 @@ func (l *Ledger) serve(ctx context.Context, req *syncReq) *syncResp {
 	if string(req.Network) != string(l.net.Bytes()) {
 		return &syncResp{Err: "wrong network"}
 	}
+	if req.Op == opCheckpoints || req.Op == opStateBlock {
+		return l.serveCheckpoint(ctx, req)
+	}
 	if req.Op != opDiff {
 		return &syncResp{Err: "unknown op"}
 	}
@@ -538,6 +560,10 @@ func (l *Ledger) serve(ctx context.Context, req *syncReq) *syncResp {
 			break
 		}
 		raw, err := l.store.GetEntry(ctx, c)
+		if err != nil && len(resp.Entries) == 0 && l.prunedHere(ctx) {
+			resp.Err = errPruned // the client joins from the checkpoint
+			break
+		}
 		if err != nil {
 			l.log.Error("answer sync request: read entry", "entry", c.String(), "err", err)
 			resp.More = true

@@ -1,0 +1,96 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TestCheckpointJoinOverSync: the admin's node has history, a checkpoint,
+// and pruned what it covers; a node that starts with nothing but the genesis
+// joins from the checkpoint over the sync protocol, fetches the entries
+// after it, reaches the admin's digest and reports Synced; a third node that
+// has the entries adopts the checkpoint without loading it.
+func TestCheckpointJoinOverSync(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cw := newCkptWorld(t)
+	a := cw.a
+	if _, err := a.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	full := openNode(t, cw.w.members[2], cw.w.genesis)
+	ingestAll(t, full, cw.before)
+	j := openNode(t, cw.w.members[1], cw.w.genesis)
+	if j.Synced() {
+		t.Fatal("a node that has not synced says it has")
+	}
+	mn := mocknet.New()
+	defer mn.Close()
+	for i, nd := range []struct {
+		l   *Ledger
+		who *ident
+	}{{a, cw.w.admin}, {j, cw.w.members[1]}, {full, cw.w.members[2]}} {
+		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 11000+i))
+		h, err := mn.AddPeer(nd.who.key, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nd.l.Start(ctx, h, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The joiner meets the admin's node first (the full node would serve it
+	// every entry), then the full node.
+	hs := mn.Hosts()
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int{a.self.String(): 0, j.self.String(): 1, full.self.String(): 2}
+	byRole := make([]int, 3)
+	for i, h := range hs {
+		byRole[ids[h.ID().String()]] = i
+	}
+	if _, err := mn.ConnectPeers(hs[byRole[1]].ID(), hs[byRole[0]].ID()); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !j.Synced(); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 2*time.Minute {
+			t.Fatal("the joiner did not sync with the admin's node")
+		}
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !(bytes.Equal(j.Digest(), a.Digest()) && bytes.Equal(full.Digest(), a.Digest()) && j.Synced() && len(chainOf(t, full)) == 1) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not converged: joiner synced=%v digest %x, full %x, admin %x, full node's chain %d",
+				j.Synced(), j.Digest(), full.Digest(), a.Digest(), len(chainOf(t, full)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, err := j.CheckpointStat(ctx)
+	if err != nil || st.Base != cw.ck.CID() {
+		t.Fatalf("joiner's base checkpoint %v (%v), want %s", st.Base, err, cw.ck.CID())
+	}
+	if _, err := j.Entry(ctx, cw.before[len(cw.before)-1].cid); err == nil {
+		t.Fatal("the joiner replayed entries the checkpoint covers")
+	}
+	if st, _ := full.CheckpointStat(ctx); st.Base.Defined() {
+		t.Fatal("the node that has the entries loaded the checkpoint")
+	}
+	if err := j.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
