@@ -622,6 +622,39 @@ func cliRows() []cliRow {
 			}
 		}},
 		{cmd: "ledger verify", node: on("lab"), args: argv("ledger", "verify", "extra"), code: exitInvalid},
+		// Checkpoints: the clinic founded the network (its admin); the lab is
+		// a member, not an admin.
+		{cmd: "ledger checkpoints", node: on("clinic"), args: argv("ledger", "checkpoints"), check: func(t *testing.T, e *tableEnv, out string) {
+			if cks := decode[[]api.Checkpoint](t, out); len(cks) != 0 {
+				t.Errorf("checkpoints before any was made: %+v", cks)
+			}
+		}},
+		{cmd: "ledger checkpoint", node: on("lab"), args: argv("ledger", "checkpoint"), code: exitForbidden, check: has("not signed by enough trusted admins", "admin's node")},
+		{cmd: "ledger prune", node: on("lab"), args: argv("ledger", "prune"), code: exitConflict, check: has("no trusted checkpoint", "medmesh ledger checkpoint")},
+		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint"), check: func(t *testing.T, e *tableEnv, out string) {
+			ck := decode[api.Checkpoint](t, out)
+			if ck.Index != 0 || ck.EntryCount < 10 || len(ck.Digest) != 64 || ck.BlockCount < 1 || ck.Prev != "" ||
+				!slices.Equal(ck.Signatures, []string{e.ids["clinic"]}) || !slices.Contains(ck.Signers, e.ids["clinic"]) || ck.Quorum != 1 {
+				t.Errorf("checkpoint: %+v", ck)
+			}
+			e.vals["checkpoint"] = ck.Checkpoint
+		}},
+		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint", "extra"), code: exitInvalid},
+		// The lab adopts it at its next sync with the clinic.
+		{cmd: "ledger checkpoints", node: on("lab"), args: argv("ledger", "checkpoints"), retry: 45 * time.Second,
+			ready: func(out string) bool { return strings.Contains(out, `"checkpoint"`) }, check: func(t *testing.T, e *tableEnv, out string) {
+				cks := decode[[]api.Checkpoint](t, out)
+				if len(cks) != 1 || cks[0].Checkpoint != e.vals["checkpoint"] || cks[0].Base {
+					t.Errorf("lab's checkpoints: %+v", cks)
+				}
+			}},
+		{cmd: "ledger prune", node: on("lab"), args: argv("ledger", "prune"), check: func(t *testing.T, e *tableEnv, out string) {
+			if r := decode[api.PruneResult](t, out); r.Checkpoint != e.vals["checkpoint"] || r.ExaminedCount != r.PrunedCount+r.KeptCount || r.KeptCount == 0 {
+				t.Errorf("prune: %+v", r)
+			}
+		}},
+		{cmd: "ledger checkpoints", node: on("lab"), args: argv("ledger", "checkpoints", "x"), code: exitInvalid},
+		{cmd: "ledger prune", node: on("lab"), args: argv("ledger", "prune", "x"), code: exitInvalid},
 		{cmd: "ledger", node: on("clinic"), args: argv("ledger"), text: true, check: has("heads", "log", "stat", "verify")},
 		{cmd: "ledger", node: on("clinic"), args: argv("ledger", "grants"), code: exitInvalid},
 

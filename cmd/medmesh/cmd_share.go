@@ -405,5 +405,6 @@ Exits 8 if they differ (see ` + "`medmesh help exit-codes`" + `).`,
 		},
 	}
 	cmd.AddCommand(logCmd, heads, stat, verify)
+	cmd.AddCommand(newCheckpointCmds()...)
 	return cmd
 }

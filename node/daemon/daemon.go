@@ -336,6 +336,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Debug{Metrics: d.reg},
 		httpapi.Identity{Of: d.identity},
 		httpapi.Ledger{L: d.Ledger},
+		httpapi.Checkpoints{L: d.Ledger},
 		httpapi.Members{S: d.members},
 		httpapi.Erasure{S: d.erasure},
 		httpapi.Keys{S: d.keys},

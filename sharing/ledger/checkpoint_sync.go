@@ -139,19 +139,6 @@ func (l *Ledger) onlyGenesis() bool {
 
 func isPruned(msg string) bool { return strings.HasPrefix(msg, "pruned:") }
 
-// Synced reports whether this node has caught up: a sync with a peer has
-// ended with nothing left to fetch from it, or this node is the network's
-// only member. `ledger stat` reports it.
-func (l *Ledger) Synced() bool {
-	if l.synced.Load() {
-		return true
-	}
-	l.stateMu.RLock()
-	defer l.stateMu.RUnlock()
-	_, self := l.members[l.self]
-	return self && len(l.members) == 1
-}
-
 // prunedHere reports whether this node pruned or joined from a checkpoint:
 // then an entry it lacks may be one it never had or dropped.
 func (l *Ledger) prunedHere(ctx context.Context) bool {

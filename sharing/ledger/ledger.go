@@ -73,8 +73,6 @@ type Ledger struct {
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
 
-	synced atomic.Bool // a sync ended with nothing left to fetch (Synced)
-
 	tr     atomic.Pointer[transport] // set by Start
 	closed chan struct{}
 	once   sync.Once

@@ -408,7 +408,6 @@ func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[]
 		}
 	}
 	l.met.syncs.WithLabelValues("ok").Inc()
-	l.synced.Store(true)
 	if total > 0 {
 		l.log.Debug("synced", "peer", p.String(), "entries", total)
 	}

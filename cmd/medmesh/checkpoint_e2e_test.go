@@ -1,0 +1,127 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/medmesh/medmesh/node/api"
+)
+
+// TestJoinFromCheckpointCLI drives issue #16's checkpoints through the real
+// binary and real daemons: the clinic (the admin) and a lab build history
+// (records, grants, reads); the clinic signs a checkpoint (`ledger
+// checkpoint --json`), the lab adopts it and both prune what they do not
+// need (`ledger prune --json`); a node invited afterwards joins from the
+// checkpoint instead of replaying (its `ledger checkpoints --json` marks
+// it base), reaches the clinic's heads and state digest within 30 s, and
+// its `ledger verify` passes. The lab cannot sign one (exit 5).
+func TestJoinFromCheckpointCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three daemons")
+	}
+	dir := t.TempDir()
+	clinic := &cli{t: t, repo: filepath.Join(dir, "clinic")}
+	clinic.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--org", "clinic")
+	clinic.must("network", "create", "--name", "e2e-checkpoint")
+	cd := clinic.startDaemon()
+	t.Cleanup(func() { cd.Process.Signal(syscall.SIGTERM); cd.Wait() })
+	lab := clinic.invite(t, dir, "lab", "lab")
+	ld := lab.startDaemon()
+	t.Cleanup(func() { ld.Process.Signal(syscall.SIGTERM); ld.Wait() })
+	labID := lab.peerID(t)
+
+	// History: records on both sides, grants, reads.
+	for i := 0; i < 6; i++ {
+		f := filepath.Join(dir, fmt.Sprintf("report-%d.json", i))
+		os.WriteFile(f, []byte(fmt.Sprintf(`{"resourceType":"DiagnosticReport","status":"final","id":"r%d"}`, i)), 0o600)
+		var r api.AddResult
+		if err := json.Unmarshal([]byte(clinic.must("add", f, "--class", "report", "--replicas", "1", "--json")), &r); err != nil {
+			t.Fatal(err)
+		}
+		clinic.retry("grant", r.ID, "--to", labID, "--json")
+		lab.retry("get", r.ID, "-o", filepath.Join(dir, fmt.Sprintf("got-%d", i)))
+		lab.retry("add", f, "--class", "report", "--replicas", "1", "--json")
+	}
+
+	// Only an admin signs a checkpoint.
+	if _, errs, code := lab.run("ledger", "checkpoint", "--json"); code != exitForbidden {
+		t.Fatalf("lab's checkpoint: exit %d, want %d: %s", code, exitForbidden, errs)
+	}
+	var ck api.Checkpoint
+	if err := json.Unmarshal([]byte(clinic.must("ledger", "checkpoint", "--json")), &ck); err != nil {
+		t.Fatal(err)
+	}
+	if ck.Index != 0 || ck.EntryCount < 20 || len(ck.Signatures) != 1 {
+		t.Fatalf("checkpoint: %+v", ck)
+	}
+	// The lab adopts it at its next sync, then both prune.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var cks []api.Checkpoint
+		if err := json.Unmarshal([]byte(lab.must("ledger", "checkpoints", "--json")), &cks); err != nil {
+			t.Fatal(err)
+		}
+		if len(cks) == 1 && cks[0].Checkpoint == ck.Checkpoint {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lab did not adopt checkpoint %s: %+v", ck.Checkpoint, cks)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, n := range []*cli{clinic, lab} {
+		var pr api.PruneResult
+		if err := json.Unmarshal([]byte(n.must("ledger", "prune", "--json")), &pr); err != nil {
+			t.Fatal(err)
+		}
+		if pr.Checkpoint != ck.Checkpoint || pr.PrunedCount == 0 || pr.KeptCount == 0 {
+			t.Fatalf("%s prune: %+v", n.repo, pr)
+		}
+		if out := n.must("ledger", "verify", "--json"); !json.Valid([]byte(out)) {
+			t.Fatalf("verify after prune: %s", out)
+		}
+	}
+
+	// A node invited now joins from the checkpoint.
+	joiner := clinic.invite(t, dir, "joiner", "joiner")
+	start := time.Now()
+	jd := joiner.startDaemon()
+	t.Cleanup(func() { jd.Process.Signal(syscall.SIGTERM); jd.Wait() })
+	var took time.Duration
+	for {
+		var hj, hc api.Heads
+		var cks []api.Checkpoint
+		json.Unmarshal([]byte(joiner.must("ledger", "heads", "--json")), &hj)
+		json.Unmarshal([]byte(clinic.must("ledger", "heads", "--json")), &hc)
+		json.Unmarshal([]byte(joiner.must("ledger", "checkpoints", "--json")), &cks)
+		if hj.State == hc.State && fmt.Sprint(hj.Heads) == fmt.Sprint(hc.Heads) && len(cks) == 1 && cks[0].Base {
+			took = time.Since(start)
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the joiner did not catch up within 30 s: heads %v state %s, clinic %v %s, checkpoints %+v", hj.Heads, hj.State, hc.Heads, hc.State, cks)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("joined from checkpoint %s (%d entries behind it) and caught up in %v", ck.Checkpoint, ck.EntryCount, took.Round(time.Millisecond))
+	var v api.VerifyResult
+	if err := json.Unmarshal([]byte(joiner.must("ledger", "verify", "--json")), &v); err != nil || !v.OK {
+		t.Fatalf("joiner's verify: %+v %v", v, err)
+	}
+	// Its log holds only what came after the checkpoint (and the genesis).
+	var log []api.LedgerEntry
+	json.Unmarshal([]byte(joiner.must("ledger", "log", "--limit", "0", "--json")), &log)
+	if len(log) >= int(ck.EntryCount) {
+		t.Fatalf("the joiner holds %d entries, the checkpoint covers %d: it replayed", len(log), ck.EntryCount)
+	}
+	// Human output.
+	if out := joiner.must("ledger", "checkpoints"); !strings.Contains(out, ck.Checkpoint) || !strings.Contains(out, "base") {
+		t.Fatalf("ledger checkpoints:\n%s", out)
+	}
+}

@@ -1,0 +1,51 @@
+package api
+
+import "time"
+
+// Checkpoint is a trusted checkpoint of a ledger scope (`medmesh ledger
+// checkpoint`, `ledger checkpoints`): a signed summary of the scope's state
+// at its heads, from which a node joins without replaying the entries
+// behind it.
+type Checkpoint struct {
+	// Checkpoint is its CID (that of its unsigned header).
+	Checkpoint string `json:"checkpoint"`
+	Scope      string `json:"scope"`
+	// Index is its position in the trusted chain (0: the first).
+	Index int      `json:"index"`
+	Heads []string `json:"heads"`
+	// Time is its newest head's clock.
+	Time time.Time `json:"time"`
+	// EntryCount is the number of entries behind its heads.
+	EntryCount uint64 `json:"entry_count"`
+	// Digest is the state digest at its heads (as `ledger heads` shows it).
+	Digest string `json:"digest"`
+	// Size is the size in bytes of its state blocks; BlockCount their number.
+	Size       uint64 `json:"size"`
+	BlockCount int    `json:"block_count"`
+	// Prev is the checkpoint it extends (absent for the first).
+	Prev string `json:"prev,omitempty"`
+	// Signers are the admins of its state: a majority of them (Quorum)
+	// must sign the next checkpoint.
+	Signers []string `json:"signers"`
+	Quorum  int      `json:"quorum"`
+	// Signatures are the peers that signed it.
+	Signatures []string `json:"signatures"`
+	// Base is set on the checkpoint this node joined from; Pruned on the one
+	// it pruned up to.
+	Base   bool `json:"base"`
+	Pruned bool `json:"pruned"`
+}
+
+// PruneResult is the outcome of `medmesh ledger prune`.
+type PruneResult struct {
+	// Checkpoint is the checkpoint pruned up to.
+	Checkpoint string `json:"checkpoint"`
+	// ExaminedCount counts the entries behind it that still had bodies;
+	// PrunedCount those dropped, KeptCount those kept (types whose bodies
+	// are read back, and everything about this node's own records).
+	ExaminedCount int `json:"examined_count"`
+	PrunedCount   int `json:"pruned_count"`
+	KeptCount     int `json:"kept_count"`
+	// Size is the bytes of entries dropped.
+	Size int64 `json:"size"`
+}

@@ -1,0 +1,103 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net/http"
+
+	"github.com/medmesh/medmesh/internal/fault"
+	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/ledger"
+)
+
+// CheckpointLedger is what the checkpoint routes use (*ledger.Ledger).
+type CheckpointLedger interface {
+	MakeCheckpoint(ctx context.Context, scope string) (*ledger.Checkpoint, error)
+	Checkpoints(ctx context.Context, scope string) ([]ledger.CheckpointInfo, error)
+	Prune(ctx context.Context) (ledger.PruneStats, error)
+}
+
+// Checkpoints serves `medmesh ledger checkpoint|checkpoints|prune`.
+type Checkpoints struct{ L CheckpointLedger }
+
+// Routes implements Area.
+func (a Checkpoints) Routes(m Mux) {
+	m.HandleFunc("POST "+p+"/ledger/checkpoint", a.make)
+	m.HandleFunc("GET "+p+"/ledger/checkpoints", a.list)
+	m.HandleFunc("POST "+p+"/ledger/prune", a.prune)
+}
+
+func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
+	ck, err := a.L.MakeCheckpoint(r.Context(), ledger.ScopeGlobal)
+	if err != nil {
+		api.Fail(w, checkpointFault(err))
+		return
+	}
+	infos, err := a.L.Checkpoints(r.Context(), ledger.ScopeGlobal)
+	if err != nil {
+		api.Fail(w, err)
+		return
+	}
+	for _, in := range infos {
+		if in.Checkpoint.CID() == ck.CID() {
+			api.JSON(w, http.StatusCreated, CheckpointOf(in))
+			return
+		}
+	}
+	api.Fail(w, errors.New("ledger: the checkpoint made is not in the stored chain"))
+}
+
+func (a Checkpoints) list(w http.ResponseWriter, r *http.Request) {
+	infos, err := a.L.Checkpoints(r.Context(), ledger.ScopeGlobal)
+	if err != nil {
+		api.Fail(w, err)
+		return
+	}
+	out := make([]api.Checkpoint, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, CheckpointOf(in))
+	}
+	api.JSON(w, http.StatusOK, out)
+}
+
+func (a Checkpoints) prune(w http.ResponseWriter, r *http.Request) {
+	st, err := a.L.Prune(r.Context())
+	if err != nil {
+		api.Fail(w, checkpointFault(err))
+		return
+	}
+	api.JSON(w, http.StatusOK, api.PruneResult{Checkpoint: st.Checkpoint.String(), ExaminedCount: st.Examined,
+		PrunedCount: st.Pruned, KeptCount: st.Kept, Size: st.Size})
+}
+
+// checkpointFault classifies the ledger's checkpoint errors.
+func checkpointFault(err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrCheckpointUntrusted):
+		return fault.Wrap(fault.Forbidden, "checkpoints are signed by the admins: run this on an admin's node (`medmesh members` shows the roles)", err)
+	case errors.Is(err, ledger.ErrCheckpointExists):
+		return fault.Wrap(fault.Conflict, "nothing was appended since the latest checkpoint: `medmesh ledger checkpoints` lists it", err)
+	case errors.Is(err, ledger.ErrNoCheckpoint):
+		return fault.Wrap(fault.Conflict, "an admin makes one with `medmesh ledger checkpoint`; this node prunes up to it once it has it", err)
+	}
+	return err
+}
+
+// CheckpointOf is a checkpoint as the API shows it.
+func CheckpointOf(in ledger.CheckpointInfo) api.Checkpoint {
+	ck := in.Checkpoint
+	out := api.Checkpoint{Checkpoint: ck.CID().String(), Scope: ck.Scope, Index: in.Index, Heads: []string{}, Time: ck.Time(),
+		EntryCount: ck.Entries, Digest: hex.EncodeToString(ck.Digest), Size: ck.Size, BlockCount: len(ck.Blocks),
+		Signers: []string{}, Quorum: ledger.Quorum(len(ck.Signers)), Signatures: ck.SignerStrings(), Base: in.Base, Pruned: in.Pruned}
+	for _, h := range ck.Heads {
+		out.Heads = append(out.Heads, h.String())
+	}
+	if ck.Prev.Defined() {
+		out.Prev = ck.Prev.String()
+	}
+	for _, s := range ck.Signers {
+		out.Signers = append(out.Signers, s.String())
+	}
+	return out
+}
