@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/binary"
 
 	"errors"
 	"fmt"
@@ -86,6 +87,7 @@ func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
 		n := min(len(past), batch)
 		var drop []cid.Cid
 		var rows []string
+		var size int64
 		for _, c := range past[:n] {
 			raw, err := l.store.GetEntry(ctx, c)
 			if err != nil {
@@ -105,7 +107,7 @@ func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
 				continue
 			}
 			drop = append(drop, c)
-			st.Size += int64(len(raw))
+			size += int64(len(raw))
 			ck := revClockKey(e.Clock, e.cs)
 			rows = append(rows, pLog+ck, pType+e.Type+"/"+ck)
 		}
@@ -113,28 +115,49 @@ func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
 		if len(drop) == 0 {
 			continue
 		}
-		b, err := l.store.Batch(ctx)
-		if err != nil {
-			return st, err
-		}
-		for _, k := range rows {
-			if err := b.Delete(k); err != nil {
-				return st, err
-			}
-		}
-		if err := b.Commit(ctx); err != nil {
-			return st, err
-		}
-		if err := del.DeleteEntries(ctx, drop); err != nil {
+		if err := l.dropEntries(ctx, del, drop, rows, size); err != nil {
 			return st, err
 		}
 		st.Pruned += len(drop)
+		st.Size += size
 	}
 	if err := l.putMarker(ctx, pCkptPruned+ScopeGlobal, ck.cid); err != nil {
 		return st, err
 	}
 	l.log.Info("pruned", "checkpoint", ck.cid.String(), "pruned", st.Pruned, "kept", st.Kept, "size", st.Size)
 	return st, nil
+}
+
+// dropEntries deletes entries' log rows and bodies, and takes them off the
+// stored counters (ledger stat), under the core's lock: the counters are
+// written with each batch of applied entries.
+func (l *Ledger) dropEntries(ctx context.Context, del entryDeleter, drop []cid.Cid, rows []string, size int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.core
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range rows {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	after := Stored{Entries: max(c.stored.Entries-int64(len(drop)), 0), Bytes: max(c.stored.Bytes-size, 0)}
+	var sb [16]byte
+	binary.BigEndian.PutUint64(sb[:], uint64(after.Entries))
+	binary.BigEndian.PutUint64(sb[8:], uint64(after.Bytes))
+	if err := b.Put(storedKey, sb[:]); err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	c.stored = after
+	// The bodies go after the rows: an entry listed in the log can always
+	// be read back.
+	return del.DeleteEntries(ctx, drop)
 }
 
 // ErrNoCheckpoint is returned by Prune when there is no trusted checkpoint.

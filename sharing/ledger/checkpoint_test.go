@@ -116,6 +116,10 @@ func TestCheckpointJoinReachesFullReplayDigest(t *testing.T) {
 	if err := j.Verify(ctx); err != nil {
 		t.Fatalf("verify on the joiner: %v", err)
 	}
+	// It stores the genesis and what came after the checkpoint, no more.
+	if got := j.Stat(ctx).Entries; got != int64(1+len(cw.after)) {
+		t.Fatalf("the joiner stores %d entries, want %d", got, 1+len(cw.after))
+	}
 	// The joiner holds none of the entries before the checkpoint.
 	if _, err := j.Entry(ctx, cw.before[3].cid); err == nil {
 		t.Fatal("joiner holds an entry from before the checkpoint")
@@ -323,12 +327,17 @@ func TestPruneKeepsOwnerHistory(t *testing.T) {
 	}
 	after := as(t, a, w.members[2], TypeAccess, w.claim(t, 1, 2, testEpoch.Add(time.Hour)))
 	d0 := a.Digest()
+	stat0 := a.Stat(ctx)
 	st, err := a.Prune(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Pruned == 0 || st.Kept == 0 {
 		t.Fatalf("prune stats %+v", st)
+	}
+	// ledger stat counts what is stored: the pruned entries are not.
+	if got := a.Stat(ctx).Stored; got.Entries != stat0.Entries-int64(st.Pruned) || got.Bytes != stat0.Bytes-st.Size {
+		t.Fatalf("stored after prune %+v, before %+v, pruned %+v", got, stat0.Stored, st)
 	}
 	for _, e := range others {
 		if _, err := a.Entry(ctx, e.cid); err == nil {
