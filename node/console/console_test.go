@@ -73,6 +73,9 @@ type fakeRecords struct {
 	l      *fakeLedger
 	mu     sync.Mutex
 	grants []api.GrantRequest
+	// listed and audit are what ListGrants and Audit answer.
+	listed []api.Grant
+	audit  []api.AccessEvent
 }
 
 func (f *fakeRecords) List(ctx context.Context) ([]api.Record, error) {
@@ -94,9 +97,9 @@ func (f *fakeRecords) Grant(ctx context.Context, id cid.Cid, req api.GrantReques
 	f.mu.Unlock()
 	return &api.Grant{ID: id.String(), Grantee: req.To, Purpose: req.Purpose}, nil
 }
-func (f *fakeRecords) ListGrants(id cid.Cid) ([]api.Grant, error)                     { return nil, nil }
+func (f *fakeRecords) ListGrants(id cid.Cid) ([]api.Grant, error)                     { return f.listed, nil }
 func (f *fakeRecords) Revoke(ctx context.Context, id cid.Cid, p peer.ID) (int, error) { return 1, nil }
-func (f *fakeRecords) Audit(id cid.Cid) ([]api.AccessEvent, error)                    { return nil, nil }
+func (f *fakeRecords) Audit(id cid.Cid) ([]api.AccessEvent, error)                    { return f.audit, nil }
 func (f *fakeRecords) Holders(info ledger.RecordInfo) []peer.ID                       { return []peer.ID{info.Owner} }
 
 type fakeMembers struct{ l *fakeLedger }

@@ -15,8 +15,17 @@
     if (attrs) Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
     return e;
   }
+  // self is this node, as the page's header names it.
+  function self() {
+    var m = document.querySelector('meta[name="medmesh-self"]');
+    return m ? { peer: m.getAttribute('content'), org: m.getAttribute('data-org') } : { peer: '', org: '' };
+  }
   function shortPeer(p) { return p && p.length > 16 ? p.slice(0, 6) + '\u2026' + p.slice(-6) : (p || ''); }
-  function who(org, p) { return org ? org + ' (' + shortPeer(p) + ')' : shortPeer(p); }
+  function who(org, p) {
+    var me = self();
+    if (p && p === me.peer) return 'this node (' + (me.org || 'no organisation set') + ')';
+    return org ? org + ' (' + shortPeer(p) + ')' : shortPeer(p);
+  }
   function when(s) {
     if (!s) return 'no expiry';
     var d = new Date(s);
@@ -34,7 +43,7 @@
         return who(ev.owner_org, ev.owner) + ' revoked your access to ' + recordName(ev) + '.';
       case 'read':
         if (ev.attested_by && ev.attested_by.length) {
-          return shortPeer(ev.attested_by[0]) + ' attests it served ' + ev.count + ' read' + (ev.count === 1 ? '' : 's') +
+          return who('', ev.attested_by[0]) + ' attests it served ' + ev.count + ' read' + (ev.count === 1 ? '' : 's') +
             ' of ' + recordName(ev) + ' to ' + who(ev.reader_org, ev.reader) + '.';
         }
         return who(ev.reader_org, ev.reader) + ' read ' + recordName(ev) + (ev.purpose ? ' (purpose: ' + ev.purpose + ')' : '') + '.';
