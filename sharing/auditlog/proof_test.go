@@ -182,8 +182,8 @@ func TestVerifyProofFiles(t *testing.T) {
 		"a path hash changed": mutate(inc, func(p *ProofFile) {
 			p.Proofs[0].Path[0] = EncodeHash(LeafHash([]byte("x")))
 		}),
-		"another record": mutate(inc, func(p *ProofFile) { p.ID = fakeCID([]byte("other")).String() }),
-		"a root beside the head": mutate(inc, func(p *ProofFile) { p.Root = EncodeHash(LeafHash(nil)) }),
+		"another record":            mutate(inc, func(p *ProofFile) { p.ID = fakeCID([]byte("other")).String() }),
+		"a root beside the head":    mutate(inc, func(p *ProofFile) { p.Root = EncodeHash(LeafHash(nil)) }),
 		"a bigger tree than signed": mutate(inc, func(p *ProofFile) { p.TreeSize = 6 }),
 		"a rewritten old root": mutate(cons, func(p *ProofFile) {
 			p.OldRoot = EncodeHash(LeafHash(nil))
