@@ -20,6 +20,7 @@ import (
 
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/dimse"
+	"github.com/medmesh/medmesh/sharing/auditlog"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 	"github.com/spf13/cobra"
@@ -561,6 +562,72 @@ func cliRows() []cliRow {
 				}
 			}},
 		{cmd: "audit", node: on("lab"), args: func(e *tableEnv) []string { return []string{"audit", id(e)} }, code: exitForbidden},
+		// The owner's audit log: its signed head, proofs, and the
+		// offline verifier (run on a repo without a daemon).
+		{cmd: "audit head", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"audit", "head", "-o", e.path("head.txt")} },
+			retry: 15 * time.Second, ready: func(out string) bool {
+				// The lab's read: its claim and the clinic's attestation.
+				var h api.AuditHead
+				return json.Unmarshal([]byte(out), &h) == nil && h.TreeSize >= 2
+			},
+			check: func(t *testing.T, e *tableEnv, out string) {
+				h := decode[api.AuditHead](t, out)
+				b, _ := os.ReadFile(e.path("head.txt"))
+				if h.Owner != e.ids["clinic"] || h.TreeSize < 2 || h.Root == "" || string(b) != h.TreeHead || !strings.HasPrefix(h.TreeHead, "medmesh-audit/"+h.Owner+"\n") {
+					t.Errorf("audit head: %+v", h)
+				}
+			}},
+		{cmd: "audit head", node: on("clinic"), args: argv("audit", "head", "extra"), code: exitInvalid},
+		{cmd: "audit prove", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"audit", "prove", id(e), "-o", e.path("proof.json")} },
+			check: func(t *testing.T, e *tableEnv, out string) {
+				f := decode[auditlog.ProofFile](t, out)
+				types := map[string]bool{}
+				for _, p := range f.Proofs {
+					types[p.Type] = true
+				}
+				if f.Kind != "inclusion" || f.ID != id(e) || !types[ledger.TypeAccess] || !types[ledger.TypeServed] {
+					t.Errorf("audit prove: %s", out)
+				}
+				// A copy with one hash of an audit path changed: the
+				// verifier must refuse it.
+				f.Proofs[0].Path = append([]string{auditlog.EncodeHash(auditlog.LeafHash([]byte("forged")))}, f.Proofs[0].Path...)[:len(f.Proofs[0].Path)]
+				if len(f.Proofs[0].Path) == 0 {
+					f.Proofs[0].Index++
+				}
+				b, _ := json.Marshal(f)
+				os.WriteFile(e.path("forged-proof.json"), b, 0o600)
+			}},
+		{cmd: "audit prove", node: on("lab"), args: func(e *tableEnv) []string { return []string{"audit", "prove", id(e)} }, code: exitForbidden, check: has("belongs to")},
+		{cmd: "audit prove", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"audit", "prove", id(e), badCID} }, code: exitNotFound, check: has("not in this node's audit log")},
+		{cmd: "audit consistency", node: on("clinic"), args: func(e *tableEnv) []string {
+			return []string{"audit", "consistency", e.path("head.txt"), "-o", e.path("grew.json")}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			f := decode[auditlog.ProofFile](t, out)
+			if f.Kind != "consistency" || f.OldSize < 2 || f.NewSize < f.OldSize || f.OldTreeHead == "" || f.NewTreeHead == "" {
+				t.Errorf("audit consistency: %s", out)
+			}
+		}},
+		{cmd: "audit consistency", node: on("clinic"), args: argv("audit", "consistency", "0"), code: exitInvalid, check: has("from 1")},
+		{cmd: "audit consistency", node: on("clinic"), args: argv("audit", "consistency", "1000000"), code: exitInvalid, check: has("the log has")},
+		{cmd: "audit verify-proof", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"audit", "verify-proof", e.path("proof.json"), "--owner", e.ids["clinic"]}
+		}, check: func(t *testing.T, e *tableEnv, out string) {
+			r := decode[map[string]any](t, out)
+			if r["verified"] != true || r["kind"] != "inclusion" || r["id"] != id(e) || len(r["verified_entries"].([]any)) < 2 {
+				t.Errorf("verify-proof: %s", out)
+			}
+		}},
+		{cmd: "audit verify-proof", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"audit", "verify-proof", e.path("grew.json"), "--head", e.path("head.txt")}
+		}, check: has(`"verified": true`, `"kind": "consistency"`)},
+		{cmd: "audit verify-proof", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"audit", "verify-proof", e.path("forged-proof.json")}
+		}, code: exitVerify, check: has("not leaf")},
+		{cmd: "audit verify-proof", node: on("nonet"), args: func(e *tableEnv) []string {
+			return []string{"audit", "verify-proof", e.path("proof.json"), "--owner", e.ids["lab"]}
+		}, code: exitVerify, check: has("'s log, not")},
+		{cmd: "audit verify-proof", node: on("nonet"), args: func(e *tableEnv) []string { return []string{"audit", "verify-proof", e.path("report.json")} },
+			code: exitInvalid, check: has("not a proof file")},
 		{cmd: "status", node: on("clinic"), args: func(e *tableEnv) []string { return []string{"status", id(e)} }, check: func(t *testing.T, e *tableEnv, out string) {
 			st := decode[api.Status](t, out)
 			if st.ID != id(e) || st.Replicas != 2 || len(st.Holders) == 0 {

@@ -158,7 +158,7 @@ what the grantee already decrypted: to protect future changes, store them with
 }
 
 func newAuditCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "audit RECORD",
 		Short: "List who read a record, when and for what purpose (accounting of disclosures)",
 		Example: `  medmesh audit bafkrei...
@@ -208,6 +208,8 @@ func newAuditCmd() *cobra.Command {
 			})
 		},
 	}
+	addAuditLogCmds(cmd)
+	return cmd
 }
 
 func newStatusCmd() *cobra.Command {

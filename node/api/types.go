@@ -151,6 +151,18 @@ type AccessEvent struct {
 	Notes         []string `json:"notes"`
 }
 
+// AuditHead is the signed head of this node's audit log (`medmesh audit
+// head`): the log of the claims and attestations about the records it owns
+// had TreeSize entries with root Root (base64 SHA-256) at Time. TreeHead is
+// the signed note itself, what an auditor keeps.
+type AuditHead struct {
+	Owner    string    `json:"owner"`
+	TreeSize int64     `json:"tree_size"`
+	Root     string    `json:"root"`
+	Time     time.Time `json:"time"`
+	TreeHead string    `json:"tree_head"`
+}
+
 // InviteRequest admits a peer to the network.
 type InviteRequest struct {
 	Peer  string   `json:"peer"`

@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/auditlog"
 	"github.com/medmesh/medmesh/node/console"
 	"github.com/medmesh/medmesh/node/dicomweb"
 	"github.com/medmesh/medmesh/node/erasure"
@@ -95,7 +96,8 @@ type Daemon struct {
 	members  *membership.Service
 	keys     *keys.Service
 	erasure  *erasure.Service
-	console  *console.Console // the web console and the live events
+	console  *console.Console  // the web console and the live events
+	auditlog *auditlog.Service // the owner's CT-style log of its records' audit entries
 
 	closeOnce sync.Once
 	closeErr  error
@@ -300,6 +302,16 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.keys.Start()
 	d.members.Start(membershipNet{d.P2P})
 	d.loadPeerBook(ctx)
+	// The audit log follows the ledger from before it syncs: no entry is
+	// applied unseen.
+	d.auditlog, err = auditlog.New(ctx, auditlog.Config{
+		Self: self, Key: ident, Ledger: d.Ledger, DS: namespace.Wrap(store.DS, datastore.NewKey("/medmesh/auditlog")),
+		Now: o.Now, Logger: d.log, Metrics: d.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.auditlog.Start()
 	if err := d.Ledger.Start(dctx, d.P2P.Host, d.P2P.PubSub); err != nil {
 		return nil, fmt.Errorf("start ledger sync: %w", err)
 	}
@@ -341,6 +353,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		httpapi.Erasure{S: d.erasure},
 		httpapi.Keys{S: d.keys},
 		httpapi.Records{S: d.Records, Log: d.log},
+		httpapi.AuditLog{S: d.auditlog},
 		httpapi.Replication{R: d.repl},
 		httpapi.Storage{S: d.gc},
 		httpapi.Implants{S: d.implants},
@@ -448,6 +461,9 @@ func (d *Daemon) Close() error {
 		}
 		if d.keys != nil {
 			d.keys.Close()
+		}
+		if d.auditlog != nil {
+			d.auditlog.Close()
 		}
 		if d.repl != nil {
 			d.repl.Close()

@@ -34,8 +34,8 @@ type ProofFile struct {
 	Kind  string `json:"kind"`  // inclusion or consistency
 	Owner string `json:"owner"` // the log's owner (peer ID)
 
-	// Inclusion: entries about record ID, each proved in the tree that
-	// TreeHead signs.
+	// Inclusion: entries about record ID (any of its versions), each
+	// proved in the tree that TreeHead signs.
 	ID       string      `json:"id,omitempty"`
 	TreeHead string      `json:"tree_head,omitempty"` // signed note
 	TreeSize int64       `json:"tree_size,omitempty"`
@@ -50,17 +50,20 @@ type ProofFile struct {
 	NewTreeHead string   `json:"new_tree_head,omitempty"`
 	NewSize     int64    `json:"new_size,omitempty"`
 	NewRoot     string   `json:"new_root,omitempty"`
-	Path        []string `json:"path,omitempty"`
+	Path        []string `json:"consistency_path,omitempty"`
 }
 
 // Inclusion is one entry's proof: the entry (its CID and bytes, the leaf's
 // data), its index in the log and the audit path.
 type Inclusion struct {
+	// ID is the record version the entry is about (the file's ID, or
+	// another version of it).
+	ID        string   `json:"id"`
 	Entry     string   `json:"entry"`
 	Type      string   `json:"type"`
 	EntryData string   `json:"entry_data"` // base64 of the entry's bytes
 	Index     int64    `json:"index"`
-	Path      []string `json:"path"`
+	Path      []string `json:"inclusion_path"`
 }
 
 // EncodeHashes renders hashes as a proof file lists them.
@@ -114,6 +117,7 @@ type Report struct {
 
 // VerifiedEntry is an entry proved in the log.
 type VerifiedEntry struct {
+	Record cid.Cid // the version it is about
 	Entry  cid.Cid
 	Type   string
 	Author peer.ID
@@ -213,8 +217,12 @@ func verifyInclusion(f *ProofFile, owner peer.ID) (*Report, error) {
 		if e.Type != p.Type || (e.Type != ledger.TypeAccess && e.Type != ledger.TypeServed) {
 			return nil, fmt.Errorf("%w: proof %d: entry %s is a %s entry (the file says %q); the audit log holds access and access.served", ErrVerify, i, c, e.Type, p.Type)
 		}
-		if r, ok := ledger.RecordOf(e); !ok || r != rec {
-			return nil, fmt.Errorf("%w: proof %d: entry %s is not about record %s", ErrVerify, i, c, rec)
+		ver, err := cid.Decode(p.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: proof %d: id %q is not a record ID", ErrMalformed, i, p.ID)
+		}
+		if r, ok := ledger.RecordOf(e); !ok || r != ver {
+			return nil, fmt.Errorf("%w: proof %d: entry %s is not about record %s", ErrVerify, i, c, ver)
 		}
 		path, err := decodePath(p.Path, fmt.Sprintf("proof %d path", i))
 		if err != nil {
@@ -223,7 +231,7 @@ func verifyInclusion(f *ProofFile, owner peer.ID) (*Report, error) {
 		if err := CheckInclusion(path, h.Size, h.Root, p.Index, LeafHash(data)); err != nil {
 			return nil, fmt.Errorf("%w: proof %d: entry %s is not leaf %d of the signed tree: %v", ErrVerify, i, c, p.Index, err)
 		}
-		rep.Entries = append(rep.Entries, VerifiedEntry{Entry: c, Type: e.Type, Author: e.Author, Index: p.Index})
+		rep.Entries = append(rep.Entries, VerifiedEntry{Record: ver, Entry: c, Type: e.Type, Author: e.Author, Index: p.Index})
 	}
 	return rep, nil
 }

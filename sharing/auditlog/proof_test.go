@@ -123,7 +123,7 @@ func proofFixture(t testing.TB) (owner peer.ID, inc, cons []byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.Proofs = append(f.Proofs, Inclusion{Entry: e.CID().String(), Type: e.Type, EntryData: base64.StdEncoding.EncodeToString(e.Bytes()), Index: int64(i), Path: EncodeHashes(p)})
+		f.Proofs = append(f.Proofs, Inclusion{ID: rec.String(), Entry: e.CID().String(), Type: e.Type, EntryData: base64.StdEncoding.EncodeToString(e.Bytes()), Index: int64(i), Path: EncodeHashes(p)})
 	}
 	inc, _ = json.Marshal(f)
 	cp, _ := l.ProveConsistency(ctx, 3, 5)
@@ -182,7 +182,7 @@ func TestVerifyProofFiles(t *testing.T) {
 		"a path hash changed": mutate(inc, func(p *ProofFile) {
 			p.Proofs[0].Path[0] = EncodeHash(LeafHash([]byte("x")))
 		}),
-		"another record":            mutate(inc, func(p *ProofFile) { p.ID = fakeCID([]byte("other")).String() }),
+		"another record":            mutate(inc, func(p *ProofFile) { p.Proofs[0].ID = fakeCID([]byte("other")).String() }),
 		"a root beside the head":    mutate(inc, func(p *ProofFile) { p.Root = EncodeHash(LeafHash(nil)) }),
 		"a bigger tree than signed": mutate(inc, func(p *ProofFile) { p.TreeSize = 6 }),
 		"a rewritten old root": mutate(cons, func(p *ProofFile) {
