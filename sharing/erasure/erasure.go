@@ -40,9 +40,11 @@ type Payload struct {
 }
 
 // Types returns the entry types of this package, for the node to pass to
-// the ledger (and declare in a new network's genesis).
+// the ledger (and declare in a new network's genesis). In a scoped network
+// an erasure lives on its author's owner scope: its author must own every
+// version it names, and those live there.
 func Types() []ledger.TypeSpec {
-	return []ledger.TypeSpec{{Name: Type, New: func() any { return new(Payload) }, Validate: validate, Apply: apply}}
+	return []ledger.TypeSpec{{Name: Type, New: func() any { return new(Payload) }, Validate: validate, Apply: apply, Scope: ledger.KindOwner}}
 }
 
 func validate(v ledger.View, e *ledger.Entry, pl any) error {

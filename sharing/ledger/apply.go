@@ -18,6 +18,8 @@ type applier struct {
 	ctx context.Context
 	t   *txn
 	d   *dag
+	// scoped is set in a scoped network.
+	scoped bool
 }
 
 func (a *applier) view() *causalView { return &causalView{ctx: a.ctx, d: a.d, t: a.t} }

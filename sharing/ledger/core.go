@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Core is the ledger's state machine: it validates entries at their causal
@@ -25,7 +26,17 @@ type Core struct {
 	store Store
 	net   cid.Cid
 	types typeTable
+	// scoped is set by the genesis (WithScopes): entries then live on
+	// scopes (scope.go) and each scope has heads of its own.
+	scoped bool
+	// heads are the heads of every scope: an entry is a head of its own
+	// scope until an entry of the same scope names it as a parent.
 	heads map[cid.Cid]HLC
+	// hscope is each head's wire scope.
+	hscope map[cid.Cid]string
+	// cfg is what the core was opened with (ScopeDigest replays into a
+	// fresh core like it).
+	cfg   CoreConfig
 	clock HLC
 	// stored counts the applied entries and their bytes (Stored); like the
 	// heads, apply advances it and a storage failure reloads it.
@@ -75,14 +86,14 @@ func NewCore(ctx context.Context, c CoreConfig) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
-	declared, err := genesisTypes(g)
+	declared, scoped, err := genesisTypes(g)
 	if err != nil {
 		return nil, err
 	}
 	if types, err = types.only(declared); err != nil {
 		return nil, fmt.Errorf("%w (network %s)", err, g.cid)
 	}
-	co := &Core{store: c.Store, net: g.cid, types: types, heads: map[cid.Cid]HLC{}, pend: newPending(c.MaxPending),
+	co := &Core{store: c.Store, net: g.cid, types: types, scoped: scoped, cfg: c, heads: map[cid.Cid]HLC{}, hscope: map[cid.Cid]string{}, pend: newPending(c.MaxPending),
 		d: &dag{cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}, sc: newStateCache()}}
 	co.d.t = co.d.newTxn(co.store, 0)
 	if err := co.load(ctx); err != nil {
@@ -114,13 +125,54 @@ func (c *Core) NetworkID() cid.Cid { return c.net }
 // State returns a reader of the core's committed state.
 func (c *Core) State() State { return State{c.store} }
 
-// Heads returns the current heads sorted by CID bytes.
-func (c *Core) Heads() []cid.Cid {
+// Heads returns the global scope's heads sorted by CID bytes: in a network
+// without scopes, every head.
+func (c *Core) Heads() []cid.Cid { return c.ScopeHeads(ScopeGlobal) }
+
+// Scoped reports whether the network splits its entries into scopes.
+func (c *Core) Scoped() bool { return c.scoped }
+
+// ScopeHeads returns the heads of scope s ("global", "owner/<peer>",
+// "audit/<peer>"), sorted by CID bytes: the entries of s that no entry of
+// s names as a parent. A scope this node holds nothing of has none.
+func (c *Core) ScopeHeads(s string) []cid.Cid {
+	ws := wireScope(s)
 	out := make([]cid.Cid, 0, len(c.heads))
 	for h := range c.heads {
-		out = append(out, h)
+		if c.hscope[h] == ws {
+			out = append(out, h)
+		}
 	}
 	return sortedCids(out)
+}
+
+// closureHeads returns the heads of the scopes an entry of wire scope s
+// may depend on (closure), sorted.
+func (c *Core) closureHeads(s string) []cid.Cid {
+	out := make([]cid.Cid, 0, len(c.heads))
+	for h := range c.heads {
+		if inClosure(s, c.hscope[h]) {
+			out = append(out, h)
+		}
+	}
+	return sortedCids(out)
+}
+
+// Scopes returns the names of the scopes this core holds entries of
+// (those with heads), sorted, "global" first.
+func (c *Core) Scopes() []string {
+	set := map[string]bool{}
+	for _, s := range c.hscope {
+		set[s] = true
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return append([]string{ScopeGlobal}, out...)
 }
 
 // Clock returns the highest clock of any applied entry (or the local clock
@@ -160,6 +212,7 @@ func (c *Core) Has(ctx context.Context, e cid.Cid) (bool, error) {
 // load reads heads and clock from the store.
 func (c *Core) load(ctx context.Context) error {
 	clear(c.heads)
+	clear(c.hscope)
 	c.clock = HLC{}
 	var keys []string
 	err := c.store.Scan(ctx, pHeads, true, func(k string, _ []byte) bool {
@@ -182,6 +235,7 @@ func (c *Core) load(ctx context.Context) error {
 			return fmt.Errorf("ledger: head %s has no metadata", h)
 		}
 		c.heads[h] = n.clock
+		c.hscope[h] = n.scope
 		if c.clock.Less(n.clock) {
 			c.clock = n.clock
 		}
@@ -262,7 +316,10 @@ func (c *Core) nextClock(now time.Time, after HLC) HLC {
 }
 
 // Sign builds an entry of type typ, signed with key, on top of the current
-// heads, with a clock past now and every head's. It applies nothing.
+// heads of the scopes it may depend on, with a clock past now and every
+// head's. In a scoped network the scope is the type's (TypeSpec.Scope):
+// for a record's entries, its owner's scope as this core's state says. It
+// applies nothing.
 func (c *Core) Sign(ctx context.Context, key crypto.PrivKey, typ string, payload any, now time.Time) (*Entry, error) {
 	if err := c.ready(ctx); err != nil {
 		return nil, err
@@ -271,15 +328,68 @@ func (c *Core) Sign(ctx context.Context, key crypto.PrivKey, typ string, payload
 	if err != nil {
 		return nil, err
 	}
-	parents := make([]cid.Cid, 0, len(c.heads))
+	scope := ""
+	if c.scoped {
+		if scope, err = c.scopeFor(ctx, key, typ, pl); err != nil {
+			return nil, err
+		}
+	}
+	heads := c.closureHeads(scope)
+	if len(heads) > MaxParents {
+		// Newest first: the older ones stay heads, and a later entry
+		// names them.
+		sort.Slice(heads, func(i, j int) bool {
+			return before(c.heads[heads[j]], heads[j], c.heads[heads[i]], heads[i])
+		})
+		heads = heads[:MaxParents]
+	}
 	var maxc HLC
-	for h, clock := range c.heads {
-		parents = append(parents, h)
-		if maxc.Less(clock) {
+	for _, h := range heads {
+		if clock := c.heads[h]; maxc.Less(clock) {
 			maxc = clock
 		}
 	}
-	return signEntry(key, c.net, typ, pl, parents, c.nextClock(now, maxc))
+	return signScoped(key, c.net, scope, typ, pl, heads, c.nextClock(now, maxc))
+}
+
+// scopeFor returns the wire scope an entry of type typ with payload pl
+// lives on in a scoped network: "" for a global type; the author's own
+// owner scope for an owner type without a Subject; otherwise the scope of
+// the subject record's owner, as this core's state says.
+func (c *Core) scopeFor(ctx context.Context, key crypto.PrivKey, typ string, pl []byte) (string, error) {
+	spec := c.types[typ]
+	if spec.Scope == KindGlobal {
+		return "", nil
+	}
+	var owner peer.ID
+	if spec.Subject == nil {
+		p, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return "", err
+		}
+		owner = p
+	} else {
+		v := spec.New()
+		if err := canonicalUnmarshal(pl, v); err != nil {
+			return "", fmt.Errorf("ledger: %s payload: %w", typ, err)
+		}
+		rec, err := spec.Subject(v)
+		if err != nil {
+			return "", fmt.Errorf("ledger: %s payload: %w", typ, err)
+		}
+		info, ok, err := c.State().Record(ctx, rec)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return "", fmt.Errorf("ledger: %s of record %s: the record is not known here (this node does not follow its owner's scope)", typ, rec)
+		}
+		owner = info.Owner
+	}
+	if spec.Scope == KindAudit {
+		return AuditScope(owner), nil
+	}
+	return OwnerScope(owner), nil
 }
 
 // Append signs an entry (Sign) and ingests it: the entry is returned only if
@@ -476,12 +586,21 @@ func (c *Core) stageHeads(t *txn) {
 	t.put(indexKey, []byte{indexVersion})
 }
 
+// parentsAreHeads reports whether e's parents are exactly the heads of the
+// scopes in its closure: then every applied entry of those scopes is in its
+// causal past.
 func (c *Core) parentsAreHeads(e *Entry) bool {
-	if len(e.Parents) != len(c.heads) {
+	n := 0
+	for h := range c.heads {
+		if inClosure(e.Scope, c.hscope[h]) {
+			n++
+		}
+	}
+	if len(e.Parents) != n {
 		return false
 	}
 	for _, p := range e.Parents {
-		if _, ok := c.heads[p]; !ok {
+		if _, ok := c.heads[p]; !ok || !inClosure(e.Scope, c.hscope[p]) {
 			return false
 		}
 	}
@@ -520,6 +639,9 @@ func (c *Core) applyOne(ctx context.Context, t *txn, e *Entry) (Result, []cid.Ci
 		if !n.clock.Less(e.Clock) {
 			return c.reject(e, "bad-clock", fmt.Errorf("clock %v not after parent %s", e.Clock, p)), nil, nil
 		}
+		if !inClosure(e.Scope, n.scope) {
+			return c.reject(e, "wrong-scope", fmt.Errorf("an entry of scope %s names parent %s of scope %s", scopeName(e.Scope), p, scopeName(n.scope))), nil, nil
+		}
 	}
 	if len(missing) > 0 {
 		if !c.pend.add(e, missing) {
@@ -538,6 +660,12 @@ func (c *Core) applyOne(ctx context.Context, t *txn, e *Entry) (Result, []cid.Ci
 	v, err := c.viewAt(ctx, t, e)
 	if err != nil {
 		return Result{}, nil, err
+	}
+	if err := c.checkScope(v, e, spec, pl); err != nil || v.err != nil {
+		if v.err != nil {
+			return Result{}, nil, v.err
+		}
+		return c.reject(e, "wrong-scope", err), nil, nil
 	}
 	if e.Type != TypeGenesis && !v.IsMember(e.Author) {
 		if v.err != nil {
@@ -558,6 +686,46 @@ func (c *Core) applyOne(ctx context.Context, t *txn, e *Entry) (Result, []cid.Ci
 		return Result{}, nil, err
 	}
 	return Result{Status: Applied}, nil, nil
+}
+
+// checkScope checks that e lives on the scope its type says (TypeSpec.Scope):
+// in a network without scopes every entry is global; in a scoped one a
+// global type on the global scope, an owner or audit type on the scope of
+// the owner of its subject record, which must be announced in e's causal
+// past on that owner's scope (the view finds no other), or of its author
+// for an owner type without a subject.
+func (c *Core) checkScope(v *causalView, e *Entry, spec *TypeSpec, pl any) error {
+	if !c.scoped {
+		if e.Scope != "" {
+			return fmt.Errorf("scope %s in a network without scopes", e.Scope)
+		}
+		return nil
+	}
+	kind, owner, err := ParseScope(e.Scope)
+	if err != nil {
+		return err
+	}
+	if kind != spec.Scope {
+		where := map[ScopeKind]string{KindGlobal: "the global scope", KindOwner: "an owner scope", KindAudit: "an audit scope"}[spec.Scope]
+		return fmt.Errorf("a %s entry lives on %s, not %s", e.Type, where, scopeName(e.Scope))
+	}
+	if kind == KindGlobal {
+		return nil
+	}
+	if spec.Subject == nil {
+		if owner != e.Author {
+			return fmt.Errorf("a %s entry lives on its author's scope %s, not %s", e.Type, OwnerScope(e.Author), e.Scope)
+		}
+		return nil
+	}
+	rec, err := spec.Subject(pl)
+	if err != nil {
+		return err
+	}
+	if _, ok := viewRecord(v, rec); !ok {
+		return fmt.Errorf("record %s is not announced on scope %s in the entry's causal past", rec, OwnerScope(owner))
+	}
+	return nil
 }
 
 // checkLinks checks what needs no state: the entry's network, and that it
@@ -592,7 +760,12 @@ func rejected(e *Entry, reason string, err error) Result {
 // viewAt returns the view of e's causal past: everything applied except
 // what the current heads reach that the entry's parents do not.
 func (c *Core) viewAt(ctx context.Context, t *txn, e *Entry) (*causalView, error) {
-	v := &causalView{ctx: ctx, d: c.d, t: t}
+	v := &causalView{ctx: ctx, d: c.d, t: t, scoped: c.scoped, scope: e.Scope}
+	if c.scoped {
+		if _, owner, err := ParseScope(e.Scope); err == nil {
+			v.owner = owner
+		}
+	}
 	onHeads := c.parentsAreHeads(e)
 	if onHeads && !c.slowPathOnly {
 		v.cur = true
@@ -601,11 +774,7 @@ func (c *Core) viewAt(ctx context.Context, t *txn, e *Entry) (*causalView, error
 	if onHeads {
 		return v, nil
 	}
-	heads := make([]cid.Cid, 0, len(c.heads))
-	for h := range c.heads {
-		heads = append(heads, h)
-	}
-	diff, err := c.d.difference(ctx, heads, e.Parents, 0)
+	diff, err := c.d.difference(ctx, c.closureHeads(e.Scope), e.Parents, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -619,13 +788,13 @@ func (c *Core) viewAt(ctx context.Context, t *txn, e *Entry) (*causalView, error
 // apply writes a valid entry's meta, its type's state and its log indexes
 // into t, and makes it a head.
 func (c *Core) apply(ctx context.Context, t *txn, e *Entry, spec *TypeSpec, pl any) error {
-	a := &applier{ctx: ctx, t: t, d: c.d}
+	a := &applier{ctx: ctx, t: t, d: c.d, scoped: c.scoped}
 	mb, err := encodeMeta(e)
 	if err != nil {
 		return err
 	}
 	t.put(pMeta+e.cs, mb)
-	c.d.add(e.cid, &node{clock: e.Clock, parents: e.Parents, typ: e.Type, author: e.Author, cs: e.cs})
+	c.d.add(e.cid, &node{clock: e.Clock, parents: e.Parents, typ: e.Type, author: e.Author, cs: e.cs, scope: e.Scope})
 	if spec.builtin != nil {
 		err = spec.builtin(a, e, pl)
 	} else {
@@ -642,9 +811,13 @@ func (c *Core) apply(ctx context.Context, t *txn, e *Entry, spec *TypeSpec, pl a
 	t.putBlind(pLog+ck, []byte(e.Type))
 	t.putBlind(pType+e.Type+"/"+ck, nil)
 	for _, p := range e.Parents {
-		delete(c.heads, p)
+		if s, ok := c.hscope[p]; ok && s == e.Scope {
+			delete(c.heads, p)
+			delete(c.hscope, p)
+		}
 	}
 	c.heads[e.cid] = e.Clock
+	c.hscope[e.cid] = e.Scope
 	if c.clock.Less(e.Clock) {
 		c.clock = e.Clock
 	}

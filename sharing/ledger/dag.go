@@ -16,6 +16,7 @@ type node struct {
 	typ     string
 	author  peer.ID
 	cs      string // the CID as a string, when known
+	scope   string // the wire scope ("" for global)
 }
 
 // dag gives cached access to entry metadata and answers causality questions.
@@ -54,7 +55,7 @@ func (d *dag) get(ctx context.Context, c cid.Cid) (*node, error) {
 	if err := decMode.Unmarshal(v, &m); err != nil {
 		return nil, err
 	}
-	n := &node{clock: HLC{m.Wall, m.Counter}, typ: m.Type}
+	n := &node{clock: HLC{m.Wall, m.Counter}, typ: m.Type, scope: m.Scope}
 	if n.author, err = peer.IDFromBytes(m.Author); err != nil {
 		return nil, err
 	}

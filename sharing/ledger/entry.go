@@ -60,6 +60,9 @@ type Entry struct {
 	Parents []cid.Cid
 	// Clock is the author's hybrid logical clock at signing.
 	Clock HLC
+	// Scope is the scope the entry lives on ("" for the global scope; see
+	// scope.go). It is signed: an entry cannot be moved to another scope.
+	Scope string
 	// Sig is the Ed25519 signature over the canonical encoding of all other
 	// fields, prefixed with a domain separator.
 	Sig []byte
@@ -79,6 +82,7 @@ func (e *Entry) Bytes() []byte { return e.raw }
 // wireEntry is the canonical CBOR form of an entry. Integer keys keep it
 // compact; Core Deterministic Encoding fixes key order and integer widths.
 type wireEntry struct {
+	Scope   string          `cbor:"0,keyasint,omitempty"`
 	Network []byte          `cbor:"1,keyasint,omitempty"`
 	Type    string          `cbor:"2,keyasint"`
 	Author  []byte          `cbor:"3,keyasint"`
@@ -130,9 +134,17 @@ func DecodeEntry(raw []byte) (*Entry, error) {
 	if !bytes.Equal(w.appendCanonical(make([]byte, 0, len(raw))), raw) {
 		return nil, fmt.Errorf("%w: non-canonical encoding", ErrMalformed)
 	}
-	e := &Entry{Type: w.Type, AuthorKey: w.Author, Payload: w.Payload, Clock: HLC{w.Wall, w.Counter}, Sig: w.Sig}
+	e := &Entry{Type: w.Type, AuthorKey: w.Author, Payload: w.Payload, Clock: HLC{w.Wall, w.Counter}, Sig: w.Sig, Scope: w.Scope}
 	if len(w.Type) == 0 || len(w.Type) > maxTypeLen || !validTypeName(w.Type) {
 		return nil, fmt.Errorf("%w: bad type name", ErrMalformed)
+	}
+	if w.Scope != "" {
+		if _, _, err := ParseScope(w.Scope); err != nil || w.Scope == ScopeGlobal {
+			return nil, fmt.Errorf("%w: bad scope %q", ErrMalformed, w.Scope)
+		}
+		if len(w.Parents) == 0 {
+			return nil, fmt.Errorf("%w: the genesis is global", ErrMalformed)
+		}
 	}
 	if len(w.Network) > 0 {
 		c, err := cid.Cast(w.Network)
@@ -209,6 +221,9 @@ func (w *wireEntry) appendCanonical(b []byte) []byte {
 		return append(cborHead(b, 2, uint64(len(v))), v...)
 	}
 	n := uint64(6)
+	if len(w.Scope) > 0 {
+		n++
+	}
 	if len(w.Network) > 0 {
 		n++
 	}
@@ -216,6 +231,9 @@ func (w *wireEntry) appendCanonical(b []byte) []byte {
 		n++
 	}
 	b = cborHead(b, 5, n)
+	if len(w.Scope) > 0 {
+		b = append(cborHead(append(b, 0x00), 3, uint64(len(w.Scope))), w.Scope...)
+	}
 	if len(w.Network) > 0 {
 		b = bstr(append(b, 0x01), w.Network)
 	}
@@ -250,11 +268,11 @@ const sigTrailer = "\x08\x58\x40"
 // signedMessage returns signDomain followed by the entry's encoding without
 // its signature. raw is canonical (checked by re-encoding) with a 64-byte
 // signature, so that encoding is raw's map minus its last pair: the header
-// (at most 8 pairs, one byte) counts one pair less and the 67 bytes of key 8
+// (at most 9 pairs, one byte) counts one pair less and the 67 bytes of key 8
 // and the signature are cut. Anything else is re-encoded from w.
 func signedMessage(raw []byte, w *wireEntry) ([]byte, error) {
 	const sigPair = 3 + 64
-	if n := len(raw); n > sigPair && raw[0] > 0xa0 && raw[0] <= 0xa8 && string(raw[n-sigPair:n-64]) == sigTrailer {
+	if n := len(raw); n > sigPair && raw[0] > 0xa0 && raw[0] <= 0xa9 && string(raw[n-sigPair:n-64]) == sigTrailer {
 		msg := make([]byte, 0, len(signDomain)+n-sigPair)
 		msg = append(msg, signDomain...)
 		msg = append(msg, raw[0]-1)
@@ -284,8 +302,13 @@ func blockCID(raw []byte) cid.Cid {
 	return cid.NewCidV1(cid.Raw, h)
 }
 
-// signEntry builds, signs and encodes an entry.
+// signEntry builds, signs and encodes a global entry.
 func signEntry(key crypto.PrivKey, network cid.Cid, typ string, payload []byte, parents []cid.Cid, clock HLC) (*Entry, error) {
+	return signScoped(key, network, "", typ, payload, parents, clock)
+}
+
+// signScoped builds, signs and encodes an entry of wire scope scope.
+func signScoped(key crypto.PrivKey, network cid.Cid, scope, typ string, payload []byte, parents []cid.Cid, clock HLC) (*Entry, error) {
 	if key.Type() != crypto.Ed25519 {
 		return nil, errors.New("ledger: node key must be Ed25519")
 	}
@@ -293,7 +316,7 @@ func signEntry(key crypto.PrivKey, network cid.Cid, typ string, payload []byte, 
 	if err != nil {
 		return nil, err
 	}
-	w := wireEntry{Type: typ, Author: pubRaw, Payload: payload, Wall: clock.Wall, Counter: clock.Counter}
+	w := wireEntry{Scope: scope, Type: typ, Author: pubRaw, Payload: payload, Wall: clock.Wall, Counter: clock.Counter}
 	if network.Defined() {
 		w.Network = network.Bytes()
 	}

@@ -41,6 +41,7 @@ func FuzzEntryDecode(f *testing.F) {
 		{},
 		{Network: []byte{1}, Type: "x", Author: []byte{}, Payload: []byte{0xf6}, Parents: [][]byte{}, Wall: 1 << 40, Counter: 1 << 31, Sig: []byte{2}},
 		{Type: "access", Parents: [][]byte{nil, {}, {1, 2}}, Payload: []byte{0xa1, 0x01, 0x02}, Wall: 23, Counter: 24},
+		{Scope: "audit/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN", Network: []byte{1}, Type: "access", Author: []byte{3}, Payload: []byte{0xf6}, Parents: [][]byte{{1}}, Wall: 5, Sig: make([]byte, 64)},
 	} {
 		b, err := encMode.Marshal(&w)
 		if err != nil {

@@ -70,9 +70,13 @@ func TestEncodeMetaIsCanonical(t *testing.T) {
 				continue
 			}
 			for _, ps := range parents {
-				for _, typ := range []string{"a", TypeAccess, "a-type-name-that-is-longer-than-twenty-four"} {
-					e := &Entry{Clock: HLC{w, uint32(c)}, Parents: ps, Type: typ, Author: author}
-					m := meta{Wall: w, Counter: uint32(c), Type: typ, Author: []byte(author)}
+				for i, typ := range []string{"a", TypeAccess, "a-type-name-that-is-longer-than-twenty-four"} {
+					scope := ""
+					if len(ps) > 0 && i > 0 {
+						scope = AuditScope(author)
+					}
+					e := &Entry{Clock: HLC{w, uint32(c)}, Parents: ps, Type: typ, Author: author, Scope: scope}
+					m := meta{Wall: w, Counter: uint32(c), Type: typ, Author: []byte(author), Scope: scope}
 					for _, p := range ps {
 						m.Parents = append(m.Parents, p.Bytes())
 					}

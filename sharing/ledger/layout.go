@@ -44,6 +44,13 @@ func ownerHeldKey(owner peer.ID, rec cid.Cid, holder peer.ID) string {
 func heldKey(holder peer.ID, rec cid.Cid) string {
 	return pIdx + "hold/" + holder.String() + "/" + rec.String()
 }
+
+// contestedKey marks a record whose ID is announced on more than one scope
+// here (a member re-announced another owner's record ID on its own scope):
+// validation then reads the record's rows, scope by scope, not the
+// materialized state (causalView.curRec).
+func contestedKey(rec cid.Cid) string { return pIdx + "rx/" + rec.String() }
+
 func grantedKey(grantee peer.ID, rec cid.Cid) string {
 	return pIdx + "gto/" + grantee.String() + "/" + rec.String()
 }
@@ -79,6 +86,7 @@ type meta struct {
 	Parents [][]byte `cbor:"3,keyasint"`
 	Type    string   `cbor:"4,keyasint"`
 	Author  []byte   `cbor:"5,keyasint"`
+	Scope   string   `cbor:"6,keyasint,omitempty"`
 }
 
 // encodeMeta returns the canonical CBOR of e's meta, as encMode would, but
@@ -88,12 +96,16 @@ func encodeMeta(e *Entry) ([]byte, error) {
 		// Genesis: encMode writes the nil parent list as null.
 		return encMode.Marshal(&meta{Wall: e.Clock.Wall, Counter: e.Clock.Counter, Type: e.Type, Author: []byte(e.Author)})
 	}
-	n := 1 + 10 + 6 + 10 + len(e.Type) + 10 + len(e.Author)
+	n := 1 + 10 + 6 + 10 + len(e.Type) + 10 + len(e.Author) + 10 + len(e.Scope)
 	for _, p := range e.Parents {
 		n += 9 + p.ByteLen()
 	}
 	b := make([]byte, 0, n)
-	b = append(b, 0xa5, 0x01)
+	if e.Scope != "" {
+		b = append(b, 0xa6, 0x01)
+	} else {
+		b = append(b, 0xa5, 0x01)
+	}
 	b = cborHead(b, 0, e.Clock.Wall)
 	b = append(b, 0x02)
 	b = cborHead(b, 0, uint64(e.Clock.Counter))
@@ -108,7 +120,12 @@ func encodeMeta(e *Entry) ([]byte, error) {
 	b = append(b, e.Type...)
 	b = append(b, 0x05)
 	b = cborHead(b, 2, uint64(len(e.Author)))
-	return append(b, e.Author...), nil
+	b = append(b, e.Author...)
+	if e.Scope != "" {
+		b = cborHead(append(b, 0x06), 3, uint64(len(e.Scope)))
+		b = append(b, e.Scope...)
+	}
+	return b, nil
 }
 
 // cborHead appends the shortest CBOR head of major type mt with argument v.

@@ -100,11 +100,20 @@ func (l *Ledger) goBackground(f func()) bool {
 	return true
 }
 
+// GenesisOption sets a property of a new network.
+type GenesisOption func(*genesisWire)
+
+// WithScopes founds a scoped network (doc.go, "Scopes"): entries about one
+// owner's records travel on that owner's scopes, not to every node.
+// Without it every entry is global, as in networks founded before scopes
+// (the simulation's baseline runs that way).
+func WithScopes() GenesisOption { return func(g *genesisWire) { g.Scoped = true } }
+
 // NewGenesis creates a genesis entry founding a network administered by
 // key's peer, which runs the given entry types (the founding node's
 // Options.Types): every node that opens the network must run them all. The
 // network ID is the entry's CID.
-func NewGenesis(key crypto.PrivKey, name string, now time.Time, types []TypeSpec) ([]byte, cid.Cid, error) {
+func NewGenesis(key crypto.PrivKey, name string, now time.Time, types []TypeSpec, opts ...GenesisOption) ([]byte, cid.Cid, error) {
 	admin, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		return nil, cid.Undef, err
@@ -114,6 +123,9 @@ func NewGenesis(key crypto.PrivKey, name string, now time.Time, types []TypeSpec
 		return nil, cid.Undef, err
 	}
 	g := &genesisWire{Name: name, Admin: []byte(admin), Created: now.UnixMilli(), Types: tt.names()}
+	for _, o := range opts {
+		o(g)
+	}
 	pl, err := encMode.Marshal(g)
 	if err != nil {
 		return nil, cid.Undef, err
@@ -129,16 +141,16 @@ func NewGenesis(key crypto.PrivKey, name string, now time.Time, types []TypeSpec
 }
 
 // genesisTypes returns the entry types a genesis entry declares (nil for a
-// network founded before types were declared).
-func genesisTypes(g *Entry) ([]string, error) {
+// network founded before types were declared) and whether it is scoped.
+func genesisTypes(g *Entry) ([]string, bool, error) {
 	var w genesisWire
 	if err := canonicalUnmarshal(g.Payload, &w); err != nil {
-		return nil, fmt.Errorf("ledger: genesis payload: %w", err)
+		return nil, false, fmt.Errorf("ledger: genesis payload: %w", err)
 	}
 	if err := checkDeclaredTypes(w.Types); err != nil {
-		return nil, fmt.Errorf("ledger: genesis: %w", err)
+		return nil, false, fmt.Errorf("ledger: genesis: %w", err)
 	}
-	return w.Types, nil
+	return w.Types, w.Scoped, nil
 }
 
 // Open opens the ledger kept in o.Store (or o.DS and o.Blocks), applying the

@@ -195,6 +195,9 @@ type genesisWire struct {
 	// Types are the entry types the network runs, sorted (absent in
 	// networks founded before they were declared).
 	Types []string `cbor:"4,keyasint,omitempty"`
+	// Scoped networks split their entries into scopes (scope.go); absent
+	// in networks founded before scopes, whose entries are all global.
+	Scoped bool `cbor:"5,keyasint,omitempty"`
 }
 type memberAddWire struct {
 	Peer  []byte   `cbor:"1,keyasint"`

@@ -64,7 +64,7 @@ func recordInView(v View, b []byte) (cid.Cid, RecordInfo, error) {
 // result: on the fast path it shares the cached value instead of copying
 // its envelopes.
 func viewRecord(v View, id cid.Cid) (RecordInfo, bool) {
-	if cv, ok := v.(*causalView); ok && cv.cur {
+	if cv, ok := v.(*causalView); ok && cv.curRec(id) {
 		return cv.curRecordShared(id)
 	}
 	return v.Record(id)

@@ -21,7 +21,7 @@ const maxServedCount = 1 << 40
 // grantInView returns the grant entry g of record rec to grantee as v sees
 // it.
 func grantInView(v View, rec cid.Cid, grantee peer.ID, g cid.Cid) (GrantAt, bool) {
-	if cv, ok := v.(*causalView); ok && cv.cur {
+	if cv, ok := v.(*causalView); ok && cv.curRec(rec) {
 		return cv.curGrant(rec, grantee, g)
 	}
 	for _, ga := range v.GrantsOf(rec) {

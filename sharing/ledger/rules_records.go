@@ -139,6 +139,11 @@ func applyRecordAnnounce(a *applier, e *Entry, pl any) error {
 		prev, _ := cid.Cast(r.Prev)
 		a.t.put(pIdx+"v/"+prev.String()+"/"+id.String(), nil)
 	}
+	if a.scoped {
+		if err := a.markContested(id, e); err != nil {
+			return err
+		}
+	}
 	v := a.view()
 	best, ok := v.recordState(id)
 	if v.err != nil {
@@ -151,6 +156,34 @@ func applyRecordAnnounce(a *applier, e *Entry, pl any) error {
 		return err
 	}
 	return a.putCBOR(pState+"r/"+id.String(), &best.Info)
+}
+
+// markContested marks record id contested (contestedKey) when an
+// announcement of it on another scope than e's is applied here.
+func (a *applier) markContested(id cid.Cid, e *Entry) error {
+	rows, err := a.t.list(a.ctx, pIdx+"r/"+id.String()+"/")
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		var ri recordIdx
+		if err := decMode.Unmarshal(r.Value, &ri); err != nil {
+			return err
+		}
+		c, err := cid.Cast(ri.Info.Entry)
+		if err != nil {
+			return err
+		}
+		n, err := a.d.get(a.ctx, c)
+		if err != nil {
+			return err
+		}
+		if n != nil && n.scope != e.Scope {
+			a.t.put(contestedKey(id), nil)
+			return nil
+		}
+	}
+	return nil
 }
 
 // indexOwner keeps /i/own/<owner>/<record> on the record's owning

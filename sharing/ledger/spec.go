@@ -79,6 +79,14 @@ type TypeSpec struct {
 	// Apply changes the type's own state (Txn); it must not fail for an entry
 	// that passed Validate except on storage errors.
 	Apply func(t Txn, e *Entry, payload any) error
+	// Scope is where the type's entries live in a scoped network (doc.go,
+	// "Scopes"): KindGlobal (the zero value), KindOwner or KindAudit.
+	Scope ScopeKind
+	// Subject returns, for a KindOwner or KindAudit type, the record whose
+	// owner's scope an entry lives on. Nil for a KindOwner type means the
+	// author's own owner scope (the author must be the owner of what it
+	// names, as in record.erase). A KindAudit type needs it.
+	Subject func(payload any) (cid.Cid, error)
 	// builtin is the internal apply of the built-in types (Builtin); only
 	// this package sets it.
 	builtin func(a *applier, e *Entry, payload any) error
@@ -101,13 +109,24 @@ func Builtin() []TypeSpec {
 		{Name: TypeMemberRemove, New: payload[memberRemoveWire](), Validate: validateMemberRemove, builtin: applyMemberRemove},
 		{Name: TypeMemberOrg, New: payload[memberOrgWire](), Validate: validateMemberOrg, builtin: applyMemberOrg},
 		{Name: TypeKeyAnnounce, New: payload[keyAnnounceWire](), Validate: validateKeyAnnounce, builtin: applyKeyAnnounce},
-		{Name: TypeRecordAnnounce, New: payload[recordWire](), Validate: validateRecordAnnounce, builtin: applyRecordAnnounce},
-		{Name: TypeGrant, New: payload[grantWire](), Validate: validateGrant, builtin: applyGrant},
-		{Name: TypeRevoke, New: payload[revokeWire](), Validate: validateRevoke, builtin: applyRevoke},
-		{Name: TypeAccess, New: payload[accessWire](), Validate: validateAccess, builtin: applyAccess},
-		{Name: TypeReceipt, New: payload[receiptWire](), Validate: validateReceipt, builtin: applyReceipt},
-		{Name: TypeAssign, New: payload[assignWire](), Validate: validateAssign, builtin: applyAssign},
-		{Name: TypeServed, New: payload[servedWire](), Validate: validateServed, builtin: applyServed},
+		{Name: TypeRecordAnnounce, New: payload[recordWire](), Validate: validateRecordAnnounce, builtin: applyRecordAnnounce, Scope: KindOwner},
+		{Name: TypeGrant, New: payload[grantWire](), Validate: validateGrant, builtin: applyGrant, Scope: KindOwner, Subject: subject(func(w *grantWire) []byte { return w.Record })},
+		{Name: TypeRevoke, New: payload[revokeWire](), Validate: validateRevoke, builtin: applyRevoke, Scope: KindOwner, Subject: subject(func(w *revokeWire) []byte { return w.Record })},
+		{Name: TypeAccess, New: payload[accessWire](), Validate: validateAccess, builtin: applyAccess, Scope: KindAudit, Subject: subject(func(w *accessWire) []byte { return w.Record })},
+		{Name: TypeReceipt, New: payload[receiptWire](), Validate: validateReceipt, builtin: applyReceipt, Scope: KindOwner, Subject: subject(func(w *receiptWire) []byte { return w.Record })},
+		{Name: TypeAssign, New: payload[assignWire](), Validate: validateAssign, builtin: applyAssign, Scope: KindOwner, Subject: subject(func(w *assignWire) []byte { return w.Record })},
+		{Name: TypeServed, New: payload[servedWire](), Validate: validateServed, builtin: applyServed, Scope: KindAudit, Subject: subject(func(w *servedWire) []byte { return w.Record })},
+	}
+}
+
+// subject makes a TypeSpec.Subject from the record field of wire payload T.
+func subject[T any](f func(*T) []byte) func(any) (cid.Cid, error) {
+	return func(pl any) (cid.Cid, error) {
+		w, ok := pl.(*T)
+		if !ok {
+			return cid.Undef, fmt.Errorf("ledger: payload %T", pl)
+		}
+		return parseCid(f(w), "record")
 	}
 }
 
@@ -140,6 +159,9 @@ func newTypeTable(specs []TypeSpec) (typeTable, error) {
 		}
 		if t.New == nil || t.Validate == nil || (t.Apply == nil && t.builtin == nil) {
 			return nil, fmt.Errorf("ledger: entry type %q needs New, Validate and Apply", t.Name)
+		}
+		if t.Scope > KindAudit || (t.Scope == KindAudit && t.Subject == nil) || (t.Scope == KindGlobal && t.Subject != nil) {
+			return nil, fmt.Errorf("ledger: entry type %q: scope %s with Subject %v", t.Name, t.Scope, t.Subject != nil)
 		}
 		if _, dup := tt[t.Name]; dup {
 			return nil, fmt.Errorf("ledger: entry type %q is listed twice in Options.Types", t.Name)

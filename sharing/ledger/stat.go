@@ -5,11 +5,6 @@ import (
 	"time"
 )
 
-// ScopeGlobal is the scope every node follows. Today it is the only one:
-// every entry travels on the network's one topic and is stored by every
-// node.
-const ScopeGlobal = "global"
-
 // Stat is what `medmesh ledger stat` reports about this node's ledger.
 type Stat struct {
 	// Stored: the entries this node stores and their encoded bytes.

@@ -33,10 +33,17 @@ const (
 // distances 1, 2, 4, ... maxOfferDistance along first parents, at most
 // maxHaveHeads in all.
 func (c *Core) Offer(ctx context.Context) (SyncOffer, error) {
+	return c.ScopeOffer(ctx, ScopeGlobal)
+}
+
+// ScopeOffer is Offer for catching up scope s: the heads of the scopes in
+// its closure (an owner scope's entries name global heads too), then their
+// ancestors.
+func (c *Core) ScopeOffer(ctx context.Context, s string) (SyncOffer, error) {
 	if err := c.ready(ctx); err != nil {
 		return SyncOffer{}, err
 	}
-	hs := c.Heads()
+	hs := c.closureHeads(wireScope(s))
 	seen := make(map[cid.Cid]bool, len(hs))
 	for _, h := range hs {
 		seen[h] = true
@@ -74,14 +81,18 @@ func (c *Core) Offer(ctx context.Context) (SyncOffer, error) {
 // not know are ignored: the peer has entries c lacks (WeLack). The cost is
 // the size of the difference, not of the log.
 func (c *Core) PeerLacks(ctx context.Context, offer SyncOffer) ([]cid.Cid, error) {
+	return c.ScopePeerLacks(ctx, ScopeGlobal, offer)
+}
+
+// ScopePeerLacks is PeerLacks for scope s: the entries of s and of the
+// scopes it depends on (closure) that the peer lacks, oldest first. A
+// scope c holds nothing of yields only what the peer lacks of the global
+// scope.
+func (c *Core) ScopePeerLacks(ctx context.Context, s string, offer SyncOffer) ([]cid.Cid, error) {
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}
-	heads := make([]cid.Cid, 0, len(c.heads))
-	for h := range c.heads {
-		heads = append(heads, h)
-	}
-	diff, err := c.d.difference(ctx, heads, offer.Heads, 0)
+	diff, err := c.d.difference(ctx, c.closureHeads(wireScope(s)), offer.Heads, 0)
 	if err != nil {
 		return nil, err
 	}

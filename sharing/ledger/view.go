@@ -20,7 +20,41 @@ type causalView struct {
 	// cur marks a view of everything applied (the entry's parents are the
 	// current heads): it reads the materialized state (state.go).
 	cur bool
-	err error
+	// scoped views (of an entry in a scoped network) see only entries of
+	// the scopes in scope's closure; owner is the scope's owner (empty for
+	// the global scope). The applier's view, of everything applied, is not
+	// scoped.
+	scoped bool
+	scope  string
+	owner  peer.ID
+	err    error
+}
+
+// curRec reports whether the materialized state of record id is the view's
+// (the fast path): the view is cur and, in a scoped network, the record is
+// owned on the view's scope and no announcement of its ID on another scope
+// is applied here (/i/rx/, "contested"). Otherwise the record's reads walk
+// its index rows, keeping those InPast.
+func (v *causalView) curRec(id cid.Cid) bool {
+	if !v.cur {
+		return false
+	}
+	if !v.scoped {
+		return true
+	}
+	if v.owner == "" {
+		return false // no record lives on the global scope
+	}
+	info, ok := v.curRecordShared(id)
+	if !ok {
+		return v.err == nil // announced nowhere here: nothing to walk
+	}
+	if info.Owner != v.owner {
+		return false
+	}
+	_, contested, err := v.t.get(v.ctx, contestedKey(id))
+	v.fail(err)
+	return !contested && err == nil
 }
 
 func (v *causalView) fail(err error) {
@@ -36,7 +70,7 @@ func (v *causalView) InPast(c cid.Cid) bool {
 	}
 	n, err := v.d.get(v.ctx, c)
 	v.fail(err)
-	return n != nil
+	return n != nil && (!v.scoped || inClosure(v.scope, n.scope))
 }
 
 // memberState evaluates the membership rule for p over the view:
@@ -203,7 +237,7 @@ func (v *causalView) recordState(id cid.Cid) (*recordIdx, bool) {
 
 // Record implements View.
 func (v *causalView) Record(id cid.Cid) (RecordInfo, bool) {
-	if v.cur {
+	if v.curRec(id) {
 		return v.curRecordInfo(id)
 	}
 	r, ok := v.recordState(id)

@@ -107,7 +107,8 @@ func (v *causalView) GrantsOf(rec cid.Cid) []GrantAt {
 	}
 	var current map[string]bool
 	var revokes []kv
-	if v.cur {
+	cur := v.curRec(rec)
+	if cur {
 		cur, err := v.t.list(v.ctx, pState+"g/"+rec.String()+"/")
 		if err != nil {
 			v.fail(err)
@@ -133,7 +134,7 @@ func (v *causalView) GrantsOf(rec cid.Cid) []GrantAt {
 			v.fail(err)
 			return nil
 		}
-		if v.cur {
+		if cur {
 			out = append(out, GrantAt{Grant: g, Current: current[r.Key[len(pIdx):]]})
 			continue
 		}
@@ -175,7 +176,7 @@ func (v *causalView) GrantsOf(rec cid.Cid) []GrantAt {
 // Receipts implements View: each holder's latest receipt for the record in
 // the view.
 func (v *causalView) Receipts(rec cid.Cid) []Receipt {
-	if v.cur {
+	if v.curRec(rec) {
 		rows, err := v.t.list(v.ctx, pState+"rc/"+rec.String()+"/")
 		if err != nil {
 			v.fail(err)
@@ -232,7 +233,7 @@ func (v *causalView) Receipts(rec cid.Cid) []Receipt {
 
 // Named implements View: the holders the record's owner named in the view.
 func (v *causalView) Named(rec cid.Cid) []peer.ID {
-	if v.cur {
+	if v.curRec(rec) {
 		rows, err := v.t.list(v.ctx, pState+"as/"+rec.String()+"/")
 		if err != nil {
 			v.fail(err)

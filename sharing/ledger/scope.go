@@ -1,0 +1,221 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Scopes (issue #16): a network whose genesis declares Scoped splits its
+// DAG into a global scope that every node follows and, per member O, an
+// owner scope (rights about O's records) and an audit scope (reads of O's
+// records), which reach only the nodes involved with O. See doc.go,
+// "Scopes", for which type lives where and why.
+
+// Scope names.
+const (
+	// ScopeGlobal is the scope every node follows. On the wire it is the
+	// absent scope, so entries of networks founded before scopes are
+	// global entries.
+	ScopeGlobal = "global"
+	ownerPrefix = "owner/"
+	auditPrefix = "audit/"
+)
+
+// ScopeKind is where entries of a type live in a scoped network.
+type ScopeKind uint8
+
+// Scope kinds of entry types (TypeSpec.Scope).
+const (
+	// KindGlobal types live on the global scope (the zero value: a type
+	// says nothing and is global).
+	KindGlobal ScopeKind = iota
+	// KindOwner types live on the owner scope of the owner of the record
+	// they concern (TypeSpec.Subject), or of their author.
+	KindOwner
+	// KindAudit types live on the audit scope of the owner of the record
+	// they concern (TypeSpec.Subject).
+	KindAudit
+)
+
+func (k ScopeKind) String() string {
+	switch k {
+	case KindOwner:
+		return "owner"
+	case KindAudit:
+		return "audit"
+	}
+	return ScopeGlobal
+}
+
+// OwnerScope names the owner scope of peer p: "owner/<peer ID>".
+func OwnerScope(p peer.ID) string { return ownerPrefix + p.String() }
+
+// AuditScope names the audit scope of peer p: "audit/<peer ID>".
+func AuditScope(p peer.ID) string { return auditPrefix + p.String() }
+
+// ParseScope checks a scope name and returns its kind and owner (empty for
+// the global scope). "" is the global scope too.
+func ParseScope(s string) (ScopeKind, peer.ID, error) {
+	var kind ScopeKind
+	var rest string
+	switch {
+	case s == "" || s == ScopeGlobal:
+		return KindGlobal, "", nil
+	case strings.HasPrefix(s, ownerPrefix):
+		kind, rest = KindOwner, s[len(ownerPrefix):]
+	case strings.HasPrefix(s, auditPrefix):
+		kind, rest = KindAudit, s[len(auditPrefix):]
+	default:
+		return 0, "", fmt.Errorf("ledger: unknown scope %q: use global, owner/<peer ID> or audit/<peer ID>", s)
+	}
+	p, err := peer.Decode(rest)
+	if err != nil {
+		return 0, "", fmt.Errorf("ledger: scope %q: bad peer ID: %w", s, err)
+	}
+	if p.String() != rest {
+		return 0, "", fmt.Errorf("ledger: scope %q: peer ID not in canonical form", s)
+	}
+	return kind, p, nil
+}
+
+// wireScope is how scope s is written in an entry: "" for global.
+func wireScope(s string) string {
+	if s == ScopeGlobal {
+		return ""
+	}
+	return s
+}
+
+// scopeName is the display name of a wire scope.
+func scopeName(s string) string {
+	if s == "" {
+		return ScopeGlobal
+	}
+	return s
+}
+
+// closure returns the wire scopes whose entries may be in the causal past of
+// an entry of scope s (its own included): global entries see only global
+// ones; owner/O entries see global and owner/O; audit/O entries see global,
+// owner/O (the grants and holders a read depends on) and audit/O. So the
+// global DAG is closed under ancestry, and a follower of a scope that
+// follows the scopes of its closure has every entry's causal past.
+func closure(s string) []string {
+	kind, owner, err := ParseScope(s)
+	if err != nil {
+		return []string{s}
+	}
+	switch kind {
+	case KindOwner:
+		return []string{"", s}
+	case KindAudit:
+		return []string{"", OwnerScope(owner), s}
+	}
+	return []string{""}
+}
+
+// inClosure reports whether an entry of scope x may be in the causal past of
+// an entry of scope s.
+func inClosure(s, x string) bool {
+	if x == "" || x == s {
+		return true
+	}
+	kind, owner, err := ParseScope(s)
+	return err == nil && kind == KindAudit && x == OwnerScope(owner)
+}
+
+// Closure returns the scope names an entry of scope s may depend on, s
+// included: a node that follows s needs them all.
+func Closure(s string) []string {
+	out := closure(wireScope(s))
+	for i, x := range out {
+		out[i] = scopeName(x)
+	}
+	return out
+}
+
+// ScopeDigest returns the digest of scope s's state: the Digest of a fresh
+// core on a MemStore into which the entries of s's closure held here (and
+// no other) are replayed in (clock, CID) order, with the number of those
+// entries. The state of a scope is a function of its closure's entries
+// alone (an entry's verdict depends only on its causal past, which lies in
+// its closure), so every node that follows s and holds the same entries of
+// it reaches the same digest, whatever else it follows. It costs a replay
+// of the closure: a check (tests, `ledger verify`), not a hot path.
+func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, 0, err
+	}
+	ws := wireScope(s)
+	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: c.cfg.Genesis, Types: c.cfg.Types})
+	if err != nil {
+		return nil, 0, err
+	}
+	var all []cid.Cid
+	var derr error
+	err = c.store.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
+		e, err := cid.Decode(lastSeg(k))
+		if err != nil {
+			derr = corrupt(k, err)
+			return false
+		}
+		all = append(all, e)
+		return true
+	})
+	if err := errors.Join(err, derr); err != nil {
+		return nil, 0, err
+	}
+	n := 0
+	var batch []*Entry
+	run := func() error {
+		out, err := fresh.Ingest(ctx, batch)
+		if err != nil {
+			return err
+		}
+		for i, r := range out.Results {
+			if r.Status != Applied {
+				return fmt.Errorf("ledger: scope %s: entry %s does not replay: %s: %w", scopeName(ws), batch[i].cid, r.Status, r.Err)
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for i := len(all) - 1; i >= 0; i-- { // oldest first
+		e := all[i]
+		if e == c.net {
+			continue
+		}
+		nd, err := c.d.get(ctx, e)
+		if err != nil {
+			return nil, 0, err
+		}
+		if nd == nil || !inClosure(ws, nd.scope) {
+			continue
+		}
+		raw, err := c.store.GetEntry(ctx, e)
+		if err != nil {
+			return nil, 0, err
+		}
+		en, err := DecodeEntry(raw)
+		if err != nil {
+			return nil, 0, fmt.Errorf("ledger: stored entry %s: %w", e, err)
+		}
+		batch = append(batch, en)
+		n++
+		if len(batch) >= 1000 {
+			if err := run(); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	if err := run(); err != nil {
+		return nil, 0, err
+	}
+	d, err := fresh.State().Digest(ctx)
+	return d, n, err
+}
