@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,7 +61,8 @@ type consoleE2EResult struct {
 // opened) and research (a granted dataset fetched, with its progress).
 // Screenshots of every page go to $MEDMESH_CONSOLE_SHOTS (else a temporary
 // directory); the test logs where. Meanwhile `medmesh watch --json` on the
-// grantee prints the same events, one object a line.
+// grantee prints the same events, one object a line. And `medmesh ui` on a
+// terminal with no browser to start prints the link instead.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two daemons and a browser")
@@ -133,6 +135,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	clinic.must("dataset", "create", "cohort", "--records", study)
 	clinic.must("dataset", "grant", "cohort", "--to", labID)
 	fetchDir := filepath.Join(dir, "fetched")
+
+	// `medmesh ui` on a terminal without a browser to start (no display,
+	// no $BROWSER): it prints the link, with how long it works, exit 0.
+	ui := lab.cmd("ui")
+	ui.Env = slices.DeleteFunc(ui.Env, func(kv string) bool {
+		return strings.HasPrefix(kv, "DISPLAY=") || strings.HasPrefix(kv, "WAYLAND_DISPLAY=") || strings.HasPrefix(kv, "BROWSER=")
+	})
+	var uiOut, uiErr bytes.Buffer
+	ui.Stdout, ui.Stderr = &uiOut, &uiErr
+	if err := ui.Run(); err != nil || !strings.Contains(uiOut.String(), "Open this link in a browser on this machine (it works once, until ") ||
+		!strings.Contains(uiOut.String(), "  http://127.0.0.1:") || !strings.Contains(uiOut.String(), "/ui/login?code=") {
+		t.Fatalf("medmesh ui without a browser: %v\nstdout: %s\nstderr: %s", err, uiOut.String(), uiErr.String())
+	}
+	if _, err := os.Stat(filepath.Join(lab.repo, "console-login.html")); !os.IsNotExist(err) {
+		t.Errorf("medmesh ui without a browser wrote the forwarding page (%v)", err)
+	}
 
 	// `medmesh watch --json` on the lab while the browsers work.
 	watch := lab.cmd("watch", "--json")
