@@ -20,7 +20,14 @@
 #                  daemon over another window and a heap profile
 #                  (DIR/nI.cpu.pprof, DIR/nI.heap.pprof; /debug/pprof on the
 #                  API, behind its token), for `go tool pprof`.
-#   KEEP=1         keep the work directory (repos, logs).
+#   KEEP=1         keep the work directory (repos, logs); its path is logged.
+#   REV=REV        build medmesh from this revision instead of HEAD.
+#   REUSE=DIR      restart the kept work directory of an earlier run with
+#                  this build (its repos, records and replicas as they are;
+#                  nothing is added), wait WARMUP seconds (default 60: the
+#                  replication manager plans every record once at start),
+#                  then measure: before and after on the same data.
+#   SETTLE_MINUTES how long replication may take to settle (default 30).
 #
 # Issue #11 asks for under 10% of a core per node with 5,000 records, #16 for
 # under 5% with 20,000 and `ls` under 2 s, and, with 100,000 records a node
@@ -33,7 +40,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 records=${1:-5000}
 nodes=${2:-3}
 window=${3:-30}
-work=$(mktemp -d /tmp/medmesh-idle.XXXXXX)
+if [[ -n ${REUSE:-} ]]; then
+	work=$REUSE
+	KEEP=1
+else
+	work=$(mktemp -d /tmp/medmesh-idle.XXXXXX)
+fi
 # shellcheck source=lib.sh
 source "$root/scripts/lib.sh"
 pids=()
@@ -43,46 +55,61 @@ cleanup() {
 }
 trap cleanup EXIT
 
-src=$(bench_source)
-log "building medmesh and recordgen from $(git -C "$root" rev-parse --short HEAD)"
+rev=$(git -C "$root" rev-parse --short "${REV:-HEAD}")
+if [[ -n ${REV:-} ]]; then
+	src=$work/src-$rev
+	mkdir -p "$src"
+	git -C "$root" archive "$REV" | tar -x -C "$src"
+else
+	src=$(bench_source)
+fi
+log "building medmesh and recordgen from $rev in $work"
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh && go build -o "$work/bin/recordgen" ./scripts/recordgen)
 mm() { "$work/bin/medmesh" --no-progress "$@"; }
 
-for i in $(seq "$nodes"); do
-	mm init --repo "$work/n$i" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --org "org$i" >/dev/null
-done
-mm network create --repo "$work/n1" --name idle-cost >/dev/null
 start_node() {
-	"$work/bin/medmesh" daemon --repo "$work/n$1" >"$work/n$1.log" 2>&1 &
+	"$work/bin/medmesh" daemon --repo "$work/n$1" >>"$work/n$1.log" 2>&1 &
 	pids[$1]=$!
-	wait_for 30 mm id --repo "$work/n$1" --json
+	wait_for 60 mm id --repo "$work/n$1" --json
 }
-start_node 1
-for i in $(seq 2 "$nodes"); do
-	peer=$(mm id --repo "$work/n$i" --json | sed -n 's/.*"peer\(_id\)\{0,1\}": "\(12D3[^"]*\)".*/\2/p')
-	token=$(mm network invite --repo "$work/n1" --peer "$peer" --org "org$i" --json | sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
-	mm network join --repo "$work/n$i" "$token" >/dev/null
-	start_node "$i"
-done
-
-log "adding $records records on node 1"
 t0=$(now)
-"$work/bin/recordgen" -repo "$work/n1" -n "$records" -size 2048 -parallel 8 -replicas "${REPLICAS:-0}"
-log "added in $(echo "$(now) - $t0" | bc) s; waiting for the ledger to settle on every node"
+if [[ -n ${REUSE:-} ]]; then
+	for i in $(seq "$nodes"); do start_node "$i"; done
+else
+	for i in $(seq "$nodes"); do
+		mm init --repo "$work/n$i" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --org "org$i" >/dev/null
+	done
+	mm network create --repo "$work/n1" --name idle-cost >/dev/null
+	start_node 1
+	for i in $(seq 2 "$nodes"); do
+		peer=$(mm id --repo "$work/n$i" --json | sed -n 's/.*"peer\(_id\)\{0,1\}": "\(12D3[^"]*\)".*/\2/p')
+		token=$(mm network invite --repo "$work/n1" --peer "$peer" --org "org$i" --json | sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
+		mm network join --repo "$work/n$i" "$token" >/dev/null
+		start_node "$i"
+	done
+
+	log "adding $records records on node 1"
+	"$work/bin/recordgen" -repo "$work/n1" -n "$records" -size 2048 -parallel 8 -replicas "${REPLICAS:-0}"
+	log "added in $(echo "$(now) - $t0" | bc) s; waiting for the ledger to settle on every node"
+fi
 
 heads() { mm ledger heads --repo "$work/n$1" --json 2>/dev/null | tr -d ' \n'; }
 settled=0 last=""
-end=$((SECONDS + 1800))
+end=$((SECONDS + 60 * ${SETTLE_MINUTES:-30}))
 while ((settled < 15)); do
 	h=$(heads 1)
 	same=1
 	for i in $(seq 2 "$nodes"); do [[ $(heads "$i") == "$h" ]] || same=0; done
 	if ((same)) && [[ $h == "$last" ]]; then settled=$((settled + 1)); else settled=0; fi
 	last=$h
-	((SECONDS < end)) || { echo "the network did not settle in 30 minutes" >&2; exit 1; }
+	((SECONDS < end)) || { echo "the network did not settle in ${SETTLE_MINUTES:-30} minutes" >&2; exit 1; }
 	sleep 1
 done
 log "settled after $(echo "$(now) - $t0" | bc) s; measuring $window s of quiet"
+if [[ -n ${REUSE:-} ]]; then
+	log "restarted: waiting ${WARMUP:-60} s for the start-up pass"
+	sleep "${WARMUP:-60}"
+fi
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -91,7 +118,7 @@ for i in $(seq "$nodes"); do c0[$i]=$(cpu "${pids[$i]}"); done
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 sleep "$window"
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "records=$records nodes=$nodes replicas=${REPLICAS:-default} window=${window}s commit=$(git -C "$root" rev-parse --short HEAD)"
+echo "records=$records nodes=$nodes replicas=${REPLICAS:-default} window=${window}s commit=$rev${REUSE:+ (restarted on $REUSE)}"
 echo "load average before the window: $load0; after: $load1"
 for i in $(seq "$nodes"); do
 	c1=$(cpu "${pids[$i]}")
