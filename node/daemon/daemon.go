@@ -274,15 +274,20 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	}
 	boot = append(boot, rest.bootstrap()...)
 	d.P2P, err = p2p.New(ctx, p2p.Config{
-		Identity:     ident,
-		ListenAddrs:  listen,
-		Announce:     announce,
-		NetworkKeys:  d.members.NetworkKeys(),
-		Now:          o.Now,
-		NetworkID:    d.Ledger.NetworkID().String(),
-		Members:      rest.members(d.Ledger),
-		Guests:       d.members.Guests,
-		Blockstore:   store.Blocks,
+		Identity:    ident,
+		ListenAddrs: listen,
+		Announce:    announce,
+		NetworkKeys: d.members.NetworkKeys(),
+		Now:         o.Now,
+		NetworkID:   d.Ledger.NetworkID().String(),
+		Members:     rest.members(d.Ledger),
+		Guests:      d.members.Guests,
+		Blockstore:  store.Blocks,
+		// Provider records on disk: in a network of fewer than the DHT's
+		// 20 closest peers every member stores a provider record for every
+		// block of every record, which in memory grew a node's heap with
+		// records it has nothing to do with (issue #16).
+		Datastore:    store.DS,
 		BlockFilter:  d.Records.Allow,
 		Served:       d.Records.Served,
 		Bootstrap:    boot,
