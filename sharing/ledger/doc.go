@@ -165,6 +165,13 @@
 // key and value of the view (/ledger/s), in key order. Verify replays the
 // entries alone into a fresh Core on a MemStore and compares digests.
 //
+// Beside the view, indexes under /i/ (not in the digest: they are derived
+// from the entries) answer by involvement: the records a member owns (each
+// with its listing row), holds or was granted, and the holders of each
+// owner's records (/i/oh), so `ls`, gc, health and placement read what
+// concerns this node, never every record. A store written before an index
+// existed gets it once, at open (upgrade.go; /c/index is the version).
+//
 // A storage failure is an error, never a verdict: Ingest returns it, keeps
 // nothing of the uncommitted batch, and reloads heads from the store (every
 // later call retries the reload first, and fails while it cannot). State's
