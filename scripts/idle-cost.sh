@@ -24,9 +24,9 @@
 #   REV=REV        build medmesh from this revision instead of HEAD.
 #   REUSE=DIR      restart the kept work directory of an earlier run with
 #                  this build (its repos, records and replicas as they are;
-#                  nothing is added), wait WARMUP seconds (default 60: the
-#                  replication manager plans every record once at start),
-#                  then measure: before and after on the same data.
+#                  nothing is added), wait until the replication managers'
+#                  start-up pass (every record planned once) is over, then
+#                  measure: before and after on the same data.
 #   SETTLE_MINUTES how long replication may take to settle (default 30).
 #
 # Issue #11 asks for under 10% of a core per node with 5,000 records, #16 for
@@ -107,8 +107,23 @@ while ((settled < 15)); do
 done
 log "settled after $(echo "$(now) - $t0" | bc) s; measuring $window s of quiet"
 if [[ -n ${REUSE:-} ]]; then
-	log "restarted: waiting ${WARMUP:-60} s for the start-up pass"
-	sleep "${WARMUP:-60}"
+	# A restarted replication manager plans every record it knows once:
+	# wait until no node has planned anything for 10 s (at most 15 min).
+	plans() {
+		curl -sf -H "Authorization: Bearer $(cat "$work/n$1/api.token")" "http://$(cat "$work/n$1/api")/metrics" |
+			awk '/^medmesh_replication_plans_total/ {print $2}'
+	}
+	log "restarted: waiting for the start-up planning pass to end"
+	quiet=0 last=""
+	end=$((SECONDS + 900))
+	while ((quiet < 10 && SECONDS < end)); do
+		p=""
+		for i in $(seq "$nodes"); do p="$p $(plans "$i")"; done
+		if [[ $p == "$last" ]]; then quiet=$((quiet + 1)); else quiet=0; fi
+		last=$p
+		sleep 1
+	done
+	log "start-up pass over after $(echo "$(now) - $t0" | bc) s"
 fi
 
 ticks=$(getconf CLK_TCK)
