@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -148,4 +150,64 @@ func waitFor(b *testing.B, ch <-chan *Entry, c cid.Cid) {
 			b.Fatal("entry not applied everywhere")
 		}
 	}
+}
+
+// BenchmarkOwnedListing measures what `ls` reads of an owner's records:
+// the owner's listing indexes (OwnedListing) against reading each record
+// and scanning its receipts (OwnedRecords + Receipts, before issue #16).
+// MEDMESH_BENCH_RECORDS sets the number of records (default 20,000), each
+// held by two other members, on badger.
+func BenchmarkOwnedListing(b *testing.B) {
+	n := 20000
+	if v, err := strconv.Atoi(os.Getenv("MEDMESH_BENCH_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	ctx := context.Background()
+	w := newWorld(b, 4)
+	l := openNode(b, w.admin, w.genesis)
+	w.setup(b, l)
+	owner := w.members[1]
+	env := envelopeFor(b, owner, "bench")
+	var batch []*Entry
+	flush := func() {
+		if _, err := l.ingest(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	recs := make([]cid.Cid, n)
+	for i := range n {
+		p := recordPayload(b, owner, "")
+		p.Record, p.Blocklist, p.OwnerEnvelope = fakeCid(fmt.Sprint("rec ", i)), fakeCid(fmt.Sprint("bl ", i)), env
+		recs[i] = p.Record
+		batch = append(batch, forge(b, l, owner, TypeRecordAnnounce, p, nil))
+		flush()
+	}
+	for _, h := range w.members[2:] {
+		for _, rec := range recs {
+			batch = append(batch, forge(b, l, h, TypeReceipt, ReceiptPayload{Record: rec, Status: "held"}, nil))
+			flush()
+		}
+	}
+	b.Run("listing", func(b *testing.B) {
+		for range b.N {
+			ls, err := l.OwnedListing(ctx, owner.id)
+			if err != nil || len(ls) != n+1 || len(ls[0].Holders) != 3 {
+				b.Fatalf("%d records, %v", len(ls), err)
+			}
+		}
+	})
+	b.Run("records+receipts", func(b *testing.B) {
+		for range b.N {
+			rs, err := l.OwnedRecords(ctx, owner.id)
+			if err != nil || len(rs) != n+1 {
+				b.Fatal(err)
+			}
+			for _, r := range rs {
+				if _, err := l.State().Receipts(ctx, r.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }
