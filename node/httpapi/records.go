@@ -43,7 +43,12 @@ func (a Records) Routes(m Mux) {
 	m.HandleFunc("POST "+p+"/records", a.add)
 	m.HandleFunc("GET "+p+"/records", func(w http.ResponseWriter, r *http.Request) {
 		recs, err := a.S.List(r.Context())
-		Reply(w, recs, err)
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		// List's records hold no nil list (Holders is always made).
+		api.JSONList(w, http.StatusOK, recs)
 	})
 	m.HandleFunc("GET "+p+"/records/{id}/content", a.get)
 	m.HandleFunc("POST "+p+"/records/{id}/versions", a.update)
