@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -44,7 +43,7 @@ func designGenesis(design string, admin *ident, now time.Time) ([]byte, error) {
 	case DesignSingle:
 		g, _, err = ledger.NewGenesis(admin.key, "ledgersim", now, ledger.Builtin())
 	case DesignScoped:
-		return nil, errors.New("design scoped: the scoped ledger (issue #16) is not in this build yet; run -design single")
+		g, _, err = ledger.NewGenesis(admin.key, "ledgersim", now, ledger.Builtin(), ledger.WithScopes())
 	default:
 		return nil, fmt.Errorf("unknown design %q (choices: %v)", design, Designs())
 	}
