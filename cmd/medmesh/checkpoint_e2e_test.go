@@ -58,7 +58,7 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(clinic.must("ledger", "checkpoint", "--json")), &ck); err != nil {
 		t.Fatal(err)
 	}
-	if ck.Index != 0 || ck.EntryCount < 20 || len(ck.Signatures) != 1 {
+	if ck.Index != 0 || ck.EntryCount < 20 || len(ck.Signatures) != 1 || !ck.Trusted || ck.Quorum != 1 {
 		t.Fatalf("checkpoint: %+v", ck)
 	}
 	// The lab adopts it at its next sync, then both prune.

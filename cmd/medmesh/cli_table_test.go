@@ -701,12 +701,14 @@ func cliRows() []cliRow {
 		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint"), check: func(t *testing.T, e *tableEnv, out string) {
 			ck := decode[api.Checkpoint](t, out)
 			if ck.Index != 0 || ck.EntryCount < 10 || len(ck.Digest) != 64 || ck.BlockCount < 1 || ck.Prev != "" ||
-				!slices.Equal(ck.Signatures, []string{e.ids["clinic"]}) || !slices.Contains(ck.Signers, e.ids["clinic"]) || ck.Quorum != 1 {
+				!slices.Equal(ck.Signatures, []string{e.ids["clinic"]}) || !slices.Contains(ck.Signers, e.ids["clinic"]) || ck.Quorum != 1 ||
+				!ck.Trusted || ck.Proposal != "" {
 				t.Errorf("checkpoint: %+v", ck)
 			}
 			e.vals["checkpoint"] = ck.Checkpoint
 		}},
 		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint", "extra"), code: exitInvalid},
+		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint", "--cosign", "bm90IGEgY2hlY2twb2ludA=="), code: exitInvalid, check: has("bad checkpoint proposal", "proposal")},
 		// The lab adopts it at its next sync with the clinic.
 		{cmd: "ledger checkpoints", node: on("lab"), args: argv("ledger", "checkpoints"), retry: 45 * time.Second,
 			ready: func(out string) bool { return strings.Contains(out, `"checkpoint"`) }, check: func(t *testing.T, e *tableEnv, out string) {

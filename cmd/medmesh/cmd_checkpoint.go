@@ -19,6 +19,7 @@ func newCheckpointCmds() []*cobra.Command {
 		say("  state     %s, %d bytes in %d blocks", ck.Digest, ck.Size, ck.BlockCount)
 		say("  signed by %v (the next needs %d of %v)", ck.Signatures, ck.Quorum, ck.Signers)
 	}
+	var cosign string
 	mk := &cobra.Command{
 		Use:   "checkpoint",
 		Short: "Sign a checkpoint of the ledger's state (admins)",
@@ -32,10 +33,18 @@ entry, and syncs only what came after it; nodes may prune what it covers
 Checkpoints form a chain anchored at the genesis: the first is signed by
 the network's founding admin, each later one by a majority of the admins
 of the one before. Run it on an admin's node when the network is quiet
-(every node that later joins trusts it without replaying). Exits 5 on a
-node that is not an admin, 6 if nothing was appended since the latest.`,
+(every node that later joins trusts it without replaying).
+
+With several admins, one admin's signature is a proposal ("trusted":
+false): it prints it ("proposal") and the next admin co-signs it with
+--cosign, on a node in the same state (same ` + "`medmesh ledger heads`" + `), until
+a majority signed. Exits 5 on a node that is not an admin, 6 if nothing was
+appended since the latest or the proposal is of another state.`,
 		Example: `  medmesh ledger checkpoint
-  medmesh ledger checkpoint --json | jq -r .checkpoint`,
+  medmesh ledger checkpoint --json | jq -r .checkpoint
+  # two admins: the first proposes, the second co-signs
+  P=$(medmesh ledger checkpoint --json | jq -r .proposal)
+  medmesh --repo ~/.medmesh-admin2 ledger checkpoint --cosign "$P"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
@@ -43,12 +52,19 @@ node that is not an admin, 6 if nothing was appended since the latest.`,
 				return err
 			}
 			var ck api.Checkpoint
-			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/ledger/checkpoint", nil, &ck); err != nil {
+			if err := c.Do(ctxOf(cmd), "POST", api.Prefix+"/ledger/checkpoint", api.CheckpointRequest{Proposal: cosign}, &ck); err != nil {
 				return err
 			}
-			return output(ck, func() { show(ck) })
+			return output(ck, func() {
+				show(ck)
+				if !ck.Trusted {
+					say("  not trusted yet: %d of %d signatures; another admin co-signs it with", len(ck.Signatures), ck.Quorum)
+					say("  medmesh ledger checkpoint --cosign %s", ck.Proposal)
+				}
+			})
 		},
 	}
+	mk.Flags().StringVar(&cosign, "cosign", "", "co-sign this proposal (\"proposal\" of another admin's --json output)")
 	list := &cobra.Command{
 		Use:   "checkpoints",
 		Short: "List the ledger's trusted checkpoints, oldest first",

@@ -34,6 +34,17 @@ type Checkpoint struct {
 	// it pruned up to.
 	Base   bool `json:"base"`
 	Pruned bool `json:"pruned"`
+	// Trusted is false for a proposal: signed by fewer admins than the
+	// quorum; Proposal then carries it (base64) for the next admin to
+	// co-sign with `medmesh ledger checkpoint --cosign`.
+	Trusted  bool   `json:"trusted"`
+	Proposal string `json:"proposal,omitempty"`
+}
+
+// CheckpointRequest is the body of POST /ledger/checkpoint: empty to make
+// one, or another admin's proposal to co-sign.
+type CheckpointRequest struct {
+	Proposal string `json:"proposal,omitempty"`
 }
 
 // PruneResult is the outcome of `medmesh ledger prune`.

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -13,7 +14,7 @@ import (
 
 // CheckpointLedger is what the checkpoint routes use (*ledger.Ledger).
 type CheckpointLedger interface {
-	MakeCheckpoint(ctx context.Context, scope string) (*ledger.Checkpoint, error)
+	MakeCheckpoint(ctx context.Context, scope string, proposal *ledger.Checkpoint) (*ledger.Checkpoint, bool, error)
 	Checkpoints(ctx context.Context, scope string) ([]ledger.CheckpointInfo, error)
 	Prune(ctx context.Context) (ledger.PruneStats, error)
 }
@@ -29,7 +30,25 @@ func (a Checkpoints) Routes(m Mux) {
 }
 
 func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
-	ck, err := a.L.MakeCheckpoint(r.Context(), ledger.ScopeGlobal)
+	var req api.CheckpointRequest
+	if r.ContentLength != 0 {
+		if err := api.Decode(r, &req); err != nil {
+			api.Fail(w, err)
+			return
+		}
+	}
+	var prop *ledger.Checkpoint
+	if req.Proposal != "" {
+		raw, err := base64.StdEncoding.DecodeString(req.Proposal)
+		if err == nil {
+			prop, err = ledger.DecodeCheckpoint(raw)
+		}
+		if err != nil {
+			api.Fail(w, fault.Invalidf("pass the \"proposal\" another admin's `medmesh ledger checkpoint --json` printed, whole", "bad checkpoint proposal: %v", err))
+			return
+		}
+	}
+	ck, trusted, err := a.L.MakeCheckpoint(r.Context(), ledger.ScopeGlobal, prop)
 	if err != nil {
 		api.Fail(w, checkpointFault(err))
 		return
@@ -37,6 +56,17 @@ func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
 	infos, err := a.L.Checkpoints(r.Context(), ledger.ScopeGlobal)
 	if err != nil {
 		api.Fail(w, err)
+		return
+	}
+	if !trusted {
+		raw, err := ck.Encode()
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		out := CheckpointOf(ledger.CheckpointInfo{Checkpoint: ck, Index: len(infos)})
+		out.Trusted, out.Proposal = false, base64.StdEncoding.EncodeToString(raw)
+		api.JSON(w, http.StatusAccepted, out)
 		return
 	}
 	for _, in := range infos {
@@ -78,6 +108,8 @@ func checkpointFault(err error) error {
 		return fault.Wrap(fault.Forbidden, "checkpoints are signed by the admins: run this on an admin's node (`medmesh members` shows the roles)", err)
 	case errors.Is(err, ledger.ErrCheckpointExists):
 		return fault.Wrap(fault.Conflict, "nothing was appended since the latest checkpoint: `medmesh ledger checkpoints` lists it", err)
+	case errors.Is(err, ledger.ErrCheckpointMismatch):
+		return fault.Wrap(fault.Conflict, "co-sign when the network is quiet and both nodes show the same `medmesh ledger heads`, or make a new proposal", err)
 	case errors.Is(err, ledger.ErrNoCheckpoint):
 		return fault.Wrap(fault.Conflict, "an admin makes one with `medmesh ledger checkpoint`; this node prunes up to it once it has it", err)
 	}
@@ -89,7 +121,7 @@ func CheckpointOf(in ledger.CheckpointInfo) api.Checkpoint {
 	ck := in.Checkpoint
 	out := api.Checkpoint{Checkpoint: ck.CID().String(), Scope: ck.Scope, Index: in.Index, Heads: []string{}, Time: ck.Time(),
 		EntryCount: ck.Entries, Digest: hex.EncodeToString(ck.Digest), Size: ck.Size, BlockCount: len(ck.Blocks),
-		Signers: []string{}, Quorum: ledger.Quorum(len(ck.Signers)), Signatures: ck.SignerStrings(), Base: in.Base, Pruned: in.Pruned}
+		Signers: []string{}, Quorum: ledger.Quorum(len(ck.Signers)), Signatures: ck.SignerStrings(), Base: in.Base, Pruned: in.Pruned, Trusted: true}
 	for _, h := range ck.Heads {
 		out.Heads = append(out.Heads, h.String())
 	}

@@ -37,7 +37,7 @@ func newCkptWorld(t *testing.T) *ckptWorld {
 		cw.before = append(cw.before, as(t, a, w.members[1+i%3], TypeAccess, w.claim(t, 0, 1+i%3, testEpoch.Add(time.Duration(i)*time.Second))))
 	}
 	preHeads := a.Heads()
-	ck, err := a.MakeCheckpoint(ctx, ScopeGlobal)
+	ck, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestCheckpointForgedRejected(t *testing.T) {
 	// A member that is not an admin cannot make one.
 	m := openNode(t, rogue, cw.w.genesis)
 	ingestAll(t, m, cw.before)
-	if _, err := m.MakeCheckpoint(ctx, ScopeGlobal); !errors.Is(err, ErrCheckpointUntrusted) {
+	if _, _, err := m.MakeCheckpoint(ctx, ScopeGlobal, nil); !errors.Is(err, ErrCheckpointUntrusted) {
 		t.Fatalf("checkpoint by a non-admin: got %v", err)
 	}
 }
@@ -283,10 +283,10 @@ func TestCheckpointDoesNotCoverNode(t *testing.T) {
 func TestCheckpointChain(t *testing.T) {
 	ctx := context.Background()
 	cw := newCkptWorld(t)
-	if _, err := cw.a.MakeCheckpoint(ctx, ScopeGlobal); err != nil {
+	if _, _, err := cw.a.MakeCheckpoint(ctx, ScopeGlobal, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cw.a.MakeCheckpoint(ctx, ScopeGlobal); !errors.Is(err, ErrCheckpointExists) {
+	if _, _, err := cw.a.MakeCheckpoint(ctx, ScopeGlobal, nil); !errors.Is(err, ErrCheckpointExists) {
 		t.Fatalf("second checkpoint at the same heads: %v", err)
 	}
 	ch := chainOf(t, cw.a)
@@ -322,7 +322,7 @@ func TestPruneKeepsOwnerHistory(t *testing.T) {
 	if _, err := a.Prune(ctx); !errors.Is(err, ErrNoCheckpoint) {
 		t.Fatalf("prune without a checkpoint: %v", err)
 	}
-	if _, err := a.MakeCheckpoint(ctx, ScopeGlobal); err != nil {
+	if _, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil); err != nil {
 		t.Fatal(err)
 	}
 	after := as(t, a, w.members[2], TypeAccess, w.claim(t, 1, 2, testEpoch.Add(time.Hour)))
@@ -389,7 +389,7 @@ func FuzzCheckpointDecode(f *testing.F) {
 	w := newWorld(f, 2)
 	a := openNode(f, w.admin, w.genesis)
 	w.setup(f, a)
-	ck, err := a.MakeCheckpoint(ctx, ScopeGlobal)
+	ck, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -416,4 +416,70 @@ func FuzzCheckpointDecode(f *testing.F) {
 		}
 		_ = fmt.Sprint(ck.CID())
 	})
+}
+
+// TestCheckpointCosignedByMajority: with two admins, one admin's signature
+// is a proposal, not a trusted checkpoint; the other admin co-signs it
+// only if its own state at its heads gives the same checkpoint; then a
+// joiner trusts it, and one signature alone is refused.
+func TestCheckpointCosignedByMajority(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	a := openNode(t, w.admin, w.genesis)
+	es := w.setup(t, a)
+	es = append(es, as(t, a, w.admin, TypeMemberAdd, MemberAddPayload{Peer: w.members[1].id, Org: "clinic", Roles: []string{RoleAdmin}}))
+	// The first is vouched for by the genesis admin alone; it lists both
+	// admins, so the second needs both.
+	first, trusted, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil)
+	if err != nil || !trusted || len(first.Signers) != 2 {
+		t.Fatalf("first checkpoint: trusted=%v signers=%v err=%v", trusted, first.Signers, err)
+	}
+	es = append(es, as(t, a, w.members[2], TypeRecordAnnounce, recordPayload(t, w.members[2], "late")))
+	b := openNode(t, w.members[1], w.genesis)
+	ingestAll(t, b, es)
+	if err := b.AdoptCheckpoint(ctx, chainOf(t, a), a.StateBlock); err != nil {
+		t.Fatal(err)
+	}
+	prop, trusted, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil)
+	if err != nil || trusted || len(prop.Sigs) != 1 {
+		t.Fatalf("one admin of two: trusted=%v sigs=%d err=%v", trusted, len(prop.Sigs), err)
+	}
+	if len(chainOf(t, a)) != 1 {
+		t.Fatal("a proposal was stored as trusted")
+	}
+	if _, err := VerifyCheckpointChain(w.genesis, ScopeGlobal, append(chainOf(t, a), prop)); !errors.Is(err, ErrCheckpointUntrusted) {
+		t.Fatalf("a chain ending in one admin's signature of two: %v", err)
+	}
+	// A node whose state differs (it has an entry the proposer has not
+	// seen) refuses to co-sign.
+	behind := openNode(t, w.members[1], w.genesis)
+	ingestAll(t, behind, es)
+	as(t, behind, w.members[2], TypeRecordAnnounce, recordPayload(t, w.members[2], "other"))
+	if err := behind.AdoptCheckpoint(ctx, chainOf(t, a), a.StateBlock); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := behind.MakeCheckpoint(ctx, ScopeGlobal, prop); !errors.Is(err, ErrCheckpointMismatch) {
+		t.Fatalf("co-sign on another state: %v", err)
+	}
+	// A member that is not an admin cannot co-sign.
+	c := openNode(t, w.members[2], w.genesis)
+	ingestAll(t, c, es)
+	if err := c.AdoptCheckpoint(ctx, chainOf(t, a), a.StateBlock); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.MakeCheckpoint(ctx, ScopeGlobal, prop); !errors.Is(err, ErrCheckpointUntrusted) {
+		t.Fatalf("co-sign by a member that is not an admin: %v", err)
+	}
+	// The second admin co-signs: trusted.
+	ck, trusted, err := b.MakeCheckpoint(ctx, ScopeGlobal, prop)
+	if err != nil || !trusted || len(ck.Sigs) != 2 || ck.CID() != prop.CID() {
+		t.Fatalf("co-signed: trusted=%v sigs=%d err=%v", trusted, len(ck.Sigs), err)
+	}
+	j := openNode(t, newIdent(t), w.genesis)
+	if err := j.JoinFromCheckpoint(ctx, chainOf(t, b), b.StateBlock); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(j.Digest(), a.Digest()) {
+		t.Fatal("joined from the co-signed checkpoint: digest differs")
+	}
 }

@@ -215,7 +215,19 @@
 // and a rule to assign it; a majority of admins gives the same protection
 // with no new authority. Full nodes that hold the state at the same heads
 // reach the same digest and block CIDs (the export is deterministic), so
-// a co-signer checks a proposal by computing its own.
+// a co-signer checks a proposal by computing its own: MakeCheckpoint with
+// a proposal signs only if the checkpoint of its own state is the same
+// one; below the quorum the result is a proposal (not stored), at the
+// quorum it is trusted and stored. (Today's CLI admits only the founding
+// admin, `network invite --role` offering emergency alone, so a network
+// run from the CLI has one admin and a quorum of one.)
+//
+// Checkpoints travel on the sync protocol (checkpoint_sync.go): a node
+// asks each peer it syncs with for the chain past its own, verifies it
+// from the genesis, fetches the latest state's blocks and then loads it
+// (a node that has nothing but the genesis, or one a peer answered
+// "pruned") or keeps it (a node that has the entries: it can then serve
+// it to joiners and prune up to it).
 //
 // Pruning (Ledger.Prune): a node drops the bodies of the entries the latest
 // trusted checkpoint covers (and their log rows) when it does not need

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Where a node keeps checkpoints, beside the state (not part of it, nor of
@@ -111,40 +113,78 @@ func (l *Ledger) StateBlock(ctx context.Context, c cid.Cid) ([]byte, error) {
 }
 
 // MakeCheckpoint builds a checkpoint of scope at this node's current heads,
-// extending its latest trusted checkpoint, signs it with the node's key and
-// stores it with its state blocks. This node must be one of the admins the
-// previous checkpoint lists (the genesis admin for the first), and its
-// signature must be enough (a majority of them: with one admin, that admin;
-// see doc.go). ErrCheckpointUntrusted otherwise: nothing is stored.
-func (l *Ledger) MakeCheckpoint(ctx context.Context, scope string) (*Checkpoint, error) {
+// extending its latest trusted checkpoint, and signs it with the node's
+// key. This node must be one of the admins the previous checkpoint lists
+// (the genesis admin for the first): ErrCheckpointUntrusted otherwise.
+// With proposal (another admin's signed checkpoint, not yet trusted), the
+// checkpoint built here must be the same one (same heads, state and
+// signers: ErrCheckpointMismatch otherwise, typically because the heads
+// moved) and its signatures are kept. Once the signatures are a majority
+// of those admins (see doc.go) the checkpoint is trusted: it is stored with
+// its state blocks and trusted is true. Otherwise nothing is stored and
+// the checkpoint returned is a proposal for the next admin to co-sign.
+func (l *Ledger) MakeCheckpoint(ctx context.Context, scope string, proposal *Checkpoint) (ck *Checkpoint, trusted bool, err error) {
 	chain, err := l.CheckpointChain(ctx, scope)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	prev := cid.Undef
+	signers := []peer.ID{l.genesisAdmin()}
 	if len(chain) > 0 {
-		prev = chain[len(chain)-1].cid
+		last := chain[len(chain)-1]
+		prev, signers = last.cid, last.Signers
+	}
+	if !slices.Contains(signers, l.self) {
+		return nil, false, fmt.Errorf("%w: this node (%s) is not one of the admins that sign the next checkpoint %v", ErrCheckpointUntrusted, l.self, signers)
 	}
 	l.mu.Lock()
 	ck, blocks, err := l.core.Checkpoint(ctx, scope, prev)
 	l.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if len(chain) > 0 && chain[len(chain)-1].Clock == ck.Clock && sameCids(chain[len(chain)-1].Heads, ck.Heads) {
-		return nil, fmt.Errorf("%w: the latest checkpoint %s is at the current heads already", ErrCheckpointExists, prev)
+	if len(chain) > 0 && sameCids(chain[len(chain)-1].Heads, ck.Heads) {
+		return nil, false, fmt.Errorf("%w: the latest checkpoint %s is at the current heads already", ErrCheckpointExists, prev)
+	}
+	if proposal != nil {
+		if proposal.cid != ck.cid {
+			return nil, false, fmt.Errorf("%w: the proposal %s (at %d heads, %d entries) is not the checkpoint of this node's state %s (%d heads, %d entries)",
+				ErrCheckpointMismatch, proposal.cid, len(proposal.Heads), proposal.Entries, ck.cid, len(ck.Heads), ck.Entries)
+		}
+		ck.Sigs = append(ck.Sigs, proposal.Sigs...)
 	}
 	if err := ck.Sign(l.o.Key); err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if trustedSigs(ck, signers) < Quorum(len(signers)) {
+		return ck, false, nil
 	}
 	if _, err := VerifyCheckpointChain(l.o.Genesis, scope, append(chain, ck)); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blocks); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
-	return ck, nil
+	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size, "signatures", len(ck.Sigs))
+	return ck, true, nil
+}
+
+// ErrCheckpointMismatch is returned when a proposal to co-sign is not the
+// checkpoint of this node's state.
+var ErrCheckpointMismatch = errors.New("ledger: checkpoint proposal does not match this node's state")
+
+// genesisAdmin is the founding admin, from the genesis this node opened.
+func (l *Ledger) genesisAdmin() peer.ID {
+	g, err := DecodeEntry(l.o.Genesis)
+	if err != nil {
+		return ""
+	}
+	var gw genesisWire
+	if canonicalUnmarshal(g.Payload, &gw) != nil {
+		return ""
+	}
+	id, _ := peer.IDFromBytes(gw.Admin)
+	return id
 }
 
 // ErrCheckpointExists is returned when the latest checkpoint is already at
