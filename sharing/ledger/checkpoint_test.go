@@ -483,3 +483,55 @@ func TestCheckpointCosignedByMajority(t *testing.T) {
 		t.Fatal("joined from the co-signed checkpoint: digest differs")
 	}
 }
+
+// TestCheckpointScopedNetwork: in a network with scopes, the checkpoint
+// holds every scope's heads and state the admin holds, and a joiner reaches
+// the admin's heads of each scope and its digest, and applies entries after
+// it on an owner scope.
+func TestCheckpointScopedNetwork(t *testing.T) {
+	ctx := context.Background()
+	admin := newIdent(t)
+	genesis, _, err := NewGenesis(admin.key, "test", testEpoch, testTypes(), WithScopes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openNode(t, admin, genesis)
+	appendAs := func(typ string, pl any) {
+		t.Helper()
+		if _, err := a.Append(ctx, typ, pl); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+	}
+	appendAs(TypeKeyAnnounce, KeyAnnouncePayload{Public: admin.kem.Public()})
+	appendAs(TypeRecordAnnounce, recordPayload(t, admin, "a"))
+	if len(a.core.Scopes()) < 2 {
+		t.Fatalf("scopes held: %v", a.core.Scopes())
+	}
+	if _, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil); err != nil {
+		t.Fatal(err)
+	}
+	j := openNode(t, newIdent(t), genesis)
+	if err := j.JoinFromCheckpoint(ctx, chainOf(t, a), a.StateBlock); err != nil {
+		t.Fatal(err)
+	}
+	same := func(when string) {
+		t.Helper()
+		if !bytes.Equal(j.Digest(), a.Digest()) {
+			t.Fatalf("%s: digest differs", when)
+		}
+		for _, s := range a.core.Scopes() {
+			if !sameCids(j.core.ScopeHeads(s), a.core.ScopeHeads(s)) {
+				t.Fatalf("%s: scope %s: heads %v, admin's %v", when, s, j.core.ScopeHeads(s), a.core.ScopeHeads(s))
+			}
+		}
+	}
+	same("after the load")
+	e, err := a.Append(ctx, TypeRecordAnnounce, recordPayload(t, admin, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Ingest(ctx, e.Bytes()); err != nil {
+		t.Fatalf("entry after the checkpoint: %v", err)
+	}
+	same("after an entry on an owner scope")
+}
