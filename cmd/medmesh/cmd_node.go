@@ -197,7 +197,7 @@ the daemon when it starts.`,
 			if err != nil {
 				return err
 			}
-			gen, nid, err := ledger.NewGenesis(key, name, time.Now(), daemon.LedgerTypes())
+			gen, nid, err := ledger.NewGenesis(key, name, time.Now(), daemon.LedgerTypes(), ledger.WithScopes())
 			if err != nil {
 				return err
 			}

@@ -317,21 +317,39 @@ Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
 	}
 	logCmd.Flags().StringVar(&typ, "type", "", "only entries of this type: "+strings.Join(ledger.Names(daemon.LedgerTypes()), ", "))
 	logCmd.Flags().IntVar(&limit, "limit", 100, "at most this many entries (0: all)")
+	var scope string
 	heads := &cobra.Command{
-		Use:     "heads",
-		Short:   "Print the ledger's heads and state digest (equal on nodes in the same state)",
-		Example: `  medmesh ledger heads --json | jq -r .state`,
-		Args:    cobra.NoArgs,
+		Use:   "heads",
+		Short: "Print the ledger's heads and state digest (equal on nodes in the same state)",
+		Long: `Print the heads (the newest entries) of a ledger scope and the digest of its
+state. Without --scope: the global scope (membership, keys, roles, network
+keys, implants), which every node follows, so its heads and digest are the
+same on every node in the same state. --scope owner/<peer ID> shows the
+scope of that member's records (announcements, grants, revocations,
+receipts, erasures), --scope audit/<peer ID> the reads of them (claims,
+attestations), as this node holds them; their digest is replayed from the
+scope's entries and is the same on every node that follows the scope.`,
+		Example: `  medmesh ledger heads --json | jq -r .state
+  medmesh ledger heads --scope owner/$(medmesh id --json | jq -r .peer)`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, _, err := ledger.ParseScope(scope); err != nil {
+				return invalidf("a scope is global, owner/<peer ID> or audit/<peer ID>", "--scope: %v", err)
+			}
 			c, err := client()
 			if err != nil {
 				return err
 			}
 			var h api.Heads
-			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/ledger/heads", nil, &h); err != nil {
+			path := api.Prefix + "/ledger/heads"
+			if scope != "" && scope != ledger.ScopeGlobal {
+				path += "?" + url.Values{"scope": {scope}}.Encode()
+			}
+			if err := c.Do(ctxOf(cmd), "GET", path, nil, &h); err != nil {
 				return err
 			}
 			return output(h, func() {
+				say("scope %s", h.Scope)
 				for _, x := range h.Heads {
 					say("head  %s", x)
 				}
@@ -339,6 +357,7 @@ Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
 			})
 		},
 	}
+	heads.Flags().StringVar(&scope, "scope", ledger.ScopeGlobal, "the scope: global, owner/<peer ID> or audit/<peer ID>")
 	stat := &cobra.Command{
 		Use:   "stat",
 		Short: "Print how many ledger entries this node stores, the scopes it follows, and whether it is caught up",
@@ -346,8 +365,10 @@ Types: ` + strings.Join(ledger.Names(daemon.LedgerTypes()), ", ") + `.`,
   entries  the entries stored on this node (--json: entry_count)
   bytes    their encoded size (--json: size, in bytes; the indexes and state
            derived from them are not counted)
-  scopes   the scopes this node follows ("global": membership, keys and, today,
-           every other entry; every node follows it)
+  scopes   the scopes this node follows: "global" (membership, keys, roles;
+           every node follows it), its own owner/<peer> and audit/<peer>
+           scopes, and those of the owners it is involved with (see
+           ` + "`medmesh ledger heads --help`" + `)
   synced   true once this node has caught up with every followed scope: no
            entry waits for missing parents, and the last catch-up sync with
            each connected peer left nothing that peer had missing here. A node

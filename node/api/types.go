@@ -279,13 +279,23 @@ type LedgerEntry struct {
 	Time    time.Time `json:"time"`
 	Parents []string  `json:"parents"`
 	Payload any       `json:"payload,omitempty"`
+	// Scope is the ledger scope the entry lives on: global,
+	// owner/<peer ID> or audit/<peer ID>.
+	Scope string `json:"scope"`
 }
 
 // Heads is the ledger's frontier and state digest: nothing node-specific, so
 // two nodes in the same state return the same bytes.
 type Heads struct {
+	// Scope is the ledger scope: global (every node's), owner/<peer ID>
+	// or audit/<peer ID>.
+	Scope string   `json:"scope"`
 	Heads []string `json:"heads"`
 	State string   `json:"state"`
+	// EntryCount, for a scope other than the global one, is how many
+	// entries its state (State) was replayed from: the scope's and those
+	// of the scopes it depends on.
+	EntryCount *int `json:"entry_count,omitempty"`
 }
 
 // LedgerStat is `medmesh ledger stat`: what this node's ledger stores and

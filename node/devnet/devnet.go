@@ -80,7 +80,7 @@ func Start(ctx context.Context, dir string, names []string, o Options) (*Net, er
 			if err != nil {
 				return nil, err
 			}
-			gen, _, err := ledger.NewGenesis(key, "devnet", time.Now(), daemon.LedgerTypes())
+			gen, _, err := ledger.NewGenesis(key, "devnet", time.Now(), daemon.LedgerTypes(), ledger.WithScopes())
 			if err != nil {
 				return nil, err
 			}

@@ -20,6 +20,11 @@ type LedgerReader interface {
 	Log(ctx context.Context, typ string, limit int) ([]*ledger.Entry, error)
 	Heads() []cid.Cid
 	Digest() []byte
+	// ScopeHeads and ScopeDigest answer for one scope (global,
+	// owner/<peer>, audit/<peer>); Followed lists the scopes followed.
+	ScopeHeads(s string) ([]cid.Cid, error)
+	ScopeDigest(ctx context.Context, s string) ([]byte, int, error)
+	Followed() []string
 	Verify(ctx context.Context) error
 	// TypeNames lists the entry types the ledger runs; CheckTypeName
 	// fails for any other.
@@ -68,9 +73,39 @@ func (a Ledger) log(w http.ResponseWriter, r *http.Request) {
 	api.JSON(w, http.StatusOK, out)
 }
 
+// heads answers with the global scope's heads and state digest (the same
+// on every node in the same state), or with scope=NAME another scope's:
+// its heads here and the digest of its state (ledger.Core.ScopeDigest).
 func (a Ledger) heads(w http.ResponseWriter, r *http.Request) {
-	h := api.Heads{Heads: []string{}, State: hex.EncodeToString(a.L.Digest())}
-	for _, c := range a.L.Heads() {
+	scope := r.URL.Query().Get("scope")
+	if scope == "" || scope == ledger.ScopeGlobal {
+		h := api.Heads{Scope: ledger.ScopeGlobal, Heads: []string{}, State: hex.EncodeToString(a.L.Digest())}
+		for _, c := range a.L.Heads() {
+			h.Heads = append(h.Heads, c.String())
+		}
+		api.JSON(w, http.StatusOK, h)
+		return
+	}
+	hs, err := a.L.ScopeHeads(scope)
+	if err != nil {
+		api.Fail(w, fault.Invalidf("a scope is global, owner/<peer ID> or audit/<peer ID>", "%v", err))
+		return
+	}
+	followed := false
+	for _, s := range a.L.Followed() {
+		followed = followed || s == scope
+	}
+	if len(hs) == 0 && !followed {
+		api.Fail(w, fault.NotFoundf("this node follows: "+strings.Join(a.L.Followed(), ", "), "this node neither follows scope %s nor holds entries of it", scope))
+		return
+	}
+	d, n, err := a.L.ScopeDigest(r.Context(), scope)
+	if err != nil {
+		api.Fail(w, err)
+		return
+	}
+	h := api.Heads{Scope: scope, Heads: []string{}, State: hex.EncodeToString(d), EntryCount: &n}
+	for _, c := range hs {
 		h.Heads = append(h.Heads, c.String())
 	}
 	api.JSON(w, http.StatusOK, h)
@@ -101,7 +136,7 @@ func (a Ledger) verify(w http.ResponseWriter, r *http.Request) {
 func LedgerEntry(e *ledger.Entry) api.LedgerEntry {
 	out := api.LedgerEntry{
 		Entry: e.CID().String(), Type: e.Type, Author: e.Author.String(),
-		Time: time.UnixMilli(int64(e.Clock.Wall)).UTC(), Parents: []string{},
+		Time: time.UnixMilli(int64(e.Clock.Wall)).UTC(), Parents: []string{}, Scope: e.ScopeName(),
 	}
 	if d := ledger.Describe(e); d != nil {
 		out.Payload = d

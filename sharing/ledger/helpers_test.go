@@ -72,11 +72,18 @@ func forge(t testing.TB, l *Ledger, who *ident, typ string, payload any, parents
 	if err != nil {
 		t.Fatal(err)
 	}
+	scope := ""
+	l.mu.Lock()
+	if l.core.scoped {
+		if scope, err = l.core.scopeFor(context.Background(), who.key, typ, pl); err != nil {
+			l.mu.Unlock()
+			t.Fatal(err)
+		}
+	}
 	if parents == nil {
-		parents = l.Heads()
+		parents = l.core.closureHeads(scope)
 	}
 	var maxc HLC
-	l.mu.Lock()
 	for _, p := range parents {
 		if n, _ := l.core.d.get(context.Background(), p); n != nil && maxc.Less(n.clock) {
 			maxc = n.clock
@@ -84,7 +91,7 @@ func forge(t testing.TB, l *Ledger, who *ident, typ string, payload any, parents
 	}
 	l.mu.Unlock()
 	clock := HLC{Wall: maxc.Wall, Counter: maxc.Counter + 1}
-	e, err := signEntry(who.key, l.net, typ, pl, parents, clock)
+	e, err := signScoped(who.key, l.net, scope, typ, pl, parents, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +172,11 @@ func (w *world) claim(t testing.TB, owner, reader int, at time.Time) AccessPaylo
 	return AccessPayload{Record: fakeCid("rec " + string(rune('a'+owner))), Version: 1, Purpose: PurposeTreatment, Time: at, Grant: g}
 }
 
-func newWorld(t testing.TB, n int) *world {
+func newWorld(t testing.TB, n int, opts ...GenesisOption) *world {
 	t.Helper()
 	w := &world{admin: newIdent(t)}
 	var err error
-	w.genesis, w.netID, err = NewGenesis(w.admin.key, "test", testEpoch, testTypes())
+	w.genesis, w.netID, err = NewGenesis(w.admin.key, "test", testEpoch, testTypes(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

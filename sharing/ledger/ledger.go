@@ -69,6 +69,8 @@ type Ledger struct {
 	stateMu sync.RWMutex // guards the in-memory caches below
 	members map[peer.ID]Member
 	digest  []byte
+	// follow holds the wire scopes this node follows (follow.go).
+	follow map[string]bool
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -196,6 +198,9 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err := l.reloadMembers(ctx); err != nil {
 		return nil, err
 	}
+	if _, err := l.refreshFollow(ctx); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -286,6 +291,9 @@ func (l *Ledger) settle(ctx context.Context, out Outcome) error {
 	var err error
 	if membersChanged(out.Applied) {
 		err = l.reloadMembers(ctx)
+		if l.core.scoped {
+			l.followChanged()
+		}
 	} else {
 		l.stateMu.Lock()
 		l.digest = nil
@@ -335,8 +343,10 @@ func (l *Ledger) Heads() []cid.Cid {
 
 // Digest returns SHA-256 over the canonical encoding of the materialized view:
 // for every state key in order, len(key) key len(value) value. Two nodes
-// with the same valid entries have the same digest. It returns nil if the
-// state cannot be read (the failure is logged and counted).
+// with the same valid entries have the same digest. In a scoped network it
+// is the global scope's state (Core.GlobalDigest), the same on every node
+// in the same global state whatever scopes each follows. It returns nil if
+// the state cannot be read (the failure is logged and counted).
 func (l *Ledger) Digest() []byte {
 	l.stateMu.RLock()
 	d := l.digest
@@ -346,7 +356,7 @@ func (l *Ledger) Digest() []byte {
 	}
 	l.mu.Lock() // no batch commits between hashing and caching
 	defer l.mu.Unlock()
-	d, err := l.State().Digest(context.Background())
+	d, err := l.core.GlobalDigest(context.Background())
 	if err != nil {
 		l.readFailed("digest", err)
 		return nil

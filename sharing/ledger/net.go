@@ -42,6 +42,11 @@ const (
 // Sync operations.
 const (
 	opDiff = 1 // entries in the server's past not in Have's past, oldest first
+	// opAnnounce tells the server the client's heads of a scope it wrote
+	// to without following it (a reader's claims on the owner's audit
+	// scope): a server that follows the scope and lacks them syncs it
+	// from the client. The answer is empty.
+	opAnnounce = 4
 )
 
 type syncReq struct {
@@ -49,6 +54,9 @@ type syncReq struct {
 	Op      uint8    `cbor:"2,keyasint"`
 	Have    [][]byte `cbor:"3,keyasint"`
 	Max     uint32   `cbor:"4,keyasint"`
+	// Scope is the scope to catch up (absent: global): the answer holds
+	// what the client lacks of it and of the scopes it depends on.
+	Scope string `cbor:"5,keyasint,omitempty"`
 }
 
 type syncResp struct {
@@ -69,16 +77,21 @@ func TopicName(network cid.Cid) string { return "/medmesh/" + network.String() +
 type transport struct {
 	h      host.Host
 	ps     *pubsub.PubSub
-	topic  *pubsub.Topic
-	sub    *pubsub.Subscription
 	ctx    context.Context
 	cancel context.CancelFunc
 	notif  *network.NotifyBundle
 
+	// topicMu serializes joining topics; topics (by topic name) is read
+	// under mu.
+	topicMu sync.Mutex
+	topics  map[string]*scopeTopic
+
 	mu       sync.Mutex
-	syncing  map[peer.ID]bool // in flight; true = run again when done
-	wantFrom map[peer.ID]bool // peers that sent entries we could not place
-	synced   map[peer.ID]syncState
+	syncing  map[syncKey]bool // in flight; true = run again when done
+	wantFrom map[syncKey]bool // peers that sent entries we could not place
+	// synced is, per connected peer, the last catch-up of the global
+	// scope with it (Synced).
+	synced map[peer.ID]syncState
 }
 
 // caughtUp reports whether the last sync with every connected peer left
@@ -99,6 +112,22 @@ func (n *transport) caughtUp() (peers int, ok bool) {
 	return peers, true
 }
 
+// syncKey is one catch-up: a peer and a wire scope.
+type syncKey struct {
+	p     peer.ID
+	scope string
+}
+
+// scopeTopic is a joined GossipSub topic: subscribed (a followed scope,
+// this node's inbox), or joined only to publish (a scope it writes to
+// without following it, another node's inbox).
+type scopeTopic struct {
+	topic     *pubsub.Topic
+	sub       *pubsub.Subscription
+	validator bool
+	scope     string // the wire scope of a subscribed scope topic
+}
+
 // stop tears networking down; Close calls it after cancelling n.ctx and
 // waiting for the background goroutines (pubsub's event handler and topic
 // must not be cancelled and closed concurrently).
@@ -106,11 +135,17 @@ func (n *transport) stop() {
 	n.cancel()
 	n.h.Network().StopNotify(n.notif)
 	n.h.RemoveStreamHandler(SyncProtocol)
-	if n.sub != nil {
-		n.sub.Cancel()
+	n.topicMu.Lock()
+	defer n.topicMu.Unlock()
+	for name, t := range n.topics {
+		if t.sub != nil {
+			t.sub.Cancel()
+		}
+		if t.validator {
+			_ = n.ps.UnregisterTopicValidator(name)
+		}
+		_ = t.topic.Close()
 	}
-	_ = n.ps.UnregisterTopicValidator(n.topic.String())
-	_ = n.topic.Close()
 }
 
 // Start joins the ledger's GossipSub topic (with a validator that applies
@@ -122,7 +157,7 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		return errors.New("ledger: already started")
 	}
 	name := TopicName(l.net)
-	if err := ps.RegisterTopicValidator(name, l.validate); err != nil {
+	if err := ps.RegisterTopicValidator(name, l.validator("", false)); err != nil {
 		return fmt.Errorf("ledger: register validator: %w", err)
 	}
 	topic, err := ps.Join(name)
@@ -135,15 +170,16 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		return fmt.Errorf("ledger: subscribe: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	n := &transport{h: h, ps: ps, topic: topic, sub: sub, ctx: rctx, cancel: cancel,
-		syncing: map[peer.ID]bool{}, wantFrom: map[peer.ID]bool{}, synced: map[peer.ID]syncState{}}
+	n := &transport{h: h, ps: ps, ctx: rctx, cancel: cancel,
+		syncing: map[syncKey]bool{}, wantFrom: map[syncKey]bool{}, synced: map[peer.ID]syncState{},
+		topics: map[string]*scopeTopic{name: {topic: topic, sub: sub, validator: true}}}
 	n.notif = &network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			// Not caught up with a (re)connected peer until a sync says so.
 			n.mu.Lock()
 			n.synced[c.RemotePeer()] = syncState{}
 			n.mu.Unlock()
-			l.trigger(rctx, c.RemotePeer())
+			l.trigger(rctx, c.RemotePeer(), "")
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if nw.Connectedness(c.RemotePeer()) != network.Connected {
@@ -179,32 +215,31 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 					return
 				}
 				if ev.Type == pubsub.PeerJoin {
-					l.trigger(rctx, ev.Peer)
+					l.trigger(rctx, ev.Peer, "")
 				}
 			}
 		})
 	}
+	l.startScopes(n)
 	for _, p := range h.Network().Peers() {
-		l.trigger(rctx, p)
+		l.trigger(rctx, p, "")
 	}
 	return nil
 }
 
-func (l *Ledger) publish(ctx context.Context, e *Entry) {
-	n := l.tr.Load()
-	if n == nil {
-		return
-	}
-	if err := n.topic.Publish(ctx, e.raw); err != nil {
-		l.log.Warn("publish entry", "entry", e.cid.String(), "err", err)
+// validator returns the GossipSub validator of the topic of wire scope
+// scope (inbox: this node's inbox, which carries entries of any owner
+// scope). Forged or invalid entries are rejected (the sender is
+// penalized), as is an entry published on another scope's topic;
+// duplicates and entries waiting for parents are ignored (not forwarded);
+// valid new entries are applied and accepted.
+func (l *Ledger) validator(scope string, inbox bool) pubsub.ValidatorEx {
+	return func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		return l.validate(ctx, from, msg, scope, inbox)
 	}
 }
 
-// validate is the GossipSub validator: forged or invalid entries are
-// rejected (the sender is penalized), duplicates and entries waiting for
-// parents are ignored (not forwarded), valid new entries are applied and
-// accepted.
-func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message, scope string, inbox bool) pubsub.ValidationResult {
 	// Our own publications come back through the validator with from = our
 	// ID (msg.Local only marks in-process-only publications): they were
 	// validated and applied by Append already.
@@ -220,6 +255,17 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 		l.rejectedUndecoded(err)
 		return pubsub.ValidationReject
 	}
+	if inbox {
+		if !l.fromInbox(from, e) {
+			return pubsub.ValidationIgnore
+		}
+	} else if e.Scope != scope {
+		l.met.rejected.WithLabelValues("wrong-topic").Inc()
+		l.log.Warn("entry rejected", "entry", e.cid.String(), "reason", "wrong-topic", "scope", scopeName(e.Scope), "topic", scopeName(scope))
+		return pubsub.ValidationReject
+	} else if scope != "" && !l.Follows(scope) {
+		return pubsub.ValidationIgnore // unsubscribing
+	}
 	out, err := l.ingest(ctx, []*Entry{e})
 	if err != nil {
 		l.log.Error("apply gossiped entry", "entry", e.cid.String(), "err", err)
@@ -233,9 +279,9 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 		// and again at the next tick if this sync does not place it.
 		if n := l.tr.Load(); n != nil {
 			n.mu.Lock()
-			n.wantFrom[from] = true
+			n.wantFrom[syncKey{from, e.Scope}] = true
 			n.mu.Unlock()
-			l.trigger(context.Background(), from)
+			l.trigger(context.Background(), from, e.Scope)
 		}
 		return pubsub.ValidationIgnore
 	case Duplicate:
@@ -261,37 +307,45 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 		n := l.tr.Load()
 		n.mu.Lock()
 		want := n.wantFrom
-		n.wantFrom = map[peer.ID]bool{}
+		n.wantFrom = map[syncKey]bool{}
 		n.mu.Unlock()
-		for p := range want {
-			l.trigger(ctx, p)
+		for k := range want {
+			l.trigger(ctx, k.p, k.scope)
 		}
 		peers := n.h.Network().Peers()
 		if len(peers) > 0 {
-			l.trigger(ctx, peers[rand.IntN(len(peers))])
+			l.trigger(ctx, peers[rand.IntN(len(peers))], "")
+		}
+		// Each followed scope with a random peer that follows it too.
+		for _, s := range l.Followed()[1:] {
+			ws := wireScope(s)
+			if ps := l.scopePeers(n, ws); len(ps) > 0 {
+				l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
+			}
 		}
 	}
 }
 
-// trigger starts a sync with p unless one is running; if one is, it runs
-// once more when done.
-func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
+// trigger starts a sync of wire scope scope with p unless one is running;
+// if one is, it runs once more when done.
+func (l *Ledger) trigger(ctx context.Context, p peer.ID, scope string) {
 	n := l.tr.Load()
 	if n == nil || p == n.h.ID() {
 		return
 	}
+	k := syncKey{p, scope}
 	n.mu.Lock()
-	if _, running := n.syncing[p]; running {
-		n.syncing[p] = true
+	if _, running := n.syncing[k]; running {
+		n.syncing[k] = true
 		n.mu.Unlock()
 		return
 	}
-	n.syncing[p] = false
+	n.syncing[k] = false
 	n.mu.Unlock()
 	ctx = n.ctx
 	l.goBackground(func() {
 		for {
-			err := l.SyncWith(ctx, n.h, p)
+			err := l.syncScope(ctx, n.h, p, scope)
 			if err != nil {
 				l.log.Debug("sync", "peer", p.String(), "err", err)
 				// A peer that refuses us (its gater does not know we were
@@ -302,27 +356,43 @@ func (l *Ledger) trigger(ctx context.Context, p peer.ID) {
 				}
 			}
 			n.mu.Lock()
-			again := n.syncing[p]
+			again := n.syncing[k]
 			if !again || ctx.Err() != nil {
-				delete(n.syncing, p)
+				delete(n.syncing, k)
 				n.mu.Unlock()
 				return
 			}
-			n.syncing[p] = false
+			n.syncing[k] = false
 			n.mu.Unlock()
 		}
 	})
 }
 
-// SyncWith fetches from p every entry p has that this node lacks, oldest
-// first, in bounded batches, and applies them: each round offers our heads
-// (Core.Offer) and applies what p answers; it stops when p has nothing more
-// and none of p's heads is one we lack (Core.WeLack), or when a round
-// applies nothing. It then records whether every head p answered with is
-// applied here (Synced).
+// SyncWith fetches from p every entry p has that this node lacks of the
+// scopes it follows, oldest first, in bounded batches, and applies them
+// (syncScope for each followed scope, the global one first).
 func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
+	var errs []error
+	for _, s := range l.Followed() {
+		if err := l.syncScope(ctx, h, p, wireScope(s)); err != nil {
+			if s == ScopeGlobal {
+				return err
+			}
+			errs = append(errs, fmt.Errorf("scope %s: %w", s, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncScope fetches from p what this node lacks of wire scope scope and of
+// the scopes it depends on (syncRounds). After a sync of the global scope
+// it records whether every head p answered with is applied here (Synced).
+func (l *Ledger) syncScope(ctx context.Context, h host.Host, p peer.ID, scope string) error {
 	var heads [][]byte // p's heads in its last answer
-	err := l.syncWith(ctx, h, p, &heads)
+	err := l.syncRounds(ctx, h, p, scope, &heads)
+	if scope != "" {
+		return err
+	}
 	caught := false
 	if err == nil && heads != nil {
 		lack, lerr := l.weLack(ctx, heads)
@@ -338,22 +408,29 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 	return err
 }
 
-func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[][]byte) error {
+// syncRounds: each round offers our heads of the scope's closure
+// (Core.ScopeOffer) and applies what p answers; it stops when p has
+// nothing more and none of p's heads is one we lack (Core.WeLack), or when
+// a round applies nothing. For the global scope, checkpoints come first: a
+// node with nothing but the genesis joins from the peer's latest instead
+// of replaying (checkpoint_sync.go).
+func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope string, heads *[][]byte) error {
 	ask := func(req *syncReq) (*syncResp, error) { return l.request(ctx, h, p, req) }
-	// Checkpoints first: a node with nothing but the genesis joins from
-	// the peer's latest instead of replaying (checkpoint_sync.go).
-	if _, err := l.catchUpCheckpoints(ctx, ask, false); err != nil {
-		l.log.Warn("checkpoint from peer", "peer", p.String(), "err", err)
+	joined := scope != "" // checkpoints are of the global scope
+	if !joined {
+		if _, err := l.catchUpCheckpoints(ctx, ask, false); err != nil {
+			l.log.Warn("checkpoint from peer", "peer", p.String(), "err", err)
+		}
 	}
-	total, joined := 0, false
+	total := 0
 	for round := 0; round < maxSyncRounds; round++ {
 		l.mu.Lock()
-		offer, err := l.core.Offer(ctx)
+		offer, err := l.core.ScopeOffer(ctx, scope)
 		l.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: maxRespEntries}
+		req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: maxRespEntries, Scope: scope}
 		for _, c := range offer.Heads {
 			req.Have = append(req.Have, c.Bytes())
 		}
@@ -409,7 +486,7 @@ func (l *Ledger) syncWith(ctx context.Context, h host.Host, p peer.ID, heads *[]
 	}
 	l.met.syncs.WithLabelValues("ok").Inc()
 	if total > 0 {
-		l.log.Debug("synced", "peer", p.String(), "entries", total)
+		l.log.Debug("synced", "peer", p.String(), "scope", scopeName(scope), "entries", total)
 	}
 	return nil
 }
@@ -504,7 +581,7 @@ func (l *Ledger) handleSync(s network.Stream) {
 		s.Reset()
 		return
 	}
-	resp := l.serve(context.Background(), &req)
+	resp := l.serveFrom(context.Background(), &req, s.Conn().RemotePeer())
 	if err := writeMsg(s, resp); err != nil {
 		s.Reset()
 	}
@@ -515,14 +592,22 @@ func (l *Ledger) handleSync(s network.Stream) {
 // It never trusts the request beyond its bounds: unknown CIDs in Have are
 // ignored.
 func (l *Ledger) serve(ctx context.Context, req *syncReq) *syncResp {
+	return l.serveFrom(ctx, req, "")
+}
+
+// serveFrom answers one sync request from peer from.
+func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syncResp {
 	if string(req.Network) != string(l.net.Bytes()) {
 		return &syncResp{Err: "wrong network"}
 	}
 	if req.Op == opCheckpoints || req.Op == opStateBlock {
 		return l.serveCheckpoint(ctx, req)
 	}
-	if req.Op != opDiff {
+	if req.Op != opDiff && req.Op != opAnnounce {
 		return &syncResp{Err: "unknown op"}
+	}
+	if kind, _, err := ParseScope(req.Scope); err != nil || (req.Scope != "" && (kind == KindGlobal || !l.core.scoped)) {
+		return &syncResp{Err: "bad scope"}
 	}
 	if len(req.Have) > maxHaveHeads {
 		return &syncResp{Err: "too many heads"}
@@ -539,9 +624,13 @@ func (l *Ledger) serve(ctx context.Context, req *syncReq) *syncResp {
 		}
 		offer.Heads = append(offer.Heads, c)
 	}
+	if req.Op == opAnnounce {
+		l.announced(ctx, from, req.Scope, offer)
+		return &syncResp{}
+	}
 	l.mu.Lock()
-	heads := l.core.Heads()
-	lacks, err := l.core.PeerLacks(ctx, offer)
+	heads := l.core.closureHeads(req.Scope)
+	lacks, err := l.core.ScopePeerLacks(ctx, req.Scope, offer)
 	l.mu.Unlock()
 	resp := &syncResp{}
 	for _, h := range heads {

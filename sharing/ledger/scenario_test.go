@@ -817,6 +817,13 @@ func (s *scenario) convergedScope(nodes []string, scope string) (string, error) 
 		if err != nil {
 			return "", err
 		}
+		if sc == ScopeGlobal { // and the materialized global state
+			g, err := c.GlobalDigest(s.ctx)
+			if err != nil {
+				return "", err
+			}
+			d = append(d, g...)
+		}
 		h := fmt.Sprintf("%s (%d entries)", s.labels(c.ScopeHeads(sc)), count)
 		if i == 0 {
 			h0, d0 = h, d

@@ -2,8 +2,11 @@ package ledger
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/ipfs/go-cid"
@@ -98,6 +101,10 @@ func scopeName(s string) string {
 	}
 	return s
 }
+
+// ScopeName returns the name of the scope e lives on ("global" for an entry
+// without one).
+func (e *Entry) ScopeName() string { return scopeName(e.Scope) }
 
 // closure returns the wire scopes whose entries may be in the causal past of
 // an entry of scope s (its own included): global entries see only global
@@ -218,4 +225,47 @@ func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	}
 	d, err := fresh.State().Digest(ctx)
 	return d, n, err
+}
+
+// globalStatePrefixes are the state prefixes the global scope's entries
+// write, in key order: members, keys, and each global extension type's
+// rows. No scoped entry writes under them, so every node of a scoped
+// network holds the same values there whatever scopes it follows.
+func (c *Core) globalStatePrefixes() []string {
+	out := []string{pState + "k/", pState + "m/"}
+	var ext []string
+	for name, spec := range c.types {
+		if spec.Scope == KindGlobal && spec.builtin == nil {
+			ext = append(ext, extPrefix(name))
+		}
+	}
+	sort.Strings(ext)
+	return append(out, ext...)
+}
+
+// GlobalDigest returns the digest of the global scope's state: like
+// State.Digest (SHA-256 over every key and value, in key order) over the
+// keys global entries write. In a network without scopes it is the Digest
+// of the whole state. Every node in the same global state has the same.
+func (c *Core) GlobalDigest(ctx context.Context) ([]byte, error) {
+	if !c.scoped {
+		return c.State().Digest(ctx)
+	}
+	h := sha256.New()
+	var lb [8]byte
+	for _, p := range c.globalStatePrefixes() {
+		err := c.store.Scan(ctx, p, false, func(k string, v []byte) bool {
+			binary.BigEndian.PutUint64(lb[:], uint64(len(k)))
+			h.Write(lb[:])
+			h.Write([]byte(k))
+			binary.BigEndian.PutUint64(lb[:], uint64(len(v)))
+			h.Write(lb[:])
+			h.Write(v)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return h.Sum(nil), nil
 }

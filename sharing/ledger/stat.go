@@ -30,10 +30,8 @@ func (l *Ledger) Stat(ctx context.Context) Stat {
 
 // Scopes returns the names of the scopes this node follows, sorted, the
 // global scope first: the topics it subscribes to and the entries it
-// stores and syncs. Today that is ScopeGlobal alone.
-func (l *Ledger) Scopes() []string {
-	return []string{ScopeGlobal}
-}
+// stores and syncs (Followed).
+func (l *Ledger) Scopes() []string { return l.Followed() }
 
 // syncState is what the transport remembers of its last catch-up with one
 // peer.

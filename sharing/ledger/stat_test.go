@@ -143,7 +143,7 @@ func TestSynced(t *testing.T) {
 	if b.l.Synced() {
 		t.Fatal("synced with an entry waiting for its parent")
 	}
-	b.l.trigger(context.Background(), a.h.ID())
+	b.l.trigger(context.Background(), a.h.ID(), "")
 	waitSynced(b, true)
 	if ok, _ := b.l.core.Has(context.Background(), e2.CID()); !ok {
 		t.Fatal("synced without the entry it waited for")

@@ -18,6 +18,15 @@
 // first, with organisation diversity: a first pass takes, in score order,
 // each peer whose org label is not yet represented (an empty label counts
 // as an org of its own); a second pass appends the rest in score order.
+// The ranking is restricted first to the owner's replica group (Group):
+// the GroupSize members ranked first by an HRW score of (owner, peer),
+// org-diverse first. Order ranks the group's eligible members as above,
+// then every other eligible member the same way, so a record's window lies
+// in its owner's group unless grants or declines exclude group members.
+// Without it every member would be in the window of some record of every
+// owner and would have to follow every owner's ledger scope (issue #16);
+// with it a node follows the scopes of about GroupSize owners.
+//
 // A member is ineligible when its latest receipt for the record is
 // "declined" (quota or disk full) or "released" with a reason starting with
 // ReasonLost (it failed its own proof of storage). A decline lasts only

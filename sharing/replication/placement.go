@@ -50,10 +50,74 @@ func Score(rec cid.Cid, p peer.ID) [32]byte {
 	return out
 }
 
+// GroupSize is how many members besides the owner form an owner's replica
+// group: the window of a record that wants three replicas (the default), so
+// each node is in the groups of about GroupSize owners, not of all of them.
+const GroupSize = 4
+
+// groupScore is the HRW score of peer p for owner's replica group.
+func groupScore(owner, p peer.ID) [32]byte {
+	h := sha256.New()
+	h.Write([]byte("medmesh replica group\n"))
+	h.Write([]byte(owner))
+	h.Write([]byte(p))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Group returns owner's replica group: the GroupSize members other than the
+// owner ranked first by HRW score SHA-256(domain || owner || peer), org-
+// diverse first as in Order. Placement ranks a record's candidates within
+// its owner's group before any other member (Order), so a record's window
+// lies in the group unless grants or declines exclude group members; the
+// members of the group follow the owner's ledger scopes (sharing/ledger,
+// "Scopes"). It depends only on the membership.
+func Group(owner peer.ID, members []Member) []peer.ID {
+	ranked := rank(owner, members, nil, func(p peer.ID) [32]byte { return groupScore(owner, p) })
+	return ranked[1:min(len(ranked), GroupSize+1)]
+}
+
+// InGroup reports whether q is in owner's replica group.
+func InGroup(owner, q peer.ID, members []Member) bool {
+	return Has(Group(owner, members), q)
+}
+
 // Order ranks members for a record: the owner first, then the eligible
-// members by HRW score, org-diverse first (see the package doc). Members
-// in excluded are left out (the owner never is).
+// members of the owner's replica group (Group) by HRW score, org-diverse
+// first (see the package doc), then the other eligible members ranked the
+// same way. Members in excluded are left out (the owner never is).
 func Order(rec cid.Cid, owner peer.ID, members []Member, excluded map[peer.ID]bool) []peer.ID {
+	group := Group(owner, members)
+	var in, out []Member
+	for _, m := range members {
+		if Has(group, m.Peer) {
+			in = append(in, m)
+		} else {
+			out = append(out, m)
+		}
+	}
+	score := func(p peer.ID) [32]byte { return Score(rec, p) }
+	ranked := rank(owner, append(in, ownerMember(owner, members)...), excluded, score)
+	rest := rank(owner, out, excluded, score) // out holds the owner
+	return append(ranked, rest[1:]...)
+}
+
+// ownerMember returns owner's Member entries in members (for its org).
+func ownerMember(owner peer.ID, members []Member) []Member {
+	for _, m := range members {
+		if m.Peer == owner {
+			return []Member{m}
+		}
+	}
+	return nil
+}
+
+// rank ranks members by score, highest first, owner first and org-diverse
+// first: a first pass takes each peer whose org is not represented yet
+// (the owner's counts), a second the rest. Members in excluded are left
+// out (the owner never is).
+func rank(owner peer.ID, members []Member, excluded map[peer.ID]bool, score func(peer.ID) [32]byte) []peer.ID {
 	type cand struct {
 		m     Member
 		score [32]byte
@@ -73,7 +137,7 @@ func Order(rec cid.Cid, owner peer.ID, members []Member, excluded map[peer.ID]bo
 		if excluded[m.Peer] {
 			continue
 		}
-		cs = append(cs, cand{m, Score(rec, m.Peer)})
+		cs = append(cs, cand{m, score(m.Peer)})
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if c := bytes.Compare(cs[i].score[:], cs[j].score[:]); c != 0 {
@@ -117,8 +181,9 @@ func Window(wanted int) int { return 2 * (max(wanted, 1) - 1) }
 // rejects a "held" receipt from a peer that may not hold the record, and
 // the block filter serves a record's blocks to no such peer.
 //
-// A member may hold a record when it is within the first Window(Wanted)
-// members after the owner in Order, ranked with the members excluded whose
+// A member may hold a record when it is within the window: the first
+// Window(Wanted) members after the owner in Order (fewer when the owner's
+// replica group alone supplies the copies: windowSize), ranked with the members excluded whose
 // latest receipt makes them ineligible (its own receipts aside: a decline
 // does not stop its author taking the record back), or when the owner named
 // it (replica.assign). A member that has, or ever had, a grant on the record
@@ -173,14 +238,38 @@ func (a Authority) MayHold(q peer.ID) bool {
 	if Has(a.Named, q) {
 		return true
 	}
-	return inWindow(Order(a.Record, a.Owner, a.Members, a.excluded(q)), q, a.Wanted)
+	order := Order(a.Record, a.Owner, a.Members, a.excluded(q))
+	return inWindow(order, q, windowSize(order, a.Owner, a.Members, a.Wanted))
 }
 
-// inWindow reports whether q is among the first Window(wanted) after the
-// owner in order.
-func inWindow(order []peer.ID, q peer.ID, wanted int) bool {
+// windowSize is how many members after the owner in order are in the
+// record's window: Window(wanted), cut to the owner's group members ranked
+// first (Order ranks them before any other) when they are enough for the
+// wanted copies and a spare to repair them. So a grant or a decline in the group does not pull a
+// member outside it into the window, and into following the owner's
+// ledger scopes; when the group cannot supply the copies, the window
+// reaches past it as before.
+func windowSize(order []peer.ID, owner peer.ID, members []Member, wanted int) int {
+	w := Window(wanted)
+	group := Group(owner, members)
+	g := 0
+	for _, p := range order[1:] {
+		if !Has(group, p) {
+			break
+		}
+		g++
+	}
+	if g >= max(wanted, 1) && g < w {
+		return g
+	}
+	return w
+}
+
+// inWindow reports whether q is among the first size after the owner in
+// order.
+func inWindow(order []peer.ID, q peer.ID, size int) bool {
 	for i, p := range order[1:] {
-		if i >= Window(wanted) {
+		if i >= size {
 			return false
 		}
 		if p == q {
@@ -201,8 +290,9 @@ func (a Authority) Eligible() []peer.ID {
 		}
 	}
 	order := Order(a.Record, a.Owner, a.Members, a.excluded(""))
+	size := windowSize(order, a.Owner, a.Members, a.Wanted)
 	for i, q := range order[1:] {
-		if i >= Window(a.Wanted) {
+		if i >= size {
 			break
 		}
 		add(q)
@@ -360,6 +450,7 @@ func Decide(in Input) Plan {
 	p.Surplus = append(p.Surplus, evicted...)
 	p.Targets = append(p.Targets, p.Live...)
 	var beyond []peer.ID
+	size := windowSize(p.Order, in.Owner, in.Members, wanted)
 	for i, q := range p.Order {
 		if len(p.Targets) >= wanted {
 			break
@@ -367,7 +458,7 @@ func Decide(in Input) Plan {
 		if held[q] || !alive(q) || excluded[q] {
 			continue
 		}
-		if i-1 >= Window(wanted) && !Has(in.Named, q) {
+		if i-1 >= size && !Has(in.Named, q) {
 			beyond = append(beyond, q)
 			continue
 		}

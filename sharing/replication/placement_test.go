@@ -58,14 +58,34 @@ func TestOrderDeterministicAndOwnerFirst(t *testing.T) {
 		t.Fatalf("owner not first or members lost: %v", a)
 	}
 	// Different records spread differently (HRW): over many records every
-	// peer is ranked second at least once.
+	// member of the owner's replica group is ranked second at least once,
+	// and the group comes before every other member.
+	group := Group(ps[0], members(ps))
+	if len(group) != GroupSize {
+		t.Fatalf("group %v, want %d members", group, GroupSize)
+	}
 	second := map[peer.ID]int{}
 	for i := 0; i < 400; i++ {
 		o := Order(testRecord(fmt.Sprint(i)), ps[0], members(ps), nil)
 		second[o[1]]++
+		for j, p := range o[1:] {
+			if (j < GroupSize) != Has(group, p) {
+				t.Fatalf("record %d: %v at %d, group %v", i, p, j+1, group)
+			}
+		}
 	}
-	if len(second) != 7 {
-		t.Fatalf("second place not spread over the 7 non-owners: %v", second)
+	if len(second) != GroupSize {
+		t.Fatalf("second place not spread over the %d group members: %v", GroupSize, second)
+	}
+	// Groups differ by owner: over the owners, every peer is in some group.
+	in := map[peer.ID]bool{}
+	for _, o := range ps {
+		for _, p := range Group(o, members(ps)) {
+			in[p] = true
+		}
+	}
+	if len(in) != len(ps) {
+		t.Fatalf("groups cover %d of %d peers", len(in), len(ps))
 	}
 	// Excluding a peer removes only it: the rest keep their relative order.
 	c := Order(rec, ps[3], members(ps), map[peer.ID]bool{a[2]: true})

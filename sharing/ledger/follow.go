@@ -1,0 +1,230 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/sharing/replication"
+)
+
+// Which scopes a node follows (doc.go, "Scopes"). Following a scope means
+// subscribing to its topic, catching it up by sync and storing its
+// entries; a node stores entries of other scopes only when it writes them
+// (a reader's claims on the owner's audit scope).
+
+// pFollow keeps the scopes this node learned it is involved in from
+// another node (an entry in its inbox, a sync hint): /f/<scope>. It is not
+// state (not in any digest): it is this node's own choice.
+const pFollow = "/f/"
+
+// Scoped reports whether the network splits its entries into scopes.
+func (l *Ledger) Scoped() bool { return l.core.scoped }
+
+// Followed returns the names of the scopes this node follows, "global"
+// first, the others sorted: its own owner and audit scopes, those of the
+// owners whose replica group it is in (replication.Group), and those it
+// learned it is involved in (a grant to it, a record it may hold). In a
+// network without scopes, only "global".
+func (l *Ledger) Followed() []string {
+	l.stateMu.RLock()
+	out := make([]string, 0, len(l.follow))
+	for s := range l.follow {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	l.stateMu.RUnlock()
+	sort.Strings(out)
+	return append([]string{ScopeGlobal}, out...)
+}
+
+// Follows reports whether this node follows scope s.
+func (l *Ledger) Follows(s string) bool {
+	l.stateMu.RLock()
+	defer l.stateMu.RUnlock()
+	return l.follow[wireScope(s)]
+}
+
+// ScopeHeads returns the heads of scope s as this node holds them.
+func (l *Ledger) ScopeHeads(s string) ([]cid.Cid, error) {
+	if _, _, err := ParseScope(s); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.core.ScopeHeads(s), nil
+}
+
+// ScopeDigest returns the digest of scope s's state and its number of
+// entries (Core.ScopeDigest): equal on every node that follows s and has
+// caught it up.
+func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
+	if _, _, err := ParseScope(s); err != nil {
+		return nil, 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.core.ScopeDigest(ctx, s)
+}
+
+// involvedScopes computes the wire scopes this node follows from the
+// membership and what it persisted.
+func (l *Ledger) involvedScopes(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{"": true}
+	if !l.core.scoped {
+		return out, nil
+	}
+	out[wireScope(OwnerScope(l.self))] = true
+	out[wireScope(AuditScope(l.self))] = true
+	ms := l.Members()
+	rms := make([]replication.Member, len(ms))
+	for i, m := range ms {
+		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
+	}
+	for _, m := range ms {
+		if m.Peer != l.self && replication.InGroup(m.Peer, l.self, rms) {
+			// The audit scope survives the owner's disk on its group.
+			out[OwnerScope(m.Peer)] = true
+			out[AuditScope(m.Peer)] = true
+		}
+	}
+	err := l.store.Scan(ctx, pFollow, true, func(k string, _ []byte) bool {
+		s := k[len(pFollow):]
+		if _, _, err := ParseScope(s); err == nil {
+			out[s] = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read followed scopes: %w", err)
+	}
+	return out, nil
+}
+
+// refreshFollow recomputes the followed scopes and returns those newly
+// followed.
+func (l *Ledger) refreshFollow(ctx context.Context) ([]string, error) {
+	set, err := l.involvedScopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	var added []string
+	for s := range set {
+		if !l.follow[s] {
+			added = append(added, s)
+		}
+	}
+	l.follow = set
+	sort.Strings(added)
+	return added, nil
+}
+
+// follow makes this node follow owner scope s from now on (persisted), as
+// when it learns it was granted a record of s's owner or may hold one. It
+// reports whether s is new.
+func (l *Ledger) followScope(ctx context.Context, s string) (bool, error) {
+	kind, owner, err := ParseScope(s)
+	if err != nil || kind == KindGlobal {
+		return false, err
+	}
+	if l.Follows(s) {
+		return false, nil
+	}
+	b, err := l.store.Batch(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := b.Put(pFollow+s, nil); err != nil {
+		return false, err
+	}
+	if kind == KindAudit { // an audit scope's closure holds the owner scope
+		if err := b.Put(pFollow+OwnerScope(owner), nil); err != nil {
+			return false, err
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return false, fmt.Errorf("ledger: follow scope %s: %w", s, err)
+	}
+	added, err := l.refreshFollow(ctx)
+	return len(added) > 0, err
+}
+
+// inboxTargets are the peers besides the author that an appended scoped
+// entry should reach even if they do not follow its scope yet: the
+// grantee of a grant, the holders an assign names, the emergency
+// authorities a record is escrowed to, and, for an entry about
+// a record, the members that may hold it outside its owner's replica group
+// (grants and declines can push its window there). They learn from it
+// that they are involved and follow the scope.
+func (l *Ledger) inboxTargets(ctx context.Context, e *Entry) []peer.ID {
+	if e.Scope == "" {
+		return nil
+	}
+	kind, owner, err := ParseScope(e.Scope)
+	if err != nil || kind != KindOwner {
+		return nil
+	}
+	spec := l.core.types[e.Type]
+	set := map[peer.ID]bool{}
+	var rec cid.Cid
+	switch e.Type {
+	case TypeGrant:
+		var w grantWire
+		if canonicalUnmarshal(e.Payload, &w) == nil {
+			if p, err := peer.IDFromBytes(w.Grantee); err == nil {
+				set[p] = true
+			}
+		}
+	case TypeAssign:
+		var w assignWire
+		if canonicalUnmarshal(e.Payload, &w) == nil {
+			for _, b := range w.Holders {
+				if p, err := peer.IDFromBytes(b); err == nil {
+					set[p] = true
+				}
+			}
+		}
+	case TypeRecordAnnounce:
+		var w recordWire
+		if canonicalUnmarshal(e.Payload, &w) == nil {
+			rec, _ = cid.Cast(w.Record)
+			for _, es := range w.Escrow { // emergency authorities grant it
+				if p, err := peer.IDFromBytes(es.Authority); err == nil {
+					set[p] = true
+				}
+			}
+		}
+	}
+	if !rec.Defined() && spec != nil && spec.Subject != nil && e.Type != TypeReceipt {
+		pl := spec.New()
+		if canonicalUnmarshal(e.Payload, pl) == nil {
+			rec, _ = spec.Subject(pl)
+		}
+	}
+	if rec.Defined() {
+		if info, ok, err := l.State().Record(ctx, rec); err == nil && ok {
+			if a, err := l.State().HoldAuthority(ctx, info); err == nil {
+				rms := a.Members
+				for _, p := range a.Eligible() {
+					if !replication.InGroup(owner, p, rms) {
+						set[p] = true
+					}
+				}
+			}
+		}
+	}
+	delete(set, l.self)
+	delete(set, e.Author)
+	out := make([]peer.ID, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

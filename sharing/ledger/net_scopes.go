@@ -1,0 +1,305 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// The transport of scopes (doc.go, "Scopes"): one GossipSub topic per
+// scope, subscribed by the nodes that follow it; an inbox topic per node,
+// through which an entry reaches a peer it involves before that peer
+// follows its scope; and the sync protocol's scope field and announce op.
+
+// ScopeTopicName returns the GossipSub topic of scope s of a network: the
+// network's topic (TopicName) for the global scope, that name followed by
+// "/" and the scope's name for the others.
+func ScopeTopicName(network cid.Cid, s string) string {
+	if ws := wireScope(s); ws != "" {
+		return TopicName(network) + "/" + ws
+	}
+	return TopicName(network)
+}
+
+// InboxTopicName returns the topic of peer p's inbox in a network: p
+// subscribes to it, others publish the entries that involve p to it.
+func InboxTopicName(network cid.Cid, p peer.ID) string {
+	return TopicName(network) + "/inbox/" + p.String()
+}
+
+// announceTimeout bounds telling a scope's owner about entries written to
+// it.
+const announceTimeout = 10 * time.Second
+
+// startScopes subscribes to the topics of the followed scopes other than
+// the global one, and to this node's inbox.
+func (l *Ledger) startScopes(n *transport) {
+	if !l.core.scoped {
+		return
+	}
+	if err := l.subscribe(n, InboxTopicName(l.net, l.self), "", true); err != nil {
+		l.log.Warn("subscribe to this node's inbox", "err", err)
+	}
+	l.subscribeFollowed(n)
+}
+
+// subscribeFollowed subscribes to every followed scope's topic not yet
+// subscribed, and unsubscribes from the topics of scopes no longer
+// followed (a change of membership moved this node out of an owner's
+// replica group): it stops receiving them.
+func (l *Ledger) subscribeFollowed(n *transport) {
+	want := map[string]bool{}
+	for _, s := range l.Followed()[1:] {
+		name := ScopeTopicName(l.net, s)
+		want[name] = true
+		if err := l.subscribe(n, name, wireScope(s), false); err != nil {
+			l.log.Warn("subscribe to scope", "scope", s, "err", err)
+		}
+	}
+	n.topicMu.Lock()
+	defer n.topicMu.Unlock()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name, t := range n.topics {
+		if t.scope == "" || t.sub == nil || want[name] {
+			continue
+		}
+		t.sub.Cancel()
+		t.sub = nil
+		if t.validator {
+			_ = n.ps.UnregisterTopicValidator(name)
+			t.validator = false
+		}
+		l.log.Info("no longer following scope", "scope", scopeName(t.scope))
+	}
+}
+
+// followChanged re-reads which scopes this node follows, in the
+// background, and subscribes to the new ones (after a change of
+// membership: replica groups follow it).
+func (l *Ledger) followChanged() {
+	l.goBackground(func() {
+		added, err := l.refreshFollow(context.Background())
+		if err != nil {
+			l.log.Warn("recompute followed scopes", "err", err)
+			return
+		}
+		if n := l.tr.Load(); n != nil && len(added) > 0 {
+			l.log.Info("following scopes", "scopes", added)
+			l.subscribeFollowed(n)
+		}
+	})
+}
+
+// subscribe joins topic name (validating it as wire scope scope's, or as
+// this node's inbox) and subscribes to it, once. On a scope topic, every
+// peer that joins it is synced with for that scope, as the global topic's
+// peers are.
+func (l *Ledger) subscribe(n *transport, name, scope string, inbox bool) error {
+	n.topicMu.Lock()
+	defer n.topicMu.Unlock()
+	if n.ctx.Err() != nil {
+		return n.ctx.Err()
+	}
+	n.mu.Lock()
+	t := n.topics[name]
+	n.mu.Unlock()
+	if t != nil && t.sub != nil {
+		return nil
+	}
+	if err := n.ps.RegisterTopicValidator(name, l.validator(scope, inbox)); err != nil {
+		return fmt.Errorf("ledger: register validator of %s: %w", name, err)
+	}
+	if t == nil {
+		topic, err := n.ps.Join(name)
+		if err != nil {
+			_ = n.ps.UnregisterTopicValidator(name)
+			return fmt.Errorf("ledger: join %s: %w", name, err)
+		}
+		t = &scopeTopic{topic: topic}
+	}
+	t.validator = true
+	if !inbox {
+		t.scope = scope
+	}
+	sub, err := t.topic.Subscribe()
+	if err != nil {
+		return fmt.Errorf("ledger: subscribe to %s: %w", name, err)
+	}
+	t.sub = sub
+	n.mu.Lock()
+	n.topics[name] = t
+	n.mu.Unlock()
+	ctx := n.ctx
+	l.goBackground(func() { // the validator applied every delivered entry
+		for {
+			if _, err := sub.Next(ctx); err != nil {
+				return
+			}
+		}
+	})
+	if inbox {
+		return nil
+	}
+	evts, err := t.topic.EventHandler()
+	if err != nil {
+		return nil
+	}
+	l.goBackground(func() {
+		defer evts.Cancel()
+		for {
+			ev, err := evts.NextPeerEvent(ctx)
+			if err != nil {
+				return
+			}
+			if ev.Type == pubsub.PeerJoin {
+				l.trigger(ctx, ev.Peer, scope)
+			}
+		}
+	})
+	return nil
+}
+
+// topic returns topic name, joining it to publish only if this node has
+// not joined it.
+func (l *Ledger) topic(n *transport, name string) (*pubsub.Topic, error) {
+	n.topicMu.Lock()
+	defer n.topicMu.Unlock()
+	n.mu.Lock()
+	t := n.topics[name]
+	n.mu.Unlock()
+	if t != nil {
+		return t.topic, nil
+	}
+	if n.ctx.Err() != nil {
+		return nil, n.ctx.Err()
+	}
+	topic, err := n.ps.Join(name)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: join %s: %w", name, err)
+	}
+	n.mu.Lock()
+	n.topics[name] = &scopeTopic{topic: topic}
+	n.mu.Unlock()
+	return topic, nil
+}
+
+// scopePeers lists the peers subscribed to wire scope scope's topic.
+func (l *Ledger) scopePeers(n *transport, scope string) []peer.ID {
+	n.mu.Lock()
+	t := n.topics[ScopeTopicName(l.net, scope)]
+	n.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	return t.topic.ListPeers()
+}
+
+// publish sends an appended entry on its scope's topic; in a scoped
+// network also to the inboxes of the peers it involves (inboxTargets), and,
+// when this node does not follow the entry's scope, tells the scope's
+// owner (opAnnounce), which then pulls it: a reader's claims reach the
+// owner even when no follower of the owner's audit scope is in this node's
+// mesh.
+func (l *Ledger) publish(ctx context.Context, e *Entry) {
+	n := l.tr.Load()
+	if n == nil {
+		return
+	}
+	send := func(name string) {
+		t, err := l.topic(n, name)
+		if err == nil {
+			err = t.Publish(ctx, e.raw)
+		}
+		if err != nil {
+			l.log.Warn("publish entry", "entry", e.cid.String(), "topic", name, "err", err)
+		}
+	}
+	send(ScopeTopicName(l.net, e.Scope))
+	if e.Scope == "" {
+		return
+	}
+	for _, p := range l.inboxTargets(ctx, e) {
+		send(InboxTopicName(l.net, p))
+	}
+	if _, owner, err := ParseScope(e.Scope); err == nil && !l.Follows(e.Scope) && owner != l.self {
+		scope := e.Scope
+		l.goBackground(func() {
+			if err := l.announce(n, owner, scope); err != nil {
+				l.log.Debug("announce entries to the scope's owner", "scope", scopeName(scope), "peer", owner.String(), "err", err)
+			}
+		})
+	}
+}
+
+// announce tells peer p this node's heads of wire scope scope (opAnnounce).
+func (l *Ledger) announce(n *transport, p peer.ID, scope string) error {
+	ctx, cancel := context.WithTimeout(n.ctx, announceTimeout)
+	defer cancel()
+	l.mu.Lock()
+	heads := l.core.ScopeHeads(scopeName(scope))
+	l.mu.Unlock()
+	req := syncReq{Network: l.net.Bytes(), Op: opAnnounce, Scope: scope}
+	for _, c := range heads {
+		req.Have = append(req.Have, c.Bytes())
+	}
+	resp, err := l.request(ctx, n.h, p, &req)
+	if err != nil {
+		return err
+	}
+	if resp.Err != "" {
+		return fmt.Errorf("ledger: peer %s: %s", p, resp.Err)
+	}
+	return nil
+}
+
+// announced handles opAnnounce: if this node follows the scope and lacks
+// some of the heads from has, it syncs the scope from that peer.
+func (l *Ledger) announced(ctx context.Context, from peer.ID, scope string, offer SyncOffer) {
+	if from == "" || scope == "" || !l.Follows(scope) {
+		return
+	}
+	l.mu.Lock()
+	lack, err := l.core.WeLack(ctx, offer)
+	l.mu.Unlock()
+	if err == nil && len(lack) > 0 {
+		l.trigger(ctx, from, scope)
+	}
+}
+
+// fromInbox decides what to do with an entry delivered to this node's
+// inbox: an owner scope entry makes this node follow that scope (it was
+// granted a record there, or named or placed to hold one), subscribing to
+// its topic and syncing it from the sender; the entry is then ingested
+// like any other. Other entries are ignored.
+func (l *Ledger) fromInbox(from peer.ID, e *Entry) bool {
+	kind, _, err := ParseScope(e.Scope)
+	if err != nil || kind != KindOwner {
+		return false
+	}
+	if l.Follows(e.Scope) {
+		return true
+	}
+	scope := e.Scope
+	l.goBackground(func() {
+		n := l.tr.Load()
+		if n == nil {
+			return
+		}
+		added, err := l.followScope(n.ctx, scope)
+		if err != nil {
+			l.log.Warn("follow scope", "scope", scopeName(scope), "err", err)
+			return
+		}
+		if added {
+			l.log.Info("following scope: an entry there involves this node", "scope", scopeName(scope), "from", from.String())
+			l.subscribeFollowed(n)
+		}
+		l.trigger(n.ctx, from, scope)
+	})
+	return true
+}

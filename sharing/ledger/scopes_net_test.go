@@ -1,0 +1,223 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/medmesh/medmesh/sharing/replication"
+)
+
+// newScopedMesh starts n ledgers of a scoped network on a mocknet with
+// real GossipSub, after node 0 admitted every member and every key was
+// announced (global entries only).
+func newScopedMesh(t *testing.T, n int) (*world, []*meshNode) {
+	t.Helper()
+	w := newWorld(t, n, WithScopes())
+	ctx, cancel := context.WithCancel(context.Background())
+	mn := mocknet.New()
+	t.Cleanup(func() { cancel(); mn.Close() })
+	nodes := make([]*meshNode, n)
+	for i := 0; i < n; i++ {
+		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 11000+i))
+		h, err := mn.AddPeer(w.members[i].key, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		l, st := openAt(t, dir, w.members[i], w.genesis)
+		nd := &meshNode{h: h, ps: ps, l: l, st: st, dir: dir, who: w.members[i]}
+		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
+		nodes[i] = nd
+	}
+	for i, m := range w.members {
+		if i > 0 {
+			as(t, nodes[0].l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("clinic %d", i)})
+		}
+	}
+	for _, m := range w.members {
+		as(t, nodes[0].l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		if err := nd.l.Start(ctx, nd.h, nd.ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, nodes, 3*time.Minute)
+	return w, nodes
+}
+
+// scopeCounts counts the entries a ledger stores per scope.
+func scopeCounts(t *testing.T, l *Ledger) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	err := l.EachEntry(context.Background(), func(c cid.Cid) error {
+		l.mu.Lock()
+		n, err := l.core.d.get(context.Background(), c)
+		l.mu.Unlock()
+		if err != nil || n == nil {
+			return fmt.Errorf("entry %s: %v", c, err)
+		}
+		out[scopeName(n.scope)]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitScope waits until the nodes hold the same entries of scope s and
+// reach the same ScopeDigest.
+func waitScope(t *testing.T, s string, nodes []*meshNode, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		d0, n0, err := nodes[0].l.ScopeDigest(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := true
+		var last string
+		for _, nd := range nodes[1:] {
+			d, n, err := nd.l.ScopeDigest(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != n0 || !bytes.Equal(d, d0) {
+				same, last = false, fmt.Sprintf("%s: %d entries here, %d on %s", s, n, n0, nodes[0].who.id)
+				break
+			}
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scope did not converge: %s", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestScopesSixNodes: six ledgers of a scoped network. One owner announces
+// records, grants some to a member of its replica group, which reads them.
+// The node outside the owner's group, neither grantee nor holder, stores
+// none of the owner's entries; the global heads and digest are the same on
+// all six; the owner scope's followers (the group, the grantee) reach the
+// same scope digest, the audit scope's (owner and group) too, with every
+// claim; a node granted a record later follows the owner scope from then
+// on and catches it up.
+func TestScopesSixNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	ctx := context.Background()
+	w, nodes := newScopedMesh(t, 6)
+	owner := nodes[1]
+	var rms []replication.Member
+	for _, m := range owner.l.Members() {
+		rms = append(rms, replication.Member{Peer: m.Peer, Org: m.Org})
+	}
+	group := replication.Group(owner.who.id, rms)
+	var grantee, outsider *meshNode
+	var followers []*meshNode
+	for _, nd := range nodes {
+		switch {
+		case nd == owner:
+		case replication.Has(group, nd.who.id):
+			followers = append(followers, nd)
+			if grantee == nil {
+				grantee = nd
+			}
+		default:
+			outsider = nd
+		}
+	}
+	if grantee == nil || outsider == nil || len(followers) != replication.GroupSize {
+		t.Fatalf("group %v of 5: want %d", group, replication.GroupSize)
+	}
+	ownerScope, auditScope := OwnerScope(owner.who.id), AuditScope(owner.who.id)
+	for _, nd := range append(followers, owner) {
+		if !nd.l.Follows(ownerScope) || !nd.l.Follows(auditScope) {
+			t.Fatalf("%s does not follow %s's scopes: %v", nd.who.id, owner.who.id, nd.l.Followed())
+		}
+	}
+	if outsider.l.Follows(ownerScope) {
+		t.Fatalf("the outsider follows %s", ownerScope)
+	}
+	const records, reads = 12, 20
+	var grants []*Entry
+	for i := 0; i < records; i++ {
+		rp := recordPayload(t, owner.who, fmt.Sprintf("o%d", i))
+		if _, err := owner.l.Append(ctx, TypeRecordAnnounce, rp); err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			g, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rp.Record, Grantee: grantee.who.id,
+				Envelope: envelopeFor(t, grantee.who, "g"), Purpose: PurposeTreatment})
+			if err != nil {
+				t.Fatal(err)
+			}
+			grants = append(grants, g)
+		}
+	}
+	waitScope(t, ownerScope, append([]*meshNode{owner}, followers...), time.Minute)
+	for i := 0; i < reads; i++ {
+		rec := recordPayload(t, owner.who, fmt.Sprintf("o%d", i%3)).Record
+		if _, err := grantee.l.Append(ctx, TypeAccess, AccessPayload{Record: rec, Version: 1, Purpose: PurposeTreatment,
+			Time: testEpoch, Grant: grants[i%3].CID()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The audit scope reaches the owner and its group: every claim.
+	waitScope(t, auditScope, append([]*meshNode{owner}, followers...), time.Minute)
+	if got := scopeCounts(t, owner.l)[auditScope]; got != reads {
+		t.Fatalf("owner holds %d claims, want %d", got, reads)
+	}
+	// The global scope: the same heads and digest everywhere.
+	waitConverged(t, nodes, time.Minute)
+	ownerEntries := records + len(grants) + reads
+	counts := scopeCounts(t, outsider.l)
+	if got := counts[ownerScope] + counts[auditScope]; got*5 >= ownerEntries {
+		t.Fatalf("the outsider stores %d of the owner's %d entries: %v", got, ownerEntries, counts)
+	}
+	t.Logf("owner's entries %d; outsider stores %v", ownerEntries, counts)
+
+	// The outsider is granted a record: it follows the owner scope and
+	// catches it up.
+	rec := recordPayload(t, owner.who, "o5").Record
+	if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rec, Grantee: outsider.who.id,
+		Envelope: envelopeFor(t, outsider.who, "g"), Purpose: PurposeTreatment}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !outsider.l.Follows(ownerScope) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the outsider does not follow %s after a grant: %v", ownerScope, outsider.l.Followed())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitScope(t, ownerScope, []*meshNode{owner, outsider, grantee}, time.Minute)
+	if gs := outsider.l.Grants(rec); len(gs) != 1 || gs[0].Grantee != outsider.who.id {
+		t.Fatalf("the outsider sees grants %v", gs)
+	}
+	_ = w
+
+}
