@@ -101,6 +101,99 @@
 // Every rule is a function of the set of valid entries and the causal
 // relation between them, so the state does not depend on arrival order.
 //
+// # Scopes
+//
+// Every entry used to reach every node; at a region's scale (hundreds of
+// clinics, a million reads a day) that is most of each node's disk and
+// link spent on records it has nothing to do with (issue #16). A network
+// whose genesis declares it (WithScopes; `medmesh network create` does)
+// splits its DAG into scopes. An entry carries its scope, signed (absent =
+// global, so older networks are all global):
+//
+//	scope            types                                  followed by
+//	global           genesis, member.add/remove/org,        every node
+//	                 key.announce, network.key, implant.*,
+//	                 consent, consent.revoke (every type
+//	                 whose TypeSpec says nothing)
+//	owner/<O>        record.announce, grant, revoke,        O, O's replica group, the
+//	                 replica.receipt, replica.assign,       grantees of O's records and
+//	                 record.erase: rights about O's         the holders O placed or named
+//	                 records                                outside the group
+//	audit/<O>        access (claims), access.served         O and O's replica group;
+//	                 (attestations): reads of O's records   readers and holders outside
+//	                                                        it publish without following
+//
+// Why these: what every node needs to judge any entry — who is a member,
+// with which roles and keys, the network key — is global, and small.
+// Rights over one record concern its owner, whoever may read it and
+// whoever holds it, so they go where those nodes are; that is most of the
+// volume after reads. Reads (the bulk) matter to the owner and to whoever
+// keeps the owner's audit alive if its disk fails: its replica group.
+// A type's TypeSpec.Scope says which kind it is; TypeSpec.Subject names
+// the record whose owner's scope an entry lives on (record.announce and
+// record.erase: the author's own).
+//
+// Closure and causal position. An entry names the heads of the scopes it
+// may depend on: a global entry the global heads; an owner/O entry the
+// global heads and owner/O's; an audit/O entry those and audit/O's (a
+// claim needs its grant, on owner/O). An entry naming a parent of any
+// other scope is rejected ("wrong-scope"), so the global DAG is closed
+// under ancestry and an entry's causal past lies in its closure: a node
+// that follows a scope and the scopes of its closure (following audit/O
+// implies owner/O) has every entry's causal past. Validation is unchanged
+// and judged at the causal position as before, restricted to the closure:
+// the view of a scoped entry sees only entries of its closure (InPast
+// checks the scope), whatever else the node follows, so every follower
+// reaches the same verdict. Each kind of entry must be on its scope
+// (checkScope, "wrong-scope"): a global type on the global scope, an owner
+// or audit type on the scope of its subject record's owner, which must be
+// announced on that scope in its causal past. A forged or unauthorized
+// entry is thus rejected on every scope, by the same rules (testdata/
+// scopes.txt, on the fast and the slow path).
+//
+// A record ID re-announced on another owner's scope (a member copying
+// another's record ID) is owned on that scope only: each scope's entries
+// are judged on that scope's rows. The materialized state of a node that
+// follows both keeps one record under the ID (the earliest); validation
+// then reads that record's rows, filtered by scope, instead of it (the ID
+// is marked contested, /i/rx/). What such a node's queries answer about a
+// contested ID (ls, the block filter) is the earliest announcement's.
+//
+// Heads and state per scope. Each scope has its own heads (an entry stops
+// being a head of its scope when an entry of the same scope names it):
+// Heads is the global scope's, identical on every node in the same state
+// whatever else each follows, and Digest is then the global state's (the
+// state keys only global entries write: members, keys, global extension
+// types). ScopeHeads and ScopeDigest answer for any scope; a scope's
+// digest replays the closure's entries into a fresh core, the same on
+// every node that follows it.
+//
+// Who follows what (follow.go). A node follows the global scope, its own
+// owner and audit scopes, and the owner and audit scopes of every owner
+// whose replica group (replication.Group: GroupSize members chosen by HRW
+// of owner and peer, org-diverse) it is in; placement ranks a record's
+// window within its owner's group (replication.Order), so holders and
+// spares follow the scopes of the records they hold. With per-record HRW
+// over all members, every node would be in some window of every owner and
+// follow every scope; with groups a node follows about GroupSize owners'
+// scopes (and those that granted it something). Group membership is a
+// function of the membership: when it changes, a node follows its new
+// groups and stops receiving the scopes it left (entries already stored
+// stay until pruned). A node also follows an owner scope when an entry
+// there reaches its inbox: the grant to it, the assign naming it, the
+// record it may hold outside the group, the record escrowed to it (an
+// emergency authority); that choice is persisted (/f/, not state).
+//
+// Transport (net_scopes.go). Each scope has a GossipSub topic
+// (ScopeTopicName), subscribed by its followers; each node an inbox topic
+// (InboxTopicName). An entry is published on its scope's topic and to the
+// inboxes of the peers it involves. Sync carries a scope: an offer and the
+// answer cover the scope's closure, and each followed scope is caught up
+// with the peers on its topic, on join and every SyncInterval. A node that
+// writes to a scope it does not follow (a reader's claim on audit/O)
+// publishes without subscribing and tells the owner its heads (opAnnounce),
+// and the owner pulls them.
+//
 // # Organisations
 //
 // A member's organisation (a label such as "St Mary", checked by CheckOrg)
@@ -240,7 +333,8 @@
 //
 // # Propagation and catch-up
 //
-// Entries are published on the GossipSub topic TopicName(networkID). The
+// Entries are published on the GossipSub topic TopicName(networkID) (in a
+// scoped network, the topic of their scope: "Scopes" above). The
 // topic validator applies valid entries (Accept), rejects forged or invalid
 // ones (Reject: the sender is penalized, nothing is forwarded) and ignores
 // duplicates and entries waiting for parents. Catch-up uses SyncProtocol:
