@@ -165,13 +165,20 @@ node by peer ID; the invited node joins with the token.`,
   medmesh network join medmesh-invite-1:...`,
 	}
 	var name, createOrg string
+	var singleScope bool
 	create := &cobra.Command{
 		Use:   "create --name NAME [--org ORG]",
 		Short: "Make this node the first member and admin of a new network (node stopped)",
 		Long: `Make this node the first member and the admin of a new network: write the
 network's genesis entry and a fresh pre-shared key into the repo. The node's
 organisation (--org, else the one given to ` + "`init`" + `) is stated on the ledger by
-the daemon when it starts.`,
+the daemon when it starts.
+
+The network is scoped: membership and keys go to every node, while the
+entries about one clinic's records (announcements, grants, receipts) and the
+reads of them go only to the nodes involved with them (see ` + "`medmesh ledger heads --help`" + `).
+--single-scope founds a network as before scopes, where every entry goes to
+every node (for comparison; ` + "`ledger prune`" + ` drops only such entries today).`,
 		Example: `  medmesh network create --repo /srv/medmesh --name regional-imaging --org "St Mary"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -197,7 +204,11 @@ the daemon when it starts.`,
 			if err != nil {
 				return err
 			}
-			gen, nid, err := ledger.NewGenesis(key, name, time.Now(), daemon.LedgerTypes(), ledger.WithScopes())
+			var opts []ledger.GenesisOption
+			if !singleScope {
+				opts = append(opts, ledger.WithScopes())
+			}
+			gen, nid, err := ledger.NewGenesis(key, name, time.Now(), daemon.LedgerTypes(), opts...)
 			if err != nil {
 				return err
 			}
@@ -222,6 +233,7 @@ the daemon when it starts.`,
 	}
 	create.Flags().StringVar(&name, "name", "", "network name")
 	create.Flags().StringVar(&createOrg, "org", "", "this node's organisation (default: the one given to init)")
+	create.Flags().BoolVar(&singleScope, "single-scope", false, "every entry goes to every node, as before scopes (issue #16)")
 
 	var peerID, org, expires string
 	var roles []string

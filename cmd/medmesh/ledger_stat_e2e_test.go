@@ -50,7 +50,9 @@ func TestLedgerStatCLI(t *testing.T) {
 	// Alone in its network: synced at once, the genesis and its own
 	// entries (org statement, key announcement) counted.
 	alone := stat(clinic)
-	if !alone.Synced || alone.Entries < 1 || alone.Size < 100*alone.Entries || !slices.Equal(alone.Scopes, []string{"global"}) {
+	// Its scopes: the global one and its own owner and audit scopes.
+	id := clinic.peerID(t)
+	if !alone.Synced || alone.Entries < 1 || alone.Size < 100*alone.Entries || !slices.Equal(alone.Scopes, []string{"global", "audit/" + id, "owner/" + id}) {
 		t.Fatalf("a lone node's stat: %+v", alone)
 	}
 	text := clinic.must("ledger", "stat")

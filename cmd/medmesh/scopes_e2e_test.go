@@ -201,13 +201,7 @@ func TestScopesCLI(t *testing.T) {
 	// `ledger stat` (issue #16's idle part) reports the same, where it
 	// exists in this build.
 	if raw, _, code := outsider.run("ledger", "stat", "--json"); code == 0 {
-		var st struct {
-			Entries int      `json:"entries"`
-			Scopes  []string `json:"scopes"`
-		}
-		var ost struct {
-			Entries int `json:"entries"`
-		}
+		var st, ost api.LedgerStat
 		json.Unmarshal([]byte(raw), &st)
 		json.Unmarshal([]byte(owner.must("ledger", "stat", "--json")), &ost)
 		t.Logf("ledger stat: outsider %s; owner %d entries", raw, ost.Entries)

@@ -89,8 +89,19 @@ func receiptOf(nd *devnet.Node, rec cid.Cid, p peer.ID) (ledger.Receipt, bool) {
 func agreeOnHolders(n *devnet.Net, rec cid.Cid, want int) func() (bool, string) {
 	return func() (bool, string) {
 		var first string
+		owner := peer.ID("")
 		for _, nd := range n.Nodes {
-			if nd.Daemon == nil {
+			if nd.Daemon != nil {
+				if info, ok := nd.Daemon.Ledger.Record(rec); ok {
+					owner = info.Owner
+					break
+				}
+			}
+		}
+		for _, nd := range n.Nodes {
+			// The nodes that follow the owner's ledger scope: the others
+			// do not hear of the record (issue #16's scopes).
+			if nd.Daemon == nil || (owner != "" && !nd.Daemon.Ledger.Follows(ledger.OwnerScope(owner))) {
 				continue
 			}
 			st, err := status(nd, rec)
@@ -145,7 +156,24 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	A, F := n.Nodes[0], n.Nodes[5]
+	// F, asked to hold records, is in A's replica group; the one node
+	// outside it is granted later (a grantee in the group would leave it
+	// only two members that may hold a record, too few for the repair
+	// below).
+	A := n.Nodes[0]
+	var ms []replication.Member
+	for _, m := range A.Daemon.Ledger.Members() {
+		ms = append(ms, replication.Member{Peer: m.Peer, Org: m.Org})
+	}
+	group := replication.Group(A.ID, ms)
+	var F, outside *devnet.Node
+	for _, nd := range n.Nodes[1:] {
+		if replication.Has(group, nd.ID) {
+			F = nd
+		} else {
+			outside = nd
+		}
+	}
 
 	// F is over quota: it must decline whatever it is asked to hold.
 	setQuota(ctx, t, n, F, 1)
@@ -260,10 +288,9 @@ func TestReplicationPlacementRepairRelease(t *testing.T) {
 			X = nd
 		case held[nd.ID]:
 			Y = nd
-		case G == nil && nd != F:
-			G = nd
 		}
 	}
+	G = outside
 	grant(t, A, rec.String(), G, "treatment", "")
 	waitFor(t, "grant on G", 10*time.Second, func() (bool, string) { return len(G.Daemon.Ledger.Grants(rec)) == 1, "" })
 	// A grantee never holds a record (it could read without a holder

@@ -173,12 +173,15 @@ func (n *Net) converged() bool {
 	return true
 }
 
-// WaitLedgerSync waits until all running nodes have the same ledger digest.
+// WaitLedgerSync waits until all running nodes have the same ledger digest
+// (the global scope's) and, for every other scope, the same heads on every
+// running node that follows it.
 func (n *Net) WaitLedgerSync(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		var digest string
 		same := true
+		scopes := map[string]string{}
 		for _, a := range n.Nodes {
 			if a.Daemon == nil {
 				continue
@@ -189,6 +192,17 @@ func (n *Net) WaitLedgerSync(ctx context.Context, timeout time.Duration) error {
 				break
 			}
 			digest = dg
+			for _, s := range a.Daemon.Ledger.Followed()[1:] {
+				hs, err := a.Daemon.Ledger.ScopeHeads(s)
+				if err != nil {
+					return err
+				}
+				h := fmt.Sprint(hs)
+				if prev, ok := scopes[s]; ok && prev != h {
+					same = false
+				}
+				scopes[s] = h
+			}
 		}
 		if same {
 			return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -220,4 +221,74 @@ func TestScopesSixNodes(t *testing.T) {
 	}
 	_ = w
 
+}
+
+// TestScopeTopicValidator: the GossipSub validator of a scope's topic
+// rejects an entry of another scope (a sender that publishes on the wrong
+// topic is penalized), ignores one of a scope this node does not follow,
+// and rejects a forged one on a followed scope as on the global topic.
+func TestScopeTopicValidator(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3, WithScopes())
+	l := openNode(t, w.admin, w.genesis)
+	as(t, l, w.admin, TypeKeyAnnounce, KeyAnnouncePayload{Public: w.admin.kem.Public()})
+	as(t, l, w.admin, TypeMemberOrg, MemberOrgPayload{Peer: w.admin.id, Org: "admin"})
+	for i, m := range w.members[1:] {
+		as(t, l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("clinic %d", i)})
+		as(t, l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
+	}
+	owner, other := w.members[1], w.members[2]
+	rec := as(t, l, owner, TypeRecordAnnounce, recordPayload(t, owner, "v"))
+	if rec.Scope != OwnerScope(owner.id) {
+		t.Fatalf("announcement on scope %q", rec.Scope)
+	}
+	msg := func(e *Entry) *pubsub.Message { return &pubsub.Message{Message: &pb.Message{Data: e.Bytes()}} }
+	grant := forge(t, l, owner, TypeGrant, GrantPayload{Record: recordPayload(t, owner, "v").Record, Grantee: other.id,
+		Envelope: envelopeFor(t, other, "g"), Purpose: PurposeTreatment}, nil)
+	if got := l.validate(ctx, other.id, msg(grant), "", false); got != pubsub.ValidationReject {
+		t.Fatalf("an owner-scope entry on the global topic: %v", got)
+	}
+	if got := l.validate(ctx, other.id, msg(grant), AuditScope(owner.id), false); got != pubsub.ValidationReject {
+		t.Fatalf("an owner-scope entry on an audit topic: %v", got)
+	}
+	// This node (the admin) is in the owner's group in a three-member
+	// network: it follows owner/<owner>.
+	if !l.Follows(OwnerScope(owner.id)) {
+		t.Fatalf("follows %v", l.Followed())
+	}
+	forged := forge(t, l, other, TypeGrant, GrantPayload{Record: recordPayload(t, owner, "v").Record, Grantee: other.id,
+		Envelope: envelopeFor(t, other, "g"), Purpose: PurposeTreatment}, nil)
+	if forged.Scope != OwnerScope(owner.id) {
+		t.Fatalf("forged grant on %q", forged.Scope)
+	}
+	if got := l.validate(ctx, other.id, msg(forged), OwnerScope(owner.id), false); got != pubsub.ValidationReject {
+		t.Fatalf("a grant by a non-owner on the owner's topic: %v", got)
+	}
+	if got := l.validate(ctx, other.id, msg(grant), OwnerScope(owner.id), false); got != pubsub.ValidationAccept {
+		t.Fatalf("the owner's grant on its topic: %v", got)
+	}
+	// A scope this node does not follow: ignored, not stored. Among
+	// enough members, some owner's replica group leaves the admin out.
+	var outside *ident
+	for i := 0; outside == nil; i++ {
+		if i > 50 {
+			t.Fatal("the admin is in every owner's replica group")
+		}
+		m := newIdent(t)
+		as(t, l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("org %d", i)})
+		as(t, l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
+		if _, err := l.refreshFollow(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Members()) > replication.GroupSize+2 && !l.Follows(OwnerScope(m.id)) {
+			outside = m
+		}
+	}
+	e := forge(t, l, outside, TypeRecordAnnounce, recordPayload(t, outside, "x"), nil)
+	if got := l.validate(ctx, outside.id, msg(e), OwnerScope(outside.id), false); got != pubsub.ValidationIgnore {
+		t.Fatalf("an entry of a scope this node does not follow: %v", got)
+	}
+	if ok, _ := l.core.Has(ctx, e.CID()); ok {
+		t.Fatal("stored an entry of a scope it does not follow")
+	}
 }
