@@ -29,9 +29,7 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 	dir := t.TempDir()
 	clinic := &cli{t: t, repo: filepath.Join(dir, "clinic")}
 	clinic.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--org", "clinic")
-	// Single-scope: pruning drops records' entries, which a scoped
-	// network keeps on their owners' scopes (issue #16), off this path.
-	clinic.must("network", "create", "--name", "e2e-checkpoint", "--single-scope")
+	clinic.must("network", "create", "--name", "e2e-checkpoint")
 	cd := clinic.startDaemon()
 	t.Cleanup(func() { cd.Process.Signal(syscall.SIGTERM); cd.Wait() })
 	lab := clinic.invite(t, dir, "lab", "lab")

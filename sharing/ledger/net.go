@@ -416,12 +416,18 @@ func (l *Ledger) syncScope(ctx context.Context, h host.Host, p peer.ID, scope st
 // of replaying (checkpoint_sync.go).
 func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope string, heads *[][]byte) error {
 	ask := func(req *syncReq) (*syncResp, error) { return l.request(ctx, h, p, req) }
-	joined := scope != "" // checkpoints are of the global scope
-	if !joined {
+	// A scope's sync brings its closure, the global scope included: a node
+	// with nothing but the genesis joins from a checkpoint whichever scope
+	// it syncs first. Other scopes' syncs skip the request.
+	l.mu.Lock()
+	fresh := l.onlyGenesis()
+	l.mu.Unlock()
+	if scope == "" || fresh {
 		if _, err := l.catchUpCheckpoints(ctx, ask, false); err != nil {
 			l.log.Warn("checkpoint from peer", "peer", p.String(), "err", err)
 		}
 	}
+	joined := false
 	total := 0
 	for round := 0; round < maxSyncRounds; round++ {
 		l.mu.Lock()
