@@ -13,10 +13,16 @@ import (
 )
 
 // attestInterval is how long served reads are batched before this node
-// attests them on the ledger: one access.served entry per (reader, record,
-// grant) and interval, so a burst of reads costs a few entries and a read
-// reaches its owner's audit within about this long.
-const attestInterval = time.Second
+// attests them on the ledger: at most one access.served entry per (reader,
+// record, grant) and interval, so a burst of reads costs a few entries.
+// attestLead is how soon the first read after a quiet interval is attested
+// (long enough for the rest of that read's blocks to be counted with its
+// manifest): a lone read reaches its owner's audit in about attestLead plus
+// the gossip, a read in a burst within about attestInterval.
+const (
+	attestInterval = time.Second
+	attestLead     = 100 * time.Millisecond
+)
 
 // attestor counts the blocks this node serves to grantees and attests them
 // on the ledger (ledger.ServedPayload): the audit comes from the nodes that
@@ -66,9 +72,11 @@ func (a *attestor) count(rec cid.Cid, reader peer.ID, grant cid.Cid, manifest bo
 	}
 }
 
-// run flushes batches attestInterval after the first count, until ctx ends
-// (then once more).
+// run flushes what was counted attestLead after the first count that
+// follows a quiet interval, else attestInterval after the previous flush,
+// until ctx ends (then once more).
 func (a *attestor) run(ctx context.Context) {
+	var last time.Time // the previous flush
 	for {
 		select {
 		case <-ctx.Done():
@@ -76,7 +84,7 @@ func (a *attestor) run(ctx context.Context) {
 			return
 		case <-a.wake:
 		}
-		t := time.NewTimer(attestInterval)
+		t := time.NewTimer(max(attestLead, attestInterval-time.Since(last)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -84,6 +92,7 @@ func (a *attestor) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		last = time.Now()
 		a.flush(ctx)
 	}
 }
