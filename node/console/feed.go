@@ -92,7 +92,7 @@ func (f *Feed) event(ctx context.Context, e *ledger.Entry) (api.Event, bool) {
 		if !ok {
 			return ev, false
 		}
-		ev = api.Event{Type: api.EventRead, Time: a.Time, Reader: a.Reader.String(), Purpose: a.Purpose, Count: 1}
+		ev = api.Event{Type: api.EventRead, Time: a.Time, Reader: a.Reader.String(), Purpose: a.Purpose, Count: a.Reads}
 		rec = a.Record
 	case ledger.TypeServed:
 		s, ok := ledger.ServedOf(e)

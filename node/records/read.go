@@ -222,20 +222,18 @@ func (b *blockStream) Next(ctx context.Context) (blocks.Block, error) {
 }
 
 // claim records on the ledger that this node read someone else's record
-// under grant g, with the purpose it states (the grant's if empty). The
-// nodes that served the read attest it too; the owner's audit shows where
-// the two disagree.
-func (s *Service) claim(ctx context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
+// under grant g, with the purpose it states (the grant's if empty): the
+// claimer batches it with the node's other reads of the record under the
+// grant and purpose. The nodes that served the read attest it too; the
+// owner's audit shows where the two disagree.
+func (s *Service) claim(_ context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
 	if info.Owner == s.self || g == nil {
 		return
 	}
 	if purpose == "" {
 		purpose = g.Purpose
 	}
-	ev := ledger.AccessPayload{Record: info.ID, Version: info.Version, Purpose: purpose, Time: s.cfg.Now(), Grant: g.Entry}
-	if _, err := s.ledger.Append(context.WithoutCancel(ctx), ledger.TypeAccess, ev); err != nil {
-		s.log.Error("audit: could not record access on the ledger", "record", info.ID, "err", err)
-	}
+	s.claims.count(info, g, purpose, s.cfg.Now())
 }
 
 // ReadDone counts a completed read of an opened record (the claim was

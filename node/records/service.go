@@ -142,6 +142,7 @@ type Service struct {
 	net    Network // set by Start
 	index  *blockIndex
 	attest *attestor
+	claims *claimer
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -186,6 +187,7 @@ func New(ctx context.Context, c Config) (*Service, error) {
 		return nil, err
 	}
 	s.attest = newAttestor(s)
+	s.claims = newClaimer(s)
 	return s, nil
 }
 
@@ -195,11 +197,12 @@ func New(ctx context.Context, c Config) (*Service, error) {
 func (s *Service) Start(net Network) {
 	s.net = net
 	s.wg.Go(func() { s.attest.run(s.ctx) })
+	s.wg.Go(func() { s.claims.run(s.ctx) })
 }
 
 // Close stops the background work (provides of added chunks, the
-// attestor, which attests what it counted one last time) and waits for
-// it. Close it before the ledger.
+// attestor and the claimer, which attest and claim what they counted one
+// last time) and waits for it. Close it before the ledger.
 func (s *Service) Close() {
 	s.cancel()
 	s.wg.Wait()

@@ -90,25 +90,29 @@ func Audit(served []ledger.Served, claims []ledger.AccessEvent, grants []ledger.
 			d.AttestedBy = append(d.AttestedBy, s.Server)
 		}
 	}
-	// Claims, oldest first, take the earliest attested read they can cover.
+	// Claims, oldest first, take the earliest attested reads they can
+	// cover: a claim of n reads (a reader's batch, from Time to Last)
+	// covers up to n attested reads, across rows, each read once.
 	slices.SortFunc(claims, func(a, b ledger.AccessEvent) int { return a.Time.Compare(b.Time) })
 	for _, c := range claims {
-		var d *Disclosure
+		n := max(c.Reads, 1)
+		last := maxTime(c.Time, c.Last)
 		for _, r := range rows {
-			if r.Reader == c.Reader && r.Grant == c.Grant && r.Reported < r.Count && len(r.AttestedBy) > 0 &&
-				!c.Time.Before(r.First.Add(-matchWindow)) && !c.Time.After(r.Last.Add(matchWindow)) {
-				d = r
+			if n == 0 {
 				break
 			}
+			if r.Reader == c.Reader && r.Grant == c.Grant && r.Reported < r.Count && len(r.AttestedBy) > 0 &&
+				!last.Before(r.First.Add(-matchWindow)) && !c.Time.After(r.Last.Add(matchWindow)) {
+				k := min(n, r.Count-r.Reported)
+				r.claim(c.Purpose, k)
+				n -= k
+			}
 		}
-		if d == nil {
-			d = newRow(c.Record, c.Reader, c.Grant, c.Time, c.Time)
-			d.Count = 1
+		if n > 0 {
+			d := newRow(c.Record, c.Reader, c.Grant, c.Time, last)
+			d.Count = n
 			d.note("reported by the reader's node only: no holder attests serving it (read from a copy it kept?)")
-		}
-		d.Reported++
-		if c.Purpose != d.Purpose && d.Stated == "" {
-			d.Stated = c.Purpose
+			d.claim(c.Purpose, n)
 		}
 	}
 	out := make([]Disclosure, 0, len(rows))
@@ -128,6 +132,15 @@ func Audit(served []ledger.Served, claims []ledger.AccessEvent, grants []ledger.
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].First.Before(out[j].First) })
 	return out
+}
+
+// claim counts n of the row's reads as reported by the reader, with the
+// purpose it stated.
+func (d *Disclosure) claim(purpose string, n int) {
+	d.Reported += n
+	if purpose != d.Purpose && d.Stated == "" {
+		d.Stated = purpose
+	}
 }
 
 func (d *Disclosure) note(s string) {

@@ -24,6 +24,11 @@ func TestAudit(t *testing.T) {
 	claim := func(rd peer.ID, g ledger.Grant, purpose string, at time.Duration) ledger.AccessEvent {
 		return ledger.AccessEvent{Record: rec, Reader: rd, Grant: g.Entry, Purpose: purpose, Time: t0.Add(at), Version: 1}
 	}
+	claims := func(rd peer.ID, g ledger.Grant, purpose string, n int, from, to time.Duration) ledger.AccessEvent {
+		c := claim(rd, g, purpose, from)
+		c.Reads, c.Last = n, t0.Add(to)
+		return c
+	}
 	type want struct {
 		reader     peer.ID
 		purpose    string
@@ -65,6 +70,27 @@ func TestAudit(t *testing.T) {
 			[]ledger.Served{served(srvA, reader, treat, 1, 0, 0, 0)},
 			[]ledger.AccessEvent{claim(reader, treat, "treatment", time.Hour)},
 			[]want{{reader, "treatment", "", 1, 0, 1, true, false, "not reported"}, {reader, "treatment", "", 1, 1, 0, true, false, "no holder attests"}}},
+		// Batched claims (issue #16): a reader's node claims its reads of a
+		// record per interval. Each read is counted once, whichever holders
+		// served it and however the two sides batched it.
+		{"a batched claim covers reads two holders attested, each once",
+			[]ledger.Served{served(srvA, reader, treat, 3, 0, 0, time.Second), served(srvB, reader, treat, 2, 0, 1500*time.Millisecond, 2*time.Second)},
+			[]ledger.AccessEvent{claims(reader, treat, "treatment", 4, 0, 1800*time.Millisecond), claim(reader, treat, "treatment", 2*time.Second)},
+			[]want{{reader, "treatment", "", 3, 3, 1, false, false, ""}, {reader, "treatment", "", 2, 2, 1, false, false, ""}}},
+		{"a batched claim of more reads than attested: the rest is the reader's word",
+			[]ledger.Served{served(srvA, reader, treat, 3, 0, 0, time.Second)},
+			[]ledger.AccessEvent{claims(reader, treat, "research", 5, 0, time.Second)},
+			[]want{{reader, "treatment", "research", 3, 3, 1, true, false, "stated purpose"}, {reader, "treatment", "research", 2, 2, 0, true, false, "no holder attests"}}},
+		{"a batched attestation and single claims",
+			[]ledger.Served{served(srvA, reader, treat, 300, 0, 0, time.Minute)},
+			func() []ledger.AccessEvent {
+				var out []ledger.AccessEvent
+				for i := range 20 {
+					out = append(out, claims(reader, treat, "treatment", 15, time.Duration(i)*3*time.Second, time.Duration(i)*3*time.Second+2*time.Second))
+				}
+				return out
+			}(),
+			[]want{{reader, "treatment", "", 300, 300, 1, false, false, ""}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := Audit(c.served, c.claims, grants)

@@ -101,6 +101,21 @@ func TestAuthorityPerType(t *testing.T) {
 		t.Errorf("claim under an expired grant: %v", err)
 	}
 	accept("claim under a live grant", grantee, TypeAccess, claim(gLive))
+	// A claim of several reads (a reader's node batches them): 2 or more,
+	// the last between the first and the claim; one read has one encoding.
+	batch := claim(gLive)
+	batch.Reads, batch.Last = 15, testEpoch.Add(10*time.Second)
+	accept("a claim of 15 reads under a live grant", grantee, TypeAccess, batch)
+	back := batch
+	back.Last = testEpoch.Add(-time.Second)
+	reject("a batch whose last read is before its first", grantee, TypeAccess, back, "invalid-payload")
+	ahead := batch
+	ahead.Last = testEpoch.Add(24 * time.Hour)
+	reject("a batch whose last read is after the claim", grantee, TypeAccess, ahead, "invalid-payload")
+	one := forgeRaw(t, l, grantee, TypeAccess, &accessWire{Record: rec.Bytes(), Version: 1, Purpose: PurposeTreatment, Time: testEpoch.UnixMilli(), Grant: gLive.CID().Bytes(), Reads: 1, Last: testEpoch.UnixMilli()})
+	if err := l.Ingest(ctx, one.raw); err == nil {
+		t.Error("a claim of one read spelled as a batch was accepted")
+	}
 
 	// Replica receipts: "held" only from a member placement allows.
 	held := ReceiptPayload{Record: rec, Status: replication.StatusHeld}

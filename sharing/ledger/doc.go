@@ -56,8 +56,9 @@
 //	                 an emergency authority the owner escrowed  until revoked or expired (emergency:
 //	                 the key to (24 h at most)                  24 h at most); any grant 10 years at most
 //	revoke           the record's owner                         the end of the grantee's grants
-//	access           a grantee with a live grant it names       a read claim: the purpose it states
-//	                 (not revoked, not expired at the claim)
+//	access           a grantee with a live grant it names       a read claim: the purpose it states,
+//	                 (not revoked, not expired at the claim)    for one read or a batch of them
+//	                                                            (reads 2..2^40, first..last read)
 //	replica.receipt  "held": a member that may hold the record  standing as a replica holder (placement
 //	                 (replication.Authority: within the          counts it; it may attest reads it
 //	                 placement window or named by the owner,    serves); "declined" and "released" only

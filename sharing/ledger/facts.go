@@ -57,11 +57,7 @@ func AccessOf(e *Entry) (AccessEvent, bool) {
 	if err != nil {
 		return AccessEvent{}, false
 	}
-	ev := AccessEvent{Record: rec, Reader: e.Author, Version: w.Version, Purpose: w.Purpose, Time: msTime(w.Time), Entry: e.CID()}
-	if len(w.Grant) > 0 {
-		ev.Grant, _ = cid.Cast(w.Grant)
-	}
-	return ev, true
+	return w.event(rec, e.Author, e.CID()), true
 }
 
 // ServedOf returns the attestation an access.served entry makes (its

@@ -154,6 +154,11 @@ type AccessPayload struct {
 	Time    time.Time
 	// Grant is the grant entry the read was made under.
 	Grant cid.Cid
+	// Reads is how many reads the claim covers (0 or 1: one, at Time); a
+	// reader's node batches its reads of a record under one grant and
+	// purpose, Time the first and Last the last of them.
+	Reads uint64
+	Last  time.Time
 }
 
 // ServedPayload is a serving node's signed statement that it sent a
@@ -248,7 +253,25 @@ type accessWire struct {
 	Purpose string `cbor:"3,keyasint"`
 	Time    int64  `cbor:"4,keyasint"`
 	Grant   []byte `cbor:"5,keyasint"`
+	// A batch of reads (2 or more; absent: one read at Time), the last at
+	// Last.
+	Reads uint64 `cbor:"6,keyasint,omitempty"`
+	Last  int64  `cbor:"7,keyasint,omitempty"`
 }
+
+// event is the claim an access entry's payload makes.
+func (w *accessWire) event(rec cid.Cid, reader peer.ID, entry cid.Cid) AccessEvent {
+	ev := AccessEvent{Record: rec, Reader: reader, Version: w.Version, Purpose: w.Purpose, Time: msTime(w.Time), Entry: entry, Reads: 1}
+	ev.Last = ev.Time
+	if w.Reads > 1 {
+		ev.Reads, ev.Last = int(w.Reads), msTime(w.Last)
+	}
+	if len(w.Grant) > 0 {
+		ev.Grant, _ = cid.Cast(w.Grant)
+	}
+	return ev
+}
+
 type servedWire struct {
 	Record []byte `cbor:"1,keyasint"`
 	Reader []byte `cbor:"2,keyasint"`
@@ -318,7 +341,11 @@ func (p RevokePayload) wirePayload() (any, error) {
 	return &revokeWire{Record: cidBytes(p.Record), Grantee: []byte(p.Grantee)}, nil
 }
 func (p AccessPayload) wirePayload() (any, error) {
-	return &accessWire{Record: cidBytes(p.Record), Version: p.Version, Purpose: p.Purpose, Time: unixMs(p.Time), Grant: cidBytes(p.Grant)}, nil
+	w := &accessWire{Record: cidBytes(p.Record), Version: p.Version, Purpose: p.Purpose, Time: unixMs(p.Time), Grant: cidBytes(p.Grant)}
+	if p.Reads > 1 {
+		w.Reads, w.Last = p.Reads, unixMs(p.Last)
+	}
+	return w, nil
 }
 func (p ServedPayload) wirePayload() (any, error) {
 	return &servedWire{Record: cidBytes(p.Record), Reader: []byte(p.Reader), Grant: cidBytes(p.Grant), Reads: p.Reads, Blocks: p.Blocks,

@@ -260,11 +260,7 @@ func (st State) Access(ctx context.Context, record cid.Cid) ([]AccessEvent, erro
 		if err := errors.Join(err1, err2); err != nil {
 			return corrupt(k, err)
 		}
-		ev := AccessEvent{Record: record, Reader: reader, Version: a.Access.Version, Purpose: a.Access.Purpose, Time: msTime(a.Access.Time), Entry: ec}
-		if len(a.Access.Grant) > 0 {
-			ev.Grant, _ = cid.Cast(a.Access.Grant)
-		}
-		out = append(out, ev)
+		out = append(out, a.Access.event(record, reader, ec))
 		return nil
 	})
 	return out, err

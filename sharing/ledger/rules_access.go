@@ -50,6 +50,13 @@ func validateAccess(v View, e *Entry, pl any) error {
 	if rec.Owner == e.Author {
 		return errors.New("an owner does not claim reads of its own record")
 	}
+	if ac.Reads != 0 || ac.Last != 0 {
+		// A batch: 2 or more reads (one read has one encoding: without
+		// them), the last after the first and not after the claim.
+		if ac.Reads < 2 || ac.Reads > maxServedCount || ac.Last < ac.Time || ac.Last > int64(e.Clock.Wall)+ClockSkew.Milliseconds() {
+			return errors.New("a claim of several reads counts 2 to 2^40 of them, the last between the first and the claim")
+		}
+	}
 	gc, err := parseCid(ac.Grant, "grant")
 	if err != nil {
 		return unauthorized("a read claim must name the grant it was made under: %v", err)

@@ -62,7 +62,8 @@ type Grant struct {
 	Time  time.Time
 }
 
-// AccessEvent is a reader's claim of one read (an access entry).
+// AccessEvent is a reader's claim of its reads (an access entry): Reads
+// reads (at least 1) from Time to Last.
 type AccessEvent struct {
 	Record  cid.Cid
 	Reader  peer.ID
@@ -71,6 +72,8 @@ type AccessEvent struct {
 	Time    time.Time
 	Grant   cid.Cid
 	Entry   cid.Cid
+	Reads   int
+	Last    time.Time
 }
 
 // Served is a serving node's attestation of reads (an access.served entry).
