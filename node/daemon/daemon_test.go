@@ -164,16 +164,29 @@ func TestShareReadRevokeAudit(t *testing.T) {
 
 	// The audit lists B's reads with their purpose and nothing for C: the
 	// owner, which served them, attests them, and B's node reported them
-	// (the get, and the Open above: each fetch of the manifest is a read).
+	// (the get, and the Open above: each fetch of the manifest is a read),
+	// in one line or two (the first read after a quiet interval is attested
+	// alone, 100 ms after it).
 	var evs []api.AccessEvent
 	waitFor(t, "B's reads attested and reported", 20*time.Second, func() (bool, string) {
 		if err := A.API.Do(context.Background(), "GET", api.Prefix+"/records/"+rec.ID+"/audit", nil, &evs); err != nil {
 			return false, err.Error()
 		}
-		return len(evs) == 1 && evs[0].ReportedCount == 2 && len(evs[0].AttestedBy) == 1, fmt.Sprintf("%+v", evs)
+		reported := 0
+		for _, e := range evs {
+			reported += e.ReportedCount
+		}
+		return reported == 2, fmt.Sprintf("%+v", evs)
 	})
-	if e := evs[0]; e.Reader != B.ID.String() || e.Purpose != "treatment" || e.AttestedBy[0] != A.ID.String() || e.Count != 2 || e.Review {
-		t.Fatalf("audit: %+v", evs)
+	count := 0
+	for _, e := range evs {
+		count += e.Count
+		if e.Reader != B.ID.String() || e.Purpose != "treatment" || len(e.AttestedBy) != 1 || e.AttestedBy[0] != A.ID.String() || e.Review {
+			t.Fatalf("audit: %+v", evs)
+		}
+	}
+	if len(evs) > 2 || count != 2 {
+		t.Fatalf("audit: %d reads in %d lines: %+v", count, len(evs), evs)
 	}
 	// Only the owner sees the audit.
 	if err := B.API.Do(context.Background(), "GET", api.Prefix+"/records/"+rec.ID+"/audit", nil, &evs); remoteStatus(err) != http.StatusForbidden {

@@ -135,12 +135,13 @@ func TestRogueMemberGainsNothingBySigning(t *testing.T) {
 		if err := A.API.Do(ctx, "GET", api.Prefix+"/records/"+rec.String()+"/audit", nil, &evs); err != nil {
 			return false, err.Error()
 		}
+		// (V's claim comes with its node's next batch of claims.)
+		g, v := false, false
 		for _, e := range evs {
-			if e.Reader == G.ID.String() {
-				return true, ""
-			}
+			g = g || e.Reader == G.ID.String()
+			v = v || e.Reader == V.ID.String() && e.ReportedCount == 1
 		}
-		return false, fmt.Sprintf("%+v", evs)
+		return g && v, fmt.Sprintf("%+v", evs)
 	})
 	for _, e := range evs {
 		if e.Reader == G.ID.String() && (e.Count != 1 || e.ReportedCount != 0 || !e.Review || e.Purpose != "research" ||

@@ -10,16 +10,21 @@ import (
 	"github.com/medmesh/medmesh/sharing/ledger"
 )
 
-// claimer batches this node's read claims (access entries) as the attestor
-// batches the serving nodes' attestations: one claim per (record version,
-// grant, stated purpose) and interval, counting the reads it covers, so a
-// grantee reading a record 300 times in a minute writes about sixty claims,
-// not 300, and a lone read is claimed within attestLead. The owner's audit
-// matches each claim's reads with the attested ones (access.Audit).
+// claimer batches this node's read claims (access entries): a read after a
+// quiet interval is claimed at once, as it is made (so a revoke that
+// follows it cannot make its claim come too late), later reads of the same
+// (record version, grant, stated purpose) at most once per attestInterval,
+// one claim counting them, so a grantee reading a record 300 times in a
+// minute writes about sixty claims, not 300. The owner's audit matches each
+// claim's reads with the attested ones (access.Audit). What it costs: the
+// reads of a burst still pending when a revoke of their grant arrives are
+// refused by the ledger (the grant is no longer live at the claim), and the
+// owner's audit shows them attested but not reported.
 type claimer struct {
 	s       *Service
 	mu      sync.Mutex
 	pending map[claimKey]*claimBatch
+	recent  map[claimKey]time.Time // when a key was last claimed
 	wake    chan struct{}
 }
 
@@ -36,7 +41,7 @@ type claimBatch struct {
 }
 
 func newClaimer(s *Service) *claimer {
-	return &claimer{s: s, pending: map[claimKey]*claimBatch{}, wake: make(chan struct{}, 1)}
+	return &claimer{s: s, pending: map[claimKey]*claimBatch{}, recent: map[claimKey]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // count adds one read of version info under grant g with the stated
@@ -44,6 +49,20 @@ func newClaimer(s *Service) *claimer {
 func (c *claimer) count(info ledger.RecordInfo, g *ledger.Grant, purpose string, now time.Time) {
 	k := claimKey{info.ID, g.Entry, purpose}
 	c.mu.Lock()
+	if len(c.recent) > 256 { // keys read once, long ago (a flush prunes too)
+		for rk, t := range c.recent {
+			if time.Since(t) > 2*attestInterval && c.pending[rk] == nil {
+				delete(c.recent, rk)
+			}
+		}
+	}
+	if last, ok := c.recent[k]; (!ok || time.Since(last) >= attestInterval) && c.pending[k] == nil {
+		// Quiet: claim this read now, in the reader's call.
+		c.recent[k] = time.Now()
+		c.mu.Unlock()
+		c.append(context.Background(), k, &claimBatch{version: info.Version, reads: 1, first: now, last: now})
+		return
+	}
 	b := c.pending[k]
 	if b == nil {
 		b = &claimBatch{version: info.Version, first: now}
@@ -58,11 +77,9 @@ func (c *claimer) count(info ledger.RecordInfo, g *ledger.Grant, purpose string,
 	}
 }
 
-// run flushes as the attestor does (attestLead after the first read that
-// follows a quiet interval, else attestInterval after the previous flush),
-// until ctx ends (then once more).
+// run flushes the pending reads attestInterval after the last claim, until
+// ctx ends (then once more).
 func (c *claimer) run(ctx context.Context) {
-	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -70,7 +87,7 @@ func (c *claimer) run(ctx context.Context) {
 			return
 		case <-c.wake:
 		}
-		t := time.NewTimer(max(attestLead, attestInterval-time.Since(last)))
+		t := time.NewTimer(attestInterval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -78,7 +95,6 @@ func (c *claimer) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		last = time.Now()
 		c.flush(ctx)
 	}
 }
@@ -88,14 +104,27 @@ func (c *claimer) flush(ctx context.Context) {
 	c.mu.Lock()
 	batches := c.pending
 	c.pending = map[claimKey]*claimBatch{}
+	now := time.Now()
+	for k := range batches {
+		c.recent[k] = now
+	}
+	for k, t := range c.recent { // forget the quiet ones
+		if now.Sub(t) > 2*attestInterval {
+			delete(c.recent, k)
+		}
+	}
 	c.mu.Unlock()
 	for k, b := range batches {
-		p := ledger.AccessPayload{Record: k.rec, Version: b.version, Purpose: k.purpose, Time: b.first, Grant: k.grant}
-		if b.reads > 1 {
-			p.Reads, p.Last = b.reads, b.last
-		}
-		if _, err := c.s.ledger.Append(ctx, ledger.TypeAccess, p); err != nil {
-			c.s.log.Error("audit: could not claim reads on the ledger", "record", k.rec, "reads", b.reads, "err", err)
-		}
+		c.append(ctx, k, b)
+	}
+}
+
+func (c *claimer) append(ctx context.Context, k claimKey, b *claimBatch) {
+	p := ledger.AccessPayload{Record: k.rec, Version: b.version, Purpose: k.purpose, Time: b.first, Grant: k.grant}
+	if b.reads > 1 {
+		p.Reads, p.Last = b.reads, b.last
+	}
+	if _, err := c.s.ledger.Append(ctx, ledger.TypeAccess, p); err != nil {
+		c.s.log.Error("audit: could not claim reads on the ledger", "record", k.rec, "reads", b.reads, "err", err)
 	}
 }
