@@ -43,7 +43,7 @@ var exitCodes = []struct {
 	{exitForbidden, "forbidden", "forbidden: this node has no right to do it (not the owner, no grant, not the admin), or the API token is wrong"},
 	{exitConflict, "conflict", "the state does not allow it now: not yet a member, a peer's key not announced, already exists, no network yet, a daemon already runs on the repo"},
 	{exitUnavailable, "unavailable", "unavailable or timed out: the network or the peers holding the data are unreachable; retrying later may help"},
-	{exitVerify, "verify-failed", "verification failed: a record failed its integrity check or the ledger failed `ledger verify`"},
+	{exitVerify, "verify-failed", "verification failed: a record failed its integrity check, the ledger failed `ledger verify`, or an audit log proof does not verify (`audit verify-proof`)"},
 }
 
 // cliError is a failure with its exit code and, when there is something to
