@@ -92,3 +92,42 @@ func TestDesignSwitch(t *testing.T) {
 		t.Fatalf("unknown design: %v", err)
 	}
 }
+
+// The scoped design on a small fully connected network (a scope's
+// followers are then always adjacent): the run converges, every node has
+// every global entry, and the reads reach their owners' audits.
+func TestSmallNetworkScoped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a 12-node simulation takes a while on two busy cores")
+	}
+	cfg := DefaultConfig()
+	cfg.Design = DesignScoped
+	cfg.Nodes, cfg.Degree, cfg.Duration, cfg.Joins, cfg.Leaves = 12, 11, 8*time.Second, 1, 1
+	cfg.Records, cfg.Grants, cfg.Reads, cfg.Revokes = 2, 1, 6, 0.2
+	cfg.Settle = 2 * time.Minute
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	PrintTable(&out, []*Report{rep})
+	t.Logf("\n%s", out.String())
+	if !rep.Converged {
+		t.Fatal("the live clinics did not reach the same global state")
+	}
+	if rep.StoredGlobal.Min != 1 {
+		t.Errorf("global entries per node %+v: every node should have all of them", rep.StoredGlobal)
+	}
+	if rep.StoredScoped.Median > 1 || rep.StoredEntries.Max > float64(rep.Entries) {
+		t.Errorf("stored %+v of %d entries, scoped share %+v", rep.StoredEntries, rep.Entries, rep.StoredScoped)
+	}
+	for _, k := range []string{"record", "receipt", "grant", "read", "attest"} {
+		o := rep.Ops[k]
+		if o.OK == 0 || o.Failed > (o.OK+o.Failed)/10 {
+			t.Errorf("operation %s: %d ok, %d failed (%v)", k, o.OK, o.Failed, rep.Errors)
+		}
+	}
+	if rep.Reads == 0 || rep.ReadAudit.Count < rep.Reads*9/10 {
+		t.Errorf("%d reads, %d in the owner's audit", rep.Reads, rep.ReadAudit.Count)
+	}
+}
