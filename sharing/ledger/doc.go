@@ -183,7 +183,10 @@
 // stay until pruned). A node also follows an owner scope when an entry
 // there reaches its inbox: the grant to it, the assign naming it, the
 // record it may hold outside the group, the record escrowed to it (an
-// emergency authority); that choice is persisted (/f/, not state).
+// emergency authority); that choice is persisted (/f/, not state). A node
+// that missed the inbox delivery (offline) learns it at its next global
+// sync: the answer names the owner scopes the server knows involve the
+// client (syncResp.Follow: records granted to it or held by it).
 //
 // Transport (net_scopes.go). Each scope has a GossipSub topic
 // (ScopeTopicName), subscribed by its followers; each node an inbox topic

@@ -68,6 +68,11 @@ type syncResp struct {
 	// (checkpoint_sync.go).
 	Checkpoints [][]byte `cbor:"5,keyasint,omitempty"`
 	Block       []byte   `cbor:"6,keyasint,omitempty"`
+	// Follow, in the answer to a global scope's sync, names the owner
+	// scopes the server knows involve the client (a grant to it, a record
+	// it holds): a node that missed the inbox delivery (it was offline)
+	// follows them from its next sync.
+	Follow []string `cbor:"7,keyasint,omitempty"`
 }
 
 // TopicName returns the GossipSub topic of a network's ledger.
@@ -389,10 +394,12 @@ func (l *Ledger) SyncWith(ctx context.Context, h host.Host, p peer.ID) error {
 // it records whether every head p answered with is applied here (Synced).
 func (l *Ledger) syncScope(ctx context.Context, h host.Host, p peer.ID, scope string) error {
 	var heads [][]byte // p's heads in its last answer
-	err := l.syncRounds(ctx, h, p, scope, &heads)
+	var follow []string
+	err := l.syncRounds(ctx, h, p, scope, &heads, &follow)
 	if scope != "" {
 		return err
 	}
+	l.followHinted(p, follow)
 	caught := false
 	if err == nil && heads != nil {
 		lack, lerr := l.weLack(ctx, heads)
@@ -414,7 +421,7 @@ func (l *Ledger) syncScope(ctx context.Context, h host.Host, p peer.ID, scope st
 // a round applies nothing. For the global scope, checkpoints come first: a
 // node with nothing but the genesis joins from the peer's latest instead
 // of replaying (checkpoint_sync.go).
-func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope string, heads *[][]byte) error {
+func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope string, heads *[][]byte, follow *[]string) error {
 	ask := func(req *syncReq) (*syncResp, error) { return l.request(ctx, h, p, req) }
 	// A scope's sync brings its closure, the global scope included: a node
 	// with nothing but the genesis joins from a checkpoint whichever scope
@@ -458,6 +465,9 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 			return fmt.Errorf("ledger: peer %s: %s", p, resp.Err)
 		}
 		*heads = resp.Heads
+		if len(resp.Follow) > 0 {
+			*follow = resp.Follow
+		}
 		if len(resp.Entries) == 0 {
 			break
 		}
@@ -639,6 +649,9 @@ func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syn
 	lacks, err := l.core.ScopePeerLacks(ctx, req.Scope, offer)
 	l.mu.Unlock()
 	resp := &syncResp{}
+	if req.Scope == "" && from != "" && l.core.scoped {
+		resp.Follow = l.involves(ctx, from)
+	}
 	for _, h := range heads {
 		resp.Heads = append(resp.Heads, h.Bytes())
 	}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -302,4 +303,64 @@ func (l *Ledger) fromInbox(from peer.ID, e *Entry) bool {
 		l.trigger(n.ctx, from, scope)
 	})
 	return true
+}
+
+// maxFollowHints bounds the scopes one sync answer names.
+const maxFollowHints = 64
+
+// involves returns the owner scopes this node knows involve peer p: those
+// of the records p has or had a grant on, or holds, other than p's own
+// (sorted, at most maxFollowHints).
+func (l *Ledger) involves(ctx context.Context, p peer.ID) []string {
+	st := l.State()
+	set := map[string]bool{}
+	for _, ids := range []func(context.Context, peer.ID) ([]cid.Cid, error){st.GrantedIDs, st.HeldIDs} {
+		recs, err := ids(ctx, p)
+		if err != nil {
+			l.log.Warn("sync hint: read the records a peer is involved in", "peer", p.String(), "err", err)
+			continue
+		}
+		for _, rec := range recs {
+			if len(set) >= maxFollowHints {
+				break
+			}
+			if info, ok, err := st.Record(ctx, rec); err == nil && ok && info.Owner != p {
+				set[OwnerScope(info.Owner)] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// followHinted follows the owner scopes a peer's sync answer says involve
+// this node (syncResp.Follow), as an inbox delivery would have.
+func (l *Ledger) followHinted(from peer.ID, scopes []string) {
+	n := l.tr.Load()
+	if n == nil {
+		return
+	}
+	for i, s := range scopes {
+		if i >= maxFollowHints {
+			return
+		}
+		kind, _, err := ParseScope(s)
+		if err != nil || kind != KindOwner || l.Follows(s) {
+			continue
+		}
+		added, err := l.followScope(n.ctx, s)
+		if err != nil {
+			l.log.Warn("follow scope", "scope", s, "err", err)
+			return
+		}
+		if added {
+			l.log.Info("following scope: a peer says it involves this node", "scope", s, "from", from.String())
+			l.subscribeFollowed(n)
+			l.trigger(n.ctx, from, wireScope(s))
+		}
+	}
 }

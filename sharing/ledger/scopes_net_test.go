@@ -201,12 +201,29 @@ func TestScopesSixNodes(t *testing.T) {
 	}
 	t.Logf("owner's entries %d; outsider stores %v", ownerEntries, counts)
 
-	// The outsider is granted a record: it follows the owner scope and
-	// catches it up.
+	// The outsider is granted a record while it misses its inbox (as if it
+	// were offline): the next global sync's answer names the owner scope
+	// (syncResp.Follow), so it follows the scope and catches it up.
+	if n := outsider.l.tr.Load(); n != nil {
+		name := InboxTopicName(outsider.l.net, outsider.who.id)
+		n.topicMu.Lock()
+		n.mu.Lock()
+		if tp := n.topics[name]; tp != nil && tp.sub != nil {
+			tp.sub.Cancel()
+			tp.sub = nil
+			_ = n.ps.UnregisterTopicValidator(name)
+			tp.validator = false
+		}
+		n.mu.Unlock()
+		n.topicMu.Unlock()
+	}
 	rec := recordPayload(t, owner.who, "o5").Record
 	if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rec, Grantee: outsider.who.id,
 		Envelope: envelopeFor(t, outsider.who, "g"), Purpose: PurposeTreatment}); err != nil {
 		t.Fatal(err)
+	}
+	if hint := owner.l.serveFrom(ctx, &syncReq{Network: owner.l.net.Bytes(), Op: opDiff, Max: 1}, outsider.who.id); len(hint.Follow) != 1 || hint.Follow[0] != ownerScope {
+		t.Fatalf("the owner's sync answer to the outsider names %v", hint.Follow)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for !outsider.l.Follows(ownerScope) {
