@@ -40,8 +40,9 @@ func (m *Manager) kick() {
 // joins, leaves, changes org or its liveness changes, the records this
 // node is involved in and those the member holds (the ledger's holder
 // index: the ones that may need a new holder); every Interval the involved
-// records short of replicas; and in a slow sweep (every SweepInterval) the
-// involved records in case anything was missed. Every record it knows is
+// records short of replicas; and in a slow sweep (started every
+// SweepInterval, SweepBatch records an Interval) the involved records in
+// case anything was missed. Every record it knows is
 // planned once, at start. Nothing else: with no change, a node does no
 // per-record work, however many records the network holds.
 func (m *Manager) loop() {
@@ -93,10 +94,22 @@ func (m *Manager) loop() {
 				m.dirty[rec] = true
 			}
 			m.mu.Unlock()
+			n := min(len(m.sweep), m.o.SweepBatch)
+			for _, rec := range m.sweep[:n] {
+				if m.involved[rec] {
+					m.dirty[rec] = true
+				}
+			}
+			m.sweep = m.sweep[n:]
 			m.pass()
 		case <-sweep.C:
-			m.markInvolved()
-			m.pass()
+			// A new sweep starts once the last one is done; each tick
+			// takes SweepBatch records of it.
+			if len(m.sweep) == 0 {
+				for rec := range m.involved {
+					m.sweep = append(m.sweep, rec)
+				}
+			}
 		}
 	}
 }

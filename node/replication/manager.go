@@ -171,6 +171,12 @@ type Manager struct {
 	// replicas (placement's Shortfall): a decline is withdrawn, or an
 	// owner names holders beyond the window, once it lasts.
 	short map[cid.Cid]time.Time
+	// sweep is the rest of the current sweep over the involved records,
+	// planned at most SweepBatch an Interval (loop).
+	sweep []cid.Cid
+	// fullProof makes the next proof round challenge every held record,
+	// not a sample: a holder failed a challenge (verifyAll).
+	fullProof bool
 }
 
 // New makes a manager; Start runs it.

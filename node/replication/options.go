@@ -20,13 +20,25 @@ type Options struct {
 	Grace time.Duration
 	// VerifyInterval between proof-of-storage rounds. Default 10m.
 	VerifyInterval time.Duration
-	// SweepInterval between re-plans of every record this node is
-	// involved in (a safety net: placement otherwise reacts to ledger
-	// entries, liveness changes and failed proofs). Default 10m.
+	// SweepInterval between the starts of sweeps that re-plan every record
+	// this node is involved in (a safety net: placement otherwise reacts to
+	// ledger entries, liveness changes and failed proofs), SweepBatch
+	// records an Interval. Default 10m.
 	SweepInterval time.Duration
 	// ChallengeBlocks is how many random blocks one challenge asks for.
 	// Default 4.
 	ChallengeBlocks int
+	// ChallengeRecords is how many of the records this node holds one
+	// proof round challenges: a random sample, plus the records with a
+	// holder failing; after a failed challenge the next round checks every
+	// record. Default 64, so a round costs the same with 100 records or
+	// 100,000 (issue #16).
+	ChallengeRecords int
+	// SweepBatch is how many involved records the sweep re-plans per
+	// Interval: a sweep starts at most every SweepInterval and takes as
+	// many Intervals as it needs, so its cost is spread and bounded.
+	// Default 64.
+	SweepBatch int
 	// ReprovideInterval between DHT re-announcements of every block this
 	// node holds. The DHT keeps provider records ~48h. Default 12h.
 	ReprovideInterval time.Duration
@@ -55,6 +67,12 @@ func (o *Options) defaults() {
 	}
 	if o.ChallengeBlocks <= 0 {
 		o.ChallengeBlocks = 4
+	}
+	if o.ChallengeRecords <= 0 {
+		o.ChallengeRecords = 64
+	}
+	if o.SweepBatch <= 0 {
+		o.SweepBatch = 64
 	}
 	o.ChallengeBlocks = min(o.ChallengeBlocks, rules.MaxChallengeBlocks)
 	if o.ReprovideInterval <= 0 {

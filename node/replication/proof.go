@@ -102,7 +102,8 @@ func (m *Manager) heldRecords() []cid.Cid {
 	return out
 }
 
-// verifyLoop challenges the other holders of every record this node holds.
+// verifyLoop challenges the other holders of the records this node holds
+// every VerifyInterval (verifyAll).
 func (m *Manager) verifyLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(m.o.VerifyInterval)
@@ -117,8 +118,28 @@ func (m *Manager) verifyLoop() {
 	}
 }
 
+// verifyAll challenges the other holders of some of the records this node
+// holds: a random sample of ChallengeRecords, every record with a holder
+// failing its proofs (to confirm or clear it), and, after a failed
+// challenge, every record (a holder that lost one record's blocks may have
+// lost more). Proofs of storage sample: a holder that lost everything
+// fails the next round, one lost record is found in ~held/ChallengeRecords
+// rounds; a round's cost does not grow with what this node holds.
 func (m *Manager) verifyAll() {
-	for _, rec := range m.heldRecords() {
+	held := m.heldRecords()
+	m.mu.Lock()
+	full := m.fullProof
+	m.fullProof = false
+	var failing []cid.Cid
+	for rec := range m.failing {
+		failing = append(failing, rec)
+	}
+	m.mu.Unlock()
+	if !full && len(held) > m.o.ChallengeRecords {
+		rand.Shuffle(len(held), func(i, j int) { held[i], held[j] = held[j], held[i] })
+		held = append(held[:m.o.ChallengeRecords], failing...)
+	}
+	for _, rec := range held {
 		if m.ctx.Err() != nil {
 			return
 		}
@@ -195,6 +216,7 @@ func (m *Manager) verifyOne(rec cid.Cid, h peer.ID, sample []blocks.Block) {
 		m.live.Verified(rec, h, false, now)
 		m.mu.Lock()
 		m.failing[rec] = true
+		m.fullProof = true
 		m.mu.Unlock()
 		m.log.Warn("holder failed proof of storage", "record", rec, "holder", h, "missing", res.Missing, "wrong", res.Wrong, "refused", res.Refused)
 		m.kick()
