@@ -21,9 +21,13 @@
 // pins, fetches, declined, or may hold) and the records that member holds
 // (the ledger's holder index); every Interval the involved records short
 // of replicas or with a holder failing its proofs of storage; and the
-// involved records in a slow sweep every SweepInterval. With nothing
-// changing a node does no per-record work, however many records the
-// network holds, and a change costs what it can move (issue #16).
+// involved records in a slow sweep started every SweepInterval and spread
+// over Intervals, SweepBatch records each. Proofs of storage challenge a
+// random sample of the held records each round (ChallengeRecords), every
+// one after a failed challenge. With nothing changing a node does no
+// per-record work for records it is not involved in, and a bounded amount
+// per Interval for those it is, however many; a change costs what it can
+// move (issue #16).
 //
 // # Seams
 //
