@@ -70,7 +70,9 @@ mm() { "$work/bin/medmesh" --no-progress "$@"; }
 start_node() {
 	"$work/bin/medmesh" daemon --repo "$work/n$1" >>"$work/n$1.log" 2>&1 &
 	pids[$1]=$!
-	wait_for 60 mm id --repo "$work/n$1" --json
+	# `id` answers from the repo alone; the heads need the daemon (a
+	# restarted one may first upgrade its ledger's indexes).
+	wait_for 600 mm ledger heads --repo "$work/n$1" --json
 }
 t0=$(now)
 if [[ -n ${REUSE:-} ]]; then
@@ -93,7 +95,7 @@ else
 	log "added in $(echo "$(now) - $t0" | bc) s; waiting for the ledger to settle on every node"
 fi
 
-heads() { mm ledger heads --repo "$work/n$1" --json 2>/dev/null | tr -d ' \n'; }
+heads() { mm ledger heads --repo "$work/n$1" --json 2>/dev/null | tr -d ' \n' || true; }
 settled=0 last=""
 end=$((SECONDS + 60 * ${SETTLE_MINUTES:-30}))
 while ((settled < 15)); do
