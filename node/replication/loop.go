@@ -199,10 +199,15 @@ func (m *Manager) pass() {
 	if !m.ledger.IsMember(m.self) {
 		return
 	}
-	var recs []ledger.RecordInfo
+	var ids []cid.Cid
 	if m.dirtyAll {
 		m.observe()
-		recs = m.ledger.Records()
+		all, err := m.ledger.RecordIDs(m.ctx)
+		if err != nil {
+			m.log.Warn("list the ledger's records; planning them later", "err", err)
+			return
+		}
+		ids = all
 		m.dirtyAll = false
 		clear(m.dirty)
 		clear(m.changed)
@@ -210,18 +215,19 @@ func (m *Manager) pass() {
 	} else {
 		m.followChanges()
 		for rec := range m.dirty {
-			if info, ok := m.ledger.Record(rec); ok {
-				recs = append(recs, info)
-			}
+			ids = append(ids, rec)
 		}
 		clear(m.dirty)
 	}
 	var room *capacity // computed at most once a pass, and only if needed
-	for _, info := range recs {
+	for _, id := range ids {
 		if m.ctx.Err() != nil {
 			return
 		}
-		m.evaluate(info, &room)
+		// One record at a time: at start, ids is every record.
+		if info, ok := m.ledger.Record(id); ok {
+			m.evaluate(info, &room)
+		}
 	}
 }
 

@@ -26,7 +26,9 @@ type Ledger interface {
 	Members() []ledger.Member
 	IsMember(p peer.ID) bool
 	Record(rec cid.Cid) (ledger.RecordInfo, bool)
-	Records() []ledger.RecordInfo
+	// RecordIDs lists every record (the start-up pass reads them one by
+	// one, so it never holds every announcement in memory).
+	RecordIDs(ctx context.Context) ([]cid.Cid, error)
 	// HeldIDs lists the records p holds (the ledger's holder index).
 	HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Receipts(rec cid.Cid) []ledger.Receipt

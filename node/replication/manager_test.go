@@ -68,14 +68,14 @@ func (l *fakeLedger) Record(rec cid.Cid) (ledger.RecordInfo, bool) {
 	r, ok := l.recs[rec]
 	return r, ok
 }
-func (l *fakeLedger) Records() []ledger.RecordInfo {
+func (l *fakeLedger) RecordIDs(context.Context) ([]cid.Cid, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []ledger.RecordInfo
-	for _, r := range l.recs {
-		out = append(out, r)
+	var out []cid.Cid
+	for id := range l.recs {
+		out = append(out, id)
 	}
-	return out
+	return out, nil
 }
 func (l *fakeLedger) HeldIDs(_ context.Context, p peer.ID) ([]cid.Cid, error) {
 	l.mu.Lock()

@@ -33,6 +33,18 @@ func (st State) scanIDs(ctx context.Context, prefix string) ([]cid.Cid, error) {
 	return out, errors.Join(err, derr)
 }
 
+// RecordIDs returns the ID of every announced record, sorted by ID string:
+// keys only, so a walk over every record (a replication manager's start)
+// holds IDs in memory, not every announcement with its envelopes.
+func (st State) RecordIDs(ctx context.Context) ([]cid.Cid, error) {
+	return st.scanIDs(ctx, pState+"r/")
+}
+
+// RecordIDs returns the ID of every announced record (State.RecordIDs).
+func (l *Ledger) RecordIDs(ctx context.Context) ([]cid.Cid, error) {
+	return l.State().RecordIDs(ctx)
+}
+
 // OwnedIDs returns the IDs of the records p owns (every version), sorted by
 // ID string.
 func (st State) OwnedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error) {
