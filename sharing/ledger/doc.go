@@ -191,7 +191,11 @@
 // Transport (net_scopes.go). Each scope has a GossipSub topic
 // (ScopeTopicName), subscribed by its followers; each node an inbox topic
 // (InboxTopicName). An entry is published on its scope's topic and to the
-// inboxes of the peers it involves. Sync carries a scope: an offer and the
+// inboxes of the peers it involves, and announced to each of them by a
+// stream (opAnnounce; GossipSub delivers only to connected peers that it
+// knows subscribe), which makes them follow the owner scope and pull it. A
+// follower of a scope with no connected follower syncs it from the
+// scope's owner, which its stream dials. Sync carries a scope: an offer and the
 // answer cover the scope's closure, and each followed scope is caught up
 // with the peers on its topic, on join and every SyncInterval. A node that
 // writes to a scope it does not follow (a reader's claim on audit/O)

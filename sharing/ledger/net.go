@@ -321,11 +321,15 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 		if len(peers) > 0 {
 			l.trigger(ctx, peers[rand.IntN(len(peers))], "")
 		}
-		// Each followed scope with a random peer that follows it too.
+		// Each followed scope with a random peer that follows it too; with
+		// none connected, with the scope's owner (the stream dials it, and
+		// the connection lets GossipSub join the two on the scope's topic).
 		for _, s := range l.Followed()[1:] {
 			ws := wireScope(s)
 			if ps := l.scopePeers(n, ws); len(ps) > 0 {
 				l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
+			} else if _, owner, err := ParseScope(s); err == nil && owner != l.self {
+				l.trigger(ctx, owner, ws)
 			}
 		}
 	}

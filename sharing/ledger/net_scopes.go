@@ -226,6 +226,15 @@ func (l *Ledger) publish(ctx context.Context, e *Entry) {
 	}
 	for _, p := range l.inboxTargets(ctx, e) {
 		send(InboxTopicName(l.net, p))
+		// GossipSub delivers the inbox entry only to a peer it knows
+		// subscribes, that is, a connected one: tell p directly too (a
+		// stream dials it), and p pulls the scope from this node.
+		scope, to := e.Scope, p
+		l.goBackground(func() {
+			if err := l.announce(n, to, scope); err != nil {
+				l.log.Debug("announce an entry to the peer it involves", "scope", scopeName(scope), "peer", to.String(), "err", err)
+			}
+		})
 	}
 	if _, owner, err := ParseScope(e.Scope); err == nil && !l.Follows(e.Scope) && owner != l.self {
 		scope := e.Scope
@@ -259,9 +268,33 @@ func (l *Ledger) announce(n *transport, p peer.ID, scope string) error {
 }
 
 // announced handles opAnnounce: if this node follows the scope and lacks
-// some of the heads from has, it syncs the scope from that peer.
+// some of the heads from has, it syncs the scope from that peer. An owner
+// scope it does not follow is one whose entries involve it (the announce
+// of an inbox delivery): it follows it, as fromInbox does.
 func (l *Ledger) announced(ctx context.Context, from peer.ID, scope string, offer SyncOffer) {
-	if from == "" || scope == "" || !l.Follows(scope) {
+	if from == "" || scope == "" {
+		return
+	}
+	if !l.Follows(scope) {
+		if kind, _, err := ParseScope(scope); err != nil || kind != KindOwner {
+			return
+		}
+		l.goBackground(func() {
+			n := l.tr.Load()
+			if n == nil {
+				return
+			}
+			added, err := l.followScope(n.ctx, scope)
+			if err != nil {
+				l.log.Warn("follow scope", "scope", scopeName(scope), "err", err)
+				return
+			}
+			if added {
+				l.log.Info("following scope: a peer announced entries there that involve this node", "scope", scopeName(scope), "from", from.String())
+				l.subscribeFollowed(n)
+			}
+			l.trigger(n.ctx, from, scope)
+		})
 		return
 	}
 	l.mu.Lock()

@@ -19,7 +19,7 @@ import (
 // newScopedMesh starts n ledgers of a scoped network on a mocknet with
 // real GossipSub, after node 0 admitted every member and every key was
 // announced (global entries only).
-func newScopedMesh(t *testing.T, n int) (*world, []*meshNode) {
+func newScopedMesh(t *testing.T, n int) (*world, mocknet.Mocknet, []*meshNode) {
 	t.Helper()
 	w := newWorld(t, n, WithScopes())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -62,7 +62,7 @@ func newScopedMesh(t *testing.T, n int) (*world, []*meshNode) {
 		t.Fatal(err)
 	}
 	waitConverged(t, nodes, 3*time.Minute)
-	return w, nodes
+	return w, mn, nodes
 }
 
 // scopeCounts counts the entries a ledger stores per scope.
@@ -130,7 +130,7 @@ func TestScopesSixNodes(t *testing.T) {
 		t.Skip("networked")
 	}
 	ctx := context.Background()
-	w, nodes := newScopedMesh(t, 6)
+	w, mn, nodes := newScopedMesh(t, 6)
 	owner := nodes[1]
 	var rms []replication.Member
 	for _, m := range owner.l.Members() {
@@ -216,6 +216,10 @@ func TestScopesSixNodes(t *testing.T) {
 		}
 		n.mu.Unlock()
 		n.topicMu.Unlock()
+	}
+	// Nor is it connected to the owner: the owner's announce dials it.
+	if err := mn.DisconnectPeers(owner.who.id, outsider.who.id); err != nil {
+		t.Fatal(err)
 	}
 	rec := recordPayload(t, owner.who, "o5").Record
 	if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rec, Grantee: outsider.who.id,
