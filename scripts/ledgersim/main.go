@@ -45,6 +45,7 @@ func run() int {
 	flag.IntVar(&cfg.Leaves, "leaves", cfg.Leaves, "clinics leaving during the workload")
 	flag.Float64Var(&cfg.Zipf, "zipf", cfg.Zipf, "Zipf exponent of clinic activity and record popularity (> 1)")
 	flag.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas per record, the owner included")
+	flag.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "how long an operation waits for what it needs before it counts as failed")
 	flag.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long to wait after the workload for the network to converge")
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")
 	quiet := flag.Bool("quiet", false, "no progress lines on stderr")

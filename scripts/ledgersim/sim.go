@@ -33,7 +33,11 @@ type Config struct {
 	Zipf                            float64 // exponent of the clinic-activity and record-popularity distributions
 	Replicas                        int     // per record, the owner included
 	Settle                          time.Duration
-	Progress                        io.Writer `json:"-"` // progress lines; nil for none
+	// OpTimeout bounds how long an operation waits for what it needs (the
+	// grant it reads under, the record it is to hold): long by default,
+	// since 200 nodes on two shared cores can fall minutes behind.
+	OpTimeout time.Duration
+	Progress  io.Writer `json:"-"` // progress lines; nil for none
 }
 
 // DefaultConfig is the 200-node run of docs/BENCHMARKS.md. Its rates (about
@@ -46,7 +50,7 @@ func DefaultConfig() Config {
 	return Config{Design: DesignSingle, Nodes: 200, Seed: 16, Duration: 60 * time.Second, Tick: 100 * time.Millisecond,
 		Degree: 8, Latency: 10 * time.Millisecond, SyncInterval: 10 * time.Second,
 		Records: 0.4, Grants: 0.2, Reads: 1.6, Revokes: 0.05, Joins: 2, Leaves: 2, Zipf: 1.1, Replicas: 3,
-		Settle: 3 * time.Minute}
+		Settle: 3 * time.Minute, OpTimeout: 5 * time.Minute}
 }
 
 func (c Config) validate() error {
@@ -61,6 +65,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("-degree %d: at least 1", c.Degree)
 	case c.Zipf <= 1:
 		return fmt.Errorf("-zipf %g: must be greater than 1", c.Zipf)
+	case c.OpTimeout <= 0:
+		return fmt.Errorf("-op-timeout %s: must be positive", c.OpTimeout)
 	case c.Replicas < 1:
 		return fmt.Errorf("-replicas %d: at least 1", c.Replicas)
 	case c.Leaves >= c.Nodes-1:

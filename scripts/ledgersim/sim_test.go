@@ -18,7 +18,7 @@ func TestSmallNetwork(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Nodes, cfg.Duration, cfg.Joins, cfg.Leaves = 20, 8*time.Second, 1, 1
 	cfg.Records, cfg.Grants, cfg.Reads, cfg.Revokes = 2, 1, 8, 0.2
-	cfg.Settle = 2 * time.Minute
+	cfg.Settle, cfg.OpTimeout = 2*time.Minute, 45*time.Second
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestSmallNetworkScoped(t *testing.T) {
 	cfg.Design = DesignScoped
 	cfg.Nodes, cfg.Degree, cfg.Duration, cfg.Joins, cfg.Leaves = 12, 11, 8*time.Second, 1, 1
 	cfg.Records, cfg.Grants, cfg.Reads, cfg.Revokes = 2, 1, 6, 0.2
-	cfg.Settle = 2 * time.Minute
+	cfg.Settle, cfg.OpTimeout = 2*time.Minute, 45*time.Second
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -28,10 +28,6 @@ import (
 // (the grant it reads under, the grantee's key, ...), so the entries' timing
 // is the network's.
 
-// opTimeout bounds how long an operation waits for what it needs (long:
-// 200 nodes on two shared cores can fall minutes behind).
-const opTimeout = 5 * time.Minute
-
 // readableAfter is how long after a grant is decided it may be read under.
 const readableAfter = 2 * time.Second
 
@@ -290,7 +286,7 @@ func (w *workload) launch(op func()) {
 // waitUntil polls cond until it holds, the operation times out or the run
 // ends.
 func (w *workload) waitUntil(cond func() bool) error {
-	deadline := time.Now().Add(opTimeout)
+	deadline := time.Now().Add(w.s.cfg.OpTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			return errors.New("timed out waiting for what the operation needs")
