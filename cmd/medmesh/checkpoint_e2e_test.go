@@ -50,6 +50,20 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 		lab.retry("add", f, "--class", "report", "--replicas", "1", "--json")
 	}
 
+	// The clinic has the lab's records and the reads of its own before it
+	// signs, so the checkpoint covers entries the clinic may prune (a
+	// quiet machine got here before they arrived).
+	clinicID := clinic.peerID(t)
+	for _, scope := range []string{"owner/" + labID, "audit/" + clinicID} {
+		waitFor(t, "the clinic and the lab agreeing on "+scope, 60*time.Second, func() error {
+			a, b := clinic.must("ledger", "heads", "--scope", scope, "--json"), lab.must("ledger", "heads", "--scope", scope, "--json")
+			if a != b {
+				return fmt.Errorf("clinic %s, lab %s", a, b)
+			}
+			return nil
+		})
+	}
+
 	// Only an admin signs a checkpoint.
 	if _, errs, code := lab.run("ledger", "checkpoint", "--json"); code != exitForbidden {
 		t.Fatalf("lab's checkpoint: exit %d, want %d: %s", code, exitForbidden, errs)
