@@ -274,18 +274,8 @@ func (c *Core) loadStored(ctx context.Context) error {
 		c.stored = Stored{int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))}
 		return nil
 	}
-	var all []cid.Cid
-	var derr error
-	err = c.store.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
-		e, err := cid.Decode(lastSeg(k))
-		if err != nil {
-			derr = corrupt(k, err)
-			return false
-		}
-		all = append(all, e)
-		return true
-	})
-	if err := errors.Join(err, derr); err != nil {
+	all, err := logCIDs(ctx, c.store)
+	if err != nil {
 		return err
 	}
 	for _, e := range all {

@@ -420,18 +420,8 @@ func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
-	var all []cid.Cid
-	var derr error
-	err = l.store.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
-		c, err := cid.Decode(lastSeg(k))
-		if err != nil {
-			derr = corrupt(k, err)
-			return false
-		}
-		all = append(all, c)
-		return true
-	})
-	if err := errors.Join(err, derr); err != nil {
+	all, err := logCIDs(ctx, l.store)
+	if err != nil {
 		return nil, err
 	}
 	var batch []*Entry

@@ -3,7 +3,6 @@ package ledger
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -357,21 +356,15 @@ func (st State) HoldAuthority(ctx context.Context, rec RecordInfo) (replication.
 // order, len(key) key len(value) value. Two nodes with the same valid
 // entries have the same digest.
 func (st State) Digest(ctx context.Context) ([]byte, error) {
-	h := sha256.New()
-	var lb [8]byte
+	h := newStateHasher()
 	err := st.s.Scan(ctx, pState, false, func(k string, v []byte) bool {
-		binary.BigEndian.PutUint64(lb[:], uint64(len(k)))
-		h.Write(lb[:])
-		h.Write([]byte(k))
-		binary.BigEndian.PutUint64(lb[:], uint64(len(v)))
-		h.Write(lb[:])
-		h.Write(v)
+		h.add(k, v)
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	return h.Sum(nil), nil
+	return h.sum(), nil
 }
 
 // Entry returns an applied entry by CID.

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -163,18 +161,8 @@ func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	var all []cid.Cid
-	var derr error
-	err = c.store.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
-		e, err := cid.Decode(lastSeg(k))
-		if err != nil {
-			derr = corrupt(k, err)
-			return false
-		}
-		all = append(all, e)
-		return true
-	})
-	if err := errors.Join(err, derr); err != nil {
+	all, err := logCIDs(ctx, c.store)
+	if err != nil {
 		return nil, 0, err
 	}
 	n := 0

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 
 	"github.com/ipfs/go-cid"
 )
@@ -45,4 +46,23 @@ type Batch interface {
 type kv struct {
 	Key   string
 	Value []byte
+}
+
+// logCIDs lists every entry in the log, in the log's key order.
+func logCIDs(ctx context.Context, s Store) ([]cid.Cid, error) {
+	var all []cid.Cid
+	var derr error
+	err := s.Scan(ctx, pLog, true, func(k string, _ []byte) bool {
+		c, err := cid.Decode(lastSeg(k))
+		if err != nil {
+			derr = corrupt(k, err)
+			return false
+		}
+		all = append(all, c)
+		return true
+	})
+	if err := errors.Join(err, derr); err != nil {
+		return nil, err
+	}
+	return all, nil
 }
