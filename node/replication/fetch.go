@@ -15,22 +15,30 @@ import (
 	"github.com/medmesh/medmesh/storage/record"
 )
 
-func (m *Manager) startFetch(info ledger.RecordInfo) {
+// goFetch runs f in the background unless a fetch of rec is already in
+// flight; rec counts as in flight until f returns.
+func (m *Manager) goFetch(rec cid.Cid, f func()) {
 	m.mu.Lock()
-	if m.fetching[info.ID] {
+	if m.fetching[rec] {
 		m.mu.Unlock()
 		return
 	}
-	m.fetching[info.ID] = true
+	m.fetching[rec] = true
 	m.mu.Unlock()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer func() {
 			m.mu.Lock()
-			delete(m.fetching, info.ID)
+			delete(m.fetching, rec)
 			m.mu.Unlock()
 		}()
+		f()
+	}()
+}
+
+func (m *Manager) startFetch(info ledger.RecordInfo) {
+	m.goFetch(info.ID, func() {
 		select {
 		case m.sem <- struct{}{}:
 		case <-m.ctx.Done():
@@ -41,7 +49,7 @@ func (m *Manager) startFetch(info ledger.RecordInfo) {
 			m.m.fetches.WithLabelValues("error").Inc()
 			m.log.Warn("replicate record", "record", info.ID, "err", err)
 		}
-	}()
+	})
 }
 
 // capacity is the room this node has for replicas at one moment.

@@ -24,21 +24,7 @@ func (m *Manager) restoreIfMissing(info ledger.RecordInfo) {
 	if err1 != nil || err2 != nil || hasList && hasMan {
 		return
 	}
-	m.mu.Lock()
-	if m.fetching[info.ID] {
-		m.mu.Unlock()
-		return
-	}
-	m.fetching[info.ID] = true
-	m.mu.Unlock()
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		defer func() {
-			m.mu.Lock()
-			delete(m.fetching, info.ID)
-			m.mu.Unlock()
-		}()
+	m.goFetch(info.ID, func() {
 		pause := time.Second
 		for attempt := 1; ; attempt++ {
 			err := m.restoreOwned(info)
@@ -54,7 +40,7 @@ func (m *Manager) restoreIfMissing(info ledger.RecordInfo) {
 			}
 			pause = min(2*pause, time.Minute)
 		}
-	}()
+	})
 }
 
 func (m *Manager) restoreOwned(info ledger.RecordInfo) error {
