@@ -167,6 +167,7 @@ func TestScopesCLI(t *testing.T) {
 	}
 
 	// What each stores.
+	var outsiderScoped []string // what the outsider stores of the owner's scopes
 	count := func(m *cli) (all, scoped int) {
 		var es []api.LedgerEntry
 		if err := json.Unmarshal([]byte(m.must("ledger", "log", "--limit", "0", "--json")), &es); err != nil {
@@ -175,6 +176,9 @@ func TestScopesCLI(t *testing.T) {
 		for _, e := range es {
 			if e.Scope == ownerScope || e.Scope == auditScope {
 				scoped++
+				if m == outsider {
+					outsiderScoped = append(outsiderScoped, fmt.Sprintf("%s %s by %s at %s", e.Scope, e.Type, e.Author, e.Time.Format(time.RFC3339Nano)))
+				}
 			}
 		}
 		return len(es), scoped
@@ -193,6 +197,9 @@ func TestScopesCLI(t *testing.T) {
 			}
 		}
 		t.Log("outsider", outsider.must("id", "--json"))
+		for _, e := range outsiderScoped {
+			t.Log("outsider stores", e)
+		}
 		t.Fatalf("the outsider stores %d entries (%d of the owner's scopes), the owner %d", outAll, outScoped, ownerAll)
 	}
 	if ownerScoped < records*3 { // announcement and two receipts each

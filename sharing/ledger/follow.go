@@ -106,23 +106,34 @@ func (l *Ledger) involvedScopes(ctx context.Context) (map[string]bool, error) {
 }
 
 // refreshFollow recomputes the followed scopes and returns those newly
-// followed.
-func (l *Ledger) refreshFollow(ctx context.Context) ([]string, error) {
+// followed and those no longer followed. Recomputations run one at a
+// time (followMu): two changes of membership in quick succession each
+// start one, and the one that read the older membership must not store
+// its set after the newer one did (the node would follow again a scope it
+// just left).
+func (l *Ledger) refreshFollow(ctx context.Context) (added, removed []string, err error) {
+	l.followMu.Lock()
+	defer l.followMu.Unlock()
 	set, err := l.involvedScopes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	l.stateMu.Lock()
 	defer l.stateMu.Unlock()
-	var added []string
 	for s := range set {
 		if !l.follow[s] {
 			added = append(added, s)
 		}
 	}
+	for s := range l.follow {
+		if !set[s] {
+			removed = append(removed, s)
+		}
+	}
 	l.follow = set
 	sort.Strings(added)
-	return added, nil
+	sort.Strings(removed)
+	return added, removed, nil
 }
 
 // follow makes this node follow owner scope s from now on (persisted), as
@@ -151,7 +162,7 @@ func (l *Ledger) followScope(ctx context.Context, s string) (bool, error) {
 	if err := b.Commit(ctx); err != nil {
 		return false, fmt.Errorf("ledger: follow scope %s: %w", s, err)
 	}
-	added, err := l.refreshFollow(ctx)
+	added, _, err := l.refreshFollow(ctx)
 	return len(added) > 0, err
 }
 

@@ -71,6 +71,8 @@ type Ledger struct {
 	digest  []byte
 	// follow holds the wire scopes this node follows (follow.go).
 	follow map[string]bool
+	// followMu serializes recomputing follow (refreshFollow).
+	followMu sync.Mutex
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -198,7 +200,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err := l.reloadMembers(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := l.refreshFollow(ctx); err != nil {
+	if _, _, err := l.refreshFollow(ctx); err != nil {
 		return nil, err
 	}
 	return l, nil

@@ -441,6 +441,9 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 	joined := false
 	total := 0
 	for round := 0; round < maxSyncRounds; round++ {
+		if scope != "" && !l.Follows(scope) {
+			break // left it (a change of membership) while syncing it
+		}
 		l.mu.Lock()
 		offer, err := l.core.ScopeOffer(ctx, scope)
 		l.mu.Unlock()

@@ -80,18 +80,20 @@ func (l *Ledger) subscribeFollowed(n *transport) {
 }
 
 // followChanged re-reads which scopes this node follows, in the
-// background, and subscribes to the new ones (after a change of
-// membership: replica groups follow it).
+// background, subscribes to the new ones and unsubscribes from those it
+// left (after a change of membership: replica groups follow it).
 func (l *Ledger) followChanged() {
 	l.goBackground(func() {
-		added, err := l.refreshFollow(context.Background())
+		added, removed, err := l.refreshFollow(context.Background())
 		if err != nil {
 			l.log.Warn("recompute followed scopes", "err", err)
 			return
 		}
-		if n := l.tr.Load(); n != nil && len(added) > 0 {
+		if len(added) > 0 {
 			l.log.Info("following scopes", "scopes", added)
-			l.subscribeFollowed(n)
+		}
+		if n := l.tr.Load(); n != nil && len(added)+len(removed) > 0 {
+			l.subscribeFollowed(n) // and unsubscribes from those left
 		}
 	})
 }

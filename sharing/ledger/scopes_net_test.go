@@ -200,6 +200,18 @@ func TestScopesSixNodes(t *testing.T) {
 		t.Fatalf("the outsider stores %d of the owner's %d entries: %v", got, ownerEntries, counts)
 	}
 	t.Logf("owner's entries %d; outsider stores %v", ownerEntries, counts)
+	// A sync of the owner's scope started on a node that does not follow
+	// it (one under way as a change of membership moved it out of the
+	// group, or one a peer joining the scope's topic triggers) brings
+	// nothing.
+	if n := outsider.l.tr.Load(); n != nil {
+		if err := outsider.l.syncScope(ctx, n.h, owner.who.id, wireScope(ownerScope)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := scopeCounts(t, outsider.l); after[ownerScope] != counts[ownerScope] || after[auditScope] != counts[auditScope] {
+		t.Fatalf("a sync of a scope the outsider does not follow stored entries: %v, before %v", after, counts)
+	}
 
 	// The outsider is granted a record while it misses its inbox (as if it
 	// were offline): the next global sync's answer names the owner scope
@@ -298,7 +310,7 @@ func TestScopeTopicValidator(t *testing.T) {
 		m := newIdent(t)
 		as(t, l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("org %d", i)})
 		as(t, l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
-		if _, err := l.refreshFollow(ctx); err != nil {
+		if _, _, err := l.refreshFollow(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if len(l.Members()) > replication.GroupSize+2 && !l.Follows(OwnerScope(m.id)) {
