@@ -25,10 +25,13 @@ func newCheckpointCmds() []*cobra.Command {
 		Short: "Sign a checkpoint of the ledger's state (admins)",
 		Long: `Sign a checkpoint of the global scope at this node's current heads: its
 state (the view, indexes and entry metadata) as content-addressed blocks,
-its digest, and the admins who sign the next one. A node that joins the
+its digest, and the admins who sign the next one. In a network with scopes
+(every ` + "`medmesh network create`" + ` since) that is the global scope's state
+alone: members, roles, keys, the network key, implants and consents, the
+same on every node whatever records it follows. A node that joins the
 network afterwards loads the latest checkpoint instead of replaying every
-entry, and syncs only what came after it; nodes may prune what it covers
-(` + "`medmesh ledger prune`" + `).
+entry, and syncs only what came after it (and the owner and audit scopes
+it follows); nodes may prune what it covers (` + "`medmesh ledger prune`" + `).
 
 Checkpoints form a chain anchored at the genesis: the first is signed by
 the network's founding admin, each later one by a majority of the admins

@@ -21,34 +21,95 @@ import (
 // CID is raw sha2-256, so every block a joiner fetches is checked against
 // the signed header before it is read.
 //
-// The rows are the entries' metadata (/e/), the indexes (/i/) and the view
-// (/s/): everything the core reads to judge a later entry at its causal
+// The rows are the scope's (ckptRows): the entries' metadata (/e/), the
+// indexes (/i/) and the view (/s/): everything the core reads to judge a later entry at its causal
 // position, so a node that starts from a checkpoint gives every entry the
 // verdict a node that replayed all of them gives, stragglers concurrent
 // with the checkpoint included. The entries' bodies and the logs (/l/,
 // /t/) are not part of it: that is what pruning drops.
 
-// scopePrefixes returns the key prefixes of a scope's state. The global
-// scope's checkpoint is of the whole state the signing node holds: in a
-// network without scopes, the ledger's; in one with scopes (scope.go),
-// every scope the node holds, with every scope's heads. Checkpoints of one
-// owner or audit scope alone are not done yet.
-func scopePrefixes(scope string) ([]string, error) {
-	switch scope {
-	case ScopeGlobal:
-		return []string{pMeta, pIdx, pState}, nil // ascending
-	default:
-		return nil, fmt.Errorf("ledger: scope %q has no checkpoints yet (only %q)", scope, ScopeGlobal)
-	}
+// ckptRows says which rows of a store are a scope's state, the rows its
+// checkpoint carries. In a network without scopes, the global scope's are
+// every row (all). In a scoped network, the global scope's are what every
+// node holds alike whatever else it follows: the metadata of global
+// entries (/e/ rows whose meta has no scope), the indexes global entries
+// write (members, keys, organisations) and the view they write
+// (globalStatePrefixes: members, keys, the network's genesis row, global
+// extension types). No scoped entry writes those, and no global entry
+// writes anything else, so the export is the same on two nodes in the same
+// global state that follow different owner scopes.
+type ckptRows struct {
+	scope string // wire scope
+	all   bool
+	// idx and state are the /i/ and /s/ prefixes, ascending.
+	idx, state []string
 }
 
-func inPrefixes(k string, ps []string) bool {
-	for _, p := range ps {
-		if strings.HasPrefix(k, p) {
-			return true
+// globalIdxPrefixes returns the index prefixes global entries write,
+// ascending: keys (/i/k/), members (/i/m/), organisations (/i/o/).
+func globalIdxPrefixes() []string { return []string{pIdx + "k/", pIdx + "m/", pIdx + "o/"} }
+
+// ckptRows returns which rows make scope's checkpoint on this core.
+func (c *Core) ckptRows(scope string) (*ckptRows, error) {
+	kind, _, err := ParseScope(scope)
+	if err != nil {
+		return nil, err
+	}
+	if kind != KindGlobal {
+		return nil, fmt.Errorf("ledger: scope %q has no checkpoints yet (only %q)", scope, ScopeGlobal)
+	}
+	if !c.scoped {
+		return &ckptRows{all: true}, nil
+	}
+	return &ckptRows{scope: "", idx: globalIdxPrefixes(), state: c.globalStatePrefixes()}, nil
+}
+
+// prefixes returns what to scan for the scope's rows, ascending and
+// disjoint, so rows scanned one after the other are in key order: a
+// prefix ends with "/", anything else is one key (scanRows).
+func (r *ckptRows) prefixes() []string {
+	if r.all {
+		return []string{pMeta, pIdx, pState}
+	}
+	out := append([]string{pMeta}, r.idx...)
+	return append(out, r.state...)
+}
+
+// key reports whether key k (with value v) is one of the scope's rows: under
+// one of its prefixes and, for an entry's metadata, an entry of the scope.
+func (r *ckptRows) key(k string, v []byte) (bool, error) {
+	in := false
+	for _, p := range r.prefixes() {
+		if k == p || strings.HasSuffix(p, "/") && strings.HasPrefix(k, p) {
+			in = true
+			break
 		}
 	}
-	return false
+	if !in {
+		return false, nil
+	}
+	if r.all || !strings.HasPrefix(k, pMeta) {
+		return true, nil
+	}
+	var m meta
+	if err := decMode.Unmarshal(v, &m); err != nil {
+		return false, corrupt(k, err)
+	}
+	return m.Scope == r.scope, nil
+}
+
+// scanRows calls fn with the rows under p (a prefix, ending with "/"), or
+// with the one row of key p if it exists.
+func scanRows(ctx context.Context, s Store, p string, keysOnly bool, fn func(string, []byte) bool) error {
+	if strings.HasSuffix(p, "/") {
+		return s.Scan(ctx, p, keysOnly, fn)
+	}
+	v, ok, err := s.Get(ctx, p)
+	if err != nil || !ok {
+		return err
+	}
+	fn(p, v)
+	return nil
 }
 
 // stateHasher computes State.Digest over rows fed in key order.
@@ -117,18 +178,12 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 	if err := c.ready(ctx); err != nil {
 		return nil, err
 	}
-	prefixes, err := scopePrefixes(scope)
+	rows, err := c.ckptRows(scope)
 	if err != nil {
 		return nil, err
 	}
-	// Every head this core holds: in a network with scopes, the global
-	// scope's and those of each owner and audit scope it holds, whose
-	// state is part of the rows below (see scopePrefixes).
-	all := make([]cid.Cid, 0, len(c.heads))
-	for h := range c.heads {
-		all = append(all, h)
-	}
-	ck := &Checkpoint{Network: c.net, Scope: scope, Heads: sortedCids(all)}
+	// The scope's heads: in a network without scopes, every head.
+	ck := &Checkpoint{Network: c.net, Scope: scope, Heads: c.ScopeHeads(scope)}
 	for _, h := range ck.Heads {
 		if ck.Clock.Less(c.heads[h]) {
 			ck.Clock = c.heads[h]
@@ -155,8 +210,15 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 		cur = nil
 		return nil
 	}
-	for _, p := range prefixes {
-		err := c.store.Scan(ctx, p, false, func(k string, v []byte) bool {
+	for _, p := range rows.prefixes() {
+		err := scanRows(ctx, c.store, p, false, func(k string, v []byte) bool {
+			if p == pMeta && !rows.all {
+				in, err := rows.key(k, v)
+				if err != nil || !in {
+					ferr = err
+					return err == nil
+				}
+			}
 			row := appendRow(nil, k, v)
 			if len(row) > MaxStateBlockSize {
 				ferr = fmt.Errorf("ledger: state row %s is %d bytes, more than a block", k, len(row))
@@ -174,7 +236,7 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 			switch {
 			case p == pMeta:
 				ck.Entries++
-			case p == pState:
+			case strings.HasPrefix(p, pState):
 				hs.add(k, v)
 				if strings.HasPrefix(k, pState+"m/") {
 					var mi memberIdx
@@ -221,7 +283,7 @@ type checkpointStateCheck struct {
 // are exactly the state's admins; and, with coverage, this core's heads are
 // all entries of the state (the checkpoint covers what this node has).
 func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get func(context.Context, cid.Cid) ([]byte, error), coverage bool) error {
-	prefixes, err := scopePrefixes(ck.Scope)
+	rows, err := c.ckptRows(ck.Scope)
 	if err != nil {
 		return err
 	}
@@ -234,7 +296,7 @@ func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get fu
 	}
 	ours := map[string]bool{}
 	if coverage {
-		for h := range c.heads {
+		for _, h := range c.ScopeHeads(ck.Scope) {
 			ours[pMeta+h.String()] = false
 		}
 	}
@@ -256,8 +318,8 @@ func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get fu
 				return fmt.Errorf("key %q out of order", k)
 			}
 			last = k
-			if !inPrefixes(k, prefixes) {
-				return fmt.Errorf("key %q is not part of scope %s", k, ck.Scope)
+			if in, err := rows.key(k, v); err != nil || !in {
+				return fmt.Errorf("key %q is not part of scope %s (%v)", k, ck.Scope, err)
 			}
 			switch {
 			case strings.HasPrefix(k, pMeta):
@@ -324,36 +386,49 @@ const loadBatchRows = 20000
 // core's heads. Entries after the checkpoint then come by sync; the
 // entries before it are not fetched.
 func (c *Core) loadCheckpoint(ctx context.Context, ck *Checkpoint, get func(context.Context, cid.Cid) ([]byte, error)) error {
-	prefixes, err := scopePrefixes(ck.Scope)
+	rows, err := c.ckptRows(ck.Scope)
 	if err != nil {
 		return err
 	}
-	// Drop what the state replaces. Keys only in the old state (a view row
-	// a later entry deleted) must not survive.
-	for _, p := range append(prefixes, pHeads) {
-		var keys []string
-		if err := c.store.Scan(ctx, p, true, func(k string, _ []byte) bool {
-			keys = append(keys, k)
-			return true
-		}); err != nil {
-			return c.reset(ctx, err)
-		}
-		for len(keys) > 0 {
-			n := min(len(keys), loadBatchRows)
-			b, err := c.store.Batch(ctx)
-			if err != nil {
-				return c.reset(ctx, err)
-			}
-			for _, k := range keys[:n] {
-				if err := b.Delete(k); err != nil {
-					return c.reset(ctx, err)
+	// Drop what the state replaces: the scope's rows and heads (in a
+	// scoped network, the other scopes' stay: their entries' ancestors in
+	// this scope are covered, as verifyCheckpointState checked). Keys only
+	// in the old state (a view row a later entry deleted) must not survive.
+	var keys []string
+	for _, p := range rows.prefixes() {
+		var ferr error
+		if err := scanRows(ctx, c.store, p, p != pMeta || rows.all, func(k string, v []byte) bool {
+			if p == pMeta && !rows.all {
+				in, err := rows.key(k, v)
+				if err != nil || !in {
+					ferr = err
+					return err == nil
 				}
 			}
-			if err := b.Commit(ctx); err != nil {
+			keys = append(keys, k)
+			return true
+		}); err != nil || ferr != nil {
+			return c.reset(ctx, errors.Join(err, ferr))
+		}
+	}
+	for _, h := range c.ScopeHeads(ck.Scope) {
+		keys = append(keys, pHeads+h.String())
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), loadBatchRows)
+		b, err := c.store.Batch(ctx)
+		if err != nil {
+			return c.reset(ctx, err)
+		}
+		for _, k := range keys[:n] {
+			if err := b.Delete(k); err != nil {
 				return c.reset(ctx, err)
 			}
-			keys = keys[n:]
 		}
+		if err := b.Commit(ctx); err != nil {
+			return c.reset(ctx, err)
+		}
+		keys = keys[n:]
 	}
 	b, err := c.store.Batch(ctx)
 	if err != nil {

@@ -283,13 +283,27 @@
 //
 // # Checkpoints (checkpoint*.go, ledger_checkpoint.go)
 //
-// A checkpoint summarizes a scope (ScopeGlobal: today the whole ledger) at
-// a set of heads: the heads, their highest clock, the number of entries
-// behind them, the digest of the view (what Digest and `ledger verify`
-// compute) and the state itself as content-addressed blocks: the entries'
-// metadata (/e/), the indexes (/i/) and the view (/s/), in key order. A
-// node loads it instead of replaying the entries behind it, then syncs the
-// entries after it. The metadata and indexes are part of it because they
+// A checkpoint summarizes a scope at its heads: the heads, their highest
+// clock, the number of entries behind them, the digest of the view (what
+// Digest and `ledger verify` compute) and the state itself as
+// content-addressed blocks: the entries' metadata (/e/), the indexes (/i/)
+// and the view (/s/), in key order. A node loads it instead of replaying
+// the entries behind it, then syncs the entries after it.
+//
+// In a network without scopes the global scope's state is every row. In a
+// scoped network it is the global scope's alone (checkpoint_state.go,
+// ckptRows): the metadata of global entries, the indexes they write
+// (members, keys, organisations) and the view they write — the keys
+// GlobalDigest hashes (members, keys, the genesis row, global extension
+// types) — with the global heads. No scoped entry writes those rows and no
+// global entry writes others, so two nodes in the same global state export
+// the same checkpoint (the same CID) whatever owner scopes each follows,
+// and an admin co-signs another's proposal; it is small (the membership,
+// not the records). A joiner loads it, follows the replica groups the
+// membership puts it in, and catches up those scopes by sync; a node's
+// scoped entries and rows survive a load (the checkpoint covers their
+// global ancestors). Verify and ScopeDigest on such a node start their
+// replay from the checkpoint's state. The metadata and indexes are part of it because they
 // are what later entries are judged against at their causal position: a
 // straggler signed before the checkpoint and received after it gets the
 // verdict it gets on a node that replayed everything

@@ -61,14 +61,28 @@ func (l *Ledger) ScopeHeads(s string) ([]cid.Cid, error) {
 
 // ScopeDigest returns the digest of scope s's state and its number of
 // entries (Core.ScopeDigest): equal on every node that follows s and has
-// caught it up.
+// caught it up. On a node that joined from a checkpoint or pruned, the
+// replay starts from its latest trusted checkpoint's state, as Verify's
+// does, and the entries it covers are counted without being replayed.
 func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	if _, _, err := ParseScope(s); err != nil {
 		return nil, 0, err
 	}
+	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
+	if err != nil {
+		return nil, 0, err
+	}
+	base, err := l.rebuildBase(ctx, fresh)
+	if err != nil {
+		return nil, 0, err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.core.ScopeDigest(ctx, s)
+	if err := l.core.ready(ctx); err != nil {
+		return nil, 0, err
+	}
+	d, n, err := l.core.scopeReplay(ctx, fresh, s, base > 0)
+	return d, n + max(base-1, 0), err // the genesis is not counted
 }
 
 // involvedScopes computes the wire scopes this node follows from the

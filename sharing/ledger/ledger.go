@@ -418,10 +418,11 @@ func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
 	}
 	// A node that joined from a checkpoint, or pruned, replays from its
 	// latest trusted checkpoint (ledger_checkpoint.go).
-	fromCkpt, err := l.rebuildBase(ctx, fresh)
+	base, err := l.rebuildBase(ctx, fresh)
 	if err != nil {
 		return nil, err
 	}
+	fromCkpt := base > 0
 	all, err := logCIDs(ctx, l.store)
 	if err != nil {
 		return nil, err

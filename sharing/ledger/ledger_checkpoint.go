@@ -392,6 +392,11 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	if err := l.reloadMembers(ctx); err != nil {
 		return err
 	}
+	if l.core.scoped {
+		// The membership changed: follow the replica groups it puts this
+		// node in, and catch up their scopes (by sync).
+		l.followChanged()
+	}
 	l.met.heads.Set(float64(len(l.core.heads)))
 	l.log.Info("joined from checkpoint", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
 	return nil
@@ -479,30 +484,31 @@ func (ck *Checkpoint) SignerStrings() []string {
 
 // rebuildBase loads into fresh (a new core on a MemStore) the state of the
 // latest trusted checkpoint when this node joined from a checkpoint or
-// pruned entries, so Verify replays only what follows it; it reports
-// whether it did. A node that did neither replays from the genesis.
-func (l *Ledger) rebuildBase(ctx context.Context, fresh *Core) (bool, error) {
+// pruned entries, so Verify replays only what follows it; it returns the
+// number of entries the loaded state holds (0 if it loaded none). A node
+// that did neither replays from the genesis.
+func (l *Ledger) rebuildBase(ctx context.Context, fresh *Core) (int, error) {
 	base, err := l.marker(ctx, pCkptBase+ScopeGlobal)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	pruned, err := l.marker(ctx, pCkptPruned+ScopeGlobal)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	if !base.Defined() && !pruned.Defined() {
-		return false, nil
+		return 0, nil
 	}
 	chain, err := l.CheckpointChain(ctx, ScopeGlobal)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	ck, err := VerifyCheckpointChain(l.o.Genesis, ScopeGlobal, chain)
 	if err != nil {
-		return false, fmt.Errorf("ledger: verify from checkpoint: %w", err)
+		return 0, fmt.Errorf("ledger: verify from checkpoint: %w", err)
 	}
 	if err := fresh.LoadCheckpoint(ctx, ck, l.StateBlock); err != nil {
-		return false, fmt.Errorf("ledger: verify from checkpoint %s: %w", ck.cid, err)
+		return 0, fmt.Errorf("ledger: verify from checkpoint %s: %w", ck.cid, err)
 	}
-	return true, nil
+	return int(ck.Entries), nil
 }

@@ -2,8 +2,6 @@ package ledger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -156,11 +154,20 @@ func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	if err := c.ready(ctx); err != nil {
 		return nil, 0, err
 	}
-	ws := wireScope(s)
 	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: c.cfg.Genesis, Types: c.cfg.Types})
 	if err != nil {
 		return nil, 0, err
 	}
+	return c.scopeReplay(ctx, fresh, s, false)
+}
+
+// scopeReplay replays into fresh the entries of scope s's closure held
+// here, oldest first, and returns fresh's digest and how many entries it
+// replayed. With fromCkpt, fresh starts from a checkpoint's state
+// (Ledger.ScopeDigest on a node that joined from one or pruned): entries
+// it holds already are skipped.
+func (c *Core) scopeReplay(ctx context.Context, fresh *Core, s string, fromCkpt bool) ([]byte, int, error) {
+	ws := wireScope(s)
 	all, err := logCIDs(ctx, c.store)
 	if err != nil {
 		return nil, 0, err
@@ -192,6 +199,13 @@ func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 		if nd == nil || !inClosure(ws, nd.scope) {
 			continue
 		}
+		if fromCkpt {
+			if ok, err := fresh.Has(ctx, e); err != nil {
+				return nil, 0, err
+			} else if ok {
+				continue
+			}
+		}
 		raw, err := c.store.GetEntry(ctx, e)
 		if err != nil {
 			return nil, 0, err
@@ -216,11 +230,12 @@ func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 }
 
 // globalStatePrefixes are the state prefixes the global scope's entries
-// write, in key order: members, keys, and each global extension type's
-// rows. No scoped entry writes under them, so every node of a scoped
-// network holds the same values there whatever scopes it follows.
+// write, in key order: keys, members, the network's genesis row (/s/n, a
+// key of its own: nothing else starts with it), and each global extension
+// type's rows. No scoped entry writes under them, so every node of a
+// scoped network holds the same values there whatever scopes it follows.
 func (c *Core) globalStatePrefixes() []string {
-	out := []string{pState + "k/", pState + "m/"}
+	out := []string{pState + "k/", pState + "m/", pState + "n"}
 	var ext []string
 	for name, spec := range c.types {
 		if spec.Scope == KindGlobal && spec.builtin == nil {
@@ -234,26 +249,21 @@ func (c *Core) globalStatePrefixes() []string {
 // GlobalDigest returns the digest of the global scope's state: like
 // State.Digest (SHA-256 over every key and value, in key order) over the
 // keys global entries write. In a network without scopes it is the Digest
-// of the whole state. Every node in the same global state has the same.
+// of the whole state. Every node in the same global state has the same,
+// and it is the Digest of the global scope's checkpoint.
 func (c *Core) GlobalDigest(ctx context.Context) ([]byte, error) {
 	if !c.scoped {
 		return c.State().Digest(ctx)
 	}
-	h := sha256.New()
-	var lb [8]byte
+	hs := newStateHasher()
 	for _, p := range c.globalStatePrefixes() {
-		err := c.store.Scan(ctx, p, false, func(k string, v []byte) bool {
-			binary.BigEndian.PutUint64(lb[:], uint64(len(k)))
-			h.Write(lb[:])
-			h.Write([]byte(k))
-			binary.BigEndian.PutUint64(lb[:], uint64(len(v)))
-			h.Write(lb[:])
-			h.Write(v)
+		err := scanRows(ctx, c.store, p, false, func(k string, v []byte) bool {
+			hs.add(k, v)
 			return true
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
-	return h.Sum(nil), nil
+	return hs.sum(), nil
 }
