@@ -370,12 +370,16 @@ scope's entries and is the same on every node that follows the scope.`,
            scopes, and those of the owners it is involved with (see
            ` + "`medmesh ledger heads --help`" + `)
   synced   true once this node has caught up with every followed scope: no
-           entry waits for missing parents, and the last catch-up sync with
-           each connected peer left nothing that peer had missing here. A node
-           alone in its network is synced; one with no peer reachable is not.
+           entry waits for missing parents, and the last catch-up sync of each
+           scope with each connected peer that follows it left nothing that
+           peer had missing here (another owner's scope with no follower
+           connected: the last sync with its owner). A node alone in its
+           network is synced; one with no peer reachable is not.
+  behind   (--json) the followed scopes not caught up yet: [] when synced
 It reads counters: it costs the same with ten entries or ten million.`,
 		Example: `  medmesh ledger stat
   medmesh ledger stat --json | jq .entry_count
+  medmesh ledger stat --json | jq -r '.behind[]'
   until medmesh ledger stat --json | jq -e .synced >/dev/null; do sleep 1; done`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -390,6 +394,9 @@ It reads counters: it costs the same with ten entries or ten million.`,
 			if st.Scopes == nil {
 				st.Scopes = []string{}
 			}
+			if st.Behind == nil {
+				st.Behind = []string{}
+			}
 			return output(st, func() {
 				say("entries  %d", st.Entries)
 				say("bytes    %s", humanSize(st.Size))
@@ -397,7 +404,7 @@ It reads counters: it costs the same with ten entries or ten million.`,
 				if st.Synced {
 					say("synced   yes")
 				} else {
-					say("synced   no (catching up with peers, or none reachable)")
+					say("synced   no: catching up with %s (from the peers that follow it, or none reachable)", strings.Join(st.Behind, ", "))
 				}
 			})
 		},

@@ -305,9 +305,11 @@ type LedgerStat struct {
 	Size    int64    `json:"size"`        // their encoded bytes
 	Scopes  []string `json:"scopes"`      // scopes followed ("global", ...)
 	// Synced: caught up with every followed scope (no entry waiting for
-	// parents; the last sync with each connected peer left nothing of it
-	// missing).
+	// parents; the last sync of each scope with each connected peer that
+	// follows it left nothing of it missing).
 	Synced bool `json:"synced"`
+	// Behind: the followed scopes not caught up yet ([] when synced).
+	Behind []string `json:"behind"`
 }
 
 // VerifyResult is the outcome of `ledger verify`.

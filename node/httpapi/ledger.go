@@ -113,9 +113,12 @@ func (a Ledger) heads(w http.ResponseWriter, r *http.Request) {
 
 func (a Ledger) stat(w http.ResponseWriter, r *http.Request) {
 	st := a.L.Stat(r.Context())
-	out := api.LedgerStat{Entries: st.Entries, Size: st.Bytes, Scopes: st.Scopes, Synced: st.Synced}
+	out := api.LedgerStat{Entries: st.Entries, Size: st.Bytes, Scopes: st.Scopes, Synced: st.Synced, Behind: st.Behind}
 	if out.Scopes == nil {
 		out.Scopes = []string{}
+	}
+	if out.Behind == nil {
+		out.Behind = []string{}
 	}
 	api.JSON(w, http.StatusOK, out)
 }

@@ -369,12 +369,18 @@
 // connect, every SyncInterval with a random peer, and when an entry with
 // unknown parents arrives.
 //
-// Synced (`medmesh ledger stat`) is true when no entry waits for missing
-// parents and, for every connected peer, the latest sync with it ended
-// with every head the peer answered with applied here (a (re)connected
-// peer counts as not caught up until then). With no peer connected, a node
-// is synced only if it is its network's sole member. Scopes returns the
-// scopes a node follows: today ScopeGlobal alone, the one topic above.
+// Synced (`medmesh ledger stat`) is true when Behind, the followed scopes
+// not caught up, is empty. The global scope is caught up when no entry
+// waits for missing parents and, for every connected peer, the latest sync
+// with it ended with every head the peer answered with applied here (a
+// (re)connected peer counts as not caught up until then); with no peer
+// connected, only if the node is its network's sole member. Another scope
+// is caught up when the latest sync of it with each connected peer that
+// follows it (on its topic, its owner, the owner's replica group) did the
+// same; the sync loop syncs a scope with every such peer it is not caught
+// up with. With none of them connected, a node's own scopes are caught up
+// and another owner's are not. Scopes returns the scopes a node follows
+// (Followed: the global scope first).
 //
 // # Entry types
 //

@@ -95,8 +95,10 @@ type transport struct {
 	syncing  map[syncKey]bool // in flight; true = run again when done
 	wantFrom map[syncKey]bool // peers that sent entries we could not place
 	// synced is, per connected peer, the last catch-up of the global
-	// scope with it (Synced).
-	synced map[peer.ID]syncState
+	// scope with it (Synced); scopeSynced, per connected peer and wire
+	// scope other than the global one, the last catch-up of that scope.
+	synced      map[peer.ID]syncState
+	scopeSynced map[syncKey]syncState
 }
 
 // caughtUp reports whether the last sync with every connected peer left
@@ -176,20 +178,30 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	n := &transport{h: h, ps: ps, ctx: rctx, cancel: cancel,
-		syncing: map[syncKey]bool{}, wantFrom: map[syncKey]bool{}, synced: map[peer.ID]syncState{},
+		syncing: map[syncKey]bool{}, wantFrom: map[syncKey]bool{}, synced: map[peer.ID]syncState{}, scopeSynced: map[syncKey]syncState{},
 		topics: map[string]*scopeTopic{name: {topic: topic, sub: sub, validator: true}}}
 	n.notif = &network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {
 			// Not caught up with a (re)connected peer until a sync says so.
 			n.mu.Lock()
 			n.synced[c.RemotePeer()] = syncState{}
+			for k := range n.scopeSynced {
+				if k.p == c.RemotePeer() {
+					delete(n.scopeSynced, k)
+				}
+			}
 			n.mu.Unlock()
 			l.trigger(rctx, c.RemotePeer(), "")
 		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
-			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+			if p := c.RemotePeer(); nw.Connectedness(p) != network.Connected {
 				n.mu.Lock()
-				delete(n.synced, c.RemotePeer())
+				delete(n.synced, p)
+				for k := range n.scopeSynced {
+					if k.p == p {
+						delete(n.scopeSynced, k)
+					}
+				}
 				n.mu.Unlock()
 			}
 		},
@@ -321,15 +333,25 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 		if len(peers) > 0 {
 			l.trigger(ctx, peers[rand.IntN(len(peers))], "")
 		}
-		// Each followed scope with a random peer that follows it too; with
-		// none connected, with the scope's owner (the stream dials it, and
-		// the connection lets GossipSub join the two on the scope's topic).
+		// Each followed scope with a random peer that follows it too, and
+		// with every connected follower the last sync with left it behind
+		// (or that it has not synced it with yet: Behind); with none
+		// connected, with the scope's owner (the stream dials it, and the
+		// connection lets GossipSub join the two on the scope's topic).
 		for _, s := range l.Followed()[1:] {
 			ws := wireScope(s)
 			if ps := l.scopePeers(n, ws); len(ps) > 0 {
 				l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
 			} else if _, owner, err := ParseScope(s); err == nil && owner != l.self {
 				l.trigger(ctx, owner, ws)
+			}
+			for _, p := range l.scopeFollowers(n, s) {
+				n.mu.Lock()
+				st, ok := n.scopeSynced[syncKey{p, ws}]
+				n.mu.Unlock()
+				if !ok || !st.caughtUp {
+					l.trigger(ctx, p, ws)
+				}
 			}
 		}
 	}
@@ -400,10 +422,9 @@ func (l *Ledger) syncScope(ctx context.Context, h host.Host, p peer.ID, scope st
 	var heads [][]byte // p's heads in its last answer
 	var follow []string
 	err := l.syncRounds(ctx, h, p, scope, &heads, &follow)
-	if scope != "" {
-		return err
+	if scope == "" {
+		l.followHinted(p, follow)
 	}
-	l.followHinted(p, follow)
 	caught := false
 	if err == nil && heads != nil {
 		lack, lerr := l.weLack(ctx, heads)
@@ -412,7 +433,12 @@ func (l *Ledger) syncScope(ctx context.Context, h host.Host, p peer.ID, scope st
 	if n := l.tr.Load(); n != nil && n.h == h {
 		n.mu.Lock()
 		if h.Network().Connectedness(p) == network.Connected {
-			n.synced[p] = syncState{caughtUp: caught, at: l.now()}
+			st := syncState{caughtUp: caught, at: l.now()}
+			if scope == "" {
+				n.synced[p] = st
+			} else if heads != nil || err != nil {
+				n.scopeSynced[syncKey{p, scope}] = st
+			}
 		}
 		n.mu.Unlock()
 	}
@@ -471,7 +497,7 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 			l.met.syncs.WithLabelValues("error").Inc()
 			return fmt.Errorf("ledger: peer %s: %s", p, resp.Err)
 		}
-		*heads = resp.Heads
+		*heads = append([][]byte{}, resp.Heads...) // non-nil: p answered
 		if len(resp.Follow) > 0 {
 			*follow = resp.Follow
 		}

@@ -8,7 +8,10 @@ import (
 
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // The transport of scopes (doc.go, "Scopes"): one GossipSub topic per
@@ -398,4 +401,36 @@ func (l *Ledger) followHinted(from peer.ID, scopes []string) {
 			l.trigger(n.ctx, from, wireScope(s))
 		}
 	}
+}
+
+// scopeFollowers returns the connected peers that follow scope s, or
+// should: those on its topic, its owner and the owner's replica group
+// (whose subscription GossipSub may not have told this node yet).
+func (l *Ledger) scopeFollowers(n *transport, s string) []peer.ID {
+	_, owner, err := ParseScope(s)
+	if err != nil {
+		return nil
+	}
+	set := map[peer.ID]bool{owner: true}
+	for _, p := range l.scopePeers(n, wireScope(s)) {
+		set[p] = true
+	}
+	ms := l.Members()
+	rms := make([]replication.Member, len(ms))
+	for i, m := range ms {
+		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
+	}
+	for _, p := range replication.Group(owner, rms) {
+		set[p] = true
+	}
+	delete(set, l.self)
+	nw := n.h.Network()
+	out := make([]peer.ID, 0, len(set))
+	for p := range set {
+		if nw.Connectedness(p) == network.Connected {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

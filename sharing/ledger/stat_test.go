@@ -10,6 +10,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // logStored counts the entries in l's log and their bytes the slow way.
@@ -230,4 +232,98 @@ func TestIndexUpgrade(t *testing.T) {
 	if err := l.Verify(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBehindScopes: in a scoped network, Behind names each followed scope
+// this node has not caught up with. Six nodes all reach synced, their
+// scopes included. A member of an owner's replica group cut off from the
+// owner and every other follower of the owner's scopes (still connected to
+// a node that does not follow them) is caught up on the global scope and
+// behind on the owner's two scopes, while the owner writes there (without
+// publishing: only the owner has the entry); connected to the owner again,
+// it is not synced before it has synced the scopes with the owner, and
+// then has the entry.
+func TestBehindScopes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	w, mn, nodes := newScopedMesh(t, 6)
+	waitBehind := func(nd *meshNode, want []string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for got := nd.l.Behind(); !slices.Equal(got, want); got = nd.l.Behind() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: behind on %v, want %v", nd.who.id, got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, nd := range nodes {
+		waitBehind(nd, nil)
+		if st := nd.l.Stat(context.Background()); !st.Synced || len(st.Behind) != 0 {
+			t.Fatalf("stat: %+v", st)
+		}
+	}
+	owner := nodes[1]
+	var rms []replication.Member
+	for _, m := range owner.l.Members() {
+		rms = append(rms, replication.Member{Peer: m.Peer, Org: m.Org})
+	}
+	group := replication.Group(owner.who.id, rms)
+	var follower, outsider *meshNode
+	for _, nd := range nodes {
+		switch {
+		case nd == owner:
+		case replication.Has(group, nd.who.id):
+			if follower == nil {
+				follower = nd
+			}
+		default:
+			outsider = nd
+		}
+	}
+	if follower == nil || outsider == nil {
+		t.Fatalf("group %v", group)
+	}
+	ownerScope, auditScope := OwnerScope(owner.who.id), AuditScope(owner.who.id)
+	for _, nd := range nodes {
+		if nd == follower || nd == outsider {
+			continue
+		}
+		if err := mn.UnlinkPeers(follower.h.ID(), nd.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := mn.DisconnectPeers(follower.h.ID(), nd.h.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Written at the owner without publishing: only a sync carries it.
+	rec := as(t, owner.l, owner.who, TypeRecordAnnounce, recordPayload(t, owner.who, "behind"))
+	// Behind on the owner's scopes (and on those of any other owner whose
+	// followers it was cut off from too), not on the global scope.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := follower.l.Behind()
+		if slices.Contains(got, ownerScope) && slices.Contains(got, auditScope) && !slices.Contains(got, ScopeGlobal) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cut off from %s's followers: behind on %v", owner.who.id, got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ok, _ := follower.l.core.Has(context.Background(), rec.CID()); ok {
+		t.Fatal("the follower has the entry while cut off")
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mn.ConnectPeers(follower.h.ID(), owner.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	waitBehind(follower, nil)
+	if ok, _ := follower.l.core.Has(context.Background(), rec.CID()); !ok {
+		t.Fatal("synced without the owner's entry")
+	}
+	_ = w
 }
