@@ -86,30 +86,41 @@ func (m *Manager) loop() {
 			for _, p := range m.observe() {
 				m.changed[p] = true
 			}
-			for rec := range m.short {
-				m.dirty[rec] = true
-			}
-			m.mu.Lock()
-			for rec := range m.failing {
-				m.dirty[rec] = true
-			}
-			m.mu.Unlock()
-			n := min(len(m.sweep), m.o.SweepBatch)
-			for _, rec := range m.sweep[:n] {
-				if m.involved[rec] {
-					m.dirty[rec] = true
-				}
-			}
-			m.sweep = m.sweep[n:]
-			m.pass()
+			m.tick()
 		case <-sweep.C:
-			// A new sweep starts once the last one is done; each tick
-			// takes SweepBatch records of it.
-			if len(m.sweep) == 0 {
-				for rec := range m.involved {
-					m.sweep = append(m.sweep, rec)
-				}
-			}
+			m.startSweep()
+		}
+	}
+}
+
+// tick is the loop's work every Interval (besides liveness): it plans the
+// records short of replicas, those with a holder failing its proofs, and
+// the sweep's next SweepBatch records.
+func (m *Manager) tick() {
+	for rec := range m.short {
+		m.dirty[rec] = true
+	}
+	m.mu.Lock()
+	for rec := range m.failing {
+		m.dirty[rec] = true
+	}
+	m.mu.Unlock()
+	n := min(len(m.sweep), m.o.SweepBatch)
+	for _, rec := range m.sweep[:n] {
+		if m.involved[rec] {
+			m.dirty[rec] = true
+		}
+	}
+	m.sweep = m.sweep[n:]
+	m.pass()
+}
+
+// startSweep starts a sweep of the involved records (every SweepInterval),
+// once the last one is done; each tick then takes SweepBatch records of it.
+func (m *Manager) startSweep() {
+	if len(m.sweep) == 0 {
+		for rec := range m.involved {
+			m.sweep = append(m.sweep, rec)
 		}
 	}
 }

@@ -41,7 +41,8 @@ type fakeLedger struct {
 	members  []ledger.Member
 	recs     map[cid.Cid]ledger.RecordInfo
 	receipts map[cid.Cid][]ledger.Receipt
-	lookups  int // Record calls: the records a pass plans
+	lookups  int              // Record calls: the records a pass plans
+	looked   map[cid.Cid]bool // the records Record was called with
 }
 
 func (l *fakeLedger) Subscribe() (<-chan *ledger.Entry, func()) { return nil, func() {} }
@@ -65,6 +66,9 @@ func (l *fakeLedger) Record(rec cid.Cid) (ledger.RecordInfo, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lookups++
+	if l.looked != nil {
+		l.looked[rec] = true
+	}
 	r, ok := l.recs[rec]
 	return r, ok
 }
@@ -405,5 +409,121 @@ func TestReprovide(t *testing.T) {
 		if !slices.Contains(got, w) {
 			t.Fatalf("block %s of an owned or pinned record was not provided", w)
 		}
+	}
+}
+
+// TestSweepBatches: a sweep takes the involved records SweepBatch an
+// Interval, every record once, and a sweep due while one is running does
+// not restart it.
+func TestSweepBatches(t *testing.T) {
+	const self = peer.ID("self")
+	f := newFixture(t, self, 10, Options{Disabled: true, SweepBatch: 16})
+	const n = 40 // this node's own records, one replica each (never short)
+	for i := range n {
+		rec := testCid(t, fmt.Sprint("own record ", i))
+		f.ledger.recs[rec] = ledger.RecordInfo{ID: rec, Owner: self, Replicas: 1}
+	}
+	f.m.pass()
+	if len(f.m.involved) != n || len(f.m.short) != 0 {
+		t.Fatalf("after the first pass: %d involved, %d short", len(f.m.involved), len(f.m.short))
+	}
+	f.ledger.looked = map[cid.Cid]bool{}
+	planned := map[cid.Cid]int{}
+	tick := func(want int) {
+		t.Helper()
+		f.ledger.lookups = 0
+		clear(f.ledger.looked)
+		f.m.tick()
+		if f.ledger.lookups != want {
+			t.Fatalf("a tick planned %d records, want %d", f.ledger.lookups, want)
+		}
+		for rec := range f.ledger.looked {
+			planned[rec]++
+		}
+	}
+	tick(0) // no sweep running: a quiet tick plans nothing
+	f.m.startSweep()
+	tick(16)
+	f.m.startSweep() // due again while running: goes on, not over
+	tick(16)
+	tick(8)
+	tick(0)
+	if len(planned) != n {
+		t.Fatalf("the sweep planned %d of %d records", len(planned), n)
+	}
+	for rec, k := range planned {
+		if k != 1 {
+			t.Fatalf("record %s planned %d times in one sweep", rec, k)
+		}
+	}
+	f.m.startSweep() // the next one
+	tick(16)
+}
+
+// TestProofsSample: a round of proofs of storage challenges a random
+// sample of ChallengeRecords of the records this node holds, plus every
+// record with a holder failing its proofs; after a failed challenge, the
+// next round challenges every record, and the one after samples again.
+func TestProofsSample(t *testing.T) {
+	const self = peer.ID("self")
+	f := newFixture(t, self, 10, Options{Disabled: true, ChallengeRecords: 16})
+	ctx := context.Background()
+	const n = 100
+	var recs []cid.Cid
+	for i := range n {
+		rec := testCid(t, fmt.Sprint("held record ", i))
+		owner := f.ledger.members[1+i%9].Peer
+		f.ledger.recs[rec] = ledger.RecordInfo{ID: rec, Owner: owner, Replicas: 3}
+		if err := f.pins.Pin(ctx, rec, testCid(t, fmt.Sprint("block list ", i))); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	round := func() map[cid.Cid]bool {
+		t.Helper()
+		f.ledger.looked = map[cid.Cid]bool{}
+		f.m.verifyAll()
+		return f.ledger.looked
+	}
+	if got := round(); len(got) != 16 {
+		t.Fatalf("a round challenged %d of %d held records, want a sample of 16", len(got), n)
+	}
+	// Samples differ between rounds: over enough rounds every record is
+	// challenged (a lost record is found, not just the same 16 checked).
+	seen := map[cid.Cid]bool{}
+	for i := 0; i < 60 && len(seen) < n; i++ {
+		for rec := range round() {
+			seen[rec] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("60 rounds challenged %d of %d records", len(seen), n)
+	}
+	// Records with a failing holder are challenged every round.
+	f.m.mu.Lock()
+	for _, rec := range recs[:5] {
+		f.m.failing[rec] = true
+	}
+	f.m.mu.Unlock()
+	for range 5 {
+		got := round()
+		if len(got) < 16 || len(got) > 21 {
+			t.Fatalf("a round with 5 failing records challenged %d", len(got))
+		}
+		for _, rec := range recs[:5] {
+			if !got[rec] {
+				t.Fatalf("a failing record %s was not challenged", rec)
+			}
+		}
+	}
+	// After a failed challenge: every record, once; then samples again.
+	f.m.mu.Lock()
+	f.m.fullProof = true
+	f.m.mu.Unlock()
+	if got := round(); len(got) != n {
+		t.Fatalf("the round after a failed challenge challenged %d of %d", len(got), n)
+	}
+	if got := round(); len(got) > 21 {
+		t.Fatalf("the round after the full one challenged %d", len(got))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -137,7 +138,13 @@ func (m *Manager) verifyAll() {
 	m.mu.Unlock()
 	if !full && len(held) > m.o.ChallengeRecords {
 		rand.Shuffle(len(held), func(i, j int) { held[i], held[j] = held[j], held[i] })
-		held = append(held[:m.o.ChallengeRecords], failing...)
+		sample := held[:m.o.ChallengeRecords]
+		for _, rec := range failing {
+			if !slices.Contains(sample, rec) {
+				sample = append(sample, rec)
+			}
+		}
+		held = sample
 	}
 	for _, rec := range held {
 		if m.ctx.Err() != nil {
