@@ -50,10 +50,28 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type testNet struct {
-	t     *testing.T
-	clock *clock
-	mu    sync.Mutex
-	nodes []*node
+	t      *testing.T
+	clock  *clock
+	mu     sync.Mutex
+	nodes  []*node
+	erased map[cid.Cid]bool // record versions erased (Config.Erased)
+}
+
+// erase marks record version id erased on every node, as a record.erase
+// entry does.
+func (tn *testNet) erase(id cid.Cid) {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if tn.erased == nil {
+		tn.erased = map[cid.Cid]bool{}
+	}
+	tn.erased[id] = true
+}
+
+func (tn *testNet) isErased(id cid.Cid) bool {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	return tn.erased[id]
 }
 
 type node struct {
@@ -66,6 +84,10 @@ type node struct {
 	svc    *records.Service
 	adds   *addLog
 	synced int // Durable.Sync calls
+	// waits: a block no node serves is waited for until the fetch's
+	// context ends (as the network does while it looks for providers),
+	// instead of failing at once.
+	waits bool
 }
 
 // bus is a node's ledger as its service sees it: what it appends reaches
@@ -172,7 +194,7 @@ func (nd *node) start() {
 	svc, err := records.New(context.Background(), records.Config{
 		Self: nd.id, KEM: nd.kem, Ledger: nd.bus(), Blocks: nd.store, Durable: syncer{nd}, Local: nd.local,
 		BeginAdd: nd.adds.begin, Replicas: 1, FetchTimeout: 5 * time.Second,
-		Now: nd.net.clock.Now, Logger: slog.New(slog.DiscardHandler),
+		Now: nd.net.clock.Now, Logger: slog.New(slog.DiscardHandler), Erased: nd.net.isErased,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +276,10 @@ func (f fakeNet) from(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 		}
 		o.svc.Served(f.n.id, c)
 		return b, nil
+	}
+	if f.n.waits {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	return nil, p2p.ErrNotFetched
 }

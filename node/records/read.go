@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
@@ -75,7 +76,7 @@ func (s *Service) unwrap(r access.Recipient, envelope []byte) (record.Key, error
 // under (nil for the owner).
 func (s *Service) Resolve(ctx context.Context, id cid.Cid, version int) (ledger.RecordInfo, record.Key, *ledger.Grant, error) {
 	if s.cfg.Erased != nil && s.cfg.Erased(id) {
-		return ledger.RecordInfo{}, record.Key{}, nil, fault.NotFoundf("its owner erased it: no node keeps it any more", "record %s was erased", id)
+		return ledger.RecordInfo{}, record.Key{}, nil, erasedError(id)
 	}
 	info, ok := s.ledger.Record(id)
 	if !ok {
@@ -122,9 +123,14 @@ func (s *Service) OpenFor(ctx context.Context, id cid.Cid, version int, purpose 
 	// hold a record are the owner and the replicas placed on the ledger.
 	fctx, cancel := context.WithTimeout(p2p.NoKeep(ctx), s.cfg.FetchTimeout)
 	defer cancel()
+	fctx, stop := s.untilErased(fctx, info.ID)
+	defer stop()
 	mg := &manifestGetter{net: s.net, holders: s.readHolders(info)}
 	m, err := record.OpenManifest(fctx, mg, info.ID, key)
 	if err != nil {
+		if errors.Is(context.Cause(fctx), errErasedWhileRead) {
+			return info, nil, key, nil, erasedError(info.ID)
+		}
 		if fctx.Err() != nil {
 			return info, nil, key, nil, fault.Unavailablef("check that a node holding it is up and reachable", "record %s could not be found on the network within %v", info.ID, s.cfg.FetchTimeout)
 		}
@@ -272,9 +278,56 @@ func (s *Service) Get(ctx context.Context, id cid.Cid, req GetRequest, w io.Writ
 	if req.Named != nil {
 		req.Named(m.Name)
 	}
-	if err := s.ReadFiles(ctx, m, key, which, w); err != nil {
+	rctx, stop := s.untilErased(ctx, info.ID)
+	defer stop()
+	if err := s.ReadFiles(rctx, m, key, which, w); err != nil {
+		if errors.Is(context.Cause(rctx), errErasedWhileRead) {
+			return erasedError(info.ID)
+		}
 		return err
 	}
 	s.ReadDone(ctx, info, req.Purpose, g)
 	return nil
+}
+
+// erasedError is what reading an erased record answers.
+func erasedError(id cid.Cid) error {
+	return fault.NotFoundf("its owner erased it: no node keeps it any more", "record %s was erased", id)
+}
+
+// errErasedWhileRead cancels a read whose record its owner erased.
+var errErasedWhileRead = errors.New("records: the record was erased while being read")
+
+// erasedPoll is how often a read in progress checks whether its record
+// was erased.
+const erasedPoll = 250 * time.Millisecond
+
+// untilErased returns a context that is cancelled (cause
+// errErasedWhileRead) if record version id is erased before stop is
+// called: a read waiting for blocks no holder keeps any more ends at once
+// with "erased", not after the fetch timeout.
+func (s *Service) untilErased(ctx context.Context, id cid.Cid) (context.Context, func()) {
+	if s.cfg.Erased == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(erasedPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if s.cfg.Erased(id) {
+					cancel(errErasedWhileRead)
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
 }

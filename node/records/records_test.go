@@ -469,3 +469,38 @@ func TestClaimsBatched(t *testing.T) {
 		t.Fatalf("audit: %+v %v", audit, err)
 	}
 }
+
+// TestReadEndsWhenErased: a read waiting for blocks that no node serves
+// any more ends with "erased" (not found) as soon as its record's erasure
+// is known, not with "could not be found on the network" when the fetch
+// times out; a read of a record already erased says so at once.
+func TestReadEndsWhenErased(t *testing.T) {
+	tn := newNet(t, 2)
+	a, b := tn.nodes[0], tn.nodes[1]
+	res := a.add(t, "note.txt", randomBytes(1<<20+3))
+	grant(t, a, res.ID, b, api.GrantRequest{})
+	for _, c := range append(res.Manifest.Blocks(res.ID), res.ID) {
+		if err := a.store.DeleteBlock(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.waits = true
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.get(res.ID, 0)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the read ended before the erasure: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	tn.erase(res.ID)
+	err := <-done
+	wantKind(t, "a read in progress when its record is erased", err, fault.NotFound)
+	if !strings.Contains(err.Error(), "erased") {
+		t.Fatalf("the read ended with %v, not erased", err)
+	}
+	_, err = b.get(res.ID, 0)
+	wantKind(t, "a read of an erased record", err, fault.NotFound)
+}
