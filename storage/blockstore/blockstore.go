@@ -37,6 +37,11 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// closing is held by readers of the badger database itself (HasAll)
+	// and taken by Close: a badger iterator must not outlive the tables
+	// it reads.
+	closing sync.RWMutex
+	closed  bool
 }
 
 // ErrHashMismatch is returned when a stored block does not hash to its CID.
@@ -81,7 +86,12 @@ func Open(dir string) (*Store, error) {
 	// medmesh rarely stores a block it has: chunks are sealed under fresh
 	// keys, and fetches ask only for blocks not held. A repeat costs a
 	// value-log entry that badger's value-log GC reclaims.
-	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(ds, bstore.WriteThrough(true))}
+	// Every block is written and deleted with its mark (marks.go).
+	if err := markAll(context.Background(), ds); err != nil {
+		ds.Close()
+		return nil, fmt.Errorf("mark the blocks of datastore %s: %w", dir, err)
+	}
+	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(markingDS{ds}, bstore.WriteThrough(true))}
 	s := &Store{DS: ds, Blocks: bs}
 	s.startTrimmer(dir)
 	return s, nil
@@ -98,6 +108,9 @@ func (s *Store) Close() error {
 			close(s.stopTrim)
 			<-s.trimDone
 		}
+		s.closing.Lock()
+		s.closed = true
+		s.closing.Unlock()
 		err := s.DS.Sync(context.Background(), datastore.NewKey("/"))
 		s.closeErr = errors.Join(err, s.DS.Close())
 	})
