@@ -69,7 +69,9 @@ func normalize(v reflect.Value) reflect.Value {
 // (indented, [] when empty), but one element at a time, without JSON's
 // copy through EmptyLists and without indenting the whole answer in one
 // buffer: `ls` of 100,000 records spent 0.45 s in that copy and allocated
-// 460 MB. The caller guarantees that the items hold no nil list.
+// 460 MB. Items that write themselves (listJSON: a Record) skip
+// encoding/json's reflection. The caller guarantees that the items hold
+// no nil list.
 func JSONList[T any](w http.ResponseWriter, code int, items []T) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -79,10 +81,18 @@ func JSONList[T any](w http.ResponseWriter, code int, items []T) {
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	_, _ = bw.WriteString("[\n")
+	var buf []byte
 	for i := range items {
-		b, err := json.MarshalIndent(&items[i], "  ", "  ")
-		if err != nil {
-			return // a type the API answers with always encodes
+		b, ok := []byte(nil), false
+		if item, can := any(&items[i]).(listJSON); can {
+			buf, ok = item.appendListJSON(buf[:0])
+			b = buf
+		}
+		if !ok {
+			var err error
+			if b, err = json.MarshalIndent(&items[i], "  ", "  "); err != nil {
+				return // a type the API answers with always encodes
+			}
 		}
 		_, _ = bw.WriteString("  ")
 		_, _ = bw.Write(b)
