@@ -199,7 +199,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// ledger without the erased ones.
 	view := erasure.Hide{Ledger: d.Ledger, S: d.erasure}
 	d.Records, err = records.New(ctx, records.Config{
-		Self: self, KEM: kem, Ledger: view, Blocks: store.Blocks, Durable: store.DS, Local: d.local, Erased: d.erasure.Erased,
+		Self: self, KEM: kem, Ledger: view, Blocks: store.Blocks, HasAll: store.HasAll, Durable: store.DS, Local: d.local, Erased: d.erasure.Erased,
 		BeginAdd: func(ctx context.Context) (records.Add, error) {
 			a, err := d.gc.BeginAdd(ctx)
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -22,6 +23,7 @@ import (
 	"github.com/medmesh/medmesh/node/records"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/storage/blockstore"
 )
 
 // A network in memory for the records service: every node has a real
@@ -50,8 +52,12 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 type testNet struct {
-	t      *testing.T
-	clock  *clock
+	t     testing.TB
+	clock *clock
+	// disk: each node keeps its ledger and blocks in a badger datastore
+	// of its own (blockstore.Open), as a daemon does, and the service
+	// answers HasAll from it.
+	disk   bool
 	mu     sync.Mutex
 	nodes  []*node
 	erased map[cid.Cid]bool // record versions erased (Config.Erased)
@@ -80,6 +86,7 @@ type node struct {
 	kem    *keywrap.PrivateKey
 	led    *ledger.Ledger
 	store  bstore.Blockstore
+	disk   *blockstore.Store // with testNet.disk
 	local  datastore.Batching
 	svc    *records.Service
 	adds   *addLog
@@ -127,9 +134,19 @@ func (tn *testNet) deliver(from *node, e *ledger.Entry) {
 
 // newNet starts a network of n nodes; node 0 is its admin, every node a
 // member with an announced key. Node i gets roles[i], if given.
-func newNet(t *testing.T, n int, roles ...[]string) *testNet {
+func newNet(t testing.TB, n int, roles ...[]string) *testNet {
 	t.Helper()
-	tn := &testNet{t: t, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}}
+	return startNet(&testNet{t: t, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}}, n, roles...)
+}
+
+// newDiskNet is newNet with every node on badger (testNet.disk).
+func newDiskNet(t testing.TB, n int) *testNet {
+	t.Helper()
+	return startNet(&testNet{t: t, disk: true, clock: &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}}, n)
+}
+
+func startNet(tn *testNet, n int, roles ...[]string) *testNet {
+	t := tn.t
 	keys := make([]crypto.PrivKey, n)
 	for i := range keys {
 		keys[i] = newKey(t)
@@ -172,16 +189,26 @@ func (tn *testNet) addNode(key crypto.PrivKey, genesis []byte) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := memDS()
+	nd := &node{net: tn, id: id, kem: kem, store: bstore.NewBlockstore(memDS()), local: memDS()}
+	ds, entries := memDS(), bstore.NewBlockstore(memDS())
+	if tn.disk {
+		store, err := blockstore.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() }) // after the ledger's and the service's
+		nd.disk, nd.store, nd.local = store, store.Blocks, namespace.Wrap(store.DS, datastore.NewKey("/medmesh/local"))
+		ds, entries = store.DS, store.Blocks
+	}
 	led, err := ledger.Open(context.Background(), ledger.Options{
-		DS: ds, Blocks: bstore.NewBlockstore(memDS()), Key: key, Genesis: genesis,
+		DS: ds, Blocks: entries, Key: key, Genesis: genesis,
 		Logger: slog.New(slog.DiscardHandler), Now: tn.clock.Now, Types: ledger.Builtin(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { led.Close() })
-	nd := &node{net: tn, id: id, kem: kem, led: led, store: bstore.NewBlockstore(memDS()), local: memDS()}
+	nd.led = led
 	nd.adds = &addLog{store: nd.store}
 	tn.mu.Lock()
 	tn.nodes = append(tn.nodes, nd)
@@ -191,11 +218,15 @@ func (tn *testNet) addNode(key crypto.PrivKey, genesis []byte) *node {
 
 func (nd *node) start() {
 	t := nd.net.t
-	svc, err := records.New(context.Background(), records.Config{
+	cfg := records.Config{
 		Self: nd.id, KEM: nd.kem, Ledger: nd.bus(), Blocks: nd.store, Durable: syncer{nd}, Local: nd.local,
 		BeginAdd: nd.adds.begin, Replicas: 1, FetchTimeout: 5 * time.Second,
 		Now: nd.net.clock.Now, Logger: slog.New(slog.DiscardHandler), Erased: nd.net.isErased,
-	})
+	}
+	if nd.disk != nil {
+		cfg.HasAll = nd.disk.HasAll
+	}
+	svc, err := records.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +342,7 @@ func (fakeNet) Provide(context.Context, []cid.Cid) error { return nil }
 func (fakeNet) Connected(peer.ID) bool                   { return true }
 
 // add stores data as a one-file record on nd.
-func (nd *node) add(t *testing.T, name string, data []byte, mod ...func(*records.AddRequest)) *records.AddResult {
+func (nd *node) add(t testing.TB, name string, data []byte, mod ...func(*records.AddRequest)) *records.AddResult {
 	t.Helper()
 	req := records.AddRequest{Name: name, Files: []records.FileSource{{Path: name, Open: func() (io.Reader, error) { return bytes.NewReader(data), nil }}}}
 	for _, m := range mod {
@@ -337,7 +368,7 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-func newKey(t *testing.T) crypto.PrivKey {
+func newKey(t testing.TB) crypto.PrivKey {
 	t.Helper()
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {

@@ -91,8 +91,8 @@ type Add interface {
 	End(committed bool)
 }
 
-// Config is what a Service needs. Every field but FetchTimeout, Replicas,
-// Now, Logger and Metrics is required.
+// Config is what a Service needs. Every field but HasAll, FetchTimeout,
+// Replicas, Now, Logger, Metrics and Erased is required.
 type Config struct {
 	// Self is this node's peer ID, KEM its key-wrapping keys (a
 	// *keywrap.Keyring: the current key, and the previous ones it keeps
@@ -102,6 +102,10 @@ type Config struct {
 
 	Ledger Ledger
 	Blocks Blocks
+	// HasAll, if set, answers Blocks.Has for many blocks at once, in one
+	// pass over the store (blockstore.Store.HasAll): `ls` asks it for
+	// every record it lists. Default: Blocks.Has for each.
+	HasAll func(ctx context.Context, cids []cid.Cid) ([]bool, error)
 	// Durable is synced before a record is announced: every block of a
 	// record on the ledger is on disk.
 	Durable Syncer
