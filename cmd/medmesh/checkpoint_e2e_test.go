@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -161,4 +162,163 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 	if out := joiner.must("ledger", "checkpoints"); !strings.Contains(out, ck.Checkpoint) || !strings.Contains(out, "base") {
 		t.Fatalf("ledger checkpoints:\n%s", out)
 	}
+}
+
+// TestScopeCheckpointCLI drives checkpoints of an owner's scopes through
+// the real binary and real daemons: the clinic's records are granted to
+// and read by the lab; the lab and the imaging centre (the clinic's
+// replica group) sign checkpoints of the clinic's owner and audit scopes
+// (`ledger checkpoint --scope ... [--cosign]`), which the clinic itself
+// may not (exit 5; a malformed scope exits 2); every node adopts them; a
+// node that joins afterwards, in the clinic's replica group, loads both
+// instead of replaying them (`ledger checkpoints --scope` marks them
+// base), reaches the clinic's heads and scope digests, stores fewer
+// entries than the clinic by what they cover, and passes `ledger verify`;
+// the lab prunes what they cover (`ledger prune --json`) while the clinic
+// keeps its own records' history.
+func TestScopeCheckpointCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four daemons")
+	}
+	dir := t.TempDir()
+	clinic := &cli{t: t, repo: filepath.Join(dir, "clinic")}
+	clinic.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--org", "clinic")
+	clinic.must("network", "create", "--name", "e2e-scope-checkpoint")
+	stop := func(d *exec.Cmd) { t.Cleanup(func() { d.Process.Signal(syscall.SIGTERM); d.Wait() }) }
+	stop(clinic.startDaemon())
+	lab := clinic.invite(t, dir, "lab", "lab")
+	stop(lab.startDaemon())
+	imaging := clinic.invite(t, dir, "imaging", "imaging")
+	stop(imaging.startDaemon())
+	clinicID, labID := clinic.peerID(t), lab.peerID(t)
+	os_, as := "owner/"+clinicID, "audit/"+clinicID
+
+	for i := 0; i < 4; i++ {
+		f := filepath.Join(dir, fmt.Sprintf("report-%d.json", i))
+		os.WriteFile(f, []byte(fmt.Sprintf(`{"resourceType":"DiagnosticReport","status":"final","id":"s%d"}`, i)), 0o600)
+		var r api.AddResult
+		if err := json.Unmarshal([]byte(clinic.must("add", f, "--class", "report", "--replicas", "1", "--json")), &r); err != nil {
+			t.Fatal(err)
+		}
+		clinic.retry("grant", r.ID, "--to", labID, "--json")
+		lab.retry("get", r.ID, "-o", filepath.Join(dir, fmt.Sprintf("got-%d", i)))
+	}
+	group := []*cli{lab, imaging}
+	agree := func(what string, args ...string) {
+		t.Helper()
+		waitFor(t, what, 60*time.Second, func() error {
+			want := clinic.must(args...)
+			for _, n := range group {
+				if got := n.must(args...); got != want {
+					return fmt.Errorf("%s: %s, clinic: %s", n.repo, got, want)
+				}
+			}
+			return nil
+		})
+	}
+	agree("the global scope", "ledger", "heads", "--json")
+	for _, s := range []string{os_, as} {
+		agree(s, "ledger", "heads", "--scope", s, "--json")
+	}
+
+	if _, errs, code := lab.run("ledger", "checkpoint", "--scope", "owner/nobody", "--json"); code != exitInvalid || !strings.Contains(errs, `"error"`) {
+		t.Fatalf("malformed scope: exit %d, want %d: %s", code, exitInvalid, errs)
+	}
+	if _, errs, code := clinic.run("ledger", "checkpoint", "--scope", os_, "--json"); code != exitForbidden || !strings.Contains(errs, "replica group") {
+		t.Fatalf("the owner signing its scope's checkpoint: exit %d, want %d: %s", code, exitForbidden, errs)
+	}
+	sign := func(scope string) api.Checkpoint {
+		t.Helper()
+		var prop, ck api.Checkpoint
+		if err := json.Unmarshal([]byte(lab.must("ledger", "checkpoint", "--scope", scope, "--json")), &prop); err != nil {
+			t.Fatal(err)
+		}
+		if prop.Trusted || prop.Quorum != 2 || len(prop.Signers) != 2 || prop.Proposal == "" || prop.Scope != scope || len(prop.Deps) == 0 {
+			t.Fatalf("%s: one signature of two: %+v", scope, prop)
+		}
+		if err := json.Unmarshal([]byte(imaging.must("ledger", "checkpoint", "--scope", scope, "--cosign", prop.Proposal, "--json")), &ck); err != nil {
+			t.Fatal(err)
+		}
+		if !ck.Trusted || len(ck.Signatures) != 2 || ck.Checkpoint != prop.Checkpoint || ck.EntryCount == 0 {
+			t.Fatalf("%s: co-signed: %+v", scope, ck)
+		}
+		return ck
+	}
+	ck, ack := sign(os_), sign(as)
+	// The owner and the proposer adopt them at their next sync.
+	for _, c := range []api.Checkpoint{ck, ack} {
+		for _, n := range []*cli{clinic, lab, imaging} {
+			waitFor(t, n.repo+" adopting "+c.Checkpoint, 60*time.Second, func() error {
+				var cks []api.Checkpoint
+				if err := json.Unmarshal([]byte(n.must("ledger", "checkpoints", "--scope", c.Scope, "--json")), &cks); err != nil {
+					return err
+				}
+				if len(cks) == 0 || cks[len(cks)-1].Checkpoint != c.Checkpoint {
+					return fmt.Errorf("%+v", cks)
+				}
+				return nil
+			})
+		}
+	}
+
+	// A fourth member is in the clinic's replica group: it loads both.
+	joiner := clinic.invite(t, dir, "joiner", "joiner")
+	stop(joiner.startDaemon())
+	for _, s := range []string{os_, as} {
+		waitFor(t, "the joiner catching up "+s, 60*time.Second, func() error {
+			a, b := clinic.must("ledger", "heads", "--scope", s, "--json"), joiner.must("ledger", "heads", "--scope", s, "--json")
+			if a != b {
+				return fmt.Errorf("clinic %s, joiner %s", a, b)
+			}
+			return nil
+		})
+	}
+	for _, c := range []api.Checkpoint{ck, ack} {
+		var cks []api.Checkpoint
+		if err := json.Unmarshal([]byte(joiner.must("ledger", "checkpoints", "--scope", c.Scope, "--json")), &cks); err != nil {
+			t.Fatal(err)
+		}
+		if len(cks) != 1 || cks[0].Checkpoint != c.Checkpoint || !cks[0].Base {
+			t.Fatalf("the joiner's checkpoints of %s: %+v", c.Scope, cks)
+		}
+	}
+	var sj, sc api.LedgerStat
+	json.Unmarshal([]byte(joiner.must("ledger", "stat", "--json")), &sj)
+	json.Unmarshal([]byte(clinic.must("ledger", "stat", "--json")), &sc)
+	if sj.Entries+int64(ck.EntryCount+ack.EntryCount) > sc.Entries {
+		t.Fatalf("the joiner stores %d entries, the clinic %d: it replayed some of the %d the checkpoints cover", sj.Entries, sc.Entries, ck.EntryCount+ack.EntryCount)
+	}
+	var v api.VerifyResult
+	if err := json.Unmarshal([]byte(joiner.must("ledger", "verify", "--json")), &v); err != nil || !v.OK {
+		t.Fatalf("the joiner's verify: %+v %v", v, err)
+	}
+	if out := joiner.must("ledger", "checkpoints", "--scope", as); !strings.Contains(out, ack.Checkpoint) || !strings.Contains(out, "base") {
+		t.Fatalf("ledger checkpoints --scope %s:\n%s", as, out)
+	}
+
+	// The lab drops what they cover; the clinic keeps its records' history.
+	pruned := func(n *cli) map[string]api.ScopePrune {
+		t.Helper()
+		var pr api.PruneResult
+		if err := json.Unmarshal([]byte(n.must("ledger", "prune", "--json")), &pr); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]api.ScopePrune{}
+		for _, s := range pr.Scopes {
+			out[s.Scope] = s
+		}
+		return out
+	}
+	if p := pruned(lab); p[os_].PrunedCount == 0 || p[as].PrunedCount == 0 || p[as].Checkpoint != ack.Checkpoint {
+		t.Fatalf("the lab's prune: %+v", p)
+	}
+	if p := pruned(clinic); p[os_].PrunedCount != 0 || p[as].PrunedCount != 0 || p[as].KeptCount == 0 {
+		t.Fatalf("the clinic's prune: %+v", p)
+	}
+	for _, n := range []*cli{lab, clinic} {
+		if err := json.Unmarshal([]byte(n.must("ledger", "verify", "--json")), &v); err != nil || !v.OK {
+			t.Fatalf("%s verify after prune: %+v %v", n.repo, v, err)
+		}
+	}
+	agree(as+" after pruning", "ledger", "heads", "--scope", as, "--json")
 }

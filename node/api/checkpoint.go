@@ -24,10 +24,16 @@ type Checkpoint struct {
 	BlockCount int    `json:"block_count"`
 	// Prev is the checkpoint it extends (absent for the first).
 	Prev string `json:"prev,omitempty"`
-	// Signers are the admins of its state: a majority of them (Quorum)
-	// must sign the next checkpoint.
+	// Signers are, for the global scope, the admins of its state: a
+	// majority of them (Quorum) must sign the next checkpoint; for an
+	// owner or audit scope, the owner's replica group at its global heads:
+	// a majority of them (Quorum) signs this one.
 	Signers []string `json:"signers"`
 	Quorum  int      `json:"quorum"`
+	// Deps, for an owner or audit scope, are the heads of the scopes it
+	// depends on (global; for an audit scope, the owner scope) when it was
+	// made: a node loads it once it holds them.
+	Deps []string `json:"deps"`
 	// Signatures are the peers that signed it.
 	Signatures []string `json:"signatures"`
 	// Base is set on the checkpoint this node joined from; Pruned on the one
@@ -42,14 +48,17 @@ type Checkpoint struct {
 }
 
 // CheckpointRequest is the body of POST /ledger/checkpoint: empty to make
-// one, or another admin's proposal to co-sign.
+// one of the global scope, Scope to make one of an owner or audit scope
+// (owner/<peer ID>, audit/<peer ID>), Proposal to co-sign another signer's.
 type CheckpointRequest struct {
+	Scope    string `json:"scope,omitempty"`
 	Proposal string `json:"proposal,omitempty"`
 }
 
 // PruneResult is the outcome of `medmesh ledger prune`.
 type PruneResult struct {
-	// Checkpoint is the checkpoint pruned up to.
+	// Checkpoint is the global scope's checkpoint pruned up to ("" if
+	// there is none: only scope checkpoints).
 	Checkpoint string `json:"checkpoint"`
 	// ExaminedCount counts the entries behind it that still had bodies;
 	// PrunedCount those dropped, KeptCount those kept (types whose bodies
@@ -59,4 +68,18 @@ type PruneResult struct {
 	KeptCount     int `json:"kept_count"`
 	// Size is the bytes of entries dropped.
 	Size int64 `json:"size"`
+	// Scopes says what was pruned under each scope's latest checkpoint,
+	// the global scope first.
+	Scopes []ScopePrune `json:"scopes"`
+}
+
+// ScopePrune is what `medmesh ledger prune` did under one scope's latest
+// checkpoint.
+type ScopePrune struct {
+	Scope         string `json:"scope"`
+	Checkpoint    string `json:"checkpoint"`
+	ExaminedCount int    `json:"examined_count"`
+	PrunedCount   int    `json:"pruned_count"`
+	KeptCount     int    `json:"kept_count"`
+	Size          int64  `json:"size"`
 }

@@ -17,6 +17,7 @@ type CheckpointLedger interface {
 	MakeCheckpoint(ctx context.Context, scope string, proposal *ledger.Checkpoint) (*ledger.Checkpoint, bool, error)
 	Checkpoints(ctx context.Context, scope string) ([]ledger.CheckpointInfo, error)
 	Prune(ctx context.Context) (ledger.PruneStats, error)
+	Scoped() bool
 }
 
 // Checkpoints serves `medmesh ledger checkpoint|checkpoints|prune`.
@@ -37,6 +38,11 @@ func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	scope, err := a.scope(req.Scope)
+	if err != nil {
+		api.Fail(w, err)
+		return
+	}
 	var prop *ledger.Checkpoint
 	if req.Proposal != "" {
 		raw, err := base64.StdEncoding.DecodeString(req.Proposal)
@@ -48,12 +54,16 @@ func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ck, trusted, err := a.L.MakeCheckpoint(r.Context(), ledger.ScopeGlobal, prop)
+	if prop != nil && prop.Scope != scope {
+		api.Fail(w, fault.Invalidf("pass the same --scope as the proposal's", "the proposal is a checkpoint of %s, not %s", prop.Scope, scope))
+		return
+	}
+	ck, trusted, err := a.L.MakeCheckpoint(r.Context(), scope, prop)
 	if err != nil {
 		api.Fail(w, checkpointFault(err))
 		return
 	}
-	infos, err := a.L.Checkpoints(r.Context(), ledger.ScopeGlobal)
+	infos, err := a.L.Checkpoints(r.Context(), scope)
 	if err != nil {
 		api.Fail(w, err)
 		return
@@ -79,7 +89,12 @@ func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a Checkpoints) list(w http.ResponseWriter, r *http.Request) {
-	infos, err := a.L.Checkpoints(r.Context(), ledger.ScopeGlobal)
+	scope, err := a.scope(r.URL.Query().Get("scope"))
+	if err != nil {
+		api.Fail(w, err)
+		return
+	}
+	infos, err := a.L.Checkpoints(r.Context(), scope)
 	if err != nil {
 		api.Fail(w, err)
 		return
@@ -97,15 +112,38 @@ func (a Checkpoints) prune(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, checkpointFault(err))
 		return
 	}
-	api.JSON(w, http.StatusOK, api.PruneResult{Checkpoint: st.Checkpoint.String(), ExaminedCount: st.Examined,
-		PrunedCount: st.Pruned, KeptCount: st.Kept, Size: st.Size})
+	out := api.PruneResult{ExaminedCount: st.Examined, PrunedCount: st.Pruned, KeptCount: st.Kept, Size: st.Size, Scopes: []api.ScopePrune{}}
+	if st.Checkpoint.Defined() {
+		out.Checkpoint = st.Checkpoint.String()
+	}
+	for _, s := range st.Scopes {
+		out.Scopes = append(out.Scopes, api.ScopePrune{Scope: s.Scope, Checkpoint: s.Checkpoint.String(), ExaminedCount: s.Examined,
+			PrunedCount: s.Pruned, KeptCount: s.Kept, Size: s.Size})
+	}
+	api.JSON(w, http.StatusOK, out)
+}
+
+// scope checks a scope named in a request ("" is the global scope).
+func (a Checkpoints) scope(s string) (string, error) {
+	if s == "" || s == ledger.ScopeGlobal {
+		return ledger.ScopeGlobal, nil
+	}
+	if _, _, err := ledger.ParseScope(s); err != nil {
+		return "", fault.Invalidf("a scope is global, owner/<peer ID> or audit/<peer ID> (`medmesh ledger stat` lists those this node follows)", "%v", err)
+	}
+	if !a.L.Scoped() {
+		return "", fault.Conflictf("this network has no scopes: its checkpoints are of the global scope (no --scope)", "scope %s: this network has no scopes", s)
+	}
+	return s, nil
 }
 
 // checkpointFault classifies the ledger's checkpoint errors.
 func checkpointFault(err error) error {
 	switch {
 	case errors.Is(err, ledger.ErrCheckpointUntrusted):
-		return fault.Wrap(fault.Forbidden, "checkpoints are signed by the admins: run this on an admin's node (`medmesh members` shows the roles)", err)
+		return fault.Wrap(fault.Forbidden, "the global scope's checkpoints are signed by the admins (`medmesh members` shows the roles), an owner's or audit scope's by the owner's replica group (the nodes that follow it, not the owner): run this on such a node", err)
+	case errors.Is(err, ledger.ErrCheckpointDeps):
+		return fault.Wrap(fault.Conflict, "this node has not caught up the scopes the checkpoint depends on yet: wait for `medmesh ledger heads` to match the proposer's", err)
 	case errors.Is(err, ledger.ErrCheckpointExists):
 		return fault.Wrap(fault.Conflict, "nothing was appended since the latest checkpoint: `medmesh ledger checkpoints` lists it", err)
 	case errors.Is(err, ledger.ErrCheckpointMismatch):
@@ -121,7 +159,11 @@ func CheckpointOf(in ledger.CheckpointInfo) api.Checkpoint {
 	ck := in.Checkpoint
 	out := api.Checkpoint{Checkpoint: ck.CID().String(), Scope: ck.Scope, Index: in.Index, Heads: []string{}, Time: ck.Time(),
 		EntryCount: ck.Entries, Digest: hex.EncodeToString(ck.Digest), Size: ck.Size, BlockCount: len(ck.Blocks),
-		Signers: []string{}, Quorum: ledger.Quorum(len(ck.Signers)), Signatures: ck.SignerStrings(), Base: in.Base, Pruned: in.Pruned, Trusted: true}
+		Signers: []string{}, Quorum: ledger.Quorum(len(ck.Signers)), Signatures: ck.SignerStrings(), Base: in.Base, Pruned: in.Pruned, Trusted: true,
+		Deps: []string{}}
+	for _, d := range ck.Deps {
+		out.Deps = append(out.Deps, d.String())
+	}
 	for _, h := range ck.Heads {
 		out.Heads = append(out.Heads, h.String())
 	}

@@ -56,10 +56,18 @@ var (
 type Checkpoint struct {
 	// Network is the genesis CID.
 	Network cid.Cid
-	// Scope is the scope summarized (ScopeGlobal).
+	// Scope is the scope summarized: ScopeGlobal, or an owner or audit
+	// scope (checkpoint_scope.go).
 	Scope string
-	// Heads are the heads the state is the state of, sorted by bytes.
+	// Heads are the heads the state is the state of, sorted by bytes: the
+	// scope's own.
 	Heads []cid.Cid
+	// Deps, for an owner or audit scope, are the heads of the scopes it
+	// depends on (Closure) when it was made, sorted: the global heads at
+	// which its signers (the owner's replica group) are computed, and for
+	// an audit scope the owner scope's heads. A node loads it only if it
+	// holds them all. Empty for the global scope.
+	Deps []cid.Cid
 	// Clock is the highest clock among Heads.
 	Clock HLC
 	// Entries is the number of entries in the heads' causal past.
@@ -107,6 +115,7 @@ type ckptWire struct {
 	Prev    []byte        `cbor:"10,keyasint,omitempty"`
 	Signers [][]byte      `cbor:"11,keyasint"`
 	Sigs    []ckptSigWire `cbor:"12,keyasint,omitempty"`
+	Deps    [][]byte      `cbor:"13,keyasint,omitempty"`
 }
 
 type ckptSigWire struct {
@@ -129,6 +138,9 @@ func (ck *Checkpoint) wire(withSigs bool) *ckptWire {
 	}
 	for _, b := range ck.Blocks {
 		w.Blocks = append(w.Blocks, b.Bytes())
+	}
+	for _, d := range ck.Deps {
+		w.Deps = append(w.Deps, d.Bytes())
 	}
 	if ck.Prev.Defined() {
 		w.Prev = ck.Prev.Bytes()
@@ -158,6 +170,9 @@ func (ck *Checkpoint) Encode() ([]byte, error) {
 // seal sorts what must be sorted and computes the CID.
 func (ck *Checkpoint) seal() error {
 	ck.Heads = sortedCids(ck.Heads)
+	if len(ck.Deps) > 0 {
+		ck.Deps = sortedCids(ck.Deps)
+	}
 	sort.Slice(ck.Signers, func(i, j int) bool { return ck.Signers[i] < ck.Signers[j] })
 	h, err := ck.header()
 	if err != nil {
@@ -238,6 +253,24 @@ func DecodeCheckpoint(raw []byte) (*Checkpoint, error) {
 			return nil, bad("head: %v", err)
 		}
 		ck.Heads = append(ck.Heads, c)
+	}
+	if len(w.Deps) > maxCheckpointHeads {
+		return nil, bad("%d deps", len(w.Deps))
+	}
+	for i, b := range w.Deps {
+		if i > 0 && bytes.Compare(w.Deps[i-1], b) >= 0 {
+			return nil, bad("deps not sorted and unique")
+		}
+		c, err := cid.Cast(b)
+		if err != nil {
+			return nil, bad("dep: %v", err)
+		}
+		ck.Deps = append(ck.Deps, c)
+	}
+	if kind, _, err := ParseScope(ck.Scope); err != nil {
+		return nil, bad("%v", err)
+	} else if (kind == KindGlobal) != (len(ck.Deps) == 0) {
+		return nil, bad("scope %s with %d deps", ck.Scope, len(ck.Deps))
 	}
 	for _, b := range w.Blocks {
 		c, err := cid.Cast(b)

@@ -3,9 +3,11 @@ package ledger
 import (
 	"context"
 	"encoding/binary"
-
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
+
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/ipfs/go-cid"
@@ -42,36 +44,124 @@ type entryDeleter interface {
 
 // PruneStats says what Prune did.
 type PruneStats struct {
-	// Checkpoint is the checkpoint pruned up to.
+	// Checkpoint is the global scope's checkpoint pruned up to (cid.Undef
+	// if there is none).
 	Checkpoint cid.Cid
-	// Examined counts the entries in its past that still had bodies.
+	// Examined counts the entries in their past that still had bodies.
 	Examined int
 	// Pruned counts the bodies dropped; Kept those kept (see above).
 	Pruned int
 	Kept   int
 	// Size is the bytes of entry bodies dropped.
 	Size int64
+	// Scopes says what was pruned under each scope's checkpoint, the
+	// global scope first.
+	Scopes []ScopePruneStats
 }
 
-// Prune drops the entries the latest trusted checkpoint of the global
-// scope covers that this node does not need (see prunable). It is
-// idempotent. ErrNoCheckpoint if there is none.
+// ScopePruneStats is what Prune did under one scope's latest checkpoint.
+type ScopePruneStats struct {
+	Scope      string
+	Checkpoint cid.Cid
+	Examined   int
+	Pruned     int
+	Kept       int
+	Size       int64
+}
+
+// Prune drops, under the latest trusted checkpoint of each scope this node
+// holds one of (the global scope's, and in a scoped network each owner or
+// audit scope's), the entries of that scope it covers that this node does
+// not need (see prunable). It is idempotent. ErrNoCheckpoint if there is
+// none.
 func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
-	del, ok := l.store.(entryDeleter)
-	if !ok {
-		return PruneStats{}, errors.New("ledger: this store cannot drop entries")
-	}
-	chain, err := l.CheckpointChain(ctx, ScopeGlobal)
+	scopes, err := l.checkpointScopes(ctx)
 	if err != nil {
 		return PruneStats{}, err
 	}
-	if len(chain) == 0 {
+	if len(scopes) == 0 {
 		return PruneStats{}, ErrNoCheckpoint
 	}
+	var st PruneStats
+	for _, s := range scopes {
+		ss, err := l.pruneScope(ctx, s)
+		if err != nil {
+			return st, err
+		}
+		if s == ScopeGlobal {
+			st.Checkpoint = ss.Checkpoint
+		}
+		st.Examined += ss.Examined
+		st.Pruned += ss.Pruned
+		st.Kept += ss.Kept
+		st.Size += ss.Size
+		st.Scopes = append(st.Scopes, ss)
+	}
+	return st, nil
+}
+
+// checkpointScopes returns the scopes this node holds trusted checkpoints
+// of, the global scope first.
+func (l *Ledger) checkpointScopes(ctx context.Context) ([]string, error) {
+	set := map[string]bool{}
+	err := l.store.Scan(ctx, pCkptChain, true, func(k string, _ []byte) bool {
+		rest := k[len(pCkptChain):]
+		if i := strings.LastIndexByte(rest, '/'); i > 0 {
+			set[rest[:i]] = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: read checkpoints: %w", err)
+	}
+	var out []string
+	for s := range set {
+		if s != ScopeGlobal {
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	if set[ScopeGlobal] {
+		out = append([]string{ScopeGlobal}, out...)
+	}
+	return out, nil
+}
+
+// pruneScope prunes the entries of scope that its latest trusted
+// checkpoint covers.
+func (l *Ledger) pruneScope(ctx context.Context, scope string) (ScopePruneStats, error) {
+	del, ok := l.store.(entryDeleter)
+	if !ok {
+		return ScopePruneStats{}, errors.New("ledger: this store cannot drop entries")
+	}
+	chain, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		return ScopePruneStats{}, err
+	}
+	if len(chain) == 0 {
+		return ScopePruneStats{}, ErrNoCheckpoint
+	}
 	ck := chain[len(chain)-1]
-	st := PruneStats{Checkpoint: ck.cid}
+	st := ScopePruneStats{Scope: scope, Checkpoint: ck.cid}
+	ws := wireScope(scope)
 	l.mu.Lock()
 	past, err := l.core.d.difference(ctx, ck.Heads, nil, 0)
+	if err == nil && l.core.scoped {
+		// The checkpoint's heads' past reaches the scopes it depends on:
+		// keep to the scope's own entries.
+		mine := past[:0]
+		for _, c := range past {
+			n, gerr := l.core.d.get(ctx, c)
+			if gerr != nil {
+				err = gerr
+				break
+			}
+			if n != nil && n.scope == ws {
+				mine = append(mine, c)
+			}
+		}
+		past = mine
+	}
 	l.mu.Unlock()
 	if err != nil {
 		return st, err
@@ -121,10 +211,10 @@ func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
 		st.Pruned += len(drop)
 		st.Size += size
 	}
-	if err := l.putMarker(ctx, pCkptPruned+ScopeGlobal, ck.cid); err != nil {
+	if err := l.putMarker(ctx, pCkptPruned+scope, ck.cid); err != nil {
 		return st, err
 	}
-	l.log.Info("pruned", "checkpoint", ck.cid.String(), "pruned", st.Pruned, "kept", st.Kept, "size", st.Size)
+	l.log.Info("pruned", "scope", scope, "checkpoint", ck.cid.String(), "pruned", st.Pruned, "kept", st.Kept, "size", st.Size)
 	return st, nil
 }
 

@@ -24,16 +24,18 @@ type scopedCkptWorld struct {
 	byScope map[string][]*Entry
 }
 
-func newScopedCkptWorld(t *testing.T) *scopedCkptWorld {
+func newScopedCkptWorld(t *testing.T) *scopedCkptWorld { return newScopedCkptWorldN(t, 4) }
+
+func newScopedCkptWorldN(t *testing.T, n int) *scopedCkptWorld {
 	t.Helper()
-	w := newWorld(t, 4, WithScopes())
+	w := newWorld(t, n, WithScopes())
 	full := openNode(t, w.members[2], w.genesis)
 	sw := &scopedCkptWorld{w: w, full: full}
 	sw.all = append(sw.all, w.setup(t, full)...)
 	sw.all = append(sw.all, as(t, full, w.admin, TypeMemberAdd, MemberAddPayload{Peer: w.members[1].id, Org: "clinic", Roles: []string{RoleAdmin}}))
 	sw.all = append(sw.all, w.grantAll(t, full)...)
-	for i := 0; i < 12; i++ {
-		owner, reader := i%4, (i+1)%4
+	for i := 0; i < 3*n; i++ {
+		owner, reader := i%n, (i+1)%n
 		sw.all = append(sw.all, as(t, full, w.members[reader], TypeAccess, w.claim(t, owner, reader, testEpoch.Add(time.Duration(i)*time.Second))))
 	}
 	sw.split()

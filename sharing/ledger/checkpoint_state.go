@@ -41,6 +41,9 @@ import (
 type ckptRows struct {
 	scope string // wire scope
 	all   bool
+	// kind and owner are the scope's (checkpoint_scope.go).
+	kind  ScopeKind
+	owner peer.ID
 	// idx and state are the /i/ and /s/ prefixes, ascending.
 	idx, state []string
 }
@@ -51,17 +54,21 @@ func globalIdxPrefixes() []string { return []string{pIdx + "k/", pIdx + "m/", pI
 
 // ckptRows returns which rows make scope's checkpoint on this core.
 func (c *Core) ckptRows(scope string) (*ckptRows, error) {
-	kind, _, err := ParseScope(scope)
+	kind, owner, err := ParseScope(scope)
 	if err != nil {
 		return nil, err
 	}
-	if kind != KindGlobal {
-		return nil, fmt.Errorf("ledger: scope %q has no checkpoints yet (only %q)", scope, ScopeGlobal)
+	if kind == KindGlobal {
+		if !c.scoped {
+			return &ckptRows{all: true}, nil
+		}
+		return &ckptRows{scope: "", idx: globalIdxPrefixes(), state: c.globalStatePrefixes()}, nil
 	}
 	if !c.scoped {
-		return &ckptRows{all: true}, nil
+		return nil, fmt.Errorf("ledger: scope %s: this network has no scopes (its checkpoints are of %q)", scope, ScopeGlobal)
 	}
-	return &ckptRows{scope: "", idx: globalIdxPrefixes(), state: c.globalStatePrefixes()}, nil
+	idx, state := c.scopedRowPrefixes(kind)
+	return &ckptRows{scope: wireScope(scope), kind: kind, owner: owner, idx: idx, state: state}, nil
 }
 
 // prefixes returns what to scan for the scope's rows, ascending and
@@ -78,14 +85,7 @@ func (r *ckptRows) prefixes() []string {
 // key reports whether key k (with value v) is one of the scope's rows: under
 // one of its prefixes and, for an entry's metadata, an entry of the scope.
 func (r *ckptRows) key(k string, v []byte) (bool, error) {
-	in := false
-	for _, p := range r.prefixes() {
-		if k == p || strings.HasSuffix(p, "/") && strings.HasPrefix(k, p) {
-			in = true
-			break
-		}
-	}
-	if !in {
+	if r.prefixOf(k) == "" {
 		return false, nil
 	}
 	if r.all || !strings.HasPrefix(k, pMeta) {
@@ -96,6 +96,16 @@ func (r *ckptRows) key(k string, v []byte) (bool, error) {
 		return false, corrupt(k, err)
 	}
 	return m.Scope == r.scope, nil
+}
+
+// prefixOf returns the prefix (or key) of r that k is under, "" if none.
+func (r *ckptRows) prefixOf(k string) string {
+	for _, p := range r.prefixes() {
+		if k == p || strings.HasSuffix(p, "/") && strings.HasPrefix(k, p) {
+			return p
+		}
+	}
+	return ""
 }
 
 // scanRows calls fn with the rows under p (a prefix, ending with "/"), or
@@ -238,7 +248,7 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 				ck.Entries++
 			case strings.HasPrefix(p, pState):
 				hs.add(k, v)
-				if strings.HasPrefix(k, pState+"m/") {
+				if rows.kind == KindGlobal && strings.HasPrefix(k, pState+"m/") {
 					var mi memberIdx
 					if err := decMode.Unmarshal(v, &mi); err != nil {
 						ferr = corrupt(k, err)
@@ -264,6 +274,21 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 		return nil, err
 	}
 	ck.Digest = hs.sum()
+	if rows.kind != KindGlobal {
+		// Signed by the owner's replica group at the global heads it
+		// depends on (checkpoint_scope.go).
+		for h, s := range c.hscope {
+			if s != rows.scope && inClosure(rows.scope, s) {
+				ck.Deps = append(ck.Deps, h)
+			}
+		}
+		if ck.Signers, err = c.scopeSigners(ctx, rows.owner, ck.Deps); err != nil {
+			return nil, err
+		}
+		if len(ck.Heads) == 0 {
+			return nil, fmt.Errorf("ledger: this node holds no entry of scope %s", scope)
+		}
+	}
 	if len(ck.Signers) == 0 {
 		return nil, errors.New("ledger: the state has no admin to sign checkpoints")
 	}
@@ -300,6 +325,13 @@ func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get fu
 			ours[pMeta+h.String()] = false
 		}
 	}
+	if rows.kind != KindGlobal && coverage && len(ours) > 0 {
+		return fmt.Errorf("%w: this node holds entries of scope %s already: it syncs the ones it lacks instead of loading checkpoint %s", ErrCheckpointCoverage, ck.Scope, ck.cid)
+	}
+	var sc *scopeRowCheck
+	if rows.kind != KindGlobal {
+		sc = newScopeRowCheck(c, rows)
+	}
 	hs := newStateHasher()
 	var entries, size uint64
 	var admins []peer.ID
@@ -321,6 +353,11 @@ func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get fu
 			if in, err := rows.key(k, v); err != nil || !in {
 				return fmt.Errorf("key %q is not part of scope %s (%v)", k, ck.Scope, err)
 			}
+			if sc != nil {
+				if err := sc.row(ctx, k, v); err != nil {
+					return err
+				}
+			}
 			switch {
 			case strings.HasPrefix(k, pMeta):
 				entries++
@@ -332,7 +369,7 @@ func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get fu
 				}
 			case strings.HasPrefix(k, pState):
 				hs.add(k, v)
-				if strings.HasPrefix(k, pState+"m/") {
+				if rows.kind == KindGlobal && strings.HasPrefix(k, pState+"m/") {
 					var mi memberIdx
 					if err := decMode.Unmarshal(v, &mi); err != nil {
 						return fmt.Errorf("member row %q: %v", k, err)
@@ -366,9 +403,18 @@ func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get fu
 	if d := hs.sum(); !bytes.Equal(d, ck.Digest) {
 		return fmt.Errorf("%w: checkpoint %s: its state hashes to digest %x, the header says %x", ErrCheckpointState, ck.cid, d, ck.Digest)
 	}
-	slices.Sort(admins)
-	if !slices.Equal(admins, ck.Signers) {
-		return fmt.Errorf("%w: checkpoint %s: its signers %v are not the admins of its state %v", ErrCheckpointState, ck.cid, ck.Signers, admins)
+	if sc != nil {
+		// The signers (the owner's replica group) are checked against the
+		// membership by verifyScopeSigners; here, that every row is about
+		// the scope's own records and entries.
+		if err := sc.done(ctx, coverage); err != nil {
+			return fmt.Errorf("%w: checkpoint %s: %v", ErrCheckpointState, ck.cid, err)
+		}
+	} else {
+		slices.Sort(admins)
+		if !slices.Equal(admins, ck.Signers) {
+			return fmt.Errorf("%w: checkpoint %s: its signers %v are not the admins of its state %v", ErrCheckpointState, ck.cid, ck.Signers, admins)
+		}
 	}
 	for k, found := range ours {
 		if !found {
@@ -396,6 +442,12 @@ func (c *Core) loadCheckpoint(ctx context.Context, ck *Checkpoint, get func(cont
 	// in the old state (a view row a later entry deleted) must not survive.
 	var keys []string
 	for _, p := range rows.prefixes() {
+		if rows.kind != KindGlobal {
+			// A scope's checkpoint is loaded only by a node that holds
+			// nothing of it (verifyCheckpointState): no row to drop, and
+			// its prefixes hold other owners' rows.
+			break
+		}
 		var ferr error
 		if err := scanRows(ctx, c.store, p, p != pMeta || rows.all, func(k string, v []byte) bool {
 			if p == pMeta && !rows.all {

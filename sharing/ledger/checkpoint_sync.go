@@ -29,7 +29,10 @@ const errPruned = "pruned: entries before the checkpoint were pruned here; join 
 func (l *Ledger) serveCheckpoint(ctx context.Context, req *syncReq) *syncResp {
 	switch req.Op {
 	case opCheckpoints:
-		chain, err := l.CheckpointChain(ctx, ScopeGlobal)
+		if _, _, err := ParseScope(req.Scope); err != nil {
+			return &syncResp{Err: "bad scope"}
+		}
+		chain, err := l.CheckpointChain(ctx, scopeName(req.Scope))
 		if err != nil {
 			l.log.Error("answer checkpoint request", "err", err)
 			return &syncResp{Err: "internal error"}
@@ -57,7 +60,10 @@ func (l *Ledger) serveCheckpoint(ctx context.Context, req *syncReq) *syncResp {
 		if err != nil {
 			return &syncResp{Err: "bad cid"}
 		}
-		b, err := l.StateBlock(ctx, c)
+		if _, _, err := ParseScope(req.Scope); err != nil {
+			return &syncResp{Err: "bad scope"}
+		}
+		b, err := l.ScopeStateBlock(ctx, scopeName(req.Scope), c)
 		if err != nil {
 			return &syncResp{Err: "no such state block"}
 		}
@@ -139,10 +145,106 @@ func (l *Ledger) onlyGenesis() bool {
 
 func isPruned(msg string) bool { return strings.HasPrefix(msg, "pruned:") }
 
-// prunedHere reports whether this node pruned or joined from a checkpoint:
-// then an entry it lacks may be one it never had or dropped.
+// prunedHere reports whether this node pruned or started a scope from a
+// checkpoint: then an entry it lacks may be one it never had or dropped.
 func (l *Ledger) prunedHere(ctx context.Context) bool {
-	p, err1 := l.marker(ctx, pCkptPruned+ScopeGlobal)
-	b, err2 := l.marker(ctx, pCkptBase+ScopeGlobal)
-	return err1 == nil && err2 == nil && (p.Defined() || b.Defined())
+	p, err1 := l.ckptMarkers(ctx, pCkptPruned)
+	b, err2 := l.ckptMarkers(ctx, pCkptBase)
+	return err1 == nil && err2 == nil && len(p)+len(b) > 0
+}
+
+// catchUpScopeCheckpoint asks a peer (through ask) for its latest
+// checkpoint of wire scope scope (an owner's or audit scope) and, if it is
+// newer than this node's, adopts it (adoptScope): it loads its state when
+// this node holds nothing of the scope yet (it just started following it),
+// and otherwise keeps it to serve and prune. It reports whether it loaded
+// one. A peer without one, or from before scope checkpoints, answers none.
+func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
+	l.scopeCkptMu.Lock()
+	defer l.scopeCkptMu.Unlock()
+	name := scopeName(scope)
+	if kind, owner, err := ParseScope(name); err != nil || kind == KindGlobal {
+		return false, err
+	} else if kind == KindAudit {
+		// The audit scope's sync brings its owner scope too: load that
+		// one's checkpoint first, or its entries would be replayed.
+		l.mu.Lock()
+		fresh := len(l.core.ScopeHeads(OwnerScope(owner))) == 0
+		l.mu.Unlock()
+		if fresh {
+			if _, err := l.scopeCheckpointFrom(ctx, ask, wireScope(OwnerScope(owner))); err != nil {
+				l.log.Warn("scope checkpoint from peer", "scope", OwnerScope(owner), "err", err)
+			}
+		}
+	}
+	return l.scopeCheckpointFrom(ctx, ask, scope)
+}
+
+// scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, l.scopeCkptMu held.
+func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
+	name := scopeName(scope)
+	// Only those past the count this node has (peers' lists may differ:
+	// the latest decides).
+	ours, err := l.CheckpointChain(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	resp, err := ask(&syncReq{Network: l.net.Bytes(), Op: opCheckpoints, Scope: scope, Max: uint32(len(ours))})
+	if err != nil {
+		return false, err
+	}
+	if resp.Err != "" {
+		if resp.Err == "unknown op" || resp.Err == "bad scope" {
+			return false, nil
+		}
+		return false, fmt.Errorf("ledger: checkpoints of %s: %s", name, resp.Err)
+	}
+	// Each is trusted on its own: the latest is the one to take. A long
+	// answer (More) has the latest on a later page.
+	var raw []byte
+	for from := uint32(len(ours)); ; {
+		if n := len(resp.Checkpoints); n > 0 {
+			raw = resp.Checkpoints[n-1]
+		}
+		if !resp.More || len(resp.Checkpoints) == 0 {
+			break
+		}
+		from += uint32(len(resp.Checkpoints))
+		if resp, err = ask(&syncReq{Network: l.net.Bytes(), Op: opCheckpoints, Scope: scope, Max: from}); err != nil {
+			return false, err
+		}
+		if resp.Err != "" {
+			return false, fmt.Errorf("ledger: checkpoints of %s: %s", name, resp.Err)
+		}
+	}
+	if raw == nil {
+		return false, nil
+	}
+	ck, err := DecodeCheckpoint(raw)
+	if err != nil {
+		return false, err
+	}
+	if ck.Scope != name {
+		return false, fmt.Errorf("%w: asked for checkpoints of %s, got one of %s", ErrCheckpointMalformed, name, ck.Scope)
+	}
+	fetch := func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		resp, err := ask(&syncReq{Network: l.net.Bytes(), Op: opStateBlock, Scope: scope, Have: [][]byte{c.Bytes()}})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Err != "" {
+			return nil, errors.New(resp.Err)
+		}
+		return resp.Block, nil
+	}
+	l.mu.Lock()
+	load := len(l.core.ScopeHeads(name)) == 0
+	l.mu.Unlock()
+	if err := l.adoptScope(ctx, ck, fetch, load); err != nil {
+		if errors.Is(err, ErrCheckpointExists) {
+			return false, nil
+		}
+		return false, err
+	}
+	return load, nil
 }

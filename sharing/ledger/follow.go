@@ -61,9 +61,10 @@ func (l *Ledger) ScopeHeads(s string) ([]cid.Cid, error) {
 
 // ScopeDigest returns the digest of scope s's state and its number of
 // entries (Core.ScopeDigest): equal on every node that follows s and has
-// caught it up. On a node that joined from a checkpoint or pruned, the
-// replay starts from its latest trusted checkpoint's state, as Verify's
-// does, and the entries it covers are counted without being replayed.
+// caught it up. On a node that joined from a checkpoint, caught a scope up
+// from one, or pruned, the replay starts from its latest trusted
+// checkpoints (replayInto), as Verify's does, and the entries they hold
+// are counted without being replayed.
 func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	if _, _, err := ParseScope(s); err != nil {
 		return nil, 0, err
@@ -72,17 +73,18 @@ func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error)
 	if err != nil {
 		return nil, 0, err
 	}
-	base, err := l.rebuildBase(ctx, fresh)
+	deps := map[string]bool{}
+	for _, x := range closure(wireScope(s)) {
+		deps[x] = true
+	}
+	l.mu.Lock()
+	loaded, replayed, err := l.replayInto(ctx, fresh, func(x string) bool { return deps[x] })
+	l.mu.Unlock()
 	if err != nil {
 		return nil, 0, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.core.ready(ctx); err != nil {
-		return nil, 0, err
-	}
-	d, n, err := l.core.scopeReplay(ctx, fresh, s, base > 0)
-	return d, n + max(base-1, 0), err // the genesis is not counted
+	d, err := fresh.State().Digest(ctx)
+	return d, loaded + replayed, err
 }
 
 // involvedScopes computes the wire scopes this node follows from the

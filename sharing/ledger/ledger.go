@@ -73,6 +73,10 @@ type Ledger struct {
 	follow map[string]bool
 	// followMu serializes recomputing follow (refreshFollow).
 	followMu sync.Mutex
+	// scopeCkptMu serializes catching up scopes from checkpoints
+	// (catchUpScopeCheckpoint): two syncs of one scope starting together
+	// (a topic's peers joining) must not both try to load it.
+	scopeCkptMu sync.Mutex
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -410,61 +414,15 @@ func (l *Ledger) Verify(ctx context.Context) error {
 	return nil
 }
 
-// rebuild replays every stored entry into a new core on a MemStore.
+// rebuild replays every stored entry into a new core on a MemStore. A
+// node that joined from a checkpoint, caught a scope up from one, or
+// pruned, replays from its latest trusted checkpoints (replayInto).
 func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
 	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
 	if err != nil {
 		return nil, err
 	}
-	// A node that joined from a checkpoint, or pruned, replays from its
-	// latest trusted checkpoint (ledger_checkpoint.go).
-	base, err := l.rebuildBase(ctx, fresh)
-	if err != nil {
-		return nil, err
-	}
-	fromCkpt := base > 0
-	all, err := logCIDs(ctx, l.store)
-	if err != nil {
-		return nil, err
-	}
-	var batch []*Entry
-	run := func() error {
-		out, err := fresh.Ingest(ctx, batch)
-		if err != nil {
-			return err
-		}
-		for i, r := range out.Results {
-			if r.Status != Applied && !(fromCkpt && r.Status == Duplicate) {
-				return fmt.Errorf("ledger: entry %s fails verification: %s: %w", batch[i].cid, r.Status, r.Err)
-			}
-		}
-		batch = batch[:0]
-		return nil
-	}
-	for i := len(all) - 1; i >= 0; i-- { // oldest first
-		c := all[i]
-		if fromCkpt {
-			if ok, err := fresh.Has(ctx, c); err != nil {
-				return nil, err
-			} else if ok {
-				continue // in the checkpoint's state
-			}
-		}
-		e, err := l.Entry(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("ledger: entry %s fails verification: %w", c, err)
-		}
-		if e.cid == l.net {
-			continue
-		}
-		batch = append(batch, e)
-		if len(batch) >= 1000 {
-			if err := run(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := run(); err != nil {
+	if _, _, err := l.replayInto(ctx, fresh, func(string) bool { return true }); err != nil {
 		return nil, err
 	}
 	return fresh, nil

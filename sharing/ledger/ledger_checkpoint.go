@@ -14,18 +14,30 @@ import (
 // Where a node keeps checkpoints, beside the state (not part of it, nor of
 // the digest):
 //
-//	/k/chain/<scope>/<index>   the trusted chain, oldest first (encoded checkpoints)
-//	/k/b/<cid>                 the state blocks of the latest trusted checkpoint
-//	/k/base/<scope>            the checkpoint this node's state started from (joined from it)
-//	/k/pruned/<scope>          the checkpoint up to which entries were pruned
+//	/k/chain/<scope>/<index>   the trusted checkpoints, oldest first (encoded): the
+//	                           global scope's chain; an owner or audit scope's
+//	                           checkpoints, each trusted on its own (checkpoint_scope.go)
+//	/k/b/<cid>                 the state blocks of the global scope's latest trusted checkpoint
+//	/k/sb/<scope>/<cid>        those of an owner or audit scope's latest
+//	/k/base/<scope>            the checkpoint this node's state of the scope started from
+//	/k/pruned/<scope>          the checkpoint up to which the scope's entries were pruned
 //	/k/loading/<scope>         set while a checkpoint's state is being written
 const (
-	pCkptChain   = "/k/chain/"
-	pCkptBlock   = "/k/b/"
-	pCkptBase    = "/k/base/"
-	pCkptPruned  = "/k/pruned/"
-	pCkptLoading = "/k/loading/"
+	pCkptChain      = "/k/chain/"
+	pCkptBlock      = "/k/b/"
+	pCkptScopeBlock = "/k/sb/"
+	pCkptBase       = "/k/base/"
+	pCkptPruned     = "/k/pruned/"
+	pCkptLoading    = "/k/loading/"
 )
+
+// blockPrefix is where the state blocks of scope's latest checkpoint are kept.
+func blockPrefix(scope string) string {
+	if scope == ScopeGlobal {
+		return pCkptBlock
+	}
+	return pCkptScopeBlock + scope + "/"
+}
 
 func chainKey(scope string, i int) string {
 	return pCkptChain + scope + "/" + fmt.Sprintf("%016x", i)
@@ -100,14 +112,20 @@ func (l *Ledger) marker(ctx context.Context, k string) (cid.Cid, error) {
 	return c, nil
 }
 
-// StateBlock returns a state block of the latest trusted checkpoint.
+// StateBlock returns a state block of the global scope's latest trusted
+// checkpoint.
 func (l *Ledger) StateBlock(ctx context.Context, c cid.Cid) ([]byte, error) {
-	v, ok, err := l.store.Get(ctx, pCkptBlock+c.String())
+	return l.ScopeStateBlock(ctx, ScopeGlobal, c)
+}
+
+// ScopeStateBlock returns a state block of scope's latest trusted checkpoint.
+func (l *Ledger) ScopeStateBlock(ctx context.Context, scope string, c cid.Cid) ([]byte, error) {
+	v, ok, err := l.store.Get(ctx, blockPrefix(scope)+c.String())
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("ledger: state block %s not held here", c)
+		return nil, fmt.Errorf("ledger: state block %s of scope %s not held here", c, scope)
 	}
 	return v, nil
 }
@@ -124,6 +142,13 @@ func (l *Ledger) StateBlock(ctx context.Context, c cid.Cid) ([]byte, error) {
 // its state blocks and trusted is true. Otherwise nothing is stored and
 // the checkpoint returned is a proposal for the next admin to co-sign.
 func (l *Ledger) MakeCheckpoint(ctx context.Context, scope string, proposal *Checkpoint) (ck *Checkpoint, trusted bool, err error) {
+	kind, _, err := ParseScope(scope)
+	if err != nil {
+		return nil, false, err
+	}
+	if kind != KindGlobal {
+		return l.makeScopeCheckpoint(ctx, scope, proposal)
+	}
 	chain, err := l.CheckpointChain(ctx, scope)
 	if err != nil {
 		return nil, false, err
@@ -212,10 +237,11 @@ func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *C
 	}
 	var old []string
 	keep := map[string]bool{}
+	bp := blockPrefix(scope)
 	for _, b := range ck.Blocks {
-		keep[pCkptBlock+b.String()] = true
+		keep[bp+b.String()] = true
 	}
-	if err := l.store.Scan(ctx, pCkptBlock, true, func(k string, _ []byte) bool {
+	if err := l.store.Scan(ctx, bp, true, func(k string, _ []byte) bool {
 		if !keep[k] {
 			old = append(old, k)
 		}
@@ -229,7 +255,7 @@ func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *C
 	}
 	n := 0
 	for _, blk := range blocks {
-		if err := b.Put(pCkptBlock+blockCID(blk).String(), blk); err != nil {
+		if err := b.Put(bp+blockCID(blk).String(), blk); err != nil {
 			return err
 		}
 		// Bound the batch's bytes: blocks are up to a MiB each.
@@ -278,6 +304,12 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	if len(chain) == 0 {
 		return fmt.Errorf("%w: no checkpoint", ErrCheckpointUntrusted)
 	}
+	if kind, _, err := ParseScope(chain[0].Scope); err != nil {
+		return err
+	} else if kind != KindGlobal {
+		// An owner's or audit scope's checkpoint is trusted on its own.
+		return l.adoptScope(ctx, chain[len(chain)-1], blocks, load)
+	}
 	ck, err := VerifyCheckpointChain(l.o.Genesis, chain[0].Scope, chain)
 	if err != nil {
 		return err
@@ -300,34 +332,8 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	// Fetch and store the blocks first (checked against their CIDs): the
 	// state is verified and loaded from the store, and served to the
 	// next joiner.
-	fetched := make([][]byte, 0, 64)
-	have := map[cid.Cid]bool{}
-	for _, bc := range ck.Blocks {
-		if have[bc] {
-			continue
-		}
-		have[bc] = true
-		if _, ok, err := l.store.Get(ctx, pCkptBlock+bc.String()); err != nil {
-			return err
-		} else if ok {
-			continue
-		}
-		b, err := blocks(ctx, bc)
-		if err != nil {
-			return fmt.Errorf("ledger: fetch state block %s of checkpoint %s: %w", bc, ck.cid, err)
-		}
-		if blockCID(b) != bc {
-			return fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
-		}
-		fetched = append(fetched, b)
-		if len(fetched) == cap(fetched) {
-			if err := l.putBlocks(ctx, fetched); err != nil {
-				return err
-			}
-			fetched = fetched[:0]
-		}
-	}
-	if err := l.putBlocks(ctx, fetched); err != nil {
+	have, err := l.fetchBlocks(ctx, ck, blocks)
+	if err != nil {
 		return err
 	}
 	local := func(ctx context.Context, c cid.Cid) ([]byte, error) { return l.StateBlock(ctx, c) }
@@ -402,7 +408,42 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	return nil
 }
 
-func (l *Ledger) putBlocks(ctx context.Context, bs [][]byte) error {
+// fetchBlocks stores the state blocks of ck this node lacks, fetched
+// through blocks and checked against their CIDs, and returns the set of
+// ck's blocks.
+func (l *Ledger) fetchBlocks(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) (map[cid.Cid]bool, error) {
+	bp := blockPrefix(ck.Scope)
+	fetched := make([][]byte, 0, 64)
+	have := map[cid.Cid]bool{}
+	for _, bc := range ck.Blocks {
+		if have[bc] {
+			continue
+		}
+		have[bc] = true
+		if _, ok, err := l.store.Get(ctx, bp+bc.String()); err != nil {
+			return nil, err
+		} else if ok {
+			continue
+		}
+		b, err := blocks(ctx, bc)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: fetch state block %s of checkpoint %s: %w", bc, ck.cid, err)
+		}
+		if blockCID(b) != bc {
+			return nil, fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
+		}
+		fetched = append(fetched, b)
+		if len(fetched) == cap(fetched) {
+			if err := l.putBlocks(ctx, bp, fetched); err != nil {
+				return nil, err
+			}
+			fetched = fetched[:0]
+		}
+	}
+	return have, l.putBlocks(ctx, bp, fetched)
+}
+
+func (l *Ledger) putBlocks(ctx context.Context, prefix string, bs [][]byte) error {
 	if len(bs) == 0 {
 		return nil
 	}
@@ -411,7 +452,7 @@ func (l *Ledger) putBlocks(ctx context.Context, bs [][]byte) error {
 		return err
 	}
 	for _, blk := range bs {
-		if err := b.Put(pCkptBlock+blockCID(blk).String(), blk); err != nil {
+		if err := b.Put(prefix+blockCID(blk).String(), blk); err != nil {
 			return err
 		}
 	}
@@ -480,35 +521,4 @@ func (ck *Checkpoint) SignerStrings() []string {
 		out = append(out, s.Signer.String())
 	}
 	return out
-}
-
-// rebuildBase loads into fresh (a new core on a MemStore) the state of the
-// latest trusted checkpoint when this node joined from a checkpoint or
-// pruned entries, so Verify replays only what follows it; it returns the
-// number of entries the loaded state holds (0 if it loaded none). A node
-// that did neither replays from the genesis.
-func (l *Ledger) rebuildBase(ctx context.Context, fresh *Core) (int, error) {
-	base, err := l.marker(ctx, pCkptBase+ScopeGlobal)
-	if err != nil {
-		return 0, err
-	}
-	pruned, err := l.marker(ctx, pCkptPruned+ScopeGlobal)
-	if err != nil {
-		return 0, err
-	}
-	if !base.Defined() && !pruned.Defined() {
-		return 0, nil
-	}
-	chain, err := l.CheckpointChain(ctx, ScopeGlobal)
-	if err != nil {
-		return 0, err
-	}
-	ck, err := VerifyCheckpointChain(l.o.Genesis, ScopeGlobal, chain)
-	if err != nil {
-		return 0, fmt.Errorf("ledger: verify from checkpoint: %w", err)
-	}
-	if err := fresh.LoadCheckpoint(ctx, ck, l.StateBlock); err != nil {
-		return 0, fmt.Errorf("ledger: verify from checkpoint %s: %w", ck.cid, err)
-	}
-	return int(ck.Entries), nil
 }

@@ -464,6 +464,15 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 			l.log.Warn("checkpoint from peer", "peer", p.String(), "err", err)
 		}
 	}
+	if scope != "" && l.core.scoped {
+		// An owner or audit scope: a node that holds nothing of it yet
+		// loads the peer's latest checkpoint of it instead of replaying
+		// its history; one that holds part of it keeps the checkpoint to
+		// serve and prune (checkpoint_scope.go).
+		if _, err := l.catchUpScopeCheckpoint(ctx, ask, scope); err != nil {
+			l.log.Warn("scope checkpoint from peer", "peer", p.String(), "scope", scopeName(scope), "err", err)
+		}
+	}
 	joined := false
 	total := 0
 	for round := 0; round < maxSyncRounds; round++ {
@@ -484,6 +493,14 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 		if err != nil {
 			l.met.syncs.WithLabelValues("error").Inc()
 			return err
+		}
+		if isPruned(resp.Err) && scope != "" {
+			// A peer that pruned the scope's history: this node loaded its
+			// checkpoint above if it could (it held nothing of the scope);
+			// otherwise it catches up from a peer that keeps the entries
+			// (the owner keeps its own).
+			l.met.syncs.WithLabelValues("error").Inc()
+			return fmt.Errorf("ledger: peer %s pruned entries of %s this node lacks: catch up from the owner, which keeps them", p, scopeName(scope))
 		}
 		if isPruned(resp.Err) && !joined {
 			joined = true

@@ -158,15 +158,6 @@ func (c *Core) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	return c.scopeReplay(ctx, fresh, s, false)
-}
-
-// scopeReplay replays into fresh the entries of scope s's closure held
-// here, oldest first, and returns fresh's digest and how many entries it
-// replayed. With fromCkpt, fresh starts from a checkpoint's state
-// (Ledger.ScopeDigest on a node that joined from one or pruned): entries
-// it holds already are skipped.
-func (c *Core) scopeReplay(ctx context.Context, fresh *Core, s string, fromCkpt bool) ([]byte, int, error) {
 	ws := wireScope(s)
 	all, err := logCIDs(ctx, c.store)
 	if err != nil {
@@ -198,13 +189,6 @@ func (c *Core) scopeReplay(ctx context.Context, fresh *Core, s string, fromCkpt 
 		}
 		if nd == nil || !inClosure(ws, nd.scope) {
 			continue
-		}
-		if fromCkpt {
-			if ok, err := fresh.Has(ctx, e); err != nil {
-				return nil, 0, err
-			} else if ok {
-				continue
-			}
 		}
 		raw, err := c.store.GetEntry(ctx, e)
 		if err != nil {

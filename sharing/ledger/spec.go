@@ -80,7 +80,11 @@ type TypeSpec struct {
 	// that passed Validate except on storage errors.
 	Apply func(t Txn, e *Entry, payload any) error
 	// Scope is where the type's entries live in a scoped network (doc.go,
-	// "Scopes"): KindGlobal (the zero value), KindOwner or KindAudit.
+	// "Scopes"): KindGlobal (the zero value), KindOwner or KindAudit. The
+	// Apply of a KindOwner or KindAudit type keys its rows
+	// <name>/<record>/... by the record they concern (sharing/erasure:
+	// r/<record>/<entry>): a scope's checkpoint carries only rows about the
+	// scope's own records, and a row keyed otherwise is refused there.
 	Scope ScopeKind
 	// Subject returns, for a KindOwner or KindAudit type, the record whose
 	// owner's scope an entry lives on. Nil for a KindOwner type means the
