@@ -708,6 +708,8 @@ func cliRows() []cliRow {
 			e.vals["checkpoint"] = ck.Checkpoint
 		}},
 		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint", "extra"), code: exitInvalid},
+		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint", "--scope", "owner/nobody"), code: exitInvalid, check: has("bad peer ID", "owner/<peer ID>")},
+		{cmd: "ledger checkpoints", node: on("clinic"), args: argv("ledger", "checkpoints", "--scope", "elsewhere"), code: exitInvalid, check: has("unknown scope")},
 		{cmd: "ledger checkpoint", node: on("clinic"), args: argv("ledger", "checkpoint", "--cosign", "bm90IGEgY2hlY2twb2ludA=="), code: exitInvalid, check: has("bad checkpoint proposal", "proposal")},
 		// The lab adopts it at its next sync with the clinic.
 		{cmd: "ledger checkpoints", node: on("lab"), args: argv("ledger", "checkpoints"), retry: 45 * time.Second,

@@ -60,7 +60,7 @@ func (a Checkpoints) make(w http.ResponseWriter, r *http.Request) {
 	}
 	ck, trusted, err := a.L.MakeCheckpoint(r.Context(), scope, prop)
 	if err != nil {
-		api.Fail(w, checkpointFault(err))
+		api.Fail(w, checkpointFault(err, scope))
 		return
 	}
 	infos, err := a.L.Checkpoints(r.Context(), scope)
@@ -109,7 +109,7 @@ func (a Checkpoints) list(w http.ResponseWriter, r *http.Request) {
 func (a Checkpoints) prune(w http.ResponseWriter, r *http.Request) {
 	st, err := a.L.Prune(r.Context())
 	if err != nil {
-		api.Fail(w, checkpointFault(err))
+		api.Fail(w, checkpointFault(err, ledger.ScopeGlobal))
 		return
 	}
 	out := api.PruneResult{ExaminedCount: st.Examined, PrunedCount: st.Pruned, KeptCount: st.Kept, Size: st.Size, Scopes: []api.ScopePrune{}}
@@ -138,10 +138,12 @@ func (a Checkpoints) scope(s string) (string, error) {
 }
 
 // checkpointFault classifies the ledger's checkpoint errors.
-func checkpointFault(err error) error {
+func checkpointFault(err error, scope string) error {
 	switch {
+	case errors.Is(err, ledger.ErrCheckpointUntrusted) && scope != ledger.ScopeGlobal:
+		return fault.Wrap(fault.Forbidden, "an owner's or audit scope's checkpoints are signed by the owner's replica group (the nodes that follow its scopes, not the owner): run this on one of the signers the error lists", err)
 	case errors.Is(err, ledger.ErrCheckpointUntrusted):
-		return fault.Wrap(fault.Forbidden, "the global scope's checkpoints are signed by the admins (`medmesh members` shows the roles), an owner's or audit scope's by the owner's replica group (the nodes that follow it, not the owner): run this on such a node", err)
+		return fault.Wrap(fault.Forbidden, "checkpoints are signed by the admins: run this on an admin's node (`medmesh members` shows the roles)", err)
 	case errors.Is(err, ledger.ErrCheckpointDeps):
 		return fault.Wrap(fault.Conflict, "this node has not caught up the scopes the checkpoint depends on yet: wait for `medmesh ledger heads` to match the proposer's", err)
 	case errors.Is(err, ledger.ErrCheckpointExists):
