@@ -236,19 +236,48 @@ func (l *Ledger) publish(ctx context.Context, e *Entry) {
 		// stream dials it), and p pulls the scope from this node.
 		scope, to := e.Scope, p
 		l.goBackground(func() {
-			if err := l.announce(n, to, scope); err != nil {
-				l.log.Debug("announce an entry to the peer it involves", "scope", scopeName(scope), "peer", to.String(), "err", err)
+			if err := l.announceRetrying(n, to, scope); err != nil {
+				l.log.Info("could not announce an entry to the peer it involves; it learns of it at its next sync with a follower of the scope", "scope", scopeName(scope), "peer", to.String(), "err", err)
 			}
 		})
 	}
 	if _, owner, err := ParseScope(e.Scope); err == nil && !l.Follows(e.Scope) && owner != l.self {
 		scope := e.Scope
 		l.goBackground(func() {
-			if err := l.announce(n, owner, scope); err != nil {
-				l.log.Debug("announce entries to the scope's owner", "scope", scopeName(scope), "peer", owner.String(), "err", err)
+			if err := l.announceRetrying(n, owner, scope); err != nil {
+				l.log.Info("could not announce entries to the scope's owner; it pulls them when it next syncs with this node", "scope", scopeName(scope), "peer", owner.String(), "err", err)
 			}
 		})
 	}
+}
+
+// announceRetries are the waits before each new attempt of an announce
+// that failed (a peer unreachable for a moment, a stream that timed out
+// on a busy node): an entry that involves a peer is its only prompt to
+// follow the scope, and without it the peer learns of its grant only from
+// a sync answer's hint (syncResp.Follow), which needs a sync with a node
+// that follows the scope: minutes in a large network.
+func announceRetries() []time.Duration {
+	return []time.Duration{time.Second, 4 * time.Second, 15 * time.Second, time.Minute}
+}
+
+// announceRetrying announces (announce) until it succeeds, the retries
+// run out or the node closes.
+func (l *Ledger) announceRetrying(n *transport, p peer.ID, scope string) error {
+	err := l.announce(n, p, scope)
+	for _, wait := range announceRetries() {
+		if err == nil {
+			return nil
+		}
+		l.log.Debug("announce", "scope", scopeName(scope), "peer", p.String(), "err", err, "retry_in", wait)
+		select {
+		case <-n.ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		err = l.announce(n, p, scope)
+	}
+	return err
 }
 
 // announce tells peer p this node's heads of wire scope scope (opAnnounce).

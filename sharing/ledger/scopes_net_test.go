@@ -325,3 +325,40 @@ func TestScopeTopicValidator(t *testing.T) {
 		t.Fatal("stored an entry of a scope it does not follow")
 	}
 }
+
+// TestAnnounceRetries: an announce to a peer that cannot be reached at
+// the moment (the only prompt a grantee gets to follow its grantor's
+// scope, besides a sync hint that may take minutes in a large network) is
+// tried again, and succeeds once the peer is reachable.
+func TestAnnounceRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	_, mn, nodes := newScopedMesh(t, 3)
+	a, b := nodes[0], nodes[1]
+	if err := mn.UnlinkPeers(a.h.ID(), b.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.DisconnectPeers(a.h.ID(), b.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	n := a.l.tr.Load()
+	scope := wireScope(OwnerScope(a.who.id))
+	if err := a.l.announce(n, b.who.id, scope); err == nil {
+		t.Fatal("an announce to an unreachable peer succeeded")
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.l.announceRetrying(n, b.who.id, scope) }()
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := mn.LinkPeers(a.h.ID(), b.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the announce after the peer became reachable: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the announce was not retried")
+	}
+}
