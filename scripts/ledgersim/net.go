@@ -137,11 +137,25 @@ type pubInfo struct {
 	typ    string
 	author int
 	at     time.Time // when Append returned (the entry was applied locally and published)
+	// followers are the nodes (by index) that followed the entry's scope
+	// when it was published, for an entry about records and reads: the
+	// nodes it propagates to. A node that starts following the scope later
+	// (a grant to it, a change of replica groups) gets it by catch-up.
+	followers map[int]bool
 }
 
 func (s *sim) notePublished(e *ledger.Entry, author int, at time.Time) {
+	p := pubInfo{typ: e.Type, author: author, at: at}
+	if !GlobalType(e.Type) {
+		p.followers = map[int]bool{}
+		for _, n := range s.allNodes() {
+			if n.alive.Load() && n.l.Follows(e.Scope) {
+				p.followers[n.idx] = true
+			}
+		}
+	}
 	s.pubMu.Lock()
-	s.published[e.CID()] = pubInfo{typ: e.Type, author: author, at: at}
+	s.published[e.CID()] = p
 	s.pubMu.Unlock()
 }
 

@@ -45,7 +45,17 @@ type Report struct {
 	SyncSent     Dist `json:"sync_sent_bytes"` // of Sent, the sync protocol's
 
 	PropGlobal Lat `json:"propagation_global"` // publish -> applied, every (entry, other node) pair
-	PropScoped Lat `json:"propagation_scoped"`
+	// PropScoped is publish -> applied for every entry about records and
+	// reads and every other node that followed its scope when it was
+	// published; CatchUpScoped the same for the nodes that started
+	// following the scope later (a grant to them, a change of replica
+	// groups): history they pull, not propagation.
+	PropScoped    Lat `json:"propagation_scoped"`
+	CatchUpScoped Lat `json:"catch_up_scoped"`
+	// ScopedReach is, over those entries, the mean share of the nodes that
+	// followed the scope at publication (and are live at the end) that
+	// applied it.
+	ScopedReach float64 `json:"scoped_reach"`
 	// GlobalReach is, over the global entries of the workload, the mean
 	// share of the nodes up when it was published (and live at the end)
 	// that applied it.
@@ -196,7 +206,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 	s.pubMu.Lock()
 	pub := s.published
 	s.pubMu.Unlock()
-	var glob, scoped []time.Duration
+	var glob, scoped, late []time.Duration
 	applied := make([]map[cid.Cid]time.Time, len(s.ids)) // by node index
 	for _, n := range nodes {
 		applied[n.idx] = map[cid.Cid]time.Time{}
@@ -206,14 +216,41 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 			if !ok || p.author == n.idx || p.at.Before(n.started) {
 				continue
 			}
-			if GlobalType(p.typ) {
+			switch {
+			case GlobalType(p.typ):
 				glob = append(glob, d.at.Sub(p.at))
-			} else {
+			case p.followers[n.idx]:
 				scoped = append(scoped, d.at.Sub(p.at))
+			default:
+				late = append(late, d.at.Sub(p.at))
 			}
 		}
 	}
-	rep.PropGlobal, rep.PropScoped = lat(glob), lat(scoped)
+	rep.PropGlobal, rep.PropScoped, rep.CatchUpScoped = lat(glob), lat(scoped), lat(late)
+	var nscoped int
+	var sumScoped float64
+	for c, p := range pub {
+		if GlobalType(p.typ) {
+			continue
+		}
+		up, got := 0, 0
+		for _, n := range nodes {
+			if !p.followers[n.idx] || n.idx == p.author || !n.alive.Load() {
+				continue
+			}
+			up++
+			if _, ok := applied[n.idx][c]; ok {
+				got++
+			}
+		}
+		if up > 0 {
+			nscoped++
+			sumScoped += float64(got) / float64(up)
+		}
+	}
+	if nscoped > 0 {
+		rep.ScopedReach = sumScoped / float64(nscoped)
+	}
 	// Reach: of the nodes up when a global entry was published and live at
 	// the end, the share that applied it.
 	var nglob int
@@ -328,7 +365,9 @@ func PrintTable(out io.Writer, reps []*Report) {
 	row("… of which sync protocol (sent, median)", func(r *Report) string { return mib(r.SyncSent.Median) })
 	row("propagation of global entries: p50 / p99 / max", func(r *Report) string { return latString(r.PropGlobal) })
 	row("… global entries reached (mean share of live nodes)", func(r *Report) string { return pct(r.GlobalReach) })
-	row("propagation of scoped entries: p50 / p99 / max", func(r *Report) string { return latString(r.PropScoped) })
+	row("propagation of scoped entries (to the scope's followers then): p50 / p99 / max", func(r *Report) string { return latString(r.PropScoped) })
+	row("… scoped entries reached (mean share of those followers)", func(r *Report) string { return pct(r.ScopedReach) })
+	row("catch-up of scoped entries by later followers: p50 / p99 / max", func(r *Report) string { return latString(r.CatchUpScoped) })
 	row("read → owner's audit (attestation at the owner): p50 / p99 / max", func(r *Report) string {
 		return latString(r.ReadAudit) + fmt.Sprintf(", %d of %d reads", r.ReadAudit.Count, r.Reads)
 	})

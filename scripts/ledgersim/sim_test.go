@@ -130,4 +130,9 @@ func TestSmallNetworkScoped(t *testing.T) {
 	if rep.Reads == 0 || rep.ReadAudit.Count < rep.Reads*9/10 {
 		t.Errorf("%d reads, %d in the owner's audit", rep.Reads, rep.ReadAudit.Count)
 	}
+	// A scoped entry reaches the nodes that followed its scope when it was
+	// published; those that follow it later catch it up.
+	if rep.PropScoped.Count == 0 || rep.ScopedReach < 0.9 {
+		t.Errorf("scoped propagation: %d samples, reached %.2f of the followers", rep.PropScoped.Count, rep.ScopedReach)
+	}
 }
