@@ -227,56 +227,42 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		}
 	}
 	rep.PropGlobal, rep.PropScoped, rep.CatchUpScoped = lat(glob), lat(scoped), lat(late)
-	var nscoped int
-	var sumScoped float64
-	for c, p := range pub {
-		if GlobalType(p.typ) {
-			continue
-		}
-		up, got := 0, 0
-		for _, n := range nodes {
-			if !p.followers[n.idx] || n.idx == p.author || !n.alive.Load() {
+	// Reach: of the nodes an entry should reach (live at the end), the
+	// share that applied it, averaged over the entries. A global entry
+	// should reach every node up when it was published; a scoped one the
+	// other nodes that followed its scope then.
+	reach := func(global bool) float64 {
+		var n int
+		var sum float64
+		for c, p := range pub {
+			if GlobalType(p.typ) != global {
 				continue
 			}
-			up++
-			if _, ok := applied[n.idx][c]; ok {
-				got++
+			up, got := 0, 0
+			for _, nd := range nodes {
+				should := !nd.started.After(p.at)
+				if !global {
+					should = p.followers[nd.idx] && nd.idx != p.author
+				}
+				if !should || !nd.alive.Load() {
+					continue
+				}
+				up++
+				if _, ok := applied[nd.idx][c]; ok || nd.idx == p.author {
+					got++
+				}
+			}
+			if up > 0 {
+				n++
+				sum += float64(got) / float64(up)
 			}
 		}
-		if up > 0 {
-			nscoped++
-			sumScoped += float64(got) / float64(up)
+		if n == 0 {
+			return 0
 		}
+		return sum / float64(n)
 	}
-	if nscoped > 0 {
-		rep.ScopedReach = sumScoped / float64(nscoped)
-	}
-	// Reach: of the nodes up when a global entry was published and live at
-	// the end, the share that applied it.
-	var nglob int
-	var sumReach float64
-	for c, p := range pub {
-		if !GlobalType(p.typ) {
-			continue
-		}
-		up, got := 0, 0
-		for _, n := range nodes {
-			if !n.alive.Load() || n.started.After(p.at) {
-				continue
-			}
-			up++
-			if _, ok := applied[n.idx][c]; ok || n.idx == p.author {
-				got++
-			}
-		}
-		if up > 0 {
-			nglob++
-			sumReach += float64(got) / float64(up)
-		}
-	}
-	if nglob > 0 {
-		rep.GlobalReach = sumReach / float64(nglob)
-	}
+	rep.GlobalReach, rep.ScopedReach = reach(true), reach(false)
 
 	// Reads: to the owner's audit (the attestation applied at the owner)
 	// and to the owner's copy of the claim.
