@@ -18,6 +18,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,6 +156,13 @@ func (s *Service) run(ctx context.Context) {
 		if err := s.add(ctx, batch); err != nil && ctx.Err() == nil {
 			s.lg.Error("audit log: append failed; the next start catches up", "err", err)
 		}
+		if slices.ContainsFunc(batch, func(e *ledger.Entry) bool { return e.Type == ledger.TypeStateLoaded }) {
+			// Audit entries that arrived in a checkpoint's state, not
+			// applied one by one.
+			if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
+				s.lg.Error("audit log: catching up after the ledger loaded a checkpoint failed; the next start catches up", "err", err)
+			}
+		}
 	}
 }
 
@@ -196,6 +204,7 @@ func (s *Service) catchUp(ctx context.Context) error {
 		return err
 	}
 	var missing []*ledger.Entry
+	bodiless := 0
 	for _, r := range recs {
 		var ids []cid.Cid
 		for _, sv := range s.cfg.Ledger.Served(r.ID) {
@@ -214,11 +223,18 @@ func (s *Service) catchUp(ctx context.Context) error {
 				continue
 			}
 			e, err := s.cfg.Ledger.Entry(ctx, c)
+			if ipld.IsNotFound(err) {
+				bodiless++ // known from a checkpoint's state only
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("read entry %s: %w", c, err)
 			}
 			missing = append(missing, e)
 		}
+	}
+	if bodiless > 0 {
+		s.lg.Warn("audit log: some claims and attestations about this node's records are known only from a checkpoint, without their signed entries, and cannot be logged", "entries", bodiless)
 	}
 	if len(missing) == 0 {
 		return nil

@@ -132,6 +132,10 @@ func (s *Service) Start(records Records, imaging Imaging) {
 				if !ok {
 					return
 				}
+				if e.Type == ledger.TypeStateLoaded {
+					s.reload() // erasures loaded from a checkpoint
+					continue
+				}
 				if e.Type != erasure.Type {
 					continue
 				}
@@ -153,6 +157,26 @@ func (s *Service) Start(records Records, imaging Imaging) {
 			}
 		}
 	})
+}
+
+// reload reads the erased versions from the ledger again and carries out
+// those this node did not know of: erasures that arrived in state loaded
+// from a checkpoint, not as entries.
+func (s *Service) reload() {
+	ids, err := erasure.Erased(s.cfg.Ledger)
+	if err != nil {
+		s.log.Error("erasure: read the erased records after the ledger loaded a checkpoint; they are carried out at the next start", "err", err)
+		return
+	}
+	for _, id := range ids {
+		s.mu.Lock()
+		known := s.erased[id]
+		s.erased[id] = true
+		s.mu.Unlock()
+		if !known {
+			s.purge(id)
+		}
+	}
 }
 
 // Close stops following the ledger.

@@ -154,7 +154,7 @@ func (s *Service) follow(ch <-chan *ledger.Entry) {
 					s.mu.Unlock()
 					s.poke()
 				}
-			case ledger.TypeGrant, ledger.TypeRevoke:
+			case ledger.TypeGrant, ledger.TypeRevoke, ledger.TypeStateLoaded:
 				if len(s.cfg.Ring.Old()) > 0 {
 					s.poke()
 				}

@@ -199,6 +199,14 @@ func (s *Service) follow(entries <-chan *ledger.Entry) {
 				s.installRotations()
 			case ledger.TypeMemberAdd, ledger.TypeMemberOrg, ledger.TypeKeyAnnounce:
 				s.poke()
+			case ledger.TypeStateLoaded:
+				// Members and network keys loaded from a checkpoint
+				// (joining the network) rather than applied one by one.
+				if e.Scope == "" {
+					s.net.MembershipChanged()
+					s.installRotations()
+					s.poke()
+				}
 			}
 		}
 	}

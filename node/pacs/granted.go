@@ -37,6 +37,16 @@ func newGrants(s *Service) *grants {
 }
 
 func (g *grants) onEntry(e *ledger.Entry) {
+	if e.Type == ledger.TypeStateLoaded { // grants loaded from a checkpoint
+		g.mu.Lock()
+		g.all = true
+		g.mu.Unlock()
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
 	if e.Type != ledger.TypeGrant && e.Type != ledger.TypeRevoke && e.Type != ledger.TypeRecordAnnounce {
 		return
 	}

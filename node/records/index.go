@@ -251,7 +251,7 @@ func (x *blockIndex) onEntry(e *ledger.Entry) {
 		return
 	}
 	switch e.Type {
-	case ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeKeyAnnounce:
+	case ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeKeyAnnounce, ledger.TypeStateLoaded:
 		x.mu.Lock()
 		clear(x.policies)
 		x.mu.Unlock()

@@ -42,9 +42,11 @@ func (m *Manager) kick() {
 // index: the ones that may need a new holder); every Interval the involved
 // records short of replicas; and in a slow sweep (started every
 // SweepInterval, SweepBatch records an Interval) the involved records in
-// case anything was missed. Every record it knows is
-// planned once, at start. Nothing else: with no change, a node does no
-// per-record work, however many records the network holds.
+// case anything was missed. Every record it knows is planned once, at
+// start, and again when the ledger loads a scope's state from a
+// checkpoint (ledger.TypeStateLoaded: records that arrived without
+// entries). Nothing else: with no change, a node does no per-record work,
+// however many records the network holds.
 func (m *Manager) loop() {
 	defer m.wg.Done()
 	ch, cancel := m.ledger.Subscribe()
@@ -71,6 +73,10 @@ func (m *Manager) loop() {
 				}
 			case ledger.TypeAccess, ledger.TypeServed:
 				continue // reads move no replica
+			case ledger.TypeStateLoaded:
+				// Records, receipts and members loaded from a checkpoint,
+				// not applied one by one: plan every record known.
+				m.dirtyAll = true
 			default:
 				if rec, ok := ledger.RecordOf(e); ok {
 					m.dirty[rec] = true

@@ -484,6 +484,7 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	if load {
 		l.met.heads.Set(float64(len(l.core.heads)))
 		l.log.Info("caught up scope from checkpoint", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
+		l.notifyStateLoaded(scope)
 	} else {
 		l.log.Info("checkpoint adopted", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
 	}

@@ -208,12 +208,16 @@ func TestScopeCheckpointSignedByGroupMajority(t *testing.T) {
 	if err := j.JoinFromCheckpoint(ctx, []*Checkpoint{ack}, scopeBlocks(x.nodes[2], as)); !errors.Is(err, ErrCheckpointDeps) || !strings.Contains(err.Error(), "catch up global and "+os) {
 		t.Fatalf("the audit scope's checkpoint before its owner scope: %v", err)
 	}
+	sub, cancel := j.Subscribe()
+	defer cancel()
 	if err := j.JoinFromCheckpoint(ctx, []*Checkpoint{ck}, scopeBlocks(x.nodes[2], os)); err != nil {
 		t.Fatal(err)
 	}
+	waitStateLoaded(t, sub, os)
 	if err := j.JoinFromCheckpoint(ctx, []*Checkpoint{ack}, scopeBlocks(x.nodes[2], as)); err != nil {
 		t.Fatal(err)
 	}
+	waitStateLoaded(t, sub, as)
 	if !sameCids(j.core.ScopeHeads(os), ck.Heads) || !sameCids(j.core.ScopeHeads(as), ack.Heads) {
 		t.Fatal("the loaded scopes' heads are not the checkpoints'")
 	}

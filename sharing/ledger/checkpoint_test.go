@@ -84,9 +84,14 @@ func TestCheckpointJoinReachesFullReplayDigest(t *testing.T) {
 	ctx := context.Background()
 	cw := newCkptWorld(t)
 	j := openNode(t, newIdent(t), cw.w.genesis)
+	sub, cancel := j.Subscribe()
+	defer cancel()
 	if err := j.JoinFromCheckpoint(ctx, chainOf(t, cw.a), cw.a.StateBlock); err != nil {
 		t.Fatal(err)
 	}
+	// The services hear that the state was loaded, not applied entry by
+	// entry (TypeStateLoaded).
+	waitStateLoaded(t, sub, "")
 	if got := j.Heads(); !sameCids(got, cw.ck.Heads) {
 		t.Fatalf("joiner heads %v, checkpoint heads %v", got, cw.ck.Heads)
 	}
@@ -481,5 +486,22 @@ func TestCheckpointCosignedByMajority(t *testing.T) {
 	}
 	if !bytes.Equal(j.Digest(), a.Digest()) {
 		t.Fatal("joined from the co-signed checkpoint: digest differs")
+	}
+}
+
+// waitStateLoaded waits for a TypeStateLoaded notification of wire scope
+// scope on a subscription.
+func waitStateLoaded(t *testing.T, sub <-chan *Entry, scope string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-sub:
+			if e.Type == TypeStateLoaded && e.Scope == scope {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no notification that the state of scope %q was loaded", scope)
+		}
 	}
 }

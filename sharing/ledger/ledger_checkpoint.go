@@ -405,6 +405,7 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	}
 	l.met.heads.Set(float64(len(l.core.heads)))
 	l.log.Info("joined from checkpoint", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size)
+	l.notifyStateLoaded(scope)
 	return nil
 }
 
