@@ -342,7 +342,11 @@
 // from the genesis, fetches the latest state's blocks and then loads it
 // (a node that has nothing but the genesis, or one a peer answered
 // "pruned") or keeps it (a node that has the entries: it can then serve
-// it to joiners and prune up to it).
+// it to joiners and prune up to it). After loading a scope's state, the
+// ledger tells its subscribers (a TypeStateLoaded notification on
+// Subscribe): the node's services derive their work from applied entries,
+// and these arrived as state, so each re-reads what it needs (records to
+// place, erasures, network keys, grants to index).
 //
 // Pruning (Ledger.Prune): a node drops the bodies of the entries the latest
 // trusted checkpoint covers (and their log rows) when it does not need
