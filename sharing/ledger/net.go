@@ -91,9 +91,11 @@ type transport struct {
 	topicMu sync.Mutex
 	topics  map[string]*scopeTopic
 
-	mu       sync.Mutex
-	syncing  map[syncKey]bool // in flight; true = run again when done
-	wantFrom map[syncKey]bool // peers that sent entries we could not place
+	mu      sync.Mutex
+	syncing map[syncKey]bool // in flight; true = run again when done
+	// announcing: announces in flight (announceLater); true = once more
+	announcing map[syncKey]bool
+	wantFrom   map[syncKey]bool // peers that sent entries we could not place
 	// synced is, per connected peer, the last catch-up of the global
 	// scope with it (Synced); scopeSynced, per connected peer and wire
 	// scope other than the global one, the last catch-up of that scope.
@@ -178,7 +180,7 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	n := &transport{h: h, ps: ps, ctx: rctx, cancel: cancel,
-		syncing: map[syncKey]bool{}, wantFrom: map[syncKey]bool{}, synced: map[peer.ID]syncState{}, scopeSynced: map[syncKey]syncState{},
+		syncing: map[syncKey]bool{}, announcing: map[syncKey]bool{}, wantFrom: map[syncKey]bool{}, synced: map[peer.ID]syncState{}, scopeSynced: map[syncKey]syncState{},
 		topics: map[string]*scopeTopic{name: {topic: topic, sub: sub, validator: true}}}
 	n.notif = &network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) {

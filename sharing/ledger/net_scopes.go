@@ -234,21 +234,45 @@ func (l *Ledger) publish(ctx context.Context, e *Entry) {
 		// GossipSub delivers the inbox entry only to a peer it knows
 		// subscribes, that is, a connected one: tell p directly too (a
 		// stream dials it), and p pulls the scope from this node.
-		scope, to := e.Scope, p
-		l.goBackground(func() {
-			if err := l.announceRetrying(n, to, scope); err != nil {
-				l.log.Info("could not announce an entry to the peer it involves; it learns of it at its next sync with a follower of the scope", "scope", scopeName(scope), "peer", to.String(), "err", err)
-			}
-		})
+		l.announceLater(n, p, e.Scope, "could not announce an entry to the peer it involves; it learns of it at its next sync with a follower of the scope")
 	}
 	if _, owner, err := ParseScope(e.Scope); err == nil && !l.Follows(e.Scope) && owner != l.self {
-		scope := e.Scope
-		l.goBackground(func() {
-			if err := l.announceRetrying(n, owner, scope); err != nil {
-				l.log.Info("could not announce entries to the scope's owner; it pulls them when it next syncs with this node", "scope", scopeName(scope), "peer", owner.String(), "err", err)
-			}
-		})
+		l.announceLater(n, owner, e.Scope, "could not announce entries to the scope's owner; it pulls them when it next syncs with this node")
 	}
+}
+
+// announceLater announces wire scope scope's heads to p in the background
+// (announceRetrying), once per (peer, scope) at a time: an announce
+// carries the heads when it is sent, so entries written meanwhile ride on
+// one more run after it instead of each starting its own (a burst of
+// grants to a peer that is down, a reader's claims while the owner is
+// away). failed is what is logged when the retries run out.
+func (l *Ledger) announceLater(n *transport, p peer.ID, scope, failed string) {
+	k := syncKey{p, scope}
+	n.mu.Lock()
+	if _, busy := n.announcing[k]; busy {
+		n.announcing[k] = true // once more when done
+		n.mu.Unlock()
+		return
+	}
+	n.announcing[k] = false
+	n.mu.Unlock()
+	l.goBackground(func() {
+		for {
+			if err := l.announceRetrying(n, p, scope); err != nil {
+				l.log.Info(failed, "scope", scopeName(scope), "peer", p.String(), "err", err)
+			}
+			n.mu.Lock()
+			again := n.announcing[k]
+			if !again || n.ctx.Err() != nil {
+				delete(n.announcing, k)
+				n.mu.Unlock()
+				return
+			}
+			n.announcing[k] = false
+			n.mu.Unlock()
+		}
+	})
 }
 
 // announceRetries are the waits before each new attempt of an announce

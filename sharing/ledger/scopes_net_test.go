@@ -329,7 +329,8 @@ func TestScopeTopicValidator(t *testing.T) {
 // TestAnnounceRetries: an announce to a peer that cannot be reached at
 // the moment (the only prompt a grantee gets to follow its grantor's
 // scope, besides a sync hint that may take minutes in a large network) is
-// tried again, and succeeds once the peer is reachable.
+// tried again, and succeeds once the peer is reachable; a burst of them
+// to one peer runs one at a time.
 func TestAnnounceRetries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("networked")
@@ -349,6 +350,17 @@ func TestAnnounceRetries(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.l.announceRetrying(n, b.who.id, scope) }()
+	// A burst of entries for the unreachable peer: one announce runs at a
+	// time, and one more after it carries what the burst added.
+	for range 20 {
+		a.l.announceLater(n, b.who.id, scope, "test")
+	}
+	n.mu.Lock()
+	pending, again := len(n.announcing), n.announcing[syncKey{b.who.id, scope}]
+	n.mu.Unlock()
+	if pending != 1 || !again {
+		t.Fatalf("a burst of 20 announces to one peer: %d in flight (again %v), want 1 and one more", pending, again)
+	}
 	time.Sleep(1500 * time.Millisecond)
 	if _, err := mn.LinkPeers(a.h.ID(), b.h.ID()); err != nil {
 		t.Fatal(err)
@@ -360,5 +372,18 @@ func TestAnnounceRetries(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the announce was not retried")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n.mu.Lock()
+		pending = len(n.announcing)
+		n.mu.Unlock()
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the burst's announces did not end once the peer was reachable")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
