@@ -36,12 +36,41 @@ type blockIndex struct {
 	mu sync.RWMutex
 	// block -> record
 	blocks map[cid.Cid]cid.Cid
+	// record -> how many of its blocks are in blocks: the records with
+	// blocks in the index, without a walk of every block (`ls`)
+	counts map[cid.Cid]int
 	// record -> its policy now (cached)
 	policies map[cid.Cid]access.Record
 }
 
 func newBlockIndex(s *Service) *blockIndex {
-	return &blockIndex{s: s, blocks: map[cid.Cid]cid.Cid{}, policies: map[cid.Cid]access.Record{}}
+	return &blockIndex{s: s, blocks: map[cid.Cid]cid.Cid{}, counts: map[cid.Cid]int{}, policies: map[cid.Cid]access.Record{}}
+}
+
+// set indexes block b as rec's; x.mu is held.
+func (x *blockIndex) set(b, rec cid.Cid) {
+	if old, ok := x.blocks[b]; ok {
+		x.uncount(old)
+	}
+	x.blocks[b] = rec
+	x.counts[rec]++
+}
+
+// unset drops block b from the index; x.mu is held. It reports whether b
+// was indexed.
+func (x *blockIndex) unset(b cid.Cid) bool {
+	rec, ok := x.blocks[b]
+	if ok {
+		delete(x.blocks, b)
+		x.uncount(rec)
+	}
+	return ok
+}
+
+func (x *blockIndex) uncount(rec cid.Cid) {
+	if x.counts[rec]--; x.counts[rec] <= 0 {
+		delete(x.counts, rec)
+	}
 }
 
 // load reads the persisted block index.
@@ -63,7 +92,7 @@ func (x *blockIndex) load(ctx context.Context) error {
 		if err != nil {
 			continue
 		}
-		x.blocks[b] = rec
+		x.set(b, rec)
 	}
 	return nil
 }
@@ -83,7 +112,7 @@ func (s *Service) AddBlocks(ctx context.Context, rec cid.Cid, bs []cid.Cid) {
 		if old, ok := x.blocks[b]; ok && old == rec {
 			continue
 		}
-		x.blocks[b] = rec
+		x.set(b, rec)
 		batch.Put(ctx, blockIdxPrefix.ChildString(b.String()), rec.Bytes())
 	}
 	x.mu.Unlock()
@@ -117,13 +146,9 @@ func (s *Service) BlocksOf(rec cid.Cid) []cid.Cid {
 func (x *blockIndex) records() []cid.Cid {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	set := map[cid.Cid]bool{}
-	var out []cid.Cid
-	for _, r := range x.blocks {
-		if !set[r] {
-			set[r] = true
-			out = append(out, r)
-		}
+	out := make([]cid.Cid, 0, len(x.counts))
+	for r := range x.counts {
+		out = append(out, r)
 	}
 	return out
 }
@@ -142,8 +167,7 @@ func (s *Service) IndexedBlocks() map[cid.Cid]cid.Cid {
 // Unindex drops a removed block's entry from the block index.
 func (s *Service) Unindex(ctx context.Context, b cid.Cid) error {
 	s.index.mu.Lock()
-	_, ok := s.index.blocks[b]
-	delete(s.index.blocks, b)
+	ok := s.index.unset(b)
 	s.index.mu.Unlock()
 	if !ok {
 		return nil
@@ -167,8 +191,10 @@ func (s *Service) Forget(ctx context.Context, rec cid.Cid) error {
 	for b, r := range s.index.blocks {
 		if r == rec {
 			stale = append(stale, b)
-			delete(s.index.blocks, b)
 		}
+	}
+	for _, b := range stale {
+		s.index.unset(b)
 	}
 	s.index.mu.Unlock()
 	for _, b := range stale {
