@@ -8,9 +8,8 @@ import (
 	"slices"
 
 	badgerdb "github.com/dgraph-io/badger/v4"
-	bstore "github.com/ipfs/boxo/blockstore"
-	"github.com/ipfs/boxo/datastore/dshelp"
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-base32"
 )
 
 // walkBeforeSeek is how many keys HasAll steps over before it seeks
@@ -44,9 +43,17 @@ func (s *Store) HasAll(ctx context.Context, cids []cid.Cid) ([]bool, error) {
 		key []byte
 		i   int
 	}
+	// Every mark asked for, in one buffer.
+	size := 0
+	for _, c := range cids {
+		size += len(markPrefix) + base32.RawStdEncoding.EncodedLen(len(c.Hash()))
+	}
+	buf := make([]byte, 0, size)
 	asks := make([]ask, len(cids))
 	for i, c := range cids {
-		asks[i] = ask{key: markOf(blockKey(c)), i: i}
+		start := len(buf)
+		buf = appendMark(buf, c)
+		asks[i] = ask{key: buf[start:len(buf):len(buf)], i: i}
 	}
 	slices.SortFunc(asks, func(a, b ask) int { return bytes.Compare(a.key, b.key) })
 
@@ -76,7 +83,14 @@ func (s *Store) HasAll(ctx context.Context, cids []cid.Cid) ([]bool, error) {
 	return out, nil
 }
 
-// blockKey is the datastore key Blocks stores c's block under.
-func blockKey(c cid.Cid) []byte {
-	return bstore.BlockPrefix.Child(dshelp.MultihashToDsKey(c.Hash())).Bytes()
+// appendMark appends the mark of c's block: the key Blocks stores it
+// under (/blocks/<its multihash in base32, dshelp.MultihashToDsKey>) with
+// the marks' prefix.
+func appendMark(b []byte, c cid.Cid) []byte {
+	h := c.Hash()
+	b = append(b, markPrefix...)
+	n := len(b)
+	b = append(b, make([]byte, base32.RawStdEncoding.EncodedLen(len(h)))...)
+	base32.RawStdEncoding.Encode(b[n:], h)
+	return b
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	bstore "github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/datastore/dshelp"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
@@ -15,6 +16,19 @@ import (
 func TestMarkPrefixIsBlockPrefix(t *testing.T) {
 	if got := bstore.BlockPrefix.String() + "/"; got != blockPrefix {
 		t.Fatalf("boxo stores blocks under %s, the marks mirror %s", got, blockPrefix)
+	}
+}
+
+// HasAll's mark of a CID is the mark of the key Blocks stores its block
+// under, whatever the CID's version and codec.
+func TestAppendMark(t *testing.T) {
+	b := randomBlock(t, 10)
+	h := b.Cid().Hash()
+	for _, c := range []cid.Cid{b.Cid(), cid.NewCidV0(h), cid.NewCidV1(cid.DagCBOR, h)} {
+		want := markOf(bstore.BlockPrefix.Child(dshelp.MultihashToDsKey(h)).Bytes())
+		if got := appendMark([]byte("x"), c); string(got) != "x"+string(want) {
+			t.Fatalf("mark of %s: %q, want %q", c, got, want)
+		}
 	}
 }
 
