@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"strings"
 
+	badgerdb "github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
 	dsq "github.com/ipfs/go-datastore/query"
+	badger "github.com/ipfs/go-ds-badger4"
 )
 
 // DatastoreStore is the Store of a node: state under /ledger in its
@@ -19,12 +21,24 @@ import (
 type DatastoreStore struct {
 	ds     datastore.Batching
 	blocks blockstore.Blockstore
+	// db is the badger database under ds, when it is one (a node's):
+	// Scan walks it directly. A go-datastore query hands every row from
+	// a goroutine of its own over a channel, with a copy of its key: half
+	// of the 0.18 s a scan of 100,000 owned records took (`ls`).
+	db *badgerdb.DB
 }
+
+// statePrefix is where the state lives in the datastore.
+const statePrefix = "/ledger"
 
 // NewDatastoreStore keeps a ledger's state under /ledger in ds and its
 // entries in bs.
 func NewDatastoreStore(ds datastore.Batching, bs blockstore.Blockstore) *DatastoreStore {
-	return &DatastoreStore{ds: namespace.Wrap(ds, datastore.NewKey("/ledger")), blocks: bs}
+	s := &DatastoreStore{ds: namespace.Wrap(ds, datastore.NewKey(statePrefix)), blocks: bs}
+	if b, ok := ds.(*badger.Datastore); ok {
+		s.db = b.DB
+	}
+	return s
 }
 
 // Get implements Store.
@@ -41,6 +55,9 @@ func (s *DatastoreStore) Get(ctx context.Context, k string) ([]byte, bool, error
 
 // Scan implements Store.
 func (s *DatastoreStore) Scan(ctx context.Context, prefix string, keysOnly bool, fn func(string, []byte) bool) error {
+	if s.db != nil {
+		return s.scanBadger(ctx, prefix, keysOnly, fn)
+	}
 	res, err := s.ds.Query(ctx, dsq.Query{Prefix: strings.TrimSuffix(prefix, "/"), KeysOnly: keysOnly, Orders: []dsq.Order{dsq.OrderByKey{}}})
 	if err != nil {
 		return fmt.Errorf("ledger: list %s: %w", prefix, err)
@@ -58,6 +75,53 @@ func (s *DatastoreStore) Scan(ctx context.Context, prefix string, keysOnly bool,
 		}
 	}
 	return nil
+}
+
+// scanBadger is Scan on the badger database itself: the same rows in the
+// same (key) order, from one read transaction.
+func (s *DatastoreStore) scanBadger(ctx context.Context, prefix string, keysOnly bool, fn func(string, []byte) bool) error {
+	if s.db.IsClosed() {
+		return fmt.Errorf("ledger: list %s: %w", prefix, badger.ErrClosed)
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	opts := badgerdb.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	// As the query: the keys under the path prefix names (a prefix
+	// "/a/b" lists /a/b/..., not /a/bc), that start with prefix.
+	opts.Prefix = []byte(statePrefix + strings.TrimSuffix(prefix, "/") + "/")
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for n := 0; ; n++ {
+		if n == 0 {
+			it.Rewind()
+		} else {
+			it.Next()
+		}
+		if !it.Valid() {
+			return nil
+		}
+		if n%4096 == 4095 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("ledger: list %s: %w", prefix, err)
+			}
+		}
+		item := it.Item()
+		k := string(item.Key()[len(statePrefix):])
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		var v []byte
+		if !keysOnly {
+			var err error
+			if v, err = item.ValueCopy(nil); err != nil {
+				return fmt.Errorf("ledger: list %s: %w", prefix, err)
+			}
+		}
+		if !fn(k, v) {
+			return nil
+		}
+	}
 }
 
 // Batch implements Store.
