@@ -96,13 +96,8 @@ func (l *Ledger) involvedScopes(ctx context.Context) (map[string]bool, error) {
 	}
 	out[wireScope(OwnerScope(l.self))] = true
 	out[wireScope(AuditScope(l.self))] = true
-	ms := l.Members()
-	rms := make([]replication.Member, len(ms))
-	for i, m := range ms {
-		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
-	}
-	for _, m := range ms {
-		if m.Peer != l.self && replication.InGroup(m.Peer, l.self, rms) {
+	for _, m := range l.Members() {
+		if m.Peer != l.self && replication.Has(l.groupOf(m.Peer), l.self) {
 			// The audit scope survives the owner's disk on its group.
 			out[OwnerScope(m.Peer)] = true
 			out[AuditScope(m.Peer)] = true
@@ -254,4 +249,36 @@ func (l *Ledger) inboxTargets(ctx context.Context, e *Entry) []peer.ID {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// groupOf returns owner's replica group (replication.Group) under the
+// current membership. Ranking every member for every owner costs
+// O(members) hashes and a sort per owner, and the followed scopes, their
+// followers and the inbox targets ask often: each group is computed once
+// per membership.
+func (l *Ledger) groupOf(owner peer.ID) []peer.ID {
+	l.stateMu.RLock()
+	g, ok := l.groups[owner]
+	gen := l.memberGen
+	var rms []replication.Member
+	if !ok {
+		rms = make([]replication.Member, 0, len(l.members))
+		for _, m := range l.members {
+			rms = append(rms, replication.Member{Peer: m.Peer, Org: m.Org})
+		}
+	}
+	l.stateMu.RUnlock()
+	if ok {
+		return g
+	}
+	g = replication.Group(owner, rms)
+	l.stateMu.Lock()
+	if l.memberGen == gen {
+		if l.groups == nil {
+			l.groups = map[peer.ID][]peer.ID{}
+		}
+		l.groups[owner] = g
+	}
+	l.stateMu.Unlock()
+	return g
 }

@@ -68,7 +68,12 @@ type Ledger struct {
 
 	stateMu sync.RWMutex // guards the in-memory caches below
 	members map[peer.ID]Member
-	digest  []byte
+	// groups memoizes replica groups (groupOf) under members; memberGen
+	// counts reloads of members, so a group computed from an older
+	// membership is not stored.
+	groups    map[peer.ID][]peer.ID
+	memberGen uint64
+	digest    []byte
 	// follow holds the wire scopes this node follows (follow.go).
 	follow map[string]bool
 	// followMu serializes recomputing follow (refreshFollow).
@@ -222,6 +227,8 @@ func (l *Ledger) reloadMembers(ctx context.Context) error {
 	}
 	l.stateMu.Lock()
 	l.members = m
+	l.groups = nil
+	l.memberGen++
 	l.digest = nil
 	l.stateMu.Unlock()
 	return nil

@@ -10,8 +10,6 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // The transport of scopes (doc.go, "Scopes"): one GossipSub topic per
@@ -468,12 +466,7 @@ func (l *Ledger) scopeFollowers(n *transport, s string) []peer.ID {
 	for _, p := range l.scopePeers(n, wireScope(s)) {
 		set[p] = true
 	}
-	ms := l.Members()
-	rms := make([]replication.Member, len(ms))
-	for i, m := range ms {
-		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
-	}
-	for _, p := range replication.Group(owner, rms) {
+	for _, p := range l.groupOf(owner) {
 		set[p] = true
 	}
 	delete(set, l.self)
