@@ -262,7 +262,7 @@ func (c *Core) announcedOn(ctx context.Context, rec cid.Cid, owner string) (bool
 // depends on deps: the owner's replica group (replication.Group) in the
 // membership at the global entries among deps (their causal past), sorted.
 // ErrCheckpointDeps if this node lacks one of deps.
-func (c *Core) scopeSigners(ctx context.Context, owner peer.ID, deps []cid.Cid) ([]peer.ID, error) {
+func (c *Core) scopeSigners(ctx context.Context, scope string, owner peer.ID, deps []cid.Cid) ([]peer.ID, error) {
 	var global []cid.Cid
 	for _, d := range deps {
 		n, err := c.d.get(ctx, d)
@@ -271,6 +271,9 @@ func (c *Core) scopeSigners(ctx context.Context, owner peer.ID, deps []cid.Cid) 
 		}
 		if n == nil {
 			return nil, fmt.Errorf("%w: %s", ErrCheckpointDeps, d)
+		}
+		if n.scope == scope || !inClosure(scope, n.scope) {
+			return nil, fmt.Errorf("%w: dep %s is of scope %s, not one %s depends on", ErrCheckpointMalformed, d, scopeName(n.scope), scopeName(scope))
 		}
 		if n.scope == "" {
 			global = append(global, d)
@@ -318,7 +321,7 @@ func (c *Core) verifyScopeSigners(ctx context.Context, ck *Checkpoint) error {
 	if ck.Network != c.net {
 		return fmt.Errorf("%w: checkpoint %s is of network %s, not %s", ErrCheckpointUntrusted, ck.cid, ck.Network, c.net)
 	}
-	group, err := c.scopeSigners(ctx, owner, ck.Deps)
+	group, err := c.scopeSigners(ctx, wireScope(ck.Scope), owner, ck.Deps)
 	if err != nil {
 		return fmt.Errorf("ledger: checkpoint %s of %s: %w (catch up %s first)", ck.cid, ck.Scope, err, strings.Join(Closure(ck.Scope)[:len(Closure(ck.Scope))-1], " and "))
 	}

@@ -32,7 +32,7 @@ func newScopeCkptWorld(t *testing.T) *scopeCkptWorld {
 	w := sw.w
 	x := &scopeCkptWorld{scopedCkptWorld: sw, owner: w.members[0]}
 	sw.full.mu.Lock()
-	group, err := sw.full.core.scopeSigners(context.Background(), x.owner.id, sw.full.core.ScopeHeads(ScopeGlobal))
+	group, err := sw.full.core.scopeSigners(context.Background(), wireScope(OwnerScope(x.owner.id)), x.owner.id, sw.full.core.ScopeHeads(ScopeGlobal))
 	sw.full.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -331,6 +331,11 @@ func TestScopeCheckpointForgedRejected(t *testing.T) {
 			sort.Slice(ck.Signers, func(i, j int) bool { return ck.Signers[i] < ck.Signers[j] })
 			return sign(ck, x.group[:3]...)
 		}, ErrCheckpointUntrusted, "replica group"},
+		{"deps naming another owner's scope", func() *Checkpoint {
+			ck := clone()
+			ck.Deps = append(ck.Deps, x.byScope[OwnerScope(x.w.members[2].id)][0].cid)
+			return sign(ck, x.group[:3]...)
+		}, ErrCheckpointMalformed, "not one"},
 		{"a global row (making the outsider an admin)", func() *Checkpoint {
 			return recut(kv{pState + "m/" + x.outside.id.String(), []byte{0xa0}})
 		}, ErrCheckpointState, "not part of scope"},
@@ -344,7 +349,7 @@ func TestScopeCheckpointForgedRejected(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			j := openNode(t, x.outside, x.w.genesis)
-			ingestAll(t, j, x.byScope[ScopeGlobal])
+			ingestAll(t, j, x.holding(2)) // the global scope and member 2's
 			get := func(ctx context.Context, c cid.Cid) ([]byte, error) {
 				if b, ok := extra[c]; ok {
 					return b, nil

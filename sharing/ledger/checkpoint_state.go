@@ -282,7 +282,7 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 				ck.Deps = append(ck.Deps, h)
 			}
 		}
-		if ck.Signers, err = c.scopeSigners(ctx, rows.owner, ck.Deps); err != nil {
+		if ck.Signers, err = c.scopeSigners(ctx, rows.scope, rows.owner, ck.Deps); err != nil {
 			return nil, err
 		}
 		if len(ck.Heads) == 0 {

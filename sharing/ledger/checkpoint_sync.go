@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
 )
@@ -180,9 +181,26 @@ func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) 
 	return l.scopeCheckpointFrom(ctx, ask, scope)
 }
 
+// scopeCkptEvery is how often a node that holds a scope asks a peer for
+// its checkpoints (to serve them and prune); one that holds nothing of it
+// asks at every sync until it loads one.
+const scopeCkptEvery = 10 * time.Second
+
 // scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, l.scopeCkptMu held.
 func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
 	name := scopeName(scope)
+	l.mu.Lock()
+	held := len(l.core.ScopeHeads(name)) > 0
+	l.mu.Unlock()
+	if held {
+		if at, ok := l.scopeCkptAsked[name]; ok && l.now().Sub(at) < scopeCkptEvery {
+			return false, nil
+		}
+		if l.scopeCkptAsked == nil {
+			l.scopeCkptAsked = map[string]time.Time{}
+		}
+		l.scopeCkptAsked[name] = l.now()
+	}
 	// Only those past the count this node has (peers' lists may differ:
 	// the latest decides).
 	ours, err := l.CheckpointChain(ctx, name)
@@ -237,9 +255,7 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 		}
 		return resp.Block, nil
 	}
-	l.mu.Lock()
-	load := len(l.core.ScopeHeads(name)) == 0
-	l.mu.Unlock()
+	load := !held
 	if err := l.adoptScope(ctx, ck, fetch, load); err != nil {
 		if errors.Is(err, ErrCheckpointExists) {
 			return false, nil

@@ -82,6 +82,10 @@ type Ledger struct {
 	// (catchUpScopeCheckpoint): two syncs of one scope starting together
 	// (a topic's peers joining) must not both try to load it.
 	scopeCkptMu sync.Mutex
+	// scopeCkptAsked is when each held scope's checkpoints were last asked
+	// for (scopeCkptMu): a node that holds a scope asks at most every
+	// scopeCkptEvery, not at every sync.
+	scopeCkptAsked map[string]time.Time
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
