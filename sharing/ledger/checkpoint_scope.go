@@ -109,8 +109,8 @@ func (r *ckptRows) rowRecords(k string) ([]string, error) {
 type scopeRowCheck struct {
 	c    *Core
 	rows *ckptRows
-	// metas are the checkpoint's entries; parents those of their parents
-	// this node does not hold (each must be one of metas).
+	// metas are the checkpoint's entries; parents their parents (each
+	// must be one of metas, or held here on a scope of the closure).
 	metas, parents map[string]bool
 	// announced maps the records announced in the checkpoint (owner
 	// scope: /i/r/<record>/<entry>) to their announcements.
@@ -124,28 +124,15 @@ func newScopeRowCheck(c *Core, rows *ckptRows) *scopeRowCheck {
 		announced: map[string][]string{}, referenced: map[string]bool{}}
 }
 
-func (sc *scopeRowCheck) row(ctx context.Context, k string, v []byte) error {
-	if strings.HasPrefix(k, pMeta) {
+func (sc *scopeRowCheck) row(k string, m *meta) error {
+	if m != nil {
 		sc.metas[k] = true
-		var m meta
-		if err := decMode.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("entry row %q: %v", k, err)
-		}
 		for _, b := range m.Parents {
 			p, err := cid.Cast(b)
 			if err != nil {
 				return fmt.Errorf("entry row %q: parent: %v", k, err)
 			}
-			n, err := sc.c.d.get(ctx, p)
-			if err != nil {
-				return err
-			}
-			switch {
-			case n == nil:
-				sc.parents[pMeta+p.String()] = true
-			case !inClosure(sc.rows.scope, n.scope):
-				return fmt.Errorf("entry %s names parent %s of scope %s", k[len(pMeta):], p, scopeName(n.scope))
-			}
+			sc.parents[pMeta+p.String()] = true
 		}
 		return nil
 	}
@@ -175,8 +162,22 @@ func (sc *scopeRowCheck) row(ctx context.Context, k string, v []byte) error {
 // scope (a contested ID: the node then replays the scope instead).
 func (sc *scopeRowCheck) done(ctx context.Context, load bool) error {
 	for p := range sc.parents {
-		if !sc.metas[p] {
-			return fmt.Errorf("entry %s, a parent of its entries, is neither in it nor held here: catch up the scopes it depends on first", p[len(pMeta):])
+		if sc.metas[p] {
+			continue
+		}
+		c, err := cid.Decode(p[len(pMeta):])
+		if err != nil {
+			return err
+		}
+		n, err := sc.c.d.get(ctx, c)
+		if err != nil {
+			return err
+		}
+		if n == nil {
+			return fmt.Errorf("entry %s, a parent of its entries, is neither in it nor held here: catch up the scopes it depends on first", c)
+		}
+		if !inClosure(sc.rows.scope, n.scope) {
+			return fmt.Errorf("its entries name parent %s of scope %s", c, scopeName(n.scope))
 		}
 	}
 	owner := wireScope(OwnerScope(sc.rows.owner))
@@ -435,14 +436,14 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	if err != nil {
 		return err
 	}
-	have, err := l.fetchBlocks(ctx, ck, blocks)
+	have, x, err := l.fetchChecked(ctx, ck, blocks, load)
 	if err != nil {
 		return err
 	}
 	local := func(ctx context.Context, c cid.Cid) ([]byte, error) { return l.ScopeStateBlock(ctx, scope, c) }
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.core.verifyCheckpointState(ctx, ck, local, load); err != nil {
+	if err := x.finish(ctx, load); err != nil {
 		return err
 	}
 	if load {

@@ -295,130 +295,191 @@ func (c *Core) exportCheckpoint(ctx context.Context, scope string, emit func(cid
 	return d, ck.seal()
 }
 
-// checkpointStateCheck is what verifying a checkpoint's blocks found.
-type checkpointStateCheck struct {
-	covered int // this core's heads among the state's entries
-}
-
 // verifyCheckpointState reads every state block of ck (through get, which
 // returns the bytes stored under a block's CID) and checks, without
 // writing anything: each block matches its CID and parses; rows are in
 // strictly ascending key order and of the scope; the entries count; every
 // head is an entry of the state; the view hashes to ck.Digest; the signers
-// are exactly the state's admins; and, with coverage, this core's heads are
-// all entries of the state (the checkpoint covers what this node has).
+// are exactly the state's admins (a scope's: checkpoint_scope.go); and,
+// with coverage, this core's heads are all entries of the state (the
+// checkpoint covers what this node has).
 func (c *Core) verifyCheckpointState(ctx context.Context, ck *Checkpoint, get func(context.Context, cid.Cid) ([]byte, error), coverage bool) error {
-	rows, err := c.ckptRows(ck.Scope)
+	x, err := c.newStateChecker(ck)
 	if err != nil {
 		return err
 	}
-	if ck.Network != c.net {
-		return fmt.Errorf("%w: checkpoint %s is of network %s, not %s", ErrCheckpointState, ck.cid, ck.Network, c.net)
-	}
-	heads := map[string]bool{}
-	for _, h := range ck.Heads {
-		heads[pMeta+h.String()] = false
-	}
-	ours := map[string]bool{}
-	if coverage {
-		for _, h := range c.ScopeHeads(ck.Scope) {
-			ours[pMeta+h.String()] = false
-		}
-	}
-	if rows.kind != KindGlobal && coverage && len(ours) > 0 {
-		return fmt.Errorf("%w: this node holds entries of scope %s already: it syncs the ones it lacks instead of loading checkpoint %s", ErrCheckpointCoverage, ck.Scope, ck.cid)
-	}
-	var sc *scopeRowCheck
-	if rows.kind != KindGlobal {
-		sc = newScopeRowCheck(c, rows)
-	}
-	hs := newStateHasher()
-	var entries, size uint64
-	var admins []peer.ID
-	last := ""
+	x.track(c.ScopeHeads(ck.Scope))
 	for _, bc := range ck.Blocks {
 		b, err := get(ctx, bc)
 		if err != nil {
 			return fmt.Errorf("ledger: checkpoint %s: read state block %s: %w", ck.cid, bc, err)
 		}
-		if blockCID(b) != bc {
-			return fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
+		if err := x.block(bc, b); err != nil {
+			return err
 		}
-		size += uint64(len(b))
-		err = eachRow(b, func(k string, v []byte) error {
-			if k <= last {
-				return fmt.Errorf("key %q out of order", k)
+	}
+	return x.finish(ctx, coverage)
+}
+
+// stateChecker verifies a checkpoint's state block by block, as the
+// blocks arrive (block needs nothing of the core but its types), then as a
+// whole (finish, under the core's lock): a joiner checks each block while
+// it fetches it, and reads the stored blocks once more only to load them.
+type stateChecker struct {
+	c       *Core
+	ck      *Checkpoint
+	rows    *ckptRows
+	sc      *scopeRowCheck
+	heads   map[string]bool
+	ours    map[string]bool // this core's heads of the scope (track), found or not
+	hs      *stateHasher
+	entries uint64
+	size    uint64
+	admins  []peer.ID
+	last    string
+	next    int // index in ck.Blocks of the next block
+}
+
+func (c *Core) newStateChecker(ck *Checkpoint) (*stateChecker, error) {
+	rows, err := c.ckptRows(ck.Scope)
+	if err != nil {
+		return nil, err
+	}
+	if ck.Network != c.net {
+		return nil, fmt.Errorf("%w: checkpoint %s is of network %s, not %s", ErrCheckpointState, ck.cid, ck.Network, c.net)
+	}
+	x := &stateChecker{c: c, ck: ck, rows: rows, heads: map[string]bool{}, hs: newStateHasher()}
+	for _, h := range ck.Heads {
+		x.heads[pMeta+h.String()] = false
+	}
+	if rows.kind != KindGlobal {
+		x.sc = newScopeRowCheck(c, rows)
+	}
+	return x, nil
+}
+
+// track notes this core's heads of the scope before the blocks are
+// checked: finish's coverage check needs each to be an entry of the state.
+func (x *stateChecker) track(heads []cid.Cid) {
+	x.ours = make(map[string]bool, len(heads))
+	for _, h := range heads {
+		x.ours[pMeta+h.String()] = false
+	}
+}
+
+// covered reports whether the metadata row k was among the state's (k one
+// of the tracked heads).
+func (x *stateChecker) covered(k string) bool { return x.ours[k] }
+
+// block checks the next block of the checkpoint, in order.
+func (x *stateChecker) block(bc cid.Cid, b []byte) error {
+	ck := x.ck
+	if x.next >= len(ck.Blocks) || ck.Blocks[x.next] != bc {
+		return fmt.Errorf("%w: checkpoint %s: block %s out of order", ErrCheckpointState, ck.cid, bc)
+	}
+	x.next++
+	if blockCID(b) != bc {
+		return fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
+	}
+	x.size += uint64(len(b))
+	err := eachRow(b, func(k string, v []byte) error {
+		if k <= x.last {
+			return fmt.Errorf("key %q out of order", k)
+		}
+		x.last = k
+		var m *meta
+		if strings.HasPrefix(k, pMeta) && !x.rows.all {
+			m = new(meta)
+			if err := decMode.Unmarshal(v, m); err != nil {
+				return fmt.Errorf("entry row %q: %v", k, err)
 			}
-			last = k
-			if in, err := rows.key(k, v); err != nil || !in {
-				return fmt.Errorf("key %q is not part of scope %s (%v)", k, ck.Scope, err)
+		}
+		if x.rows.prefixOf(k) == "" || m != nil && m.Scope != x.rows.scope {
+			return fmt.Errorf("key %q is not part of scope %s", k, ck.Scope)
+		}
+		if x.sc != nil {
+			if err := x.sc.row(k, m); err != nil {
+				return err
 			}
-			if sc != nil {
-				if err := sc.row(ctx, k, v); err != nil {
-					return err
-				}
+		}
+		switch {
+		case strings.HasPrefix(k, pMeta):
+			x.entries++
+			if _, ok := x.heads[k]; ok {
+				x.heads[k] = true
 			}
-			switch {
-			case strings.HasPrefix(k, pMeta):
-				entries++
-				if _, ok := heads[k]; ok {
-					heads[k] = true
+			if _, ok := x.ours[k]; ok {
+				x.ours[k] = true
+			}
+		case strings.HasPrefix(k, pState):
+			x.hs.add(k, v)
+			if x.rows.kind == KindGlobal && strings.HasPrefix(k, pState+"m/") {
+				var mi memberIdx
+				if err := decMode.Unmarshal(v, &mi); err != nil {
+					return fmt.Errorf("member row %q: %v", k, err)
 				}
-				if _, ok := ours[k]; ok {
-					ours[k] = true
-				}
-			case strings.HasPrefix(k, pState):
-				hs.add(k, v)
-				if rows.kind == KindGlobal && strings.HasPrefix(k, pState+"m/") {
-					var mi memberIdx
-					if err := decMode.Unmarshal(v, &mi); err != nil {
+				if slices.Contains(mi.Roles, RoleAdmin) {
+					id, err := peer.Decode(lastSeg(k))
+					if err != nil {
 						return fmt.Errorf("member row %q: %v", k, err)
 					}
-					if slices.Contains(mi.Roles, RoleAdmin) {
-						id, err := peer.Decode(lastSeg(k))
-						if err != nil {
-							return fmt.Errorf("member row %q: %v", k, err)
-						}
-						admins = append(admins, id)
-					}
+					x.admins = append(x.admins, id)
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("%w: state block %s of checkpoint %s: %v", ErrCheckpointState, bc, ck.cid, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: state block %s of checkpoint %s: %v", ErrCheckpointState, bc, ck.cid, err)
 	}
-	if size != ck.Size {
-		return fmt.Errorf("%w: checkpoint %s: state is %d bytes, the header says %d", ErrCheckpointState, ck.cid, size, ck.Size)
+	return nil
+}
+
+// finish checks what needs every block, and this core (its lock held).
+func (x *stateChecker) finish(ctx context.Context, coverage bool) error {
+	ck, c := x.ck, x.c
+	if x.next != len(ck.Blocks) {
+		return fmt.Errorf("%w: checkpoint %s: %d of its %d blocks checked", ErrCheckpointState, ck.cid, x.next, len(ck.Blocks))
 	}
-	if entries != ck.Entries {
-		return fmt.Errorf("%w: checkpoint %s: state holds %d entries, the header says %d", ErrCheckpointState, ck.cid, entries, ck.Entries)
+	if x.size != ck.Size {
+		return fmt.Errorf("%w: checkpoint %s: state is %d bytes, the header says %d", ErrCheckpointState, ck.cid, x.size, ck.Size)
 	}
-	for k, found := range heads {
+	if x.entries != ck.Entries {
+		return fmt.Errorf("%w: checkpoint %s: state holds %d entries, the header says %d", ErrCheckpointState, ck.cid, x.entries, ck.Entries)
+	}
+	for k, found := range x.heads {
 		if !found {
 			return fmt.Errorf("%w: checkpoint %s: head %s is not an entry of its state", ErrCheckpointState, ck.cid, k[len(pMeta):])
 		}
 	}
-	if d := hs.sum(); !bytes.Equal(d, ck.Digest) {
+	if d := x.hs.sum(); !bytes.Equal(d, ck.Digest) {
 		return fmt.Errorf("%w: checkpoint %s: its state hashes to digest %x, the header says %x", ErrCheckpointState, ck.cid, d, ck.Digest)
 	}
-	if sc != nil {
+	ours := c.ScopeHeads(ck.Scope)
+	if x.sc != nil {
+		if coverage && len(ours) > 0 {
+			return fmt.Errorf("%w: this node holds entries of scope %s already: it syncs the ones it lacks instead of loading checkpoint %s", ErrCheckpointCoverage, ck.Scope, ck.cid)
+		}
 		// The signers (the owner's replica group) are checked against the
 		// membership by verifyScopeSigners; here, that every row is about
 		// the scope's own records and entries.
-		if err := sc.done(ctx, coverage); err != nil {
+		if err := x.sc.done(ctx, coverage); err != nil {
 			return fmt.Errorf("%w: checkpoint %s: %v", ErrCheckpointState, ck.cid, err)
 		}
-	} else {
-		slices.Sort(admins)
-		if !slices.Equal(admins, ck.Signers) {
-			return fmt.Errorf("%w: checkpoint %s: its signers %v are not the admins of its state %v", ErrCheckpointState, ck.cid, ck.Signers, admins)
-		}
+		return nil
 	}
-	for k, found := range ours {
-		if !found {
-			return fmt.Errorf("%w: checkpoint %s does not include this node's head %s: sync entries instead", ErrCheckpointCoverage, ck.cid, k[len(pMeta):])
+	slices.Sort(x.admins)
+	if !slices.Equal(x.admins, ck.Signers) {
+		return fmt.Errorf("%w: checkpoint %s: its signers %v are not the admins of its state %v", ErrCheckpointState, ck.cid, ck.Signers, x.admins)
+	}
+	if coverage {
+		// This node's heads must be entries of the state: each has a row
+		// there, and the rows were checked above; look them up in the
+		// blocks' keys through the heads' metadata rows.
+		for _, h := range ours {
+			if !x.covered(pMeta + h.String()) {
+				return fmt.Errorf("%w: checkpoint %s does not include this node's head %s: sync entries instead", ErrCheckpointCoverage, ck.cid, h)
+			}
 		}
 	}
 	return nil

@@ -310,7 +310,9 @@
 // (TestCheckpointJoinReachesFullReplayDigest). The joiner checks every
 // block against its CID, the rows' order and scope, the entry count, that
 // the heads are entries of the state, that the view hashes to the signed
-// digest, and that the signers listed are exactly the state's admins.
+// digest, and that the signers listed are exactly the state's admins. It
+// checks each block as it fetches it (stateChecker), then stores it, and
+// reads the stored blocks once more only to load the rows.
 //
 // Who signs, and how many: the admins, a majority of them (Quorum), as a
 // chain anchored at the genesis, in the manner of tka. The first checkpoint

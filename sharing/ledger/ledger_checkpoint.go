@@ -329,10 +329,10 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 			}
 		}
 	}
-	// Fetch and store the blocks first (checked against their CIDs): the
-	// state is verified and loaded from the store, and served to the
-	// next joiner.
-	have, err := l.fetchBlocks(ctx, ck, blocks)
+	// Fetch, check and store the blocks first: each is checked as it
+	// arrives, the whole once all are in; the state is then loaded from
+	// the store, and served to the next joiner.
+	have, x, err := l.fetchChecked(ctx, ck, blocks, load)
 	if err != nil {
 		return err
 	}
@@ -342,7 +342,7 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	if err := l.core.ready(ctx); err != nil {
 		return err
 	}
-	if err := l.core.verifyCheckpointState(ctx, ck, local, load); err != nil {
+	if err := x.finish(ctx, load); err != nil {
 		return err
 	}
 	if load {
@@ -409,39 +409,51 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 	return nil
 }
 
-// fetchBlocks stores the state blocks of ck this node lacks, fetched
-// through blocks and checked against their CIDs, and returns the set of
-// ck's blocks.
-func (l *Ledger) fetchBlocks(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) (map[cid.Cid]bool, error) {
+// fetchChecked fetches through blocks the state blocks of ck this node
+// does not store yet, reads the others from the store, checks each one in
+// order as it comes (stateChecker.block: its CID, rows, scope) and stores
+// the fetched ones. It returns the set of ck's blocks and the checker,
+// for the caller to finish under the core's lock; with coverage the
+// checker tracks this node's heads of the scope.
+func (l *Ledger) fetchChecked(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error), coverage bool) (map[cid.Cid]bool, *stateChecker, error) {
+	l.mu.Lock()
+	x, err := l.core.newStateChecker(ck)
+	if err == nil && coverage {
+		x.track(l.core.ScopeHeads(ck.Scope))
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
 	bp := blockPrefix(ck.Scope)
 	fetched := make([][]byte, 0, 64)
 	have := map[cid.Cid]bool{}
 	for _, bc := range ck.Blocks {
-		if have[bc] {
-			continue
-		}
 		have[bc] = true
-		if _, ok, err := l.store.Get(ctx, bp+bc.String()); err != nil {
-			return nil, err
-		} else if ok {
-			continue
-		}
-		b, err := blocks(ctx, bc)
+		b, ok, err := l.store.Get(ctx, bp+bc.String())
 		if err != nil {
-			return nil, fmt.Errorf("ledger: fetch state block %s of checkpoint %s: %w", bc, ck.cid, err)
+			return nil, nil, err
 		}
-		if blockCID(b) != bc {
-			return nil, fmt.Errorf("%w: state block %s does not hash to its CID (checkpoint %s)", ErrCheckpointState, bc, ck.cid)
+		if !ok {
+			if b, err = blocks(ctx, bc); err != nil {
+				return nil, nil, fmt.Errorf("ledger: fetch state block %s of checkpoint %s: %w", bc, ck.cid, err)
+			}
+		}
+		if err := x.block(bc, b); err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			continue
 		}
 		fetched = append(fetched, b)
 		if len(fetched) == cap(fetched) {
 			if err := l.putBlocks(ctx, bp, fetched); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			fetched = fetched[:0]
 		}
 	}
-	return have, l.putBlocks(ctx, bp, fetched)
+	return have, x, l.putBlocks(ctx, bp, fetched)
 }
 
 func (l *Ledger) putBlocks(ctx context.Context, prefix string, bs [][]byte) error {
