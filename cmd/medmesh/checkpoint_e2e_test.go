@@ -168,8 +168,10 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 // the real binary and real daemons: the clinic's records are granted to
 // and read by the lab; the lab and the imaging centre (the clinic's
 // replica group) sign checkpoints of the clinic's owner and audit scopes
-// (`ledger checkpoint --scope ... [--cosign]`), which the clinic itself
-// may not (exit 5; a malformed scope exits 2); every node adopts them; a
+// (`ledger checkpoint --scope ... [--cosign]`; a grant comes between the
+// two, so the audit scope's depends on owner scope entries newer than the
+// owner scope's checkpoint), which the clinic itself may not (exit 5; a
+// malformed scope exits 2); every node adopts them; a
 // node that joins afterwards, in the clinic's replica group, loads both
 // instead of replaying them (`ledger checkpoints --scope` marks them
 // base), reaches the clinic's heads and scope digests, stores fewer
@@ -193,6 +195,7 @@ func TestScopeCheckpointCLI(t *testing.T) {
 	clinicID, labID := clinic.peerID(t), lab.peerID(t)
 	os_, as := "owner/"+clinicID, "audit/"+clinicID
 
+	var lastID string
 	for i := 0; i < 4; i++ {
 		f := filepath.Join(dir, fmt.Sprintf("report-%d.json", i))
 		os.WriteFile(f, []byte(fmt.Sprintf(`{"resourceType":"DiagnosticReport","status":"final","id":"s%d"}`, i)), 0o600)
@@ -200,6 +203,7 @@ func TestScopeCheckpointCLI(t *testing.T) {
 		if err := json.Unmarshal([]byte(clinic.must("add", f, "--class", "report", "--replicas", "1", "--json")), &r); err != nil {
 			t.Fatal(err)
 		}
+		lastID = r.ID
 		clinic.retry("grant", r.ID, "--to", labID, "--json")
 		lab.retry("get", r.ID, "-o", filepath.Join(dir, fmt.Sprintf("got-%d", i)))
 	}
@@ -244,7 +248,17 @@ func TestScopeCheckpointCLI(t *testing.T) {
 		}
 		return ck
 	}
-	ck, ack := sign(os_), sign(as)
+	ck := sign(os_)
+	// An owner scope entry after the owner scope's checkpoint and before
+	// the audit scope's (a grant to the imaging centre): the audit
+	// scope's checkpoint depends on it, so a node that loads the owner
+	// scope's must catch the owner scope up before loading the audit's.
+	clinic.must("grant", lastID, "--to", imaging.peerID(t), "--json")
+	agree("the global scope", "ledger", "heads", "--json")
+	for _, s := range []string{os_, as} {
+		agree(s, "ledger", "heads", "--scope", s, "--json")
+	}
+	ack := sign(as)
 	// The owner and the proposer adopt them at their next sync.
 	for _, c := range []api.Checkpoint{ck, ack} {
 		for _, n := range []*cli{clinic, lab, imaging} {

@@ -471,7 +471,19 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 		// loads the peer's latest checkpoint of it instead of replaying
 		// its history; one that holds part of it keeps the checkpoint to
 		// serve and prune (checkpoint_scope.go).
-		if _, err := l.catchUpScopeCheckpoint(ctx, ask, scope); err != nil {
+		_, err := l.catchUpScopeCheckpoint(ctx, ask, scope)
+		if kind, owner, _ := ParseScope(scopeName(scope)); errors.Is(err, ErrCheckpointDeps) && kind == KindAudit {
+			// The audit scope's checkpoint names owner scope entries newer
+			// than the owner scope's checkpoint this node loaded: catch
+			// the owner scope up first, then load the audit scope's (its
+			// rounds would otherwise replay it).
+			var oh [][]byte
+			var of []string
+			if err = l.syncRounds(ctx, h, p, wireScope(OwnerScope(owner)), &oh, &of); err == nil {
+				_, err = l.catchUpScopeCheckpoint(ctx, ask, scope)
+			}
+		}
+		if err != nil {
 			l.log.Warn("scope checkpoint from peer", "peer", p.String(), "scope", scopeName(scope), "err", err)
 		}
 	}
