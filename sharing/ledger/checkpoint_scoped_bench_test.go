@@ -222,8 +222,27 @@ func BenchmarkJoinMillionScoped(b *testing.B) {
 	}
 	madeScopes := time.Since(t0)
 	// The new member's admission, the global checkpoint, then more reads.
-	as(b, src, w.admin, TypeMemberAdd, MemberAddPayload{Peer: joiner.id, Org: "clinic"})
-	as(b, src, joiner, TypeKeyAnnounce, KeyAnnouncePayload{Public: joiner.kem.Public()})
+	// Signed after the history, as a node's clock would put them (as()
+	// would give them the global head's clock plus one, before the
+	// claims, and every claim would then be judged off the heads).
+	later := func(who *ident, typ string, pl any) {
+		raw, err := encodePayload(src.core.types, typ, pl)
+		if err != nil {
+			b.Fatal(err)
+		}
+		src.mu.Lock()
+		heads, clock := src.core.closureHeads(""), HLC{Wall: src.core.Clock().Wall + 1}
+		src.mu.Unlock()
+		e, err := signScoped(who.key, src.net, "", typ, raw, heads, clock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := src.Ingest(ctx, e.raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	later(w.admin, TypeMemberAdd, MemberAddPayload{Peer: joiner.id, Org: "clinic"})
+	later(joiner, TypeKeyAnnounce, KeyAnnouncePayload{Public: joiner.kem.Public()})
 	gck, _, err := src.MakeCheckpoint(ctx, ScopeGlobal, nil)
 	if err != nil {
 		b.Fatal(err)
