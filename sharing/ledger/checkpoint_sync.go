@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -161,19 +162,23 @@ func (l *Ledger) prunedHere(ctx context.Context) bool {
 // and otherwise keeps it to serve and prune. It reports whether it loaded
 // one. A peer without one, or from before scope checkpoints, answers none.
 func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
-	l.scopeCkptMu.Lock()
-	defer l.scopeCkptMu.Unlock()
 	name := scopeName(scope)
-	if kind, owner, err := ParseScope(name); err != nil || kind == KindGlobal {
+	kind, owner, err := ParseScope(name)
+	if err != nil || kind == KindGlobal {
 		return false, err
-	} else if kind == KindAudit {
+	}
+	defer l.scopeCkptLock(name)()
+	if kind == KindAudit {
 		// The audit scope's sync brings its owner scope too: load that
 		// one's checkpoint first, or its entries would be replayed.
 		l.mu.Lock()
 		fresh := len(l.core.ScopeHeads(OwnerScope(owner))) == 0
 		l.mu.Unlock()
 		if fresh {
-			if _, err := l.scopeCheckpointFrom(ctx, ask, wireScope(OwnerScope(owner))); err != nil {
+			unlock := l.scopeCkptLock(OwnerScope(owner)) // an audit scope's first, always
+			_, err := l.scopeCheckpointFrom(ctx, ask, wireScope(OwnerScope(owner)))
+			unlock()
+			if err != nil {
 				l.log.Warn("scope checkpoint from peer", "scope", OwnerScope(owner), "err", err)
 			}
 		}
@@ -181,25 +186,50 @@ func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) 
 	return l.scopeCheckpointFrom(ctx, ask, scope)
 }
 
+// scopeCkptLock takes the lock that serializes catching up scope name
+// from checkpoints and returns its unlock. Only syncs of the same scope
+// wait on it (never a global lock across a peer's answer); a node takes
+// an audit scope's before its owner scope's.
+func (l *Ledger) scopeCkptLock(name string) func() {
+	l.scopeCkptMu.Lock()
+	if l.scopeCkptLocks == nil {
+		l.scopeCkptLocks = map[string]*sync.Mutex{}
+	}
+	m := l.scopeCkptLocks[name]
+	if m == nil {
+		m = new(sync.Mutex)
+		l.scopeCkptLocks[name] = m
+	}
+	l.scopeCkptMu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
 // scopeCkptEvery is how often a node that holds a scope asks a peer for
 // its checkpoints (to serve them and prune); one that holds nothing of it
 // asks at every sync until it loads one.
 const scopeCkptEvery = 10 * time.Second
 
-// scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, l.scopeCkptMu held.
+// scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, its lock held.
 func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
 	name := scopeName(scope)
 	l.mu.Lock()
 	held := len(l.core.ScopeHeads(name)) > 0
 	l.mu.Unlock()
 	if held {
-		if at, ok := l.scopeCkptAsked[name]; ok && l.now().Sub(at) < scopeCkptEvery {
+		l.scopeCkptMu.Lock()
+		at, ok := l.scopeCkptAsked[name]
+		recent := ok && l.now().Sub(at) < scopeCkptEvery
+		if !recent {
+			if l.scopeCkptAsked == nil {
+				l.scopeCkptAsked = map[string]time.Time{}
+			}
+			l.scopeCkptAsked[name] = l.now()
+		}
+		l.scopeCkptMu.Unlock()
+		if recent {
 			return false, nil
 		}
-		if l.scopeCkptAsked == nil {
-			l.scopeCkptAsked = map[string]time.Time{}
-		}
-		l.scopeCkptAsked[name] = l.now()
 	}
 	// Only those past the count this node has (peers' lists may differ:
 	// the latest decides).

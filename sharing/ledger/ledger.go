@@ -78,13 +78,17 @@ type Ledger struct {
 	follow map[string]bool
 	// followMu serializes recomputing follow (refreshFollow).
 	followMu sync.Mutex
-	// scopeCkptMu serializes catching up scopes from checkpoints
-	// (catchUpScopeCheckpoint): two syncs of one scope starting together
-	// (a topic's peers joining) must not both try to load it.
+	// scopeCkptMu guards scopeCkptLocks and scopeCkptAsked (held briefly,
+	// never across I/O).
 	scopeCkptMu sync.Mutex
+	// scopeCkptLocks serialize catching up one scope from checkpoints
+	// (catchUpScopeCheckpoint): two syncs of a scope starting together (a
+	// topic's peers joining) must not both try to load it, while syncs of
+	// other scopes go on.
+	scopeCkptLocks map[string]*sync.Mutex
 	// scopeCkptAsked is when each held scope's checkpoints were last asked
-	// for (scopeCkptMu): a node that holds a scope asks at most every
-	// scopeCkptEvery, not at every sync.
+	// for: a node that holds a scope asks at most every scopeCkptEvery,
+	// not at every sync.
 	scopeCkptAsked map[string]time.Time
 
 	subMu sync.Mutex
