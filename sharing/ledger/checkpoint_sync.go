@@ -205,9 +205,10 @@ func (l *Ledger) scopeCkptLock(name string) func() {
 	return m.Unlock
 }
 
-// scopeCkptEvery is how often a node that holds a scope asks a peer for
-// its checkpoints (to serve them and prune); one that holds nothing of it
-// asks at every sync until it loads one.
+// scopeCkptEvery is how often a node asks a peer for a scope's
+// checkpoints: at its first sync of the scope (a node that starts
+// following it loads the latest then), and then at most this often (to
+// serve and prune the newer ones), not at every sync.
 const scopeCkptEvery = 10 * time.Second
 
 // scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, its lock held.
@@ -216,20 +217,18 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	l.mu.Lock()
 	held := len(l.core.ScopeHeads(name)) > 0
 	l.mu.Unlock()
-	if held {
-		l.scopeCkptMu.Lock()
-		at, ok := l.scopeCkptAsked[name]
-		recent := ok && l.now().Sub(at) < scopeCkptEvery
-		if !recent {
-			if l.scopeCkptAsked == nil {
-				l.scopeCkptAsked = map[string]time.Time{}
-			}
-			l.scopeCkptAsked[name] = l.now()
+	l.scopeCkptMu.Lock()
+	at, ok := l.scopeCkptAsked[name]
+	recent := ok && l.now().Sub(at) < scopeCkptEvery
+	if !recent {
+		if l.scopeCkptAsked == nil {
+			l.scopeCkptAsked = map[string]time.Time{}
 		}
-		l.scopeCkptMu.Unlock()
-		if recent {
-			return false, nil
-		}
+		l.scopeCkptAsked[name] = l.now()
+	}
+	l.scopeCkptMu.Unlock()
+	if recent {
+		return false, nil
 	}
 	// Only those past the count this node has (peers' lists may differ:
 	// the latest decides).

@@ -86,9 +86,8 @@ type Ledger struct {
 	// topic's peers joining) must not both try to load it, while syncs of
 	// other scopes go on.
 	scopeCkptLocks map[string]*sync.Mutex
-	// scopeCkptAsked is when each held scope's checkpoints were last asked
-	// for: a node that holds a scope asks at most every scopeCkptEvery,
-	// not at every sync.
+	// scopeCkptAsked is when each scope's checkpoints were last asked for:
+	// at most every scopeCkptEvery, not at every sync.
 	scopeCkptAsked map[string]time.Time
 
 	subMu sync.Mutex
