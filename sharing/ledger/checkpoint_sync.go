@@ -212,24 +212,30 @@ func (l *Ledger) scopeCkptLock(name string) func() {
 const scopeCkptEvery = 10 * time.Second
 
 // scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, its lock held.
-func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
+func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (_ bool, err error) {
 	name := scopeName(scope)
 	l.mu.Lock()
 	held := len(l.core.ScopeHeads(name)) > 0
 	l.mu.Unlock()
 	l.scopeCkptMu.Lock()
 	at, ok := l.scopeCkptAsked[name]
-	recent := ok && l.now().Sub(at) < scopeCkptEvery
-	if !recent {
-		if l.scopeCkptAsked == nil {
-			l.scopeCkptAsked = map[string]time.Time{}
-		}
-		l.scopeCkptAsked[name] = l.now()
-	}
 	l.scopeCkptMu.Unlock()
-	if recent {
+	if ok && l.now().Sub(at) < scopeCkptEvery {
 		return false, nil
 	}
+	// Only an answer this node could use counts: after a failure (a peer
+	// unreachable, a checkpoint that depends on entries not caught up
+	// yet) it asks again at the next sync.
+	defer func() {
+		if err == nil {
+			l.scopeCkptMu.Lock()
+			if l.scopeCkptAsked == nil {
+				l.scopeCkptAsked = map[string]time.Time{}
+			}
+			l.scopeCkptAsked[name] = l.now()
+			l.scopeCkptMu.Unlock()
+		}
+	}()
 	// Only those past the count this node has (peers' lists may differ:
 	// the latest decides).
 	ours, err := l.CheckpointChain(ctx, name)
