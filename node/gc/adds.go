@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -30,7 +31,17 @@ type Add struct {
 	// written, so that a concurrent gc never takes it for garbage.
 	put    []cid.Cid
 	record cid.Cid // the record's ID, once known
+
+	// writing is held shared by each Put while it stores its block, and
+	// exclusively by End: a rollback starts once every write in flight is
+	// done, and a Put after End stores nothing (a chunk written after the
+	// rollback's deletes would stay, orphaned, until the next gc).
+	writing sync.RWMutex
+	ended   bool // under writing
 }
+
+// errAddEnded is what a Put after End returns.
+var errAddEnded = errors.New("gc: the add has ended; nothing more is stored through it")
 
 // BeginAdd makes an add's blocks known before its first block is written:
 // to a sweep running now (in memory) and to the next start (the marker).
@@ -60,6 +71,11 @@ func (a *Add) PutCopies() bool { return true }
 
 // Put registers b with the add, then stores it.
 func (a *Add) Put(ctx context.Context, b blocks.Block) error {
+	a.writing.RLock()
+	defer a.writing.RUnlock()
+	if a.ended {
+		return errAddEnded
+	}
 	a.mu.Lock()
 	a.put = append(a.put, b.Cid())
 	a.mu.Unlock()
@@ -94,6 +110,9 @@ func (a *Add) Named(ctx context.Context, rec cid.Cid) error {
 // rollback that could not remove everything leaves the marker, so the next
 // start or gc removes what is left.
 func (a *Add) End(committed bool) {
+	a.writing.Lock()
+	a.ended = true
+	a.writing.Unlock() // no Put is storing now, and none will
 	clean := committed || a.rollback()
 	if clean {
 		if err := a.s.local.Delete(context.Background(), a.marker); err != nil {

@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"github.com/medmesh/medmesh/internal/diskspace"
 	"log/slog"
 	"path/filepath"
@@ -468,6 +469,47 @@ func TestAddEnd(t *testing.T) {
 	n.mustHaveAll(t, "finished add", []cid.Cid{z.Cid()})
 	if m, _ := n.s.Markers(ctx); m != 0 {
 		t.Fatalf("%d markers after both adds ended", m)
+	}
+}
+
+// TestAddEndWaitsForWrites: a failed add whose blocks are still being
+// written by other goroutines when it ends (a truncated upload: the
+// reader fails while chunks are being stored) leaves none of them: End
+// waits for the writes in flight, and a write after it stores nothing.
+func TestAddEndWaitsForWrites(t *testing.T) {
+	ctx := context.Background()
+	n := newNode(t)
+	for round := 0; round < 20; round++ {
+		a, err := n.s.BeginAdd(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var written []cid.Cid
+		start := make(chan struct{})
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; i < 20; i++ {
+					b := randomBlock(t, 2000)
+					mu.Lock()
+					written = append(written, b.Cid())
+					mu.Unlock()
+					if a.Put(ctx, b) != nil {
+						return // ended
+					}
+				}
+			}()
+		}
+		close(start)
+		a.End(false)
+		wg.Wait()
+		mu.Lock()
+		n.mustHaveNone(t, fmt.Sprintf("round %d: an add ended while its blocks were being written", round), written)
+		mu.Unlock()
 	}
 }
 
