@@ -465,13 +465,7 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	if err := b.Put(chainKey(scope, len(old)), raw); err != nil {
 		return err
 	}
-	bp := blockPrefix(scope)
-	if err := l.store.Scan(ctx, bp, true, func(k string, _ []byte) bool {
-		if c, err := cid.Decode(k[len(bp):]); err == nil && !have[c] {
-			err = b.Delete(k)
-		}
-		return true
-	}); err != nil {
+	if err := l.dropStateBlocks(ctx, b, blockPrefix(scope), have); err != nil {
 		return err
 	}
 	if load {

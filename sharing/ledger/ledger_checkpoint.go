@@ -372,12 +372,7 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 			return err
 		}
 	}
-	if err := l.store.Scan(ctx, pCkptBlock, true, func(k string, _ []byte) bool {
-		if c, err := cid.Decode(k[len(pCkptBlock):]); err == nil && !have[c] {
-			err = b.Delete(k)
-		}
-		return true
-	}); err != nil {
+	if err := l.dropStateBlocks(ctx, b, pCkptBlock, have); err != nil {
 		return err
 	}
 	if load {
@@ -534,4 +529,23 @@ func (ck *Checkpoint) SignerStrings() []string {
 		out = append(out, s.Signer.String())
 	}
 	return out
+}
+
+// dropStateBlocks deletes, in batch b, the stored state blocks under
+// prefix that are not in keep (those of an older checkpoint).
+func (l *Ledger) dropStateBlocks(ctx context.Context, b Batch, prefix string, keep map[cid.Cid]bool) error {
+	var derr error
+	err := l.store.Scan(ctx, prefix, true, func(k string, _ []byte) bool {
+		if c, err := cid.Decode(k[len(prefix):]); err == nil && !keep[c] {
+			derr = b.Delete(k)
+		}
+		return derr == nil
+	})
+	if err != nil {
+		return err
+	}
+	if derr != nil {
+		return fmt.Errorf("ledger: drop an older checkpoint's state blocks: %w", derr)
+	}
+	return nil
 }
