@@ -335,22 +335,7 @@ func (l *Ledger) announced(ctx context.Context, from peer.ID, scope string, offe
 		if kind, _, err := ParseScope(scope); err != nil || kind != KindOwner {
 			return
 		}
-		l.goBackground(func() {
-			n := l.tr.Load()
-			if n == nil {
-				return
-			}
-			added, err := l.followScope(n.ctx, scope)
-			if err != nil {
-				l.log.Warn("follow scope", "scope", scopeName(scope), "err", err)
-				return
-			}
-			if added {
-				l.log.Info("following scope: a peer announced entries there that involve this node", "scope", scopeName(scope), "from", from.String())
-				l.subscribeFollowed(n)
-			}
-			l.trigger(n.ctx, from, scope)
-		})
+		l.followFrom(from, scope, "following scope: a peer announced entries there that involve this node")
 		return
 	}
 	l.mu.Lock()
@@ -374,7 +359,15 @@ func (l *Ledger) fromInbox(from peer.ID, e *Entry) bool {
 	if l.Follows(e.Scope) {
 		return true
 	}
-	scope := e.Scope
+	l.followFrom(from, e.Scope, "following scope: an entry there involves this node")
+	return true
+}
+
+// followFrom makes this node follow owner scope scope in the background
+// (followScope), subscribes to its topic if that is new (logging why),
+// and syncs it from the peer that told it (an inbox delivery, an
+// announce).
+func (l *Ledger) followFrom(from peer.ID, scope, why string) {
 	l.goBackground(func() {
 		n := l.tr.Load()
 		if n == nil {
@@ -386,12 +379,11 @@ func (l *Ledger) fromInbox(from peer.ID, e *Entry) bool {
 			return
 		}
 		if added {
-			l.log.Info("following scope: an entry there involves this node", "scope", scopeName(scope), "from", from.String())
+			l.log.Info(why, "scope", scopeName(scope), "from", from.String())
 			l.subscribeFollowed(n)
 		}
 		l.trigger(n.ctx, from, scope)
 	})
-	return true
 }
 
 // maxFollowHints bounds the scopes one sync answer names.
