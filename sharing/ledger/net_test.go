@@ -30,12 +30,27 @@ type meshNode struct {
 // the setup entries before anyone is connected; the others catch up by sync.
 func newMesh(t testing.TB, w *world, n int) (mocknet.Mocknet, []*meshNode) {
 	t.Helper()
+	// Generous: forming a 50-node mesh (BenchmarkPropagation) took 1.5 to 3
+	// minutes on two cores shared with other builds. What the benchmark
+	// measures starts after this.
+	return startMesh(t, w, n, 10000, 5*time.Minute, func(l *Ledger) {
+		w.setup(t, l)
+		w.grantAll(t, l)
+	})
+}
+
+// startMesh opens n ledgers of w's network, each on a mocknet host (ports
+// from port) with its own GossipSub; setup writes node 0's first entries
+// before anyone is connected; then all are linked, started, connected and
+// waited for (converge) to reach the same state.
+func startMesh(t testing.TB, w *world, n, port int, converge time.Duration, setup func(*Ledger)) (mocknet.Mocknet, []*meshNode) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	mn := mocknet.New()
 	t.Cleanup(func() { cancel(); mn.Close() })
 	nodes := make([]*meshNode, n)
 	for i := 0; i < n; i++ {
-		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+i))
+		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port+i))
 		h, err := mn.AddPeer(w.members[i].key, addr)
 		if err != nil {
 			t.Fatal(err)
@@ -50,8 +65,7 @@ func newMesh(t testing.TB, w *world, n int) (mocknet.Mocknet, []*meshNode) {
 		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
 		nodes[i] = nd
 	}
-	w.setup(t, nodes[0].l)
-	w.grantAll(t, nodes[0].l)
+	setup(nodes[0].l)
 	if err := mn.LinkAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +77,7 @@ func newMesh(t testing.TB, w *world, n int) (mocknet.Mocknet, []*meshNode) {
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatal(err)
 	}
-	// Generous: forming a 50-node mesh (BenchmarkPropagation) took 1.5 to 3
-	// minutes on two cores shared with other builds. What the benchmark
-	// measures starts after this.
-	waitConverged(t, nodes, 5*time.Minute)
+	waitConverged(t, nodes, converge)
 	return mn, nodes
 }
 

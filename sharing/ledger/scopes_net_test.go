@@ -11,7 +11,6 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/medmesh/medmesh/sharing/replication"
 )
@@ -22,46 +21,16 @@ import (
 func newScopedMesh(t *testing.T, n int) (*world, mocknet.Mocknet, []*meshNode) {
 	t.Helper()
 	w := newWorld(t, n, WithScopes())
-	ctx, cancel := context.WithCancel(context.Background())
-	mn := mocknet.New()
-	t.Cleanup(func() { cancel(); mn.Close() })
-	nodes := make([]*meshNode, n)
-	for i := 0; i < n; i++ {
-		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 11000+i))
-		h, err := mn.AddPeer(w.members[i].key, addr)
-		if err != nil {
-			t.Fatal(err)
+	mn, nodes := startMesh(t, w, n, 11000, 3*time.Minute, func(l *Ledger) {
+		for i, m := range w.members {
+			if i > 0 {
+				as(t, l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("clinic %d", i)})
+			}
 		}
-		ps, err := pubsub.NewGossipSub(ctx, h)
-		if err != nil {
-			t.Fatal(err)
+		for _, m := range w.members {
+			as(t, l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
 		}
-		dir := t.TempDir()
-		l, st := openAt(t, dir, w.members[i], w.genesis)
-		nd := &meshNode{h: h, ps: ps, l: l, st: st, dir: dir, who: w.members[i]}
-		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
-		nodes[i] = nd
-	}
-	for i, m := range w.members {
-		if i > 0 {
-			as(t, nodes[0].l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("clinic %d", i)})
-		}
-	}
-	for _, m := range w.members {
-		as(t, nodes[0].l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range nodes {
-		if err := nd.l.Start(ctx, nd.h, nd.ps); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
-	waitConverged(t, nodes, 3*time.Minute)
+	})
 	return w, mn, nodes
 }
 
