@@ -82,6 +82,10 @@ lost, and nothing the network can give back:
                         hospital's implant pseudonyms to its patients
   any other file at the top of the repo (keys later features add)
   the members' last known addresses, so a restored node finds them
+  the audit log of the node's records, in its order: the tree heads it signed
+                        for auditors stay consistent with the restored log
+                        (entries appended after the backup come back from the
+                        owner's replica group, appended after these)
 
 Not in it: the API token (a restore makes a new one), the ledger (it comes
 back from the peers), the records' blocks (from their replica holders) and the
@@ -93,7 +97,8 @@ from the backup: whoever has both has the node.
 
 Take one after ` + "`network join`" + ` or ` + "`network create`" + `, after every change of
 settings or keys, and daily if the node records implants (the sealed rows
-change with each one). Works with or without a running daemon.`,
+change with each one) or publishes audit tree heads (a head signed after the
+last backup may not be consistent with a log restored from it). Works with or without a running daemon.`,
 		Example: `  medmesh backup -o /mnt/offsite/medmesh-$(date +%F).age
   medmesh backup -o node.age --passphrase-file /etc/medmesh/backup-pass --json
   age -d node.age | tar t          # list it (asks for the passphrase)`,
@@ -127,9 +132,20 @@ change with each one). Works with or without a running daemon.`,
 				for _, row := range live.Rows {
 					st.Rows = append(st.Rows, repo.BackupRow{Key: row.Key, Value: row.Value})
 				}
+				if al := live.AuditLog; al != nil {
+					st.AuditLog = &repo.AuditLogSource{
+						BackupAuditLog: repo.BackupAuditLog{TreeSize: al.TreeSize, Root: al.Root, Size: al.Size},
+						Write: func(w io.Writer) (int64, error) {
+							cw := &countingWriter{w: w}
+							err := c.DownloadRaw(ctxOf(cmd), fmt.Sprintf("%s/backup/auditlog?size=%d", api.Prefix, al.TreeSize), cw)
+							return cw.n, err
+						},
+					}
+				}
 			} else if st, err = r.OfflineState(ctxOf(cmd)); err != nil {
 				return err
 			}
+			defer st.Close()
 			var m *repo.BackupManifest
 			n, err := atomicfile.Write(path, 0o600, func(w io.Writer) error {
 				var err error
@@ -143,12 +159,15 @@ change with each one). Works with or without a running daemon.`,
 				return fmt.Errorf("write %s: %w", path, err)
 			}
 			res := api.BackupResult{File: path, Peer: m.Peer, Size: n, Created: m.Created.Format(time.RFC3339), Files: []string{}, RowCount: len(m.Rows), PeerCount: len(m.Peers)}
+			if m.AuditLog != nil {
+				res.AuditLogTreeSize = m.AuditLog.TreeSize
+			}
 			for _, f := range m.Files {
 				res.Files = append(res.Files, f.Path)
 			}
 			return output(res, func() {
 				say("wrote %s (%s), encrypted to the passphrase", path, humanSize(n))
-				say("peer %s; %s; %d local rows; %d members' addresses", m.Peer, strings.Join(res.Files, ", "), res.RowCount, res.PeerCount)
+				say("peer %s; %s; %d local rows; %d members' addresses; audit log of %d entries", m.Peer, strings.Join(res.Files, ", "), res.RowCount, res.PeerCount, res.AuditLogTreeSize)
 				say("restore with: medmesh restore %s --repo DIR", path)
 			})
 		},
@@ -201,15 +220,30 @@ the same time: they are the same peer.`,
 				return err
 			}
 			res := api.RestoreResult{Repo: dir, Peer: m.Peer, BackupCreated: m.Created.Format(time.RFC3339), Files: []string{}, RowCount: len(m.Rows), PeerCount: len(m.Peers)}
+			if m.AuditLog != nil {
+				res.AuditLogTreeSize = m.AuditLog.TreeSize
+			}
 			for _, f := range m.Files {
 				res.Files = append(res.Files, f.Path)
 			}
 			return output(res, func() {
-				say("restored peer %s into %s (backup of %s)", m.Peer, dir, res.BackupCreated)
+				say("restored peer %s into %s (backup of %s; audit log of %d entries)", m.Peer, dir, res.BackupCreated, res.AuditLogTreeSize)
 				say("next: `medmesh daemon --repo %s`: it catches up the ledger from %d members, fetches back its records and rebuilds its DICOM index", dir, res.PeerCount)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&passFile, "passphrase-file", "", "read the passphrase from this file's first line (for scripts)")
 	return cmd
+}
+
+// countingWriter counts what it passes on.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/sharing/auditlog"
 	"github.com/medmesh/medmesh/storage/dicom/dicomtest"
 )
 
@@ -257,22 +258,34 @@ func TestBackupRestore(t *testing.T) {
 	owner.must("network", "create", "--name", "e2e-backup")
 	od := owner.startDaemon()
 	var others []*exec.Cmd
-	for _, name := range []string{"b", "c"} {
+	var reader *cli // a referral clinic the report is granted to: it holds no replica
+	for _, name := range []string{"b", "c", "reader"} {
 		m := owner.invite(t, dir, name, "org "+name)
 		others = append(others, m.startDaemon())
+		reader = m
 	}
 	t.Cleanup(func() {
 		for _, d := range others {
 			stopDaemon(d)
 		}
 	})
-	owner.retryUntil(30*time.Second, func(out string) bool { return strings.Count(out, `"peer"`) == 3 }, "members", "--json")
+	owner.retryUntil(30*time.Second, func(out string) bool { return strings.Count(out, `"peer"`) == 4 }, "members", "--json")
 	peer := owner.peerID(t)
 
 	report := []byte(`{"resourceType":"DiagnosticReport","status":"final","conclusion":"restored"}`)
 	os.WriteFile(filepath.Join(dir, "report.json"), report, 0o600)
 	var added api.AddResult
 	json.Unmarshal([]byte(owner.must("add", filepath.Join(dir, "report.json"), "--replicas", "3", "--json")), &added)
+	owner.retry("grant", added.ID, "--to", reader.peerID(t), "--json")
+	// Two reads: the owner's audit log gets their claims and attestations.
+	for i := range 2 {
+		reader.retry("get", added.ID, "-o", filepath.Join(dir, fmt.Sprintf("read-%d.json", i)))
+	}
+	headFile := filepath.Join(dir, "head.txt")
+	var head api.AuditHead
+	owner.retryUntil(30*time.Second, func(out string) bool {
+		return json.Unmarshal([]byte(out), &head) == nil && head.TreeSize >= 2
+	}, "audit", "head", "-o", headFile, "--json")
 	if _, err := dicomtest.WriteStudy(filepath.Join(dir, "study"), dicomtest.Options{InstancesPerSeries: 3, Rows: 16, Cols: 16, Modality: "CT", Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -309,9 +322,9 @@ func TestBackupRestore(t *testing.T) {
 	}
 	var br api.BackupResult
 	json.Unmarshal([]byte(owner.must("backup", "-o", backup, "--passphrase-file", pass, "--json")), &br)
-	if br.Peer != peer || br.PeerCount != 2 || br.Size == 0 || !slices.Contains(br.Files, "identity.key") ||
-		!slices.Contains(br.Files, "network/psk") || slices.Contains(br.Files, "api.token") {
-		t.Fatalf("backup: %+v", br)
+	if br.Peer != peer || br.PeerCount != 3 || br.Size == 0 || !slices.Contains(br.Files, "identity.key") ||
+		!slices.Contains(br.Files, "network/psk") || slices.Contains(br.Files, "api.token") || br.AuditLogTreeSize < head.TreeSize {
+		t.Fatalf("backup: %+v (audit log of %d entries)", br, head.TreeSize)
 	}
 	// Never the keys in clear.
 	raw, _ := os.ReadFile(backup)
@@ -335,8 +348,8 @@ func TestBackupRestore(t *testing.T) {
 	}
 	var rr api.RestoreResult
 	json.Unmarshal([]byte(owner.must("restore", backup, "--passphrase-file", pass, "--json")), &rr)
-	if rr.Peer != peer || rr.Repo != owner.repo {
-		t.Fatalf("restore: %+v", rr)
+	if rr.Peer != peer || rr.Repo != owner.repo || rr.AuditLogTreeSize != br.AuditLogTreeSize {
+		t.Fatalf("restore: %+v, backup %+v", rr, br)
 	}
 	if _, errs, code := owner.run("restore", backup, "--passphrase-file", pass, "--json"); code != exitConflict || !strings.Contains(errs, "already holds") {
 		t.Fatalf("restore over a repo: exit %d %s", code, errs)
@@ -364,6 +377,19 @@ func TestBackupRestore(t *testing.T) {
 	}, "repo", "stat", "--json")
 	owner.retryUntil(60*time.Second, func(string) bool { return true }, "health", "--json")
 	t.Logf("restore complete after %.1f s", time.Since(t0).Seconds())
+	// The audit log came back in its order: the tree head signed before
+	// the disk was lost is consistent with the restored log, as an
+	// auditor checks it, and the reads are still proven in it.
+	grew := filepath.Join(dir, "grew.json")
+	owner.must("audit", "consistency", headFile, "-o", grew, "--json")
+	if out := owner.must("audit", "verify-proof", grew, "--head", headFile, "--json"); !strings.Contains(out, `"verified": true`) {
+		t.Fatalf("consistency with the head signed before the backup: %s", out)
+	}
+	var proof auditlog.ProofFile
+	json.Unmarshal([]byte(owner.must("audit", "prove", added.ID, "--json")), &proof)
+	if int64(len(proof.Proofs)) < head.TreeSize {
+		t.Fatalf("the restored log proves %d entries about the report, want the %d it held at the backup", len(proof.Proofs), head.TreeSize)
+	}
 	if f, ok := od.Stdout.(*os.File); ok {
 		log, _ := os.ReadFile(f.Name())
 		for _, want := range []string{"restored from a backup", "the ledger has caught up", "fetched back an owned record", "restore complete"} {

@@ -54,6 +54,17 @@ type VersionInfo struct {
 type BackupState struct {
 	Rows  []BackupRow         `json:"rows"`
 	Peers map[string][]string `json:"peers"`
+	// AuditLog is the owner's audit log as it is now (absent when empty):
+	// GET /api/v1/backup/auditlog?size=TreeSize exports its leaves, Size
+	// bytes, whose tree hash is Root (hex).
+	AuditLog *BackupAuditLog `json:"audit_log,omitempty"`
+}
+
+// BackupAuditLog describes the audit log a backup carries.
+type BackupAuditLog struct {
+	TreeSize int64  `json:"tree_size"`
+	Root     string `json:"root"`
+	Size     int64  `json:"size"`
 }
 
 // BackupRow is a datastore row (value base64 in JSON).
@@ -70,6 +81,8 @@ type BackupResult struct {
 	Created  string   `json:"created"`
 	Files    []string `json:"files"`
 	RowCount int      `json:"row_count"`
+	// AuditLogTreeSize is how many entries of the node's audit log it holds.
+	AuditLogTreeSize int64 `json:"audit_log_tree_size"`
 	// PeerCount is how many members' addresses it holds (a restored node
 	// dials them to catch up).
 	PeerCount int `json:"peer_count"`
@@ -83,4 +96,6 @@ type RestoreResult struct {
 	Files         []string `json:"files"`
 	RowCount      int      `json:"row_count"`
 	PeerCount     int      `json:"peer_count"`
+	// AuditLogTreeSize is how many entries of the audit log it restored.
+	AuditLogTreeSize int64 `json:"audit_log_tree_size"`
 }

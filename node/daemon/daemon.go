@@ -310,7 +310,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	// The audit log follows the ledger from before it syncs: no entry is
 	// applied unseen.
 	d.auditlog, err = auditlog.New(ctx, auditlog.Config{
-		Self: self, Key: ident, Ledger: d.Ledger, DS: namespace.Wrap(store.DS, datastore.NewKey("/medmesh/auditlog")),
+		Self: self, Key: ident, Ledger: d.Ledger, DS: namespace.Wrap(store.DS, datastore.NewKey(repo.AuditLogPrefix)),
 		Now: o.Now, Logger: d.log, Metrics: d.reg,
 	})
 	if err != nil {

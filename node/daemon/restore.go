@@ -2,17 +2,22 @@ package daemon
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/medmesh/medmesh/internal/fault"
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/imaging"
 	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/node/repo"
+	auditleaves "github.com/medmesh/medmesh/sharing/auditlog"
 	"github.com/medmesh/medmesh/sharing/ledger"
 	"github.com/multiformats/go-multiaddr"
 )
@@ -212,5 +217,31 @@ func (d *Daemon) BackupState(ctx context.Context) (api.BackupState, error) {
 	if len(out.Peers) == 0 {
 		out.Peers = st.Peers
 	}
+	al, err := repo.AuditLogExport(ctx, d.auditLogDS())
+	if err != nil {
+		return api.BackupState{}, err
+	}
+	if al != nil {
+		out.AuditLog = &api.BackupAuditLog{TreeSize: al.TreeSize, Root: al.Root, Size: al.Size}
+	}
 	return out, nil
+}
+
+// ExportAuditLog writes the export of the audit log's first size leaves
+// (GET /api/v1/backup/auditlog): the leaves BackupState described, which
+// later appends do not change.
+func (d *Daemon) ExportAuditLog(ctx context.Context, size int64, w io.Writer) (int64, error) {
+	l, err := auditleaves.Open(ctx, d.auditLogDS())
+	if err != nil {
+		return 0, err
+	}
+	if size > l.Size() {
+		return 0, fault.Invalidf("ask for at most the tree size GET /api/v1/backup/state reported", "the audit log has %d leaves, not %d", l.Size(), size)
+	}
+	return l.Export(ctx, size, w)
+}
+
+// auditLogDS is the audit log's namespace of the node's datastore.
+func (d *Daemon) auditLogDS() datastore.Batching {
+	return namespace.Wrap(d.Store.DS, datastore.NewKey(repo.AuditLogPrefix))
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -52,10 +53,13 @@ func Instrument(s *api.Server, reg prometheus.Registerer) {
 }
 
 // Backup serves GET /api/v1/backup/state: what `medmesh backup` takes from
-// a running node besides the repo's files.
+// a running node besides the repo's files; and GET
+// /api/v1/backup/auditlog?size=N: the export of the audit log's first N
+// leaves (the state says N, and how many bytes that is).
 type Backup struct {
 	B interface {
 		BackupState(ctx context.Context) (api.BackupState, error)
+		ExportAuditLog(ctx context.Context, size int64, w io.Writer) (int64, error)
 	}
 }
 
@@ -64,5 +68,19 @@ func (a Backup) Routes(m Mux) {
 	m.HandleFunc("GET "+p+"/backup/state", func(w http.ResponseWriter, r *http.Request) {
 		st, err := a.B.BackupState(r.Context())
 		Reply(w, st, err)
+	})
+	m.HandleFunc("GET "+p+"/backup/auditlog", func(w http.ResponseWriter, r *http.Request) {
+		size, err := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+		if err != nil || size < 1 {
+			api.Fail(w, api.Errorf(http.StatusBadRequest, "give size=N, the tree size GET "+p+"/backup/state reported", "bad size %q", r.URL.Query().Get("size")))
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		// A failure after the first byte cannot change the status: the
+		// client checks the length the state announced, and a restore the
+		// tree's root.
+		if _, err := a.B.ExportAuditLog(r.Context(), size, w); err != nil {
+			api.Fail(w, err)
+		}
 	})
 }

@@ -20,10 +20,12 @@ import (
 
 	"filippo.io/age"
 	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
 	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/internal/atomicfile"
+	"github.com/medmesh/medmesh/sharing/auditlog"
 	"github.com/medmesh/medmesh/storage/blockstore"
 )
 
@@ -38,16 +40,31 @@ import (
 //	repo/kem.key          the HPKE key that opens this node's key envelopes
 //	repo/network/genesis.cbor, repo/network/psk   the network and its pre-shared key
 //	repo/dicom-project.key, repo/implant.key, ... every other file at the top of the repo
+//	auditlog.leaves       the owner's audit log, its leaves in order (sharing/auditlog: Export)
 //
 // Left out: the API token (a restore makes a new one), files a running
 // daemon writes (api, repo.lock, restore.json), staging files (names
 // starting with a dot) and the datastore, but for the rows under
 // backupPrefixes. The ledger, the records' blocks and the DICOM index come
 // back from the network: the ledger from peers, the blocks from the
-// records' replica holders, the index rebuilt from the records.
+// records' replica holders, the index rebuilt from the records. The audit
+// log's entries come back from the owner's replica group too, but not its
+// order, which the tree heads auditors hold depend on: the backup carries
+// the leaves, and the restored log appends what it syncs after them.
 
-// BackupFormat names the archive's layout.
-const BackupFormat = "medmesh-backup/1"
+// BackupFormat names the archive's layout. Version 2 added the audit log;
+// a restore reads both.
+const BackupFormat = "medmesh-backup/2"
+
+// backupFormatV1 is the layout before the audit log was in it.
+const backupFormatV1 = "medmesh-backup/1"
+
+// AuditLogPrefix is where a node keeps its audit log (node/auditlog) in its
+// datastore.
+const AuditLogPrefix = "/medmesh/auditlog"
+
+// auditLogName is the archive member holding the audit log's leaves.
+const auditLogName = "auditlog.leaves"
 
 // RestoreFile marks a repo restored from a backup until its daemon has
 // caught up (RestoreState).
@@ -79,6 +96,24 @@ type BackupManifest struct {
 	// Peers are the members' last known addresses: a restored node dials
 	// them to catch up its ledger.
 	Peers map[string][]string `json:"peers"`
+	// AuditLog describes the audit log the backup carries (absent: none,
+	// or a backup of version 1).
+	AuditLog *BackupAuditLog `json:"audit_log,omitempty"`
+}
+
+// BackupAuditLog describes an audit log in a backup: its first TreeSize
+// leaves, whose tree hash is Root (hex), exported in Size bytes.
+type BackupAuditLog struct {
+	TreeSize int64  `json:"tree_size"`
+	Root     string `json:"root"`
+	Size     int64  `json:"size"`
+}
+
+// AuditLogSource is the audit log a backup takes: Write writes its export
+// (exactly Size bytes).
+type AuditLogSource struct {
+	BackupAuditLog
+	Write func(w io.Writer) (int64, error)
 }
 
 // BackupFile is one file of the repo in a backup.
@@ -94,10 +129,24 @@ type BackupRow struct {
 	Value []byte `json:"value"`
 }
 
-// NodeState is what a backup takes from the datastore: rows and peers.
+// NodeState is what a backup takes from the datastore: rows, peers and the
+// audit log (nil when the log is empty).
 type NodeState struct {
-	Rows  []BackupRow
-	Peers map[string][]string
+	Rows     []BackupRow
+	Peers    map[string][]string
+	AuditLog *AuditLogSource
+	// close releases what OfflineState holds open for the audit log's
+	// export (the datastore and the repo's lock).
+	close func()
+}
+
+// Close releases what the state holds open (OfflineState's datastore and
+// lock); a no-op otherwise.
+func (st *NodeState) Close() {
+	if st != nil && st.close != nil {
+		st.close()
+		st.close = nil
+	}
 }
 
 // maxBackupFile bounds a file a backup takes (keys and settings are small;
@@ -140,25 +189,61 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// OfflineState reads the rows and peers a backup takes from the datastore
-// of a repo whose daemon is not running; it holds the repo's lock
-// meanwhile, so no daemon starts under it.
+// OfflineState reads the rows, peers and audit log a backup takes from the
+// datastore of a repo whose daemon is not running; it holds the repo's
+// lock until the state's Close, so no daemon starts under it.
 func (r *Repo) OfflineState(ctx context.Context) (*NodeState, error) {
 	lock, err := r.Lock()
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Unlock()
 	st := &NodeState{Rows: []BackupRow{}, Peers: map[string][]string{}}
 	if _, err := os.Stat(r.Path(DatastoreDir)); errors.Is(err, os.ErrNotExist) {
+		lock.Unlock()
 		return st, nil // never started: nothing in it yet
 	}
 	store, err := blockstore.Open(r.Path(DatastoreDir))
 	if err != nil {
+		lock.Unlock()
 		return nil, fmt.Errorf("open the datastore: %w", err)
 	}
-	defer store.Close()
-	return ReadNodeState(ctx, store.DS)
+	release := func() { store.Close(); lock.Unlock() }
+	st, err = ReadNodeState(ctx, store.DS)
+	if err == nil {
+		st.AuditLog, err = AuditLogExport(ctx, namespace.Wrap(store.DS, datastore.NewKey(AuditLogPrefix)))
+	}
+	if err != nil {
+		release()
+		return nil, err
+	}
+	st.close = release
+	return st, nil
+}
+
+// AuditLogExport describes the audit log kept in ds (the node's datastore
+// under AuditLogPrefix) as it is now, for a backup: nil if it is empty.
+// Leaves appended after the call are not in the export.
+func AuditLogExport(ctx context.Context, ds datastore.Batching) (*AuditLogSource, error) {
+	l, err := auditlog.Open(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	size := l.Size()
+	if size == 0 {
+		return nil, nil
+	}
+	root, err := l.Root(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	n, err := l.ExportSize(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	return &AuditLogSource{
+		BackupAuditLog: BackupAuditLog{TreeSize: size, Root: hex.EncodeToString(root[:]), Size: n},
+		Write:          func(w io.Writer) (int64, error) { return l.Export(ctx, size, w) },
+	}, nil
 }
 
 // ReadNodeState reads the rows and peers a backup takes from ds (the
@@ -207,6 +292,10 @@ func (r *Repo) WriteBackup(w io.Writer, passphrase string, st *NodeState, versio
 	}
 	m := &BackupManifest{Format: BackupFormat, Peer: id.String(), Created: now.UTC().Truncate(time.Second), Medmesh: version,
 		Files: []BackupFile{}, Rows: st.Rows, Peers: st.Peers}
+	if st.AuditLog != nil {
+		al := st.AuditLog.BackupAuditLog
+		m.AuditLog = &al
+	}
 	if m.Rows == nil {
 		m.Rows = []BackupRow{}
 	}
@@ -259,6 +348,19 @@ func (r *Repo) WriteBackup(w io.Writer, passphrase string, st *NodeState, versio
 			return nil, err
 		}
 	}
+	if al := st.AuditLog; al != nil {
+		// Last, streamed: it grows with the node's reads.
+		if err := tw.WriteHeader(&tar.Header{Name: auditLogName, Mode: 0o600, Size: al.Size, ModTime: m.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+		n, err := al.Write(tw)
+		if err != nil {
+			return nil, fmt.Errorf("write the audit log: %w", err)
+		}
+		if n != al.Size {
+			return nil, fmt.Errorf("write the audit log: %d bytes, %d announced", n, al.Size)
+		}
+	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
@@ -270,7 +372,8 @@ func (r *Repo) WriteBackup(w io.Writer, passphrase string, st *NodeState, versio
 
 const manifestName = "medmesh-backup.json"
 
-// maxBackupSize bounds what ReadBackup reads of an archive.
+// maxBackupSize bounds what ReadBackup reads of each member of an archive
+// but the audit log, which is streamed.
 const maxBackupSize = 256 << 20
 
 // ErrBadPassphrase means the passphrase does not open the backup.
@@ -281,7 +384,14 @@ var ErrBadBackup = errors.New("not a medmesh backup, or a damaged one")
 
 // ReadBackup decrypts and checks a backup: the manifest, every file it
 // lists with its SHA-256, and that the identity is the manifest's peer.
+// The audit log is read and discarded (Restore checks it as it writes it).
 func ReadBackup(src io.Reader, passphrase string) (*BackupManifest, map[string][]byte, error) {
+	return readBackup(src, passphrase, nil)
+}
+
+// readBackup is ReadBackup; auditLog, if not nil, is given the manifest and
+// the audit log member as it is read (after the manifest and the files).
+func readBackup(src io.Reader, passphrase string, auditLog func(*BackupManifest, io.Reader) error) (*BackupManifest, map[string][]byte, error) {
 	ident, err := age.NewScryptIdentity(passphrase)
 	if err != nil {
 		return nil, nil, err
@@ -294,9 +404,10 @@ func ReadBackup(src io.Reader, passphrase string) (*BackupManifest, map[string][
 		}
 		return nil, nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
 	}
-	tr := tar.NewReader(io.LimitReader(dec, maxBackupSize))
+	tr := tar.NewReader(dec)
 	var m *BackupManifest
 	files := map[string][]byte{}
+	sawLog := false
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -305,7 +416,25 @@ func ReadBackup(src io.Reader, passphrase string) (*BackupManifest, map[string][
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrBadBackup, err)
 		}
-		if h.Typeflag != tar.TypeReg || h.Size > maxBackupSize {
+		if h.Typeflag != tar.TypeReg {
+			return nil, nil, fmt.Errorf("%w: unexpected entry %q", ErrBadBackup, h.Name)
+		}
+		if h.Name == auditLogName {
+			if m == nil || m.AuditLog == nil || sawLog || h.Size != m.AuditLog.Size {
+				return nil, nil, fmt.Errorf("%w: an audit log the manifest does not describe", ErrBadBackup)
+			}
+			sawLog = true
+			if auditLog == nil {
+				_, err = io.Copy(io.Discard, tr)
+			} else {
+				err = auditLog(m, tr)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: audit log: %v", ErrBadBackup, err)
+			}
+			continue
+		}
+		if h.Size > maxBackupSize {
 			return nil, nil, fmt.Errorf("%w: unexpected entry %q", ErrBadBackup, h.Name)
 		}
 		b, err := io.ReadAll(tr)
@@ -324,8 +453,11 @@ func ReadBackup(src io.Reader, passphrase string) (*BackupManifest, map[string][
 			return nil, nil, fmt.Errorf("%w: unexpected entry %q", ErrBadBackup, h.Name)
 		}
 	}
-	if m == nil || m.Format != BackupFormat {
+	if m == nil || (m.Format != BackupFormat && m.Format != backupFormatV1) {
 		return nil, nil, fmt.Errorf("%w: no %s manifest", ErrBadBackup, BackupFormat)
+	}
+	if m.AuditLog != nil && !sawLog {
+		return nil, nil, fmt.Errorf("%w: the manifest describes an audit log the archive does not hold", ErrBadBackup)
 	}
 	for _, f := range m.Files {
 		b, ok := files[f.Path]
@@ -386,20 +518,46 @@ func Restore(src io.Reader, passphrase, dir string, now time.Time) (*BackupManif
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("%w: %s exists and is not empty; restore into an empty or new --repo", ErrRepoExists, dir)
 	}
-	m, files, err := ReadBackup(src, passphrase)
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(filepath.Join(dir, NetworkDir), 0o700); err != nil {
 		return nil, fmt.Errorf("create repo: %w", err)
 	}
 	os.Chmod(dir, 0o700)
 	ok := false
+	var store *blockstore.Store
+	openStore := func() error {
+		if store != nil {
+			return nil
+		}
+		var err error
+		if store, err = blockstore.Open(filepath.Join(dir, DatastoreDir)); err != nil {
+			return fmt.Errorf("create the datastore: %w", err)
+		}
+		return nil
+	}
 	defer func() {
+		if store != nil {
+			store.Close()
+		}
 		if !ok {
 			os.RemoveAll(dir) // half a repo is worse than none
 		}
 	}()
+	// The audit log streams into the new datastore as it is read; a
+	// backup that fails any later check leaves nothing (the deferred
+	// removal).
+	m, files, err := readBackup(src, passphrase, func(m *BackupManifest, r io.Reader) error {
+		root, err := hex.DecodeString(m.AuditLog.Root)
+		if err != nil || len(root) != len(auditlog.Hash{}) {
+			return fmt.Errorf("bad root %q", m.AuditLog.Root)
+		}
+		if err := openStore(); err != nil {
+			return err
+		}
+		return auditlog.Import(context.Background(), namespace.Wrap(store.DS, datastore.NewKey(AuditLogPrefix)), r, m.AuditLog.TreeSize, auditlog.Hash(root))
+	})
+	if err != nil {
+		return nil, err
+	}
 	// The config last: its presence marks a complete repo (as Init).
 	for _, f := range m.Files {
 		if f.Path == ConfigFile {
@@ -417,17 +575,19 @@ func Restore(src io.Reader, passphrase, dir string, now time.Time) (*BackupManif
 		return nil, err
 	}
 	if len(m.Rows) > 0 {
-		store, err := blockstore.Open(filepath.Join(dir, DatastoreDir))
-		if err != nil {
-			return nil, fmt.Errorf("create the datastore: %w", err)
+		if err := openStore(); err != nil {
+			return nil, err
 		}
 		for _, row := range m.Rows {
 			if err := store.DS.Put(context.Background(), datastore.NewKey(row.Key), row.Value); err != nil {
-				store.Close()
 				return nil, fmt.Errorf("restore datastore row: %w", err)
 			}
 		}
-		if err := store.Close(); err != nil {
+	}
+	if store != nil {
+		err := store.Close()
+		store = nil
+		if err != nil {
 			return nil, fmt.Errorf("close the datastore: %w", err)
 		}
 	}

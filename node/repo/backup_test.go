@@ -1,6 +1,9 @@
 package repo
 
 import (
+	"encoding/hex"
+	"fmt"
+
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +12,13 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	"github.com/medmesh/medmesh/sharing/auditlog"
+	"github.com/medmesh/medmesh/storage/blockstore"
+	"github.com/multiformats/go-multihash"
 )
 
 func TestBackupRoundTrip(t *testing.T) {
@@ -97,6 +107,10 @@ func TestBackupRoundTrip(t *testing.T) {
 	if err != nil || len(ns.Rows) != 1 || string(ns.Rows[0].Value) != "sealed" {
 		t.Fatalf("restored rows %+v %v", ns, err)
 	}
+	if ns.AuditLog != nil {
+		t.Fatalf("an audit log from nowhere: %+v", ns.AuditLog)
+	}
+	ns.Close()
 	// Never over an existing repo.
 	if _, err := Restore(bytes.NewReader(backup), pass, dst, time.Now()); !errors.Is(err, ErrRepoExists) {
 		t.Fatalf("restore over a repo: %v", err)
@@ -106,5 +120,87 @@ func TestBackupRoundTrip(t *testing.T) {
 	}
 	if rs, _ := r2.Restoring(); rs != nil {
 		t.Fatal("restore state after RestoreDone")
+	}
+}
+
+// The owner's audit log travels in the backup, in its order: the restored
+// log has the same root, and an audit log that does not make the tree the
+// manifest names is refused with nothing left behind.
+func TestBackupAuditLog(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "n")
+	r, err := Init(dir, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := blockstore.Open(r.Path(DatastoreDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := namespace.Wrap(store.DS, datastore.NewKey(AuditLogPrefix))
+	l, err := auditlog.Open(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		data := []byte(fmt.Sprintf("claim %d", i))
+		mh, _ := multihash.Sum(data, multihash.SHA2_256, -1)
+		if _, err := l.Append(ctx, []auditlog.Leaf{{Data: data, Entry: cid.NewCidV1(cid.Raw, mh), Record: cid.NewCidV1(cid.Raw, mh)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, _ := l.Root(ctx, 300)
+	store.Close()
+
+	st, err := r.OfflineState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AuditLog == nil || st.AuditLog.TreeSize != 300 || st.AuditLog.Root != hex.EncodeToString(root[:]) {
+		t.Fatalf("audit log in the state: %+v", st.AuditLog)
+	}
+	if _, err := r.Lock(); err == nil {
+		t.Fatal("the repo is not locked while the state is open")
+	}
+	pass := "correct horse battery staple"
+	var good, bad bytes.Buffer
+	if _, err := r.WriteBackup(&good, pass, st, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(good.Bytes(), []byte("claim 7")) {
+		t.Fatal("the audit log is in clear")
+	}
+	other, _ := l.Root(ctx, 299)
+	st.AuditLog.Root = hex.EncodeToString(other[:])
+	if _, err := r.WriteBackup(&bad, pass, st, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	dst := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(bytes.NewReader(bad.Bytes()), pass, dst, time.Now()); !errors.Is(err, ErrBadBackup) {
+		t.Fatalf("an audit log of another tree: %v", err)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Fatal("a refused restore left a repo")
+	}
+	m, err := Restore(bytes.NewReader(good.Bytes()), pass, dst, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.AuditLog == nil || m.AuditLog.TreeSize != 300 {
+		t.Fatalf("manifest audit log %+v", m.AuditLog)
+	}
+	store2, err := blockstore.Open(filepath.Join(dst, DatastoreDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store2.Close()
+	l2, err := auditlog.Open(ctx, namespace.Wrap(store2.DS, datastore.NewKey(AuditLogPrefix)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l2.Root(ctx, 300); l2.Size() != 300 || got != root {
+		t.Fatalf("restored log: %d leaves, root %x; want 300, %x", l2.Size(), got[:4], root[:4])
 	}
 }

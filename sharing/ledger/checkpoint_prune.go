@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,7 +25,13 @@ import (
 //     effect lives entirely in the view are pruned (prunable);
 //   - every entry about a record this node owns: the owner keeps its
 //     records' audit history (claims, attestations, grants, revokes,
-//     receipts), which it may have to show an auditor.
+//     receipts), which it may have to show an auditor;
+//   - the reads (claims and attestations) of the records of an owner
+//     whose replica group this node is in: the group keeps the owner's
+//     audit alive if the owner's disk fails. A restored owner gets back
+//     its audit log's order from its backup and the entries after it from
+//     the group (node/repo: the backup's audit log); a pruned group would
+//     have left holes in it.
 //
 // A pruned node cannot answer a sync for entries before the checkpoint; it
 // answers "pruned" and the peer joins from the checkpoint instead.
@@ -269,7 +276,16 @@ func (l *Ledger) keepEntry(ctx context.Context, lax cbor.DecMode, st State, e *E
 	if err != nil {
 		return false, err
 	}
-	return ok && info.Owner == l.self, nil
+	if !ok {
+		return false, nil
+	}
+	if info.Owner == l.self {
+		return true, nil
+	}
+	if e.Type == TypeAccess || e.Type == TypeServed {
+		return slices.Contains(l.groupOf(info.Owner), l.self), nil
+	}
+	return false, nil
 }
 
 // entryRecord returns the record a prunable entry is about.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -311,18 +312,43 @@ func TestCheckpointChain(t *testing.T) {
 }
 
 // TestPruneKeepsOwnerHistory: pruning drops the bodies of covered entries
-// about others' records, keeps the owner's audit history and every
-// membership entry, leaves the digest alone, and Verify still passes.
+// about others' records, keeps the owner's audit history, the reads of the
+// owners whose replica group the node is in, and every membership entry,
+// leaves the digest alone, and Verify still passes.
 func TestPruneKeepsOwnerHistory(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld(t, 3)
-	a := openNode(t, w.admin, w.genesis)
-	w.setup(t, a)
+	// Eight members: the admin (the pruning node) is in the replica group
+	// of some owners (grouped) and not of others (outside).
+	var w *world
+	var a *Ledger
+	grouped, outside := -1, -1
+	for try := 0; try < 50 && (grouped < 0 || outside < 0); try++ {
+		w = newWorld(t, 8)
+		a = openNode(t, w.admin, w.genesis)
+		w.setup(t, a)
+		// Of the same organisation as the others: an admin without one
+		// would rank first in every group (a distinct organisation).
+		as(t, a, w.admin, TypeMemberOrg, MemberOrgPayload{Peer: w.admin.id, Org: "clinic"})
+		grouped, outside = -1, -1
+		for i := 1; i < len(w.members); i++ {
+			if slices.Contains(a.groupOf(w.members[i].id), w.admin.id) {
+				grouped = i
+			} else {
+				outside = i
+			}
+		}
+	}
+	if grouped < 0 || outside < 0 {
+		t.Fatal("no world with an owner in and one outside the admin's groups")
+	}
+	reader := func(owner int) int { return 1 + owner%(len(w.members)-1) } // neither the owner nor the admin
 	w.grantAll(t, a)
-	var own, others []*Entry
+	var own, others, group []*Entry
 	for i := 0; i < 10; i++ {
-		own = append(own, as(t, a, w.members[1], TypeAccess, w.claim(t, 0, 1, testEpoch.Add(time.Duration(i)*time.Second))))
-		others = append(others, as(t, a, w.members[2], TypeAccess, w.claim(t, 1, 2, testEpoch.Add(time.Duration(i)*time.Second))))
+		at := testEpoch.Add(time.Duration(i) * time.Second)
+		own = append(own, as(t, a, w.members[1], TypeAccess, w.claim(t, 0, 1, at)))
+		others = append(others, as(t, a, w.members[reader(outside)], TypeAccess, w.claim(t, outside, reader(outside), at)))
+		group = append(group, as(t, a, w.members[reader(grouped)], TypeAccess, w.claim(t, grouped, reader(grouped), at)))
 	}
 	if _, err := a.Prune(ctx); !errors.Is(err, ErrNoCheckpoint) {
 		t.Fatalf("prune without a checkpoint: %v", err)
@@ -330,7 +356,7 @@ func TestPruneKeepsOwnerHistory(t *testing.T) {
 	if _, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil); err != nil {
 		t.Fatal(err)
 	}
-	after := as(t, a, w.members[2], TypeAccess, w.claim(t, 1, 2, testEpoch.Add(time.Hour)))
+	after := as(t, a, w.members[reader(outside)], TypeAccess, w.claim(t, outside, reader(outside), testEpoch.Add(time.Hour)))
 	d0 := a.Digest()
 	stat0 := a.Stat(ctx)
 	st, err := a.Prune(ctx)
@@ -349,7 +375,7 @@ func TestPruneKeepsOwnerHistory(t *testing.T) {
 			t.Fatalf("claim on another owner's record %s kept", e.cid)
 		}
 	}
-	for _, e := range append(own, after) {
+	for _, e := range append(append(own, group...), after) {
 		if _, err := a.Entry(ctx, e.cid); err != nil {
 			t.Fatalf("entry %s lost: %v", e.cid, err)
 		}
@@ -367,8 +393,8 @@ func TestPruneKeepsOwnerHistory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("log after prune: %v", err)
 	}
-	if len(logged) != len(own)+1 {
-		t.Fatalf("access log after prune has %d entries, want %d", len(logged), len(own)+1)
+	if len(logged) != len(own)+len(group)+1 {
+		t.Fatalf("access log after prune has %d entries, want %d", len(logged), len(own)+len(group)+1)
 	}
 	// The view (the owner's audit counts included) is untouched.
 	if !bytes.Equal(a.Digest(), d0) {
