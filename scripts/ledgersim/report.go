@@ -49,7 +49,8 @@ type Report struct {
 	// reads and every other node that followed its scope when it was
 	// published; CatchUpScoped the same for the nodes that started
 	// following the scope later (a grant to them, a change of replica
-	// groups): history they pull, not propagation.
+	// groups): history they pull, not propagation, timed from publication,
+	// so it includes the time before such a node began to follow the scope.
 	PropScoped    Lat `json:"propagation_scoped"`
 	CatchUpScoped Lat `json:"catch_up_scoped"`
 	// ScopedReach is, over those entries, the mean share of the nodes that
@@ -60,10 +61,16 @@ type Report struct {
 	// share of the nodes up when it was published (and live at the end)
 	// that applied it.
 	GlobalReach float64 `json:"global_reach"`
-	ReadAudit   Lat     `json:"read_to_audit"`       // read -> its attestation applied at the owner
-	ReadClaim   Lat     `json:"read_to_owner_claim"` // read -> the reader's claim applied at the owner
-	Reads       int     `json:"reads"`
-	Unaudited   int     `json:"reads_unaudited"`
+	// GrantSeen is a grant's publication -> its application at its
+	// grantee (a grantee that does not follow the owner's scope yet must
+	// catch the scope up first); GrantsUnseen counts the grants whose
+	// grantee (live at the end) never applied them.
+	GrantSeen    Lat `json:"grant_to_grantee"`
+	GrantsUnseen int `json:"grants_unseen"`
+	ReadAudit    Lat `json:"read_to_audit"`       // read -> its attestation applied at the owner
+	ReadClaim    Lat `json:"read_to_owner_claim"` // read -> the reader's claim applied at the owner
+	Reads        int `json:"reads"`
+	Unaudited    int `json:"reads_unaudited"`
 
 	Ops    map[string]OpCount `json:"operations"`
 	Errors map[string]int     `json:"errors,omitempty"`
@@ -269,7 +276,21 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 	w := s.w
 	w.readMu.Lock()
 	reads := append([]*readEvent(nil), w.reads...)
+	grants := append([]*grant(nil), w.grants...)
 	w.readMu.Unlock()
+	var seen []time.Duration
+	for _, g := range grants {
+		p, ok := pub[g.cid]
+		if !ok || applied[g.grantee] == nil {
+			continue // the grantee left
+		}
+		if t, ok := applied[g.grantee][g.cid]; ok {
+			seen = append(seen, t.Sub(p.at))
+		} else {
+			rep.GrantsUnseen++
+		}
+	}
+	rep.GrantSeen = lat(seen)
 	var audit, claim []time.Duration
 	for _, ev := range reads {
 		rep.Reads++
@@ -353,11 +374,14 @@ func PrintTable(out io.Writer, reps []*Report) {
 	row("… global entries reached (mean share of live nodes)", func(r *Report) string { return pct(r.GlobalReach) })
 	row("propagation of scoped entries (to the scope's followers then): p50 / p99 / max", func(r *Report) string { return latString(r.PropScoped) })
 	row("… scoped entries reached (mean share of those followers)", func(r *Report) string { return pct(r.ScopedReach) })
-	row("catch-up of scoped entries by later followers: p50 / p99 / max", func(r *Report) string { return latString(r.CatchUpScoped) })
+	row("catch-up of scoped entries by later followers, from publication: p50 / p99 / max", func(r *Report) string { return latString(r.CatchUpScoped) })
 	row("read → owner's audit (attestation at the owner): p50 / p99 / max", func(r *Report) string {
 		return latString(r.ReadAudit) + fmt.Sprintf(", %d of %d reads", r.ReadAudit.Count, r.Reads)
 	})
 	row("read → reader's claim at the owner: p50 / p99 / max", func(r *Report) string { return latString(r.ReadClaim) })
+	row("grant → applied at its grantee: p50 / p99 / max", func(r *Report) string {
+		return latString(r.GrantSeen) + fmt.Sprintf(", %d never", r.GrantsUnseen)
+	})
 	row("operations ok / tried", func(r *Report) string {
 		var parts []string
 		for _, k := range opKinds() {

@@ -112,6 +112,7 @@ type workload struct {
 
 	readMu sync.Mutex
 	reads  []*readEvent
+	grants []*grant // every grant appended, for its latency to the grantee
 	errMu  sync.Mutex
 	errs   map[string]int // first errors by kind, for the report
 }
@@ -464,6 +465,9 @@ func (w *workload) newGrant(rec *record, ready int) {
 			return
 		}
 		g.grantee, g.cid, g.ok = grantee, e.CID(), true
+		w.readMu.Lock()
+		w.grants = append(w.grants, g)
+		w.readMu.Unlock()
 		w.stats["grant"].ok.Add(1)
 	})
 }
