@@ -337,14 +337,19 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 		}
 		// Each followed scope with a random peer that follows it too, and
 		// with every connected follower the last sync with left it behind
-		// (or that it has not synced it with yet: Behind); with none
-		// connected, with the scope's owner (the stream dials it, and the
-		// connection lets GossipSub join the two on the scope's topic).
+		// (or that it has not synced it with yet: Behind); and with the
+		// scope's owner while it is not connected: the stream dials it, and
+		// the connection lets GossipSub join the two on the scope's topic.
+		// Every follower connected to the owner keeps a scope's followers
+		// one component of its topic's graph: followers connected only to
+		// one another would otherwise see the owner's entries only when a
+		// sync happened to cross over (tens of seconds at 200 clinics).
 		for _, s := range l.Followed()[1:] {
 			ws := wireScope(s)
 			if ps := l.scopePeers(n, ws); len(ps) > 0 {
 				l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
-			} else if _, owner, err := ParseScope(s); err == nil && owner != l.self {
+			}
+			if _, owner, err := ParseScope(s); err == nil && owner != l.self && n.h.Network().Connectedness(owner) != network.Connected {
 				l.trigger(ctx, owner, ws)
 			}
 			for _, p := range l.scopeFollowers(n, s) {

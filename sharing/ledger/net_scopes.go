@@ -149,6 +149,11 @@ func (l *Ledger) subscribe(n *transport, name, scope string, inbox bool) error {
 	if inbox {
 		return nil
 	}
+	// A new follower connects to the scope's owner at once (syncLoop keeps
+	// it so): the owner links every follower into one topic mesh.
+	if _, owner, err := ParseScope(scope); err == nil && owner != "" && owner != l.self && n.h.Network().Connectedness(owner) != network.Connected {
+		l.trigger(ctx, owner, scope)
+	}
 	evts, err := t.topic.EventHandler()
 	if err != nil {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/libp2p/go-libp2p/core/network"
 	"testing"
 	"time"
 
@@ -352,6 +353,55 @@ func TestAnnounceRetries(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the burst's announces did not end once the peer was reachable")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFollowerKeepsTheOwnerConnected: a follower of a scope that lost its
+// connection to the scope's owner, while still connected to other
+// followers, connects to the owner again: the owner links every follower
+// into one topic mesh (followers joined only through one another would
+// see the owner's entries only when a sync happened to cross over).
+func TestFollowerKeepsTheOwnerConnected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	_, mn, nodes := newScopedMesh(t, 6)
+	owner := nodes[1]
+	scope := OwnerScope(owner.who.id)
+	var f *meshNode
+	others := 0
+	for _, nd := range nodes {
+		if nd != owner && nd.l.Follows(scope) {
+			if f == nil {
+				f = nd
+			} else {
+				others++
+			}
+		}
+	}
+	if f == nil || others == 0 {
+		t.Fatalf("want two followers of %s besides its owner", scope)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if f.h.Network().Connectedness(owner.who.id) == network.Connected {
+			if err := mn.DisconnectPeers(f.who.id, owner.who.id); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if f.h.Network().Connectedness(owner.who.id) == network.Connected {
+		t.Fatal("could not disconnect the follower from the owner")
+	}
+	// The sync loop runs every 500 ms here.
+	deadline = time.Now().Add(10 * time.Second)
+	for f.h.Network().Connectedness(owner.who.id) != network.Connected {
+		if time.Now().After(deadline) {
+			t.Fatalf("a follower of %s connected to %d other followers did not reconnect to the owner in 10 s", scope, others)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
