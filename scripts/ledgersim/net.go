@@ -135,6 +135,7 @@ type kvPair struct {
 // pubInfo is what the simulation knows of an entry it appended.
 type pubInfo struct {
 	typ    string
+	scope  string
 	author int
 	at     time.Time // when Append returned (the entry was applied locally and published)
 	// followers are the nodes (by index) that followed the entry's scope
@@ -145,7 +146,7 @@ type pubInfo struct {
 }
 
 func (s *sim) notePublished(e *ledger.Entry, author int, at time.Time) {
-	p := pubInfo{typ: e.Type, author: author, at: at}
+	p := pubInfo{typ: e.Type, scope: e.ScopeName(), author: author, at: at}
 	if !GlobalType(e.Type) {
 		p.followers = map[int]bool{}
 		for _, n := range s.allNodes() {

@@ -12,7 +12,9 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/sharing/ledger"
+	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // Report is what one run measured. Sizes are bytes, durations
@@ -74,6 +76,9 @@ type Report struct {
 
 	Ops    map[string]OpCount `json:"operations"`
 	Errors map[string]int     `json:"errors,omitempty"`
+	// Slowest are the slowest deliveries of scoped entries to the nodes
+	// that followed their scope at publication: what makes the tail.
+	Slowest []Slow `json:"slowest_scoped,omitempty"`
 
 	Converged       bool    `json:"converged"`
 	SetupSeconds    float64 `json:"setup_seconds"`
@@ -214,6 +219,12 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 	pub := s.published
 	s.pubMu.Unlock()
 	var glob, scoped, late []time.Duration
+	type slowAt struct {
+		Slow
+		by, at int
+		owner  string
+	}
+	var slow []slowAt
 	applied := make([]map[cid.Cid]time.Time, len(s.ids)) // by node index
 	for _, n := range nodes {
 		applied[n.idx] = map[cid.Cid]time.Time{}
@@ -228,12 +239,23 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 				glob = append(glob, d.at.Sub(p.at))
 			case p.followers[n.idx]:
 				scoped = append(scoped, d.at.Sub(p.at))
+				owner := ""
+				if i := strings.IndexByte(p.scope, '/'); i > 0 {
+					owner = p.scope[i+1:]
+				}
+				slow = append(slow, slowAt{Slow{Type: p.typ, Scope: p.scope[:max(strings.IndexByte(p.scope, '/'), 0)], MS: d.at.Sub(p.at).Milliseconds()},
+					p.author, n.idx, owner})
 			default:
 				late = append(late, d.at.Sub(p.at))
 			}
 		}
 	}
 	rep.PropGlobal, rep.PropScoped, rep.CatchUpScoped = lat(glob), lat(scoped), lat(late)
+	sort.Slice(slow, func(i, j int) bool { return slow[i].MS > slow[j].MS })
+	for _, x := range slow[:min(len(slow), 10)] {
+		x.By, x.At = s.relation(x.by, x.owner), s.relation(x.at, x.owner)
+		rep.Slowest = append(rep.Slowest, x.Slow)
+	}
 	// Reach: of the nodes an entry should reach (live at the end), the
 	// share that applied it, averaged over the entries. A global entry
 	// should reach every node up when it was published; a scoped one the
@@ -403,6 +425,12 @@ func PrintTable(out io.Writer, reps []*Report) {
 	})
 	row("load average before → after", func(r *Report) string { return r.LoadBefore + " → " + r.LoadAfter })
 	for _, r := range reps {
+		if len(r.Slowest) > 0 {
+			fmt.Fprintf(out, "\n%s: slowest scoped deliveries (ms, type, scope, published by → applied at, relative to the scope's owner):\n", r.Design)
+			for _, x := range r.Slowest {
+				fmt.Fprintf(out, "  %7d  %-16s %-6s %s → %s\n", x.MS, x.Type, x.Scope, x.By, x.At)
+			}
+		}
 		if len(r.Errors) == 0 {
 			continue
 		}
@@ -453,4 +481,37 @@ func commas(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// Slow is one slow delivery of a scoped entry: its type and scope kind,
+// the time from publication to application, and who published it and who
+// applied it, relative to the scope's owner ("owner", "group": in the
+// owner's replica group, "other": a grantee or a holder outside it).
+type Slow struct {
+	Type  string `json:"type"`
+	Scope string `json:"scope"`
+	MS    int64  `json:"ms"`
+	By    string `json:"by"`
+	At    string `json:"at"`
+}
+
+// relation says what node i is to the owner (a peer ID string) of a scope.
+func (s *sim) relation(i int, owner string) string {
+	if i < 0 || i >= len(s.ids) {
+		return "?"
+	}
+	if s.ids[i].id.String() == owner {
+		return "owner"
+	}
+	if n := s.node(i); n != nil {
+		o, err := peer.Decode(owner)
+		var rms []replication.Member
+		for _, m := range n.l.Members() {
+			rms = append(rms, replication.Member{Peer: m.Peer, Org: m.Org})
+		}
+		if err == nil && slices.Contains(replication.Group(o, rms), s.ids[i].id) {
+			return "group"
+		}
+	}
+	return "other"
 }
