@@ -28,6 +28,12 @@
 #                  start-up pass (every record planned once) is over, then
 #                  measure: before and after on the same data.
 #   SETTLE_MINUTES how long replication may take to settle (default 30).
+#   GRANTEE=1      at the end, a referral clinic joins (a new node), node 1
+#                  grants it its newest record, and the script times the
+#                  grant's way to a first read (`get`) and says how many
+#                  ledger entries the grantee then stores: a grantee follows
+#                  the owner's scope and needs its history before the grant
+#                  applies (issue #16).
 #
 # Issue #11 asks for under 10% of a core per node with 5,000 records, #16 for
 # under 5% with 20,000 and `ls` under 2 s, and, with 100,000 records a node
@@ -165,4 +171,28 @@ if [[ -n ${PROFILE:-} ]]; then
 	wait "${prof[@]}"
 	for i in $(seq "$nodes"); do pprof "$i" /debug/pprof/heap "$PROFILE/n$i.heap.pprof"; done
 	log "profiles in $PROFILE"
+fi
+
+if [[ -n ${GRANTEE:-} ]]; then
+	g=$((nodes + 1))
+	[[ -d $work/n$g ]] && { echo "$work/n$g exists: GRANTEE needs a work directory without it" >&2; exit 1; }
+	mm init --repo "$work/n$g" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --org "referral" >/dev/null
+	peer=$(mm id --repo "$work/n$g" --json | jq -r .peer)
+	token=$(mm network invite --repo "$work/n1" --peer "$peer" --org referral --json | jq -r .token)
+	mm network join --repo "$work/n$g" "$token" >/dev/null
+	start_node "$g"
+	wait_for 300 sh -c "[ \"\$($work/bin/medmesh --no-progress ledger stat --repo $work/n$g --json | jq .synced)\" = true ]"
+	rec=$(mm ls --repo "$work/n1" --json | jq -r 'max_by(.created) | .id')
+	before=$(mm ledger stat --repo "$work/n$g" --json | jq .entry_count)
+	t0=$(now)
+	mm grant "$rec" --repo "$work/n1" --to "$peer" --json >/dev/null
+	t1=$(now)
+	until mm get "$rec" --repo "$work/n$g" -o "$work/granted.bin" >/dev/null 2>&1; do
+		(( $(echo "$(now) - $t0 < 1800" | bc) )) || { echo "the grantee could not read its grant in 30 minutes" >&2; exit 1; }
+		sleep 0.5
+	done
+	t2=$(now)
+	after=$(mm ledger stat --repo "$work/n$g" --json | jq .entry_count)
+	owner=$(mm ledger stat --repo "$work/n1" --json | jq .entry_count)
+	echo "grantee: grant took $(echo "$t1 - $t0" | bc) s; first read $(echo "$t2 - $t0" | bc) s after it (load $(cut -d' ' -f1 /proc/loadavg)); ledger entries $before before the grant, $after after (the owner stores $owner)"
 fi
