@@ -355,7 +355,10 @@
 // them: only the high-volume types whose effect lives in the view (claims,
 // attestations, receipts, assignments, grants, revokes, announcements), and
 // never those about a record the node owns: the owner keeps its records'
-// audit history. Metadata, indexes and view stay. A pruned node's Verify
+// audit history; nor the reads (claims, attestations) of an owner whose
+// replica group the node is in: the group keeps the owner's audit alive if
+// the owner's disk fails (its log's order is in the owner's backup).
+// Metadata, indexes and view stay. A pruned node's Verify
 // replays from the checkpoint; a peer asking it for pruned entries is told
 // to join from the checkpoint.
 //
@@ -373,7 +376,10 @@
 // bounded batches; the client applies them and repeats while the server
 // has more or has heads the client lacks (Core.WeLack). Sync runs on
 // connect, every SyncInterval with a random peer, and when an entry with
-// unknown parents arrives.
+// unknown parents arrives. A follower of a scope also syncs it with the
+// scope's owner whenever it is not connected to it (at once when it starts
+// following, then each SyncInterval): the stream dials the owner, and the
+// connection keeps the scope's topic one mesh around its owner.
 //
 // Synced (`medmesh ledger stat`) is true when Behind, the followed scopes
 // not caught up, is empty. The global scope is caught up when no entry
