@@ -96,8 +96,16 @@ func (l *Ledger) involvedScopes(ctx context.Context) (map[string]bool, error) {
 	}
 	out[wireScope(OwnerScope(l.self))] = true
 	out[wireScope(AuditScope(l.self))] = true
-	for _, m := range l.Members() {
-		if m.Peer != l.self && replication.Has(l.groupOf(m.Peer), l.self) {
+	ms := l.Members()
+	rms := make([]replication.Member, len(ms))
+	for i, m := range ms {
+		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
+	}
+	for _, m := range ms {
+		// InGroup, not groupOf: every owner's group is asked once here, at
+		// each change of membership; ranking each (groupOf) cost twice as
+		// much, and the memo would hold every owner's group.
+		if m.Peer != l.self && replication.InGroup(m.Peer, l.self, rms) {
 			// The audit scope survives the owner's disk on its group.
 			out[OwnerScope(m.Peer)] = true
 			out[AuditScope(m.Peer)] = true

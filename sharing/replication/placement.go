@@ -57,14 +57,12 @@ const GroupSize = 4
 
 // groupScore is the HRW score of peer p for owner's replica group.
 func groupScore(owner, p peer.ID) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("medmesh replica group\n"))
-	h.Write([]byte(owner))
-	h.Write([]byte(p))
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	var buf [128]byte // the domain and two peer IDs: no allocation
+	b := append(append(append(buf[:0], groupDomain...), owner...), p...)
+	return sha256.Sum256(b)
 }
+
+const groupDomain = "medmesh replica group\n"
 
 // Group returns owner's replica group: the GroupSize members other than the
 // owner ranked first by HRW score SHA-256(domain || owner || peer), org-
@@ -78,9 +76,79 @@ func Group(owner peer.ID, members []Member) []peer.ID {
 	return ranked[1:min(len(ranked), GroupSize+1)]
 }
 
-// InGroup reports whether q is in owner's replica group.
+// InGroup reports whether q is in owner's replica group: Has(Group(owner,
+// members), q), without ranking the members. A node asks it for every
+// owner at each change of membership (which scopes it follows), so it
+// computes the scores and counts the members placed before q: one pass,
+// no sort.
 func InGroup(owner, q peer.ID, members []Member) bool {
-	return Has(Group(owner, members), q)
+	if q == owner {
+		return false
+	}
+	// rank's rules: the first occurrence of a peer counts, the owner is
+	// not a candidate and its org is taken; a pass takes the best-scored
+	// member of each org not taken yet (each org-less member too), in
+	// score order, then a second pass the rest.
+	type cand struct {
+		p     peer.ID
+		org   string
+		score [32]byte
+	}
+	seen := make(map[peer.ID]bool, len(members))
+	cs := make([]cand, 0, len(members))
+	ownerOrg, found := "", false
+	for _, m := range members {
+		if seen[m.Peer] {
+			continue
+		}
+		seen[m.Peer] = true
+		if m.Peer == owner {
+			ownerOrg = m.Org
+			continue
+		}
+		found = found || m.Peer == q
+		cs = append(cs, cand{m.Peer, m.Org, groupScore(owner, m.Peer)})
+	}
+	if !found {
+		return false
+	}
+	before := func(a, b *cand) bool {
+		if c := bytes.Compare(a.score[:], b.score[:]); c != 0 {
+			return c > 0
+		}
+		return a.p < b.p
+	}
+	best := map[string]*cand{} // each org's best-ranked candidate
+	var qc *cand
+	for i := range cs {
+		c := &cs[i]
+		if c.p == q {
+			qc = c
+		}
+		if c.org == "" || c.org == ownerOrg {
+			continue
+		}
+		if b, ok := best[c.org]; !ok || before(c, b) {
+			best[c.org] = c
+		}
+	}
+	first := func(c *cand) bool { return c.org == "" || (c.org != ownerOrg && best[c.org] == c) }
+	firstCount, ahead := 0, 0
+	qFirst := first(qc)
+	for i := range cs {
+		c := &cs[i]
+		f := first(c)
+		if f {
+			firstCount++
+		}
+		if c != qc && f == qFirst && before(c, qc) {
+			ahead++
+		}
+	}
+	if !qFirst {
+		ahead += firstCount
+	}
+	return ahead < GroupSize
 }
 
 // Order ranks members for a record: the owner first, then the eligible

@@ -339,3 +339,57 @@ func TestDecideWithdrawDecline(t *testing.T) {
 		t.Fatalf("lost member asked again: %+v", p)
 	}
 }
+
+// InGroup answers as Has(Group(...)) does, for every member, across
+// memberships with org-less members, shared orgs (the owner's among them),
+// a single org and duplicated entries.
+func TestInGroupMatchesGroup(t *testing.T) {
+	ps := testPeers(t, 40)
+	for trial := 0; trial < 300; trial++ {
+		n := 1 + trial%len(ps)
+		ms := make([]Member, 0, n+2)
+		for i := 0; i < n; i++ {
+			m := Member{Peer: ps[(trial*7+i)%len(ps)]}
+			switch (trial + i) % 4 {
+			case 0: // org-less
+			case 1:
+				m.Org = fmt.Sprintf("org %d", i%3)
+			case 2:
+				m.Org = fmt.Sprintf("org %d", (i*trial)%7)
+			case 3:
+				m.Org = "same"
+			}
+			ms = append(ms, m)
+		}
+		if trial%5 == 0 && n > 2 { // a peer listed twice: its first entry counts
+			ms = append(ms, Member{Peer: ms[1].Peer, Org: "duplicate"})
+		}
+		owner := ms[trial%len(ms)].Peer
+		g := Group(owner, ms)
+		for _, m := range append(ms, Member{Peer: ps[(trial+n)%len(ps)]}) {
+			if got, want := InGroup(owner, m.Peer, ms), Has(g, m.Peer); got != want {
+				t.Fatalf("trial %d: InGroup(%s) = %v, Group %v says %v (members %+v)", trial, m.Peer, got, g, want, ms)
+			}
+		}
+	}
+}
+
+// BenchmarkInGroup: what a node spends, per owner, deciding at a change of
+// membership whether it follows the owner's scopes (200 clinics).
+func BenchmarkInGroup(b *testing.B) {
+	ps := testPeers(b, 200)
+	ms := make([]Member, len(ps))
+	for i, p := range ps {
+		ms[i] = Member{Peer: p, Org: fmt.Sprintf("org %d", i)}
+	}
+	b.Run("Group", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			Has(Group(ps[i%200], ms), ps[7])
+		}
+	})
+	b.Run("InGroup", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			InGroup(ps[i%200], ps[7], ms)
+		}
+	})
+}
