@@ -101,15 +101,13 @@ func (l *Ledger) involvedScopes(ctx context.Context) (map[string]bool, error) {
 	for i, m := range ms {
 		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
 	}
-	for _, m := range ms {
-		// InGroup, not groupOf: every owner's group is asked once here, at
-		// each change of membership; ranking each (groupOf) cost twice as
-		// much, and the memo would hold every owner's group.
-		if m.Peer != l.self && replication.InGroup(m.Peer, l.self, rms) {
-			// The audit scope survives the owner's disk on its group.
-			out[OwnerScope(m.Peer)] = true
-			out[AuditScope(m.Peer)] = true
-		}
+	// GroupsWith, not groupOf per owner: every owner's group is asked here
+	// at each change of membership; ranking each (groupOf) cost three
+	// times as much, and the memo would hold every owner's group.
+	for _, o := range replication.GroupsWith(l.self, rms) {
+		// The audit scope survives the owner's disk on its group.
+		out[OwnerScope(o)] = true
+		out[AuditScope(o)] = true
 	}
 	err := l.store.Scan(ctx, pFollow, true, func(k string, _ []byte) bool {
 		s := k[len(pFollow):]

@@ -77,71 +77,110 @@ func Group(owner peer.ID, members []Member) []peer.ID {
 }
 
 // InGroup reports whether q is in owner's replica group: Has(Group(owner,
-// members), q), without ranking the members. A node asks it for every
-// owner at each change of membership (which scopes it follows), so it
-// computes the scores and counts the members placed before q: one pass,
-// no sort.
+// members), q), without ranking the members (see groupCheck).
 func InGroup(owner, q peer.ID, members []Member) bool {
+	var g groupCheck
+	return g.in(owner, q, dedupe(members))
+}
+
+// GroupsWith returns the members whose replica group q is in: the owners
+// whose ledger scopes q follows. A node asks it at each change of
+// membership; it costs a SHA-256 per pair of members and no sort.
+func GroupsWith(q peer.ID, members []Member) []peer.ID {
+	ms := dedupe(members)
+	var g groupCheck
+	var out []peer.ID
+	for _, m := range ms {
+		if g.in(m.Peer, q, ms) {
+			out = append(out, m.Peer)
+		}
+	}
+	return out
+}
+
+// dedupe keeps each peer's first entry, as rank does.
+func dedupe(members []Member) []Member {
+	seen := make(map[peer.ID]bool, len(members))
+	out := make([]Member, 0, len(members))
+	for _, m := range members {
+		if !seen[m.Peer] {
+			seen[m.Peer] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// groupCheck decides membership of one group by counting, with buffers
+// reused from owner to owner.
+type groupCheck struct {
+	cs   []groupCand
+	best map[string]int // org -> index in cs of its best-ranked candidate
+}
+
+type groupCand struct {
+	p     peer.ID
+	org   string
+	score [32]byte
+}
+
+func (a *groupCand) before(b *groupCand) bool {
+	if c := bytes.Compare(a.score[:], b.score[:]); c != 0 {
+		return c > 0
+	}
+	return a.p < b.p
+}
+
+// in reports whether q is in owner's group among members (no duplicates).
+// rank's rules: the owner is not a candidate and its org is taken; a first
+// pass takes, in score order, the best-ranked candidate of each org not
+// taken (and every org-less one), a second pass the rest; the group is the
+// first GroupSize. So q's place is the number of candidates of its own
+// pass ranked before it, plus, in the second pass, the whole first pass.
+func (g *groupCheck) in(owner, q peer.ID, members []Member) bool {
 	if q == owner {
 		return false
 	}
-	// rank's rules: the first occurrence of a peer counts, the owner is
-	// not a candidate and its org is taken; a pass takes the best-scored
-	// member of each org not taken yet (each org-less member too), in
-	// score order, then a second pass the rest.
-	type cand struct {
-		p     peer.ID
-		org   string
-		score [32]byte
+	g.cs = g.cs[:0]
+	if g.best == nil {
+		g.best = map[string]int{}
 	}
-	seen := make(map[peer.ID]bool, len(members))
-	cs := make([]cand, 0, len(members))
-	ownerOrg, found := "", false
+	clear(g.best)
+	ownerOrg, qi := "", -1
 	for _, m := range members {
-		if seen[m.Peer] {
-			continue
-		}
-		seen[m.Peer] = true
 		if m.Peer == owner {
 			ownerOrg = m.Org
 			continue
 		}
-		found = found || m.Peer == q
-		cs = append(cs, cand{m.Peer, m.Org, groupScore(owner, m.Peer)})
+		if m.Peer == q {
+			qi = len(g.cs)
+		}
+		g.cs = append(g.cs, groupCand{m.Peer, m.Org, groupScore(owner, m.Peer)})
 	}
-	if !found {
+	if qi < 0 {
 		return false
 	}
-	before := func(a, b *cand) bool {
-		if c := bytes.Compare(a.score[:], b.score[:]); c != 0 {
-			return c > 0
-		}
-		return a.p < b.p
-	}
-	best := map[string]*cand{} // each org's best-ranked candidate
-	var qc *cand
-	for i := range cs {
-		c := &cs[i]
-		if c.p == q {
-			qc = c
-		}
+	for i := range g.cs {
+		c := &g.cs[i]
 		if c.org == "" || c.org == ownerOrg {
 			continue
 		}
-		if b, ok := best[c.org]; !ok || before(c, b) {
-			best[c.org] = c
+		if b, ok := g.best[c.org]; !ok || c.before(&g.cs[b]) {
+			g.best[c.org] = i
 		}
 	}
-	first := func(c *cand) bool { return c.org == "" || (c.org != ownerOrg && best[c.org] == c) }
+	first := func(i int) bool {
+		c := &g.cs[i]
+		return c.org == "" || (c.org != ownerOrg && g.best[c.org] == i)
+	}
+	qc, qFirst := &g.cs[qi], first(qi)
 	firstCount, ahead := 0, 0
-	qFirst := first(qc)
-	for i := range cs {
-		c := &cs[i]
-		f := first(c)
+	for i := range g.cs {
+		f := first(i)
 		if f {
 			firstCount++
 		}
-		if c != qc && f == qFirst && before(c, qc) {
+		if i != qi && f == qFirst && g.cs[i].before(qc) {
 			ahead++
 		}
 	}

@@ -371,6 +371,16 @@ func TestInGroupMatchesGroup(t *testing.T) {
 				t.Fatalf("trial %d: InGroup(%s) = %v, Group %v says %v (members %+v)", trial, m.Peer, got, g, want, ms)
 			}
 		}
+		q := ms[(trial*3)%len(ms)].Peer
+		var want []peer.ID
+		for _, o := range dedupe(ms) {
+			if Has(Group(o.Peer, ms), q) {
+				want = append(want, o.Peer)
+			}
+		}
+		if got := GroupsWith(q, ms); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("trial %d: GroupsWith(%s) = %v, want %v", trial, q, got, want)
+		}
 	}
 }
 
@@ -390,6 +400,11 @@ func BenchmarkInGroup(b *testing.B) {
 	b.Run("InGroup", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			InGroup(ps[i%200], ps[7], ms)
+		}
+	})
+	b.Run("GroupsWith/per-owner", func(b *testing.B) {
+		for i := 0; i < b.N; i += len(ms) {
+			GroupsWith(ps[7], ms)
 		}
 	})
 }
