@@ -338,8 +338,9 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 		// Each followed scope with a random peer that follows it too, and
 		// with every connected follower the last sync with left it behind
 		// (or that it has not synced it with yet: Behind); and with the
-		// scope's owner while it is not connected: the stream dials it, and
-		// the connection lets GossipSub join the two on the scope's topic.
+		// scope's owner while it is a member and not connected: the stream
+		// dials it, and the connection lets GossipSub join the two on the
+		// scope's topic.
 		// Every follower connected to the owner keeps a scope's followers
 		// one component of its topic's graph: followers connected only to
 		// one another would otherwise see the owner's entries only when a
@@ -349,7 +350,7 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 			if ps := l.scopePeers(n, ws); len(ps) > 0 {
 				l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
 			}
-			if _, owner, err := ParseScope(s); err == nil && owner != l.self && n.h.Network().Connectedness(owner) != network.Connected {
+			if _, owner, err := ParseScope(s); err == nil && owner != l.self && l.IsMember(owner) && n.h.Network().Connectedness(owner) != network.Connected {
 				l.trigger(ctx, owner, ws)
 			}
 			for _, p := range l.scopeFollowers(n, s) {

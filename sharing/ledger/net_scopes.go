@@ -151,7 +151,7 @@ func (l *Ledger) subscribe(n *transport, name, scope string, inbox bool) error {
 	}
 	// A new follower connects to the scope's owner at once (syncLoop keeps
 	// it so): the owner links every follower into one topic mesh.
-	if _, owner, err := ParseScope(scope); err == nil && owner != "" && owner != l.self && n.h.Network().Connectedness(owner) != network.Connected {
+	if _, owner, err := ParseScope(scope); err == nil && owner != "" && owner != l.self && l.IsMember(owner) && n.h.Network().Connectedness(owner) != network.Connected {
 		l.trigger(ctx, owner, scope)
 	}
 	evts, err := t.topic.EventHandler()
