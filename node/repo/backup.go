@@ -372,8 +372,8 @@ func (r *Repo) WriteBackup(w io.Writer, passphrase string, st *NodeState, versio
 
 const manifestName = "medmesh-backup.json"
 
-// maxBackupSize bounds what ReadBackup reads of each member of an archive
-// but the audit log, which is streamed.
+// maxBackupSize bounds what ReadBackup reads of an archive's members but
+// the audit log, which is streamed into the restored repo, not held.
 const maxBackupSize = 256 << 20
 
 // ErrBadPassphrase means the passphrase does not open the backup.
@@ -408,6 +408,7 @@ func readBackup(src io.Reader, passphrase string, auditLog func(*BackupManifest,
 	var m *BackupManifest
 	files := map[string][]byte{}
 	sawLog := false
+	var held int64 // bytes of the members read into memory
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -434,7 +435,7 @@ func readBackup(src io.Reader, passphrase string, auditLog func(*BackupManifest,
 			}
 			continue
 		}
-		if h.Size > maxBackupSize {
+		if held += h.Size; h.Size > maxBackupSize || held > maxBackupSize {
 			return nil, nil, fmt.Errorf("%w: unexpected entry %q", ErrBadBackup, h.Name)
 		}
 		b, err := io.ReadAll(tr)
