@@ -77,6 +77,23 @@ func (c *cli) startDaemon() *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	// A test that fails before it stops its daemon must not leave it
+	// running (one stayed up for an hour after a failed TestBackupRestore).
+	// The daemon a test stopped itself has been waited for.
+	c.t.Cleanup(func() {
+		if cmd.ProcessState != nil {
+			return
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		// A killed daemon leaves a stale api file: wait until the API answers.
