@@ -335,6 +335,19 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 		if len(peers) > 0 {
 			l.trigger(ctx, peers[rand.IntN(len(peers))], "")
 		}
+		// And every connected peer the last global sync with left this node
+		// behind, or that it has not synced with yet (Behind reports the
+		// global scope caught up only when none is left): a node that
+		// connects to more peers while joining (the owners of the scopes it
+		// follows) would otherwise wait for the random pick to reach each.
+		for _, p := range peers {
+			n.mu.Lock()
+			st, ok := n.synced[p]
+			n.mu.Unlock()
+			if (!ok || !st.caughtUp) && n.h.Network().Connectedness(p) == network.Connected {
+				l.trigger(ctx, p, "")
+			}
+		}
 		// Each followed scope with a random peer that follows it too, and
 		// with every connected follower the last sync with left it behind
 		// (or that it has not synced it with yet: Behind); and with the
