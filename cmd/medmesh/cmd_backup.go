@@ -98,7 +98,8 @@ from the backup: whoever has both has the node.
 Take one after ` + "`network join`" + ` or ` + "`network create`" + `, after every change of
 settings or keys, and daily if the node records implants (the sealed rows
 change with each one) or publishes audit tree heads (a head signed after the
-last backup may not be consistent with a log restored from it). Works with or without a running daemon.`,
+last backup may not be consistent with a log restored from it). Works with or
+without a running daemon.`,
 		Example: `  medmesh backup -o /mnt/offsite/medmesh-$(date +%F).age
   medmesh backup -o node.age --passphrase-file /etc/medmesh/backup-pass --json
   age -d node.age | tar t          # list it (asks for the passphrase)`,
