@@ -465,18 +465,7 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	if err := b.Put(chainKey(scope, len(old)), raw); err != nil {
 		return err
 	}
-	if err := l.dropStateBlocks(ctx, b, blockPrefix(scope), have); err != nil {
-		return err
-	}
-	if load {
-		if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
-			return err
-		}
-		if err := b.Delete(pCkptLoading + scope); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(ctx); err != nil {
+	if err := l.commitAdoption(ctx, b, scope, blockPrefix(scope), have, ck, load); err != nil {
 		return err
 	}
 	if load {

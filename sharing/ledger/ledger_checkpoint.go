@@ -372,18 +372,7 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 			return err
 		}
 	}
-	if err := l.dropStateBlocks(ctx, b, pCkptBlock, have); err != nil {
-		return err
-	}
-	if load {
-		if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
-			return err
-		}
-		if err := b.Delete(pCkptLoading + scope); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(ctx); err != nil {
+	if err := l.commitAdoption(ctx, b, scope, pCkptBlock, have, ck, load); err != nil {
 		return err
 	}
 	if !load {
@@ -529,6 +518,26 @@ func (ck *Checkpoint) SignerStrings() []string {
 		out = append(out, s.Signer.String())
 	}
 	return out
+}
+
+// commitAdoption ends the adoption of checkpoint ck of scope in batch b,
+// which holds its chain rows: it drops the older state blocks under prefix
+// (those not in have), and for a loaded checkpoint sets the base marker
+// and clears the loading marker, then commits. The global and the scope
+// adoptions share it.
+func (l *Ledger) commitAdoption(ctx context.Context, b Batch, scope, prefix string, have map[cid.Cid]bool, ck *Checkpoint, load bool) error {
+	if err := l.dropStateBlocks(ctx, b, prefix, have); err != nil {
+		return err
+	}
+	if load {
+		if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
+			return err
+		}
+		if err := b.Delete(pCkptLoading + scope); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
 }
 
 // dropStateBlocks deletes, in batch b, the stored state blocks under
