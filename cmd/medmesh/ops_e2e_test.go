@@ -312,6 +312,21 @@ func TestBackupRestore(t *testing.T) {
 		}, "status", id, "--json")
 	}
 
+	// The export endpoint the backup streams from refuses a size it cannot
+	// serve, with an error that says what to ask for.
+	if cl, err := api.ClientForRepo(owner.repo); err == nil {
+		for _, q := range []string{"size=0", "size=banana", fmt.Sprintf("size=%d", head.TreeSize+1000000)} {
+			resp, err := cl.HTTP.Do(mustReq(t, cl, api.Prefix+"/backup/auditlog?"+q))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "tree size") {
+				t.Errorf("GET backup/auditlog?%s: %d %s", q, resp.StatusCode, b)
+			}
+		}
+	}
 	pass := filepath.Join(dir, "pass")
 	os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600)
 	short := filepath.Join(dir, "short")
