@@ -40,6 +40,23 @@ func (l *Ledger) serveCheckpoint(ctx context.Context, req *syncReq) *syncResp {
 			return &syncResp{Err: "internal error"}
 		}
 		resp := &syncResp{}
+		if req.Scope != "" {
+			// A scope's checkpoints are each trusted on their own, and
+			// nodes hold different ones (each adopts the latest it
+			// hears of): the answer is the latest, unless it is the one
+			// the client names as its own (Have). An index (Max) into
+			// this node's chain would mean nothing to the client.
+			n := len(chain)
+			if n == 0 || (len(req.Have) == 1 && string(req.Have[0]) == string(chain[n-1].cid.Bytes())) {
+				return resp
+			}
+			raw, err := chain[n-1].Encode()
+			if err != nil {
+				return &syncResp{Err: "internal error"}
+			}
+			resp.Checkpoints = [][]byte{raw}
+			return resp
+		}
 		size := 0
 		for i := int(req.Max); i < len(chain); i++ {
 			raw, err := chain[i].Encode()
@@ -236,13 +253,18 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 			l.scopeCkptMu.Unlock()
 		}
 	}()
-	// Only those past the count this node has (peers' lists may differ:
-	// the latest decides).
+	// The peer's latest, unless it is this node's (peers hold different
+	// lists: the latest decides). Max is for peers from before that
+	// answer: those past the count this node has.
 	ours, err := l.CheckpointChain(ctx, name)
 	if err != nil {
 		return false, err
 	}
-	resp, err := ask(&syncReq{Network: l.net.Bytes(), Op: opCheckpoints, Scope: scope, Max: uint32(len(ours))})
+	req := &syncReq{Network: l.net.Bytes(), Op: opCheckpoints, Scope: scope, Max: uint32(len(ours))}
+	if n := len(ours); n > 0 {
+		req.Have = [][]byte{ours[n-1].cid.Bytes()}
+	}
+	resp, err := ask(req)
 	if err != nil {
 		return false, err
 	}
