@@ -339,3 +339,93 @@ func TestScopeCheckpointCLI(t *testing.T) {
 	}
 	agree(as+" after pruning", "ledger", "heads", "--scope", as, "--json")
 }
+
+// TestAutoScopeCheckpointCLI: with `ledger.scope_checkpoint_every` set, the
+// owner's replica group checkpoints the owner's scope by itself once it has
+// grown that much (nobody runs `ledger checkpoint`); the owner adopts it,
+// `ledger checkpoints` shows it with a majority of the group's signatures,
+// and a member that joins afterwards starts the scope from it, storing
+// only the entries after it, and reads a record granted to it.
+func TestAutoScopeCheckpointCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four daemons")
+	}
+	dir := t.TempDir()
+	clinic := &cli{t: t, repo: filepath.Join(dir, "clinic")}
+	clinic.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--org", "clinic")
+	clinic.must("network", "create", "--name", "e2e-auto-checkpoint")
+	const every = 20
+	start := func(n *cli) {
+		n.must("config", "set", "ledger.scope_checkpoint_every", fmt.Sprint(every))
+		d := n.startDaemon()
+		t.Cleanup(func() { d.Process.Signal(syscall.SIGTERM); d.Wait() })
+	}
+	if _, errs, code := clinic.run("config", "set", "ledger.scope_checkpoint_every", "--", "-1"); code != exitInvalid || !strings.Contains(errs, "ledger.scope_checkpoint_every") {
+		t.Fatalf("a negative ledger.scope_checkpoint_every: exit %d: %s", code, errs)
+	}
+	start(clinic)
+	lab := clinic.invite(t, dir, "lab", "lab")
+	start(lab)
+	imaging := clinic.invite(t, dir, "imaging", "imaging")
+	start(imaging)
+	clinicID := clinic.peerID(t)
+	os_ := "owner/" + clinicID
+
+	var ids []string
+	for i := 0; i < every+5; i++ {
+		f := filepath.Join(dir, fmt.Sprintf("report-%d.json", i))
+		os.WriteFile(f, []byte(fmt.Sprintf(`{"resourceType":"DiagnosticReport","status":"final","id":"a%d"}`, i)), 0o600)
+		var r api.AddResult
+		if err := json.Unmarshal([]byte(clinic.must("add", f, "--class", "report", "--replicas", "1", "--json")), &r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	// Made by the group, adopted by the owner, without anyone asking.
+	var ck api.Checkpoint
+	waitFor(t, "an automatic checkpoint of "+os_+" on the owner", 90*time.Second, func() error {
+		var cks []api.Checkpoint
+		if err := json.Unmarshal([]byte(clinic.must("ledger", "checkpoints", "--scope", os_, "--json")), &cks); err != nil {
+			return err
+		}
+		if len(cks) == 0 {
+			return fmt.Errorf("none yet")
+		}
+		ck = cks[len(cks)-1]
+		return nil
+	})
+	if ck.EntryCount < every || len(ck.Signatures) < ck.Quorum || ck.Quorum < 2 || !ck.Trusted {
+		t.Fatalf("the automatic checkpoint: %+v", ck)
+	}
+	for _, s := range ck.Signers {
+		if s == clinicID {
+			t.Fatalf("the owner signs its own scope's checkpoint: %+v", ck)
+		}
+	}
+	made := `medmesh_ledger_scope_checkpoints_total{result="made"}`
+	cosigned := `medmesh_ledger_scope_checkpoints_total{result="cosigned"}`
+	if m, c := lab.metric(t, made)+imaging.metric(t, made), lab.metric(t, cosigned)+imaging.metric(t, cosigned); m < 1 || c < 1 {
+		t.Fatalf("the group counts %v checkpoints made and %v co-signed, want one of each at least", m, c)
+	}
+
+	// A member that joins afterwards starts the scope from it.
+	archive := clinic.invite(t, dir, "archive", "archive")
+	start(archive)
+	archiveID := archive.peerID(t)
+	clinic.retry("grant", ids[0], "--to", archiveID, "--json")
+	archive.retry("get", ids[0], "-o", filepath.Join(dir, "got"))
+	var cks []api.Checkpoint
+	if err := json.Unmarshal([]byte(archive.must("ledger", "checkpoints", "--scope", os_, "--json")), &cks); err != nil {
+		t.Fatal(err)
+	}
+	if len(cks) == 0 || !cks[0].Base {
+		t.Fatalf("the new member's checkpoints of %s: %+v", os_, cks)
+	}
+	var sa, sc api.LedgerStat
+	json.Unmarshal([]byte(archive.must("ledger", "stat", "--json")), &sa)
+	json.Unmarshal([]byte(clinic.must("ledger", "stat", "--json")), &sc)
+	if sa.Entries+int64(cks[0].EntryCount) > sc.Entries+5 {
+		t.Fatalf("the new member stores %d entries, the clinic %d: it synced some of the %d its checkpoint covers", sa.Entries, sc.Entries, cks[0].EntryCount)
+	}
+	t.Logf("checkpoint of %d entries signed by %d of %d; the new member stores %d entries, the owner %d", ck.EntryCount, len(ck.Signatures), len(ck.Signers), sa.Entries, sc.Entries)
+}

@@ -184,6 +184,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		// A heads exchange with one random peer is a few hundred bytes:
 		// doing it every second bounds how stale a node can be.
 		SyncInterval: time.Second,
+		// Scope checkpoints as the owners' scopes this node signs grow.
+		ScopeCheckpointEvery: r.Config.ScopeCheckpointEvery,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)

@@ -46,6 +46,9 @@ type Config struct {
 	SweepInterval time.Duration
 	// ReprovideInterval is the time between DHT re-announcements.
 	ReprovideInterval time.Duration
+	// ScopeCheckpointEvery is how many new entries of an owner's scope
+	// make the owner's replica group checkpoint it (0: only by hand).
+	ScopeCheckpointEvery int
 	// StorageQuota caps the bytes of replicas this node accepts for others (0: no cap).
 	StorageQuota int64
 	// DiskReserve is free disk space replicas may not eat into.

@@ -339,78 +339,190 @@ func (c *Core) verifyScopeSigners(ctx context.Context, ck *Checkpoint) error {
 }
 
 // makeScopeCheckpoint is MakeCheckpoint for an owner or audit scope: the
-// scope's state is exported from a replay of its closure (replayInto: the
-// state a node that follows this scope and no other would hold, whatever
-// else this node follows), signed by this node, which must be in the
-// owner's replica group. Each scope checkpoint is trusted on its own (its
-// Prev is empty): the group, computed from the membership at its global
-// heads, vouches for it, not the checkpoint before.
+// scope's state is exported from a replay of its closure (scopeDraftAt:
+// the state a node that follows this scope and no other would hold,
+// whatever else this node follows), signed by this node, which must be in
+// the owner's replica group. Each scope checkpoint is trusted on its own
+// (its Prev is empty): the group, computed from the membership at its
+// global heads, vouches for it, not the checkpoint before. Without a
+// proposal the draft is of this node's heads; with one, of the proposal's
+// (its Heads and Deps), so a member co-signs while the scope moves on.
 func (l *Ledger) makeScopeCheckpoint(ctx context.Context, scope string, proposal *Checkpoint) (*Checkpoint, bool, error) {
-	chain, err := l.CheckpointChain(ctx, scope)
+	ck, blocks, err := l.signScopeDraft(ctx, scope, proposal)
 	if err != nil {
-		return nil, false, err
-	}
-	ck, blocks, err := l.scopeCheckpointDraft(ctx, scope)
-	if err != nil {
-		return nil, false, err
-	}
-	if !slices.Contains(ck.Signers, l.self) {
-		return nil, false, fmt.Errorf("%w: this node (%s) is not in the replica group of the owner of %s, which signs its checkpoints: %v", ErrCheckpointUntrusted, l.self, scope, ck.Signers)
-	}
-	if len(ck.Signers) < minScopeSigners {
-		return nil, false, fmt.Errorf("%w: the replica group of the owner of %s has %d member(s), fewer than %d: its scopes have no checkpoints", ErrCheckpointUntrusted, scope, len(ck.Signers), minScopeSigners)
-	}
-	if len(chain) > 0 && chain[len(chain)-1].cid == ck.cid {
-		return nil, false, fmt.Errorf("%w: the latest checkpoint of %s is of this state already", ErrCheckpointExists, scope)
-	}
-	if proposal != nil {
-		if proposal.cid != ck.cid {
-			return nil, false, fmt.Errorf("%w: the proposal %s (at %d heads, %d entries) is not the checkpoint of this node's state of %s %s (%d heads, %d entries)",
-				ErrCheckpointMismatch, proposal.cid, len(proposal.Heads), proposal.Entries, scope, ck.cid, len(ck.Heads), ck.Entries)
-		}
-		ck.Sigs = append(ck.Sigs, proposal.Sigs...)
-	}
-	if err := ck.Sign(l.o.Key); err != nil {
 		return nil, false, err
 	}
 	if trustedSigs(ck, ck.Signers) < Quorum(len(ck.Signers)) {
 		return ck, false, nil
 	}
+	if err := l.storeScopeCheckpoint(ctx, ck, blocks); err != nil {
+		return nil, false, err
+	}
+	return ck, true, nil
+}
+
+// signScopeDraft drafts a checkpoint of scope (at the proposal's roots, or
+// at this node's heads without one), checks that this node signs it and,
+// with a proposal, that it is the same checkpoint, then adds this node's
+// signature to the proposal's. It returns the state blocks too.
+func (l *Ledger) signScopeDraft(ctx context.Context, scope string, proposal *Checkpoint) (*Checkpoint, [][]byte, error) {
+	chain, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	var roots []cid.Cid
+	if proposal != nil {
+		if n := len(chain); n > 0 && chain[n-1].cid != proposal.cid && !chain[n-1].Clock.Less(proposal.Clock) {
+			return nil, nil, fmt.Errorf("%w: this node's latest checkpoint of %s (%s) is as recent as the proposal", ErrCheckpointExists, scope, chain[n-1].cid)
+		}
+		roots = append(slices.Clone(proposal.Heads), proposal.Deps...)
+	} else {
+		l.mu.Lock()
+		roots = l.core.closureHeads(wireScope(scope))
+		l.mu.Unlock()
+	}
+	ck, blocks, err := l.scopeDraftAt(ctx, scope, roots)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !slices.Contains(ck.Signers, l.self) {
+		return nil, nil, fmt.Errorf("%w: this node (%s) is not in the replica group of the owner of %s, which signs its checkpoints: %v", ErrCheckpointUntrusted, l.self, scope, ck.Signers)
+	}
+	if len(ck.Signers) < minScopeSigners {
+		return nil, nil, fmt.Errorf("%w: the replica group of the owner of %s has %d member(s), fewer than %d: its scopes have no checkpoints", ErrCheckpointUntrusted, scope, len(ck.Signers), minScopeSigners)
+	}
+	if len(chain) > 0 && chain[len(chain)-1].cid == ck.cid && proposal == nil {
+		return nil, nil, fmt.Errorf("%w: the latest checkpoint of %s is of this state already", ErrCheckpointExists, scope)
+	}
+	if proposal != nil {
+		if proposal.cid != ck.cid {
+			return nil, nil, fmt.Errorf("%w: the proposal %s (at %d heads, %d entries) is not the checkpoint this node computes at the same heads, %s (%d entries)",
+				ErrCheckpointMismatch, proposal.cid, len(proposal.Heads), proposal.Entries, ck.cid, ck.Entries)
+		}
+		ck.Sigs = append(ck.Sigs, proposal.Sigs...)
+	}
+	if err := ck.Sign(l.o.Key); err != nil {
+		return nil, nil, err
+	}
+	return ck, blocks, nil
+}
+
+// storeScopeCheckpoint stores a scope checkpoint signed by a quorum of its
+// group (checked against this node's membership) with its state blocks,
+// after this node's latest: ErrCheckpointExists if that one is as recent.
+func (l *Ledger) storeScopeCheckpoint(ctx context.Context, ck *Checkpoint, blocks [][]byte) error {
+	scope := ck.Scope
+	defer l.scopeCkptLock(scope)()
+	chain, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		return err
+	}
+	if n := len(chain); n > 0 && (chain[n-1].cid == ck.cid || !chain[n-1].Clock.Less(ck.Clock)) {
+		return fmt.Errorf("%w: this node's latest checkpoint of %s is %s", ErrCheckpointExists, scope, chain[n-1].cid)
+	}
 	l.mu.Lock()
 	err = l.core.verifyScopeSigners(ctx, ck)
 	l.mu.Unlock()
 	if err != nil {
-		return nil, false, err
+		return err
 	}
 	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blocks); err != nil {
-		return nil, false, err
+		return err
 	}
 	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size, "signatures", len(ck.Sigs))
-	return ck, true, nil
+	return nil
 }
 
-// scopeCheckpointDraft exports an unsigned checkpoint of an owner or audit
-// scope from a replay of its closure (replayInto) into a fresh core: the
-// state a node that follows the scope and no other holds, so every
-// follower exports the same checkpoint whatever else it follows (a
-// record ID contested by another scope this node follows included).
-func (l *Ledger) scopeCheckpointDraft(ctx context.Context, scope string) (*Checkpoint, [][]byte, error) {
-	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
+// scopeDraftAt exports an unsigned checkpoint of an owner or audit scope
+// at roots (the heads of the scope and of those it depends on) from a
+// replay, into a fresh core, of the roots' causal past within the scope's
+// closure: the state a node that follows the scope and no other holds at
+// those heads, so every follower that holds the roots exports the same
+// checkpoint whatever else it follows or received since (a record ID
+// contested by another scope this node follows included). The replay
+// starts from the scope's latest trusted checkpoint when the roots descend
+// from it, and runs without the ledger's lock (entries are immutable; a
+// prune racing it makes it fail, not differ): only the walk of the roots'
+// past holds it. ErrCheckpointDeps if this node lacks one of roots.
+func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid) (*Checkpoint, [][]byte, error) {
+	select {
+	case l.draftSem <- struct{}{}:
+		defer func() { <-l.draftSem }()
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	ws := wireScope(scope)
+	l.mu.Lock()
+	var past []cid.Cid
+	err := l.core.ready(ctx)
+	for _, r := range roots {
+		if err != nil {
+			break
+		}
+		var n *node
+		if n, err = l.core.d.get(ctx, r); err == nil && n == nil {
+			err = fmt.Errorf("%w: %s (catch up %s first)", ErrCheckpointDeps, r, scopeName(ws))
+		} else if err == nil && !inClosure(ws, n.scope) {
+			err = fmt.Errorf("%w: %s is of scope %s, not one %s depends on", ErrCheckpointMalformed, r, scopeName(n.scope), scope)
+		}
+	}
+	if err == nil {
+		past, err = l.core.d.difference(ctx, roots, nil, 0)
+	}
+	l.mu.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
+	in := make(map[cid.Cid]bool, len(past))
+	for _, c := range past {
+		in[c] = true
+	}
 	deps := map[string]bool{}
-	for _, s := range closure(wireScope(scope)) {
+	for _, s := range closure(ws) {
 		deps[s] = true
 	}
-	// The replay holds the core's lock: the export is of one state.
-	l.mu.Lock()
-	_, _, err = l.replayInto(ctx, fresh, func(s string) bool { return deps[s] })
-	l.mu.Unlock()
-	if err != nil {
-		return nil, nil, fmt.Errorf("ledger: checkpoint of %s: %w", scope, err)
+	want := func(s string) bool { return deps[s] }
+	from := ""
+	if chain, err := l.CheckpointChain(ctx, scope); err != nil {
+		return nil, nil, err
+	} else if n := len(chain); n > 0 && allIn(in, chain[n-1].Heads) && allIn(in, chain[n-1].Deps) {
+		from = scope
 	}
-	return fresh.Checkpoint(ctx, scope, cid.Undef)
+	for {
+		fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
+		if err != nil {
+			return nil, nil, err
+		}
+		_, _, err = l.replay(ctx, fresh, replayOpts{want: want, in: in, fromChain: from})
+		if err != nil && from != "" && ctx.Err() == nil {
+			// The checkpoint moved under the replay (adopted, pruned):
+			// the entries themselves decide.
+			l.log.Debug("checkpoint draft from the latest checkpoint failed; replaying", "scope", scope, "err", err)
+			from = ""
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("ledger: checkpoint of %s: %w", scope, err)
+		}
+		return fresh.Checkpoint(ctx, scope, cid.Undef)
+	}
+}
+
+// scopeCheckpointDraft is scopeDraftAt at this node's heads.
+func (l *Ledger) scopeCheckpointDraft(ctx context.Context, scope string) (*Checkpoint, [][]byte, error) {
+	l.mu.Lock()
+	roots := l.core.closureHeads(wireScope(scope))
+	l.mu.Unlock()
+	return l.scopeDraftAt(ctx, scope, roots)
+}
+
+func allIn(set map[cid.Cid]bool, cs []cid.Cid) bool {
+	for _, c := range cs {
+		if !set[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // adoptScope stores a trusted checkpoint of an owner or audit scope (its
@@ -500,6 +612,26 @@ func (l *Ledger) ckptMarkers(ctx context.Context, prefix string) (map[string]boo
 // checkpoint finds the entries it depends on. It returns how many entries
 // (the genesis aside) came from checkpoints and how many were replayed.
 func (l *Ledger) replayInto(ctx context.Context, fresh *Core, want func(string) bool) (loaded, replayed int, err error) {
+	return l.replay(ctx, fresh, replayOpts{want: want})
+}
+
+// replayOpts select what replay rebuilds.
+type replayOpts struct {
+	// want selects the scopes (wire names).
+	want func(string) bool
+	// in, if set, selects the entries: the causal past of a proposal's
+	// roots (scopeDraftAt), so the state is the one at those roots, not
+	// at this node's heads.
+	in map[cid.Cid]bool
+	// fromChain names a scope to start from its latest trusted checkpoint
+	// even if this node did not load or prune it (a draft need not
+	// replay what a checkpoint already vouches for).
+	fromChain string
+}
+
+// replay is replayInto with options (replayOpts).
+func (l *Ledger) replay(ctx context.Context, fresh *Core, o replayOpts) (loaded, replayed int, err error) {
+	want := o.want
 	starts, err := l.ckptMarkers(ctx, pCkptBase)
 	if err != nil {
 		return 0, 0, err
@@ -511,6 +643,9 @@ func (l *Ledger) replayInto(ctx context.Context, fresh *Core, want func(string) 
 	for s := range pruned {
 		starts[s] = true
 	}
+	if o.fromChain != "" {
+		starts[o.fromChain] = true
+	}
 	all, err := logCIDs(ctx, l.store)
 	if err != nil {
 		return 0, 0, err
@@ -518,7 +653,7 @@ func (l *Ledger) replayInto(ctx context.Context, fresh *Core, want func(string) 
 	byScope := map[string][]cid.Cid{}
 	for i := len(all) - 1; i >= 0; i-- { // oldest first
 		c := all[i]
-		if c == l.net {
+		if c == l.net || (o.in != nil && !o.in[c]) {
 			continue
 		}
 		v, ok, err := l.store.Get(ctx, pMeta+c.String())

@@ -47,6 +47,11 @@ type Options struct {
 	SyncInterval time.Duration
 	// MaxPending bounds entries waiting for missing parents (default 10,000).
 	MaxPending int
+	// ScopeCheckpointEvery makes the owner scopes and audit scopes whose
+	// owner's replica group this node is in checkpointed automatically,
+	// once a scope has this many entries past its latest checkpoint
+	// (checkpoint_auto.go). 0: only by hand (`ledger checkpoint --scope`).
+	ScopeCheckpointEvery int
 }
 
 // Ledger is one node's replica of the network's ledger: a Core over the
@@ -89,6 +94,11 @@ type Ledger struct {
 	// scopeCkptAsked is when each scope's checkpoints were last asked for:
 	// at most every scopeCkptEvery, not at every sync.
 	scopeCkptAsked map[string]time.Time
+
+	// draftSem lets one scope checkpoint draft (a replay) run at a time.
+	draftSem chan struct{}
+	// auto is the state of automatic scope checkpoints (checkpoint_auto.go).
+	auto autoCkpt
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -201,7 +211,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	l := &Ledger{
 		o: o, store: o.Store, self: self, met: newMetrics(o.Metrics), now: o.Now,
-		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}),
+		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}), draftSem: make(chan struct{}, 1),
 	}
 	l.wg.Add(1) // released by Close
 	if err := checkInterruptedLoad(ctx, o.Store); err != nil {
@@ -307,6 +317,9 @@ func (l *Ledger) settle(ctx context.Context, out Outcome) error {
 		return nil
 	}
 	l.met.applied.Add(float64(len(out.Applied)))
+	if l.o.ScopeCheckpointEvery > 0 {
+		l.auto.grew(out.Applied)
+	}
 	l.met.heads.Set(float64(len(l.core.heads)))
 	var err error
 	if membersChanged(out.Applied) {

@@ -16,6 +16,7 @@ type metrics struct {
 	syncs      *prometheus.CounterVec
 	fetched    prometheus.Counter
 	readErrors *prometheus.CounterVec
+	scopeCkpts *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,6 +37,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Entries received through the sync protocol."}),
 		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_read_errors_total",
 			Help: "Ledger queries that could not read the state (storage failure) and answered as if empty, by query."}, []string{"query"}),
+		scopeCkpts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_scope_checkpoints_total",
+			Help: "Automatic scope checkpoints: proposed and stored (made), proposals that failed (failed), others' proposals co-signed (cosigned) or not (refused)."}, []string{"result"}),
 	}
 	if reg == nil {
 		return m
@@ -57,5 +60,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.syncs = reg1(m.syncs).(*prometheus.CounterVec)
 	m.fetched = reg1(m.fetched).(prometheus.Counter)
 	m.readErrors = reg1(m.readErrors).(*prometheus.CounterVec)
+	m.scopeCkpts = reg1(m.scopeCkpts).(*prometheus.CounterVec)
 	return m
 }

@@ -57,6 +57,9 @@ type syncReq struct {
 	// Scope is the scope to catch up (absent: global): the answer holds
 	// what the client lacks of it and of the scopes it depends on.
 	Scope string `cbor:"5,keyasint,omitempty"`
+	// Proposal is the checkpoint proposal opCosign asks to co-sign
+	// (checkpoint_auto.go).
+	Proposal []byte `cbor:"6,keyasint,omitempty"`
 }
 
 type syncResp struct {
@@ -73,6 +76,11 @@ type syncResp struct {
 	// it holds): a node that missed the inbox delivery (it was offline)
 	// follows them from its next sync.
 	Follow []string `cbor:"7,keyasint,omitempty"`
+}
+
+// connected reports whether this node is connected to p.
+func (n *transport) connected(p peer.ID) bool {
+	return n.h.Network().Connectedness(p) == network.Connected
 }
 
 // TopicName returns the GossipSub topic of a network's ledger.
@@ -222,6 +230,9 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		}
 	})
 	l.goBackground(func() { l.syncLoop(rctx) })
+	if l.o.ScopeCheckpointEvery > 0 {
+		l.goBackground(func() { l.autoCheckpointLoop(rctx) })
+	}
 	// An entry published before the mesh formed reached nobody: pull from
 	// every peer as it joins the topic, so such entries spread at once
 	// instead of waiting for the periodic sync.
@@ -651,14 +662,19 @@ func (l *Ledger) known(c cid.Cid) bool {
 }
 
 func (l *Ledger) request(ctx context.Context, h host.Host, p peer.ID, req *syncReq) (*syncResp, error) {
-	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	return l.requestWithin(ctx, h, p, req, syncTimeout)
+}
+
+// requestWithin is request with a timeout other than syncTimeout.
+func (l *Ledger) requestWithin(ctx context.Context, h host.Host, p peer.ID, req *syncReq, timeout time.Duration) (*syncResp, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "ledger-sync"), p, SyncProtocol)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(syncTimeout))
+	_ = s.SetDeadline(time.Now().Add(timeout))
 	if err := writeMsg(s, req); err != nil {
 		s.Reset()
 		return nil, err
@@ -679,6 +695,9 @@ func (l *Ledger) handleSync(s network.Stream) {
 	if err := readMsg(bufio.NewReader(s), maxSyncRequest, &req); err != nil {
 		s.Reset()
 		return
+	}
+	if req.Op == opCosign {
+		_ = s.SetDeadline(time.Now().Add(cosignTimeout))
 	}
 	resp := l.serveFrom(context.Background(), &req, s.Conn().RemotePeer())
 	if err := writeMsg(s, resp); err != nil {
@@ -701,6 +720,9 @@ func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syn
 	}
 	if req.Op == opCheckpoints || req.Op == opStateBlock {
 		return l.serveCheckpoint(ctx, req)
+	}
+	if req.Op == opCosign {
+		return l.serveCosign(ctx, req, from)
 	}
 	if req.Op != opDiff && req.Op != opAnnounce {
 		return &syncResp{Err: "unknown op"}

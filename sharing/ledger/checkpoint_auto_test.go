@@ -1,0 +1,199 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// TestAutoScopeCheckpoint: the first member of an owner's replica group
+// drafts a checkpoint of the owner's scope, the others co-sign it over the
+// sync protocol at the proposal's heads while the scope moves on, a
+// proposal from outside the group or one of another state is refused, and
+// a node granted a record afterwards loads the checkpoint instead of
+// syncing the scope's history.
+func TestAutoScopeCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	ctx := context.Background()
+	_, _, nodes := newScopedMesh(t, 6)
+	owner := nodes[1]
+	scope := OwnerScope(owner.who.id)
+	group := slices.Sorted(slices.Values(owner.l.groupOf(owner.who.id)))
+	byID := map[string]*meshNode{}
+	for _, nd := range nodes {
+		byID[nd.who.id.String()] = nd
+	}
+	if len(group) < 3 || len(group) > 4 {
+		t.Fatalf("group %v", group)
+	}
+	// b refuses what it must; the rest (c and maybe d) make the quorum
+	// with the proposer.
+	proposer, b := byID[group[0].String()], byID[group[1].String()]
+	var rest []*meshNode
+	for _, p := range group[2:] {
+		rest = append(rest, byID[p.String()])
+	}
+	var outsider *meshNode
+	for _, nd := range nodes {
+		if nd != owner && !slices.Contains(group, nd.who.id) {
+			outsider = nd
+		}
+	}
+	followers := append([]*meshNode{owner, proposer, b}, rest...)
+	announce := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if _, err := owner.l.Append(ctx, TypeRecordAnnounce, recordPayload(t, owner.who, fmt.Sprintf("r%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitScope(t, scope, followers, time.Minute)
+	}
+	announce(0, 30)
+	if n, err := proposer.l.sinceCheckpoint(ctx, scope); err != nil || n != 30 {
+		t.Fatalf("entries past the latest checkpoint: %d, %v; want 30", n, err)
+	}
+	cosign := func(to *meshNode, from *meshNode, ck *Checkpoint) *syncResp {
+		t.Helper()
+		raw, err := ck.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return to.l.serveFrom(ctx, &syncReq{Network: to.l.net.Bytes(), Op: opCosign, Scope: wireScope(scope), Proposal: raw}, from.who.id)
+	}
+
+	draft, _, err := proposer.l.signScopeDraft(ctx, scope, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not a signer, or a signer that did not sign: refused before any work.
+	rogue := *draft
+	rogue.Sigs = nil
+	if err := rogue.Sign(outsider.who.key); err != nil {
+		t.Fatal(err)
+	}
+	if r := cosign(b, outsider, &rogue); !strings.Contains(r.Err, "only a signer") {
+		t.Fatalf("a proposal by a node outside the group: %q", r.Err)
+	}
+	if r := cosign(b, proposer, &rogue); !strings.Contains(r.Err, "only a signer") {
+		t.Fatalf("a proposal its sender did not sign: %q", r.Err)
+	}
+	// Another state at the same heads: b computes its own and refuses.
+	other := *draft
+	other.Entries++
+	other.Sigs = nil
+	if err := other.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Sign(proposer.who.key); err != nil {
+		t.Fatal(err)
+	}
+	if r := cosign(b, proposer, &other); !strings.Contains(r.Err, "not the checkpoint") {
+		t.Fatalf("a proposal of another state: %q", r.Err)
+	}
+	// And right after, b replays no other proposal of the scope.
+	if r := cosign(b, proposer, draft); !strings.Contains(r.Err, "busy") {
+		t.Fatalf("a second replay within %s: %q", cosignEvery, r.Err)
+	}
+
+	// The scope moves on; the rest co-sign the draft at its own heads.
+	announce(30, 35)
+	n := proposer.l.tr.Load()
+	got := draft
+	for i, nd := range rest {
+		if got, err = proposer.l.askCosign(ctx, n, nd.who.id, got); err != nil {
+			t.Fatalf("co-signing a proposal at heads behind the scope's: %v", err)
+		}
+		if trustedSigs(got, got.Signers) != i+2 {
+			t.Fatalf("signatures %v", got.Sigs)
+		}
+	}
+	// The last made a quorum and stored it.
+	last := rest[len(rest)-1]
+	if cks, _ := last.l.CheckpointChain(ctx, scope); len(cks) != 1 || cks[0].cid != draft.cid {
+		t.Fatalf("the chain of the signer that made the quorum: %v", cks)
+	}
+
+	// The whole round through proposeScopeCheckpoint, after more entries.
+	announce(35, 60)
+	if n, err := proposer.l.sinceCheckpoint(ctx, scope); err != nil || n < 25 {
+		t.Fatalf("entries past the latest checkpoint on the proposer: %d, %v", n, err)
+	}
+	for _, nd := range append([]*meshNode{b}, rest...) {
+		nd.l.auto.mu.Lock()
+		nd.l.auto.cosigned = nil
+		nd.l.auto.mu.Unlock()
+	}
+	ck, err := proposer.l.proposeScopeCheckpoint(ctx, n, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Entries < 60 {
+		t.Fatalf("checkpoint of %d entries", ck.Entries)
+	}
+	if n, err := proposer.l.sinceCheckpoint(ctx, scope); err != nil || n != 0 {
+		t.Fatalf("entries past the new checkpoint: %d, %v", n, err)
+	}
+	// Every follower adopts it at a sync.
+	deadline := time.Now().Add(time.Minute)
+	for _, nd := range followers {
+		for {
+			cks, err := nd.l.CheckpointChain(ctx, scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cks) > 0 && cks[len(cks)-1].cid == ck.cid {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (owner %v, proposer %v, b %v) did not adopt %s: %d checkpoints", nd.who.id, nd == owner, nd == proposer, nd == b, ck.cid, len(cks))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// A grant to the outsider: it follows the scope from the checkpoint.
+	rec := recordPayload(t, owner.who, "r1").Record
+	if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rec, Grantee: outsider.who.id,
+		Envelope: envelopeFor(t, outsider.who, "g"), Purpose: PurposeTreatment}); err != nil {
+		t.Fatal(err)
+	}
+	for !outsider.l.Follows(scope) {
+		if time.Now().After(deadline) {
+			t.Fatal("the grantee does not follow the scope")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitScope(t, scope, append(followers, outsider), time.Minute)
+	if gs := outsider.l.Grants(rec); len(gs) != 1 {
+		t.Fatalf("the grantee sees grants %v", gs)
+	}
+	// It started the scope from the checkpoint: it holds the entries
+	// after it, not those the checkpoint covers (their metadata only).
+	base, err := outsider.l.ckptMarkers(ctx, pCkptBase)
+	if err != nil || !base[scope] {
+		t.Fatalf("the grantee did not start %s from a checkpoint: %v %v", scope, base, err)
+	}
+	held := 0
+	if err := outsider.l.EachEntry(ctx, func(c cid.Cid) error {
+		if _, err := outsider.l.store.GetEntry(ctx, c); err == nil {
+			if nd, _ := outsider.l.core.d.get(ctx, c); nd != nil && nd.scope == wireScope(scope) {
+				held++
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if held >= 10 {
+		t.Fatalf("the grantee stores %d of the scope's %d entries: it synced the history", held, ck.Entries+1)
+	}
+	t.Logf("checkpoint of %d entries; the grantee stores %d of the scope's entries", ck.Entries, held)
+}
