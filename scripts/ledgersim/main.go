@@ -37,6 +37,7 @@ func run() int {
 	flag.IntVar(&cfg.Degree, "degree", cfg.Degree, "peers each clinic dials")
 	flag.DurationVar(&cfg.Latency, "latency", cfg.Latency, "one-way latency of every link")
 	flag.DurationVar(&cfg.SyncInterval, "sync-interval", cfg.SyncInterval, "the ledgers' periodic sync")
+	flag.IntVar(&cfg.ScopeCheckpointEvery, "scope-checkpoint-every", cfg.ScopeCheckpointEvery, "owners' replica groups checkpoint a scope once it has this many entries past its latest checkpoint, and new followers load it (0: never; the node's default is 10000)")
 	flag.Float64Var(&cfg.Records, "records", cfg.Records, "records announced per second, network-wide")
 	flag.Float64Var(&cfg.Grants, "grants", cfg.Grants, "extra grants per second (besides the referral most new records get)")
 	flag.Float64Var(&cfg.Reads, "reads", cfg.Reads, "reads per second, network-wide")
@@ -136,6 +137,9 @@ func printReports(reps []*Report) {
 		c := r.Config
 		fmt.Printf("ledgersim %s: %d clinics, seed %d, workload %s (records %g/s, extra grants %g/s, reads %g/s, revokes %g/s, %d joins, %d leaves, Zipf %g), degree %d, latency %s, sync every %s\n",
 			c.Design, c.Nodes, c.Seed, c.Duration, c.Records, c.Grants, c.Reads, c.Revokes, c.Joins, c.Leaves, c.Zipf, c.Degree, c.Latency, c.SyncInterval)
+		if c.ScopeCheckpointEvery > 0 {
+			fmt.Printf("  scope checkpoints every %d entries of a scope\n", c.ScopeCheckpointEvery)
+		}
 	}
 	fmt.Println()
 	PrintTable(os.Stdout, reps)

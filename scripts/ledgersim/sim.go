@@ -27,6 +27,9 @@ type Config struct {
 	Degree       int           // peers each clinic dials (the graph's mean degree is about twice this)
 	Latency      time.Duration // one way, every link
 	SyncInterval time.Duration // the ledger's periodic sync
+	// ScopeCheckpointEvery is ledger.Options.ScopeCheckpointEvery: the
+	// owners' replica groups checkpoint their scopes as they grow (0: off).
+	ScopeCheckpointEvery int `json:",omitempty"`
 	// Rates across the whole network, per second of the workload.
 	Records, Grants, Reads, Revokes float64
 	Joins, Leaves                   int     // clinics joining and leaving during the workload

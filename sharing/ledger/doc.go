@@ -339,6 +339,21 @@
 // admin, `network invite --role` offering emergency alone, so a network
 // run from the CLI has one admin and a quorum of one.)
 //
+// An owner's or audit scope's checkpoint (checkpoint_scope.go) holds that
+// scope's rows alone, at its heads and the heads of the scopes it depends
+// on (Deps), and is trusted on its own (no chain): a majority of the
+// owner's replica group at those global heads signs it, never the owner
+// (alone it could drop or invent reads of its own records), and a group
+// of one signs none. Each signer computes the state itself: a replay, into
+// a fresh core, of the causal past of the checkpoint's heads and deps
+// within the scope's closure (scopeDraftAt), so every member that holds
+// those heads computes the same checkpoint whatever else it follows or
+// received since. The group makes them as the scope grows
+// (checkpoint_auto.go, Options.ScopeCheckpointEvery): its first reachable
+// member proposes, the others co-sign over the sync protocol (opCosign).
+// A member that proposes alone gets nothing stored; a non-member's or
+// unsigned proposal is refused before any replay.
+//
 // Checkpoints travel on the sync protocol (checkpoint_sync.go): a node
 // asks each peer it syncs with for the chain past its own, verifies it
 // from the genesis, fetches the latest state's blocks and then loads it
