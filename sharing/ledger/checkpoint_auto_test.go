@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -157,6 +158,31 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+
+	// Followers that hold the entries adopted it by computing it (no
+	// state fetched): one signed by a majority of the group but of
+	// another state is refused, and nothing is stored.
+	forged := *ck
+	forged.Entries++
+	forged.Clock.Wall++
+	forged.Sigs = nil
+	if err := forged.seal(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range group[:Quorum(len(group))] {
+		if err := forged.Sign(byID[p.String()].who.key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	func() {
+		defer owner.l.scopeCkptLock(scope)()
+		if err := owner.l.adoptScope(ctx, &forged, nil, false); !errors.Is(err, ErrCheckpointMismatch) {
+			t.Fatalf("a forged checkpoint signed by a majority: %v", err)
+		}
+	}()
+	if cks, _ := owner.l.CheckpointChain(ctx, scope); cks[len(cks)-1].cid != ck.cid {
+		t.Fatalf("the owner stored %s", cks[len(cks)-1].cid)
 	}
 
 	// A grant to the outsider: it follows the scope from the checkpoint.

@@ -411,8 +411,18 @@ func (l *Ledger) signScopeDraft(ctx context.Context, scope string, proposal *Che
 // group (checked against this node's membership) with its state blocks,
 // after this node's latest: ErrCheckpointExists if that one is as recent.
 func (l *Ledger) storeScopeCheckpoint(ctx context.Context, ck *Checkpoint, blocks [][]byte) error {
+	defer l.scopeCkptLock(ck.Scope)()
+	if err := l.storeScopeCheckpointLocked(ctx, ck, blocks); err != nil {
+		return err
+	}
+	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", ck.Scope, "entries", ck.Entries, "size", ck.Size, "signatures", len(ck.Sigs))
+	return nil
+}
+
+// storeScopeCheckpointLocked is storeScopeCheckpoint, the scope's
+// checkpoint lock held.
+func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint, blocks [][]byte) error {
 	scope := ck.Scope
-	defer l.scopeCkptLock(scope)()
 	chain, err := l.CheckpointChain(ctx, scope)
 	if err != nil {
 		return err
@@ -426,11 +436,7 @@ func (l *Ledger) storeScopeCheckpoint(ctx context.Context, ck *Checkpoint, block
 	if err != nil {
 		return err
 	}
-	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blocks); err != nil {
-		return err
-	}
-	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size, "signatures", len(ck.Sigs))
-	return nil
+	return l.storeCheckpoint(ctx, scope, len(chain), ck, blocks)
 }
 
 // scopeDraftAt exports an unsigned checkpoint of an owner or audit scope
@@ -482,11 +488,19 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		deps[s] = true
 	}
 	want := func(s string) bool { return deps[s] }
-	from := ""
-	if chain, err := l.CheckpointChain(ctx, scope); err != nil {
-		return nil, nil, err
-	} else if n := len(chain); n > 0 && allIn(in, chain[n-1].Heads) && allIn(in, chain[n-1].Deps) {
-		from = scope
+	// Each scope of the closure (the global scope, an audit scope's owner
+	// scope, the scope itself) starts from its latest trusted checkpoint
+	// when the roots descend from it: its state is what a replay up to its
+	// heads gives, and the draft replays only what came after.
+	var from []string
+	for _, ds := range closure(ws) {
+		chain, err := l.CheckpointChain(ctx, scopeName(ds))
+		if err != nil {
+			return nil, nil, err
+		}
+		if n := len(chain); n > 0 && allIn(in, chain[n-1].Heads) && allIn(in, chain[n-1].Deps) {
+			from = append(from, scopeName(ds))
+		}
 	}
 	for {
 		fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
@@ -494,11 +508,11 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 			return nil, nil, err
 		}
 		_, _, err = l.replay(ctx, fresh, replayOpts{want: want, in: in, fromChain: from})
-		if err != nil && from != "" && ctx.Err() == nil {
-			// The checkpoint moved under the replay (adopted, pruned):
+		if err != nil && len(from) > 0 && ctx.Err() == nil {
+			// A checkpoint moved under the replay (adopted, pruned):
 			// the entries themselves decide.
-			l.log.Debug("checkpoint draft from the latest checkpoint failed; replaying", "scope", scope, "err", err)
-			from = ""
+			l.log.Debug("checkpoint draft from the latest checkpoints failed; replaying", "scope", scope, "err", err)
+			from = nil
 			continue
 		}
 		if err != nil {
@@ -538,6 +552,9 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	}
 	if n := len(old); n > 0 && (old[n-1].cid == ck.cid || !old[n-1].Clock.Less(ck.Clock)) {
 		return fmt.Errorf("%w: this node's latest checkpoint of %s is %s", ErrCheckpointExists, scope, old[n-1].cid)
+	}
+	if !load {
+		return l.adoptScopeLocally(ctx, ck)
 	}
 	l.mu.Lock()
 	err = l.core.ready(ctx)
@@ -590,6 +607,44 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	return nil
 }
 
+// adoptScopeLocally is adoptScope for a node that holds the scope's
+// entries (load false): it keeps the checkpoint to serve it to new
+// followers and to prune. Rather than fetching the checkpoint's state (a
+// follower would download each new checkpoint of a busy scope whole), it
+// drafts the checkpoint at its heads and deps itself (scopeDraftAt: a
+// replay from its own latest checkpoint) and keeps it, with the group's
+// signatures, if it is the same one: it has then checked the state, not
+// only the signatures. ErrCheckpointDeps while it lacks the heads (it is
+// behind: the next ask retries). The caller holds the scope's checkpoint
+// lock (scopeCkptLock).
+func (l *Ledger) adoptScopeLocally(ctx context.Context, ck *Checkpoint) error {
+	l.mu.Lock()
+	err := l.core.ready(ctx)
+	if err == nil {
+		err = l.core.verifyScopeSigners(ctx, ck)
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	mine, blocks, err := l.scopeDraftAt(ctx, ck.Scope, append(slices.Clone(ck.Heads), ck.Deps...))
+	if err != nil {
+		return err
+	}
+	if mine.cid != ck.cid {
+		l.log.Error("a checkpoint the owner's replica group signed is not this node's state at its heads: not adopted",
+			"scope", ck.Scope, "checkpoint", ck.cid.String(), "entries", ck.Entries, "here", mine.cid.String(), "entries_here", mine.Entries)
+		return fmt.Errorf("%w: checkpoint %s of %s (%d entries) is not this node's state at its heads (%s, %d entries)",
+			ErrCheckpointMismatch, ck.cid, ck.Scope, ck.Entries, mine.cid, mine.Entries)
+	}
+	mine.Sigs = ck.Sigs
+	if err := l.storeScopeCheckpointLocked(ctx, mine, blocks); err != nil {
+		return err
+	}
+	l.log.Info("checkpoint adopted", "checkpoint", ck.cid.String(), "scope", ck.Scope, "entries", ck.Entries, "size", ck.Size, "computed_here", true)
+	return nil
+}
+
 // ckptMarkers returns the scopes with a marker under prefix (pCkptBase,
 // pCkptPruned).
 func (l *Ledger) ckptMarkers(ctx context.Context, prefix string) (map[string]bool, error) {
@@ -623,10 +678,10 @@ type replayOpts struct {
 	// roots (scopeDraftAt), so the state is the one at those roots, not
 	// at this node's heads.
 	in map[cid.Cid]bool
-	// fromChain names a scope to start from its latest trusted checkpoint
-	// even if this node did not load or prune it (a draft need not
-	// replay what a checkpoint already vouches for).
-	fromChain string
+	// fromChain names scopes to start from their latest trusted
+	// checkpoint even if this node did not load or prune them (a draft
+	// need not replay what a checkpoint already vouches for).
+	fromChain []string
 }
 
 // replay is replayInto with options (replayOpts).
@@ -643,8 +698,8 @@ func (l *Ledger) replay(ctx context.Context, fresh *Core, o replayOpts) (loaded,
 	for s := range pruned {
 		starts[s] = true
 	}
-	if o.fromChain != "" {
-		starts[o.fromChain] = true
+	for _, s := range o.fromChain {
+		starts[s] = true
 	}
 	all, err := logCIDs(ctx, l.store)
 	if err != nil {

@@ -184,7 +184,19 @@ func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) 
 	if err != nil || kind == KindGlobal {
 		return false, err
 	}
-	defer l.scopeCkptLock(name)()
+	l.mu.Lock()
+	held := len(l.core.ScopeHeads(name)) > 0
+	l.mu.Unlock()
+	if !held {
+		// A new follower: two syncs starting together must not both load.
+		defer l.scopeCkptLock(name)()
+	} else if unlock, ok := l.scopeCkptTryLock(name); ok {
+		defer unlock()
+	} else {
+		// Another sync is adopting a checkpoint of it (a replay:
+		// adoptScopeLocally): this one goes on to the entries.
+		return false, nil
+	}
 	if kind == KindAudit {
 		// The audit scope's sync brings its owner scope too: load that
 		// one's checkpoint first, or its entries would be replayed.
@@ -203,12 +215,29 @@ func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) 
 	return l.scopeCheckpointFrom(ctx, ask, scope)
 }
 
+// scopeCkptTryLock is scopeCkptLock if the lock is free.
+func (l *Ledger) scopeCkptTryLock(name string) (func(), bool) {
+	m := l.scopeCkptMutex(name)
+	if !m.TryLock() {
+		return nil, false
+	}
+	return m.Unlock, true
+}
+
 // scopeCkptLock takes the lock that serializes catching up scope name
 // from checkpoints and returns its unlock. Only syncs of the same scope
 // wait on it (never a global lock across a peer's answer); a node takes
 // an audit scope's before its owner scope's.
 func (l *Ledger) scopeCkptLock(name string) func() {
+	m := l.scopeCkptMutex(name)
+	m.Lock()
+	return m.Unlock
+}
+
+// scopeCkptMutex returns scope name's checkpoint lock.
+func (l *Ledger) scopeCkptMutex(name string) *sync.Mutex {
 	l.scopeCkptMu.Lock()
+	defer l.scopeCkptMu.Unlock()
 	if l.scopeCkptLocks == nil {
 		l.scopeCkptLocks = map[string]*sync.Mutex{}
 	}
@@ -217,9 +246,7 @@ func (l *Ledger) scopeCkptLock(name string) func() {
 		m = new(sync.Mutex)
 		l.scopeCkptLocks[name] = m
 	}
-	l.scopeCkptMu.Unlock()
-	m.Lock()
-	return m.Unlock
+	return m
 }
 
 // scopeCkptEvery is how often a node asks a peer for a scope's
@@ -314,8 +341,8 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	}
 	load := !held
 	if err := l.adoptScope(ctx, ck, fetch, load); err != nil {
-		if errors.Is(err, ErrCheckpointExists) {
-			return false, nil
+		if errors.Is(err, ErrCheckpointExists) || (!load && errors.Is(err, ErrCheckpointDeps)) {
+			return false, nil // ours is as recent; or not caught up to it yet: ask again later
 		}
 		return false, err
 	}

@@ -186,7 +186,10 @@
 // emergency authority); that choice is persisted (/f/, not state). A node
 // that missed the inbox delivery (offline) learns it at its next global
 // sync: the answer names the owner scopes the server knows involve the
-// client (syncResp.Follow: records granted to it or held by it).
+// client (syncResp.Follow: records it has a live grant on or holds). It
+// leaves such a scope (unfollow.go) once it has followed it for an hour,
+// caught it up, and no longer has a live grant, a held record or an escrow
+// there; what it stored stays, its cost stops growing.
 //
 // Transport (net_scopes.go). Each scope has a GossipSub topic
 // (ScopeTopicName), subscribed by its followers; each node an inbox topic

@@ -17,8 +17,10 @@ import (
 // (a reader's claims on the owner's audit scope).
 
 // pFollow keeps the scopes this node learned it is involved in from
-// another node (an entry in its inbox, a sync hint): /f/<scope>. It is not
-// state (not in any digest): it is this node's own choice.
+// another node (an entry in its inbox, a sync hint): /f/<scope>, whose
+// value is when it started following (unfollow.go: it leaves them when it
+// is no longer involved). It is not state (not in any digest): it is this
+// node's own choice.
 const pFollow = "/f/"
 
 // Scoped reports whether the network splits its entries into scopes.
@@ -168,11 +170,12 @@ func (l *Ledger) followScope(ctx context.Context, s string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := b.Put(pFollow+s, nil); err != nil {
+	at := followedAt(l.now()) // leaveScopes waits unfollowGrace from it
+	if err := b.Put(pFollow+s, at); err != nil {
 		return false, err
 	}
 	if kind == KindAudit { // an audit scope's closure holds the owner scope
-		if err := b.Put(pFollow+OwnerScope(owner), nil); err != nil {
+		if err := b.Put(pFollow+OwnerScope(owner), at); err != nil {
 			return false, err
 		}
 	}

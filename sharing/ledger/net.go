@@ -233,6 +233,9 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 	if l.o.ScopeCheckpointEvery > 0 {
 		l.goBackground(func() { l.autoCheckpointLoop(rctx) })
 	}
+	if l.core.scoped {
+		l.goBackground(func() { l.leaveLoop(rctx) })
+	}
 	// An entry published before the mesh formed reached nobody: pull from
 	// every peer as it joins the topic, so such entries spread at once
 	// instead of waiting for the periodic sync.

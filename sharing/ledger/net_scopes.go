@@ -395,12 +395,14 @@ func (l *Ledger) followFrom(from peer.ID, scope, why string) {
 const maxFollowHints = 64
 
 // involves returns the owner scopes this node knows involve peer p: those
-// of the records p has or had a grant on, or holds, other than p's own
-// (sorted, at most maxFollowHints).
+// of the records p has a live grant on, or holds, other than p's own
+// (sorted, at most maxFollowHints). A revoked or expired grant is no
+// reason: p left that scope (unfollow.go) and must not be sent back.
 func (l *Ledger) involves(ctx context.Context, p peer.ID) []string {
 	st := l.State()
 	set := map[string]bool{}
-	for _, ids := range []func(context.Context, peer.ID) ([]cid.Cid, error){st.GrantedIDs, st.HeldIDs} {
+	now := l.now()
+	for i, ids := range []func(context.Context, peer.ID) ([]cid.Cid, error){st.GrantedIDs, st.HeldIDs} {
 		recs, err := ids(ctx, p)
 		if err != nil {
 			l.log.Warn("sync hint: read the records a peer is involved in", "peer", p.String(), "err", err)
@@ -410,9 +412,16 @@ func (l *Ledger) involves(ctx context.Context, p peer.ID) []string {
 			if len(set) >= maxFollowHints {
 				break
 			}
-			if info, ok, err := st.Record(ctx, rec); err == nil && ok && info.Owner != p {
-				set[OwnerScope(info.Owner)] = true
+			info, ok, err := st.Record(ctx, rec)
+			if err != nil || !ok || info.Owner == p || set[OwnerScope(info.Owner)] {
+				continue
 			}
+			if i == 0 {
+				if live, err := liveGrantTo(ctx, st, rec, p, now); err != nil || !live {
+					continue
+				}
+			}
+			set[OwnerScope(info.Owner)] = true
 		}
 	}
 	out := make([]string, 0, len(set))
@@ -421,6 +430,20 @@ func (l *Ledger) involves(ctx context.Context, p peer.ID) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// liveGrantTo reports whether p has a live grant on rec at now.
+func liveGrantTo(ctx context.Context, st State, rec cid.Cid, p peer.ID, now time.Time) (bool, error) {
+	gs, err := st.Grants(ctx, rec)
+	if err != nil {
+		return false, err
+	}
+	for _, g := range gs {
+		if g.Grantee == p && g.LiveAt(now) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // followHinted follows the owner scopes a peer's sync answer says involve

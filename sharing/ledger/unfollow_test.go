@@ -1,0 +1,108 @@
+package ledger
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestLeaveScopes: a node granted a record of another owner follows the
+// owner's scope; once the grant is revoked (and the scope was followed for
+// unfollowGrace) it leaves it, no peer's sync hint sends it back, and a new
+// grant brings it back.
+func TestLeaveScopes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	ctx := context.Background()
+	_, _, nodes := newScopedMesh(t, 6)
+	owner := nodes[1]
+	scope := OwnerScope(owner.who.id)
+	var outsider *meshNode
+	for _, nd := range nodes {
+		if nd != owner && !nd.l.Follows(scope) {
+			outsider = nd
+		}
+	}
+	if outsider == nil {
+		t.Fatal("every node follows the owner's scope")
+	}
+	rp := recordPayload(t, owner.who, "leave")
+	if _, err := owner.l.Append(ctx, TypeRecordAnnounce, rp); err != nil {
+		t.Fatal(err)
+	}
+	grant := func() {
+		t.Helper()
+		if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rp.Record, Grantee: outsider.who.id,
+			Envelope: envelopeFor(t, outsider.who, "g"), Purpose: PurposeTreatment}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for !outsider.l.Follows(scope) || len(outsider.l.Grants(rp.Record)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the grantee does not follow %s or see its grant", scope)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	leave := func() []string {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for len(outsider.l.Behind()) > 0 { // caught up, or it leaves nothing
+			if time.Now().After(deadline) {
+				t.Fatalf("behind on %v", outsider.l.Behind())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		left, err := outsider.l.leaveScopes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return left
+	}
+	age := func() { // as if followed for longer than unfollowGrace
+		t.Helper()
+		b, err := outsider.l.store.Batch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Put(pFollow+scope, followedAt(time.Now().Add(-2*unfollowGrace))); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant()
+	if left := leave(); len(left) != 0 {
+		t.Fatalf("left %v within the grace", left)
+	}
+	age()
+	if left := leave(); len(left) != 0 {
+		t.Fatalf("left %v with a live grant", left)
+	}
+	if _, err := owner.l.Append(ctx, TypeRevoke, RevokePayload{Record: rp.Record, Grantee: outsider.who.id}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(outsider.l.Grants(rp.Record)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the revoke did not reach the grantee")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := leave(); !slices.Equal(left, []string{scope}) || outsider.l.Follows(scope) {
+		t.Fatalf("after the revoke: left %v, follows %v", left, outsider.l.Followed())
+	}
+	// No peer sends it back: the owner's sync answer names no scope.
+	if hint := owner.l.serveFrom(ctx, &syncReq{Network: owner.l.net.Bytes(), Op: opDiff, Max: 1}, outsider.who.id); len(hint.Follow) != 0 {
+		t.Fatalf("the owner's sync answer names %v after the revoke", hint.Follow)
+	}
+	time.Sleep(3 * time.Second) // a few sync intervals
+	if outsider.l.Follows(scope) {
+		t.Fatal("followed again without a new grant")
+	}
+	// A new grant brings it back.
+	grant()
+}
