@@ -59,8 +59,11 @@ membership at those global heads; a group of fewer than two members makes
 none. Each is trusted on its own. A node that starts following the scope
 (it joined the owner's replica group) loads the latest one from a peer
 instead of replaying the scope's history; nodes that hold the scope may
-then prune what it covers. Make one when the scope is quiet; group members
-co-sign with --cosign and the same --scope.
+then prune what it covers. The group makes them by itself as the scope
+grows (config ledger.scope_checkpoint_every, default every 10000 entries);
+by hand, group members co-sign with --cosign and the same --scope: the
+co-signer computes the checkpoint at the proposal's heads, so the scope
+may move on meanwhile.
 
 Exits 2 on a malformed scope or proposal, 5 on a node that may not sign
 (not an admin; not in the owner's replica group), 6 if nothing was appended

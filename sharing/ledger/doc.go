@@ -355,7 +355,11 @@
 // (checkpoint_auto.go, Options.ScopeCheckpointEvery): its first reachable
 // member proposes, the others co-sign over the sync protocol (opCosign).
 // A member that proposes alone gets nothing stored; a non-member's or
-// unsigned proposal is refused before any replay.
+// unsigned proposal is refused before any replay. Every other follower
+// adopts it at a sync: one that holds nothing of the scope loads its
+// state; one that holds the entries computes it at its heads and keeps it
+// only if it is the same (adoptScopeLocally), so no node serves or prunes
+// up to a state it did not compute or load from a trusted checkpoint.
 //
 // Checkpoints travel on the sync protocol (checkpoint_sync.go): a node
 // asks each peer it syncs with for the chain past its own, verifies it
