@@ -125,18 +125,7 @@ func (a *autoCkpt) fail(ws string, now time.Time) {
 
 // autoCheckpointLoop checkpoints the scopes this node signs as they grow.
 func (l *Ledger) autoCheckpointLoop(ctx context.Context) {
-	t := time.NewTicker(autoCkptTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.closed:
-			return
-		case <-t.C:
-		}
-		l.autoCheckpoints(ctx)
-	}
+	l.every(ctx, autoCkptTick, func() { l.autoCheckpoints(ctx) })
 }
 
 // autoCheckpoints makes the checkpoints that are due (see the top of the

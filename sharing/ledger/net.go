@@ -324,10 +324,9 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 	}
 }
 
-// syncLoop periodically catches up with a random peer, and with peers that
-// sent entries we could not place.
-func (l *Ledger) syncLoop(ctx context.Context) {
-	t := time.NewTicker(l.o.SyncInterval)
+// every runs f each interval until ctx ends or the ledger closes.
+func (l *Ledger) every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -337,56 +336,67 @@ func (l *Ledger) syncLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n := l.tr.Load()
+		f()
+	}
+}
+
+// syncLoop periodically catches up with a random peer, and with peers that
+// sent entries we could not place.
+func (l *Ledger) syncLoop(ctx context.Context) {
+	l.every(ctx, l.o.SyncInterval, func() { l.syncTick(ctx) })
+}
+
+// syncTick is one round of syncLoop.
+func (l *Ledger) syncTick(ctx context.Context) {
+	n := l.tr.Load()
+	n.mu.Lock()
+	want := n.wantFrom
+	n.wantFrom = map[syncKey]bool{}
+	n.mu.Unlock()
+	for k := range want {
+		l.trigger(ctx, k.p, k.scope)
+	}
+	peers := n.h.Network().Peers()
+	if len(peers) > 0 {
+		l.trigger(ctx, peers[rand.IntN(len(peers))], "")
+	}
+	// And every connected peer the last global sync with left this node
+	// behind, or that it has not synced with yet (Behind reports the
+	// global scope caught up only when none is left): a node that
+	// connects to more peers while joining (the owners of the scopes it
+	// follows) would otherwise wait for the random pick to reach each.
+	for _, p := range peers {
 		n.mu.Lock()
-		want := n.wantFrom
-		n.wantFrom = map[syncKey]bool{}
+		st, ok := n.synced[p]
 		n.mu.Unlock()
-		for k := range want {
-			l.trigger(ctx, k.p, k.scope)
+		if (!ok || !st.caughtUp) && n.h.Network().Connectedness(p) == network.Connected {
+			l.trigger(ctx, p, "")
 		}
-		peers := n.h.Network().Peers()
-		if len(peers) > 0 {
-			l.trigger(ctx, peers[rand.IntN(len(peers))], "")
+	}
+	// Each followed scope with a random peer that follows it too, and
+	// with every connected follower the last sync with left it behind
+	// (or that it has not synced it with yet: Behind); and with the
+	// scope's owner while it is a member and not connected: the stream
+	// dials it, and the connection lets GossipSub join the two on the
+	// scope's topic.
+	// Every follower connected to the owner keeps a scope's followers
+	// one component of its topic's graph: followers connected only to
+	// one another would otherwise see the owner's entries only when a
+	// sync happened to cross over (tens of seconds at 200 clinics).
+	for _, s := range l.Followed()[1:] {
+		ws := wireScope(s)
+		if ps := l.scopePeers(n, ws); len(ps) > 0 {
+			l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
 		}
-		// And every connected peer the last global sync with left this node
-		// behind, or that it has not synced with yet (Behind reports the
-		// global scope caught up only when none is left): a node that
-		// connects to more peers while joining (the owners of the scopes it
-		// follows) would otherwise wait for the random pick to reach each.
-		for _, p := range peers {
+		if _, owner, err := ParseScope(s); err == nil && owner != l.self && l.IsMember(owner) && n.h.Network().Connectedness(owner) != network.Connected {
+			l.trigger(ctx, owner, ws)
+		}
+		for _, p := range l.scopeFollowers(n, s) {
 			n.mu.Lock()
-			st, ok := n.synced[p]
+			st, ok := n.scopeSynced[syncKey{p, ws}]
 			n.mu.Unlock()
-			if (!ok || !st.caughtUp) && n.h.Network().Connectedness(p) == network.Connected {
-				l.trigger(ctx, p, "")
-			}
-		}
-		// Each followed scope with a random peer that follows it too, and
-		// with every connected follower the last sync with left it behind
-		// (or that it has not synced it with yet: Behind); and with the
-		// scope's owner while it is a member and not connected: the stream
-		// dials it, and the connection lets GossipSub join the two on the
-		// scope's topic.
-		// Every follower connected to the owner keeps a scope's followers
-		// one component of its topic's graph: followers connected only to
-		// one another would otherwise see the owner's entries only when a
-		// sync happened to cross over (tens of seconds at 200 clinics).
-		for _, s := range l.Followed()[1:] {
-			ws := wireScope(s)
-			if ps := l.scopePeers(n, ws); len(ps) > 0 {
-				l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
-			}
-			if _, owner, err := ParseScope(s); err == nil && owner != l.self && l.IsMember(owner) && n.h.Network().Connectedness(owner) != network.Connected {
-				l.trigger(ctx, owner, ws)
-			}
-			for _, p := range l.scopeFollowers(n, s) {
-				n.mu.Lock()
-				st, ok := n.scopeSynced[syncKey{p, ws}]
-				n.mu.Unlock()
-				if !ok || !st.caughtUp {
-					l.trigger(ctx, p, ws)
-				}
+			if !ok || !st.caughtUp {
+				l.trigger(ctx, p, ws)
 			}
 		}
 	}

@@ -156,18 +156,9 @@ func (l *Ledger) leaveScopes(ctx context.Context) ([]string, error) {
 
 // leaveLoop looks for scopes to leave every unfollowEvery.
 func (l *Ledger) leaveLoop(ctx context.Context) {
-	t := time.NewTicker(unfollowEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.closed:
-			return
-		case <-t.C:
-		}
+	l.every(ctx, unfollowEvery, func() {
 		if _, err := l.leaveScopes(ctx); err != nil {
 			l.log.Warn("leave scopes", "err", err)
 		}
-	}
+	})
 }
