@@ -309,7 +309,12 @@ func (l *Ledger) serveCosign(ctx context.Context, req *syncReq, from peer.ID) *s
 	if !l.Follows(ck.Scope) || !slices.Contains(ck.Signers, l.self) {
 		return &syncResp{Err: "not a signer of this scope here"}
 	}
-	if from == "" || !slices.Contains(ck.Signers, from) || !slices.ContainsFunc(ck.Sigs, func(x CheckpointSig) bool { return x.Signer == from }) {
+	// The sender must be a signer that signed it, and in the owner's
+	// replica group as this node sees it now: a member that lists itself
+	// among made-up signers costs this node nothing.
+	_, owner, _ := ParseScope(ck.Scope)
+	if from == "" || !slices.Contains(ck.Signers, from) || !slices.ContainsFunc(ck.Sigs, func(x CheckpointSig) bool { return x.Signer == from }) ||
+		!slices.Contains(l.groupOf(owner), from) {
 		return &syncResp{Err: "only a signer may propose, signed"}
 	}
 	ws := wireScope(ck.Scope)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestAutoScopeCheckpoint: the first member of an owner's replica group
@@ -85,6 +86,19 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 	}
 	if r := cosign(b, proposer, &rogue); !strings.Contains(r.Err, "only a signer") {
 		t.Fatalf("a proposal its sender did not sign: %q", r.Err)
+	}
+	// A member outside the group that lists itself among the signers.
+	madeUp := *draft
+	madeUp.Signers = slices.Sorted(slices.Values([]peer.ID{outsider.who.id, b.who.id}))
+	madeUp.Sigs = nil
+	if err := madeUp.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := madeUp.Sign(outsider.who.key); err != nil {
+		t.Fatal(err)
+	}
+	if r := cosign(b, outsider, &madeUp); !strings.Contains(r.Err, "only a signer") {
+		t.Fatalf("a proposal by a member outside the group naming itself a signer: %q", r.Err)
 	}
 	// Another state at the same heads: b computes its own and refuses.
 	other := *draft
