@@ -28,6 +28,8 @@
 #                  start-up pass (every record planned once) is over, then
 #                  measure: before and after on the same data.
 #   SETTLE_MINUTES how long replication may take to settle (default 30).
+#   SCOPE_CKPT_EVERY=N  sets ledger.scope_checkpoint_every on every node
+#                  (default: the node's, 10000; 0: no automatic checkpoint).
 #   GRANTEE=1      at the end, a referral clinic joins (a new node), node 1
 #                  grants it its newest record, and the script times the
 #                  grant's way to a first read (`get`) and says how many
@@ -86,6 +88,7 @@ if [[ -n ${REUSE:-} ]]; then
 else
 	for i in $(seq "$nodes"); do
 		mm init --repo "$work/n$i" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --org "org$i" >/dev/null
+		[[ -z ${SCOPE_CKPT_EVERY:-} ]] || mm config set --repo "$work/n$i" ledger.scope_checkpoint_every "$SCOPE_CKPT_EVERY" >/dev/null
 	done
 	mm network create --repo "$work/n1" --name idle-cost >/dev/null
 	start_node 1
@@ -177,11 +180,17 @@ if [[ -n ${GRANTEE:-} ]]; then
 	g=$((nodes + 1))
 	[[ -d $work/n$g ]] && { echo "$work/n$g exists: GRANTEE needs a work directory without it" >&2; exit 1; }
 	mm init --repo "$work/n$g" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --org "referral" >/dev/null
+	[[ -z ${SCOPE_CKPT_EVERY:-} ]] || mm config set --repo "$work/n$g" ledger.scope_checkpoint_every "$SCOPE_CKPT_EVERY" >/dev/null
 	peer=$(mm id --repo "$work/n$g" --json | jq -r .peer)
 	token=$(mm network invite --repo "$work/n1" --peer "$peer" --org referral --json | jq -r .token)
 	mm network join --repo "$work/n$g" "$token" >/dev/null
 	start_node "$g"
 	wait_for 300 sh -c "[ \"\$($work/bin/medmesh --no-progress ledger stat --repo $work/n$g --json | jq .synced)\" = true ]"
+	owner=$(mm id --repo "$work/n1" --json | jq -r .peer)
+	for i in $(seq "$nodes"); do
+		echo "node $i: checkpoints of owner/$owner: $(mm ledger checkpoints --repo "$work/n$i" --scope "owner/$owner" --json | jq -c '[.[] | {entry_count, base}]')"
+	done
+	ingroup=$(mm ledger stat --repo "$work/n$g" --json | jq --arg s "owner/$owner" '.scopes | index($s) != null')
 	rec=$(mm ls --repo "$work/n1" --json | jq -r 'max_by(.created) | .id')
 	before=$(mm ledger stat --repo "$work/n$g" --json | jq .entry_count)
 	t0=$(now)
@@ -193,6 +202,7 @@ if [[ -n ${GRANTEE:-} ]]; then
 	done
 	t2=$(now)
 	after=$(mm ledger stat --repo "$work/n$g" --json | jq .entry_count)
-	owner=$(mm ledger stat --repo "$work/n1" --json | jq .entry_count)
-	echo "grantee: grant took $(echo "$t1 - $t0" | bc) s; first read $(echo "$t2 - $t0" | bc) s after it (load $(cut -d' ' -f1 /proc/loadavg)); ledger entries $before before the grant, $after after (the owner stores $owner)"
+	ostore=$(mm ledger stat --repo "$work/n1" --json | jq .entry_count)
+	base=$(mm ledger checkpoints --repo "$work/n$g" --scope "owner/$owner" --json | jq -c '[.[] | select(.base) | .entry_count]')
+	echo "grantee (in the owner's replica group before the grant: $ingroup): grant took $(echo "$t1 - $t0" | bc) s; first read $(echo "$t2 - $t0" | bc) s after it (load $(cut -d' ' -f1 /proc/loadavg)); ledger entries $before before the grant, $after after (the owner stores $ostore); started the owner's scope from a checkpoint of entries: $base"
 fi

@@ -114,6 +114,14 @@ func (a *autoCkpt) set(ws string, n int) {
 	delete(a.failed, ws)
 }
 
+// recount makes the next look at wire scope ws count its entries past the
+// latest checkpoint exactly.
+func (a *autoCkpt) recount(ws string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.counted, ws)
+}
+
 func (a *autoCkpt) fail(ws string, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -175,7 +183,9 @@ func (l *Ledger) autoCheckpoints(ctx context.Context) {
 			l.auto.fail(ws, l.now())
 			continue
 		}
-		l.auto.set(ws, 0)
+		// Entries applied while it was drafted and co-signed are past it:
+		// count again at the next tick.
+		l.auto.recount(ws)
 		l.met.scopeCkpts.WithLabelValues("made").Inc()
 		l.log.Info("automatic checkpoint", "scope", s, "checkpoint", ck.cid.String(), "entries", ck.Entries, "entries_past_latest", past)
 	}
