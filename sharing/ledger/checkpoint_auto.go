@@ -44,8 +44,12 @@ const (
 	opCosign = 5
 	// autoCkptTick is how often a node looks at the scopes it signs.
 	autoCkptTick = 5 * time.Second
-	// autoCkptRetry is how long a failed attempt waits.
-	autoCkptRetry = time.Minute
+	// autoCkptRetry is how long a failed attempt waits, and
+	// autoCkptSpacing how long after a checkpoint the next one of the same
+	// scope may be proposed: longer than a co-signer's cosignEvery, which
+	// would refuse it as busy.
+	autoCkptRetry   = 30 * time.Second
+	autoCkptSpacing = 2 * cosignEvery
 	// cosignTimeout bounds one co-signature: the co-signer replays the
 	// scope from its latest checkpoint.
 	cosignTimeout = 5 * time.Minute
@@ -63,8 +67,9 @@ type autoCkpt struct {
 	grown map[string]int
 	// counted holds the scopes counted exactly since the node started.
 	counted map[string]bool
-	// failed is when an attempt for a scope last failed.
-	failed map[string]time.Time
+	// failed is when an attempt for a scope last failed, made when this
+	// node last made a checkpoint of it.
+	failed, made map[string]time.Time
 	// cosigned is when this node last replayed a scope for a proposal, and
 	// the checkpoint it signed then.
 	cosigned map[string]cosigned
@@ -99,6 +104,9 @@ func (a *autoCkpt) due(ws string, every int, now time.Time) bool {
 	if t, ok := a.failed[ws]; ok && now.Sub(t) < autoCkptRetry {
 		return false
 	}
+	if t, ok := a.made[ws]; ok && now.Sub(t) < autoCkptSpacing {
+		return false
+	}
 	return !a.counted[ws] || a.grown[ws] >= every
 }
 
@@ -114,12 +122,17 @@ func (a *autoCkpt) set(ws string, n int) {
 	delete(a.failed, ws)
 }
 
-// recount makes the next look at wire scope ws count its entries past the
-// latest checkpoint exactly.
-func (a *autoCkpt) recount(ws string) {
+// made records a checkpoint of wire scope ws made at now: the next look,
+// autoCkptSpacing later, counts its entries past it exactly (those applied
+// while it was drafted and co-signed included).
+func (a *autoCkpt) madeAt(ws string, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.counted, ws)
+	if a.made == nil {
+		a.made = map[string]time.Time{}
+	}
+	a.made[ws] = now
 }
 
 func (a *autoCkpt) fail(ws string, now time.Time) {
@@ -183,9 +196,7 @@ func (l *Ledger) autoCheckpoints(ctx context.Context) {
 			l.auto.fail(ws, l.now())
 			continue
 		}
-		// Entries applied while it was drafted and co-signed are past it:
-		// count again at the next tick.
-		l.auto.recount(ws)
+		l.auto.madeAt(ws, l.now())
 		l.met.scopeCkpts.WithLabelValues("made").Inc()
 		l.log.Info("automatic checkpoint", "scope", s, "checkpoint", ck.cid.String(), "entries", ck.Entries, "entries_past_latest", past)
 	}
