@@ -96,8 +96,10 @@ func (a *autoCkpt) grew(es []*Entry) {
 }
 
 // due reports whether wire scope ws may have every entries past its
-// latest checkpoint: it was not counted since the start, or enough were
-// applied since, and no attempt failed in the last autoCkptRetry.
+// latest checkpoint: it was not counted since the start (or since this
+// node's last checkpoint of it), or enough were applied since; and no
+// attempt failed in the last autoCkptRetry, and this node made none in the
+// last autoCkptSpacing.
 func (a *autoCkpt) due(ws string, every int, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -122,7 +124,7 @@ func (a *autoCkpt) set(ws string, n int) {
 	delete(a.failed, ws)
 }
 
-// made records a checkpoint of wire scope ws made at now: the next look,
+// madeAt records a checkpoint of wire scope ws made at now: the next look,
 // autoCkptSpacing later, counts its entries past it exactly (those applied
 // while it was drafted and co-signed included).
 func (a *autoCkpt) madeAt(ws string, now time.Time) {
