@@ -128,6 +128,13 @@ func (l *Ledger) leaveScopes(ctx context.Context) ([]string, error) {
 		if in {
 			continue
 		}
+		// Followed again meanwhile (a new grant in its inbox rewrote the
+		// row): stay.
+		if v, ok, err := l.store.Get(ctx, pFollow+s); err != nil {
+			return left, err
+		} else if !ok || !followedSince(v).Equal(at) {
+			continue
+		}
 		b, err := l.store.Batch(ctx)
 		if err != nil {
 			return left, err
