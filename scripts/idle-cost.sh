@@ -104,13 +104,18 @@ else
 	log "added in $(echo "$(now) - $t0" | bc) s; waiting for the ledger to settle on every node"
 fi
 
+# Settled: the global heads are the same on every node and no node's
+# ledger (every scope it follows: replica receipts live on the owner's
+# scope, not the global one) has changed for 15 s.
 heads() { mm ledger heads --repo "$work/n$1" --json 2>/dev/null | tr -d ' \n' || true; }
+stored() { mm ledger stat --repo "$work/n$1" --json 2>/dev/null | jq -c '[.entry_count, .synced]' || true; }
 settled=0 last=""
 end=$((SECONDS + 60 * ${SETTLE_MINUTES:-30}))
 while ((settled < 15)); do
 	h=$(heads 1)
 	same=1
 	for i in $(seq 2 "$nodes"); do [[ $(heads "$i") == "$h" ]] || same=0; done
+	for i in $(seq "$nodes"); do h="$h $(stored "$i")"; done
 	if ((same)) && [[ $h == "$last" ]]; then settled=$((settled + 1)); else settled=0; fi
 	last=$h
 	((SECONDS < end)) || { echo "the network did not settle in ${SETTLE_MINUTES:-30} minutes" >&2; exit 1; }
