@@ -269,9 +269,11 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	}
 	// Only an answer this node could use counts: after a failure (a peer
 	// unreachable, a checkpoint that depends on entries not caught up
-	// yet) it asks again at the next sync.
+	// yet) a new follower asks again at the next sync. A node that holds
+	// the scope waits as after a success: its failures cost a replay
+	// (adoptScopeLocally), and it loses nothing by waiting.
 	defer func() {
-		if err == nil {
+		if err == nil || held {
 			l.scopeCkptMu.Lock()
 			if l.scopeCkptAsked == nil {
 				l.scopeCkptAsked = map[string]time.Time{}
