@@ -99,6 +99,8 @@ type Ledger struct {
 	draftSem chan struct{}
 	// auto is the state of automatic scope checkpoints (checkpoint_auto.go).
 	auto autoCkpt
+	// hints are the owner scopes known to involve each peer (hints.go).
+	hints followHints
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -332,6 +334,7 @@ func (l *Ledger) settle(ctx context.Context, out Outcome) error {
 		l.digest = nil
 		l.stateMu.Unlock()
 	}
+	l.hints.forget(out.Applied, false)
 	l.notify(out.Applied)
 	return err
 }

@@ -391,47 +391,6 @@ func (l *Ledger) followFrom(from peer.ID, scope, why string) {
 	})
 }
 
-// maxFollowHints bounds the scopes one sync answer names.
-const maxFollowHints = 64
-
-// involves returns the owner scopes this node knows involve peer p: those
-// of the records p has a live grant on, or holds, other than p's own
-// (sorted, at most maxFollowHints). A revoked or expired grant is no
-// reason: p left that scope (unfollow.go) and must not be sent back.
-func (l *Ledger) involves(ctx context.Context, p peer.ID) []string {
-	st := l.State()
-	set := map[string]bool{}
-	now := l.now()
-	for i, ids := range []func(context.Context, peer.ID) ([]cid.Cid, error){st.GrantedIDs, st.HeldIDs} {
-		recs, err := ids(ctx, p)
-		if err != nil {
-			l.log.Warn("sync hint: read the records a peer is involved in", "peer", p.String(), "err", err)
-			continue
-		}
-		for _, rec := range recs {
-			if len(set) >= maxFollowHints {
-				break
-			}
-			info, ok, err := st.Record(ctx, rec)
-			if err != nil || !ok || info.Owner == p || set[OwnerScope(info.Owner)] {
-				continue
-			}
-			if i == 0 {
-				if live, err := liveGrantTo(ctx, st, rec, p, now); err != nil || !live {
-					continue
-				}
-			}
-			set[OwnerScope(info.Owner)] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // liveGrantTo reports whether p has a live grant on rec at now.
 func liveGrantTo(ctx context.Context, st State, rec cid.Cid, p peer.ID, now time.Time) (bool, error) {
 	gs, err := st.Grants(ctx, rec)

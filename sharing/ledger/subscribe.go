@@ -60,6 +60,7 @@ const TypeStateLoaded = "ledger.state-loaded"
 // notifyStateLoaded tells the subscribers that scope's state was loaded
 // from a checkpoint (TypeStateLoaded).
 func (l *Ledger) notifyStateLoaded(scope string) {
+	l.hints.forget(nil, true)
 	l.notify([]*Entry{{Type: TypeStateLoaded, Scope: wireScope(scope)}})
 }
 

@@ -103,6 +103,13 @@ func TestLeaveScopes(t *testing.T) {
 	if outsider.l.Follows(scope) {
 		t.Fatal("followed again without a new grant")
 	}
-	// A new grant brings it back.
+	if _, ok := owner.l.hints.get(outsider.who.id, time.Now()); !ok {
+		t.Fatal("the owner did not keep its answer's hints for the outsider")
+	}
+	// A new grant brings it back, and the owner's kept (empty) hints for
+	// the outsider are worked out again.
 	grant()
+	if hint := owner.l.serveFrom(ctx, &syncReq{Network: owner.l.net.Bytes(), Op: opDiff, Max: 1}, outsider.who.id); !slices.Equal(hint.Follow, []string{scope}) {
+		t.Fatalf("the owner's sync answer names %v after a new grant", hint.Follow)
+	}
 }
