@@ -32,8 +32,11 @@ type Store struct {
 	Blocks bstore.Blockstore
 
 	stopTrim chan struct{} // see trim_linux.go
+	wake     chan struct{} // a block was written
 	trimDone chan struct{}
 	trimmed  atomic.Int64
+	// trimPolls counts the trimmer's looks at the resident pages.
+	trimPolls atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -91,8 +94,9 @@ func Open(dir string) (*Store, error) {
 		ds.Close()
 		return nil, fmt.Errorf("mark the blocks of datastore %s: %w", dir, err)
 	}
-	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(markingDS{ds}, bstore.WriteThrough(true))}
-	s := &Store{DS: ds, Blocks: bs}
+	wake := make(chan struct{}, 1)
+	bs := &bstore.ValidatingBlockstore{Blockstore: bstore.NewBlockstore(markingDS{ds: ds, wake: wake}, bstore.WriteThrough(true))}
+	s := &Store{DS: ds, Blocks: bs, wake: wake}
 	s.startTrimmer(dir)
 	return s, nil
 }

@@ -62,6 +62,9 @@ func entrySize(key, value []byte) int {
 // Reads go straight to the datastore.
 type markingDS struct {
 	ds *badger.Datastore
+	// wake, if set, is told of every block written (non-blocking): the
+	// trimmer polls often only while something is being written.
+	wake chan struct{}
 }
 
 var _ datastore.Batching = markingDS{}
@@ -109,7 +112,9 @@ func (m markingDS) Batch(ctx context.Context) (datastore.Batch, error) {
 	return m.batch(ctx), nil
 }
 
-func (m markingDS) batch(context.Context) *markingBatch { return &markingBatch{ds: m.ds} }
+func (m markingDS) batch(context.Context) *markingBatch {
+	return &markingBatch{ds: m.ds, wake: m.wake}
+}
 
 // markingBatch writes blocks and their marks in badger transactions of
 // bounded size, a block and its mark always in the same one. Like the
@@ -117,6 +122,7 @@ func (m markingDS) batch(context.Context) *markingBatch { return &markingBatch{d
 // transactions.
 type markingBatch struct {
 	ds    *badger.Datastore
+	wake  chan struct{}
 	txn   datastore.Txn
 	size  int
 	count int
@@ -124,6 +130,10 @@ type markingBatch struct {
 }
 
 func (b *markingBatch) Put(ctx context.Context, k datastore.Key, v []byte) error {
+	select {
+	case b.wake <- struct{}{}:
+	default: // already told, or no trimmer (a nil channel)
+	}
 	key := k.Bytes()
 	return b.add(ctx, entrySize(key, v)+entrySize(key, nil), func(txn datastore.Txn) error {
 		if err := txn.Put(ctx, k, v); err != nil {

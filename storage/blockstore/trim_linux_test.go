@@ -171,3 +171,44 @@ func TestWritebackStartsEarly(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// An idle store's trimmer looks at the resident pages about once a second,
+// not every trimPoll, and a block written brings the fast polls back.
+func TestTrimmerIdlesWhenNothingIsWritten(t *testing.T) {
+	s, _, _ := storeRandom(t, 1)
+	polls := func(d time.Duration) int64 {
+		p0 := s.trimPolls.Load()
+		time.Sleep(d)
+		return s.trimPolls.Load() - p0
+	}
+	time.Sleep(trimQuietPolls*trimPoll + 2*trimIdlePoll) // quiet: idle polls
+	if n := polls(3 * trimIdlePoll); n > 5 {
+		t.Fatalf("an idle trimmer polled %d times in %v (fast polls: %v each)", n, 3*trimIdlePoll, trimPoll)
+	}
+	pref := cid.Prefix{Version: 1, Codec: cid.Raw, MhType: mh.SHA2_256, MhLength: -1}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a slow writer: a small block every 100 ms
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			data := []byte("block " + strconv.Itoa(i))
+			c, _ := pref.Sum(data)
+			b, _ := blocks.NewBlockWithCid(data, c)
+			if err := s.Blocks.Put(context.Background(), b); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	n := polls(time.Second)
+	close(stop)
+	<-done
+	if n < 10 {
+		t.Fatalf("the trimmer polled %d times in a second of writes", n)
+	}
+}
