@@ -101,6 +101,9 @@ type Ledger struct {
 	auto autoCkpt
 	// hints are the owner scopes known to involve each peer (hints.go).
 	hints followHints
+	// pending wakes the validations of gossiped entries that arrived
+	// before their parents when they apply (relay.go).
+	pending pendingWaits
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -335,6 +338,7 @@ func (l *Ledger) settle(ctx context.Context, out Outcome) error {
 		l.stateMu.Unlock()
 	}
 	l.hints.forget(out.Applied, false)
+	l.pending.applied(out.Applied)
 	l.notify(out.Applied)
 	return err
 }

@@ -17,6 +17,9 @@ type metrics struct {
 	fetched    prometheus.Counter
 	readErrors *prometheus.CounterVec
 	scopeCkpts *prometheus.CounterVec
+	// forwardedLate counts gossiped entries accepted (and so forwarded)
+	// once a sync brought their parents (relay.go).
+	forwardedLate prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Ledger queries that could not read the state (storage failure) and answered as if empty, by query."}, []string{"query"}),
 		scopeCkpts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_scope_checkpoints_total",
 			Help: "Automatic scope checkpoints: proposed and stored (made), proposals that failed (failed), others' proposals co-signed (cosigned) or not (refused)."}, []string{"result"}),
+		forwardedLate: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_forwarded_late_entries_total",
+			Help: "Entries that arrived through GossipSub before their parents and were forwarded once a sync brought the parents."}),
 	}
 	if reg == nil {
 		return m
@@ -61,5 +66,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.fetched = reg1(m.fetched).(prometheus.Counter)
 	m.readErrors = reg1(m.readErrors).(*prometheus.CounterVec)
 	m.scopeCkpts = reg1(m.scopeCkpts).(*prometheus.CounterVec)
+	m.forwardedLate = reg1(m.forwardedLate).(prometheus.Counter)
 	return m
 }

@@ -315,6 +315,10 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 			n.wantFrom[syncKey{from, e.Scope}] = true
 			n.mu.Unlock()
 			l.trigger(context.Background(), from, e.Scope)
+			// Forwarded once it applies, not dropped (relay.go).
+			if !inbox && l.awaitPending(ctx, e.cid) {
+				return pubsub.ValidationAccept
+			}
 		}
 		return pubsub.ValidationIgnore
 	case Duplicate:
