@@ -43,13 +43,18 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // openAt opens a ledger on a badger store in dir.
 func openAt(t testing.TB, dir string, who *ident, genesis []byte) (*Ledger, *blockstore.Store) {
+	return openAtEvery(t, dir, who, genesis, 500*time.Millisecond)
+}
+
+// openAtEvery is openAt with the ledger syncing every syncInterval.
+func openAtEvery(t testing.TB, dir string, who *ident, genesis []byte, syncInterval time.Duration) (*Ledger, *blockstore.Store) {
 	t.Helper()
 	st, err := blockstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l, err := Open(context.Background(), Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(), Types: testTypes(),
-		SyncInterval: 500 * time.Millisecond})
+		SyncInterval: syncInterval})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -45,6 +45,12 @@ func newMesh(t testing.TB, w *world, n int) (mocknet.Mocknet, []*meshNode) {
 // waited for (converge) to reach the same state.
 func startMesh(t testing.TB, w *world, n, port int, converge time.Duration, setup func(*Ledger)) (mocknet.Mocknet, []*meshNode) {
 	t.Helper()
+	return startMeshEvery(t, w, n, port, converge, 500*time.Millisecond, setup)
+}
+
+// startMeshEvery is startMesh with the ledgers syncing every syncInterval.
+func startMeshEvery(t testing.TB, w *world, n, port int, converge, syncInterval time.Duration, setup func(*Ledger)) (mocknet.Mocknet, []*meshNode) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	mn := mocknet.New()
 	t.Cleanup(func() { cancel(); mn.Close() })
@@ -60,7 +66,7 @@ func startMesh(t testing.TB, w *world, n, port int, converge time.Duration, setu
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		l, st := openAt(t, dir, w.members[i], w.genesis)
+		l, st := openAtEvery(t, dir, w.members[i], w.genesis, syncInterval)
 		nd := &meshNode{h: h, ps: ps, l: l, st: st, dir: dir, who: w.members[i]}
 		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
 		nodes[i] = nd

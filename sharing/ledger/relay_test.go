@@ -2,16 +2,9 @@ package ledger
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
-
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
-	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/medmesh/medmesh/storage/blockstore"
 )
 
 // TestForwardEntryThatArrivedBeforeItsParents: on a line A - B - C, A writes
@@ -23,49 +16,10 @@ func TestForwardEntryThatArrivedBeforeItsParents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("networked")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	w := newWorld(t, 3)
-	mn := mocknet.New()
-	t.Cleanup(func() { mn.Close() })
-	nodes := make([]*meshNode, 3)
-	for i := range nodes {
-		addr, _ := ma.NewMultiaddr(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 12100+i))
-		h, err := mn.AddPeer(w.members[i].key, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps, err := pubsub.NewGossipSub(ctx, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := blockstore.Open(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := Open(ctx, Options{DS: st.DS, Blocks: st.Blocks, Key: w.members[i].key, Genesis: w.genesis,
-			Logger: quietLogger(), Types: testTypes(), SyncInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd := &meshNode{h: h, ps: ps, l: l, st: st, who: w.members[i]}
-		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
-		nodes[i] = nd
-	}
+	mn, nodes := startMeshEvery(t, w, 3, 12100, time.Minute, time.Hour, func(l *Ledger) { w.setup(t, l) })
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	w.setup(t, a.l)
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range nodes {
-		if err := nd.l.Start(ctx, nd.h, nd.ps); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
-	waitConverged(t, nodes, time.Minute) // joining the topic syncs
 	// Then A and C part: C learns of A's entries through B only.
 	if err := mn.UnlinkPeers(a.h.ID(), c.h.ID()); err != nil {
 		t.Fatal(err)
