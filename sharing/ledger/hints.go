@@ -30,6 +30,9 @@ const hintTTL = 10 * time.Minute
 type followHints struct {
 	mu sync.Mutex
 	m  map[peer.ID]hintSet
+	// gen counts forgets: hints worked out from a state read before one
+	// are not kept (the entry may have applied after the read).
+	gen uint64
 }
 
 type hintSet struct {
@@ -47,9 +50,21 @@ func (h *followHints) get(p peer.ID, now time.Time) ([]string, bool) {
 	return s.scopes, true
 }
 
-func (h *followHints) put(p peer.ID, scopes []string, at time.Time) {
+// generation returns the count of forgets so far, to pass to put.
+func (h *followHints) generation() uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.gen
+}
+
+// put keeps p's hints, worked out from a state read after generation
+// returned gen, unless something was forgotten since.
+func (h *followHints) put(p peer.ID, scopes []string, at time.Time, gen uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if gen != h.gen {
+		return
+	}
 	if h.m == nil {
 		h.m = map[peer.ID]hintSet{}
 	}
@@ -61,19 +76,22 @@ func (h *followHints) put(p peer.ID, scopes []string, at time.Time) {
 // an assign names. all drops every peer's (a state loaded from a
 // checkpoint).
 func (h *followHints) forget(es []*Entry, all bool) {
+	var ps []peer.ID
+	for _, e := range es {
+		ps = append(ps, hintPeers(e)...)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if all {
 		h.m = nil
+		h.gen++
 		return
 	}
-	if len(h.m) == 0 {
-		return
+	if len(ps) > 0 {
+		h.gen++
 	}
-	for _, e := range es {
-		for _, p := range hintPeers(e) {
-			delete(h.m, p)
-		}
+	for _, p := range ps {
+		delete(h.m, p)
 	}
 }
 
@@ -117,12 +135,13 @@ func (l *Ledger) involves(ctx context.Context, p peer.ID) []string {
 	if s, ok := l.hints.get(p, now); ok {
 		return s
 	}
+	gen := l.hints.generation()
 	s, err := l.workOutInvolves(ctx, p, now)
 	if err != nil {
 		l.log.Warn("sync hint: read the records a peer is involved in", "peer", p.String(), "err", err)
 		return s
 	}
-	l.hints.put(p, s, now)
+	l.hints.put(p, s, now, gen)
 	return s
 }
 

@@ -10,7 +10,8 @@ import (
 // TestFollowHintsForget: a peer's kept hints are dropped by an entry that
 // changes what it holds or was granted (a grant or revoke naming it, its
 // receipt, an assign naming it), kept across entries about other peers,
-// dropped by a loaded state, and not reused after hintTTL.
+// dropped by a loaded state, not kept when worked out from a state read
+// before a forget, and not reused after hintTTL.
 func TestFollowHintsForget(t *testing.T) {
 	p, q := newIdent(t), newIdent(t)
 	rec := fakeCid("r")
@@ -42,18 +43,25 @@ func TestFollowHintsForget(t *testing.T) {
 		{"read claim by p", entry(TypeAccess, p.id, accessWire{Record: rec.Bytes(), Version: 1}), false},
 	}
 	for _, c := range cases {
-		h.put(p.id, []string{"owner/x"}, now)
+		h.put(p.id, []string{"owner/x"}, now, h.generation())
 		h.forget([]*Entry{c.e}, false)
 		if kept(p.id, now) == c.forget {
 			t.Errorf("%s: forgot p's hints %v, want %v", c.name, !kept(p.id, now), c.forget)
 		}
 	}
-	h.put(p.id, nil, now)
+	h.put(p.id, nil, now, h.generation())
 	h.forget(nil, true)
 	if kept(p.id, now) {
 		t.Error("a loaded state kept p's hints")
 	}
-	h.put(p.id, nil, now)
+	// Hints worked out from a state read before a forget are not kept.
+	gen := h.generation()
+	h.forget([]*Entry{cases[0].e}, false)
+	h.put(p.id, nil, now, gen)
+	if kept(p.id, now) {
+		t.Error("kept hints worked out before a grant to p applied")
+	}
+	h.put(p.id, nil, now, h.generation())
 	if !kept(p.id, now.Add(hintTTL-time.Second)) || kept(p.id, now.Add(hintTTL)) || kept(p.id, now.Add(-time.Minute)) {
 		t.Error("hints reused past hintTTL or before they were worked out")
 	}
