@@ -408,3 +408,24 @@ func BenchmarkInGroup(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGroupsWith is what one node computes at each change of
+// membership (the owner scopes it follows): a SHA-256 per pair of members.
+// Peer IDs have the length of real Ed25519 ones (38 bytes).
+func BenchmarkGroupsWith(b *testing.B) {
+	for _, n := range []int{50, 200, 1000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			ms := make([]Member, n)
+			for i := range ms {
+				key := make([]byte, 36)
+				rand.Read(key)
+				id, _ := mh.Sum(key, mh.IDENTITY, -1)
+				ms[i] = Member{Peer: peer.ID(id), Org: fmt.Sprintf("clinic %d", i)}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				GroupsWith(ms[i%n].Peer, ms)
+			}
+		})
+	}
+}
