@@ -30,9 +30,13 @@ const hintTTL = 10 * time.Minute
 type followHints struct {
 	mu sync.Mutex
 	m  map[peer.ID]hintSet
-	// gen counts forgets: hints worked out from a state read before one
-	// are not kept (the entry may have applied after the read).
-	gen uint64
+	// gen counts forgets; forgot holds, per peer, the count at its last
+	// one, and all the count at the last forget of every peer: hints
+	// worked out from a state read before a forget of their peer are not
+	// kept (the entry may have applied after the read).
+	gen    uint64
+	forgot map[peer.ID]uint64
+	all    uint64
 }
 
 type hintSet struct {
@@ -58,11 +62,11 @@ func (h *followHints) generation() uint64 {
 }
 
 // put keeps p's hints, worked out from a state read after generation
-// returned gen, unless something was forgotten since.
+// returned gen, unless p's (or every peer's) were forgotten since.
 func (h *followHints) put(p peer.ID, scopes []string, at time.Time, gen uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if gen != h.gen {
+	if h.all > gen || h.forgot[p] > gen {
 		return
 	}
 	if h.m == nil {
@@ -83,15 +87,20 @@ func (h *followHints) forget(es []*Entry, all bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if all {
-		h.m = nil
 		h.gen++
+		h.m, h.forgot, h.all = nil, nil, h.gen
 		return
 	}
-	if len(ps) > 0 {
-		h.gen++
+	if len(ps) == 0 {
+		return
+	}
+	h.gen++
+	if h.forgot == nil {
+		h.forgot = map[peer.ID]uint64{}
 	}
 	for _, p := range ps {
 		delete(h.m, p)
+		h.forgot[p] = h.gen // one row per member named: bounded by the members
 	}
 }
 

@@ -54,12 +54,26 @@ func TestFollowHintsForget(t *testing.T) {
 	if kept(p.id, now) {
 		t.Error("a loaded state kept p's hints")
 	}
-	// Hints worked out from a state read before a forget are not kept.
+	// Hints worked out from a state read before a forget of their peer
+	// (or of every peer) are not kept; a forget of another peer's does
+	// not matter.
 	gen := h.generation()
-	h.forget([]*Entry{cases[0].e}, false)
+	h.forget([]*Entry{cases[0].e}, false) // a grant to p
 	h.put(p.id, nil, now, gen)
 	if kept(p.id, now) {
 		t.Error("kept hints worked out before a grant to p applied")
+	}
+	gen = h.generation()
+	h.forget([]*Entry{cases[1].e}, false) // a grant to q
+	h.put(p.id, nil, now, gen)
+	if !kept(p.id, now) {
+		t.Error("a grant to q made p's hints, worked out before it, not kept")
+	}
+	gen = h.generation()
+	h.forget(nil, true)
+	h.put(p.id, nil, now, gen)
+	if kept(p.id, now) {
+		t.Error("kept hints worked out before a state was loaded")
 	}
 	h.put(p.id, nil, now, h.generation())
 	if !kept(p.id, now.Add(hintTTL-time.Second)) || kept(p.id, now.Add(hintTTL)) || kept(p.id, now.Add(-time.Minute)) {
