@@ -19,8 +19,9 @@ import (
 // pixel data) under the grant, which is claimed on the ledger with the
 // grant's purpose, so the owner's audit shows it. A revoked grant removes
 // the study from the index; a new version granted replaces the old one.
-// Work follows grant and revoke entries that name this node; at start, the
-// records granted to this node (the ledger's grantee index).
+// Work follows grant and revoke entries that name this node (not other
+// nodes' grants, nor records announced: issue #16); at start, the records
+// granted to this node (the ledger's grantee index).
 
 const grantRetry = time.Minute
 
@@ -47,14 +48,25 @@ func (g *grants) onEntry(e *ledger.Entry) {
 		}
 		return
 	}
-	if e.Type != ledger.TypeGrant && e.Type != ledger.TypeRevoke && e.Type != ledger.TypeRecordAnnounce {
-		return
-	}
-	rec, ok := ledger.RecordOf(e)
-	if !ok {
-		return
-	}
-	if e.Type == ledger.TypeRecordAnnounce && e.Author == g.s.cfg.Self {
+	// Only a grant or revoke naming this node changes what reconcile keeps
+	// (the newest version of a chain with a live grant to it): a new
+	// version's announcement changes nothing until it is granted, and
+	// entries about other nodes' grants are none of this node's work.
+	var rec cid.Cid
+	switch e.Type {
+	case ledger.TypeGrant:
+		gr, ok := ledger.GrantOf(e)
+		if !ok || gr.Grantee != g.s.cfg.Self {
+			return
+		}
+		rec = gr.Record
+	case ledger.TypeRevoke:
+		rv, ok := ledger.RevokeOf(e)
+		if !ok || rv.Grantee != g.s.cfg.Self {
+			return
+		}
+		rec = rv.Record
+	default:
 		return
 	}
 	g.mu.Lock()
@@ -94,6 +106,9 @@ func (g *grants) run(ctx context.Context) {
 				due = append(due, id)
 				delete(g.todo, id)
 			}
+		}
+		if len(g.todo) == 0 && len(due) > 64 {
+			g.todo = map[cid.Cid]time.Time{} // a map keeps its grown buckets
 		}
 		g.mu.Unlock()
 		for _, id := range due {
