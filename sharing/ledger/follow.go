@@ -103,10 +103,15 @@ func (l *Ledger) involvedScopes(ctx context.Context) (map[string]bool, error) {
 	for i, m := range ms {
 		rms[i] = replication.Member{Peer: m.Peer, Org: m.Org}
 	}
-	// GroupsWith, not groupOf per owner: every owner's group is asked here
-	// at each change of membership; ranking each (groupOf) cost three
-	// times as much, and the memo would hold every owner's group.
-	for _, o := range replication.GroupsWith(l.self, rms) {
+	// A tracker, not GroupsWith nor groupOf per owner: every owner's group
+	// is asked here at each change of membership, by every node; the
+	// tracker ranks again only the few owners a change can affect
+	// (BenchmarkGroupTracker: 0.25 ms at 200 members, against 7.4 ms).
+	// Callers hold followMu (refreshFollow), which guards it.
+	if l.inGroups == nil {
+		l.inGroups = replication.NewGroupTracker(l.self)
+	}
+	for _, o := range l.inGroups.Update(rms) {
 		// The audit scope survives the owner's disk on its group.
 		out[OwnerScope(o)] = true
 		out[AuditScope(o)] = true

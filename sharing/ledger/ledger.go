@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // Options configure a Ledger.
@@ -83,6 +85,9 @@ type Ledger struct {
 	follow map[string]bool
 	// followMu serializes recomputing follow (refreshFollow).
 	followMu sync.Mutex
+	// groups tracks the owners whose replica group this node is in
+	// (involvedScopes); guarded by followMu.
+	inGroups *replication.GroupTracker
 	// scopeCkptMu guards scopeCkptLocks and scopeCkptAsked (held briefly,
 	// never across I/O).
 	scopeCkptMu sync.Mutex

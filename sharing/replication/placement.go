@@ -138,8 +138,15 @@ func (a *groupCand) before(b *groupCand) bool {
 // first GroupSize. So q's place is the number of candidates of its own
 // pass ranked before it, plus, in the second pass, the whole first pass.
 func (g *groupCheck) in(owner, q peer.ID, members []Member) bool {
+	a, ok := g.ahead(owner, q, members)
+	return ok && a < GroupSize
+}
+
+// ahead returns the number of candidates ranked before q in owner's
+// order, and false when q is not a candidate (the owner, or not a member).
+func (g *groupCheck) ahead(owner, q peer.ID, members []Member) (int, bool) {
 	if q == owner {
-		return false
+		return 0, false
 	}
 	g.cs = g.cs[:0]
 	if g.best == nil {
@@ -158,7 +165,7 @@ func (g *groupCheck) in(owner, q peer.ID, members []Member) bool {
 		g.cs = append(g.cs, groupCand{m.Peer, m.Org, groupScore(owner, m.Peer)})
 	}
 	if qi < 0 {
-		return false
+		return 0, false
 	}
 	for i := range g.cs {
 		c := &g.cs[i]
@@ -187,7 +194,7 @@ func (g *groupCheck) in(owner, q peer.ID, members []Member) bool {
 	if !qFirst {
 		ahead += firstCount
 	}
-	return ahead < GroupSize
+	return ahead, true
 }
 
 // Order ranks members for a record: the owner first, then the eligible
