@@ -58,3 +58,49 @@ func TestForwardEntryThatArrivedBeforeItsParents(t *testing.T) {
 	}
 	waitConverged(t, nodes, time.Minute)
 }
+
+// TestForwardEntryAlreadySynced: a node that got an entry through a sync
+// before its gossip copy came still forwards the copy. In a line A - B - C
+// (syncs an hour apart), B has A's entry before A publishes it; C gets it
+// through B within seconds, where before the change B ignored the copy as
+// known and C waited for its next sync.
+func TestForwardEntryAlreadySynced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("networked")
+	}
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	mn, nodes := startMeshEvery(t, w, 3, 12200, time.Minute, time.Hour, func(l *Ledger) { w.setup(t, l) })
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if err := mn.UnlinkPeers(a.h.ID(), c.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.DisconnectPeers(a.h.ID(), c.h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	topic := ScopeTopicName(w.netID, "")
+	deadline := time.Now().Add(time.Minute)
+	for !slices.Contains(b.ps.ListPeers(topic), a.h.ID()) || !slices.Contains(b.ps.ListPeers(topic), c.h.ID()) ||
+		!slices.Contains(c.ps.ListPeers(topic), b.h.ID()) || slices.Contains(c.ps.ListPeers(topic), a.h.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the topic's peers did not form")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // a GossipSub heartbeat grafts the mesh
+
+	e := forge(t, a.l, a.who, TypeRecordAnnounce, recordPayload(t, a.who, "synced first"), nil)
+	for _, l := range []*Ledger{a.l, b.l} { // as if B had synced it from A
+		if err := l.Ingest(ctx, e.raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.l.publish(ctx, e)
+	deadline = time.Now().Add(10 * time.Second)
+	for !c.l.known(e.CID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("C does not have the entry 10 s after A published it: B did not forward the copy it already had")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
