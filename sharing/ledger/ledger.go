@@ -83,6 +83,8 @@ type Ledger struct {
 	digest    []byte
 	// follow holds the wire scopes this node follows (follow.go).
 	follow map[string]bool
+	// lastApplied is when an entry was last applied (UnixNano; trim.go).
+	lastApplied atomic.Int64
 	// followMu serializes recomputing follow (refreshFollow).
 	followMu sync.Mutex
 	// groups tracks the owners whose replica group this node is in
@@ -327,6 +329,7 @@ func (l *Ledger) settle(ctx context.Context, out Outcome) error {
 		return nil
 	}
 	l.met.applied.Add(float64(len(out.Applied)))
+	l.lastApplied.Store(l.now().UnixNano()) // trim.go
 	if l.o.ScopeCheckpointEvery > 0 {
 		l.auto.grew(out.Applied)
 	}

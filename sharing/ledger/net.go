@@ -230,6 +230,7 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 		}
 	})
 	l.goBackground(func() { l.syncLoop(rctx) })
+	l.goBackground(func() { l.trimLoop(rctx) })
 	if l.o.ScopeCheckpointEvery > 0 {
 		l.goBackground(func() { l.autoCheckpointLoop(rctx) })
 	}
