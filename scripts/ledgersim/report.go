@@ -47,6 +47,9 @@ type Report struct {
 	SyncSent     Dist `json:"sync_sent_bytes"` // of Sent, the sync protocol's
 
 	PropGlobal Lat `json:"propagation_global"` // publish -> applied, every (entry, other node) pair
+	// PropGlobalByType splits PropGlobal by entry type (a joiner's key
+	// announcement waits for its admission; a removal does not).
+	PropGlobalByType map[string]Lat `json:"propagation_global_by_type"`
 	// PropScoped is publish -> applied for every entry about records and
 	// reads and every other node that followed its scope when it was
 	// published; CatchUpScoped the same for the nodes that started
@@ -219,6 +222,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 	pub := s.published
 	s.pubMu.Unlock()
 	var glob, scoped, late []time.Duration
+	globBy := map[string][]time.Duration{}
 	type slowAt struct {
 		Slow
 		by, at int
@@ -237,6 +241,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 			switch {
 			case GlobalType(p.typ):
 				glob = append(glob, d.at.Sub(p.at))
+				globBy[p.typ] = append(globBy[p.typ], d.at.Sub(p.at))
 			case p.followers[n.idx]:
 				scoped = append(scoped, d.at.Sub(p.at))
 				owner := ""
@@ -251,6 +256,10 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		}
 	}
 	rep.PropGlobal, rep.PropScoped, rep.CatchUpScoped = lat(glob), lat(scoped), lat(late)
+	rep.PropGlobalByType = map[string]Lat{}
+	for t, ds := range globBy {
+		rep.PropGlobalByType[t] = lat(ds)
+	}
 	sort.Slice(slow, func(i, j int) bool { return slow[i].MS > slow[j].MS })
 	for _, x := range slow[:min(len(slow), 10)] {
 		x.By, x.At = s.relation(x.by, x.owner), s.relation(x.at, x.owner)

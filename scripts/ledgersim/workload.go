@@ -396,7 +396,7 @@ func (w *workload) hold(kind string, rec *record, hd int, mustNotSee ...peer.ID)
 		return true
 	})
 	if err != nil {
-		w.fail(kind, err)
+		w.fail(kind, fmt.Errorf("%w (%s)", err, w.holderNow(rec, hd)))
 		return
 	}
 	if !n.alive.Load() {
@@ -411,6 +411,22 @@ func (w *workload) hold(kind string, rec *record, hd int, mustNotSee ...peer.ID)
 	rec.heldBy[hd] = true
 	rec.mu.Unlock()
 	w.stats[kind].ok.Add(1)
+}
+
+// holderNow says, for a holder that never saw its record, whether the
+// owner and the holder would still choose it under the membership they
+// see now, and whether the holder follows the owner's scope: a holder
+// picked under a membership that a join or leave changed meanwhile may
+// lose its place, and then rightly never hears of the record.
+func (w *workload) holderNow(rec *record, hd int) string {
+	on, hn := w.s.node(rec.owner), w.s.node(hd)
+	info, ok := on.l.Record(rec.id)
+	if !ok {
+		return "the owner lost the record"
+	}
+	mayHold := func(n *node) bool { return n.l.HoldAuthority(info).MayHold(w.s.ids[hd].id) }
+	return fmt.Sprintf("owner says may hold: %v, holder says: %v, holder follows the owner scope: %v",
+		mayHold(on), mayHold(hn), hn.l.Follows(ledger.OwnerScope(w.s.ids[rec.owner].id)))
 }
 
 // newGrant has rec's owner grant it to a clinic (Zipf: referrals go to a
