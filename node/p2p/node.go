@@ -395,10 +395,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.Bitswap = bitswap.New(n.ctx, bsnet.NewFromIpfsHost(h), n.DHT, cfg.Blockstore, bsOpts...)
 
-	n.PubSub, err = pubsub.NewGossipSub(n.ctx, h,
-		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return cfg.Members.IsMember(p) }),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
-	)
+	n.PubSub, err = pubsub.NewGossipSub(n.ctx, h, GossipSubOptions(cfg.Members)...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: gossipsub: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/medmesh/medmesh/node/p2p"
 	"github.com/medmesh/medmesh/sharing/keywrap"
 	"github.com/medmesh/medmesh/sharing/ledger"
 )
@@ -287,10 +288,9 @@ func (s *sim) addNode(ctx context.Context, i int, withSetup bool, peers []int) (
 	}
 	nctx, cancel := context.WithCancel(ctx)
 	n.cancel = cancel
-	// As node/p2p configures it: only members take part, messages signed.
-	n.ps, err = pubsub.NewGossipSub(nctx, n.h,
-		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return n.l.IsMember(p) }),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign))
+	// As node/p2p configures it: only members take part, messages signed,
+	// a node's own messages flooded to its topic peers.
+	n.ps, err = pubsub.NewGossipSub(nctx, n.h, p2p.GossipSubOptions(n.l)...)
 	if err != nil {
 		cancel()
 		n.l.Close()
