@@ -337,6 +337,12 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 		}
 		return pubsub.ValidationIgnore
 	case Duplicate:
+		// A sync applied it between the check above and this ingest (the
+		// peers a member has just connected to pull its first entries
+		// while their gossip copies arrive): forward it, as above.
+		if !inbox {
+			return pubsub.ValidationAccept
+		}
 		return pubsub.ValidationIgnore
 	default:
 		return pubsub.ValidationReject
