@@ -15,10 +15,13 @@ import (
 // trimQuiet, they are let go, and when that frees a catch-up's worth the
 // memory goes back to the system at once rather than at the runtime's
 // pace: a node that synced 100,000 entries it neither owns nor holds
-// otherwise idles at twice the RSS of the same node restarted.
+// otherwise idles at twice the RSS of the same node restarted. Ten
+// seconds: a catch-up applies entries continuously, and a trickle of
+// entries after a trim refills fewer than trimFloor, so the next trims are
+// no-ops; the memory goes back once per burst.
 const (
-	trimEvery = 10 * time.Second
-	trimQuiet = 20 * time.Second
+	trimEvery = 5 * time.Second
+	trimQuiet = 10 * time.Second
 	// trimFloor is the number of cached nodes left alone: a quiet node's
 	// syncs read a few heads, not worth a trim.
 	trimFloor = 4096
