@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
@@ -36,8 +37,10 @@ type record struct {
 	n     int // creation order
 	owner int
 	id    cid.Cid
-	ready chan struct{} // closed when the announcement (and holder choice) is done
-	ok    bool          // announced
+	// announce is the announcement's CID (set before ready closes).
+	announce cid.Cid
+	ready    chan struct{} // closed when the announcement (and holder choice) is done
+	ok       bool          // announced
 	// listed is the driver's: the record is among the readable ones.
 	listed bool
 
@@ -355,7 +358,7 @@ func (w *workload) newRecord() *record {
 			w.fail("record", err)
 			return
 		}
-		_ = e
+		rec.announce = e.CID()
 		w.stats["record"].ok.Add(1)
 		on := w.s.node(owner)
 		info, ok := on.l.Record(rec.id)
@@ -425,8 +428,14 @@ func (w *workload) holderNow(rec *record, hd int) string {
 		return "the owner lost the record"
 	}
 	mayHold := func(n *node) bool { return n.l.HoldAuthority(info).MayHold(w.s.ids[hd].id) }
-	return fmt.Sprintf("owner says may hold: %v, holder says: %v, holder follows the owner scope: %v",
-		mayHold(on), mayHold(hn), hn.l.Follows(ledger.OwnerScope(w.s.ids[rec.owner].id)))
+	scope := ledger.OwnerScope(w.s.ids[rec.owner].id)
+	oh, _ := on.l.ScopeHeads(scope)
+	hh, _ := hn.l.ScopeHeads(scope)
+	_, err := hn.l.Entry(context.Background(), rec.announce)
+	return fmt.Sprintf("owner says may hold: %v, holder says: %v, holder follows the owner scope: %v; "+
+		"holder has the announcement: %v, pending %d, behind %v, connected to the owner: %v, same scope heads: %v",
+		mayHold(on), mayHold(hn), hn.l.Follows(scope), err == nil, hn.l.PendingCount(), hn.l.Behind(),
+		hn.h.Network().Connectedness(on.h.ID()) == network.Connected, fmt.Sprint(oh) == fmt.Sprint(hh))
 }
 
 // newGrant has rec's owner grant it to a clinic (Zipf: referrals go to a
