@@ -26,6 +26,7 @@ type dag struct {
 	cache map[cid.Cid]*node
 	anc   map[[2]cid.Cid]bool // (a, b) -> a is a strict ancestor of b
 	sc    *stateCache         // decoded current state (fastpath.go)
+	added uint64              // nodes ever added to cache (trim.go)
 }
 
 // newTxn starts a batch whose writes keep the state cache coherent. size is
@@ -83,6 +84,7 @@ func (d *dag) add(c cid.Cid, n *node) {
 		clear(d.cache)
 	}
 	d.cache[c] = n
+	d.added++
 }
 
 // before reports whether (clock, CID) of a sorts before b's.

@@ -83,11 +83,11 @@ type Ledger struct {
 	digest    []byte
 	// follow holds the wire scopes this node follows (follow.go).
 	follow map[string]bool
-	// lastApplied is when an entry was last applied (UnixNano; trim.go).
-	lastApplied atomic.Int64
+	// trim is the trim loop's view of the DAG cache (trim.go), under mu.
+	trim trimState
 	// followMu serializes recomputing follow (refreshFollow).
 	followMu sync.Mutex
-	// groups tracks the owners whose replica group this node is in
+	// inGroups tracks the owners whose replica group this node is in
 	// (involvedScopes); guarded by followMu.
 	inGroups *replication.GroupTracker
 	// scopeCkptMu guards scopeCkptLocks and scopeCkptAsked (held briefly,
@@ -329,7 +329,6 @@ func (l *Ledger) settle(ctx context.Context, out Outcome) error {
 		return nil
 	}
 	l.met.applied.Add(float64(len(out.Applied)))
-	l.lastApplied.Store(l.now().UnixNano()) // trim.go
 	if l.o.ScopeCheckpointEvery > 0 {
 		l.auto.grew(out.Applied)
 	}

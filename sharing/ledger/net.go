@@ -690,9 +690,9 @@ func decodeParallel(raws [][]byte, bad func(error)) []*Entry {
 	return es
 }
 
-// known reports whether entry c is applied (false if that cannot be read:
-// the entry is then ingested, which reports the failure).
-// knownScope returns the wire scope of entry c if it was applied here.
+// knownScope returns the wire scope of entry c if it was applied here
+// (false if that cannot be read: the entry is then ingested, which reports
+// the failure).
 func (l *Ledger) knownScope(c cid.Cid) (string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -706,6 +706,7 @@ func (l *Ledger) knownScope(c cid.Cid) (string, bool) {
 	return n.scope, true
 }
 
+// known reports whether entry c is applied (as knownScope).
 func (l *Ledger) known(c cid.Cid) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
