@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
 
 // TestForwardEntryThatArrivedBeforeItsParents: on a line A - B - C, A writes
@@ -20,23 +22,7 @@ func TestForwardEntryThatArrivedBeforeItsParents(t *testing.T) {
 	w := newWorld(t, 3)
 	mn, nodes := startMeshEvery(t, w, 3, 12100, time.Minute, time.Hour, func(l *Ledger) { w.setup(t, l) })
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	// Then A and C part: C learns of A's entries through B only.
-	if err := mn.UnlinkPeers(a.h.ID(), c.h.ID()); err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.DisconnectPeers(a.h.ID(), c.h.ID()); err != nil {
-		t.Fatal(err)
-	}
-	topic := ScopeTopicName(w.netID, "")
-	deadline := time.Now().Add(time.Minute)
-	for !slices.Contains(b.ps.ListPeers(topic), a.h.ID()) || !slices.Contains(b.ps.ListPeers(topic), c.h.ID()) ||
-		!slices.Contains(c.ps.ListPeers(topic), b.h.ID()) || slices.Contains(c.ps.ListPeers(topic), a.h.ID()) {
-		if time.Now().After(deadline) {
-			t.Fatal("the topic's peers did not form")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(2 * time.Second) // a GossipSub heartbeat grafts the mesh
+	line(t, mn, w, a, b, c)
 
 	e1 := forge(t, a.l, a.who, TypeRecordAnnounce, recordPayload(t, a.who, "unpublished"), nil)
 	if err := a.l.Ingest(ctx, e1.raw); err != nil { // applied, not published
@@ -46,7 +32,7 @@ func TestForwardEntryThatArrivedBeforeItsParents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !c.l.known(e2.CID()) || !c.l.known(e1.CID()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("C has e2 %v, e1 %v after 20 s; B forwarded %v entries late", c.l.known(e2.CID()), c.l.known(e1.CID()), counterValue(b.l.met.forwardedLate))
@@ -72,6 +58,29 @@ func TestForwardEntryAlreadySynced(t *testing.T) {
 	w := newWorld(t, 3)
 	mn, nodes := startMeshEvery(t, w, 3, 12200, time.Minute, time.Hour, func(l *Ledger) { w.setup(t, l) })
 	a, b, c := nodes[0], nodes[1], nodes[2]
+	line(t, mn, w, a, b, c)
+
+	e := forge(t, a.l, a.who, TypeRecordAnnounce, recordPayload(t, a.who, "synced first"), nil)
+	for _, l := range []*Ledger{a.l, b.l} { // as if B had synced it from A
+		if err := l.Ingest(ctx, e.raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.l.publish(ctx, e)
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.l.known(e.CID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("C does not have the entry 10 s after A published it: B did not forward the copy it already had")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// line parts A and C of a started mesh, so C hears of A's entries through
+// B only, and waits until B's and C's topic peers say so and a heartbeat
+// has grafted the mesh.
+func line(t *testing.T, mn mocknet.Mocknet, w *world, a, b, c *meshNode) {
+	t.Helper()
 	if err := mn.UnlinkPeers(a.h.ID(), c.h.ID()); err != nil {
 		t.Fatal(err)
 	}
@@ -88,19 +97,4 @@ func TestForwardEntryAlreadySynced(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // a GossipSub heartbeat grafts the mesh
-
-	e := forge(t, a.l, a.who, TypeRecordAnnounce, recordPayload(t, a.who, "synced first"), nil)
-	for _, l := range []*Ledger{a.l, b.l} { // as if B had synced it from A
-		if err := l.Ingest(ctx, e.raw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.l.publish(ctx, e)
-	deadline = time.Now().Add(10 * time.Second)
-	for !c.l.known(e.CID()) {
-		if time.Now().After(deadline) {
-			t.Fatal("C does not have the entry 10 s after A published it: B did not forward the copy it already had")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

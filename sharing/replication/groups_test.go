@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 )
 
 // TestGroupTrackerMatchesGroupsWith drives trackers through random
@@ -87,13 +86,7 @@ func TestGroupTrackerMatchesGroupsWith(t *testing.T) {
 func BenchmarkGroupTracker(b *testing.B) {
 	for _, n := range []int{50, 200, 1000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			ms := make([]Member, n)
-			for i := range ms {
-				key := make([]byte, 36)
-				rand.Read(key)
-				id, _ := mh.Sum(key, mh.IDENTITY, -1)
-				ms[i] = Member{Peer: peer.ID(id), Org: fmt.Sprintf("clinic %d", i)}
-			}
+			ms := randomMembers(n)
 			tr := NewGroupTracker(ms[0].Peer)
 			tr.Update(ms)
 			ranked := 0

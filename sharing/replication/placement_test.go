@@ -415,17 +415,24 @@ func BenchmarkInGroup(b *testing.B) {
 func BenchmarkGroupsWith(b *testing.B) {
 	for _, n := range []int{50, 200, 1000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			ms := make([]Member, n)
-			for i := range ms {
-				key := make([]byte, 36)
-				rand.Read(key)
-				id, _ := mh.Sum(key, mh.IDENTITY, -1)
-				ms[i] = Member{Peer: peer.ID(id), Org: fmt.Sprintf("clinic %d", i)}
-			}
+			ms := randomMembers(n)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				GroupsWith(ms[i%n].Peer, ms)
 			}
 		})
 	}
+}
+
+// randomMembers returns n members with random peer IDs of the length of
+// real Ed25519 ones (38 bytes), each of its own organisation.
+func randomMembers(n int) []Member {
+	ms := make([]Member, n)
+	for i := range ms {
+		key := make([]byte, 36)
+		rand.Read(key)
+		id, _ := mh.Sum(key, mh.IDENTITY, -1)
+		ms[i] = Member{Peer: peer.ID(id), Org: fmt.Sprintf("clinic %d", i)}
+	}
+	return ms
 }
