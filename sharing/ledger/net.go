@@ -281,7 +281,7 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 		return pubsub.ValidationAccept
 	}
 	if len(msg.Data) <= MaxEntrySize {
-		if s, ok := l.knownScope(blockCID(msg.Data)); ok {
+		if s, author, ok := l.knownScope(blockCID(msg.Data)); ok {
 			// Applied already, most often because a sync brought it before
 			// this copy: no need to verify the signature again, but accept
 			// it on its own topic, so GossipSub forwards the message to this
@@ -290,9 +290,11 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 			// waited for its own next sync: a joining member's key
 			// announcement, pulled at once by the peers it had just
 			// connected to, reached the rest of a 200-node network in 0.65 s
-			// at the median.
+			// at the median. Only the message its author published: an
+			// entry republished by another member (no node does) would
+			// otherwise be one more message for every node to forward.
 			l.met.duplicates.Inc()
-			if !inbox && s == scope && (scope == "" || l.Follows(scope)) {
+			if !inbox && s == scope && (scope == "" || l.Follows(scope)) && peer.ID(msg.GetFrom()) == author {
 				return pubsub.ValidationAccept
 			}
 			return pubsub.ValidationIgnore
@@ -340,7 +342,7 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 		// A sync applied it between the check above and this ingest (the
 		// peers a member has just connected to pull its first entries
 		// while their gossip copies arrive): forward it, as above.
-		if !inbox {
+		if !inbox && peer.ID(msg.GetFrom()) == e.Author {
 			return pubsub.ValidationAccept
 		}
 		return pubsub.ValidationIgnore
@@ -690,20 +692,20 @@ func decodeParallel(raws [][]byte, bad func(error)) []*Entry {
 	return es
 }
 
-// knownScope returns the wire scope of entry c if it was applied here
-// (false if that cannot be read: the entry is then ingested, which reports
-// the failure).
-func (l *Ledger) knownScope(c cid.Cid) (string, bool) {
+// knownScope returns the wire scope and author of entry c if it was
+// applied here (false if that cannot be read: the entry is then ingested,
+// which reports the failure).
+func (l *Ledger) knownScope(c cid.Cid) (string, peer.ID, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.core.ready(context.Background()) != nil {
-		return "", false
+		return "", "", false
 	}
 	n, err := l.core.d.get(context.Background(), c)
 	if err != nil || n == nil {
-		return "", false
+		return "", "", false
 	}
-	return n.scope, true
+	return n.scope, n.author, true
 }
 
 // known reports whether entry c is applied (as knownScope).

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
 
@@ -97,4 +99,36 @@ func line(t *testing.T, mn mocknet.Mocknet, w *world, a, b, c *meshNode) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // a GossipSub heartbeat grafts the mesh
+}
+
+// TestValidateKnownEntries: a gossiped entry this node already applied is
+// accepted (forwarded) on its own topic when the message is its author's,
+// and ignored on another scope's topic, on the inbox, or when another
+// member republished it.
+func TestValidateKnownEntries(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	l := openNode(t, w.admin, w.genesis)
+	w.setup(t, l)
+	author, other := w.members[1], w.members[2]
+	e := as(t, l, author, TypeKeyAnnounce, KeyAnnouncePayload{Public: author.kem.Public()})
+	msg := func(from *ident) *pubsub.Message {
+		return &pubsub.Message{Message: &pb.Message{Data: e.raw, From: []byte(from.id)}}
+	}
+	for _, c := range []struct {
+		name  string
+		from  *ident
+		scope string
+		inbox bool
+		want  pubsub.ValidationResult
+	}{
+		{"its author's message on its topic", author, "", false, pubsub.ValidationAccept},
+		{"republished by another member", other, "", false, pubsub.ValidationIgnore},
+		{"on the inbox", author, "", true, pubsub.ValidationIgnore},
+		{"on another scope's topic", author, OwnerScope(author.id), false, pubsub.ValidationIgnore},
+	} {
+		if got := l.validate(ctx, other.id, msg(c.from), c.scope, c.inbox); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
 }
