@@ -710,9 +710,7 @@ func (l *Ledger) knownScope(c cid.Cid) (string, peer.ID, bool) {
 
 // known reports whether entry c is applied (as knownScope).
 func (l *Ledger) known(c cid.Cid) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ok, _ := l.core.Has(context.Background(), c)
+	_, _, ok := l.knownScope(c)
 	return ok
 }
 
