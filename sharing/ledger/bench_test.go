@@ -69,9 +69,16 @@ func BenchmarkApply(b *testing.B) {
 }
 
 // BenchmarkCatchUp10k measures a node fetching and applying 10,000 missed
-// entries from a peer over the sync protocol (mocknet, real GossipSub).
+// entries (MEDMESH_CATCHUP_ENTRIES, a multiple of 1,000, for another
+// number) from a peer over the sync protocol (mocknet, real GossipSub).
 func BenchmarkCatchUp10k(b *testing.B) {
-	const n = 10000
+	n := 10000
+	if v := os.Getenv("MEDMESH_CATCHUP_ENTRIES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 || n%1000 != 0 {
+			b.Fatalf("MEDMESH_CATCHUP_ENTRIES=%q: want a positive multiple of 1000", v)
+		}
+	}
 	for i := 0; i < b.N; i++ {
 		w := newWorld(b, 2)
 		mn, nodes := newMesh(b, w, 2)
