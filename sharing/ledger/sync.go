@@ -30,8 +30,8 @@ const (
 )
 
 // Offer returns c's offer: its heads, sorted, then their ancestors at
-// distances 1, 2, 4, ... maxOfferDistance along first parents, at most
-// maxHaveHeads in all.
+// distances 1, 2, 4, ... maxOfferDistance along a chain of parents in the
+// head's scope (scopeParent), at most maxHaveHeads in all.
 func (c *Core) Offer(ctx context.Context) (SyncOffer, error) {
 	return c.ScopeOffer(ctx, ScopeGlobal)
 }
@@ -59,7 +59,9 @@ func (c *Core) ScopeOffer(ctx context.Context, s string) (SyncOffer, error) {
 			if n == nil || len(n.parents) == 0 {
 				break
 			}
-			at = n.parents[0]
+			if at, err = c.scopeParent(ctx, n); err != nil {
+				return SyncOffer{}, err
+			}
 			if dist == next {
 				next *= 2
 				if !seen[at] {
@@ -73,6 +75,28 @@ func (c *Core) ScopeOffer(ctx context.Context, s string) (SyncOffer, error) {
 		out = out[:maxHaveHeads]
 	}
 	return SyncOffer{Heads: out}, nil
+}
+
+// scopeParent returns a parent of n in n's scope, or its first parent if
+// none is. An offer's ancestors follow it: an owner or audit scope entry
+// names heads of the scopes it depends on too, and its parents are sorted
+// by their bytes, so the first parent leaves the scope in about half the
+// cases; a chain in the global scope tells a peer nothing of the owner
+// scope, and a peer that did not know the heads answered with the scope's
+// whole history.
+func (c *Core) scopeParent(ctx context.Context, n *node) (cid.Cid, error) {
+	if len(n.parents) > 1 {
+		for _, p := range n.parents {
+			pn, err := c.d.get(ctx, p)
+			if err != nil {
+				return cid.Undef, err
+			}
+			if pn != nil && pn.scope == n.scope {
+				return p, nil
+			}
+		}
+	}
+	return n.parents[0], nil
 }
 
 // PeerLacks returns the applied entries a peer that made offer lacks: those
