@@ -419,7 +419,9 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(cks) == 0 || !cks[0].Base {
-		t.Fatalf("the new member's checkpoints of %s: %+v", os_, cks)
+		// Seen once in a loaded full run (session 8), not reproduced
+		// since: the daemon's log says how the scope started.
+		t.Fatalf("the new member's checkpoints of %s: %+v\nits log on the scope:\n%s", os_, cks, archive.logLines(clinicID))
 	}
 	var sa, sc api.LedgerStat
 	json.Unmarshal([]byte(archive.must("ledger", "stat", "--json")), &sa)

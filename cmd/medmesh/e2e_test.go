@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -32,6 +33,27 @@ func TestMain(m *testing.M) {
 type cli struct {
 	t    *testing.T
 	repo string
+	log  string // the log of the daemon startDaemon started last
+}
+
+// logLines returns the lines of the daemon's log (startDaemon) that hold
+// every one of words, for a failing test to show what the daemon did.
+func (c *cli) logLines(words ...string) string {
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		return fmt.Sprintf("(no daemon log: %v)", err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(line, w)
+		}
+		if all {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func (c *cli) cmd(args ...string) *exec.Cmd {
@@ -72,7 +94,8 @@ func (c *cli) must(args ...string) string {
 func (c *cli) startDaemon() *exec.Cmd {
 	c.t.Helper()
 	cmd := c.cmd("daemon")
-	logf, _ := os.Create(filepath.Join(c.t.TempDir(), "daemon.log"))
+	c.log = filepath.Join(c.t.TempDir(), "daemon.log")
+	logf, _ := os.Create(c.log)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
