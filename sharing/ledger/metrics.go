@@ -15,8 +15,11 @@ type metrics struct {
 	heads      prometheus.Gauge
 	syncs      *prometheus.CounterVec
 	fetched    prometheus.Counter
-	readErrors *prometheus.CounterVec
-	scopeCkpts *prometheus.CounterVec
+	// fetchedKnown counts entries a sync brought that were applied here
+	// already: what an offer failed to tell the peer.
+	fetchedKnown prometheus.Counter
+	readErrors   *prometheus.CounterVec
+	scopeCkpts   *prometheus.CounterVec
 	// forwardedLate counts gossiped entries accepted (and so forwarded)
 	// once a sync brought their parents (relay.go).
 	forwardedLate prometheus.Counter
@@ -38,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Catch-up sync sessions with peers, by result."}, []string{"result"}),
 		fetched: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_sync_fetched_entries_total",
 			Help: "Entries received through the sync protocol."}),
+		fetchedKnown: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_sync_fetched_known_entries_total",
+			Help: "Entries received through the sync protocol that were applied here already (the peer could not tell from this node's offer)."}),
 		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_read_errors_total",
 			Help: "Ledger queries that could not read the state (storage failure) and answered as if empty, by query."}, []string{"query"}),
 		scopeCkpts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "medmesh_ledger_scope_checkpoints_total",
@@ -64,6 +69,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.heads = reg1(m.heads).(prometheus.Gauge)
 	m.syncs = reg1(m.syncs).(*prometheus.CounterVec)
 	m.fetched = reg1(m.fetched).(prometheus.Counter)
+	m.fetchedKnown = reg1(m.fetchedKnown).(prometheus.Counter)
 	m.readErrors = reg1(m.readErrors).(*prometheus.CounterVec)
 	m.scopeCkpts = reg1(m.scopeCkpts).(*prometheus.CounterVec)
 	m.forwardedLate = reg1(m.forwardedLate).(prometheus.Counter)

@@ -606,12 +606,8 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 			break
 		}
 		l.met.fetched.Add(float64(len(resp.Entries)))
-		fresh := resp.Entries[:0]
-		for _, raw := range resp.Entries {
-			if len(raw) > MaxEntrySize || !l.known(blockCID(raw)) {
-				fresh = append(fresh, raw)
-			}
-		}
+		fresh := l.unknown(resp.Entries)
+		l.met.fetchedKnown.Add(float64(len(resp.Entries) - len(fresh)))
 		if len(fresh) == 0 {
 			break
 		}
@@ -706,6 +702,31 @@ func (l *Ledger) knownScope(c cid.Cid) (string, peer.ID, bool) {
 		return "", "", false
 	}
 	return n.scope, n.author, true
+}
+
+// unknown returns the entries of raws not applied here, and those too
+// large to be entries (ingest rejects them). It takes the ledger's lock
+// once per 256 entries, not per entry, and not for a whole answer.
+func (l *Ledger) unknown(raws [][]byte) [][]byte {
+	ctx := context.Background()
+	out := raws[:0]
+	for len(raws) > 0 {
+		k := min(len(raws), 256)
+		l.mu.Lock()
+		ready := l.core.ready(ctx) == nil
+		for _, raw := range raws[:k] {
+			if len(raw) > MaxEntrySize || !ready {
+				out = append(out, raw)
+				continue
+			}
+			if n, err := l.core.d.get(ctx, blockCID(raw)); err != nil || n == nil {
+				out = append(out, raw)
+			}
+		}
+		l.mu.Unlock()
+		raws = raws[k:]
+	}
+	return out
 }
 
 // known reports whether entry c is applied (as knownScope).
