@@ -20,6 +20,9 @@
 #                  daemon over another window and a heap profile
 #                  (DIR/nI.cpu.pprof, DIR/nI.heap.pprof; /debug/pprof on the
 #                  API, behind its token), for `go tool pprof`.
+#   CONTENTION=1   start the daemons with --profile-contention; with PROFILE,
+#                  also take each daemon's lock contention and blocking
+#                  profiles over the window (DIR/nI.mutex.pprof, nI.block.pprof).
 #   KEEP=1         keep the work directory (repos, logs); its path is logged.
 #   REV=REV        build medmesh from this revision instead of HEAD.
 #   REUSE=DIR      restart the kept work directory of an earlier run with
@@ -29,7 +32,7 @@
 #                  measure: before and after on the same data.
 #   SETTLE_MINUTES how long replication may take to settle (default 30).
 #   SCOPE_CKPT_EVERY=N  sets ledger.scope_checkpoint_every on every node
-#                  (default: the node's, 10000; 0: no automatic checkpoint).
+#                  (default: the node's, 0: no automatic checkpoint).
 #   GRANTEE=1      at the end, a referral clinic joins (a new node), node 1
 #                  grants it its newest record, and the script times the
 #                  grant's way to a first read (`get`) and says how many
@@ -76,7 +79,7 @@ log "building medmesh and recordgen from $rev in $work"
 mm() { "$work/bin/medmesh" --no-progress "$@"; }
 
 start_node() {
-	"$work/bin/medmesh" daemon --repo "$work/n$1" >>"$work/n$1.log" 2>&1 &
+	"$work/bin/medmesh" daemon --repo "$work/n$1" ${CONTENTION:+--profile-contention} >>"$work/n$1.log" 2>&1 &
 	pids[$1]=$!
 	# `id` answers from the repo alone; the heads need the daemon (a
 	# restarted one may first upgrade its ledger's indexes).
@@ -175,6 +178,12 @@ if [[ -n ${PROFILE:-} ]]; then
 	for i in $(seq "$nodes"); do
 		pprof "$i" "/debug/pprof/profile?seconds=$window" "$PROFILE/n$i.cpu.pprof" &
 		prof+=($!)
+		if [[ -n ${CONTENTION:-} ]]; then
+			pprof "$i" "/debug/pprof/mutex?seconds=$window" "$PROFILE/n$i.mutex.pprof" &
+			prof+=($!)
+			pprof "$i" "/debug/pprof/block?seconds=$window" "$PROFILE/n$i.block.pprof" &
+			prof+=($!)
+		fi
 	done
 	wait "${prof[@]}"
 	for i in $(seq "$nodes"); do pprof "$i" /debug/pprof/heap "$PROFILE/n$i.heap.pprof"; done
