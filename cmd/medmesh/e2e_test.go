@@ -91,9 +91,9 @@ func (c *cli) must(args ...string) string {
 }
 
 // startDaemon starts `medmesh daemon` and waits for its api file.
-func (c *cli) startDaemon() *exec.Cmd {
+func (c *cli) startDaemon(flags ...string) *exec.Cmd {
 	c.t.Helper()
-	cmd := c.cmd("daemon")
+	cmd := c.cmd(append([]string{"daemon"}, flags...)...)
 	c.log = filepath.Join(c.t.TempDir(), "daemon.log")
 	logf, _ := os.Create(c.log)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -431,3 +431,57 @@ func TestAnnounceThroughTheDaemon(t *testing.T) {
 		t.Fatalf("advertised %v, want the announce address only", id.Addrs)
 	}
 }
+
+// TestDaemonProfileContention: `daemon --profile-contention` turns on the
+// lock contention and blocking profiles at /debug/pprof (behind the
+// token); a daemon started without it samples neither.
+func TestDaemonProfileContention(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		dir := t.TempDir()
+		c := &cli{t: t, repo: filepath.Join(dir, "clinic")}
+		c.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+		c.must("network", "create", "--name", "e2e")
+		var flags []string
+		if on {
+			flags = append(flags, "--profile-contention")
+		}
+		d := c.startDaemon(flags...)
+		cl, err := api.ClientForRepo(c.repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get := func(path string) string {
+			t.Helper()
+			resp, err := cl.HTTP.Do(mustReq(t, cl, path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %s", path, resp.Status)
+			}
+			return string(b)
+		}
+		want := "sampling period=0\n"
+		if on {
+			want = "sampling period=10\n"
+		}
+		if got := get("/debug/pprof/mutex?debug=1"); !strings.Contains(got, want) {
+			t.Errorf("--profile-contention %v: the mutex profile says\n%s", on, got)
+		}
+		if got := get("/debug/pprof/block?debug=1"); !strings.Contains(got, "--- contention:\n") {
+			t.Errorf("the block profile says\n%s", got)
+		}
+		resp, err := http.Get(cl.Base + "/debug/pprof/mutex?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+			t.Errorf("/debug/pprof/mutex without the token: %s", resp.Status)
+		}
+		d.Process.Signal(syscall.SIGTERM)
+		d.Wait()
+	}
+}
