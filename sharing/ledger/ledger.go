@@ -108,6 +108,9 @@ type Ledger struct {
 	auto autoCkpt
 	// hints are the owner scopes known to involve each peer (hints.go).
 	hints followHints
+	// cursors keep the rest of peers' catch-ups between their rounds
+	// (sync_cursor.go).
+	cursors syncCursors
 	// pending wakes the validations of gossiped entries that arrived
 	// before their parents when they apply (relay.go).
 	pending pendingWaits

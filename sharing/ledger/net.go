@@ -823,9 +823,14 @@ func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syn
 		l.announced(ctx, from, req.Scope, offer)
 		return &syncResp{}
 	}
+	lacks, cursor := l.cursors.take(from, req.Scope, offer, l.now())
 	l.mu.Lock()
 	heads := l.core.closureHeads(req.Scope)
-	lacks, err := l.core.ScopePeerLacks(ctx, req.Scope, offer)
+	var err error
+	if !cursor {
+		lacks, err = l.core.ScopePeerLacks(ctx, req.Scope, offer)
+		l.cursors.walked()
+	}
 	l.mu.Unlock()
 	resp := &syncResp{}
 	if req.Scope == "" && from != "" && l.core.scoped {
@@ -857,6 +862,11 @@ func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syn
 		}
 		resp.Entries = append(resp.Entries, raw)
 		size += len(raw)
+	}
+	if sent := len(resp.Entries); resp.More && sent > 0 && max > 1 {
+		// The rest of a catch-up, for the peer's next round (sync_cursor.go;
+		// not for a request of heads only, Max 1).
+		l.cursors.keep(from, req.Scope, lacks[sent-1], lacks[sent:], l.now())
 	}
 	return resp
 }
