@@ -448,8 +448,9 @@ func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint,
 // contested by another scope this node follows included). The replay
 // starts from the scope's latest trusted checkpoint when the roots descend
 // from it, and runs without the ledger's lock (entries are immutable; a
-// prune racing it makes it fail, not differ): only the walk of the roots'
-// past holds it. ErrCheckpointDeps if this node lacks one of roots.
+// prune racing it makes it fail, or differ and go unsigned), the walk of
+// the roots' past too (storeDag). ErrCheckpointDeps if this node lacks one
+// of roots.
 func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid) (*Checkpoint, [][]byte, error) {
 	select {
 	case l.draftSem <- struct{}{}:
@@ -472,10 +473,14 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 			err = fmt.Errorf("%w: %s is of scope %s, not one %s depends on", ErrCheckpointMalformed, r, scopeName(n.scope), scope)
 		}
 	}
-	if err == nil {
-		past, err = l.core.d.difference(ctx, roots, nil, 0)
-	}
 	l.mu.Unlock()
+	if err == nil {
+		// The roots' whole past, walked on a DAG of its own over the store
+		// rather than the core's, without the ledger's lock: the walk is
+		// as long as the history, and with the lock held the node's own
+		// adds and gossip waited for it.
+		past, err = l.storeDag().difference(ctx, roots, nil, 0)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -520,6 +525,16 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		}
 		return fresh.Checkpoint(ctx, scope, cid.Undef)
 	}
+}
+
+// storeDag returns a DAG over the ledger's store with a cache of its own,
+// for walks of applied history without the ledger's lock: applied entries'
+// metadata never changes, and the core commits an entry's before it is a
+// head anyone can name. (A prune racing a walk drops entries it would have
+// reached: the walk is shorter, and a checkpoint drafted from it differs
+// from its group's and is not signed.)
+func (l *Ledger) storeDag() *dag {
+	return &dag{t: &txn{s: l.store, writes: map[string][]byte{}}, cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}}
 }
 
 // scopeCheckpointDraft is scopeDraftAt at this node's heads.
