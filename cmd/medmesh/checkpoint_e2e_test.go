@@ -357,6 +357,9 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 	const every = 20
 	start := func(n *cli) {
 		n.must("config", "set", "ledger.scope_checkpoint_every", fmt.Sprint(every))
+		if n.repo == filepath.Join(dir, "imaging") {
+			n.must("config", "set", "ledger.prune_after_checkpoint", "true")
+		}
 		d := n.startDaemon()
 		t.Cleanup(func() { d.Process.Signal(syscall.SIGTERM); d.Wait() })
 	}
@@ -401,6 +404,24 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 		if s == clinicID {
 			t.Fatalf("the owner signs its own scope's checkpoint: %+v", ck)
 		}
+	}
+	// imaging prunes what the checkpoint covers by itself
+	// (ledger.prune_after_checkpoint); lab, the other member of the
+	// group, keeps it.
+	waitFor(t, "imaging to prune "+os_+" after the checkpoint", 60*time.Second, func() error {
+		var si, sl api.LedgerStat
+		json.Unmarshal([]byte(imaging.must("ledger", "stat", "--json")), &si)
+		json.Unmarshal([]byte(lab.must("ledger", "stat", "--json")), &sl)
+		if si.Entries+every/2 > sl.Entries {
+			return fmt.Errorf("imaging stores %d entries, lab %d", si.Entries, sl.Entries)
+		}
+		return nil
+	})
+	var v struct {
+		OK bool `json:"ok"`
+	}
+	if err := json.Unmarshal([]byte(imaging.must("ledger", "verify", "--json")), &v); err != nil || !v.OK {
+		t.Fatalf("imaging's ledger after it pruned: %+v %v", v, err)
 	}
 	made := `medmesh_ledger_scope_checkpoints_total{result="made"}`
 	cosigned := `medmesh_ledger_scope_checkpoints_total{result="cosigned"}`

@@ -186,6 +186,7 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		SyncInterval: time.Second,
 		// Scope checkpoints as the owners' scopes this node signs grow.
 		ScopeCheckpointEvery: r.Config.ScopeCheckpointEvery,
+		PruneAfterCheckpoint: r.Config.PruneAfterCheckpoint,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)

@@ -49,6 +49,9 @@ type Config struct {
 	// ScopeCheckpointEvery is how many new entries of an owner's scope
 	// make the owner's replica group checkpoint it (0: only by hand).
 	ScopeCheckpointEvery int
+	// PruneAfterCheckpoint prunes a scope each time a newer checkpoint
+	// of it is stored.
+	PruneAfterCheckpoint bool
 	// StorageQuota caps the bytes of replicas this node accepts for others (0: no cap).
 	StorageQuota int64
 	// DiskReserve is free disk space replicas may not eat into.

@@ -47,7 +47,9 @@ var settings = []Setting{
 	def("replication.reprovide_interval", func(c *Config) *time.Duration { return &c.ReprovideInterval }, duration{min: time.Minute, max: 47 * time.Hour}, 12*time.Hour,
 		"how often every block this node holds is re-announced on the DHT (provider records expire after about 48 hours)."),
 	def("ledger.scope_checkpoint_every", func(c *Config) *int { return &c.ScopeCheckpointEvery }, integer{min: 0, max: 100_000_000}, 0,
-		"when this node is in an owner's replica group: how many new entries of the owner's scope (or audit scope) make the group checkpoint it, so a node that starts following the scope (a new grantee) loads the checkpoint instead of its history (e.g. 10000). The group's first reachable member proposes, a majority co-signs. 0 (the default, while checkpoints made during a large burst of adds slow the owner down: 858 s for 20,000 adds against 170 s): only by hand (`medmesh ledger checkpoint --scope`)."),
+		"when this node is in an owner's replica group: how many new entries of the owner's scope (or audit scope) make the group checkpoint it, so a node that starts following the scope (a new grantee) loads the checkpoint instead of its history (e.g. 10000). The group's first reachable member proposes, a majority co-signs; each member drafts it from the scope's state in memory. 0 (the default): only by hand (`medmesh ledger checkpoint --scope`)."),
+	def("ledger.prune_after_checkpoint", func(c *Config) *bool { return &c.PruneAfterCheckpoint }, boolean{}, false,
+		"prune an owner's or audit scope each time this node stores a newer checkpoint of it (made, co-signed or adopted): drop the entries the checkpoint covers that this node does not need, as `medmesh ledger prune` does (never what concerns its own records, nor the reads of an owner whose replica group it is in). Saves a busy owner's group and grantees the scope's history; a peer that asks this node for entries before the checkpoint is told to load the checkpoint, or to catch up from the owner, which keeps them all. false (the default): prune only by hand."),
 	def("storage.quota", func(c *Config) *int64 { return &c.StorageQuota }, size{min: 0}, 0,
 		"the most bytes of other members' records this node holds as replicas (its own records never count); beyond it, it declines. 0: no cap."),
 	def("storage.disk_reserve", func(c *Config) *int64 { return &c.DiskReserve }, size{min: 16 << 20}, 256<<20,
@@ -265,6 +267,32 @@ func fmtDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// boolean is true or false.
+type boolean struct{}
+
+func (boolean) parse(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "on", "yes", "1":
+		return true, nil
+	case "false", "off", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is neither true nor false", s)
+}
+
+func (boolean) check(bool) error     { return nil }
+func (boolean) format(b bool) string { return strconv.FormatBool(b) }
+func (boolean) accepts() string      { return "true or false" }
+func (boolean) toJSON(b bool) any    { return b }
+
+func (boolean) fromJSON(raw json.RawMessage) (bool, error) {
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return false, fmt.Errorf("want true or false, got %s", raw)
+	}
+	return b, nil
 }
 
 // integer is an int between min and max.

@@ -82,6 +82,8 @@ type ScopePruneStats struct {
 // not need (see prunable). It is idempotent. ErrNoCheckpoint if there is
 // none.
 func (l *Ledger) Prune(ctx context.Context) (PruneStats, error) {
+	l.pruneMu.Lock()
+	defer l.pruneMu.Unlock()
 	scopes, err := l.checkpointScopes(ctx)
 	if err != nil {
 		return PruneStats{}, err
@@ -151,14 +153,16 @@ func (l *Ledger) pruneScope(ctx context.Context, scope string) (ScopePruneStats,
 	ck := chain[len(chain)-1]
 	st := ScopePruneStats{Scope: scope, Checkpoint: ck.cid}
 	ws := wireScope(scope)
-	l.mu.Lock()
-	past, err := l.core.d.difference(ctx, ck.Heads, nil, 0)
+	// The walk of the checkpoint's past is as long as the history: on a
+	// DAG of its own, without the ledger's lock (storeDag).
+	d := l.storeDag()
+	past, err := d.difference(ctx, ck.Heads, nil, 0)
 	if err == nil && l.core.scoped {
 		// The checkpoint's heads' past reaches the scopes it depends on:
 		// keep to the scope's own entries.
 		mine := past[:0]
 		for _, c := range past {
-			n, gerr := l.core.d.get(ctx, c)
+			n, gerr := d.get(ctx, c)
 			if gerr != nil {
 				err = gerr
 				break
@@ -169,7 +173,6 @@ func (l *Ledger) pruneScope(ctx context.Context, scope string) (ScopePruneStats,
 		}
 		past = mine
 	}
-	l.mu.Unlock()
 	if err != nil {
 		return st, err
 	}
@@ -223,6 +226,39 @@ func (l *Ledger) pruneScope(ctx context.Context, scope string) (ScopePruneStats,
 	}
 	l.log.Info("pruned", "scope", scope, "checkpoint", ck.cid.String(), "pruned", st.Pruned, "kept", st.Kept, "size", st.Size)
 	return st, nil
+}
+
+// pruneAfter prunes scope in the background after this node stored a
+// newer checkpoint of it, with Options.PruneAfterCheckpoint: a busy
+// owner's replica group and grantees then keep what came after the
+// latest checkpoint (and what Prune always keeps), not the scope's whole
+// history. A peer that asks this node for older entries is told to load
+// the checkpoint, or to catch up from the owner, which keeps them. The
+// scopes of this node's own records are left alone (Prune would keep all
+// of them).
+func (l *Ledger) pruneAfter(scope string) {
+	if !l.o.PruneAfterCheckpoint {
+		return
+	}
+	if kind, owner, err := ParseScope(scope); err != nil || kind == KindGlobal || owner == l.self {
+		return
+	}
+	l.goBackground(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-l.closed:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		l.pruneMu.Lock()
+		defer l.pruneMu.Unlock()
+		if _, err := l.pruneScope(ctx, scope); err != nil && ctx.Err() == nil {
+			l.log.Warn("prune after a checkpoint", "scope", scope, "err", err)
+		}
+	})
 }
 
 // dropEntries deletes entries' log rows and bodies, and takes them off the

@@ -436,7 +436,11 @@ func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint,
 	if err != nil {
 		return err
 	}
-	return l.storeCheckpoint(ctx, scope, len(chain), ck, blocks)
+	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blocks); err != nil {
+		return err
+	}
+	l.pruneAfter(scope)
+	return nil
 }
 
 // scopeDraftAt exports an unsigned checkpoint of an owner or audit scope

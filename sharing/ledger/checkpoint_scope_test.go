@@ -441,3 +441,74 @@ func TestScopeCheckpointPrune(t *testing.T) {
 		t.Fatalf("the owner pruned its own records' history: %+v", st)
 	}
 }
+
+// TestPruneAfterCheckpoint: with PruneAfterCheckpoint, a group member
+// that adopts a checkpoint of an owner's scope prunes what it covers by
+// itself, as `ledger prune` would (the scope's digest unchanged, the
+// ledger still verifies, a prune by hand after it finds nothing more);
+// the owner, with the option on, prunes nothing of its own records'
+// history.
+func TestPruneAfterCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	x := newScopeCkptWorld(t)
+	os := OwnerScope(x.owner.id)
+	ck, _ := x.cosign(t, os, 3)
+	want, _, err := x.full.ScopeDigest(ctx, os)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned := func(l *Ledger) bool {
+		m, err := l.ckptMarkers(ctx, pCkptPruned)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m[os]
+	}
+	n := x.nodes[0] // signed it, did not store it (a proposal): adopts
+	n.o.PruneAfterCheckpoint = true
+	before := n.Stat(ctx).Entries
+	if err := n.AdoptCheckpoint(ctx, []*Checkpoint{ck}, scopeBlocks(x.nodes[2], os)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !pruned(n) {
+		if time.Now().After(deadline) {
+			t.Fatal("the group member did not prune the scope after adopting its checkpoint")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n.pruneMu.Lock() // the prune is over
+	n.pruneMu.Unlock()
+	if after := n.Stat(ctx).Entries; after >= before {
+		t.Fatalf("entries stored: %d before the checkpoint, %d after", before, after)
+	}
+	if d, _, err := n.ScopeDigest(ctx, os); err != nil || !bytes.Equal(d, want) {
+		t.Fatalf("scope %s after pruning: digest differs (%v)", os, err)
+	}
+	if err := n.Verify(ctx); err != nil {
+		t.Fatalf("verify after pruning: %v", err)
+	}
+	st, err := n.Prune(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Scopes {
+		if s.Scope == os && s.Pruned != 0 {
+			t.Fatalf("a prune by hand after the automatic one: %+v", s)
+		}
+	}
+
+	ownerNode := openNode(t, x.owner, x.w.genesis)
+	ownerNode.o.PruneAfterCheckpoint = true
+	ingestAll(t, ownerNode, x.holding(0))
+	before = ownerNode.Stat(ctx).Entries
+	if err := ownerNode.AdoptCheckpoint(ctx, []*Checkpoint{ck}, scopeBlocks(x.nodes[2], os)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ownerNode.pruneMu.Lock()
+	ownerNode.pruneMu.Unlock()
+	if pruned(ownerNode) || ownerNode.Stat(ctx).Entries != before {
+		t.Fatalf("the owner pruned its own scope: %d entries, was %d", ownerNode.Stat(ctx).Entries, before)
+	}
+}

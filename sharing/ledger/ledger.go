@@ -54,6 +54,10 @@ type Options struct {
 	// once a scope has this many entries past its latest checkpoint
 	// (checkpoint_auto.go). 0: only by hand (`ledger checkpoint --scope`).
 	ScopeCheckpointEvery int
+	// PruneAfterCheckpoint makes the node prune a scope (as Prune does)
+	// each time it stores a newer checkpoint of it, made, co-signed or
+	// adopted; never the scopes of its own records.
+	PruneAfterCheckpoint bool
 }
 
 // Ledger is one node's replica of the network's ledger: a Core over the
@@ -108,6 +112,9 @@ type Ledger struct {
 	auto autoCkpt
 	// hints are the owner scopes known to involve each peer (hints.go).
 	hints followHints
+	// pruneMu serializes prunes (Prune, pruneAfter): two would each
+	// take the entries they drop off the stored counters.
+	pruneMu sync.Mutex
 	// cursors keep the rest of peers' catch-ups between their rounds
 	// (sync_cursor.go).
 	cursors syncCursors
