@@ -158,9 +158,10 @@ echo "load average before the window: $load0; after: $load1"
 for i in $(seq "$nodes"); do
 	c1=$(cpu "${pids[$i]}")
 	rss=$(awk '/^VmRSS/ {print int($2 / 1024)}' "/proc/${pids[$i]}/status")
+	hwm=$(awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/${pids[$i]}/status")
 	pct=$(echo "scale=2; 100 * ($c1 - ${c0[$i]}) / $ticks / $window" | bc)
 	entries=$(mm ledger stat --repo "$work/n$i" --json 2>/dev/null | jq .entry_count || true)
-	echo "node $i: ${pct}% of a core, RSS ${rss} MiB, ledger entries ${entries:-?}"
+	echo "node $i: ${pct}% of a core, RSS ${rss} MiB (peak since it started ${hwm} MiB), ledger entries ${entries:-?}"
 done
 
 for r in $(seq "${LS_RUNS:-3}"); do
