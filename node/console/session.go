@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/medmesh/medmesh/internal/expiring"
 	"github.com/medmesh/medmesh/node/imaging"
 )
 
@@ -39,8 +40,8 @@ type session struct {
 
 	mu       sync.Mutex
 	lastSeen time.Time
-	flash    []flash                 // messages for the next page (one-shot)
-	opened   map[string]*openedStudy // studies opened by a read, by record ID
+	flash    []flash                                // messages for the next page (one-shot)
+	opened   *expiring.Map[string, *imaging.Opened] // studies opened by a read, by record ID
 }
 
 type flash struct {
@@ -48,13 +49,8 @@ type flash struct {
 	Text string
 }
 
-// openedStudy is a study this session opened (a read the ledger has
-// recorded), kept so its page and thumbnails need no second read.
-type openedStudy struct {
-	o    *imaging.Opened
-	when time.Time
-}
-
+// opened holds the studies this session opened (a read the ledger has
+// recorded), so a study's page and thumbnails need no second read.
 func (s *session) addFlash(kind, text string) {
 	s.mu.Lock()
 	s.flash = append(s.flash, flash{kind, text})
@@ -73,33 +69,18 @@ func (s *session) keepOpened(id string, o *imaging.Opened, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opened == nil {
-		s.opened = map[string]*openedStudy{}
+		s.opened = expiring.New[string, *imaging.Opened](openedTTL, maxOpened)
 	}
-	for k, v := range s.opened {
-		if now.Sub(v.when) > openedTTL {
-			delete(s.opened, k)
-		}
-	}
-	if len(s.opened) >= maxOpened {
-		var oldest string
-		for k, v := range s.opened {
-			if oldest == "" || v.when.Before(s.opened[oldest].when) {
-				oldest = k
-			}
-		}
-		delete(s.opened, oldest)
-	}
-	s.opened[id] = &openedStudy{o: o, when: now}
+	s.opened.Put(id, o, now)
 }
 
 func (s *session) openedStudy(id string, now time.Time) (*imaging.Opened, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, ok := s.opened[id]
-	if !ok || now.Sub(v.when) > openedTTL {
+	if s.opened == nil {
 		return nil, false
 	}
-	return v.o, true
+	return s.opened.Get(id, now)
 }
 
 // sessions holds the sign-in codes and sessions.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/medmesh/medmesh/internal/expiring"
 )
 
 // A peer far behind catches up in rounds: each answer holds at most
@@ -41,15 +43,20 @@ const (
 type syncCursor struct {
 	last cid.Cid   // the last entry of the answer the cursor follows
 	rest []cid.Cid // what the peer lacked then and was not sent, oldest first
-	at   time.Time
 }
 
 // syncCursors are the cursors of peers catching up from this node, by
 // peer and wire scope.
 type syncCursors struct {
 	mu    sync.Mutex
-	by    map[syncKey]*syncCursor
+	by    *expiring.Map[syncKey, syncCursor]
 	walks uint64 // differences walked for answers (tests)
+}
+
+func (s *syncCursors) init() {
+	if s.by == nil {
+		s.by = expiring.New[syncKey, syncCursor](syncCursorTTL, maxSyncCursors)
+	}
 }
 
 // take returns (and forgets) the rest of peer p's catch-up of scope if
@@ -60,10 +67,9 @@ func (s *syncCursors) take(p peer.ID, scope string, offer SyncOffer, now time.Ti
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := syncKey{p, scope}
-	c := s.by[k]
-	delete(s.by, k)
-	if c == nil || now.Sub(c.at) > syncCursorTTL || !slices.Contains(offer.Heads, c.last) {
+	s.init()
+	c, ok := s.by.Take(syncKey{p, scope}, now)
+	if !ok || !slices.Contains(offer.Heads, c.last) {
 		return nil, false
 	}
 	return c.rest, true
@@ -77,26 +83,8 @@ func (s *syncCursors) keep(p peer.ID, scope string, last cid.Cid, rest []cid.Cid
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.by == nil {
-		s.by = map[syncKey]*syncCursor{}
-	}
-	for k, c := range s.by {
-		if now.Sub(c.at) > syncCursorTTL {
-			delete(s.by, k)
-		}
-	}
-	k := syncKey{p, scope}
-	if _, ok := s.by[k]; !ok && len(s.by) >= maxSyncCursors {
-		var oldest syncKey
-		var at time.Time
-		for k2, c := range s.by {
-			if at.IsZero() || c.at.Before(at) {
-				oldest, at = k2, c.at
-			}
-		}
-		delete(s.by, oldest)
-	}
-	s.by[k] = &syncCursor{last: last, rest: slices.Clip(rest), at: now}
+	s.init()
+	s.by.Put(syncKey{p, scope}, syncCursor{last: last, rest: slices.Clip(rest)}, now)
 }
 
 // walked counts a difference walked for an answer.

@@ -111,7 +111,7 @@ func TestCatchUpWalksTheDifferenceOnce(t *testing.T) {
 	if rounds < 10 || src.cursors.walks != 2 {
 		t.Fatalf("%d rounds walked the difference %d times, want once (the second ask's walk)", rounds, src.cursors.walks-1)
 	}
-	if len(src.cursors.by) != 0 {
-		t.Fatalf("%d cursors kept after the catch-up", len(src.cursors.by))
+	if n := src.cursors.by.Len(); n != 0 {
+		t.Fatalf("%d cursors kept after the catch-up", n)
 	}
 }
