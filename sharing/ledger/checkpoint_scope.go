@@ -452,9 +452,8 @@ func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint,
 // contested by another scope this node follows included). The replay
 // starts from the scope's latest trusted checkpoint when the roots descend
 // from it, and runs without the ledger's lock (entries are immutable; a
-// prune racing it makes it fail, or differ and go unsigned), the walk of
-// the roots' past too (storeDag). ErrCheckpointDeps if this node lacks one
-// of roots.
+// prune racing it makes it fail, not differ), the walk of the roots' past
+// too (storeDag). ErrCheckpointDeps if this node lacks one of roots.
 func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid) (*Checkpoint, [][]byte, error) {
 	select {
 	case l.draftSem <- struct{}{}:
@@ -533,10 +532,8 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 
 // storeDag returns a DAG over the ledger's store with a cache of its own,
 // for walks of applied history without the ledger's lock: applied entries'
-// metadata never changes, and the core commits an entry's before it is a
-// head anyone can name. (A prune racing a walk drops entries it would have
-// reached: the walk is shorter, and a checkpoint drafted from it differs
-// from its group's and is not signed.)
+// metadata never changes (a prune drops bodies and log rows, not it), and
+// the core commits an entry's before it is a head anyone can name.
 func (l *Ledger) storeDag() *dag {
 	return &dag{t: &txn{s: l.store, writes: map[string][]byte{}}, cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}}
 }
