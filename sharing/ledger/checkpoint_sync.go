@@ -255,6 +255,11 @@ func (l *Ledger) scopeCkptMutex(name string) *sync.Mutex {
 // serve and prune the newer ones), not at every sync.
 const scopeCkptEvery = 10 * time.Second
 
+// errNoAnswer wraps a transport error of a checkpoint request: the peer
+// never answered (syncRounds then stops rather than replay a scope a new
+// follower could load).
+var errNoAnswer = errors.New("no answer")
+
 // scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, its lock held.
 func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (_ bool, err error) {
 	name := scopeName(scope)
@@ -295,7 +300,7 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	}
 	resp, err := ask(req)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errNoAnswer, err)
 	}
 	if resp.Err != "" {
 		if resp.Err == "unknown op" || resp.Err == "bad scope" {

@@ -541,6 +541,9 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 		// loads the peer's latest checkpoint of it instead of replaying
 		// its history; one that holds part of it keeps the checkpoint to
 		// serve and prune (checkpoint_scope.go).
+		l.mu.Lock()
+		held := len(l.core.ScopeHeads(scopeName(scope))) > 0
+		l.mu.Unlock()
 		_, err := l.catchUpScopeCheckpoint(ctx, ask, scope)
 		if kind, owner, _ := ParseScope(scopeName(scope)); errors.Is(err, ErrCheckpointDeps) && kind == KindAudit {
 			// The audit scope's checkpoint names owner scope entries newer
@@ -555,6 +558,16 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 		}
 		if err != nil {
 			l.log.Warn("scope checkpoint from peer", "peer", p.String(), "scope", scopeName(scope), "err", err)
+		}
+		if err != nil && !held && errors.Is(err, errNoAnswer) {
+			// A new follower whose question got no answer (a connection
+			// replaced under it, a timeout) would replay the scope's
+			// history from this peer and then hold entries, so it could
+			// not load the checkpoint any more: this sync stops, and the
+			// next asks again (the ask's rate limit spares a new follower's
+			// failures).
+			l.met.syncs.WithLabelValues("error").Inc()
+			return fmt.Errorf("ledger: ask %s for checkpoints of %s: %w", p, scopeName(scope), err)
 		}
 	}
 	joined := false
