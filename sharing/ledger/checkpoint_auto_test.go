@@ -1,15 +1,18 @@
 package ledger
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -199,7 +202,28 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 		t.Fatalf("the owner stored %s", cks[len(cks)-1].cid)
 	}
 
-	// A grant to the outsider: it follows the scope from the checkpoint.
+	// A grant to the outsider: it follows the scope from the checkpoint,
+	// though each follower drops its first request for the scope's
+	// checkpoints (a connection replaced under it): the outsider must not
+	// replay the scope from a peer that did not answer, and asks again.
+	for _, nd := range followers {
+		var dropped atomic.Bool
+		nd.h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
+			defer s.Close()
+			var req syncReq
+			if err := readMsg(bufio.NewReader(s), maxSyncRequest, &req); err != nil {
+				s.Reset()
+				return
+			}
+			if req.Op == opCheckpoints && req.Scope == wireScope(scope) && s.Conn().RemotePeer() == outsider.who.id && dropped.CompareAndSwap(false, true) {
+				s.Reset()
+				return
+			}
+			if err := writeMsg(s, nd.l.serveFrom(context.Background(), &req, s.Conn().RemotePeer())); err != nil {
+				s.Reset()
+			}
+		})
+	}
 	rec := recordPayload(t, owner.who, "r1").Record
 	if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rec, Grantee: outsider.who.id,
 		Envelope: envelopeFor(t, outsider.who, "g"), Purpose: PurposeTreatment}); err != nil {

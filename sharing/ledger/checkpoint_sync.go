@@ -210,6 +210,9 @@ func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) 
 			if err != nil {
 				l.log.Warn("scope checkpoint from peer", "scope", OwnerScope(owner), "err", err)
 			}
+			if errors.Is(err, errNoAnswer) {
+				return false, err // the audit scope's rounds would replay the owner scope (syncRounds)
+			}
 		}
 	}
 	return l.scopeCheckpointFrom(ctx, ask, scope)
