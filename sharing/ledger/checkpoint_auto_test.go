@@ -204,10 +204,11 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 
 	// A grant to the outsider: it follows the scope from the checkpoint,
 	// though each follower drops its first request for the scope's
-	// checkpoints (a connection replaced under it): the outsider must not
-	// replay the scope from a peer that did not answer, and asks again.
+	// checkpoints and its first for a state block (a connection replaced
+	// under it): the outsider must not replay the scope from a peer that
+	// did not answer, and asks again.
 	for _, nd := range followers {
-		var dropped atomic.Bool
+		var dropped [2]atomic.Bool // opCheckpoints, opStateBlock
 		nd.h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
 			defer s.Close()
 			var req syncReq
@@ -215,7 +216,8 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 				s.Reset()
 				return
 			}
-			if req.Op == opCheckpoints && req.Scope == wireScope(scope) && s.Conn().RemotePeer() == outsider.who.id && dropped.CompareAndSwap(false, true) {
+			if i := slices.Index([]uint8{opCheckpoints, opStateBlock}, req.Op); i >= 0 && req.Scope == wireScope(scope) &&
+				s.Conn().RemotePeer() == outsider.who.id && dropped[i].CompareAndSwap(false, true) {
 				s.Reset()
 				return
 			}

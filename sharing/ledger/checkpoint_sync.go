@@ -258,9 +258,9 @@ func (l *Ledger) scopeCkptMutex(name string) *sync.Mutex {
 // serve and prune the newer ones), not at every sync.
 const scopeCkptEvery = 10 * time.Second
 
-// errNoAnswer wraps a transport error of a checkpoint request: the peer
-// never answered (syncRounds then stops rather than replay a scope a new
-// follower could load).
+// errNoAnswer wraps a transport error of a checkpoint or state block
+// request: the peer never answered (syncRounds then stops rather than
+// replay a scope a new follower could load).
 var errNoAnswer = errors.New("no answer")
 
 // scopeCheckpointFrom is catchUpScopeCheckpoint for one scope, its lock held.
@@ -323,7 +323,7 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 		}
 		from += uint32(len(resp.Checkpoints))
 		if resp, err = ask(&syncReq{Network: l.net.Bytes(), Op: opCheckpoints, Scope: scope, Max: from}); err != nil {
-			return false, err
+			return false, fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
 		if resp.Err != "" {
 			return false, fmt.Errorf("ledger: checkpoints of %s: %s", name, resp.Err)
@@ -342,7 +342,7 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	fetch := func(ctx context.Context, c cid.Cid) ([]byte, error) {
 		resp, err := ask(&syncReq{Network: l.net.Bytes(), Op: opStateBlock, Scope: scope, Have: [][]byte{c.Bytes()}})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
 		if resp.Err != "" {
 			return nil, errors.New(resp.Err)
