@@ -1,13 +1,17 @@
 package ledger
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -89,5 +93,54 @@ func TestCheckpointJoinOverSync(t *testing.T) {
 	}
 	if err := j.Verify(ctx); err != nil {
 		t.Fatal(err)
+	}
+
+	// A second joiner meets only the node that has every entry, which
+	// drops its first request for checkpoints and its first for a state
+	// block (a connection replaced under it): the joiner must not replay
+	// the history from it, and asks again.
+	j2 := openNode(t, cw.w.members[3], cw.w.genesis)
+	addr, _ := ma.NewMultiaddr("/ip4/127.0.0.1/tcp/11003")
+	h2, err := mn.AddPeer(cw.w.members[3].key, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps2, err := pubsub.NewGossipSub(ctx, h2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j2.Start(ctx, h2, ps2); err != nil {
+		t.Fatal(err)
+	}
+	fullHost := hs[byRole[2]]
+	var dropped [2]atomic.Bool // opCheckpoints, opStateBlock
+	fullHost.SetStreamHandler(SyncProtocol, func(s network.Stream) {
+		defer s.Close()
+		var req syncReq
+		if err := readMsg(bufio.NewReader(s), maxSyncRequest, &req); err != nil {
+			s.Reset()
+			return
+		}
+		if i := slices.Index([]uint8{opCheckpoints, opStateBlock}, req.Op); i >= 0 && s.Conn().RemotePeer() == h2.ID() && dropped[i].CompareAndSwap(false, true) {
+			s.Reset()
+			return
+		}
+		if err := writeMsg(s, full.serveFrom(context.Background(), &req, s.Conn().RemotePeer())); err != nil {
+			s.Reset()
+		}
+	})
+	if _, err := mn.LinkPeers(h2.ID(), fullHost.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mn.ConnectPeers(h2.ID(), fullHost.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !bytes.Equal(j2.Digest(), a.Digest()); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 2*time.Minute {
+			t.Fatal("the second joiner did not sync with the full node")
+		}
+	}
+	if st, err := j2.CheckpointStat(ctx); err != nil || st.Base != cw.ck.CID() || !dropped[0].Load() || !dropped[1].Load() {
+		t.Fatalf("second joiner's base checkpoint %v (%v), want %s; requests dropped %v %v", st.Base, err, cw.ck.CID(), dropped[0].Load(), dropped[1].Load())
 	}
 }

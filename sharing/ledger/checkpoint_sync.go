@@ -104,7 +104,7 @@ func (l *Ledger) catchUpCheckpoints(ctx context.Context, ask func(*syncReq) (*sy
 	for from := len(ours); ; {
 		resp, err := ask(&syncReq{Network: l.net.Bytes(), Op: opCheckpoints, Max: uint32(from)})
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
 		if resp.Err != "" {
 			if resp.Err == "unknown op" {
@@ -136,7 +136,7 @@ func (l *Ledger) catchUpCheckpoints(ctx context.Context, ask func(*syncReq) (*sy
 	fetch := func(ctx context.Context, c cid.Cid) ([]byte, error) {
 		resp, err := ask(&syncReq{Network: l.net.Bytes(), Op: opStateBlock, Have: [][]byte{c.Bytes()}})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
 		if resp.Err != "" {
 			return nil, errors.New(resp.Err)

@@ -534,6 +534,13 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 	if scope == "" || fresh {
 		if _, err := l.catchUpCheckpoints(ctx, ask, false); err != nil {
 			l.log.Warn("checkpoint from peer", "peer", p.String(), "err", err)
+			if fresh && errors.Is(err, errNoAnswer) {
+				// As for a new follower of a scope (below): a node with
+				// nothing but the genesis would replay the whole history
+				// from a peer that did not answer; the next sync asks again.
+				l.met.syncs.WithLabelValues("error").Inc()
+				return fmt.Errorf("ledger: ask %s for checkpoints: %w", p, err)
+			}
 		}
 	}
 	if scope != "" && l.core.scoped {
