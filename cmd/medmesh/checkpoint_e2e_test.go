@@ -109,7 +109,7 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 	// A node invited now joins from the checkpoint.
 	joiner := clinic.invite(t, dir, "joiner", "joiner")
 	start := time.Now()
-	jd := joiner.startDaemon()
+	jd := joiner.startDaemon("-v") // its syncs, for the log shown if it is not synced in time
 	t.Cleanup(func() { jd.Process.Signal(syscall.SIGTERM); jd.Wait() })
 	var took time.Duration
 	var st api.LedgerStat
@@ -120,7 +120,7 @@ func TestJoinFromCheckpointCLI(t *testing.T) {
 			break
 		}
 		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the joiner did not report synced within 30 s: %+v", st)
+			t.Fatalf("the joiner did not report synced within 30 s: %+v\nits ledger's log:\n%s", st, joiner.logLines("component=ledger"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

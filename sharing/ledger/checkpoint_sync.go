@@ -356,5 +356,8 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 		}
 		return false, err
 	}
+	if load {
+		l.retryPending(ctx)
+	}
 	return load, nil
 }

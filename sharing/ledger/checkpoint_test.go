@@ -531,3 +531,24 @@ func waitStateLoaded(t *testing.T, sub <-chan *Entry, scope string) {
 		}
 	}
 }
+
+// TestJoinReleasesEntriesWaitingForTheCheckpoint: an entry gossiped to a
+// joining node before it loaded the checkpoint waits for parents the
+// checkpoint covers; loading the checkpoint applies it (a parent loaded
+// from a checkpoint is never applied, so nothing else releases it, and
+// the node reported itself behind on the global scope for ever).
+func TestJoinReleasesEntriesWaitingForTheCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	cw := newCkptWorld(t)
+	j := openNode(t, cw.w.members[1], cw.w.genesis)
+	early := cw.after[0] // signed on heads the checkpoint covers
+	if err := j.Ingest(ctx, early.raw); err == nil || j.PendingCount() != 1 {
+		t.Fatalf("before the join: %v, %d entries pending, want 1", err, j.PendingCount())
+	}
+	if err := j.JoinFromCheckpoint(ctx, chainOf(t, cw.a), cw.a.StateBlock); err != nil {
+		t.Fatal(err)
+	}
+	if !j.known(early.cid) || j.PendingCount() != 0 {
+		t.Fatalf("after the join: the early entry applied %v, %d pending", j.known(early.cid), j.PendingCount())
+	}
+}
