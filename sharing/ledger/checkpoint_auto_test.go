@@ -1,18 +1,15 @@
 package ledger
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -208,23 +205,7 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 	// under it): the outsider must not replay the scope from a peer that
 	// did not answer, and asks again.
 	for _, nd := range followers {
-		var dropped [2]atomic.Bool // opCheckpoints, opStateBlock
-		nd.h.SetStreamHandler(SyncProtocol, func(s network.Stream) {
-			defer s.Close()
-			var req syncReq
-			if err := readMsg(bufio.NewReader(s), maxSyncRequest, &req); err != nil {
-				s.Reset()
-				return
-			}
-			if i := slices.Index([]uint8{opCheckpoints, opStateBlock}, req.Op); i >= 0 && req.Scope == wireScope(scope) &&
-				s.Conn().RemotePeer() == outsider.who.id && dropped[i].CompareAndSwap(false, true) {
-				s.Reset()
-				return
-			}
-			if err := writeMsg(s, nd.l.serveFrom(context.Background(), &req, s.Conn().RemotePeer())); err != nil {
-				s.Reset()
-			}
-		})
+		dropFirstRequests(nd.h, nd.l, outsider.who.id, wireScope(scope), opCheckpoints, opStateBlock)
 	}
 	rec := recordPayload(t, owner.who, "r1").Record
 	if _, err := owner.l.Append(ctx, TypeGrant, GrantPayload{Record: rec, Grantee: outsider.who.id,
