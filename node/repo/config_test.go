@@ -90,6 +90,7 @@ func TestConfigSetShowFile(t *testing.T) {
 		{"addresses.announce", "203.0.113.7:4101", "not a multiaddr"},
 		{"bootstrap", "/ip4/198.51.100.4/tcp/4101", "/p2p/"},
 		{"org", "St Mary\nMRN 123", "not allowed"},
+		{"ledger.prune_after_checkpoint", "maybe", "neither true nor false"},
 	} {
 		_, err := SetConfig(dir, bad.key, []string{bad.val})
 		var ve *ValueError
