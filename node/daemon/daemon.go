@@ -187,6 +187,9 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		// Scope checkpoints as the owners' scopes this node signs grow.
 		ScopeCheckpointEvery: r.Config.ScopeCheckpointEvery,
 		PruneAfterCheckpoint: r.Config.PruneAfterCheckpoint,
+		// Replays (checkpoint drafts) build their state on disk, not in
+		// memory.
+		ScratchDir: r.Path(repo.ScratchDir),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)

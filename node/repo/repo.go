@@ -50,6 +50,10 @@ const (
 	GenesisFile  = "network/genesis.cbor"
 	PSKFile      = "network/psk"
 	DatastoreDir = "datastore"
+	// ScratchDir holds the ledger's replays while they run (a scope
+	// checkpoint's draft): a badger database each, deleted when done and
+	// when the daemon starts. Not backed up.
+	ScratchDir = "scratch"
 )
 
 // Defaults for a new repo.

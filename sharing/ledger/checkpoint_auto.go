@@ -239,10 +239,12 @@ func (l *Ledger) sinceCheckpoint(ctx context.Context, s string) (int, error) {
 // node's heads, gathers the signatures of the other members of the owner's
 // replica group until a majority signed, and stores it.
 func (l *Ledger) proposeScopeCheckpoint(ctx context.Context, n *transport, s string) (*Checkpoint, error) {
-	ck, blocks, err := l.signScopeDraft(ctx, s, nil)
+	d, err := l.signScopeDraft(ctx, s, nil)
 	if err != nil {
 		return nil, err
 	}
+	defer d.close()
+	ck := d.ck
 	need := Quorum(len(ck.Signers))
 	var errs []error
 	for _, p := range ck.Signers {
@@ -275,7 +277,7 @@ func (l *Ledger) proposeScopeCheckpoint(ctx context.Context, n *transport, s str
 	if have := trustedSigs(ck, ck.Signers); have < need {
 		return nil, fmt.Errorf("%d of the %d signatures it needs from %v: %w", have, need, ck.Signers, errors.Join(errs...))
 	}
-	if err := l.storeScopeCheckpoint(ctx, ck, blocks); err != nil {
+	if err := l.storeScopeCheckpoint(ctx, ck, d.block); err != nil {
 		return nil, err
 	}
 	return ck, nil
@@ -358,19 +360,20 @@ func (l *Ledger) serveCosign(ctx context.Context, req *syncReq, from peer.ID) *s
 		l.auto.mu.Unlock()
 		ctx, cancel := context.WithTimeout(ctx, cosignTimeout)
 		defer cancel()
-		var blocks [][]byte
-		signed, blocks, err = l.signScopeDraft(ctx, ck.Scope, ck)
+		d, err := l.signScopeDraft(ctx, ck.Scope, ck)
 		if err != nil {
 			l.log.Info("checkpoint proposal not co-signed", "scope", ck.Scope, "proposal", ck.cid.String(), "from", from.String(), "err", err)
 			l.met.scopeCkpts.WithLabelValues("refused").Inc()
 			return &syncResp{Err: err.Error()}
 		}
+		defer d.close()
+		signed = d.ck
 		l.auto.mu.Lock()
 		l.auto.cosigned[ws] = cosigned{at: l.now(), ck: signed}
 		l.auto.mu.Unlock()
 		l.met.scopeCkpts.WithLabelValues("cosigned").Inc()
 		if trustedSigs(signed, signed.Signers) >= Quorum(len(signed.Signers)) {
-			if err := l.storeScopeCheckpoint(ctx, signed, blocks); err != nil && !errors.Is(err, ErrCheckpointExists) {
+			if err := l.storeScopeCheckpoint(ctx, signed, d.block); err != nil && !errors.Is(err, ErrCheckpointExists) {
 				l.log.Warn("store co-signed checkpoint", "scope", ck.Scope, "err", err)
 			}
 		}

@@ -71,10 +71,12 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 		return to.l.serveFrom(ctx, &syncReq{Network: to.l.net.Bytes(), Op: opCosign, Scope: wireScope(scope), Proposal: raw}, from.who.id)
 	}
 
-	draft, _, err := proposer.l.signScopeDraft(ctx, scope, nil)
+	d, err := proposer.l.signScopeDraft(ctx, scope, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.close()
+	draft := d.ck
 	// Not a signer, or a signer that did not sign: refused before any work.
 	rogue := *draft
 	rogue.Sigs = nil

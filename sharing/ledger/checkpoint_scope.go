@@ -348,14 +348,16 @@ func (c *Core) verifyScopeSigners(ctx context.Context, ck *Checkpoint) error {
 // proposal the draft is of this node's heads; with one, of the proposal's
 // (its Heads and Deps), so a member co-signs while the scope moves on.
 func (l *Ledger) makeScopeCheckpoint(ctx context.Context, scope string, proposal *Checkpoint) (*Checkpoint, bool, error) {
-	ck, blocks, err := l.signScopeDraft(ctx, scope, proposal)
+	d, err := l.signScopeDraft(ctx, scope, proposal)
 	if err != nil {
 		return nil, false, err
 	}
+	defer d.close()
+	ck := d.ck
 	if trustedSigs(ck, ck.Signers) < Quorum(len(ck.Signers)) {
 		return ck, false, nil
 	}
-	if err := l.storeScopeCheckpoint(ctx, ck, blocks); err != nil {
+	if err := l.storeScopeCheckpoint(ctx, ck, d.block); err != nil {
 		return nil, false, err
 	}
 	return ck, true, nil
@@ -364,16 +366,16 @@ func (l *Ledger) makeScopeCheckpoint(ctx context.Context, scope string, proposal
 // signScopeDraft drafts a checkpoint of scope (at the proposal's roots, or
 // at this node's heads without one), checks that this node signs it and,
 // with a proposal, that it is the same checkpoint, then adds this node's
-// signature to the proposal's. It returns the state blocks too.
-func (l *Ledger) signScopeDraft(ctx context.Context, scope string, proposal *Checkpoint) (*Checkpoint, [][]byte, error) {
+// signature to the proposal's. The caller closes the draft.
+func (l *Ledger) signScopeDraft(ctx context.Context, scope string, proposal *Checkpoint) (*scopeDraft, error) {
 	chain, err := l.CheckpointChain(ctx, scope)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var roots []cid.Cid
 	if proposal != nil {
 		if n := len(chain); n > 0 && chain[n-1].cid != proposal.cid && !chain[n-1].Clock.Less(proposal.Clock) {
-			return nil, nil, fmt.Errorf("%w: this node's latest checkpoint of %s (%s) is as recent as the proposal", ErrCheckpointExists, scope, chain[n-1].cid)
+			return nil, fmt.Errorf("%w: this node's latest checkpoint of %s (%s) is as recent as the proposal", ErrCheckpointExists, scope, chain[n-1].cid)
 		}
 		roots = append(slices.Clone(proposal.Heads), proposal.Deps...)
 	} else {
@@ -381,36 +383,45 @@ func (l *Ledger) signScopeDraft(ctx context.Context, scope string, proposal *Che
 		roots = l.core.closureHeads(wireScope(scope))
 		l.mu.Unlock()
 	}
-	ck, blocks, err := l.scopeDraftAt(ctx, scope, roots)
+	d, err := l.scopeDraftAt(ctx, scope, roots)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	if err := l.signDraft(d.ck, chain, proposal); err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// signDraft checks that this node signs ck (drafted at the proposal's
+// roots, or at its heads) and, with a proposal, that it is the same
+// checkpoint, then adds the proposal's signatures and this node's.
+func (l *Ledger) signDraft(ck *Checkpoint, chain []*Checkpoint, proposal *Checkpoint) error {
+	scope := ck.Scope
 	if !slices.Contains(ck.Signers, l.self) {
-		return nil, nil, fmt.Errorf("%w: this node (%s) is not in the replica group of the owner of %s, which signs its checkpoints: %v", ErrCheckpointUntrusted, l.self, scope, ck.Signers)
+		return fmt.Errorf("%w: this node (%s) is not in the replica group of the owner of %s, which signs its checkpoints: %v", ErrCheckpointUntrusted, l.self, scope, ck.Signers)
 	}
 	if len(ck.Signers) < minScopeSigners {
-		return nil, nil, fmt.Errorf("%w: the replica group of the owner of %s has %d member(s), fewer than %d: its scopes have no checkpoints", ErrCheckpointUntrusted, scope, len(ck.Signers), minScopeSigners)
+		return fmt.Errorf("%w: the replica group of the owner of %s has %d member(s), fewer than %d: its scopes have no checkpoints", ErrCheckpointUntrusted, scope, len(ck.Signers), minScopeSigners)
 	}
 	if len(chain) > 0 && chain[len(chain)-1].cid == ck.cid && proposal == nil {
-		return nil, nil, fmt.Errorf("%w: the latest checkpoint of %s is of this state already", ErrCheckpointExists, scope)
+		return fmt.Errorf("%w: the latest checkpoint of %s is of this state already", ErrCheckpointExists, scope)
 	}
 	if proposal != nil {
 		if proposal.cid != ck.cid {
-			return nil, nil, fmt.Errorf("%w: the proposal %s (at %d heads, %d entries) is not the checkpoint this node computes at the same heads, %s (%d entries)",
+			return fmt.Errorf("%w: the proposal %s (at %d heads, %d entries) is not the checkpoint this node computes at the same heads, %s (%d entries)",
 				ErrCheckpointMismatch, proposal.cid, len(proposal.Heads), proposal.Entries, ck.cid, ck.Entries)
 		}
 		ck.Sigs = append(ck.Sigs, proposal.Sigs...)
 	}
-	if err := ck.Sign(l.o.Key); err != nil {
-		return nil, nil, err
-	}
-	return ck, blocks, nil
+	return ck.Sign(l.o.Key)
 }
 
 // storeScopeCheckpoint stores a scope checkpoint signed by a quorum of its
 // group (checked against this node's membership) with its state blocks,
 // after this node's latest: ErrCheckpointExists if that one is as recent.
-func (l *Ledger) storeScopeCheckpoint(ctx context.Context, ck *Checkpoint, blocks [][]byte) error {
+func (l *Ledger) storeScopeCheckpoint(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
 	defer l.scopeCkptLock(ck.Scope)()
 	if err := l.storeScopeCheckpointLocked(ctx, ck, blocks); err != nil {
 		return err
@@ -421,7 +432,7 @@ func (l *Ledger) storeScopeCheckpoint(ctx context.Context, ck *Checkpoint, block
 
 // storeScopeCheckpointLocked is storeScopeCheckpoint, the scope's
 // checkpoint lock held.
-func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint, blocks [][]byte) error {
+func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
 	scope := ck.Scope
 	chain, err := l.CheckpointChain(ctx, scope)
 	if err != nil {
@@ -453,13 +464,15 @@ func (l *Ledger) storeScopeCheckpointLocked(ctx context.Context, ck *Checkpoint,
 // starts from the scope's latest trusted checkpoint when the roots descend
 // from it, and runs without the ledger's lock (entries are immutable; a
 // prune racing it makes it fail, not differ), the walk of the roots' past
-// too (storeDag). ErrCheckpointDeps if this node lacks one of roots.
-func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid) (*Checkpoint, [][]byte, error) {
+// too (storeDag). The replay's core is on a scratch store (store_scratch.go),
+// where the draft's state blocks stay until stored: the caller closes the
+// draft. ErrCheckpointDeps if this node lacks one of roots.
+func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid) (*scopeDraft, error) {
 	select {
 	case l.draftSem <- struct{}{}:
 		defer func() { <-l.draftSem }()
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return nil, ctx.Err()
 	}
 	ws := wireScope(scope)
 	l.mu.Lock()
@@ -485,7 +498,7 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		past, err = l.storeDag().difference(ctx, roots, nil, 0)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	in := make(map[cid.Cid]bool, len(past))
 	for _, c := range past {
@@ -504,29 +517,35 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 	for _, ds := range closure(ws) {
 		chain, err := l.CheckpointChain(ctx, scopeName(ds))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if n := len(chain); n > 0 && allIn(in, chain[n-1].Heads) && allIn(in, chain[n-1].Deps) {
 			from = append(from, scopeName(ds))
 		}
 	}
 	for {
-		fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
+		fresh, st, release, err := l.scratchCore(ctx)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		_, _, err = l.replay(ctx, fresh, replayOpts{want: want, in: in, fromChain: from})
 		if err != nil && len(from) > 0 && ctx.Err() == nil {
 			// A checkpoint moved under the replay (adopted, pruned):
 			// the entries themselves decide.
 			l.log.Debug("checkpoint draft from the latest checkpoints failed; replaying", "scope", scope, "err", err)
+			release()
 			from = nil
 			continue
 		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("ledger: checkpoint of %s: %w", scope, err)
+		var ck *Checkpoint
+		if err == nil {
+			ck, err = exportDraft(ctx, fresh, st, scope)
 		}
-		return fresh.Checkpoint(ctx, scope, cid.Undef)
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("ledger: checkpoint of %s: %w", scope, err)
+		}
+		return &scopeDraft{ck: ck, store: st, release: release}, nil
 	}
 }
 
@@ -539,7 +558,7 @@ func (l *Ledger) storeDag() *dag {
 }
 
 // scopeCheckpointDraft is scopeDraftAt at this node's heads.
-func (l *Ledger) scopeCheckpointDraft(ctx context.Context, scope string) (*Checkpoint, [][]byte, error) {
+func (l *Ledger) scopeCheckpointDraft(ctx context.Context, scope string) (*scopeDraft, error) {
 	l.mu.Lock()
 	roots := l.core.closureHeads(wireScope(scope))
 	l.mu.Unlock()
@@ -643,10 +662,12 @@ func (l *Ledger) adoptScopeLocally(ctx context.Context, ck *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	mine, blocks, err := l.scopeDraftAt(ctx, ck.Scope, append(slices.Clone(ck.Heads), ck.Deps...))
+	d, err := l.scopeDraftAt(ctx, ck.Scope, append(slices.Clone(ck.Heads), ck.Deps...))
 	if err != nil {
 		return err
 	}
+	defer d.close()
+	mine := d.ck
 	if mine.cid != ck.cid {
 		l.log.Error("a checkpoint the owner's replica group signed is not this node's state at its heads: not adopted",
 			"scope", ck.Scope, "checkpoint", ck.cid.String(), "entries", ck.Entries, "here", mine.cid.String(), "entries_here", mine.Entries)
@@ -654,7 +675,7 @@ func (l *Ledger) adoptScopeLocally(ctx context.Context, ck *Checkpoint) error {
 			ErrCheckpointMismatch, ck.cid, ck.Scope, ck.Entries, mine.cid, mine.Entries)
 	}
 	mine.Sigs = ck.Sigs
-	if err := l.storeScopeCheckpointLocked(ctx, mine, blocks); err != nil {
+	if err := l.storeScopeCheckpointLocked(ctx, mine, d.block); err != nil {
 		return err
 	}
 	l.log.Info("checkpoint adopted", "checkpoint", ck.cid.String(), "scope", ck.Scope, "entries", ck.Entries, "size", ck.Size, "computed_here", true)

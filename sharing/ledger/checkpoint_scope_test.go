@@ -139,7 +139,7 @@ func TestCheckpointScopeRowsPartition(t *testing.T) {
 			// A node that follows the scope and others exports the same.
 			other := openNode(t, newIdent(t), sw.w.genesis)
 			ingestAll(t, other, sw.holding(0, 2))
-			ck2, _, err := other.scopeCheckpointDraft(ctx, scope)
+			ck2, _, err := other.heldDraft(ctx, scope)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -202,7 +202,7 @@ func BenchmarkJoinMillionScoped(b *testing.B) {
 	var scopeEntries uint64
 	for _, i := range followed {
 		for _, s := range []string{OwnerScope(w.members[i].id), AuditScope(w.members[i].id)} {
-			ck, blocks, err := src.scopeCheckpointDraft(ctx, s)
+			ck, blocks, err := src.heldDraft(ctx, s)
 			if err != nil {
 				b.Fatal(err)
 			}

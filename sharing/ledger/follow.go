@@ -71,10 +71,11 @@ func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error)
 	if _, _, err := ParseScope(s); err != nil {
 		return nil, 0, err
 	}
-	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
+	fresh, _, release, err := l.scratchCore(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
+	defer release()
 	deps := map[string]bool{}
 	for _, x := range closure(wireScope(s)) {
 		deps[x] = true

@@ -219,3 +219,22 @@ func ingestAll(t testing.TB, l *Ledger, es []*Entry) {
 		}
 	}
 }
+
+// heldDraft drafts a checkpoint of scope at l's heads (scopeCheckpointDraft)
+// and returns it with its state blocks in memory, the draft closed.
+func (l *Ledger) heldDraft(ctx context.Context, scope string) (*Checkpoint, [][]byte, error) {
+	d, err := l.scopeCheckpointDraft(ctx, scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.close()
+	var blocks [][]byte
+	for _, c := range d.ck.Blocks {
+		b, err := d.block(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		blocks = append(blocks, b)
+	}
+	return d.ck, blocks, nil
+}

@@ -58,6 +58,11 @@ type Options struct {
 	// each time it stores a newer checkpoint of it, made, co-signed or
 	// adopted; never the scopes of its own records.
 	PruneAfterCheckpoint bool
+	// ScratchDir, if set, is where replays (scope checkpoint drafts,
+	// Verify, scope digests) build their state: a badger database each,
+	// deleted when done, rather than memory (store_scratch.go). Nodes set
+	// it; what an earlier run left there is deleted by Open.
+	ScratchDir string
 }
 
 // Ledger is one node's replica of the network's ledger: a Core over the
@@ -236,6 +241,9 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		members: map[peer.ID]Member{}, subs: map[*subscriber]struct{}{}, closed: make(chan struct{}), draftSem: make(chan struct{}, 1),
 	}
 	l.wg.Add(1) // released by Close
+	if err := clearScratch(o.ScratchDir); err != nil {
+		return nil, err
+	}
 	if err := checkInterruptedLoad(ctx, o.Store); err != nil {
 		return nil, err
 	}
@@ -442,13 +450,15 @@ func (l *Ledger) EachEntry(ctx context.Context, fn func(cid.Cid) error) error {
 
 // Verify re-checks the whole log from genesis: every entry's signature,
 // links and authority are validated again by replaying all entries, in
-// (clock, CID) order, into a fresh core in memory; then the rebuilt view's
-// digest must equal this one's. The error names the first bad entry.
+// (clock, CID) order, into a fresh core (on a scratch store:
+// store_scratch.go); then the rebuilt view's digest must equal this one's.
+// The error names the first bad entry.
 func (l *Ledger) Verify(ctx context.Context) error {
-	fresh, err := l.rebuild(ctx)
+	fresh, release, err := l.rebuild(ctx)
 	if err != nil {
 		return err
 	}
+	defer release()
 	a, err := fresh.State().Digest(ctx)
 	if err != nil {
 		return err
@@ -465,18 +475,20 @@ func (l *Ledger) Verify(ctx context.Context) error {
 	return nil
 }
 
-// rebuild replays every stored entry into a new core on a MemStore. A
-// node that joined from a checkpoint, caught a scope up from one, or
-// pruned, replays from its latest trusted checkpoints (replayInto).
-func (l *Ledger) rebuild(ctx context.Context) (*Core, error) {
-	fresh, err := NewCore(ctx, CoreConfig{Store: NewMemStore(), Genesis: l.o.Genesis, Types: l.o.Types})
+// rebuild replays every stored entry into a new core on a scratch store,
+// which the function it returns releases. A node that joined from a
+// checkpoint, caught a scope up from one, or pruned, replays from its
+// latest trusted checkpoints (replayInto).
+func (l *Ledger) rebuild(ctx context.Context) (*Core, func(), error) {
+	fresh, _, release, err := l.scratchCore(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, _, err := l.replayInto(ctx, fresh, func(string) bool { return true }); err != nil {
-		return nil, err
+		release()
+		return nil, nil, err
 	}
-	return fresh, nil
+	return fresh, release, nil
 }
 
 // Close stops networking and subscriptions. It does not close the store.

@@ -187,7 +187,7 @@ func (l *Ledger) MakeCheckpoint(ctx context.Context, scope string, proposal *Che
 	if _, err := VerifyCheckpointChain(l.o.Genesis, scope, append(chain, ck)); err != nil {
 		return nil, false, err
 	}
-	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blocks); err != nil {
+	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blockMap(blocks)); err != nil {
 		return nil, false, err
 	}
 	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size, "signatures", len(ck.Sigs))
@@ -230,7 +230,7 @@ func sameCids(a, b []cid.Cid) bool {
 
 // storeCheckpoint appends a trusted checkpoint to the stored chain at index
 // i and replaces the stored state blocks with its own.
-func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *Checkpoint, blocks [][]byte) error {
+func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
 	raw, err := ck.Encode()
 	if err != nil {
 		return err
@@ -254,8 +254,12 @@ func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *C
 		return err
 	}
 	n := 0
-	for _, blk := range blocks {
-		if err := b.Put(bp+blockCID(blk).String(), blk); err != nil {
+	for _, c := range ck.Blocks {
+		blk, err := blocks(ctx, c)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(bp+c.String(), blk); err != nil {
 			return err
 		}
 		// Bound the batch's bytes: blocks are up to a MiB each.
