@@ -108,18 +108,39 @@ else
 	log "added in $(echo "$(now) - $t0" | bc) s; waiting for the ledger to settle on every node"
 fi
 
-# Settled: the global heads are the same on every node and no node's
-# ledger (every scope it follows: replica receipts live on the owner's
-# scope, not the global one) has changed for 15 s.
+# Settled: the global heads are the same on every node, no node's ledger
+# (every scope it follows: replica receipts live on the owner's scope, not
+# the global one) has changed for 15 s, and every node has the same latest
+# checkpoint of node 1's owner and audit scopes (with automatic
+# checkpoints, the last one is made as the adds end, and the owner adopts
+# it by drafting it too: 15-30 s of a core at 100,000 records, not idle).
+owner=$(mm id --repo "$work/n1" --json | jq -r .peer)
 heads() { mm ledger heads --repo "$work/n$1" --json 2>/dev/null | tr -d ' \n' || true; }
 stored() { mm ledger stat --repo "$work/n$1" --json 2>/dev/null | jq -c '[.entry_count, .synced]' || true; }
+latest() { # the node's latest checkpoint of each, "-" where it does not follow the scope
+	local s follows
+	follows=$(mm ledger stat --repo "$work/n$1" --json 2>/dev/null | jq -r '.scopes[]' || true)
+	for s in owner audit; do
+		if grep -qx "$s/$owner" <<<"$follows"; then
+			mm ledger checkpoints --repo "$work/n$1" --scope "$s/$owner" --json 2>/dev/null | jq -r '.[-1].checkpoint // "none"' || true
+		else
+			echo -
+		fi
+	done | tr '\n' ' '
+}
+# The followers of node 1's scopes have the same latest checkpoints.
+same_checkpoints() {
+	local i
+	for i in $(seq "$nodes"); do latest "$i"; echo; done | awk '{for (j = 1; j <= NF; j++) if ($j != "-") seen[j " " $j] = 1} END {for (k in seen) {split(k, a, " "); n[a[1]]++} for (j in n) if (n[j] > 1) exit 1}'
+}
 settled=0 last=""
 end=$((SECONDS + 60 * ${SETTLE_MINUTES:-30}))
 while ((settled < 15)); do
 	h=$(heads 1)
 	same=1
 	for i in $(seq 2 "$nodes"); do [[ $(heads "$i") == "$h" ]] || same=0; done
-	for i in $(seq "$nodes"); do h="$h $(stored "$i")"; done
+	for i in $(seq "$nodes"); do h="$h $(stored "$i") $(latest "$i")"; done
+	same_checkpoints || same=0
 	if ((same)) && [[ $h == "$last" ]]; then settled=$((settled + 1)); else settled=0; fi
 	last=$h
 	((SECONDS < end)) || { echo "the network did not settle in ${SETTLE_MINUTES:-30} minutes" >&2; exit 1; }
