@@ -60,7 +60,7 @@ none. Each is trusted on its own. A node that starts following the scope
 (it joined the owner's replica group) loads the latest one from a peer
 instead of replaying the scope's history; nodes that hold the scope may
 then prune what it covers. The group makes them by itself as the scope
-grows when config ledger.scope_checkpoint_every is set (e.g. 10000; off by default);
+grows, every ledger.scope_checkpoint_every entries (config; 10000 by default);
 by hand, group members co-sign with --cosign and the same --scope: the
 co-signer computes the checkpoint at the proposal's heads, so the scope
 may move on meanwhile.
