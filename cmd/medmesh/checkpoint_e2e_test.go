@@ -427,6 +427,20 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(imaging.must("ledger", "verify", "--json")), &v); err != nil || !v.OK {
 		t.Fatalf("imaging's ledger after it pruned: %+v %v", v, err)
 	}
+	// Drafts (the group's, the owner's adoption, imaging's verify) ran
+	// in a database under each repo's scratch/, deleted when done.
+	waitFor(t, "drafts' scratch databases to be gone", 30*time.Second, func() error {
+		for _, n := range []*cli{clinic, lab, imaging} {
+			ents, err := os.ReadDir(filepath.Join(n.repo, "scratch"))
+			if err != nil {
+				return fmt.Errorf("%s: no draft ran in its scratch directory: %w", n.repo, err)
+			}
+			if len(ents) > 0 {
+				return fmt.Errorf("%s: %d left in scratch/", n.repo, len(ents))
+			}
+		}
+		return nil
+	})
 	made := `medmesh_ledger_scope_checkpoints_total{result="made"}`
 	cosigned := `medmesh_ledger_scope_checkpoints_total{result="cosigned"}`
 	if m, c := lab.metric(t, made)+imaging.metric(t, made), lab.metric(t, cosigned)+imaging.metric(t, cosigned); m < 1 || c < 1 {
