@@ -441,6 +441,34 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 		}
 		return nil
 	})
+	// Each node keeps the latest checkpoint's state blocks as files under
+	// checkpoints/ (dropping the older ones is an unlink, not value-log
+	// garbage in the datastore), exactly those blocks.
+	waitFor(t, "the checkpoint's state blocks as files on each node", 30*time.Second, func() error {
+		for _, n := range []*cli{clinic, lab, imaging} {
+			var cks []api.Checkpoint
+			if err := json.Unmarshal([]byte(n.must("ledger", "checkpoints", "--scope", os_, "--json")), &cks); err != nil || len(cks) == 0 {
+				return fmt.Errorf("%s: checkpoints %v %v", n.repo, cks, err)
+			}
+			last := cks[len(cks)-1]
+			ents, err := os.ReadDir(filepath.Join(n.repo, "checkpoints", "owner-"+clinicID))
+			if err != nil {
+				return fmt.Errorf("%s: %w", n.repo, err)
+			}
+			var size uint64
+			for _, e := range ents {
+				fi, err := e.Info()
+				if err != nil || strings.HasPrefix(e.Name(), ".") {
+					return fmt.Errorf("%s: %s in checkpoints/ (%v)", n.repo, e.Name(), err)
+				}
+				size += uint64(fi.Size())
+			}
+			if len(ents) != last.BlockCount || size != last.Size {
+				return fmt.Errorf("%s: %d files of %d bytes, the latest checkpoint %s has %d blocks of %d", n.repo, len(ents), size, last.Checkpoint, last.BlockCount, last.Size)
+			}
+		}
+		return nil
+	})
 	made := `medmesh_ledger_scope_checkpoints_total{result="made"}`
 	cosigned := `medmesh_ledger_scope_checkpoints_total{result="cosigned"}`
 	if m, c := lab.metric(t, made)+imaging.metric(t, made), lab.metric(t, cosigned)+imaging.metric(t, cosigned); m < 1 || c < 1 {

@@ -189,7 +189,8 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 		PruneAfterCheckpoint: r.Config.PruneAfterCheckpoint,
 		// Replays (checkpoint drafts) build their state on disk, not in
 		// memory.
-		ScratchDir: r.Path(repo.ScratchDir),
+		ScratchDir:    r.Path(repo.ScratchDir),
+		CheckpointDir: r.Path(repo.CheckpointDir),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open ledger: %w", err)

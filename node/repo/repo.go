@@ -54,6 +54,12 @@ const (
 	// checkpoint's draft): a badger database each, deleted when done and
 	// when the daemon starts. Not backed up.
 	ScratchDir = "scratch"
+	// CheckpointDir holds the state blocks of the latest checkpoint of
+	// each ledger scope this node keeps, a file each (dropping an older
+	// checkpoint's is then an unlink, not value-log garbage in the
+	// datastore). Not backed up: a restored node fetches or drafts them
+	// again.
+	CheckpointDir = "checkpoints"
 )
 
 // Defaults for a new repo.

@@ -629,7 +629,7 @@ func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(con
 	if err := b.Put(chainKey(scope, len(old)), raw); err != nil {
 		return err
 	}
-	if err := l.commitAdoption(ctx, b, scope, blockPrefix(scope), have, ck, load); err != nil {
+	if err := l.commitAdoption(ctx, b, scope, have, ck, load); err != nil {
 		return err
 	}
 	if load {

@@ -63,6 +63,11 @@ type Options struct {
 	// deleted when done, rather than memory (store_scratch.go). Nodes set
 	// it; what an earlier run left there is deleted by Open.
 	ScratchDir string
+	// CheckpointDir, if set, is where the state blocks of each scope's
+	// latest checkpoint are kept, a file each, rather than in Store
+	// (ckpt_blocks.go). Nodes set it; Open moves there the blocks an
+	// older version kept in the store.
+	CheckpointDir string
 }
 
 // Ledger is one node's replica of the network's ledger: a Core over the
@@ -73,11 +78,13 @@ type Options struct {
 type Ledger struct {
 	o     Options
 	store Store
-	log   *slog.Logger
-	net   cid.Cid
-	self  peer.ID
-	met   *metrics
-	now   func() time.Time
+	// blocks holds the state blocks of each scope's latest checkpoint.
+	blocks stateBlocks
+	log    *slog.Logger
+	net    cid.Cid
+	self   peer.ID
+	met    *metrics
+	now    func() time.Time
 
 	mu   sync.Mutex // serializes the core
 	core *Core
@@ -245,6 +252,9 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		return nil, err
 	}
 	if err := checkInterruptedLoad(ctx, o.Store); err != nil {
+		return nil, err
+	}
+	if l.blocks, err = openStateBlocks(ctx, o.Store, o.CheckpointDir); err != nil {
 		return nil, err
 	}
 	core, err := NewCore(ctx, CoreConfig{Store: o.Store, Genesis: o.Genesis, Types: o.Types, MaxPending: o.MaxPending})

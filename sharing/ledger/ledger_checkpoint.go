@@ -19,6 +19,7 @@ import (
 //	                           checkpoints, each trusted on its own (checkpoint_scope.go)
 //	/k/b/<cid>                 the state blocks of the global scope's latest trusted checkpoint
 //	/k/sb/<scope>/<cid>        those of an owner or audit scope's latest
+//	                           (both only without Options.CheckpointDir: ckpt_blocks.go)
 //	/k/base/<scope>            the checkpoint this node's state of the scope started from
 //	/k/pruned/<scope>          the checkpoint up to which the scope's entries were pruned
 //	/k/loading/<scope>         set while a checkpoint's state is being written
@@ -120,7 +121,7 @@ func (l *Ledger) StateBlock(ctx context.Context, c cid.Cid) ([]byte, error) {
 
 // ScopeStateBlock returns a state block of scope's latest trusted checkpoint.
 func (l *Ledger) ScopeStateBlock(ctx context.Context, scope string, c cid.Cid) ([]byte, error) {
-	v, ok, err := l.store.Get(ctx, blockPrefix(scope)+c.String())
+	v, ok, err := l.blocks.get(ctx, scope, c)
 	if err != nil {
 		return nil, err
 	}
@@ -184,14 +185,30 @@ func (l *Ledger) MakeCheckpoint(ctx context.Context, scope string, proposal *Che
 	if trustedSigs(ck, signers) < Quorum(len(signers)) {
 		return ck, false, nil
 	}
-	if _, err := VerifyCheckpointChain(l.o.Genesis, scope, append(chain, ck)); err != nil {
-		return nil, false, err
-	}
-	if err := l.storeCheckpoint(ctx, scope, len(chain), ck, blockMap(blocks)); err != nil {
+	if err := l.storeGlobalCheckpoint(ctx, scope, chain, ck, blocks); err != nil {
 		return nil, false, err
 	}
 	l.log.Info("checkpoint made", "checkpoint", ck.cid.String(), "scope", scope, "entries", ck.Entries, "size", ck.Size, "signatures", len(ck.Sigs))
 	return ck, true, nil
+}
+
+// storeGlobalCheckpoint stores ck, a checkpoint of the global scope made
+// here, after chain (the stored one when it was made), under the global
+// scope's checkpoint lock (see adopt): the chain must not have moved
+// meanwhile.
+func (l *Ledger) storeGlobalCheckpoint(ctx context.Context, scope string, chain []*Checkpoint, ck *Checkpoint, blocks [][]byte) error {
+	defer l.scopeCkptLock(ScopeGlobal)()
+	now, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		return err
+	}
+	if len(now) != len(chain) {
+		return fmt.Errorf("%w: the chain grew to %d checkpoints while this one was made", ErrCheckpointExists, len(now))
+	}
+	if _, err := VerifyCheckpointChain(l.o.Genesis, scope, append(chain, ck)); err != nil {
+		return err
+	}
+	return l.storeCheckpoint(ctx, scope, len(chain), ck, blockMap(blocks))
 }
 
 // ErrCheckpointMismatch is returned when a proposal to co-sign is not the
@@ -229,58 +246,55 @@ func sameCids(a, b []cid.Cid) bool {
 }
 
 // storeCheckpoint appends a trusted checkpoint to the stored chain at index
-// i and replaces the stored state blocks with its own.
+// i and replaces the stored state blocks with its own: its blocks are
+// stored first, then the chain row, and the older checkpoint's blocks are
+// dropped once the row is committed (ckpt_blocks.go).
 func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
 	raw, err := ck.Encode()
 	if err != nil {
 		return err
 	}
-	var old []string
-	keep := map[string]bool{}
-	bp := blockPrefix(scope)
-	for _, b := range ck.Blocks {
-		keep[bp+b.String()] = true
-	}
-	if err := l.store.Scan(ctx, bp, true, func(k string, _ []byte) bool {
-		if !keep[k] {
-			old = append(old, k)
+	keep := make(map[cid.Cid]bool, len(ck.Blocks))
+	// Up to 64 blocks (of up to a MiB) at a time.
+	batch := make([][]byte, 0, 64)
+	for _, c := range ck.Blocks {
+		keep[c] = true
+		blk, err := blocks(ctx, c)
+		if err != nil {
+			return err
 		}
-		return true
-	}); err != nil {
+		if batch = append(batch, blk); len(batch) == cap(batch) {
+			if err := l.blocks.put(ctx, scope, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := l.blocks.put(ctx, scope, batch); err != nil {
 		return err
 	}
 	b, err := l.store.Batch(ctx)
 	if err != nil {
 		return err
 	}
-	n := 0
-	for _, c := range ck.Blocks {
-		blk, err := blocks(ctx, c)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(bp+c.String(), blk); err != nil {
-			return err
-		}
-		// Bound the batch's bytes: blocks are up to a MiB each.
-		if n++; n%64 == 0 {
-			if err := b.Commit(ctx); err != nil {
-				return err
-			}
-			if b, err = l.store.Batch(ctx); err != nil {
-				return err
-			}
-		}
-	}
 	if err := b.Put(chainKey(scope, i), raw); err != nil {
 		return err
 	}
-	for _, k := range old {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
+	if err := b.Commit(ctx); err != nil {
+		return err
 	}
-	return b.Commit(ctx)
+	l.dropOlderBlocks(ctx, scope, keep)
+	return nil
+}
+
+// dropOlderBlocks deletes scope's state blocks not in keep, those of the
+// checkpoint the one just committed replaced. A failure leaves them on
+// disk (the next checkpoint, or Open, drops them) and is logged: the
+// checkpoint itself is stored.
+func (l *Ledger) dropOlderBlocks(ctx context.Context, scope string, keep map[cid.Cid]bool) {
+	if err := l.blocks.retain(ctx, scope, keep); err != nil {
+		l.log.Warn("drop an older checkpoint's state blocks", "scope", scope, "err", err)
+	}
 }
 
 // JoinFromCheckpoint makes this node's state the state of the last
@@ -342,6 +356,10 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 		// An owner's or audit scope's checkpoint is trusted on its own.
 		return l.adoptScope(ctx, chain[len(chain)-1], blocks, load)
 	}
+	// One global adoption or store at a time: each drops the state
+	// blocks the chain it committed does not name (dropOlderBlocks),
+	// which would include blocks another had stored and not committed.
+	defer l.scopeCkptLock(ScopeGlobal)()
 	ck, err := VerifyCheckpointChain(l.o.Genesis, chain[0].Scope, chain)
 	if err != nil {
 		return err
@@ -404,7 +422,7 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 			return err
 		}
 	}
-	if err := l.commitAdoption(ctx, b, scope, pCkptBlock, have, ck, load); err != nil {
+	if err := l.commitAdoption(ctx, b, scope, have, ck, load); err != nil {
 		return err
 	}
 	if !load {
@@ -441,12 +459,11 @@ func (l *Ledger) fetchChecked(ctx context.Context, ck *Checkpoint, blocks func(c
 	if err != nil {
 		return nil, nil, err
 	}
-	bp := blockPrefix(ck.Scope)
 	fetched := make([][]byte, 0, 64)
 	have := map[cid.Cid]bool{}
 	for _, bc := range ck.Blocks {
 		have[bc] = true
-		b, ok, err := l.store.Get(ctx, bp+bc.String())
+		b, ok, err := l.blocks.get(ctx, ck.Scope, bc)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -463,29 +480,13 @@ func (l *Ledger) fetchChecked(ctx context.Context, ck *Checkpoint, blocks func(c
 		}
 		fetched = append(fetched, b)
 		if len(fetched) == cap(fetched) {
-			if err := l.putBlocks(ctx, bp, fetched); err != nil {
+			if err := l.blocks.put(ctx, ck.Scope, fetched); err != nil {
 				return nil, nil, err
 			}
 			fetched = fetched[:0]
 		}
 	}
-	return have, x, l.putBlocks(ctx, bp, fetched)
-}
-
-func (l *Ledger) putBlocks(ctx context.Context, prefix string, bs [][]byte) error {
-	if len(bs) == 0 {
-		return nil
-	}
-	b, err := l.store.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	for _, blk := range bs {
-		if err := b.Put(prefix+blockCID(blk).String(), blk); err != nil {
-			return err
-		}
-	}
-	return b.Commit(ctx)
+	return have, x, l.blocks.put(ctx, ck.Scope, fetched)
 }
 
 func (l *Ledger) putMarker(ctx context.Context, k string, c cid.Cid) error {
@@ -553,14 +554,11 @@ func (ck *Checkpoint) SignerStrings() []string {
 }
 
 // commitAdoption ends the adoption of checkpoint ck of scope in batch b,
-// which holds its chain rows: it drops the older state blocks under prefix
-// (those not in have), and for a loaded checkpoint sets the base marker
-// and clears the loading marker, then commits. The global and the scope
-// adoptions share it.
-func (l *Ledger) commitAdoption(ctx context.Context, b Batch, scope, prefix string, have map[cid.Cid]bool, ck *Checkpoint, load bool) error {
-	if err := l.dropStateBlocks(ctx, b, prefix, have); err != nil {
-		return err
-	}
+// which holds its chain rows: for a loaded checkpoint it sets the base
+// marker and clears the loading marker, commits, then drops the older
+// state blocks (those not in have). The global and the scope adoptions
+// share it.
+func (l *Ledger) commitAdoption(ctx context.Context, b Batch, scope string, have map[cid.Cid]bool, ck *Checkpoint, load bool) error {
 	if load {
 		if err := b.Put(pCkptBase+scope, ck.cid.Bytes()); err != nil {
 			return err
@@ -569,24 +567,9 @@ func (l *Ledger) commitAdoption(ctx context.Context, b Batch, scope, prefix stri
 			return err
 		}
 	}
-	return b.Commit(ctx)
-}
-
-// dropStateBlocks deletes, in batch b, the stored state blocks under
-// prefix that are not in keep (those of an older checkpoint).
-func (l *Ledger) dropStateBlocks(ctx context.Context, b Batch, prefix string, keep map[cid.Cid]bool) error {
-	var derr error
-	err := l.store.Scan(ctx, prefix, true, func(k string, _ []byte) bool {
-		if c, err := cid.Decode(k[len(prefix):]); err == nil && !keep[c] {
-			derr = b.Delete(k)
-		}
-		return derr == nil
-	})
-	if err != nil {
+	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if derr != nil {
-		return fmt.Errorf("ledger: drop an older checkpoint's state blocks: %w", derr)
-	}
+	l.dropOlderBlocks(ctx, scope, have)
 	return nil
 }
