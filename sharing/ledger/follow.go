@@ -67,22 +67,60 @@ func (l *Ledger) ScopeHeads(s string) ([]cid.Cid, error) {
 // from one, or pruned, the replay starts from its latest trusted
 // checkpoints (replayInto), as Verify's does, and the entries they hold
 // are counted without being replayed.
+//
+// The replay is of the causal past of the closure's heads when it starts,
+// walked and replayed without the ledger's lock (as a checkpoint draft's,
+// scopeDraftAt): with the lock held, a digest of a large scope (`ledger
+// heads --scope`) stopped the node's adds and gossip for as long as the
+// replay took. Should a checkpoint move under it (adopted, pruned), it
+// runs again with the lock held.
 func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error) {
 	if _, _, err := ParseScope(s); err != nil {
 		return nil, 0, err
 	}
+	ws := wireScope(s)
+	deps := map[string]bool{}
+	for _, x := range closure(ws) {
+		deps[x] = true
+	}
+	want := func(x string) bool { return deps[x] }
+	l.mu.Lock()
+	err := l.core.ready(ctx)
+	roots := l.core.closureHeads(ws)
+	l.mu.Unlock()
+	if err != nil {
+		return nil, 0, err
+	}
+	past, err := l.storeDag().difference(ctx, roots, nil, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	in := make(map[cid.Cid]bool, len(past))
+	for _, c := range past {
+		in[c] = true
+	}
+	d, n, err := l.scopeDigest(ctx, replayOpts{want: want, in: in})
+	if err != nil && ctx.Err() == nil {
+		l.log.Debug("scope digest without the lock failed; again with it", "scope", s, "err", err)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		d, n, err = l.scopeDigest(ctx, replayOpts{want: want})
+	}
+	return d, n, err
+}
+
+// scopeDigest replays what o selects into a scratch core and returns its
+// digest and the number of entries loaded and replayed.
+func (l *Ledger) scopeDigest(ctx context.Context, o replayOpts) ([]byte, int, error) {
 	fresh, _, release, err := l.scratchCore(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer release()
-	deps := map[string]bool{}
-	for _, x := range closure(wireScope(s)) {
-		deps[x] = true
+	if l.digestHook != nil {
+		l.digestHook()
 	}
-	l.mu.Lock()
-	loaded, replayed, err := l.replayInto(ctx, fresh, func(x string) bool { return deps[x] })
-	l.mu.Unlock()
+	loaded, replayed, err := l.replay(ctx, fresh, o)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -118,6 +118,9 @@ type Ledger struct {
 	// at most every scopeCkptEvery, not at every sync.
 	scopeCkptAsked map[string]time.Time
 
+	// digestHook, set by tests only, runs in each scope digest's replay
+	// before it starts.
+	digestHook func()
 	// draftSem lets one scope checkpoint draft (a replay) run at a time.
 	draftSem chan struct{}
 	// auto is the state of automatic scope checkpoints (checkpoint_auto.go).

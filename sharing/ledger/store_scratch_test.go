@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestScratchReplays: a node with a scratch directory (as a daemon runs)
@@ -104,5 +105,57 @@ func TestScratchReplays(t *testing.T) {
 	}
 	if chain, err := l.CheckpointChain(ctx, scope); err != nil || len(chain) != 0 {
 		t.Fatalf("after the failed draft: %d checkpoints (err %v)", len(chain), err)
+	}
+}
+
+// TestScopeDigestWithoutTheLock: while a scope digest replays (`ledger
+// heads --scope`), the node appends entries; the digest is the scope's
+// state when it started, as a replay of that state in memory gives it.
+func TestScopeDigestWithoutTheLock(t *testing.T) {
+	ctx := context.Background()
+	sw := newScopedCkptWorld(t)
+	l := sw.full
+	o := sw.w.members[0]
+	scope := AuditScope(o.id)
+	want, wantN, err := l.ScopeDigest(ctx, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	l.digestHook = func() { close(entered); <-release }
+	type result struct {
+		d   []byte
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, n, err := l.ScopeDigest(ctx, scope)
+		done <- result{d, n, err}
+	}()
+	<-entered
+	appended := make(chan error, 1)
+	go func() {
+		e := forge(t, l, sw.w.members[1], TypeAccess, sw.w.claim(t, 0, 1, testEpoch.Add(99*time.Hour)), nil)
+		appended <- l.Ingest(ctx, e.raw)
+	}()
+	select {
+	case err := <-appended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("an append waited for a scope digest's replay")
+	}
+	l.digestHook = nil
+	close(release)
+	r := <-done
+	if r.err != nil || !bytes.Equal(r.d, want) || r.n != wantN {
+		t.Fatalf("digest during the append %x (%d entries, err %v), want the state when it started %x (%d)", r.d, r.n, r.err, want, wantN)
+	}
+	after, afterN, err := l.ScopeDigest(ctx, scope)
+	if err != nil || bytes.Equal(after, want) || afterN != wantN+1 {
+		t.Fatalf("digest after the append %x (%d entries, err %v): want a new state of %d entries", after, afterN, err, wantN+1)
 	}
 }
