@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/medmesh/medmesh/node/api"
 )
 
@@ -355,8 +356,14 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 	clinic.must("init", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--org", "clinic")
 	clinic.must("network", "create", "--name", "e2e-auto-checkpoint")
 	const every = 20
+	// off is the repo of the node with automatic checkpoints off.
+	var off string
 	start := func(n *cli) {
-		n.must("config", "set", "ledger.scope_checkpoint_every", fmt.Sprint(every))
+		if n.repo == off {
+			n.must("config", "set", "ledger.scope_checkpoint_every", "0")
+		} else {
+			n.must("config", "set", "ledger.scope_checkpoint_every", fmt.Sprint(every))
+		}
 		if n.repo == filepath.Join(dir, "imaging") {
 			n.must("config", "set", "ledger.prune_after_checkpoint", "true")
 		}
@@ -372,14 +379,23 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 	}
 	start(clinic)
 	lab := clinic.invite(t, dir, "lab", "lab")
-	start(lab)
 	imaging := clinic.invite(t, dir, "imaging", "imaging")
+	// The clinic's replica group is lab and imaging; the first of them in
+	// peer ID order proposes the group's checkpoints. Its own setting has
+	// them off: the other member proposes instead once the scope has
+	// twice the count past its latest checkpoint.
+	first, other := lab, imaging
+	if mustDecodePeer(t, imaging.peerID(t)) < mustDecodePeer(t, lab.peerID(t)) {
+		first, other = imaging, lab
+	}
+	off = first.repo
+	start(lab)
 	start(imaging)
 	clinicID := clinic.peerID(t)
 	os_ := "owner/" + clinicID
 
 	var ids []string
-	for i := 0; i < every+5; i++ {
+	for i := 0; i < 2*every+5; i++ {
 		f := filepath.Join(dir, fmt.Sprintf("report-%d.json", i))
 		os.WriteFile(f, []byte(fmt.Sprintf(`{"resourceType":"DiagnosticReport","status":"final","id":"a%d"}`, i)), 0o600)
 		var r api.AddResult
@@ -471,8 +487,11 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 	})
 	made := `medmesh_ledger_scope_checkpoints_total{result="made"}`
 	cosigned := `medmesh_ledger_scope_checkpoints_total{result="cosigned"}`
-	if m, c := lab.metric(t, made)+imaging.metric(t, made), lab.metric(t, cosigned)+imaging.metric(t, cosigned); m < 1 || c < 1 {
-		t.Fatalf("the group counts %v checkpoints made and %v co-signed, want one of each at least", m, c)
+	if m, c := other.metric(t, made), first.metric(t, cosigned); m < 1 || c < 1 {
+		t.Fatalf("the group member with automatic checkpoints on made %v checkpoints, the first (off) co-signed %v: want one of each at least", m, c)
+	}
+	if m := first.metric(t, made); m != 0 {
+		t.Fatalf("the member with automatic checkpoints off made %v", m)
 	}
 
 	// A member that joins afterwards starts the scope from it.
@@ -497,4 +516,14 @@ func TestAutoScopeCheckpointCLI(t *testing.T) {
 		t.Fatalf("the new member stores %d entries, the clinic %d: it synced some of the %d its checkpoint covers", sa.Entries, sc.Entries, cks[0].EntryCount)
 	}
 	t.Logf("checkpoint of %d entries signed by %d of %d; the new member stores %d entries, the owner %d", ck.EntryCount, len(ck.Signatures), len(ck.Signers), sa.Entries, sc.Entries)
+}
+
+// mustDecodePeer decodes a peer ID as `medmesh id` prints it.
+func mustDecodePeer(t *testing.T, s string) peer.ID {
+	t.Helper()
+	p, err := peer.Decode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

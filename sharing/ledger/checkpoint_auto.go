@@ -22,7 +22,8 @@ import (
 // group counts the entries of the owner's scopes it applies. When one of
 // them has N entries past its latest checkpoint, the group's proposer (the
 // first member, in peer ID order, that is this node or connected to it:
-// with everyone up, exactly one) drafts a checkpoint at its heads
+// with everyone up, exactly one; any other member at 2N, in case the first
+// has automatic checkpoints off) drafts a checkpoint at its heads
 // (scopeDraftAt), signs it, and asks the other members to co-sign it over
 // the sync protocol (opCosign). Each co-signer drafts the checkpoint at the
 // proposal's own heads and deps, which it must hold, so the scope moving on
@@ -56,6 +57,10 @@ const (
 	// cosignEvery is how often a co-signer replays one scope for others'
 	// proposals.
 	cosignEvery = 10 * time.Second
+	// fallbackFactor: a member of the group other than its proposer
+	// proposes a checkpoint itself once the scope has this many times
+	// ScopeCheckpointEvery entries past its latest.
+	fallbackFactor = 2
 )
 
 // autoCkpt is a node's state of automatic scope checkpoints; its zero
@@ -171,14 +176,8 @@ func (l *Ledger) autoCheckpoints(ctx context.Context) {
 			continue
 		}
 		ws := wireScope(s)
-		if !l.auto.due(ws, every, l.now()) {
-			continue
-		}
-		// The proposer: the group's first member this node can reach.
-		i := slices.IndexFunc(group, func(p peer.ID) bool {
-			return p == l.self || n.connected(p)
-		})
-		if group[i] != l.self {
+		need, first := proposeAt(group, l.self, n.connected, every)
+		if !l.auto.due(ws, need, l.now()) {
 			continue
 		}
 		past, err := l.sinceCheckpoint(ctx, s)
@@ -187,9 +186,12 @@ func (l *Ledger) autoCheckpoints(ctx context.Context) {
 			l.auto.fail(ws, l.now())
 			continue
 		}
-		if past < every {
+		if past < need {
 			l.auto.set(ws, past)
 			continue
+		}
+		if need != every {
+			l.log.Info("automatic checkpoint: the group's first member has not made one; proposing instead", "scope", s, "first", first.String(), "entries_past_latest", past)
 		}
 		ck, err := l.proposeScopeCheckpoint(ctx, n, s)
 		if err != nil {
@@ -202,6 +204,22 @@ func (l *Ledger) autoCheckpoints(ctx context.Context) {
 		l.met.scopeCkpts.WithLabelValues("made").Inc()
 		l.log.Info("automatic checkpoint", "scope", s, "checkpoint", ck.cid.String(), "entries", ck.Entries, "entries_past_latest", past)
 	}
+}
+
+// proposeAt says when this node (self, a member of group, sorted)
+// proposes a checkpoint of a scope the group signs: at every entries past
+// its latest if it is the proposer, the group's first member it can reach
+// (itself or connected), which first returns; otherwise at fallbackFactor
+// times that. The others step in because the proposer may have automatic
+// checkpoints off (its own setting) or keep failing, and the owner's
+// scopes would then get none; at twice the count it has had a whole
+// interval's entries to do it.
+func proposeAt(group []peer.ID, self peer.ID, connected func(peer.ID) bool, every int) (need int, first peer.ID) {
+	i := slices.IndexFunc(group, func(p peer.ID) bool { return p == self || connected(p) })
+	if i < 0 || group[i] == self {
+		return every, self
+	}
+	return fallbackFactor * every, group[i]
 }
 
 // sinceCheckpoint counts the entries of scope s this node holds that its

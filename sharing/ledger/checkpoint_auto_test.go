@@ -246,3 +246,36 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 	}
 	t.Logf("checkpoint of %d entries; the grantee stores %d of the scope's entries", ck.Entries, held)
 }
+
+// TestProposeAt: the group's first member a node reaches proposes at the
+// count; every other member at twice it, so a proposer with automatic
+// checkpoints off (or failing) does not leave the owner's scopes without.
+func TestProposeAt(t *testing.T) {
+	var ids []peer.ID
+	for range 4 {
+		ids = append(ids, newIdent(t).id)
+	}
+	slices.Sort(ids)
+	up := func(down ...peer.ID) func(peer.ID) bool {
+		return func(p peer.ID) bool { return !slices.Contains(down, p) }
+	}
+	for _, c := range []struct {
+		name      string
+		self      peer.ID
+		connected func(peer.ID) bool
+		need      int
+		first     peer.ID
+	}{
+		{"the first member", ids[0], up(), 100, ids[0]},
+		{"the second, the first reachable", ids[1], up(), 200, ids[0]},
+		{"the last, the first reachable", ids[3], up(), 200, ids[0]},
+		{"the second, the first unreachable", ids[1], up(ids[0]), 100, ids[1]},
+		{"the third, the first two unreachable", ids[2], up(ids[0], ids[1]), 100, ids[2]},
+		{"the third, only the second reachable", ids[2], up(ids[0]), 200, ids[1]},
+	} {
+		need, first := proposeAt(ids, c.self, c.connected, 100)
+		if need != c.need || first != c.first {
+			t.Errorf("%s: proposes at %d (first %s), want %d (first %s)", c.name, need, first, c.need, c.first)
+		}
+	}
+}
