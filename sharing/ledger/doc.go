@@ -353,7 +353,8 @@
 // those heads computes the same checkpoint whatever else it follows or
 // received since. The group makes them as the scope grows
 // (checkpoint_auto.go, Options.ScopeCheckpointEvery): its first reachable
-// member proposes, the others co-sign over the sync protocol (opCosign).
+// member proposes (any other member at twice the count, should the first
+// have them off), the others co-sign over the sync protocol (opCosign).
 // A member that proposes alone gets nothing stored; a non-member's or
 // unsigned proposal is refused before any replay. Every other follower
 // adopts it at a sync: one that holds nothing of the scope loads its
