@@ -15,8 +15,17 @@ import (
 // at path (an existing file there is untouched) and the temporary file is
 // removed. It returns the number of bytes written.
 func Write(path string, mode os.FileMode, fill func(io.Writer) error) (int64, error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".part-*")
+	n, err := place(path, mode, fill)
+	if err != nil {
+		return 0, err
+	}
+	return n, syncDir(filepath.Dir(path))
+}
+
+// place is Write but for the directory's sync: the file is complete at
+// path, and the rename durable once the directory is synced.
+func place(path string, mode os.FileMode, fill func(io.Writer) error) (int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
 	if err != nil {
 		return 0, err
 	}
@@ -39,7 +48,7 @@ func Write(path string, mode os.FileMode, fill func(io.Writer) error) (int64, er
 		os.Remove(tmp)
 		return 0, err
 	}
-	return cw.n, syncDir(dir)
+	return cw.n, nil
 }
 
 // WriteBytes writes data to path atomically.
@@ -49,6 +58,31 @@ func WriteBytes(path string, data []byte, mode os.FileMode) error {
 		return err
 	})
 	return err
+}
+
+// File is one file for WriteAll: its name in the directory and its bytes.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// WriteAll writes each file into dir as WriteBytes does, and syncs the
+// directory once, after the last rename: for many files at once (a
+// checkpoint's state blocks). On an error, the files placed before it
+// stay, complete.
+func WriteAll(dir string, mode os.FileMode, files []File) error {
+	if len(files) == 0 {
+		return nil
+	}
+	for _, f := range files {
+		if _, err := place(filepath.Join(dir, f.Name), mode, func(w io.Writer) error {
+			_, err := w.Write(f.Data)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return syncDir(dir)
 }
 
 func syncDir(dir string) error {

@@ -71,3 +71,36 @@ func TestWriteStartsWritebackEarly(t *testing.T) {
 		}
 	}
 }
+
+// WriteAll places every file, complete, with its mode, and leaves no
+// temporary file; a file it cannot place (here a directory in its way)
+// fails it, and the files before stay.
+func TestWriteAll(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteAll(dir, 0o600, []File{{"a", []byte("one")}, {"b", []byte("two")}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a": "one", "b": "two"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		st, _ := os.Stat(filepath.Join(dir, name))
+		if err != nil || string(b) != want || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %q %v", name, b, err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAll(dir, 0o600, []File{{"c", []byte("three")}, {"d", []byte("in the way")}}); err == nil {
+		t.Fatal("a directory in the way: no error")
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "c")); string(b) != "three" {
+		t.Fatalf("the file before the failure: %q", b)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 4 {
+		t.Fatalf("left in the directory: %v", ents)
+	}
+	if err := WriteAll(dir, 0o600, nil); err != nil {
+		t.Fatal(err)
+	}
+}

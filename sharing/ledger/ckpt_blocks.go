@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ipfs/go-cid"
+	"github.com/medmesh/medmesh/internal/atomicfile"
 )
 
 // A node keeps the state blocks of each scope's latest trusted checkpoint,
@@ -158,51 +159,17 @@ func (d dirBlocks) put(_ context.Context, scope string, bs [][]byte) error {
 	if err := os.MkdirAll(sd, 0o700); err != nil {
 		return fmt.Errorf("ledger: checkpoint directory: %w", err)
 	}
+	// Blocks are content-addressed: one already there is the same.
+	files := make([]atomicfile.File, 0, len(bs))
 	for _, blk := range bs {
-		if err := writeSynced(filepath.Join(sd, blockCID(blk).String()), blk); err != nil {
-			return fmt.Errorf("ledger: store a state block: %w", err)
+		name := blockCID(blk).String()
+		if _, err := os.Stat(filepath.Join(sd, name)); err == nil {
+			continue
 		}
+		files = append(files, atomicfile.File{Name: name, Data: blk})
 	}
-	// The renames are durable once the directory is.
-	return syncDir(sd)
-}
-
-// writeSynced writes b to path through a synced temporary file renamed
-// into place, so path never holds part of a block. A block already there
-// (same CID, same bytes) is left as it is.
-func writeSynced(path string, b []byte) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("ledger: sync %s: %w", dir, err)
+	if err := atomicfile.WriteAll(sd, 0o600, files); err != nil {
+		return fmt.Errorf("ledger: store a state block: %w", err)
 	}
 	return nil
 }
