@@ -33,6 +33,13 @@
 #   SETTLE_MINUTES how long replication may take to settle (default 30).
 #   SCOPE_CKPT_EVERY=N  sets ledger.scope_checkpoint_every on every node
 #                  (default: the node's, 0: no automatic checkpoint).
+#   CPU_TRACE=FILE every 5 s from the first daemon's start to the end of
+#                  the run, one line to FILE: the time and each node's CPU
+#                  in that interval (n1=0.12s n2=...). A periodic pass
+#                  (badger's value-log GC, 15 minutes after a store opens;
+#                  replication's 10-minute sweep) falls in or out of a
+#                  short window by chance; the trace shows it wherever it
+#                  falls (issue #16, session 11).
 #   GRANTEE=1      at the end, a referral clinic joins (a new node), node 1
 #                  grants it its newest record, and the script times the
 #                  grant's way to a first read (`get`) and says how many
@@ -61,7 +68,9 @@ fi
 # shellcheck source=lib.sh
 source "$root/scripts/lib.sh"
 pids=()
+tracer=""
 cleanup() {
+	[[ -z $tracer ]] || kill "$tracer" 2>/dev/null || true
 	stop_pids "${pids[@]}"
 	[[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
@@ -82,11 +91,35 @@ mm() { "$work/bin/medmesh" --no-progress "$@"; }
 start_node() {
 	"$work/bin/medmesh" daemon --repo "$work/n$1" ${CONTENTION:+--profile-contention} >>"$work/n$1.log" 2>&1 &
 	pids[$1]=$!
+	echo "$1 $!" >>"$work/daemon-pids"
 	# `id` answers from the repo alone; the heads need the daemon (a
 	# restarted one may first upgrade its ledger's indexes).
 	wait_for 600 mm ledger heads --repo "$work/n$1" --json
+	[[ -n $tracer || -z ${CPU_TRACE:-} ]] || trace_cpu
+}
+# trace_cpu samples the daemons' CPU into $CPU_TRACE (see CPU_TRACE).
+trace_cpu() {
+	: >"$CPU_TRACE"
+	(
+		declare -A last
+		hz=$(getconf CLK_TCK)
+		while sleep 5; do
+			line=$(date -u +%H:%M:%S)
+			while read -r i pid; do
+				t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || t=""
+				[[ -n $t ]] || continue
+				if [[ -n ${last[$i]:-} ]]; then
+					line+=" n$i=$(echo "scale=2; ($t - ${last[$i]}) / $hz" | bc)s"
+				fi
+				last[$i]=$t
+			done <"$work/daemon-pids"
+			echo "$line" >>"$CPU_TRACE"
+		done
+	) &
+	tracer=$!
 }
 t0=$(now)
+: >"$work/daemon-pids"
 if [[ -n ${REUSE:-} ]]; then
 	for i in $(seq "$nodes"); do start_node "$i"; done
 else
