@@ -109,7 +109,7 @@ trace_cpu() {
 				t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || t=""
 				[[ -n $t ]] || continue
 				if [[ -n ${last[$i]:-} ]]; then
-					line+=" n$i=$(echo "scale=2; ($t - ${last[$i]}) / $hz" | bc)s"
+					line+=" n$i=$(awk -v d="$((t - last[$i]))" -v hz="$hz" 'BEGIN {printf "%.2f", d / hz}')s"
 				fi
 				last[$i]=$t
 			done <"$work/daemon-pids"
