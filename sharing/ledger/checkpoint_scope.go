@@ -579,8 +579,15 @@ func allIn(set map[cid.Cid]bool, cs []cid.Cid) bool {
 // with its blocks, and with load makes its state this node's state of the
 // scope: only on a node that holds nothing of the scope yet
 // (ErrCheckpointCoverage otherwise: it syncs the entries it lacks).
-func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error), load bool) error {
+func (l *Ledger) adoptScope(ctx context.Context, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error), load bool) (err error) {
 	scope := ck.Scope
+	defer func() {
+		if err != nil {
+			// What it stored of ck's blocks (the scope's checkpoint lock
+			// is held).
+			l.dropUncommitted(ctx, scope)
+		}
+	}()
 	old, err := loadChain(ctx, l.store, scope)
 	if err != nil {
 		return err

@@ -163,7 +163,7 @@ func (d dirBlocks) put(_ context.Context, scope string, bs [][]byte) error {
 	files := make([]atomicfile.File, 0, len(bs))
 	for _, blk := range bs {
 		name := blockCID(blk).String()
-		if _, err := os.Stat(filepath.Join(sd, name)); err == nil {
+		if fi, err := os.Lstat(filepath.Join(sd, name)); err == nil && fi.Mode().IsRegular() {
 			continue
 		}
 		files = append(files, atomicfile.File{Name: name, Data: blk})

@@ -143,12 +143,69 @@ func TestStateBlocksAsFiles(t *testing.T) {
 		t.Fatalf("files after reopening %v, want the latest checkpoint's blocks %v", got, want)
 	}
 
+	// A checkpoint that fails while its blocks are written (here a
+	// directory where one block goes, as a full disk would fail it)
+	// leaves neither a chain row nor any of its blocks.
+	for i := 0; i < 10; i++ {
+		as(t, a, w.members[1+i%3], TypeAccess, w.claim(t, 0, 1+i%3, testEpoch.Add(time.Hour+time.Duration(i)*time.Second)))
+	}
+	a.mu.Lock()
+	next, _, err := a.core.Checkpoint(ctx, ScopeGlobal, ck2.cid)
+	a.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inTheWay string
+	for _, c := range next.Blocks {
+		if !slices.Contains(ck2.Blocks, c) {
+			inTheWay = filepath.Join(globalDir, c.String())
+		}
+	}
+	if inTheWay == "" {
+		t.Fatalf("the next checkpoint's blocks %v are the stored one's: the test proves nothing", next.Blocks)
+	}
+	if err := os.MkdirAll(filepath.Join(inTheWay, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil); err == nil {
+		t.Fatal("a checkpoint whose block cannot be written: no error")
+	}
+	if got, want := files(), names(ck2.Blocks); !slices.Equal(got, want) {
+		t.Fatalf("files after a failed checkpoint %v, want the stored one's blocks %v", got, want)
+	}
+	if n := len(chainOf(t, a)); n != 2 {
+		t.Fatalf("chain of %d after a failed checkpoint", n)
+	}
+	// With more than one block: those written before the failure go too.
+	bA, bB := []byte("first block of a checkpoint that fails"), []byte("second block")
+	twoBlocks := *next
+	twoBlocks.Blocks = []cid.Cid{blockCID(bA), blockCID(bB)}
+	if err := os.MkdirAll(filepath.Join(globalDir, blockCID(bB).String(), "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer a.scopeCkptLock(ScopeGlobal)()
+		if err := a.storeCheckpoint(ctx, ScopeGlobal, 2, &twoBlocks, blockMap([][]byte{bA, bB})); err == nil {
+			t.Fatal("a checkpoint whose second block cannot be written: no error")
+		}
+	}()
+	if got, want := files(), names(ck2.Blocks); !slices.Equal(got, want) {
+		t.Fatalf("files after a failed checkpoint of two blocks %v, want the stored one's blocks %v", got, want)
+	}
+	ck3, _, err := a.MakeCheckpoint(ctx, ScopeGlobal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := files(), names(ck3.Blocks); !slices.Equal(got, want) {
+		t.Fatalf("files after the checkpoint made again %v, want its blocks %v", got, want)
+	}
+
 	// A damaged file is an error naming it.
-	victim := filepath.Join(globalDir, ck2.Blocks[0].String())
+	victim := filepath.Join(globalDir, ck3.Blocks[0].String())
 	if err := os.WriteFile(victim, []byte("not the block"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.StateBlock(ctx, ck2.Blocks[0]); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, err := a.StateBlock(ctx, ck3.Blocks[0]); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("a damaged state block file: %v", err)
 	}
 }

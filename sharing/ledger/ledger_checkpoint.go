@@ -249,7 +249,12 @@ func sameCids(a, b []cid.Cid) bool {
 // i and replaces the stored state blocks with its own: its blocks are
 // stored first, then the chain row, and the older checkpoint's blocks are
 // dropped once the row is committed (ckpt_blocks.go).
-func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) error {
+func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error)) (err error) {
+	defer func() {
+		if err != nil {
+			l.dropUncommitted(ctx, scope)
+		}
+	}()
 	raw, err := ck.Encode()
 	if err != nil {
 		return err
@@ -285,6 +290,26 @@ func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *C
 	}
 	l.dropOlderBlocks(ctx, scope, keep)
 	return nil
+}
+
+// dropUncommitted deletes scope's state blocks that its stored chain's
+// latest checkpoint does not name: those a checkpoint that failed before
+// its row committed (a full disk, a bad block) had stored. The scope's
+// checkpoint lock is held, so no other store is between its blocks and
+// its row.
+func (l *Ledger) dropUncommitted(ctx context.Context, scope string) {
+	chain, err := l.CheckpointChain(ctx, scope)
+	if err != nil {
+		l.log.Warn("drop a failed checkpoint's state blocks", "scope", scope, "err", err)
+		return
+	}
+	keep := map[cid.Cid]bool{}
+	if n := len(chain); n > 0 {
+		for _, c := range chain[n-1].Blocks {
+			keep[c] = true
+		}
+	}
+	l.dropOlderBlocks(ctx, scope, keep)
 }
 
 // dropOlderBlocks deletes scope's state blocks not in keep, those of the
@@ -346,7 +371,7 @@ func (l *Ledger) AdoptCheckpoint(ctx context.Context, chain []*Checkpoint, block
 	return l.adopt(ctx, chain, blocks, false)
 }
 
-func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error), load bool) error {
+func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(context.Context, cid.Cid) ([]byte, error), load bool) (err error) {
 	if len(chain) == 0 {
 		return fmt.Errorf("%w: no checkpoint", ErrCheckpointUntrusted)
 	}
@@ -354,6 +379,7 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 		return err
 	} else if kind != KindGlobal {
 		// An owner's or audit scope's checkpoint is trusted on its own.
+		defer l.scopeCkptLock(chain[0].Scope)()
 		return l.adoptScope(ctx, chain[len(chain)-1], blocks, load)
 	}
 	// One global adoption or store at a time: each drops the state
@@ -365,6 +391,11 @@ func (l *Ledger) adopt(ctx context.Context, chain []*Checkpoint, blocks func(con
 		return err
 	}
 	scope := ck.Scope
+	defer func() {
+		if err != nil {
+			l.dropUncommitted(ctx, scope)
+		}
+	}()
 	old, err := loadChain(ctx, l.store, scope)
 	if err != nil {
 		return err
