@@ -208,7 +208,7 @@ func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) 
 			_, err := l.scopeCheckpointFrom(ctx, ask, wireScope(OwnerScope(owner)))
 			unlock()
 			if err != nil {
-				l.log.Warn("scope checkpoint from peer", "scope", OwnerScope(owner), "err", err)
+				l.log.Log(ctx, ckptAskLevel(err), "scope checkpoint from peer", "scope", OwnerScope(owner), "err", err)
 			}
 			if errors.Is(err, errNoAnswer) {
 				return false, err // the audit scope's rounds would replay the owner scope (syncRounds)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -564,7 +565,7 @@ func (l *Ledger) syncRounds(ctx context.Context, h host.Host, p peer.ID, scope s
 			}
 		}
 		if err != nil {
-			l.log.Warn("scope checkpoint from peer", "peer", p.String(), "scope", scopeName(scope), "err", err)
+			l.log.Log(ctx, ckptAskLevel(err), "scope checkpoint from peer", "peer", p.String(), "scope", scopeName(scope), "err", err)
 		}
 		if err != nil && !held && errors.Is(err, errNoAnswer) {
 			// A new follower whose question got no answer (a connection
@@ -889,6 +890,20 @@ func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syn
 		l.cursors.keep(from, req.Scope, lacks[sent-1], lacks[sent:], l.now())
 	}
 	return resp
+}
+
+// ckptAskLevel is the level of a failed ask for a scope's checkpoints: a
+// peer that did not answer (unreachable, a connection replaced) is logged
+// at debug, as the periodic sync's own failures are; it would otherwise
+// be a warning per followed scope at every sync, each second, for as long
+// as a peer is down (4,177 lines in twelve minutes on a node of three
+// whose peers restarted on new ports). Anything else (a checkpoint it
+// refused) stays a warning.
+func ckptAskLevel(err error) slog.Level {
+	if errors.Is(err, errNoAnswer) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
 
 func writeMsg(w io.Writer, v any) error {

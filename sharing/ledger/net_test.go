@@ -3,7 +3,9 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -220,4 +222,17 @@ func TestRestartCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, nodes, 30*time.Second)
+}
+
+// TestCheckpointAskLogLevel: a scope checkpoint ask that got no answer (a
+// peer down) is logged at debug, as a failed sync is, not as a warning
+// each second per scope; a refused checkpoint is still a warning.
+func TestCheckpointAskLogLevel(t *testing.T) {
+	down := fmt.Errorf("ledger: ask p for checkpoints of owner/x: %w", fmt.Errorf("%w: %w", errNoAnswer, errors.New("all dials failed")))
+	if got := ckptAskLevel(down); got != slog.LevelDebug {
+		t.Fatalf("no answer: level %v", got)
+	}
+	if got := ckptAskLevel(fmt.Errorf("x: %w", ErrCheckpointMismatch)); got != slog.LevelWarn {
+		t.Fatalf("a refused checkpoint: level %v", got)
+	}
 }
