@@ -143,7 +143,7 @@ func (d dirBlocks) get(_ context.Context, scope string, c cid.Cid) ([]byte, bool
 	// Every block is checked against its CID where it is read: a file
 	// damaged on disk is an error, never state.
 	if got := blockCID(b); got != c {
-		return nil, false, fmt.Errorf("ledger: state block file %s is damaged (its bytes hash to %s): delete it and the node fetches the checkpoint again when it needs it", filepath.Join(sd, c.String()), got)
+		return nil, false, fmt.Errorf("ledger: state block file %s is damaged (its bytes hash to %s): check the disk under the repo and delete the file; the scope's next checkpoint replaces it, and until then new followers get the block from another member", filepath.Join(sd, c.String()), got)
 	}
 	return b, true, nil
 }
