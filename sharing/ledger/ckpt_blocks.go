@@ -228,21 +228,32 @@ func openStateBlocks(ctx context.Context, s Store, dir string) (stateBlocks, err
 		if !ok || !e.IsDir() {
 			continue
 		}
-		chain, err := loadChain(ctx, s, scope)
+		keep, err := latestBlocks(ctx, s, scope)
 		if err != nil {
 			return nil, err
-		}
-		keep := map[cid.Cid]bool{}
-		if n := len(chain); n > 0 {
-			for _, c := range chain[n-1].Blocks {
-				keep[c] = true
-			}
 		}
 		if err := d.retain(ctx, scope, keep); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// latestBlocks returns the blocks of scope's latest stored checkpoint (none
+// without one): what a scope's blocks are cut back to when no store is
+// under way (Open, a failed store).
+func latestBlocks(ctx context.Context, s Store, scope string) (map[cid.Cid]bool, error) {
+	chain, err := loadChain(ctx, s, scope)
+	if err != nil {
+		return nil, err
+	}
+	keep := map[cid.Cid]bool{}
+	if n := len(chain); n > 0 {
+		for _, c := range chain[n-1].Blocks {
+			keep[c] = true
+		}
+	}
+	return keep, nil
 }
 
 // migrateStateBlocks moves the state blocks kept as rows of s (under
@@ -283,15 +294,19 @@ func migrateStateBlocks(ctx context.Context, s Store, d dirBlocks) error {
 		if err != nil {
 			return err
 		}
+		byScope := map[string][][]byte{}
 		for _, r := range rows {
 			// A row that is not a block of a scope is dropped with the
 			// rest: nothing reads these prefixes any more.
 			if _, _, err := ParseScope(r.scope); err == nil && r.scope != "" {
-				if err := d.put(ctx, r.scope, [][]byte{r.val}); err != nil {
-					return err
-				}
+				byScope[r.scope] = append(byScope[r.scope], r.val)
 			}
 			if err := batch.Delete(r.key); err != nil {
+				return err
+			}
+		}
+		for scope, bs := range byScope {
+			if err := d.put(ctx, scope, bs); err != nil {
 				return err
 			}
 		}

@@ -18,17 +18,7 @@ import (
 // checkpoints' state blocks under ckDir ("" : in the store).
 func openWithCkptDir(t *testing.T, dir, ckDir string, who *ident, genesis []byte) (*Ledger, *blockstore.Store) {
 	t.Helper()
-	st, err := blockstore.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := Open(context.Background(), Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(), Types: testTypes(),
-		CheckpointDir: ckDir})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	return l, st
+	return openAtEvery(t, dir, who, genesis, 500*time.Millisecond, func(o *Options) { o.CheckpointDir = ckDir })
 }
 
 // TestStateBlocksAsFiles: with a checkpoint directory (as a daemon runs),

@@ -47,14 +47,18 @@ func openAt(t testing.TB, dir string, who *ident, genesis []byte) (*Ledger, *blo
 }
 
 // openAtEvery is openAt with the ledger syncing every syncInterval.
-func openAtEvery(t testing.TB, dir string, who *ident, genesis []byte, syncInterval time.Duration) (*Ledger, *blockstore.Store) {
+func openAtEvery(t testing.TB, dir string, who *ident, genesis []byte, syncInterval time.Duration, opts ...func(*Options)) (*Ledger, *blockstore.Store) {
 	t.Helper()
 	st, err := blockstore.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(context.Background(), Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(), Types: testTypes(),
-		SyncInterval: syncInterval})
+	o := Options{DS: st.DS, Blocks: st.Blocks, Key: who.key, Genesis: genesis, Logger: quietLogger(), Types: testTypes(),
+		SyncInterval: syncInterval}
+	for _, f := range opts {
+		f(&o)
+	}
+	l, err := Open(context.Background(), o)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -298,16 +298,10 @@ func (l *Ledger) storeCheckpoint(ctx context.Context, scope string, i int, ck *C
 // checkpoint lock is held, so no other store is between its blocks and
 // its row.
 func (l *Ledger) dropUncommitted(ctx context.Context, scope string) {
-	chain, err := l.CheckpointChain(ctx, scope)
+	keep, err := latestBlocks(ctx, l.store, scope)
 	if err != nil {
 		l.log.Warn("drop a failed checkpoint's state blocks", "scope", scope, "err", err)
 		return
-	}
-	keep := map[cid.Cid]bool{}
-	if n := len(chain); n > 0 {
-		for _, c := range chain[n-1].Blocks {
-			keep[c] = true
-		}
 	}
 	l.dropOlderBlocks(ctx, scope, keep)
 }
