@@ -48,6 +48,12 @@ const (
 	// scope): a server that follows the scope and lacks them syncs it
 	// from the client. The answer is empty.
 	opAnnounce = 4
+	// opHeads asks for the server's heads of Scope's closure (the global
+	// scope's if absent) and nothing else: no difference is walked, so
+	// it costs the same however far apart the two ledgers are. Servers
+	// older than it answer "unknown op" (PeerHeads then asks opDiff for at
+	// most one entry, which walks).
+	opHeads = 6
 )
 
 type syncReq struct {
@@ -819,11 +825,21 @@ func (l *Ledger) serveFrom(ctx context.Context, req *syncReq, from peer.ID) *syn
 	if req.Op == opCosign {
 		return l.serveCosign(ctx, req, from)
 	}
-	if req.Op != opDiff && req.Op != opAnnounce {
+	if req.Op != opDiff && req.Op != opAnnounce && req.Op != opHeads {
 		return &syncResp{Err: "unknown op"}
 	}
 	if kind, _, err := ParseScope(req.Scope); err != nil || (req.Scope != "" && (kind == KindGlobal || !l.core.scoped)) {
 		return &syncResp{Err: "bad scope"}
+	}
+	if req.Op == opHeads {
+		l.mu.Lock()
+		heads := l.core.closureHeads(req.Scope)
+		l.mu.Unlock()
+		resp := &syncResp{}
+		for _, h := range heads {
+			resp.Heads = append(resp.Heads, h.Bytes())
+		}
+		return resp
 	}
 	if len(req.Have) > maxHaveHeads {
 		return &syncResp{Err: "too many heads"}
@@ -931,21 +947,25 @@ func readMsg(r *bufio.Reader, max int, v any) error {
 	return decMode.Unmarshal(b, v)
 }
 
-// PeerHeads asks p for its heads: one sync request that asks for at most
-// one entry, so it costs a few hundred bytes however far apart the two
-// ledgers are.
+// PeerHeads asks p for its heads of the global scope: one request
+// (opHeads) that costs a few hundred bytes and no walk of the history on
+// either side, however far apart the two ledgers are. A peer older than
+// opHeads is asked for at most one entry of the difference instead.
 func (l *Ledger) PeerHeads(ctx context.Context, h host.Host, p peer.ID) ([]cid.Cid, error) {
-	l.mu.Lock()
-	offer, err := l.core.Offer(ctx)
-	l.mu.Unlock()
-	if err != nil {
-		return nil, err
+	resp, err := l.request(ctx, h, p, &syncReq{Network: l.net.Bytes(), Op: opHeads})
+	if err == nil && resp.Err == "unknown op" {
+		l.mu.Lock()
+		offer, oerr := l.core.Offer(ctx)
+		l.mu.Unlock()
+		if oerr != nil {
+			return nil, oerr
+		}
+		req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: 1}
+		for _, c := range offer.Heads {
+			req.Have = append(req.Have, c.Bytes())
+		}
+		resp, err = l.request(ctx, h, p, &req)
 	}
-	req := syncReq{Network: l.net.Bytes(), Op: opDiff, Max: 1}
-	for _, c := range offer.Heads {
-		req.Have = append(req.Have, c.Bytes())
-	}
-	resp, err := l.request(ctx, h, p, &req)
 	if err != nil {
 		return nil, err
 	}
