@@ -29,7 +29,10 @@
 #                  this build (its repos, records and replicas as they are;
 #                  nothing is added), wait until the replication managers'
 #                  start-up pass (every record planned once) is over, then
-#                  measure: before and after on the same data.
+#                  measure: before and after on the same data. The daemons
+#                  listen on the ports the first run chose (runs before
+#                  session 12's used tcp/0, and their restarted daemons
+#                  could not dial each other).
 #   SETTLE_MINUTES how long replication may take to settle (default 30).
 #   SCOPE_CKPT_EVERY=N  sets ledger.scope_checkpoint_every on every node
 #                  (default: the node's, 0: no automatic checkpoint).
@@ -87,6 +90,16 @@ fi
 log "building medmesh and recordgen from $rev in $work"
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh && go build -o "$work/bin/recordgen" ./scripts/recordgen)
 mm() { "$work/bin/medmesh" --no-progress "$@"; }
+# free_port: a free port never handed out before in this run.
+free_port() {
+	local p
+	while :; do
+		p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		grep -qx "$p" "$work/ports" 2>/dev/null || break
+	done
+	echo "$p" >>"$work/ports"
+	echo "$p"
+}
 
 start_node() {
 	"$work/bin/medmesh" daemon --repo "$work/n$1" ${CONTENTION:+--profile-contention} >>"$work/n$1.log" 2>&1 &
@@ -124,7 +137,10 @@ if [[ -n ${REUSE:-} ]]; then
 	for i in $(seq "$nodes"); do start_node "$i"; done
 else
 	for i in $(seq "$nodes"); do
-		mm init --repo "$work/n$i" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0 --org "org$i" >/dev/null
+		# A fixed port, not tcp/0: a REUSE run restarts the daemons on
+		# the ports they had, so each finds the others at the addresses
+		# its peer book kept (on new ports none could dial another).
+		mm init --repo "$work/n$i" --listen "/ip4/127.0.0.1/tcp/$(free_port)" --api 127.0.0.1:0 --org "org$i" >/dev/null
 		[[ -z ${SCOPE_CKPT_EVERY:-} ]] || mm config set --repo "$work/n$i" ledger.scope_checkpoint_every "$SCOPE_CKPT_EVERY" >/dev/null
 	done
 	mm network create --repo "$work/n1" --name idle-cost >/dev/null
