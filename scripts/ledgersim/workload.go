@@ -140,6 +140,11 @@ func newWorkload(ctx context.Context, s *sim) *workload {
 
 func (w *workload) fail(kind string, err error) {
 	w.stats[kind].failed.Add(1)
+	if w.s.cfg.Progress != nil {
+		// The report keeps the first 160 bytes of each error (a count
+		// per kind); a diagnosis needs all of it.
+		fmt.Fprintf(w.s.cfg.Progress, "ledgersim %s: %s failed: %v\n", w.s.cfg.Design, kind, err)
+	}
 	w.errMu.Lock()
 	w.errs[kind+": "+trimErr(err)]++
 	w.errMu.Unlock()
@@ -432,10 +437,21 @@ func (w *workload) holderNow(rec *record, hd int) string {
 	oh, _ := on.l.ScopeHeads(scope)
 	hh, _ := hn.l.ScopeHeads(scope)
 	_, err := hn.l.Entry(context.Background(), rec.announce)
-	return fmt.Sprintf("owner says may hold: %v, holder says: %v, holder follows the owner scope: %v; "+
-		"holder has the announcement: %v, pending %d, behind %v, connected to the owner: %v, same scope heads: %v",
+	hsub, hpeers := hn.l.ScopeTopic(scope)
+	osub, opeers := on.l.ScopeTopic(scope)
+	out := fmt.Sprintf("owner says may hold: %v, holder says: %v, holder follows the owner scope: %v; "+
+		"holder has the announcement: %v, pending %d, behind %v, connected to the owner: %v, same scope heads: %v; "+
+		"holder subscribed %v with %d topic peers (the owner among them: %v), owner subscribed %v with %d (the holder among them: %v)",
 		mayHold(on), mayHold(hn), hn.l.Follows(scope), err == nil, hn.l.PendingCount(), hn.l.Behind(),
-		hn.h.Network().Connectedness(on.h.ID()) == network.Connected, fmt.Sprint(oh) == fmt.Sprint(hh))
+		hn.h.Network().Connectedness(on.h.ID()) == network.Connected, fmt.Sprint(oh) == fmt.Sprint(hh),
+		hsub, len(hpeers), slices.Contains(hpeers, on.h.ID()), osub, len(opeers), slices.Contains(opeers, hn.h.ID()))
+	if err != nil {
+		// Does a sync of the scope with the owner, asked now, bring it?
+		serr := hn.l.SyncWith(context.Background(), hn.h, on.h.ID())
+		_, err = hn.l.Entry(context.Background(), rec.announce)
+		out += fmt.Sprintf("; a sync with the owner now: %v, then has it: %v", serr, err == nil)
+	}
+	return out
 }
 
 // newGrant has rec's owner grant it to a clinic (Zipf: referrals go to a

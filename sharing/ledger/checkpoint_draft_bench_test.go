@@ -27,7 +27,8 @@ import (
 // heap (live and not yet collected objects) grew during the draft, sampled
 // with the probe, live-MiB the most its live part grew (as of the GCs
 // during the draft): a draft's memory is most of a node's peak with
-// automatic checkpoints.
+// automatic checkpoints. MEDMESH_DRAFT_CPUPROFILE=PREFIX writes a CPU
+// profile of each draft.
 func BenchmarkScopeDraft(b *testing.B) {
 	n := 20_000
 	if v := os.Getenv("MEDMESH_DRAFT_ENTRIES"); v != "" {
@@ -84,9 +85,27 @@ func BenchmarkScopeDraft(b *testing.B) {
 					}
 				}
 			}()
+			var prof *os.File
+			if f := os.Getenv("MEDMESH_DRAFT_CPUPROFILE"); f != "" {
+				// The draft's CPU alone, not the history's building: a
+				// profile per sub-benchmark.
+				var err error
+				if prof, err = os.Create(f + "." + strings.ReplaceAll(b.Name(), "/", "-")); err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(prof); err != nil {
+					b.Fatal(err)
+				}
+			}
 			t0 := time.Now()
 			d, err := src.scopeCheckpointDraft(ctx, scope)
 			took := time.Since(t0)
+			if prof != nil {
+				pprof.StopCPUProfile()
+				if err := prof.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
 			close(stop)
 			wg.Wait()
 			if err != nil {

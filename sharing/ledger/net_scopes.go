@@ -459,3 +459,24 @@ func (l *Ledger) scopeFollowers(n *transport, s string) []peer.ID {
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
 }
+
+// ScopeTopic reports, for diagnostics (the simulation's report of an
+// operation that timed out), whether this node is subscribed to scope's
+// topic and the peers GossipSub lists on it.
+func (l *Ledger) ScopeTopic(scope string) (subscribed bool, peers []peer.ID) {
+	n := l.tr.Load()
+	if n == nil {
+		return false, nil
+	}
+	ws := wireScope(scope)
+	n.mu.Lock()
+	t := n.topics[ScopeTopicName(l.net, ws)]
+	n.mu.Unlock()
+	if t == nil {
+		return false, nil
+	}
+	n.mu.Lock()
+	subscribed = t.sub != nil
+	n.mu.Unlock()
+	return subscribed, t.topic.ListPeers()
+}
