@@ -445,6 +445,9 @@ func (w *workload) holderNow(rec *record, hd int) string {
 		mayHold(on), mayHold(hn), hn.l.Follows(scope), err == nil, hn.l.PendingCount(), hn.l.Behind(),
 		hn.h.Network().Connectedness(on.h.ID()) == network.Connected, fmt.Sprint(oh) == fmt.Sprint(hh),
 		hsub, len(hpeers), slices.Contains(hpeers, on.h.ID()), osub, len(opeers), slices.Contains(opeers, hn.h.ID()))
+	gsub, gpeers := hn.l.ScopeTopic(ledger.ScopeGlobal)
+	out += fmt.Sprintf("; on the global topic the holder (subscribed %v) lists %d peers of its %d connections (the owner among them: %v)",
+		gsub, len(gpeers), len(hn.h.Network().Peers()), slices.Contains(gpeers, on.h.ID()))
 	if err != nil {
 		// Does a sync of the scope with the owner, asked now, bring it?
 		serr := hn.l.SyncWith(context.Background(), hn.h, on.h.ID())
