@@ -417,15 +417,24 @@ func (l *Ledger) syncTick(ctx context.Context) {
 	// one component of its topic's graph: followers connected only to
 	// one another would otherwise see the owner's entries only when a
 	// sync happened to cross over (tens of seconds at 200 clinics).
+	//
+	// The random peer is drawn from the connected followers, not from the
+	// scope topic's peers alone: GossipSub lists only the peers whose
+	// subscription reached it, and a node whose pubsub streams to its
+	// peers did not open (seen in the simulation: a holder connected to
+	// the owner, its topic listing no peer) would otherwise never sync the
+	// scope again once caught up, and miss for good each entry gossip did
+	// not bring it (ledgersim, issue #16).
 	for _, s := range l.Followed()[1:] {
 		ws := wireScope(s)
-		if ps := l.scopePeers(n, ws); len(ps) > 0 {
-			l.trigger(ctx, ps[rand.IntN(len(ps))], ws)
+		fs := l.scopeFollowers(n, s)
+		if len(fs) > 0 {
+			l.trigger(ctx, fs[rand.IntN(len(fs))], ws)
 		}
 		if _, owner, err := ParseScope(s); err == nil && owner != l.self && l.IsMember(owner) && n.h.Network().Connectedness(owner) != network.Connected {
 			l.trigger(ctx, owner, ws)
 		}
-		for _, p := range l.scopeFollowers(n, s) {
+		for _, p := range fs {
 			n.mu.Lock()
 			st, ok := n.scopeSynced[syncKey{p, ws}]
 			n.mu.Unlock()

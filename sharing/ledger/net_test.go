@@ -53,6 +53,13 @@ func startMesh(t testing.TB, w *world, n, port int, converge time.Duration, setu
 // startMeshEvery is startMesh with the ledgers syncing every syncInterval.
 func startMeshEvery(t testing.TB, w *world, n, port int, converge, syncInterval time.Duration, setup func(*Ledger)) (mocknet.Mocknet, []*meshNode) {
 	t.Helper()
+	return startMeshWith(t, w, n, port, converge, syncInterval, setup, nil)
+}
+
+// startMeshWith is startMeshEvery with node i's GossipSub given the options
+// psOpts(i) returns (psOpts may be nil).
+func startMeshWith(t testing.TB, w *world, n, port int, converge, syncInterval time.Duration, setup func(*Ledger), psOpts func(int) []pubsub.Option) (mocknet.Mocknet, []*meshNode) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	mn := mocknet.New()
 	t.Cleanup(func() { cancel(); mn.Close() })
@@ -63,7 +70,11 @@ func startMeshEvery(t testing.TB, w *world, n, port int, converge, syncInterval 
 		if err != nil {
 			t.Fatal(err)
 		}
-		ps, err := pubsub.NewGossipSub(ctx, h)
+		var opts []pubsub.Option
+		if psOpts != nil {
+			opts = psOpts(i)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
