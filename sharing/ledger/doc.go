@@ -399,10 +399,13 @@
 // bounded batches; the client applies them and repeats while the server
 // has more or has heads the client lacks (Core.WeLack). Sync runs on
 // connect, every SyncInterval with a random peer, and when an entry with
-// unknown parents arrives. A follower of a scope also syncs it with the
-// scope's owner whenever it is not connected to it (at once when it starts
-// following, then each SyncInterval): the stream dials the owner, and the
-// connection keeps the scope's topic one mesh around its owner.
+// unknown parents arrives. Each SyncInterval a follower of a scope also
+// syncs it with a random connected follower (on the scope's topic, its
+// owner, the owner's replica group: not only the topic's peers, which
+// GossipSub may not list), and with the scope's owner whenever it is not
+// connected to it (at once when it starts following, then each
+// SyncInterval): the stream dials the owner, and the connection keeps the
+// scope's topic one mesh around its owner.
 //
 // Synced (`medmesh ledger stat`) is true when Behind, the followed scopes
 // not caught up, is empty. The global scope is caught up when no entry
