@@ -476,7 +476,7 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 	}
 	ws := wireScope(scope)
 	l.mu.Lock()
-	var past []cid.Cid
+	var past *causalPast
 	err := l.core.ready(ctx)
 	for _, r := range roots {
 		if err != nil {
@@ -495,15 +495,12 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		// rather than the core's, without the ledger's lock: the walk is
 		// as long as the history, and with the lock held the node's own
 		// adds and gossip waited for it.
-		past, err = l.storeDag().difference(ctx, roots, nil, 0)
+		past, err = l.pastOf(ctx, roots)
 	}
 	if err != nil {
 		return nil, err
 	}
-	in := make(map[cid.Cid]bool, len(past))
-	for _, c := range past {
-		in[c] = true
-	}
+	in := past.in
 	deps := map[string]bool{}
 	for _, s := range closure(ws) {
 		deps[s] = true
@@ -528,7 +525,7 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		if err != nil {
 			return nil, err
 		}
-		_, _, err = l.replay(ctx, fresh, replayOpts{want: want, in: in, fromChain: from})
+		_, _, err = l.replay(ctx, fresh, replayOpts{want: want, in: in, byScope: past.byScope, fromChain: from})
 		if err != nil && len(from) > 0 && ctx.Err() == nil {
 			// A checkpoint moved under the replay (adopted, pruned):
 			// the entries themselves decide.
@@ -547,6 +544,39 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		}
 		return &scopeDraft{ck: ck, store: st, release: release}, nil
 	}
+}
+
+// causalPast is the causal past of some roots (pastOf): the set of its
+// entries, and its entries by wire scope, each oldest first.
+type causalPast struct {
+	in      map[cid.Cid]bool
+	byScope map[string][]cid.Cid
+}
+
+// pastOf walks the causal past of roots (inclusive) on a DAG over the store
+// (storeDag), without the ledger's lock. The walk yields the newest first;
+// reversed, it is in clock order, a causal order (an entry's clock is
+// above its parents'), the order replay applies.
+func (l *Ledger) pastOf(ctx context.Context, roots []cid.Cid) (*causalPast, error) {
+	dg := l.storeDag()
+	cs, err := dg.difference(ctx, roots, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	p := &causalPast{in: make(map[cid.Cid]bool, len(cs)), byScope: map[string][]cid.Cid{}}
+	for i := len(cs) - 1; i >= 0; i-- {
+		c := cs[i]
+		n, err := dg.get(ctx, c) // cached by the walk
+		if err != nil {
+			return nil, err
+		}
+		if n == nil {
+			return nil, fmt.Errorf("ledger: entry %s of the walk has no metadata", c)
+		}
+		p.in[c] = true
+		p.byScope[n.scope] = append(p.byScope[n.scope], c)
+	}
+	return p, nil
 }
 
 // storeDag returns a DAG over the ledger's store with a cache of its own,
@@ -722,6 +752,11 @@ type replayOpts struct {
 	// roots (scopeDraftAt), so the state is the one at those roots, not
 	// at this node's heads.
 	in map[cid.Cid]bool
+	// byScope, if set, is in's entries by wire scope, each oldest first
+	// (causalPast): replay then takes them from it instead of reading the
+	// metadata of every entry this node has logged, of every scope it
+	// follows.
+	byScope map[string][]cid.Cid
 	// fromChain names scopes to start from their latest trusted
 	// checkpoint even if this node did not load or prune them (a draft
 	// need not replay what a checkpoint already vouches for).
@@ -745,11 +780,23 @@ func (l *Ledger) replay(ctx context.Context, fresh *Core, o replayOpts) (loaded,
 	for _, s := range o.fromChain {
 		starts[s] = true
 	}
-	all, err := logCIDs(ctx, l.store)
-	if err != nil {
-		return 0, 0, err
-	}
 	byScope := map[string][]cid.Cid{}
+	for s, cs := range o.byScope {
+		if !want(s) {
+			continue
+		}
+		for _, c := range cs {
+			if c != l.net {
+				byScope[s] = append(byScope[s], c)
+			}
+		}
+	}
+	var all []cid.Cid
+	if o.byScope == nil {
+		if all, err = logCIDs(ctx, l.store); err != nil {
+			return 0, 0, err
+		}
+	}
 	for i := len(all) - 1; i >= 0; i-- { // oldest first
 		c := all[i]
 		if c == l.net || (o.in != nil && !o.in[c]) {

@@ -91,15 +91,11 @@ func (l *Ledger) ScopeDigest(ctx context.Context, s string) ([]byte, int, error)
 	if err != nil {
 		return nil, 0, err
 	}
-	past, err := l.storeDag().difference(ctx, roots, nil, 0)
+	past, err := l.pastOf(ctx, roots)
 	if err != nil {
 		return nil, 0, err
 	}
-	in := make(map[cid.Cid]bool, len(past))
-	for _, c := range past {
-		in[c] = true
-	}
-	d, n, err := l.scopeDigest(ctx, replayOpts{want: want, in: in})
+	d, n, err := l.scopeDigest(ctx, replayOpts{want: want, in: past.in, byScope: past.byScope})
 	if err != nil && ctx.Err() == nil {
 		l.log.Debug("scope digest without the lock failed; again with it", "scope", s, "err", err)
 		l.mu.Lock()
