@@ -37,6 +37,10 @@ type HealthLedger struct {
 	AgreeCount    int      `json:"agree_count"`
 	Ahead         []string `json:"ahead"`
 	InSync        bool     `json:"in_sync"`
+	// NoGossip lists connected members (connected for GossipGrace or
+	// more) that GossipSub does not list on the ledger's topic: entries
+	// between them and this node travel by sync only.
+	NoGossip []string `json:"no_gossip"`
 }
 
 // VersionInfo is `medmesh version --json`.

@@ -40,6 +40,8 @@ type Ledger interface {
 	Knows(cid.Cid) bool
 	PeerHeads(ctx context.Context, h host.Host, p peer.ID) ([]cid.Cid, error)
 	SyncWith(ctx context.Context, h host.Host, p peer.ID) error
+	// GossipPeers lists the peers GossipSub knows on the ledger's topic.
+	GossipPeers() []peer.ID
 }
 
 // Config holds a Checker's dependencies.
@@ -56,6 +58,10 @@ type Config struct {
 	// MaxCompared bounds how many connected members a check compares
 	// heads with (chosen at random). Default 8.
 	MaxCompared int
+	// GossipGrace is how long a member must have been connected before a
+	// check expects GossipSub to list it on the ledger's topic (the two
+	// exchange their subscriptions when they connect). Default 30s.
+	GossipGrace time.Duration
 }
 
 // Checker computes a node's health.
@@ -81,11 +87,24 @@ func New(c Config) *Checker {
 	if c.Factor <= 0 {
 		c.Factor = 1
 	}
+	if c.GossipGrace <= 0 {
+		c.GossipGrace = 30 * time.Second
+	}
 	return &Checker{c: c, self: c.Host.ID()}
 }
 
 func (k *Checker) connected(p peer.ID) bool {
 	return k.c.Host.Network().Connectedness(p) == network.Connected
+}
+
+// connectedFor returns how long this node has been connected to p (its
+// oldest open connection).
+func (k *Checker) connectedFor(p peer.ID) time.Duration {
+	var d time.Duration
+	for _, c := range k.c.Host.Network().ConnsToPeer(p) {
+		d = max(d, time.Since(c.Stat().Opened))
+	}
+	return d
 }
 
 // records counts the records this node owns, those short of reachable
@@ -126,7 +145,7 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 	h := api.Health{
 		Peer: k.self.String(), Member: k.c.Ledger.IsMember(k.self),
 		Problems: []string{}, Warnings: []string{}, Disconnected: []string{}, UnderReplicatedIDs: []string{},
-		Ledger: api.HealthLedger{Ahead: []string{}},
+		Ledger: api.HealthLedger{Ahead: []string{}, NoGossip: []string{}},
 	}
 	if !h.Member {
 		h.Problems = append(h.Problems, "this node is not a member of its network yet: the admin runs `medmesh network invite --peer "+k.self.String()+"`, then this node `medmesh network join TOKEN`")
@@ -167,6 +186,9 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 	if len(h.Ledger.Ahead) > 0 {
 		h.Problems = append(h.Problems, fmt.Sprintf("the ledger lacks entries that %d connected members have, even after syncing with them: see the daemon's log for rejected entries", len(h.Ledger.Ahead)))
 	}
+	if n := len(h.Ledger.NoGossip); n > 0 {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("%d connected members exchange no gossip with this node (ledger.no_gossip lists them): GossipSub lost their subscriptions while the connection stayed up, so entries between them and this node travel by sync only, each ledger.sync_interval; restarting this daemon reconnects and restores it", n))
+	}
 	if h.Ledger.PendingCount > 0 {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("%d ledger entries wait for their parents, which are being fetched from peers", h.Ledger.PendingCount))
 	}
@@ -181,6 +203,20 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 func (k *Checker) checkLedger(ctx context.Context, connected []peer.ID, out *api.HealthLedger) {
 	l := k.c.Ledger
 	out.PendingCount = l.PendingCount()
+	// Members connected for a while that GossipSub does not list: it
+	// forgets a peer's subscriptions when its stream to the peer fails
+	// and does not learn them again while the connection stays up
+	// (libp2p/go-libp2p-pubsub#433; seen in the ledger's simulation).
+	gossip := map[peer.ID]bool{}
+	for _, p := range l.GossipPeers() {
+		gossip[p] = true
+	}
+	for _, p := range connected {
+		if !gossip[p] && k.connectedFor(p) >= k.c.GossipGrace {
+			out.NoGossip = append(out.NoGossip, p.String())
+		}
+	}
+	sort.Strings(out.NoGossip)
 	mine := l.Heads()
 	out.HeadCount = len(mine)
 	rand.Shuffle(len(connected), func(i, j int) { connected[i], connected[j] = connected[j], connected[i] })

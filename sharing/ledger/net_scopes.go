@@ -480,3 +480,13 @@ func (l *Ledger) ScopeTopic(scope string) (subscribed bool, peers []peer.ID) {
 	n.mu.Unlock()
 	return subscribed, t.topic.ListPeers()
 }
+
+// GossipPeers returns the peers GossipSub lists on the network's topic (the
+// global scope's, which every member subscribes to): the health check
+// reports a connected member missing from it (GossipSub lost its
+// subscriptions while the two stayed connected), whose entries then come
+// by sync only.
+func (l *Ledger) GossipPeers() []peer.ID {
+	_, ps := l.ScopeTopic(ScopeGlobal)
+	return ps
+}
