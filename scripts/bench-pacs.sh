@@ -70,17 +70,6 @@ trap 'exit 130' INT TERM
 for tool in storescu movescu dcmdump curl jq python3 bc; do
 	command -v "$tool" >/dev/null || { echo "bench-pacs: $tool is required (apt-get install dcmtk curl jq python3 bc)" >&2; exit 1; }
 done
-# free_port: a free port never handed out before in this run (a port
-# chosen for a server that starts later must not go to another one).
-free_port() {
-	local p
-	while :; do
-		p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-		grep -qx "$p" "$work/ports" 2>/dev/null || break
-	done
-	echo "$p" >>"$work/ports"
-	echo "$p"
-}
 hwm_mib() { awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$1/status"; }
 port_open() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 secs() { echo "$2 - $1" | bc -l; }

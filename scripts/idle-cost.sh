@@ -90,16 +90,6 @@ fi
 log "building medmesh and recordgen from $rev in $work"
 (cd "$src" && go build -o "$work/bin/medmesh" ./cmd/medmesh && go build -o "$work/bin/recordgen" ./scripts/recordgen)
 mm() { "$work/bin/medmesh" --no-progress "$@"; }
-# free_port: a free port never handed out before in this run.
-free_port() {
-	local p
-	while :; do
-		p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-		grep -qx "$p" "$work/ports" 2>/dev/null || break
-	done
-	echo "$p" >>"$work/ports"
-	echo "$p"
-}
 
 start_node() {
 	"$work/bin/medmesh" daemon --repo "$work/n$1" ${CONTENTION:+--profile-contention} >>"$work/n$1.log" 2>&1 &

@@ -56,3 +56,16 @@ sample_rss() {
 		sleep 0.05
 	done
 }
+
+# free_port: a free port on 127.0.0.1 never handed out before in this run
+# (a port chosen for a server that starts later must not go to another
+# one); the ports handed out are kept in $work/ports.
+free_port() {
+	local p
+	while :; do
+		p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		grep -qx "$p" "$work/ports" 2>/dev/null || break
+	done
+	echo "$p" >>"$work/ports"
+	echo "$p"
+}
