@@ -242,3 +242,18 @@ func (l *Ledger) heldDraft(ctx context.Context, scope string) (*Checkpoint, [][]
 	}
 	return d.ck, blocks, nil
 }
+
+// claimHistory returns a three-member world and the admin's node holding
+// its setup, every grant and n read claims after them: a history a peer
+// that has only the genesis is n entries behind.
+func claimHistory(t testing.TB, n int) (*world, *Ledger) {
+	t.Helper()
+	w := newWorld(t, 3)
+	src := openNode(t, w.admin, w.genesis)
+	w.setup(t, src)
+	w.grantAll(t, src)
+	for i := range n {
+		as(t, src, w.admin, TypeAccess, w.claim(t, 1, 0, testEpoch.Add(time.Duration(i)*time.Second)))
+	}
+	return w, src
+}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
@@ -20,13 +19,7 @@ import (
 // answers "unknown op", is asked the old way and still gives its heads.
 func TestPeerHeadsWalksNothing(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld(t, 3)
-	src := openNode(t, w.admin, w.genesis)
-	w.setup(t, src)
-	w.grantAll(t, src)
-	for i := range 1000 {
-		as(t, src, w.admin, TypeAccess, w.claim(t, 1, 0, testEpoch.Add(time.Duration(i)*time.Second)))
-	}
+	w, src := claimHistory(t, 1000)
 	behind := openNode(t, w.members[1], w.genesis)
 
 	mn := mocknet.New()

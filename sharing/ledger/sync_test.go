@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
 )
 
 // TestScopeOfferNamesEntriesOfItsScope: a node a few entries ahead of a
@@ -56,13 +55,7 @@ func TestScopeOfferNamesEntriesOfItsScope(t *testing.T) {
 // fresh walk and the same answer again.
 func TestCatchUpWalksTheDifferenceOnce(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld(t, 3)
-	src := openNode(t, w.admin, w.genesis)
-	w.setup(t, src)
-	w.grantAll(t, src)
-	for i := range 1000 {
-		as(t, src, w.admin, TypeAccess, w.claim(t, 1, 0, testEpoch.Add(time.Duration(i)*time.Second)))
-	}
+	w, src := claimHistory(t, 1000)
 	dst := openNode(t, w.members[1], w.genesis)
 	asker := w.members[2].id
 	ask := func() *syncResp {
