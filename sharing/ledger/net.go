@@ -420,11 +420,11 @@ func (l *Ledger) syncTick(ctx context.Context) {
 	//
 	// The random peer is drawn from the connected followers, not from the
 	// scope topic's peers alone: GossipSub lists only the peers whose
-	// subscription reached it, and a node whose pubsub streams to its
-	// peers did not open (seen in the simulation: a holder connected to
-	// the owner, its topic listing no peer) would otherwise never sync the
-	// scope again once caught up, and miss for good each entry gossip did
-	// not bring it (ledgersim, issue #16).
+	// subscriptions it knows, and a node whose GossipSub lost them (seen
+	// in the simulation: a holder connected to the owner, GossipSub
+	// listing neither the owner nor any follower) would otherwise never
+	// sync the scope again once caught up, and miss for good each entry
+	// gossip did not bring it (ledgersim, issue #16).
 	for _, s := range l.Followed()[1:] {
 		ws := wireScope(s)
 		fs := l.scopeFollowers(n, s)
