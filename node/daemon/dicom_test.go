@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/medmesh/medmesh/node/api"
 	"github.com/medmesh/medmesh/node/devnet"
 	"github.com/medmesh/medmesh/node/imaging"
@@ -379,6 +381,23 @@ func TestDicomImportExportShareDeidentify(t *testing.T) {
 		if i == 3 {
 			series2 = strings.Split(filepath.ToSlash(rel), "/")[1]
 		}
+	}
+
+	// b holds a's records (two nodes, three replicas wanted): wait until it
+	// holds both versions before granting them to it. A grant that reaches
+	// the owner while b still fetches a version to hold makes the owner
+	// attest that fetch as a read under the grant, which b, replicating,
+	// does not claim, so the owner's audit rightly flags a read "attested,
+	// not reported": a race of replication and the grant, not what this
+	// test is about (it failed this way often on a slow machine).
+	for _, v := range []string{v1.ID, v2.ID} {
+		c, err := cid.Decode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "b holds "+v, 30*time.Second, func() (bool, string) {
+			return heldBy(a, c)[b.ID], fmt.Sprintf("held by %v", heldBy(a, c))
+		})
 	}
 
 	// A grantee exports one series, and the owner sees the access.
