@@ -70,9 +70,7 @@ type grant struct {
 	rec        *record
 	candidates []int // grantee candidates in preference order
 	readyTick  int
-	revoked    bool // decided by the driver
-	// revoking is revoked, for the operations' goroutines.
-	revoking atomic.Bool
+	revoked    atomic.Bool // decided by the driver, read by the operations too
 
 	done    chan struct{}
 	ok      bool
@@ -207,7 +205,7 @@ func (w *workload) run() {
 		for len(w.pending) > 0 && w.pending[0].readyTick <= t {
 			g := w.pending[0]
 			w.pending = w.pending[1:]
-			if g.revoked {
+			if g.revoked.Load() {
 				continue
 			}
 			w.live = append(w.live, g)
@@ -529,7 +527,7 @@ func (w *workload) read() {
 	rec := w.readable[len(w.readable)-1-w.zipf(len(w.readable))]
 	var gs []*grant
 	for _, g := range w.live {
-		if g.rec == rec && !g.revoked {
+		if g.rec == rec && !g.revoked.Load() {
 			gs = append(gs, g)
 		}
 	}
@@ -560,7 +558,7 @@ func (w *workload) read() {
 		e, err := w.append(g.grantee, ledger.TypeAccess, ledger.AccessPayload{Record: rec.id, Version: 1,
 			Purpose: ledger.PurposeTreatment, Time: ev.t0, Grant: g.cid})
 		if err != nil {
-			if g.revoking.Load() && errors.Is(err, ledger.ErrUnauthorized) {
+			if g.revoked.Load() && errors.Is(err, ledger.ErrUnauthorized) {
 				// The owner revoked the grant while this read waited to
 				// run (a loaded machine): the grantee's ledger had the
 				// revoke and rightly refused the claim.
@@ -587,8 +585,7 @@ func (w *workload) revoke() {
 	k := w.rng.IntN(len(w.live))
 	g := w.live[k]
 	w.live = append(w.live[:k], w.live[k+1:]...)
-	g.revoked = true
-	g.revoking.Store(true)
+	g.revoked.Store(true)
 	if !w.usable[g.rec.owner] {
 		w.stats["revoke"].skipped.Add(1)
 		return

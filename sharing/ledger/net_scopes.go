@@ -468,16 +468,13 @@ func (l *Ledger) ScopeTopic(scope string) (subscribed bool, peers []peer.ID) {
 	if n == nil {
 		return false, nil
 	}
-	ws := wireScope(scope)
 	n.mu.Lock()
-	t := n.topics[ScopeTopicName(l.net, ws)]
+	t := n.topics[ScopeTopicName(l.net, wireScope(scope))]
+	subscribed = t != nil && t.sub != nil
 	n.mu.Unlock()
 	if t == nil {
 		return false, nil
 	}
-	n.mu.Lock()
-	subscribed = t.sub != nil
-	n.mu.Unlock()
 	return subscribed, t.topic.ListPeers()
 }
 
