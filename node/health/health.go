@@ -187,7 +187,7 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 		h.Problems = append(h.Problems, fmt.Sprintf("the ledger lacks entries that %d connected members have, even after syncing with them: see the daemon's log for rejected entries", len(h.Ledger.Ahead)))
 	}
 	if n := len(h.Ledger.NoGossip); n > 0 {
-		h.Warnings = append(h.Warnings, fmt.Sprintf("%d connected members exchange no gossip with this node (ledger.no_gossip lists them): GossipSub lost their subscriptions while the connection stayed up, so entries between them and this node travel by the ledger's sync only (every second: slower than gossip, nothing is lost); restarting this daemon reconnects and restores gossip", n))
+		h.Warnings = append(h.Warnings, fmt.Sprintf("%d connected members exchange no gossip with this node (ledger.no_gossip lists them): GossipSub lost their subscriptions while the connection stayed up, so entries between them and this node travel by the ledger's sync only (slower than gossip, nothing is lost); the ledger repairs this within about two minutes (medmesh_ledger_gossip_repairs_total counts repairs); if it stays, restart this daemon", n))
 	}
 	if h.Ledger.PendingCount > 0 {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("%d ledger entries wait for their parents, which are being fetched from peers", h.Ledger.PendingCount))

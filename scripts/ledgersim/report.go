@@ -77,6 +77,11 @@ type Report struct {
 	Reads        int `json:"reads"`
 	Unaudited    int `json:"reads_unaudited"`
 
+	// GossipRepairs counts, over the live nodes, the times a node found
+	// its GossipSub had lost a connected member and repaired it
+	// (sharing/ledger/net_gossip.go).
+	GossipRepairs int64 `json:"gossip_repairs"`
+
 	Ops    map[string]OpCount `json:"operations"`
 	Errors map[string]int     `json:"errors,omitempty"`
 	// Slowest are the slowest deliveries of scoped entries to the nodes
@@ -211,6 +216,9 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		sent = append(sent, float64(tr.sent))
 		recv = append(recv, float64(tr.recv))
 		syncSent = append(syncSent, float64(tr.syncSent))
+		if n.l != nil {
+			rep.GossipRepairs += n.l.GossipRepairs()
+		}
 	}
 	rep.NodesMeasure = len(ents)
 	rep.StoredEntries, rep.StoredShare, rep.StoredBytes, rep.StateBytes = dist(ents), dist(share), dist(byts), dist(state)
@@ -413,6 +421,7 @@ func PrintTable(out io.Writer, reps []*Report) {
 	row("grant → applied at its grantee: p50 / p99 / max", func(r *Report) string {
 		return latString(r.GrantSeen) + fmt.Sprintf(", %d never", r.GrantsUnseen)
 	})
+	row("GossipSub peers lost while connected, repaired (all nodes)", func(r *Report) string { return fmt.Sprint(r.GossipRepairs) })
 	row("operations ok / tried", func(r *Report) string {
 		var parts []string
 		for _, k := range opKinds() {

@@ -407,6 +407,10 @@
 // SyncInterval): the stream dials the owner, and the connection keeps the
 // scope's topic one mesh around its owner.
 //
+// GossipSub gives a peer up while the two stay connected (its stream to the
+// peer failed a few times); net_gossip.go notices it at either end and
+// makes both GossipSubs open their streams again, without disconnecting.
+//
 // Synced (`medmesh ledger stat`) is true when Behind, the followed scopes
 // not caught up, is empty. The global scope is caught up when no entry
 // waits for missing parents and, for every connected peer, the latest sync

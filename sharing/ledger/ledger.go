@@ -47,6 +47,11 @@ type Options struct {
 	// SyncInterval is how often heads are exchanged with a random peer
 	// (default 10s).
 	SyncInterval time.Duration
+	// GossipRepairAfter is how long a connected member may go without
+	// this node's GossipSub keeping a stream to it before the ledger asks
+	// GossipSub to open one again (net_gossip.go). Default 1 minute;
+	// negative: never.
+	GossipRepairAfter time.Duration
 	// MaxPending bounds entries waiting for missing parents (default 10,000).
 	MaxPending int
 	// ScopeCheckpointEvery makes the owner scopes and audit scopes whose
@@ -140,9 +145,11 @@ type Ledger struct {
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
 
-	tr     atomic.Pointer[transport] // set by Start
-	closed chan struct{}
-	once   sync.Once
+	tr atomic.Pointer[transport] // set by Start
+	// gossipRepairs counts gossipLoop's repairs (GossipRepairs).
+	gossipRepairs atomic.Int64
+	closed        chan struct{}
+	once          sync.Once
 	// Background goroutines: launched only through goBackground. The
 	// WaitGroup holds one extra count from Open to Close so it never returns
 	// to zero (and is never reused) while goroutines come and go.
@@ -238,6 +245,9 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 10 * time.Second
+	}
+	if o.GossipRepairAfter == 0 {
+		o.GossipRepairAfter = time.Minute
 	}
 	if o.Store == nil {
 		o.Store = NewDatastoreStore(o.DS, o.Blocks)

@@ -23,6 +23,9 @@ type metrics struct {
 	// forwardedLate counts gossiped entries accepted (and so forwarded)
 	// once a sync brought their parents (relay.go).
 	forwardedLate prometheus.Counter
+	// gossipRepairs counts GossipSub peers given up and asked back
+	// (net_gossip.go).
+	gossipRepairs prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +52,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Automatic scope checkpoints: proposed and stored (made), proposals that failed (failed), others' proposals co-signed (cosigned) or not (refused)."}, []string{"result"}),
 		forwardedLate: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_forwarded_late_entries_total",
 			Help: "Entries that arrived through GossipSub before their parents and were forwarded once a sync brought the parents."}),
+		gossipRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_gossip_repairs_total",
+			Help: "Connected members this node's GossipSub had given up (no stream to them) and was asked to open a stream to again."}),
 	}
 	if reg == nil {
 		return m
@@ -73,5 +78,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.readErrors = reg1(m.readErrors).(*prometheus.CounterVec)
 	m.scopeCkpts = reg1(m.scopeCkpts).(*prometheus.CounterVec)
 	m.forwardedLate = reg1(m.forwardedLate).(prometheus.Counter)
+	m.gossipRepairs = reg1(m.gossipRepairs).(prometheus.Counter)
 	return m
 }

@@ -238,6 +238,9 @@ func (l *Ledger) Start(ctx context.Context, h host.Host, ps *pubsub.PubSub) erro
 	})
 	l.goBackground(func() { l.syncLoop(rctx) })
 	l.goBackground(func() { l.trimLoop(rctx) })
+	if l.o.GossipRepairAfter > 0 {
+		l.goBackground(func() { l.gossipLoop(rctx, n) })
+	}
 	if l.o.ScopeCheckpointEvery > 0 {
 		l.goBackground(func() { l.autoCheckpointLoop(rctx) })
 	}

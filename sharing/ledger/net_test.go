@@ -60,6 +60,13 @@ func startMeshEvery(t testing.TB, w *world, n, port int, converge, syncInterval 
 // psOpts(i) returns (psOpts may be nil).
 func startMeshWith(t testing.TB, w *world, n, port int, converge, syncInterval time.Duration, setup func(*Ledger), psOpts func(int) []pubsub.Option) (mocknet.Mocknet, []*meshNode) {
 	t.Helper()
+	return startMeshOpts(t, w, n, port, converge, syncInterval, setup, psOpts, nil)
+}
+
+// startMeshOpts is startMeshWith with node i's ledger options changed by
+// ledgerOpts(i, &o) (ledgerOpts may be nil).
+func startMeshOpts(t testing.TB, w *world, n, port int, converge, syncInterval time.Duration, setup func(*Ledger), psOpts func(int) []pubsub.Option, ledgerOpts func(int, *Options)) (mocknet.Mocknet, []*meshNode) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	mn := mocknet.New()
 	t.Cleanup(func() { cancel(); mn.Close() })
@@ -79,7 +86,11 @@ func startMeshWith(t testing.TB, w *world, n, port int, converge, syncInterval t
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		l, st := openAtEvery(t, dir, w.members[i], w.genesis, syncInterval)
+		var lo []func(*Options)
+		if ledgerOpts != nil {
+			lo = append(lo, func(o *Options) { ledgerOpts(i, o) })
+		}
+		l, st := openAtEvery(t, dir, w.members[i], w.genesis, syncInterval, lo...)
 		nd := &meshNode{h: h, ps: ps, l: l, st: st, dir: dir, who: w.members[i]}
 		t.Cleanup(func() { nd.l.Close(); nd.st.Close() })
 		nodes[i] = nd
