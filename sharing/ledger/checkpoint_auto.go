@@ -29,9 +29,9 @@ import (
 // proposal's own heads and deps, which it must hold, so the scope moving on
 // meanwhile changes nothing; it signs only if it computes the same
 // checkpoint. With a majority of the group's signatures, the proposer
-// stores it; the owner, the other members and every follower adopt it at
-// their next sync (scopeCheckpointFrom), and a node that starts following
-// the scope loads it.
+// stores it; the owner and the other members adopt it at their next sync
+// (scopeCheckpointFrom), and a node that starts following the scope loads
+// it. Other followers keep the entries only (keepsCheckpoints).
 //
 // Trust is what `ledger checkpoint --scope` has: a majority of the group
 // vouches for the state, each having computed it. A member that proposes

@@ -24,7 +24,7 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 		t.Skip("networked")
 	}
 	ctx := context.Background()
-	_, _, nodes := newScopedMesh(t, 6)
+	w, _, nodes := newScopedMesh(t, 6)
 	owner := nodes[1]
 	scope := OwnerScope(owner.who.id)
 	group := slices.Sorted(slices.Values(owner.l.groupOf(owner.who.id)))
@@ -245,6 +245,55 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 		t.Fatalf("the grantee stores %d of the scope's %d entries: it synced the history", held, ck.Entries+1)
 	}
 	t.Logf("checkpoint of %d entries; the grantee stores %d of the scope's entries", ck.Entries, held)
+
+	// The grantee keeps the entries from there, not the group's next
+	// checkpoints: it neither replays the scope to adopt one nor serves the
+	// one it loaded (which only gets older) to a new follower, which asks
+	// another peer instead of replaying the history from it.
+	if r := outsider.l.serveCheckpoint(ctx, &syncReq{Network: outsider.l.net.Bytes(), Op: opCheckpoints, Scope: wireScope(scope)}); r.Err != errNotKept {
+		t.Fatalf("the grantee answers a request for the scope's checkpoints with %q, %d checkpoints", r.Err, len(r.Checkpoints))
+	}
+	fresh := openNode(t, newIdent(t), w.genesis)
+	ask := func(req *syncReq) (*syncResp, error) { return outsider.l.serveFrom(ctx, req, fresh.self), nil }
+	if loaded, err := fresh.scopeCheckpointFrom(ctx, ask, wireScope(scope)); loaded || !errors.Is(err, errNoAnswer) {
+		t.Fatalf("a new follower asking the grantee: loaded %v, %v; want no answer", loaded, err)
+	}
+	draftsBefore := counterValue(outsider.l.met.scopeDrafts)
+	followers = append(followers, outsider)
+	announce(60, 80)
+	for _, nd := range append([]*meshNode{b}, rest...) {
+		nd.l.auto.mu.Lock()
+		nd.l.auto.cosigned = nil
+		nd.l.auto.mu.Unlock()
+	}
+	ck2, err := proposer.l.proposeScopeCheckpoint(ctx, n, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for _, nd := range followers[:len(followers)-1] {
+		for {
+			cks, err := nd.l.CheckpointChain(ctx, scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cks) > 0 && cks[len(cks)-1].cid == ck2.cid {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (owner %v) did not adopt %s", nd.who.id, nd == owner, ck2.cid)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(2 * scopeCkptEvery) // the grantee's syncs would have asked by now
+	if cks, err := outsider.l.CheckpointChain(ctx, scope); err != nil || len(cks) != 1 || cks[0].cid != ck.cid {
+		t.Fatalf("the grantee's checkpoints of the scope: %v, %v; want only the one it loaded, %s", cks, err, ck.cid)
+	}
+	if d := counterValue(outsider.l.met.scopeDrafts) - draftsBefore; d != 0 {
+		t.Fatalf("the grantee drafted %v checkpoints of the scope", d)
+	}
+	announce(80, 85) // and it still follows the scope's entries
 }
 
 // TestProposeAt: the group's first member a node reaches proposes at the

@@ -474,6 +474,7 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	l.met.scopeDrafts.Inc()
 	ws := wireScope(scope)
 	l.mu.Lock()
 	var past *causalPast

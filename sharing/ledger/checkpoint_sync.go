@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,12 +28,38 @@ const (
 // pruned: the client joins from the checkpoint instead.
 const errPruned = "pruned: entries before the checkpoint were pruned here; join from the checkpoint"
 
+// errNotKept is what a node answers for the checkpoints of an owner or
+// audit scope it follows but does not keep checkpoints of (keepsCheckpoints):
+// the client asks another follower (the owner, its replica group).
+const errNotKept = "not kept: this node does not keep this scope's checkpoints; ask the scope's owner or its replica group"
+
+// keepsCheckpoints reports whether this node keeps the checkpoints of
+// owner or audit scope s up to date as they are made: it is the scope's
+// owner or in the owner's replica group (who sign them and serve them to
+// new followers), or it prunes after checkpoints. Any other follower (a
+// grantee, a holder the owner assigned) loads the latest checkpoint when
+// it starts following and then keeps the entries only: adopting each
+// newer one would mean replaying the scope to check it (adoptScopeLocally),
+// a cost that follows the owner's activity, not this node's involvement.
+func (l *Ledger) keepsCheckpoints(s string) bool {
+	kind, owner, err := ParseScope(s)
+	if err != nil || kind == KindGlobal {
+		return true
+	}
+	return owner == l.self || l.o.PruneAfterCheckpoint || slices.Contains(l.groupOf(owner), l.self)
+}
+
 // serveCheckpoint answers opCheckpoints and opStateBlock.
 func (l *Ledger) serveCheckpoint(ctx context.Context, req *syncReq) *syncResp {
 	switch req.Op {
 	case opCheckpoints:
 		if _, _, err := ParseScope(req.Scope); err != nil {
 			return &syncResp{Err: "bad scope"}
+		}
+		if req.Scope != "" && !l.keepsCheckpoints(scopeName(req.Scope)) {
+			// What it has may be only the one it loaded long ago: a new
+			// follower would replay everything since from it.
+			return &syncResp{Err: errNotKept}
 		}
 		chain, err := l.CheckpointChain(ctx, scopeName(req.Scope))
 		if err != nil {
@@ -176,7 +203,8 @@ func (l *Ledger) prunedHere(ctx context.Context) bool {
 // checkpoint of wire scope scope (an owner's or audit scope) and, if it is
 // newer than this node's, adopts it (adoptScope): it loads its state when
 // this node holds nothing of the scope yet (it just started following it),
-// and otherwise keeps it to serve and prune. It reports whether it loaded
+// and otherwise, if it keeps the scope's checkpoints (keepsCheckpoints),
+// keeps it to serve and prune. It reports whether it loaded
 // one. A peer without one, or from before scope checkpoints, answers none.
 func (l *Ledger) catchUpScopeCheckpoint(ctx context.Context, ask func(*syncReq) (*syncResp, error), scope string) (bool, error) {
 	name := scopeName(scope)
@@ -269,6 +297,9 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	l.mu.Lock()
 	held := len(l.core.ScopeHeads(name)) > 0
 	l.mu.Unlock()
+	if held && !l.keepsCheckpoints(name) {
+		return false, nil // it has the entries, and keeps no newer checkpoint
+	}
 	l.scopeCkptMu.Lock()
 	at, ok := l.scopeCkptAsked[name]
 	l.scopeCkptMu.Unlock()
@@ -308,6 +339,12 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	if resp.Err != "" {
 		if resp.Err == "unknown op" || resp.Err == "bad scope" {
 			return false, nil
+		}
+		if resp.Err == errNotKept && !held {
+			// A new follower asked a follower that keeps none: as if
+			// unanswered, it syncs nothing of the scope from it (it would
+			// replay the history) and asks the next peer.
+			return false, fmt.Errorf("%w: %s", errNoAnswer, resp.Err)
 		}
 		return false, fmt.Errorf("ledger: checkpoints of %s: %s", name, resp.Err)
 	}

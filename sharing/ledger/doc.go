@@ -356,11 +356,15 @@
 // member proposes (any other member at twice the count, should the first
 // have them off), the others co-sign over the sync protocol (opCosign).
 // A member that proposes alone gets nothing stored; a non-member's or
-// unsigned proposal is refused before any replay. Every other follower
-// adopts it at a sync: one that holds nothing of the scope loads its
-// state; one that holds the entries computes it at its heads and keeps it
-// only if it is the same (adoptScopeLocally), so no node serves or prunes
-// up to a state it did not compute or load from a trusted checkpoint.
+// unsigned proposal is refused before any replay. A node that starts
+// following the scope loads its state at a sync; the owner and the group
+// (and a node that prunes) adopt each newer one, computing it at their
+// heads and keeping it only if it is the same (adoptScopeLocally), so no
+// node serves or prunes up to a state it did not compute or load from a
+// trusted checkpoint. Other followers keep the entries after the one they
+// loaded and answer checkpoint requests "not kept" (keepsCheckpoints): a
+// replay of the owner's scope at each checkpoint would cost them what the
+// owner does, not what they are involved in.
 //
 // Checkpoints travel on the sync protocol (checkpoint_sync.go): a node
 // asks each peer it syncs with for the chain past its own, verifies it

@@ -26,6 +26,8 @@ type metrics struct {
 	// gossipRepairs counts GossipSub peers given up and asked back
 	// (net_gossip.go).
 	gossipRepairs prometheus.Counter
+	// scopeDrafts counts scope checkpoint drafts (scopeDraftAt).
+	scopeDrafts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,6 +56,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Entries that arrived through GossipSub before their parents and were forwarded once a sync brought the parents."}),
 		gossipRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_gossip_repairs_total",
 			Help: "Connected members this node's GossipSub had given up (no stream to them) and was asked to open a stream to again."}),
+		scopeDrafts: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_scope_drafts_total",
+			Help: "Scope checkpoint drafts: replays of a scope from its previous checkpoint, to propose, co-sign or adopt a checkpoint (or for an operator)."}),
 	}
 	if reg == nil {
 		return m
@@ -79,5 +83,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.scopeCkpts = reg1(m.scopeCkpts).(*prometheus.CounterVec)
 	m.forwardedLate = reg1(m.forwardedLate).(prometheus.Counter)
 	m.gossipRepairs = reg1(m.gossipRepairs).(prometheus.Counter)
+	m.scopeDrafts = reg1(m.scopeDrafts).(prometheus.Counter)
 	return m
 }
