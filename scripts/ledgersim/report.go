@@ -81,6 +81,9 @@ type Report struct {
 	// its GossipSub had lost a connected member and repaired it
 	// (sharing/ledger/net_gossip.go).
 	GossipRepairs int64 `json:"gossip_repairs"`
+	// ScopeDrafts counts, over the live nodes, the scope checkpoint drafts
+	// (replays) made to propose, co-sign or adopt checkpoints.
+	ScopeDrafts int64 `json:"scope_drafts"`
 
 	Ops    map[string]OpCount `json:"operations"`
 	Errors map[string]int     `json:"errors,omitempty"`
@@ -218,6 +221,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		syncSent = append(syncSent, float64(tr.syncSent))
 		if n.l != nil {
 			rep.GossipRepairs += n.l.GossipRepairs()
+			rep.ScopeDrafts += n.l.ScopeDrafts()
 		}
 	}
 	rep.NodesMeasure = len(ents)
@@ -421,6 +425,7 @@ func PrintTable(out io.Writer, reps []*Report) {
 	row("grant → applied at its grantee: p50 / p99 / max", func(r *Report) string {
 		return latString(r.GrantSeen) + fmt.Sprintf(", %d never", r.GrantsUnseen)
 	})
+	row("scope checkpoint drafts (replays to propose, co-sign or adopt; all nodes)", func(r *Report) string { return fmt.Sprint(r.ScopeDrafts) })
 	row("GossipSub peers lost while connected, repaired (all nodes)", func(r *Report) string { return fmt.Sprint(r.GossipRepairs) })
 	row("operations ok / tried", func(r *Report) string {
 		var parts []string

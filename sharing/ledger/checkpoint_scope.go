@@ -475,6 +475,7 @@ func (l *Ledger) scopeDraftAt(ctx context.Context, scope string, roots []cid.Cid
 		return nil, ctx.Err()
 	}
 	l.met.scopeDrafts.Inc()
+	l.scopeDrafts.Add(1)
 	ws := wireScope(scope)
 	l.mu.Lock()
 	var past *causalPast
@@ -587,6 +588,12 @@ func (l *Ledger) pastOf(ctx context.Context, roots []cid.Cid) (*causalPast, erro
 func (l *Ledger) storeDag() *dag {
 	return &dag{t: &txn{s: l.store, writes: map[string][]byte{}}, cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}}
 }
+
+// ScopeDrafts returns how many scope checkpoint drafts this node has made
+// since it opened: each a replay of a scope from its previous checkpoint,
+// to propose, co-sign or adopt a checkpoint (the simulation's measure of
+// what checkpoints cost).
+func (l *Ledger) ScopeDrafts() int64 { return l.scopeDrafts.Load() }
 
 // scopeCheckpointDraft is scopeDraftAt at this node's heads.
 func (l *Ledger) scopeCheckpointDraft(ctx context.Context, scope string) (*scopeDraft, error) {

@@ -148,8 +148,10 @@ type Ledger struct {
 	tr atomic.Pointer[transport] // set by Start
 	// gossipRepairs counts gossipLoop's repairs (GossipRepairs).
 	gossipRepairs atomic.Int64
-	closed        chan struct{}
-	once          sync.Once
+	// scopeDrafts counts scope checkpoint drafts (ScopeDrafts).
+	scopeDrafts atomic.Int64
+	closed      chan struct{}
+	once        sync.Once
 	// Background goroutines: launched only through goBackground. The
 	// WaitGroup holds one extra count from Open to Close so it never returns
 	// to zero (and is never reused) while goroutines come and go.
