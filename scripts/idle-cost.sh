@@ -223,6 +223,15 @@ for i in $(seq "$nodes"); do
 	entries=$(mm ledger stat --repo "$work/n$i" --json 2>/dev/null | jq .entry_count || true)
 	echo "node $i: ${pct}% of a core, RSS ${rss} MiB (peak since it started ${hwm} MiB), ledger entries ${entries:-?}"
 done
+# Since each daemon started: scope checkpoint drafts (replays) and
+# GossipSub repairs ("?": a build before the metric).
+metric() { # node, name: the metric's value, or ? without it
+	curl -sf -H "Authorization: Bearer $(cat "$work/n$1/api.token")" "http://$(cat "$work/n$1/api")/metrics" |
+		awk -v m="$2" '$1 == m {v = $2} END {print v == "" ? "?" : v}'
+}
+for i in $(seq "$nodes"); do
+	echo "node $i since it started: scope drafts $(metric "$i" medmesh_ledger_scope_drafts_total), GossipSub repairs $(metric "$i" medmesh_ledger_gossip_repairs_total)"
+done
 
 for r in $(seq "${LS_RUNS:-3}"); do
 	t0=$(now)
