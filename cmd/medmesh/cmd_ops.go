@@ -105,6 +105,9 @@ func printHealth(h api.Health) {
 		sync = fmt.Sprintf("behind %d members", len(h.Ledger.Ahead))
 	}
 	say("ledger:    %s; %d heads, same as %d of %d members asked; %d entries waiting for parents", sync, h.Ledger.HeadCount, h.Ledger.AgreeCount, h.Ledger.ComparedCount, h.Ledger.PendingCount)
+	if n := len(h.Ledger.NoGossip); n > 0 || h.Ledger.GossipRepairs > 0 {
+		say("gossip:    %d connected members without gossip now; GossipSub's streams repaired %d times since the daemon started", n, h.Ledger.GossipRepairs)
+	}
 	for _, p := range h.Problems {
 		say("problem:   %s", p)
 	}

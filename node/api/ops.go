@@ -41,6 +41,11 @@ type HealthLedger struct {
 	// more) that GossipSub does not list on the ledger's topic: entries
 	// between them and this node travel by sync only.
 	NoGossip []string `json:"no_gossip"`
+	// GossipRepairs counts, since the daemon started, the connected
+	// members whose GossipSub streams this node repaired (GossipSub had
+	// given one up while the connection stayed): each also in
+	// medmesh_ledger_gossip_repairs_total and a warning in the log.
+	GossipRepairs int64 `json:"gossip_repairs"`
 }
 
 // VersionInfo is `medmesh version --json`.

@@ -42,6 +42,8 @@ type Ledger interface {
 	SyncWith(ctx context.Context, h host.Host, p peer.ID) error
 	// GossipPeers lists the peers GossipSub knows on the ledger's topic.
 	GossipPeers() []peer.ID
+	// GossipRepairs counts the ledger's repairs of GossipSub's streams.
+	GossipRepairs() int64
 }
 
 // Config holds a Checker's dependencies.
@@ -217,6 +219,7 @@ func (k *Checker) checkLedger(ctx context.Context, connected []peer.ID, out *api
 		}
 	}
 	sort.Strings(out.NoGossip)
+	out.GossipRepairs = l.GossipRepairs()
 	mine := l.Heads()
 	out.HeadCount = len(mine)
 	rand.Shuffle(len(connected), func(i, j int) { connected[i], connected[j] = connected[j], connected[i] })

@@ -28,6 +28,7 @@ type fakeLedger struct {
 	syncLearns bool
 	synced     int
 	gossip     []peer.ID
+	repairs    int64
 }
 
 func (f *fakeLedger) IsMember(p peer.ID) bool { return p == f.self || p == f.other }
@@ -62,6 +63,7 @@ func (f *fakeLedger) PeerHeads(context.Context, host.Host, peer.ID) ([]cid.Cid, 
 	return f.peerHeads, f.peerErr
 }
 func (f *fakeLedger) GossipPeers() []peer.ID { return f.gossip }
+func (f *fakeLedger) GossipRepairs() int64   { return f.repairs }
 func (f *fakeLedger) SyncWith(context.Context, host.Host, peer.ID) error {
 	f.synced++
 	if f.syncLearns {
@@ -165,7 +167,8 @@ func TestCheckNoGossip(t *testing.T) {
 		t.Fatalf("a connected member GossipSub does not list: %+v", h)
 	}
 	f.gossip = []peer.ID{b.ID()}
-	if h = k.Check(ctx); !h.Healthy || len(h.Ledger.NoGossip) != 0 || len(h.Warnings) != 0 {
-		t.Fatalf("listed: %+v", h)
+	f.repairs = 2
+	if h = k.Check(ctx); !h.Healthy || len(h.Ledger.NoGossip) != 0 || len(h.Warnings) != 0 || h.Ledger.GossipRepairs != 2 {
+		t.Fatalf("listed, after two repairs: %+v", h)
 	}
 }
