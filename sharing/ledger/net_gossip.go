@@ -49,8 +49,9 @@ func gossipProtocols() []protocol.ID { return pubsub.GossipSubDefaultProtocols }
 // gossipRepair is gossipLoop's state, owned by the loop.
 type gossipRepair struct {
 	emit event.Emitter
-	// missing: when a connected member was first seen without an outbound
-	// GossipSub stream (or last repaired).
+	// missing: when a connected member was first seen in need of repair
+	// (no outbound GossipSub stream to it, or its subscriptions lost), or
+	// last repaired.
 	missing map[peer.ID]time.Time
 }
 
