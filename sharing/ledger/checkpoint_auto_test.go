@@ -158,23 +158,28 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 	if n, err := proposer.l.sinceCheckpoint(ctx, scope); err != nil || n != 0 {
 		t.Fatalf("entries past the new checkpoint: %d, %v", n, err)
 	}
-	// Every follower adopts it at a sync.
-	deadline := time.Now().Add(time.Minute)
-	for _, nd := range followers {
-		for {
-			cks, err := nd.l.CheckpointChain(ctx, scope)
-			if err != nil {
-				t.Fatal(err)
+	// Every follower (the owner and its group) adopts it at a sync.
+	adopted := func(nds []*meshNode, want *Checkpoint) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for _, nd := range nds {
+			for {
+				cks, err := nd.l.CheckpointChain(ctx, scope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(cks) > 0 && cks[len(cks)-1].cid == want.cid {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s (owner %v, proposer %v, b %v) did not adopt %s: %d checkpoints", nd.who.id, nd == owner, nd == proposer, nd == b, want.cid, len(cks))
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			if len(cks) > 0 && cks[len(cks)-1].cid == ck.cid {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s (owner %v, proposer %v, b %v) did not adopt %s: %d checkpoints", nd.who.id, nd == owner, nd == proposer, nd == b, ck.cid, len(cks))
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	adopted(followers, ck)
+	deadline := time.Now().Add(time.Minute)
 
 	// Followers that hold the entries adopted it by computing it (no
 	// state fetched): one signed by a majority of the group but of
@@ -270,22 +275,7 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(time.Minute)
-	for _, nd := range followers[:len(followers)-1] {
-		for {
-			cks, err := nd.l.CheckpointChain(ctx, scope)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(cks) > 0 && cks[len(cks)-1].cid == ck2.cid {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s (owner %v) did not adopt %s", nd.who.id, nd == owner, ck2.cid)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	adopted(followers[:len(followers)-1], ck2)
 	time.Sleep(scopeCkptEvery) // the keepers adopted it within one: the grantee would have too
 	if cks, err := outsider.l.CheckpointChain(ctx, scope); err != nil || len(cks) != 1 || cks[0].cid != ck.cid {
 		t.Fatalf("the grantee's checkpoints of the scope: %v, %v; want only the one it loaded, %s", cks, err, ck.cid)

@@ -47,10 +47,10 @@ type Options struct {
 	// SyncInterval is how often heads are exchanged with a random peer
 	// (default 10s).
 	SyncInterval time.Duration
-	// GossipRepairAfter is how long a connected member may go without
-	// this node's GossipSub keeping a stream to it before the ledger asks
-	// GossipSub to open one again (net_gossip.go). Default 1 minute;
-	// negative: never.
+	// GossipRepairAfter is how long a connected member may stay lost to
+	// GossipSub (no outbound GossipSub stream to it, or its subscriptions
+	// forgotten while its stream is open) before the ledger repairs the
+	// streams (net_gossip.go). Default 1 minute; negative: never.
 	GossipRepairAfter time.Duration
 	// MaxPending bounds entries waiting for missing parents (default 10,000).
 	MaxPending int
