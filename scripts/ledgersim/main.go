@@ -46,6 +46,8 @@ func run() int {
 	flag.IntVar(&cfg.Leaves, "leaves", cfg.Leaves, "clinics leaving during the workload")
 	flag.Float64Var(&cfg.Zipf, "zipf", cfg.Zipf, "Zipf exponent of clinic activity and record popularity (> 1)")
 	flag.IntVar(&cfg.Replicas, "replicas", cfg.Replicas, "replicas per record, the owner included")
+	flag.IntVar(&cfg.GossipBreaks, "gossip-breaks", cfg.GossipBreaks, "times the workload makes a clinic's GossipSub give up a connected peer (its stream reset until it stops reopening it)")
+	flag.DurationVar(&cfg.GossipRepairAfter, "gossip-repair-after", cfg.GossipRepairAfter, "how long the ledger lets a connected member stay lost to GossipSub before it repairs the streams (0: the ledger's default, a minute; negative: never)")
 	flag.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "how long an operation waits for what it needs before it counts as failed")
 	flag.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long to wait after the workload for the network to converge")
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")

@@ -281,7 +281,7 @@ func (s *sim) addNode(ctx context.Context, i int, withSetup bool, peers []int) (
 	}
 	n.st = st
 	o := ledger.Options{Store: st, Key: who.key, Genesis: s.genesis, Types: ledger.Builtin(), Logger: quietLogger(),
-		SyncInterval: s.cfg.SyncInterval, ScopeCheckpointEvery: s.cfg.ScopeCheckpointEvery}
+		SyncInterval: s.cfg.SyncInterval, ScopeCheckpointEvery: s.cfg.ScopeCheckpointEvery, GossipRepairAfter: s.cfg.GossipRepairAfter}
 	n.l, err = ledger.Open(ctx, o)
 	if err != nil {
 		return nil, err

@@ -81,6 +81,13 @@ type Report struct {
 	// its GossipSub had lost a connected member and repaired it
 	// (sharing/ledger/net_gossip.go).
 	GossipRepairs int64 `json:"gossip_repairs"`
+	// GossipBroken counts the pairs the workload broke (-gossip-breaks)
+	// with both ends live at the end; GossipRelisted is how long those
+	// took to list each other again on the ledger's topic, GossipStillLost
+	// how many had not by the end.
+	GossipBroken    int `json:"gossip_broken,omitempty"`
+	GossipRelisted  Lat `json:"gossip_relisted"`
+	GossipStillLost int `json:"gossip_still_lost,omitempty"`
 	// ScopeDrafts counts, over the live nodes, the scope checkpoint drafts
 	// (replays) made to propose, co-sign or adopt checkpoints.
 	ScopeDrafts int64 `json:"scope_drafts"`
@@ -355,6 +362,9 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		}
 	}
 	rep.ReadAudit, rep.ReadClaim = lat(audit), lat(claim)
+	var relisted []time.Duration
+	rep.GossipBroken, relisted, rep.GossipStillLost = w.brokenReport()
+	rep.GossipRelisted = lat(relisted)
 	rep.Ops = map[string]OpCount{}
 	for k, st := range w.stats {
 		rep.Ops[k] = OpCount{OK: st.ok.Load(), Failed: st.failed.Load(), Skipped: st.skipped.Load()}
@@ -427,6 +437,9 @@ func PrintTable(out io.Writer, reps []*Report) {
 	})
 	row("scope checkpoint drafts (replays to propose, co-sign or adopt; all nodes)", func(r *Report) string { return fmt.Sprint(r.ScopeDrafts) })
 	row("GossipSub peers lost while connected, repaired (all nodes)", func(r *Report) string { return fmt.Sprint(r.GossipRepairs) })
+	row("GossipSub pairs the workload broke: listed again after p50 / p99 / max; still lost at the end", func(r *Report) string {
+		return fmt.Sprintf("%d: %s; %d", r.GossipBroken, latString(r.GossipRelisted), r.GossipStillLost)
+	})
 	row("operations ok / tried", func(r *Report) string {
 		var parts []string
 		for _, k := range opKinds() {

@@ -30,6 +30,12 @@ type Config struct {
 	// ScopeCheckpointEvery is ledger.Options.ScopeCheckpointEvery: the
 	// owners' replica groups checkpoint their scopes as they grow (0: off).
 	ScopeCheckpointEvery int `json:",omitempty"`
+	// GossipBreaks is how many times the workload breaks GossipSub between
+	// two connected clinics (chaos.go); GossipRepairAfter is
+	// ledger.Options.GossipRepairAfter (0: the ledger's default, negative:
+	// no repair).
+	GossipBreaks      int           `json:",omitempty"`
+	GossipRepairAfter time.Duration `json:",omitempty"`
 	// Rates across the whole network, per second of the workload.
 	Records, Grants, Reads, Revokes float64
 	Joins, Leaves                   int     // clinics joining and leaving during the workload

@@ -118,6 +118,11 @@ type workload struct {
 	grants []*grant // every grant appended, for its latency to the grantee
 	errMu  sync.Mutex
 	errs   map[string]int // first errors by kind, for the report
+
+	// chaos draws the GossipSub breaks (chaos.go); broken lists them.
+	chaos    *mrand.Rand
+	brokenMu sync.Mutex
+	broken   []*brokenPair
 }
 
 func opKinds() []string {
@@ -126,7 +131,8 @@ func opKinds() []string {
 
 func newWorkload(ctx context.Context, s *sim) *workload {
 	w := &workload{s: s, ctx: ctx, rng: mrand.New(mrand.NewPCG(s.cfg.Seed, 0x1ed9e7)),
-		usable: map[int]bool{}, useAt: map[int][]int{}, stats: map[string]*opStats{}, errs: map[string]int{}}
+		usable: map[int]bool{}, useAt: map[int][]int{}, stats: map[string]*opStats{}, errs: map[string]int{},
+		chaos: chaosRNG(s.cfg.Seed)}
 	for _, k := range opKinds() {
 		w.stats[k] = &opStats{}
 	}
@@ -197,6 +203,7 @@ func (w *workload) run() {
 	var acc struct{ rec, grant, read, revoke float64 }
 	joinAt := spread(cfg.Joins, ticks, 0)
 	leaveAt := spread(cfg.Leaves, ticks, ticks/(2*(cfg.Leaves+1)))
+	breakAt := spread(cfg.GossipBreaks, ticks/2, 0)
 	readyTicks := int(readableAfter / cfg.Tick)
 	start := time.Now()
 	lastProgress := start
@@ -224,6 +231,10 @@ func (w *workload) run() {
 		for leaveAt[t] > 0 {
 			leaveAt[t]--
 			w.leave()
+		}
+		for breakAt[t] > 0 {
+			breakAt[t]--
+			w.breakGossip()
 		}
 		acc.rec += cfg.Records * dt
 		for ; acc.rec >= 1; acc.rec-- {
