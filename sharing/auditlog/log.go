@@ -36,10 +36,13 @@ type Leaf struct {
 // serialised; proofs may run beside them (they read only hashes of
 // complete subtrees, which never change).
 type Log struct {
-	ds   datastore.Batching
-	mu   sync.Mutex // serialises appends
-	smu  sync.RWMutex
-	size int64
+	ds datastore.Batching
+	mu sync.Mutex // serialises appends
+	// importMu serialises segment imports (ImportSegment), which may cut
+	// the log back.
+	importMu sync.Mutex
+	smu      sync.RWMutex
+	size     int64
 }
 
 // Keys in the log's datastore.
