@@ -193,6 +193,11 @@ func (st *Stream) Finish(ctx context.Context, meta []byte) (res *AddResult, err 
 	if err := s.local.Put(ctx, keyKey(rr.ID), envBytes); err != nil {
 		return nil, err
 	}
+	if req.Hidden {
+		if err := s.Hide(ctx, rr.ID); err != nil {
+			return nil, err
+		}
+	}
 	s.AddBlocks(ctx, rr.ID, append(rr.Blocks, blCID))
 	sealed := time.Now()
 	// Make every block durable before the ledger says the record exists.

@@ -22,6 +22,9 @@ var (
 	// keysPrefix holds the owner's wrapped key of each record it owns or
 	// is adding: /keys/<record> = envelope.
 	keysPrefix = datastore.NewKey("/keys")
+	// hiddenPrefix marks the records this node keeps for itself, which
+	// `ls` does not list (AddRequest.Hidden): /hidden/<record>.
+	hiddenPrefix = datastore.NewKey("/hidden")
 )
 
 func keyKey(id cid.Cid) datastore.Key { return keysPrefix.ChildString(id.String()) }
@@ -242,6 +245,34 @@ func (s *Service) RestoreOwnedKeys(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// Hide keeps an owned record out of List (a record found again after a
+// restore, whose hidden mark the backup did not hold).
+func (s *Service) Hide(ctx context.Context, id cid.Cid) error {
+	if err := s.local.Put(ctx, hiddenPrefix.ChildString(id.String()), nil); err != nil {
+		return fmt.Errorf("hide record %s: %w", id, err)
+	}
+	return nil
+}
+
+// Hidden lists the records List leaves out.
+func (s *Service) Hidden(ctx context.Context) (map[cid.Cid]bool, error) {
+	res, err := s.local.Query(ctx, query.Query{Prefix: hiddenPrefix.String(), KeysOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("list hidden records: %w", err)
+	}
+	defer res.Close()
+	out := map[cid.Cid]bool{}
+	for e := range res.Next() {
+		if e.Error != nil {
+			return out, fmt.Errorf("list hidden records: %w", e.Error)
+		}
+		if c, err := cid.Decode(strings.TrimPrefix(e.Key, hiddenPrefix.String()+"/")); err == nil {
+			out[c] = true
+		}
+	}
+	return out, nil
 }
 
 // Owned lists the records whose keys this node stores: those it owns, and

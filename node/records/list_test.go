@@ -7,6 +7,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/medmesh/medmesh/node/api"
+	"github.com/medmesh/medmesh/node/records"
 )
 
 // listed returns what node nd's `ls` says of each record, by ID, and
@@ -97,5 +98,35 @@ func TestListHeld(t *testing.T) {
 	}
 	if ls = listed(t, b); ls[r1.String()].Held {
 		t.Fatalf("the grantee without r1's root block lists %+v", ls)
+	}
+}
+
+// A hidden record (one the node keeps for itself, as the audit log's
+// segments) is an ordinary owned record that `ls` leaves out; a record
+// hidden after the fact (found again after a restore) goes from the list
+// too. Both still read back.
+func TestListHidden(t *testing.T) {
+	ctx := context.Background()
+	tn := newDiskNet(t, 1)
+	a := tn.nodes[0]
+	shown := a.add(t, "shown", randomBytes(100)).ID
+	kept := a.add(t, "kept", randomBytes(100), func(r *records.AddRequest) { r.Hidden = true }).ID
+	later := a.add(t, "later", randomBytes(100)).ID
+	if ls := listed(t, a); len(ls) != 2 || ls[kept.String()].ID != "" || ls[shown.String()].ID == "" || ls[later.String()].ID == "" {
+		t.Fatalf("ls with a hidden record: %+v", ls)
+	}
+	if err := a.svc.Hide(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if ls := listed(t, a); len(ls) != 1 || ls[shown.String()].ID == "" {
+		t.Fatalf("ls after hiding one more: %+v", ls)
+	}
+	if h, err := a.svc.Hidden(ctx); err != nil || len(h) != 2 || !h[kept] || !h[later] {
+		t.Fatalf("Hidden: %v %v", h, err)
+	}
+	for _, id := range []cid.Cid{kept, later} {
+		if _, err := a.get(id, 0); err != nil {
+			t.Fatalf("a hidden record does not read back: %v", err)
+		}
 	}
 }

@@ -27,6 +27,12 @@ func (s *Service) List(ctx context.Context) ([]api.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list records: %w", err)
 	}
+	hidden, err := s.Hidden(ctx)
+	if err != nil {
+		return nil, err
+	}
+	owned = slices.DeleteFunc(owned, func(l ledger.Listing) bool { return hidden[l.ID] })
+	others = slices.DeleteFunc(others, func(id cid.Cid) bool { return hidden[id] })
 	names := peerNames{}
 	out := make([]api.Record, 0, len(owned)+len(others))
 	// Whether this node stores each record's blocks: its root block (the

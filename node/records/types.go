@@ -21,6 +21,10 @@ type AddRequest struct {
 	Files []FileSource
 	// Prev is the record this one is a new version of (cid.Undef if none).
 	Prev cid.Cid
+	// Hidden keeps the record out of List (`ls`, the console, FHIR): a
+	// record the node keeps for itself (node/auditlog's segments). It is
+	// an ordinary record on the ledger and for replication.
+	Hidden bool
 }
 
 // FileSource is one file to add.
