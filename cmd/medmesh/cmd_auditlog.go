@@ -33,7 +33,12 @@ peer ID alone verifies them.
 An auditor keeps the tree heads it was shown (audit head -o), asks for proofs
 that entries are in the log (audit prove) and that the log only grew since a
 head it kept (audit consistency), and checks them on its own machine, without
-a node (audit verify-proof).`
+a node (audit verify-proof).
+
+Each new head also keeps the order of the leaves since the previous one in a
+segment, a record of this node's (encrypted, hidden from ls, replicated like
+any record), so a node restored from an older backup answers with the same
+heads.`
 
 func addAuditLogCmds(audit *cobra.Command) {
 	audit.Long = `List who read a record, when and for what purpose (the accounting of
@@ -87,6 +92,9 @@ that the log only grew since (audit consistency FILE).
 				say("tree size: %d entries", h.TreeSize)
 				say("root:      %s", h.Root)
 				say("signed:    %s", h.Time.UTC().Format(time.RFC3339))
+				if h.Segment != "" {
+					say("order kept in segment %s (a hidden record of this node, for a restore)", h.Segment)
+				}
 				if out != "" {
 					say("signed tree head written to %s", out)
 				} else {

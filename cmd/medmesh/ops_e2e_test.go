@@ -348,6 +348,34 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal("the backup is not age-encrypted, or holds the identity in clear")
 	}
 
+	// After the backup: two more reads, and a head an auditor keeps. The
+	// backup does not hold their leaves; the segment written with the head
+	// does, a hidden record of the owner's that two other nodes hold.
+	for i := 2; i < 4; i++ {
+		reader.retry("get", added.ID, "-o", filepath.Join(dir, fmt.Sprintf("read-%d.json", i)))
+	}
+	laterFile := filepath.Join(dir, "head-later.txt")
+	var later api.AuditHead
+	owner.retryUntil(60*time.Second, func(out string) bool {
+		return json.Unmarshal([]byte(out), &later) == nil && later.TreeSize >= br.AuditLogTreeSize+2
+	}, "audit", "head", "-o", laterFile, "--json")
+	if later.Segment == "" {
+		t.Fatalf("a new head names no segment keeping its order: %+v", later)
+	}
+	if out := owner.must("audit", "head"); !strings.Contains(out, "order kept in segment "+later.Segment) {
+		t.Errorf("audit head does not name its segment:\n%s", out)
+	}
+	owner.retryUntil(60*time.Second, func(out string) bool {
+		var st api.Status
+		json.Unmarshal([]byte(out), &st)
+		return len(st.Reachable) == 3
+	}, "status", later.Segment, "--json")
+	if ls := owner.must("ls", "--json"); strings.Contains(ls, later.Segment) || !strings.Contains(ls, added.ID) {
+		t.Fatalf("ls lists the segment, or not the report:\n%s", ls)
+	}
+	var before api.RepoStat
+	json.Unmarshal([]byte(owner.must("repo", "stat", "--json")), &before)
+
 	// The disk is lost.
 	stopDaemon(od)
 	if err := os.RemoveAll(owner.repo); err != nil {
@@ -388,7 +416,7 @@ func TestBackupRestore(t *testing.T) {
 		var st api.RepoStat
 		json.Unmarshal([]byte(out), &st)
 		_, err := os.Stat(filepath.Join(owner.repo, "restore.json"))
-		return st.OwnedRecordCount == 2 && st.OrphanBlockCount == 0 && st.BlockCount > 10 && os.IsNotExist(err)
+		return st.OwnedRecordCount == before.OwnedRecordCount && st.OrphanBlockCount == 0 && st.BlockCount > 10 && os.IsNotExist(err)
 	}, "repo", "stat", "--json")
 	owner.retryUntil(60*time.Second, func(string) bool { return true }, "health", "--json")
 	t.Logf("restore complete after %.1f s", time.Since(t0).Seconds())
@@ -400,14 +428,32 @@ func TestBackupRestore(t *testing.T) {
 	if out := owner.must("audit", "verify-proof", grew, "--head", headFile, "--json"); !strings.Contains(out, `"verified": true`) {
 		t.Fatalf("consistency with the head signed before the backup: %s", out)
 	}
+	// And the head signed after the backup: its leaves came back from the
+	// segment in the order it signed, not in the order they synced.
+	grewLater := filepath.Join(dir, "grew-later.json")
+	owner.must("audit", "consistency", laterFile, "-o", grewLater, "--json")
+	if out := owner.must("audit", "verify-proof", grewLater, "--head", laterFile, "--json"); !strings.Contains(out, `"verified": true`) {
+		t.Fatalf("consistency with the head signed after the backup: %s", out)
+	}
+	// The restored node answers with that very head (the segment carried
+	// it), not a head of the same size signed again.
+	var cons auditlog.ProofFile
+	b, _ := os.ReadFile(grewLater)
+	if laterNote, _ := os.ReadFile(laterFile); json.Unmarshal(b, &cons) != nil || cons.OldTreeHead != string(laterNote) {
+		t.Fatalf("the restored node's head of size %d is not the one it signed before the loss:\n%s\nwant\n%s", later.TreeSize, cons.OldTreeHead, laterNote)
+	}
 	var proof auditlog.ProofFile
 	json.Unmarshal([]byte(owner.must("audit", "prove", added.ID, "--json")), &proof)
-	if int64(len(proof.Proofs)) < head.TreeSize {
-		t.Fatalf("the restored log proves %d entries about the report, want the %d it held at the backup", len(proof.Proofs), head.TreeSize)
+	if int64(len(proof.Proofs)) < later.TreeSize {
+		t.Fatalf("the restored log proves %d entries about the report, want the %d it held when the disk was lost", len(proof.Proofs), later.TreeSize)
+	}
+	if ls := owner.must("ls", "--json"); strings.Contains(ls, later.Segment) {
+		t.Fatalf("the restored node lists its audit log segment:\n%s", ls)
 	}
 	if f, ok := od.Stdout.(*os.File); ok {
 		log, _ := os.ReadFile(f.Name())
-		for _, want := range []string{"restored from a backup", "the ledger has caught up", "fetched back an owned record", "restore complete"} {
+		for _, want := range []string{"restored from a backup", "the ledger has caught up", "fetched back an owned record",
+			"the leaves added after the backup are back in their order", "restore complete"} {
 			if !bytes.Contains(log, []byte(want)) {
 				t.Errorf("the restored daemon's log lacks %q:\n%s", want, log)
 			}

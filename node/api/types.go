@@ -161,6 +161,10 @@ type AuditHead struct {
 	Root     string    `json:"root"`
 	Time     time.Time `json:"time"`
 	TreeHead string    `json:"tree_head"`
+	// Segment is the record (this node's own, hidden from `ls`) that keeps
+	// the order of the leaves up to this head for a restore, when one
+	// ends at this size.
+	Segment string `json:"segment,omitempty"`
 }
 
 // InviteRequest admits a peer to the network.

@@ -4,13 +4,25 @@
 // in the order this node accepted it; the node signs tree heads with its
 // identity and proves inclusion and consistency for auditors (`medmesh
 // audit head|prove|consistency`; `audit verify-proof` checks them offline).
+//
+// The order of the leaves is the one thing about the log no other node
+// has. A backup carries it up to when it was taken; for the heads signed
+// after, each head beyond what is kept writes a segment (the leaves since
+// the previous one, sharing/auditlog.WriteSegment) through Segments, which
+// the daemon keeps as this node's own hidden encrypted records: replication
+// holds them on other nodes like any record. A node restored from a backup
+// holds every append (Config.Restoring) until RestoreSegments has brought
+// the leaves after the backup back from them, in their order; then it
+// catches up with the ledger as after any start.
 package auditlog
 
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -50,7 +62,44 @@ type Config struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
+
+	// Segments keeps the leaves' order where a restore finds it again
+	// (nil: only this datastore and backups keep it, and a head signed
+	// after the last backup does not survive the loss of the disk).
+	Segments Segments
+	// Restoring holds every append until RestoreSegments (or ReleaseHold):
+	// the node was restored from a backup, and the leaves after it come
+	// back from the segments, in their order, before anything it syncs.
+	Restoring bool
 }
+
+// SegmentRef names a stored segment: the leaves [From, To).
+type SegmentRef struct {
+	ID       cid.Cid
+	From, To int64
+}
+
+// Segments stores the log's segments (node/daemon keeps them as this
+// node's hidden records).
+type Segments interface {
+	// Put stores the segment of leaves [from, to) that write produces.
+	Put(ctx context.Context, from, to int64, write func(io.Writer) error) (cid.Cid, error)
+	// List returns the segments stored, in any order; an error when some
+	// could not be looked at (yet).
+	List(ctx context.Context) ([]SegmentRef, error)
+	// Read streams a segment into w.
+	Read(ctx context.Context, id cid.Cid, w io.Writer) error
+}
+
+// Keys of the service's own in the log's datastore (the log's are /size,
+// /h, /l, /e, /r and /sth).
+var (
+	// keySegEnd is where the segments written so far end.
+	keySegEnd = datastore.NewKey("/seg/end")
+)
+
+// segmentKey names the segment that ends at size to.
+func segmentKey(to int64) datastore.Key { return datastore.NewKey(fmt.Sprintf("/seg/at/%016x", to)) }
 
 // Service keeps the log.
 type Service struct {
@@ -63,11 +112,15 @@ type Service struct {
 	entries <-chan *ledger.Entry
 	unsub   func()
 	caught  chan struct{} // closed when the catch-up is done
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// hold is closed when appends may run (at once unless Restoring).
+	hold     chan struct{}
+	holdOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	size     prometheus.Gauge
 	appended prometheus.Counter
+	segments prometheus.Counter
 }
 
 // New opens the log. It follows the ledger from Start.
@@ -88,11 +141,15 @@ func New(ctx context.Context, c Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: c, log: l, lg: c.Logger, caught: make(chan struct{}),
+	s := &Service{cfg: c, log: l, lg: c.Logger, caught: make(chan struct{}), hold: make(chan struct{}),
 		size:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "medmesh_auditlog_size", Help: "Entries in this node's audit log (claims and attestations about the records it owns)."}),
 		appended: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_auditlog_appended_total", Help: "Entries appended to this node's audit log."}),
+		segments: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_auditlog_segments_total", Help: "Segments of this node's audit log written (its leaves' order since the previous segment, kept for a restore), one per tree head signed beyond the last."}),
 	}
-	for _, m := range []prometheus.Collector{s.size, s.appended} {
+	if !c.Restoring {
+		close(s.hold)
+	}
+	for _, m := range []prometheus.Collector{s.size, s.appended, s.segments} {
 		if err := c.Metrics.Register(m); err != nil {
 			return nil, err
 		}
@@ -126,6 +183,17 @@ func (s *Service) Close() {
 const maxBatch = 256
 
 func (s *Service) run(ctx context.Context) {
+	// Restored from a backup: what is applied meanwhile is left to the
+	// catch-up below, after the segments.
+	for held := true; held; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.entries:
+		case <-s.hold:
+			held = false
+		}
+	}
 	if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
 		s.lg.Error("audit log: catching up with the ledger failed; entries already applied may be missing until the next start", "err", err)
 	}
@@ -277,6 +345,9 @@ func (s *Service) Head(ctx context.Context) (auditlog.TreeHead, []byte, error) {
 // waitCaughtUp waits (a little) for the start's catch-up, so a head right
 // after a start covers what the ledger had.
 func (s *Service) waitCaughtUp(ctx context.Context) {
+	if s.holding() {
+		return // the catch-up waits for the restore's segments
+	}
 	t := time.NewTimer(10 * time.Second)
 	defer t.Stop()
 	select {
@@ -300,6 +371,10 @@ func (s *Service) headAt(ctx context.Context, size int64) (auditlog.TreeHead, []
 		}
 		return h, b, nil
 	}
+	if s.holding() {
+		return auditlog.TreeHead{}, nil, fault.Unavailablef("wait until the restore is complete (the daemon logs \"restore complete\"), then ask again",
+			"the audit log is bringing back, from its segments, the leaves added after the backup this node was restored from: no new tree head until then")
+	}
 	root, err := s.log.Root(ctx, size)
 	if err != nil {
 		return auditlog.TreeHead{}, nil, err
@@ -307,6 +382,10 @@ func (s *Service) headAt(ctx context.Context, size int64) (auditlog.TreeHead, []
 	h := auditlog.TreeHead{Owner: s.cfg.Self, Size: size, Root: root, Time: s.cfg.Now().UTC().Truncate(time.Millisecond)}
 	b, err := auditlog.Sign(h, s.cfg.Key)
 	if err != nil {
+		return h, nil, err
+	}
+	// No head goes out whose leaves' order a restore could not rebuild.
+	if err := s.keepOrder(ctx, size, b); err != nil {
 		return h, nil, err
 	}
 	if err := s.log.PutHead(ctx, size, b); err != nil {
@@ -405,4 +484,150 @@ func (s *Service) Consistency(ctx context.Context, old, new int64) (*auditlog.Pr
 	return &auditlog.ProofFile{Kind: auditlog.KindConsistency, Owner: s.cfg.Self.String(),
 		OldTreeHead: string(on), OldSize: oh.Size, OldRoot: auditlog.EncodeHash(oh.Root),
 		NewTreeHead: string(nn), NewSize: nh.Size, NewRoot: auditlog.EncodeHash(nh.Root), Path: auditlog.EncodeHashes(path)}, nil
+}
+
+// holding reports whether appends wait for RestoreSegments.
+func (s *Service) holding() bool {
+	select {
+	case <-s.hold:
+		return false
+	default:
+		return true
+	}
+}
+
+// segEnd is where the segments written so far end (0: none).
+func (s *Service) segEnd(ctx context.Context) (int64, error) {
+	b, err := s.cfg.DS.Get(ctx, keySegEnd)
+	if errors.Is(err, datastore.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil || len(b) != 8 {
+		return 0, fmt.Errorf("audit log: read where its segments end: %v (%d bytes)", err, len(b))
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}
+
+// setSegEnd records that the segments end at to, written by segment id.
+func (s *Service) setSegEnd(ctx context.Context, to int64, id cid.Cid) error {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(to))
+	if err := s.cfg.DS.Put(ctx, segmentKey(to), id.Bytes()); err != nil {
+		return err
+	}
+	return s.cfg.DS.Put(ctx, keySegEnd, b[:])
+}
+
+// keepOrder writes the segment of the leaves since the last one up to
+// size, ending with head (called with headMu held).
+func (s *Service) keepOrder(ctx context.Context, size int64, head []byte) error {
+	if s.cfg.Segments == nil {
+		return nil
+	}
+	from, err := s.segEnd(ctx)
+	if err != nil || size <= from {
+		return err
+	}
+	id, err := s.cfg.Segments.Put(ctx, from, size, func(w io.Writer) error {
+		_, err := s.log.WriteSegment(ctx, from, size, head, w)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("audit log: keep the order of leaves %d to %d for a restore before signing a head of them: %w", from, size-1, err)
+	}
+	if err := s.setSegEnd(ctx, size, id); err != nil {
+		return fmt.Errorf("audit log: record segment %s: %w", id, err)
+	}
+	s.segments.Inc()
+	s.lg.Info("audit log: the order of its leaves is kept for a restore", "from", from, "to", size, "segment", id)
+	return nil
+}
+
+// Segment returns the record that keeps the leaves' order up to a head of
+// size size, when a segment ends there.
+func (s *Service) Segment(ctx context.Context, size int64) (cid.Cid, bool) {
+	b, err := s.cfg.DS.Get(ctx, segmentKey(size))
+	if err != nil {
+		return cid.Undef, false
+	}
+	c, err := cid.Cast(b)
+	return c, err == nil
+}
+
+// RestoreSegments brings back, from the stored segments and in their
+// order, the leaves a restored log lacks past its backup, then lets
+// appends run (the catch-up with the ledger follows). It returns how many
+// leaves it appended; on an error (a segment missing or not readable yet)
+// appends stay held and the caller tries again, or gives up (ReleaseHold).
+func (s *Service) RestoreSegments(ctx context.Context) (int64, error) {
+	if !s.holding() {
+		return 0, nil
+	}
+	if s.cfg.Segments == nil {
+		s.ReleaseHold(nil)
+		return 0, nil
+	}
+	refs, err := s.cfg.Segments.List(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("audit log: list its segments: %w", err)
+	}
+	slices.SortFunc(refs, func(a, b SegmentRef) int {
+		if a.From != b.From {
+			return int(a.From - b.From)
+		}
+		return int(b.To - a.To)
+	})
+	end, err := s.segEnd(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var appended int64
+	used := 0
+	// Where the segments end, so the next head's segment follows on.
+	ended := func(r SegmentRef) error {
+		if r.To <= end {
+			return nil
+		}
+		end = r.To
+		return s.setSegEnd(ctx, r.To, r.ID)
+	}
+	for _, r := range refs {
+		size := s.log.Size()
+		if r.To <= size {
+			if err := ended(r); err != nil {
+				return appended, err
+			}
+			continue
+		}
+		if r.From > size {
+			return appended, fmt.Errorf("audit log: no segment found yet for leaves %d to %d (the next starts at %d): %w", size, r.From-1, r.From, auditlog.ErrSegmentGap)
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(s.cfg.Segments.Read(ctx, r.ID, pw)) }()
+		_, n, err := s.log.ImportSegment(ctx, pr, s.cfg.Self)
+		pr.CloseWithError(io.ErrClosedPipe)
+		if err != nil {
+			return appended, fmt.Errorf("audit log: segment %s (leaves %d to %d): %w", r.ID, r.From, r.To-1, err)
+		}
+		appended += n
+		used++
+		s.size.Set(float64(s.log.Size()))
+		if err := ended(r); err != nil {
+			return appended, err
+		}
+	}
+	s.lg.Info("audit log: the leaves added after the backup are back in their order", "segments", used, "leaves", appended, "size", s.log.Size())
+	s.ReleaseHold(nil)
+	return appended, nil
+}
+
+// ReleaseHold lets appends run without (all) the segments: err says why
+// the leaves past the log's size are not brought back in their order.
+func (s *Service) ReleaseHold(err error) {
+	s.holdOnce.Do(func() {
+		if err != nil {
+			s.lg.Error("audit log: appending without the segments of the leaves added after the backup; a tree head signed after the backup and past this log's size will not be consistent with it", "size", s.log.Size(), "err", err)
+		}
+		close(s.hold)
+	})
 }

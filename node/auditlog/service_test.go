@@ -1,9 +1,13 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -175,5 +179,193 @@ func TestServiceLogsOwnAuditEntries(t *testing.T) {
 	}
 	if _, err := s.Consistency(ctx, 3, 9); !fault.Is(err, fault.Invalid) {
 		t.Fatalf("consistency past the end: %v", err)
+	}
+}
+
+// memSegments keeps segments in memory; down makes them unreachable (their
+// holders away).
+type memSegments struct {
+	mu   sync.Mutex
+	segs map[cid.Cid][]byte
+	refs []SegmentRef
+	down bool
+}
+
+func (m *memSegments) Put(_ context.Context, from, to int64, write func(io.Writer) error) (cid.Cid, error) {
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		return cid.Undef, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	id := recID(fmt.Sprintf("segment %d %d", from, to))
+	m.segs[id] = buf.Bytes()
+	m.refs = append(m.refs, SegmentRef{ID: id, From: from, To: to})
+	return id, nil
+}
+
+func (m *memSegments) List(context.Context) ([]SegmentRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.down {
+		return nil, errors.New("holders away")
+	}
+	return slices.Clone(m.refs), nil
+}
+
+func (m *memSegments) Read(_ context.Context, id cid.Cid, w io.Writer) error {
+	m.mu.Lock()
+	b := m.segs[id]
+	m.mu.Unlock()
+	_, err := w.Write(b)
+	return err
+}
+
+// A node restored from a backup taken at 2 leaves, whose owner had signed
+// a head at 5 since: the leaves after the backup come back from the
+// segments in the order the owner signed, not in the order a catch-up
+// would append them, and the head of 5 is the same signed note. Until
+// then no append and no new head; without the segments the log the
+// catch-up rebuilds is not consistent with that head (what the segments
+// are for).
+func TestRestoreFromSegments(t *testing.T) {
+	ctx := context.Background()
+	key, self := newKey(t)
+	g, _, _ := ledger.NewGenesis(key, "svc", time.Now(), ledger.Builtin())
+	core, err := ledger.NewCore(ctx, ledger.CoreConfig{Store: ledger.NewMemStore(), Genesis: g, Types: ledger.Builtin()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := recID("mine")
+	fl := &fakeLedger{owner: map[cid.Cid]peer.ID{mine: self}, entries: map[cid.Cid]*ledger.Entry{},
+		served: map[cid.Cid][]ledger.Served{}, ch: make(chan *ledger.Entry, 16)}
+	var es []*ledger.Entry
+	for i := range 6 {
+		e := served(t, core, key, mine, uint64(i+1))
+		fl.entries[e.CID()] = e
+		fl.served[mine] = append(fl.served[mine], ledger.Served{Record: mine, Entry: e.CID()})
+		es = append(es, e)
+	}
+	// Live, the owner accepted them in the reverse of the catch-up's
+	// (clock, CID) order.
+	slices.SortFunc(es, func(a, b *ledger.Entry) int {
+		if a.Clock != b.Clock {
+			if a.Clock.Less(b.Clock) {
+				return 1
+			}
+			return -1
+		}
+		return -compareBytes(a.CID().Bytes(), b.CID().Bytes())
+	})
+	segs := &memSegments{segs: map[cid.Cid][]byte{}}
+	open := func(ds datastore.Batching, restoring bool, sg Segments) *Service {
+		s, err := New(ctx, Config{Self: self, Key: key, Ledger: fl, DS: ds, Segments: sg, Restoring: restoring})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	waitSize := func(s *Service, n int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.log.Size() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("log size %d, want %d", s.log.Size(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// The owner: nothing on the ledger at its start (empty served lists
+	// while it starts), then the entries arrive live.
+	fl.served[mine], fl.ch = nil, make(chan *ledger.Entry, 16)
+	ds := dssync.MutexWrap(datastore.NewMapDatastore())
+	a := open(ds, false, segs)
+	a.Start()
+	<-a.caught
+	for _, e := range es[:2] {
+		fl.ch <- e
+	}
+	waitSize(a, 2)
+	if _, _, err := a.Head(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if _, err := a.log.Export(ctx, 2, &backup); err != nil {
+		t.Fatal(err)
+	}
+	root2, _ := a.log.Root(ctx, 2)
+	for _, e := range es[2:5] {
+		fl.ch <- e
+	}
+	waitSize(a, 5)
+	h5, note5, err := a.Head(ctx)
+	if err != nil || h5.Size != 5 {
+		t.Fatalf("head: %+v %v", h5, err)
+	}
+	if id, ok := a.Segment(ctx, 5); !ok || len(segs.refs) != 2 || segs.refs[1] != (SegmentRef{ID: id, From: 2, To: 5}) {
+		t.Fatalf("segments %+v, the head's %s", segs.refs, id)
+	}
+	a.Close()
+	for _, e := range es {
+		fl.served[mine] = append(fl.served[mine], ledger.Served{Record: mine, Entry: e.CID()})
+	}
+
+	restored := func(sg Segments) *Service {
+		ds := dssync.MutexWrap(datastore.NewMapDatastore())
+		if err := auditlog.Import(ctx, ds, bytes.NewReader(backup.Bytes()), 2, root2); err != nil {
+			t.Fatal(err)
+		}
+		fl.ch = make(chan *ledger.Entry, 16)
+		s := open(ds, true, sg)
+		s.Start()
+		return s
+	}
+
+	// Without segments the catch-up appends in its own order.
+	b := restored(nil)
+	if _, err := b.RestoreSegments(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitSize(b, 6)
+	if r, _ := b.log.Root(ctx, 5); r == h5.Root {
+		t.Fatal("the catch-up rebuilt the owner's order by itself: this test proves nothing")
+	}
+	b.Close()
+
+	segs.down = true
+	c := restored(segs)
+	defer c.Close()
+	fl.ch <- es[5] // applied while it restores: held, not appended
+	time.Sleep(50 * time.Millisecond)
+	if c.log.Size() != 2 {
+		t.Fatalf("appended while restoring: %d leaves", c.log.Size())
+	}
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	if _, _, err := c.Head(hctx); !fault.Is(err, fault.Unavailable) {
+		t.Fatalf("a new head while restoring: %v", err)
+	}
+	cancel()
+	if _, err := c.RestoreSegments(ctx); err == nil || !c.holding() {
+		t.Fatalf("segments unreachable: %v, holding %v", err, c.holding())
+	}
+	segs.down = false
+	if n, err := c.RestoreSegments(ctx); err != nil || n != 3 {
+		t.Fatalf("restore from segments: %d leaves, %v", n, err)
+	}
+	if _, n, err := c.headAt(ctx, 5); err != nil || string(n) != string(note5) {
+		t.Fatalf("the head of 5 after the restore: %v, same note %v", err, string(n) == string(note5))
+	}
+	waitSize(c, 6) // the catch-up, after the segments
+	if f, err := c.Consistency(ctx, 5, 6); err != nil {
+		t.Fatal(err)
+	} else if _, err := auditlog.Verify(f, self); err != nil {
+		t.Fatal(err)
+	}
+	// The next segment follows on from the restored ones.
+	if _, _, err := c.Head(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if last := segs.refs[len(segs.refs)-1]; len(segs.refs) != 3 || last.From != 5 || last.To != 6 {
+		t.Fatalf("segments after the restore: %+v", segs.refs)
 	}
 }

@@ -316,9 +316,12 @@ func Start(ctx context.Context, dir string, o Options) (d *Daemon, err error) {
 	d.loadPeerBook(ctx)
 	// The audit log follows the ledger from before it syncs: no entry is
 	// applied unseen.
+	// Its leaves' order is kept in segments, this node's own hidden
+	// records; a restored node holds its appends until they are back.
 	d.auditlog, err = auditlog.New(ctx, auditlog.Config{
 		Self: self, Key: ident, Ledger: d.Ledger, DS: namespace.Wrap(store.DS, datastore.NewKey(repo.AuditLogPrefix)),
 		Now: o.Now, Logger: d.log, Metrics: d.reg,
+		Segments: &auditlog.RecordSegments{Self: self, Records: d.Records, Ledger: view}, Restoring: rest != nil,
 	})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -36,6 +37,7 @@ type restore struct {
 	st          *repo.RestoreState
 	provisional map[peer.ID][]multiaddr.Multiaddr
 	caughtUp    atomic.Bool
+	started     time.Time
 	l           *ledger.Ledger
 	log         *slog.Logger
 }
@@ -47,7 +49,7 @@ func openRestore(r *repo.Repo, l *ledger.Ledger, log *slog.Logger) (*restore, er
 	if err != nil || st == nil {
 		return nil, err
 	}
-	rs := &restore{st: st, provisional: map[peer.ID][]multiaddr.Multiaddr{}, l: l, log: log}
+	rs := &restore{st: st, provisional: map[peer.ID][]multiaddr.Multiaddr{}, started: time.Now(), l: l, log: log}
 	for id, addrs := range st.Peers {
 		p, err := peer.Decode(id)
 		if err != nil {
@@ -97,6 +99,11 @@ func (rs *restore) bootstrap() []peer.AddrInfo {
 
 // restoreRetry is how often the catch-up is tried again.
 const restoreRetry = 2 * time.Second
+
+// auditRestoreWait bounds how long the audit log holds its appends for
+// the segments of the leaves added after the backup (their holders away,
+// or a segment lost): after it, the log appends without them.
+const auditRestoreWait = 10 * time.Minute
 
 // run catches up: a ledger sync with a connected member, then the DICOM
 // index rebuilt from the studies this node owns; then restore.json goes.
@@ -154,6 +161,19 @@ func (rs *restore) step(d *Daemon) bool {
 	} else if n > 0 {
 		rs.log.Info("restore: the keys of the records this node owns are back from the ledger", "records", n)
 	}
+	// The audit log's leaves added after the backup, in their order, from
+	// its segments (held on other nodes), before it appends anything else.
+	// Past auditRestoreWait it appends without them, and says what that
+	// costs.
+	if n, err := d.auditlog.RestoreSegments(ctx); err != nil {
+		if time.Since(rs.started) < auditRestoreWait {
+			rs.log.Info("restore: audit log segments not back yet", "err", err)
+			return false
+		}
+		d.auditlog.ReleaseHold(fmt.Errorf("not back after %v: %w", auditRestoreWait, err))
+	} else if n > 0 {
+		rs.log.Info("restore: the audit log's leaves added after the backup are back from its segments", "leaves", n)
+	}
 	studies := d.ownedImaging()
 	indexed, failed, err := d.imaging.RebuildIndex(ctx, studies)
 	if err != nil || failed > 0 {
@@ -164,7 +184,7 @@ func (rs *restore) step(d *Daemon) bool {
 		rs.log.Warn("restore: remove restore.json", "err", err)
 		return false
 	}
-	rs.log.Info("restore complete: ledger caught up, DICOM index rebuilt; owned records are fetched back from their holders", "studies", indexed)
+	rs.log.Info("restore complete: ledger caught up, audit log segments back, DICOM index rebuilt; owned records are fetched back from their holders", "studies", indexed)
 	return true
 }
 

@@ -18,6 +18,9 @@ type AuditLogService interface {
 	Head(ctx context.Context) (auditlog.TreeHead, []byte, error)
 	Prove(ctx context.Context, id, entry cid.Cid) (*auditlog.ProofFile, error)
 	Consistency(ctx context.Context, old, new int64) (*auditlog.ProofFile, error)
+	// Segment is the record keeping the leaves' order up to a head of
+	// size, when a segment ends there.
+	Segment(ctx context.Context, size int64) (cid.Cid, bool)
 }
 
 // AuditLog serves `medmesh audit head|prove|consistency`: /auditlog/head,
@@ -28,7 +31,11 @@ type AuditLog struct{ S AuditLogService }
 func (a AuditLog) Routes(m Mux) {
 	m.HandleFunc("GET "+p+"/auditlog/head", func(w http.ResponseWriter, r *http.Request) {
 		h, note, err := a.S.Head(r.Context())
-		Reply(w, api.AuditHead{Owner: h.Owner.String(), TreeSize: h.Size, Root: auditlog.EncodeHash(h.Root), Time: h.Time.UTC(), TreeHead: string(note)}, err)
+		out := api.AuditHead{Owner: h.Owner.String(), TreeSize: h.Size, Root: auditlog.EncodeHash(h.Root), Time: h.Time.UTC(), TreeHead: string(note)}
+		if seg, ok := a.S.Segment(r.Context(), h.Size); ok && err == nil {
+			out.Segment = seg.String()
+		}
+		Reply(w, out, err)
 	})
 	m.HandleFunc("GET "+p+"/records/{id}/audit/proof", func(w http.ResponseWriter, r *http.Request) {
 		id, err := PathCID(r, "id")
