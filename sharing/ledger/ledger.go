@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -158,6 +159,10 @@ type Ledger struct {
 	bgMu     sync.Mutex
 	bgClosed bool
 	wg       sync.WaitGroup
+	// handling are the sync streams being answered (handleSync), which
+	// the WaitGroup counts too: Close resets them so it need not wait for
+	// a slow peer.
+	handling map[network.Stream]struct{}
 }
 
 // goBackground runs f in a goroutine that Close waits for; after Close it
@@ -522,6 +527,9 @@ func (l *Ledger) Close() error {
 		close(l.closed)
 		l.bgMu.Lock()
 		l.bgClosed = true
+		for s := range l.handling {
+			s.Reset()
+		}
 		l.bgMu.Unlock()
 		tr := l.tr.Load()
 		if tr != nil {

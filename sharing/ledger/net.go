@@ -802,6 +802,13 @@ func (l *Ledger) requestWithin(ctx context.Context, h host.Host, p peer.ID, req 
 }
 
 func (l *Ledger) handleSync(s network.Stream) {
+	// Close waits for the handlers it did not stop from starting: an answer
+	// reads the store, which closes after the ledger.
+	if !l.enterHandler(s) {
+		s.Reset()
+		return
+	}
+	defer l.exitHandler(s)
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(syncTimeout))
 	var req syncReq
@@ -812,10 +819,37 @@ func (l *Ledger) handleSync(s network.Stream) {
 	if req.Op == opCosign {
 		_ = s.SetDeadline(time.Now().Add(cosignTimeout))
 	}
-	resp := l.serveFrom(context.Background(), &req, s.Conn().RemotePeer())
+	ctx := context.Background()
+	if tr := l.tr.Load(); tr != nil {
+		ctx = tr.ctx // cancelled by Close
+	}
+	resp := l.serveFrom(ctx, &req, s.Conn().RemotePeer())
 	if err := writeMsg(s, resp); err != nil {
 		s.Reset()
 	}
+}
+
+// enterHandler counts a sync stream being answered; false once the ledger
+// is closing.
+func (l *Ledger) enterHandler(s network.Stream) bool {
+	l.bgMu.Lock()
+	defer l.bgMu.Unlock()
+	if l.bgClosed {
+		return false
+	}
+	l.wg.Add(1)
+	if l.handling == nil {
+		l.handling = map[network.Stream]struct{}{}
+	}
+	l.handling[s] = struct{}{}
+	return true
+}
+
+func (l *Ledger) exitHandler(s network.Stream) {
+	l.bgMu.Lock()
+	delete(l.handling, s)
+	l.bgMu.Unlock()
+	l.wg.Done()
 }
 
 // serve answers one sync request: the entries the client lacks
