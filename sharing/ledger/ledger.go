@@ -13,7 +13,6 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -162,7 +161,7 @@ type Ledger struct {
 	// handling are the sync streams being answered (handleSync), which
 	// the WaitGroup counts too: Close resets them so it need not wait for
 	// a slow peer.
-	handling map[network.Stream]struct{}
+	handling map[resetter]struct{}
 }
 
 // goBackground runs f in a goroutine that Close waits for; after Close it

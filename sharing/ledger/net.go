@@ -829,6 +829,9 @@ func (l *Ledger) handleSync(s network.Stream) {
 	}
 }
 
+// resetter is a stream being answered, as Close sees it.
+type resetter interface{ Reset() error }
+
 // enterHandler counts a sync stream being answered; false once the ledger
 // is closing.
 func (l *Ledger) enterHandler(s network.Stream) bool {
@@ -839,7 +842,7 @@ func (l *Ledger) enterHandler(s network.Stream) bool {
 	}
 	l.wg.Add(1)
 	if l.handling == nil {
-		l.handling = map[network.Stream]struct{}{}
+		l.handling = map[resetter]struct{}{}
 	}
 	l.handling[s] = struct{}{}
 	return true
