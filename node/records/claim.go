@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -16,10 +17,12 @@ import (
 // (record version, grant, stated purpose) at most once per attestInterval,
 // one claim counting them, so a grantee reading a record 300 times in a
 // minute writes about sixty claims, not 300. The owner's audit matches each
-// claim's reads with the attested ones (access.Audit). What it costs: the
-// reads of a burst still pending when a revoke of their grant arrives are
-// refused by the ledger (the grant is no longer live at the claim), and the
-// owner's audit shows them attested but not reported.
+// claim's reads with the attested ones (access.Audit). A burst's claim is
+// appended when the burst ends; if a revoke of its grant (or its expiry)
+// arrived meanwhile, the ledger refuses it on the current heads, and it is
+// appended at the position where the burst began instead
+// (ledger.AppendAt): the grant was live there, so the owner's audit shows
+// those reads reported, not only attested.
 type claimer struct {
 	s       *Service
 	mu      sync.Mutex
@@ -38,6 +41,9 @@ type claimBatch struct {
 	version     uint64
 	reads       uint64
 	first, last time.Time
+	// pos is where the ledger stood at the burst's first read (nil when
+	// the ledger has no AppendAt).
+	pos *ledger.Position
 }
 
 func newClaimer(s *Service) *claimer {
@@ -65,8 +71,13 @@ func (c *claimer) count(info ledger.RecordInfo, g *ledger.Grant, purpose string,
 	}
 	b := c.pending[k]
 	if b == nil {
-		b = &claimBatch{version: info.Version, first: now}
-		c.pending[k] = b
+		c.mu.Unlock()
+		pos := c.s.position() // the ledger's lock, not under the claimer's
+		c.mu.Lock()
+		if b = c.pending[k]; b == nil {
+			b = &claimBatch{version: info.Version, first: now, pos: pos}
+			c.pending[k] = b
+		}
 	}
 	b.reads++
 	b.last = now
@@ -124,7 +135,32 @@ func (c *claimer) append(ctx context.Context, k claimKey, b *claimBatch) {
 	if b.reads > 1 {
 		p.Reads, p.Last = b.reads, b.last
 	}
-	if _, err := c.s.ledger.Append(ctx, ledger.TypeAccess, p); err != nil {
+	_, err := c.s.ledger.Append(ctx, ledger.TypeAccess, p)
+	if errors.Is(err, ledger.ErrUnauthorized) && b.pos != nil {
+		// The grant was revoked (or expired) since the burst began: claim
+		// where it was live, as of the last read.
+		pl, _ := c.s.ledger.(positioned)
+		if _, err = pl.AppendAt(ctx, ledger.TypeAccess, p, *b.pos, b.last); err == nil {
+			c.s.log.Info("audit: claimed reads made before their grant's revoke arrived, at the ledger position where they were made", "record", k.rec, "reads", b.reads)
+		}
+	}
+	if err != nil {
 		c.s.log.Error("audit: could not claim reads on the ledger", "record", k.rec, "reads", b.reads, "err", err)
 	}
+}
+
+// positioned is the ledger's AppendAt (*ledger.Ledger has it).
+type positioned interface {
+	Position() ledger.Position
+	AppendAt(ctx context.Context, typ string, payload any, pos ledger.Position, at time.Time) (*ledger.Entry, error)
+}
+
+// position is where the ledger stands now, if it can append there later.
+func (s *Service) position() *ledger.Position {
+	pl, ok := s.ledger.(positioned)
+	if !ok {
+		return nil
+	}
+	p := pl.Position()
+	return &p
 }

@@ -114,6 +114,15 @@ func (b bus) Append(ctx context.Context, typ string, payload any) (*ledger.Entry
 	return e, nil
 }
 
+func (b bus) AppendAt(ctx context.Context, typ string, payload any, pos ledger.Position, at time.Time) (*ledger.Entry, error) {
+	e, err := b.Ledger.AppendAt(ctx, typ, payload, pos, at)
+	if err != nil {
+		return nil, err
+	}
+	b.n.net.deliver(b.n, e)
+	return e, nil
+}
+
 func (nd *node) bus() bus { return bus{Ledger: nd.led, n: nd} }
 
 func (tn *testNet) deliver(from *node, e *ledger.Entry) {

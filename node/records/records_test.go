@@ -470,6 +470,42 @@ func TestClaimsBatched(t *testing.T) {
 	}
 }
 
+// TestClaimAfterRevoke: the reads of a burst are claimed when it ends; a
+// revoke of their grant that arrives first does not lose them: the claim
+// goes in at the ledger position where the burst began, and the owner's
+// audit shows every read reported, none flagged.
+func TestClaimAfterRevoke(t *testing.T) {
+	ctx := context.Background()
+	tn := newNet(t, 2)
+	a, b := tn.nodes[0], tn.nodes[1]
+	res := a.add(t, "x", randomBytes(10_000))
+	grant(t, a, res.ID, b, api.GrantRequest{})
+	for range 5 { // the first claimed at once, the other four pending
+		if _, err := b.get(res.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.svc.Revoke(ctx, res.ID, b.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.get(res.ID, 0); !fault.Is(err, fault.Forbidden) {
+		t.Fatalf("a read after the revoke: %v", err)
+	}
+	b.svc.Close() // claims the pending reads, after the revoke
+	n := 0
+	for _, c := range a.led.Access(res.ID) {
+		n += c.Reads
+	}
+	if n != 5 {
+		t.Fatalf("the owner's ledger has claims of %d reads, want 5: %+v", n, a.led.Access(res.ID))
+	}
+	a.svc.Close()
+	audit, err := a.svc.Audit(res.ID)
+	if err != nil || len(audit) != 1 || audit[0].Count != 5 || audit[0].ReportedCount != 5 || audit[0].Review {
+		t.Fatalf("audit: %+v %v", audit, err)
+	}
+}
+
 // TestReadEndsWhenErased: a read waiting for blocks that no node serves
 // any more ends with "erased" (not found) as soon as its record's erasure
 // is known, not with "could not be found on the network" when the fetch

@@ -831,3 +831,79 @@ func encodePayload(types typeTable, typ string, payload any) ([]byte, error) {
 	}
 	return encMode.Marshal(payload)
 }
+
+// AppendAt is Append on top of candidates, heads this core had earlier
+// (Ledger.Position), with the clock of now: the entry names as parents
+// those of them in its scope's closure, as if it had been appended then,
+// and is validated there.
+func (c *Core) AppendAt(ctx context.Context, key crypto.PrivKey, typ string, payload any, candidates []cid.Cid, now time.Time) (*Entry, Outcome, error) {
+	e, err := c.signAt(ctx, key, typ, payload, candidates, now)
+	if err != nil {
+		return nil, Outcome{}, err
+	}
+	out, err := c.Ingest(ctx, []*Entry{e})
+	if err != nil {
+		return nil, out, err
+	}
+	if r := out.Results[0]; r.Status != Applied {
+		return nil, out, r.Err
+	}
+	return e, out, nil
+}
+
+func (c *Core) signAt(ctx context.Context, key crypto.PrivKey, typ string, payload any, candidates []cid.Cid, now time.Time) (*Entry, error) {
+	if err := c.ready(ctx); err != nil {
+		return nil, err
+	}
+	pl, err := encodePayload(c.types, typ, payload)
+	if err != nil {
+		return nil, err
+	}
+	scope := ""
+	if c.scoped {
+		if scope, err = c.scopeFor(ctx, key, typ, pl); err != nil {
+			return nil, err
+		}
+	}
+	type head struct {
+		id    cid.Cid
+		clock HLC
+	}
+	var heads []head
+	for _, h := range candidates {
+		n, err := c.d.get(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil && inClosure(scope, n.scope) {
+			heads = append(heads, head{h, n.clock})
+		}
+	}
+	if len(heads) == 0 {
+		return nil, fmt.Errorf("ledger: none of the %d earlier heads is in the closure of scope %s", len(candidates), scopeName(scope))
+	}
+	// Newest first, as Sign trims.
+	sort.Slice(heads, func(i, j int) bool { return before(heads[j].clock, heads[j].id, heads[i].clock, heads[i].id) })
+	heads = heads[:min(len(heads), MaxParents)]
+	parents := make([]cid.Cid, len(heads))
+	var maxc HLC
+	for i, h := range heads {
+		parents[i] = h.id
+		if maxc.Less(h.clock) {
+			maxc = h.clock
+		}
+	}
+	return signScoped(key, c.net, scope, typ, pl, sortedCids(parents), clockAt(now, maxc))
+}
+
+// clockAt is the clock of an entry made at now after a parent of clock
+// after (nextClock without this core's later entries).
+func clockAt(now time.Time, after HLC) HLC {
+	if wall := uint64(now.UnixMilli()); wall > after.Wall {
+		return HLC{Wall: wall}
+	}
+	if after.Counter == ^uint32(0) {
+		return HLC{Wall: after.Wall + 1}
+	}
+	return HLC{Wall: after.Wall, Counter: after.Counter + 1}
+}

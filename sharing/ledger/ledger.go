@@ -336,6 +336,39 @@ func (l *Ledger) Append(ctx context.Context, typ string, payload any) (*Entry, e
 	return e, nil
 }
 
+// Position is where this node's ledger stood at a moment: its heads then.
+type Position struct{ heads []cid.Cid }
+
+// Position returns the ledger's current position, for a later AppendAt.
+func (l *Ledger) Position() Position {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	hs := make([]cid.Cid, 0, len(l.core.heads))
+	for h := range l.core.heads {
+		hs = append(hs, h)
+	}
+	return Position{heads: hs}
+}
+
+// AppendAt is Append at an earlier position of this ledger, with the
+// clock of at: the entry's parents are the heads it had then (those of
+// the entry's scope), so it is validated as of then. A node reports with
+// it what it did at that position but could not append then, as the reads
+// of a burst it claims once the burst ends: the grant they were made under
+// was live there, though its revoke may have arrived since. Nothing it
+// signs this way confers more than it could have signed then.
+func (l *Ledger) AppendAt(ctx context.Context, typ string, payload any, pos Position, at time.Time) (*Entry, error) {
+	l.mu.Lock()
+	e, out, err := l.core.AppendAt(ctx, l.o.Key, typ, payload, pos.heads, at)
+	err = errors.Join(err, l.settle(ctx, out))
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	l.publish(ctx, e)
+	return e, nil
+}
+
 // Ingest validates and applies one entry received out of band. An entry
 // whose parents are missing is buffered (and fetched if the ledger is
 // started); ErrPending is returned for it. A duplicate is not an error.
