@@ -17,7 +17,7 @@ import (
 type MemStore struct {
 	mu      sync.RWMutex
 	kv      map[string][]byte
-	keys    []string // the keys of kv, sorted
+	keys    sortedKeys // the keys of kv
 	entries map[cid.Cid][]byte
 }
 
@@ -39,13 +39,17 @@ func (m *MemStore) Get(_ context.Context, k string) ([]byte, bool, error) {
 func (m *MemStore) Scan(ctx context.Context, prefix string, keysOnly bool, fn func(string, []byte) bool) error {
 	m.mu.RLock()
 	var rows []kv
-	for i := sort.SearchStrings(m.keys, prefix); i < len(m.keys) && strings.HasPrefix(m.keys[i], prefix); i++ {
-		r := kv{Key: m.keys[i]}
+	m.keys.ascend(prefix, func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		r := kv{Key: k}
 		if !keysOnly {
-			r.Value = m.kv[r.Key]
+			r.Value = m.kv[k]
 		}
 		rows = append(rows, r)
-	}
+		return true
+	})
 	m.mu.RUnlock()
 	for _, r := range rows {
 		if err := ctx.Err(); err != nil {
@@ -85,42 +89,89 @@ func (b *memBatch) Commit(context.Context) error {
 	m := b.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var added []string
-	deleted := false
 	for k, v := range b.ops {
 		_, had := m.kv[k]
 		switch {
 		case v == nil && had:
 			delete(m.kv, k)
-			deleted = true
+			m.keys.remove(k)
 		case v != nil:
 			if !had {
-				added = append(added, k)
+				m.keys.insert(k)
 			}
 			m.kv[k] = v
 		}
 	}
-	keys := m.keys
-	if deleted {
-		keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { _, ok := m.kv[k]; return !ok })
+	return nil
+}
+
+// sortedKeys is a sorted set of strings kept in chunks of at most
+// 2*chunkKeys, so an insert or a delete moves at most a chunk of keys, not
+// all of them: a MemStore commits once an entry, and one sorted slice
+// rebuilt at each commit made a long history quadratic to build (20,000
+// entries of one owner: 155 s, most of it there).
+type sortedKeys struct{ chunks [][]string }
+
+const chunkKeys = 512
+
+// find returns the chunk where k is or would go, and its index there.
+func (s *sortedKeys) find(k string) (int, int) {
+	ci := sort.Search(len(s.chunks), func(j int) bool { c := s.chunks[j]; return c[len(c)-1] >= k })
+	if ci == len(s.chunks) {
+		ci-- // after every key: the end of the last chunk
 	}
-	if len(added) > 0 {
-		sort.Strings(added)
-		merged := make([]string, 0, len(keys)+len(added))
-		i, j := 0, 0
-		for i < len(keys) && j < len(added) {
-			if keys[i] < added[j] {
-				merged = append(merged, keys[i])
-				i++
-			} else {
-				merged = append(merged, added[j])
-				j++
+	return ci, sort.SearchStrings(s.chunks[ci], k)
+}
+
+func (s *sortedKeys) insert(k string) {
+	if len(s.chunks) == 0 {
+		s.chunks = [][]string{{k}}
+		return
+	}
+	ci, i := s.find(k)
+	c := s.chunks[ci]
+	if i < len(c) && c[i] == k {
+		return
+	}
+	c = slices.Insert(c, i, k)
+	if len(c) > 2*chunkKeys {
+		tail := slices.Clone(c[chunkKeys:])
+		c = slices.Clip(c[:chunkKeys])
+		s.chunks = slices.Insert(s.chunks, ci+1, tail)
+	}
+	s.chunks[ci] = c
+}
+
+func (s *sortedKeys) remove(k string) {
+	if len(s.chunks) == 0 {
+		return
+	}
+	ci, i := s.find(k)
+	c := s.chunks[ci]
+	if i == len(c) || c[i] != k {
+		return
+	}
+	if c = slices.Delete(c, i, i+1); len(c) == 0 {
+		s.chunks = slices.Delete(s.chunks, ci, ci+1)
+	} else {
+		s.chunks[ci] = c
+	}
+}
+
+// ascend calls fn with each key from the first at or after from, in
+// order, until it returns false.
+func (s *sortedKeys) ascend(from string, fn func(string) bool) {
+	if len(s.chunks) == 0 {
+		return
+	}
+	ci, i := s.find(from)
+	for ; ci < len(s.chunks); ci, i = ci+1, 0 {
+		for _, k := range s.chunks[ci][i:] {
+			if !fn(k) {
+				return
 			}
 		}
-		keys = append(append(merged, keys[i:]...), added[j:]...)
 	}
-	m.keys = keys
-	return nil
 }
 
 // PutEntries implements Store.
