@@ -17,6 +17,7 @@
 package auditlog
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -571,11 +572,8 @@ func (s *Service) RestoreSegments(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("audit log: list its segments: %w", err)
 	}
-	slices.SortFunc(refs, func(a, b SegmentRef) int {
-		if a.From != b.From {
-			return int(a.From - b.From)
-		}
-		return int(b.To - a.To)
+	slices.SortFunc(refs, func(a, b SegmentRef) int { // by start, the longest first
+		return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(b.To, a.To))
 	})
 	end, err := s.segEnd(ctx)
 	if err != nil {
