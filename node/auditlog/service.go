@@ -186,7 +186,7 @@ const maxBatch = 256
 func (s *Service) run(ctx context.Context) {
 	// Restored from a backup: what is applied meanwhile is left to the
 	// catch-up below, after the segments.
-	for held := true; held; {
+	for held := s.holding(); held; {
 		select {
 		case <-ctx.Done():
 			return

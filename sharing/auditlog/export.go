@@ -45,19 +45,10 @@ func (l *Log) ExportSize(ctx context.Context, size int64) (int64, error) {
 func (l *Log) Export(ctx context.Context, size int64, w io.Writer) (int64, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var n int64
-	var pre [binary.MaxVarintLen64]byte
 	err := l.eachLeaf(ctx, size, func(lf Leaf) error {
-		for _, f := range leafFields(lf) {
-			k := binary.PutUvarint(pre[:], uint64(len(f)))
-			if _, err := bw.Write(pre[:k]); err != nil {
-				return err
-			}
-			if _, err := bw.Write(f); err != nil {
-				return err
-			}
-			n += int64(k + len(f))
-		}
-		return nil
+		k, err := writeLeaf(bw, lf)
+		n += k
+		return err
 	})
 	if err != nil {
 		return n, err
@@ -66,6 +57,49 @@ func (l *Log) Export(ctx context.Context, size int64, w io.Writer) (int64, error
 }
 
 func leafFields(lf Leaf) [3][]byte { return [3][]byte{lf.Entry.Bytes(), lf.Record.Bytes(), lf.Data} }
+
+// writeLeaf writes a leaf's three fields, each uvarint-length-prefixed,
+// and returns the bytes written.
+func writeLeaf(w io.Writer, lf Leaf) (int64, error) {
+	var pre [binary.MaxVarintLen64]byte
+	var n int64
+	for _, f := range leafFields(lf) {
+		k := binary.PutUvarint(pre[:], uint64(len(f)))
+		if _, err := w.Write(pre[:k]); err != nil {
+			return n, err
+		}
+		if _, err := w.Write(f); err != nil {
+			return n, err
+		}
+		n += int64(k + len(f))
+	}
+	return n, nil
+}
+
+// readLeaf reads a leaf writeLeaf wrote: two CIDs, and data whose hash is
+// the entry's CID.
+func readLeaf(br *bufio.Reader) (Leaf, error) {
+	var fs [3][]byte
+	for k := range fs {
+		var err error
+		if fs[k], err = readField(br); err != nil {
+			return Leaf{}, err
+		}
+	}
+	e, err := cid.Cast(fs[0])
+	if err != nil {
+		return Leaf{}, fmt.Errorf("entry: %v", err)
+	}
+	rec, err := cid.Cast(fs[1])
+	if err != nil {
+		return Leaf{}, fmt.Errorf("record: %v", err)
+	}
+	sum, err := e.Prefix().Sum(fs[2])
+	if err != nil || !sum.Equals(e) {
+		return Leaf{}, fmt.Errorf("its data is not entry %s", e)
+	}
+	return Leaf{Entry: e, Record: rec, Data: fs[2]}, nil
+}
 
 func uvarintLen(x uint64) int {
 	var b [binary.MaxVarintLen64]byte
@@ -91,6 +125,37 @@ func (l *Log) eachLeaf(ctx context.Context, size int64, f func(Leaf) error) erro
 	return nil
 }
 
+// readField reads one uvarint-length-prefixed field of an export or a
+// segment.
+func readField(br *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxExportField {
+		return nil, fmt.Errorf("a field of %d bytes", n)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(br, b)
+	return b, err
+}
+
+// appendAll appends leaves none of which the log may hold already (an
+// import's): dup says what it means when one is.
+func (l *Log) appendAll(ctx context.Context, leaves []Leaf, dup string) error {
+	if len(leaves) == 0 {
+		return nil
+	}
+	want := l.Size() + int64(len(leaves))
+	if _, err := l.Append(ctx, leaves); err != nil {
+		return err
+	}
+	if l.Size() != want {
+		return fmt.Errorf("%w: %s", ErrImport, dup)
+	}
+	return nil
+}
+
 // ErrImport is returned when an export does not read back as the log it
 // claims to be (damaged, truncated, or of another tree).
 var ErrImport = errors.New("audit log: the exported log does not read back")
@@ -108,49 +173,18 @@ func Import(ctx context.Context, ds datastore.Batching, r io.Reader, size int64,
 		return fmt.Errorf("audit log: import into a log of %d leaves; it must be empty", l.Size())
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	field := func() ([]byte, error) {
-		n, err := binary.ReadUvarint(br)
-		if err != nil {
-			return nil, err
-		}
-		if n > maxExportField {
-			return nil, fmt.Errorf("a field of %d bytes", n)
-		}
-		b := make([]byte, n)
-		_, err = io.ReadFull(br, b)
-		return b, err
-	}
 	batch := make([]Leaf, 0, 256)
 	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		want := l.Size() + int64(len(batch))
-		if _, err := l.Append(ctx, batch); err != nil {
-			return err
-		}
-		if l.Size() != want {
-			return fmt.Errorf("%w: an entry appears twice", ErrImport)
-		}
+		err := l.appendAll(ctx, batch, "an entry appears twice")
 		batch = batch[:0]
-		return nil
+		return err
 	}
 	for i := int64(0); i < size; i++ {
-		var fs [3][]byte
-		for k := range fs {
-			if fs[k], err = field(); err != nil {
-				return fmt.Errorf("%w: leaf %d of %d: %v", ErrImport, i, size, err)
-			}
-		}
-		e, err := cid.Cast(fs[0])
+		lf, err := readLeaf(br)
 		if err != nil {
-			return fmt.Errorf("%w: leaf %d: entry: %v", ErrImport, i, err)
+			return fmt.Errorf("%w: leaf %d of %d: %v", ErrImport, i, size, err)
 		}
-		rec, err := cid.Cast(fs[1])
-		if err != nil {
-			return fmt.Errorf("%w: leaf %d: record: %v", ErrImport, i, err)
-		}
-		batch = append(batch, Leaf{Entry: e, Record: rec, Data: fs[2]})
+		batch = append(batch, lf)
 		if len(batch) == cap(batch) {
 			if err := flush(); err != nil {
 				return err

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/mod/sumdb/tlog"
@@ -80,16 +79,10 @@ func (l *Log) WriteSegment(ctx context.Context, from, to int64, head []byte, w i
 		if err != nil {
 			return n, err
 		}
-		for _, f := range leafFields(lf) {
-			var pre [binary.MaxVarintLen64]byte
-			k := binary.PutUvarint(pre[:], uint64(len(f)))
-			if _, err := bw.Write(pre[:k]); err != nil {
-				return n, err
-			}
-			if _, err := bw.Write(f); err != nil {
-				return n, err
-			}
-			n += int64(k + len(f))
+		k, err := writeLeaf(bw, lf)
+		n += k
+		if err != nil {
+			return n, err
 		}
 	}
 	return n, bw.Flush()
@@ -149,45 +142,17 @@ func (l *Log) ImportSegment(ctx context.Context, r io.Reader, owner peer.ID) (Se
 		}
 		return seg, 0, err
 	}
-	field := func() ([]byte, error) {
-		n, err := binary.ReadUvarint(br)
-		if err != nil {
-			return nil, err
-		}
-		if n > maxExportField {
-			return nil, fmt.Errorf("a field of %d bytes", n)
-		}
-		b := make([]byte, n)
-		_, err = io.ReadFull(br, b)
-		return b, err
-	}
 	batch := make([]Leaf, 0, 256)
 	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		want := l.Size() + int64(len(batch))
-		if _, err := l.Append(ctx, batch); err != nil {
-			return err
-		}
-		if l.Size() != want {
-			return fmt.Errorf("%w: an entry of the segment is already in the log at another index", ErrImport)
-		}
+		err := l.appendAll(ctx, batch, "an entry of the segment is already in the log at another index")
 		batch = batch[:0]
-		return nil
+		return err
 	}
 	for i := seg.From; i < seg.To; i++ {
 		if err := ctx.Err(); err != nil {
 			return fail(err)
 		}
-		var fs [3][]byte
-		for k := range fs {
-			var err error
-			if fs[k], err = field(); err != nil {
-				return fail(fmt.Errorf("%w: segment leaf %d: %v", ErrImport, i, err))
-			}
-		}
-		lf, err := segmentLeaf(fs)
+		lf, err := readLeaf(br)
 		if err != nil {
 			return fail(fmt.Errorf("%w: segment leaf %d: %v", ErrImport, i, err))
 		}
@@ -231,24 +196,6 @@ func (l *Log) ImportSegment(ctx context.Context, r io.Reader, owner peer.ID) (Se
 		}
 	}
 	return seg, l.Size() - start, nil
-}
-
-// segmentLeaf checks a leaf's three fields: two CIDs, and data whose hash
-// is the entry's CID.
-func segmentLeaf(fs [3][]byte) (Leaf, error) {
-	e, err := cid.Cast(fs[0])
-	if err != nil {
-		return Leaf{}, fmt.Errorf("entry: %v", err)
-	}
-	rec, err := cid.Cast(fs[1])
-	if err != nil {
-		return Leaf{}, fmt.Errorf("record: %v", err)
-	}
-	sum, err := e.Prefix().Sum(fs[2])
-	if err != nil || !sum.Equals(e) {
-		return Leaf{}, fmt.Errorf("its data is not entry %s", e)
-	}
-	return Leaf{Entry: e, Record: rec, Data: fs[2]}, nil
 }
 
 // truncate cuts the log back to size leaves (an import that did not
