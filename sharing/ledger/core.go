@@ -311,18 +311,9 @@ func (c *Core) nextClock(now time.Time, after HLC) HLC {
 // for a record's entries, its owner's scope as this core's state says. It
 // applies nothing.
 func (c *Core) Sign(ctx context.Context, key crypto.PrivKey, typ string, payload any, now time.Time) (*Entry, error) {
-	if err := c.ready(ctx); err != nil {
-		return nil, err
-	}
-	pl, err := encodePayload(c.types, typ, payload)
+	scope, pl, err := c.encode(ctx, key, typ, payload)
 	if err != nil {
 		return nil, err
-	}
-	scope := ""
-	if c.scoped {
-		if scope, err = c.scopeFor(ctx, key, typ, pl); err != nil {
-			return nil, err
-		}
 	}
 	heads := c.closureHeads(scope)
 	if len(heads) > MaxParents {
@@ -340,6 +331,24 @@ func (c *Core) Sign(ctx context.Context, key crypto.PrivKey, typ string, payload
 		}
 	}
 	return signScoped(key, c.net, scope, typ, pl, heads, c.nextClock(now, maxc))
+}
+
+// encode encodes an entry's payload and finds its scope.
+func (c *Core) encode(ctx context.Context, key crypto.PrivKey, typ string, payload any) (string, []byte, error) {
+	if err := c.ready(ctx); err != nil {
+		return "", nil, err
+	}
+	pl, err := encodePayload(c.types, typ, payload)
+	if err != nil {
+		return "", nil, err
+	}
+	scope := ""
+	if c.scoped {
+		if scope, err = c.scopeFor(ctx, key, typ, pl); err != nil {
+			return "", nil, err
+		}
+	}
+	return scope, pl, nil
 }
 
 // scopeFor returns the wire scope an entry of type typ with payload pl
@@ -390,6 +399,11 @@ func (c *Core) Append(ctx context.Context, key crypto.PrivKey, typ string, paylo
 	if err != nil {
 		return nil, Outcome{}, err
 	}
+	return c.ingestOwn(ctx, e)
+}
+
+// ingestOwn ingests an entry this core signed: an error unless applied.
+func (c *Core) ingestOwn(ctx context.Context, e *Entry) (*Entry, Outcome, error) {
 	out, err := c.Ingest(ctx, []*Entry{e})
 	if err != nil {
 		return nil, out, err
@@ -841,29 +855,13 @@ func (c *Core) AppendAt(ctx context.Context, key crypto.PrivKey, typ string, pay
 	if err != nil {
 		return nil, Outcome{}, err
 	}
-	out, err := c.Ingest(ctx, []*Entry{e})
-	if err != nil {
-		return nil, out, err
-	}
-	if r := out.Results[0]; r.Status != Applied {
-		return nil, out, r.Err
-	}
-	return e, out, nil
+	return c.ingestOwn(ctx, e)
 }
 
 func (c *Core) signAt(ctx context.Context, key crypto.PrivKey, typ string, payload any, candidates []cid.Cid, now time.Time) (*Entry, error) {
-	if err := c.ready(ctx); err != nil {
-		return nil, err
-	}
-	pl, err := encodePayload(c.types, typ, payload)
+	scope, pl, err := c.encode(ctx, key, typ, payload)
 	if err != nil {
 		return nil, err
-	}
-	scope := ""
-	if c.scoped {
-		if scope, err = c.scopeFor(ctx, key, typ, pl); err != nil {
-			return nil, err
-		}
 	}
 	type head struct {
 		id    cid.Cid

@@ -325,8 +325,14 @@ func (l *Ledger) State() State { return State{l.store} }
 // ledger is started. The payload is one of the *Payload types of this
 // package for built-in types, or the type's own payload value.
 func (l *Ledger) Append(ctx context.Context, typ string, payload any) (*Entry, error) {
+	return l.appendOwn(ctx, func() (*Entry, Outcome, error) { return l.core.Append(ctx, l.o.Key, typ, payload, l.now()) })
+}
+
+// appendOwn runs a core append under the ledger's lock, settles it and
+// publishes the entry.
+func (l *Ledger) appendOwn(ctx context.Context, app func() (*Entry, Outcome, error)) (*Entry, error) {
 	l.mu.Lock()
-	e, out, err := l.core.Append(ctx, l.o.Key, typ, payload, l.now())
+	e, out, err := app()
 	err = errors.Join(err, l.settle(ctx, out))
 	l.mu.Unlock()
 	if err != nil {
@@ -358,15 +364,7 @@ func (l *Ledger) Position() Position {
 // was live there, though its revoke may have arrived since. Nothing it
 // signs this way confers more than it could have signed then.
 func (l *Ledger) AppendAt(ctx context.Context, typ string, payload any, pos Position, at time.Time) (*Entry, error) {
-	l.mu.Lock()
-	e, out, err := l.core.AppendAt(ctx, l.o.Key, typ, payload, pos.heads, at)
-	err = errors.Join(err, l.settle(ctx, out))
-	l.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	l.publish(ctx, e)
-	return e, nil
+	return l.appendOwn(ctx, func() (*Entry, Outcome, error) { return l.core.AppendAt(ctx, l.o.Key, typ, payload, pos.heads, at) })
 }
 
 // Ingest validates and applies one entry received out of band. An entry
