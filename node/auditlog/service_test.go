@@ -348,6 +348,25 @@ func TestRestoreFromSegments(t *testing.T) {
 	if _, err := c.RestoreSegments(ctx); err == nil || !c.holding() {
 		t.Fatalf("segments unreachable: %v, holding %v", err, c.holding())
 	}
+	// A node that gives up on its segments (the daemon, after ten
+	// minutes) appends what it synced, in the catch-up's order, and signs
+	// heads again: the head of 5 is then not the owner's, which the log
+	// says (ReleaseHold's error).
+	d := restored(&memSegments{segs: map[cid.Cid][]byte{}, down: true}) // (its own store: one node at a time)
+	fl.ch <- es[5]
+	d.ReleaseHold(errors.New("holders away"))
+	waitSize(d, 6)
+	if h, _, err := d.Head(ctx); err != nil || h.Size != 6 {
+		t.Fatalf("a head after giving up on the segments: %+v %v", h, err)
+	}
+	if r, _ := d.log.Root(ctx, 5); r == h5.Root {
+		t.Fatal("the log that gave up on its segments has the owner's order")
+	}
+	if n, err := d.RestoreSegments(ctx); err != nil || n != 0 {
+		t.Fatalf("segments after giving up: %d, %v", n, err)
+	}
+	d.Close()
+
 	segs.down = false
 	if n, err := c.RestoreSegments(ctx); err != nil || n != 3 {
 		t.Fatalf("restore from segments: %d leaves, %v", n, err)
