@@ -487,6 +487,10 @@ func (s *Service) Consistency(ctx context.Context, old, new int64) (*auditlog.Pr
 		NewTreeHead: string(nn), NewSize: nh.Size, NewRoot: auditlog.EncodeHash(nh.Root), Path: auditlog.EncodeHashes(path)}, nil
 }
 
+// Restoring reports whether the log holds its appends for the segments of
+// a restore (`medmesh health` warns).
+func (s *Service) Restoring() bool { return s.holding() }
+
 // holding reports whether appends wait for RestoreSegments.
 func (s *Service) holding() bool {
 	select {

@@ -46,7 +46,7 @@ func (o *Options) withConfig(c repo.Config) {
 func (d *Daemon) newHealth() *health.Checker {
 	hc := health.New(health.Config{
 		Ledger: erasure.Hide{Ledger: d.Ledger, S: d.erasure}, Host: d.P2P.Host, Factor: d.Repo.Config.ReplicationFactor,
-		DataDir: d.Repo.Path(repo.DatastoreDir),
+		DataDir: d.Repo.Path(repo.DatastoreDir), AuditRestoring: d.auditlog.Restoring,
 	})
 	hc.Register(d.reg)
 	if err := d.imaging.RegisterMetrics(d.reg); err != nil {

@@ -64,6 +64,10 @@ type Config struct {
 	// check expects GossipSub to list it on the ledger's topic (the two
 	// exchange their subscriptions when they connect). Default 30s.
 	GossipGrace time.Duration
+	// AuditRestoring, when set, reports whether the audit log holds its
+	// appends for the segments of a restore (node/auditlog: the node was
+	// restored from a backup and the leaves added after it are not back).
+	AuditRestoring func() bool
 }
 
 // Checker computes a node's health.
@@ -193,6 +197,9 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 	}
 	if h.Ledger.PendingCount > 0 {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("%d ledger entries wait for their parents, which are being fetched from peers", h.Ledger.PendingCount))
+	}
+	if k.c.AuditRestoring != nil && k.c.AuditRestoring() {
+		h.Warnings = append(h.Warnings, "this node was restored from a backup and its audit log waits for the segments of the leaves added after it (held by other members): until they are back no new audit tree head is signed; after ten minutes without them it appends without them and logs an error")
 	}
 	h.Healthy = len(h.Problems) == 0
 	return h

@@ -128,6 +128,17 @@ func TestCheck(t *testing.T) {
 	if h = k.Check(ctx); !h.Healthy || len(h.Warnings) != 0 {
 		t.Fatalf("healthy: %+v", h)
 	}
+	// Restored from a backup, its audit log waiting for its segments: a
+	// warning, not a problem.
+	restoring := true
+	k.c.AuditRestoring = func() bool { return restoring }
+	if h = k.Check(ctx); !h.Healthy || len(h.Warnings) != 1 || !strings.Contains(h.Warnings[0], "audit log waits for the segments") {
+		t.Fatalf("audit log restoring: %+v", h)
+	}
+	restoring = false
+	if h = k.Check(ctx); !h.Healthy || len(h.Warnings) != 0 {
+		t.Fatalf("audit log restored: %+v", h)
+	}
 
 	// The peer has an entry we lack; a sync brings it: in sync, healthy.
 	f.peerHeads, f.syncLearns = []cid.Cid{h2}, true
