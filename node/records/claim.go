@@ -18,9 +18,10 @@ import (
 // one claim counting them, so a grantee reading a record 300 times in a
 // minute writes about sixty claims, not 300. The owner's audit matches each
 // claim's reads with the attested ones (access.Audit). A burst's claim is
-// appended when the burst ends; if a revoke of its grant (or its expiry)
-// arrived meanwhile, the ledger refuses it on the current heads, and it is
-// appended at the position where the burst began instead
+// appended when the burst ends, a quiet read's once its manifest is
+// fetched; if a revoke of its grant (or its expiry) arrived meanwhile, the
+// ledger refuses it on the current heads, and it is appended at the
+// position where the (first) read resolved its grant instead
 // (ledger.AppendAt): the grant was live there, so the owner's audit shows
 // those reads reported, not only attested.
 type claimer struct {
@@ -41,8 +42,8 @@ type claimBatch struct {
 	version     uint64
 	reads       uint64
 	first, last time.Time
-	// pos is where the ledger stood at the burst's first read (nil when
-	// the ledger has no AppendAt).
+	// pos is where the ledger stood when the batch's first read resolved
+	// its grant (nil when the ledger has no AppendAt).
 	pos *ledger.Position
 }
 
@@ -51,8 +52,9 @@ func newClaimer(s *Service) *claimer {
 }
 
 // count adds one read of version info under grant g with the stated
-// purpose.
-func (c *claimer) count(info ledger.RecordInfo, g *ledger.Grant, purpose string, now time.Time) {
+// purpose, made at ledger position pos (taken when the read resolved its
+// grant: nil without AppendAt).
+func (c *claimer) count(info ledger.RecordInfo, g *ledger.Grant, purpose string, now time.Time, pos *ledger.Position) {
 	k := claimKey{info.ID, g.Entry, purpose}
 	c.mu.Lock()
 	if len(c.recent) > 256 { // keys read once, long ago (a flush prunes too)
@@ -66,18 +68,13 @@ func (c *claimer) count(info ledger.RecordInfo, g *ledger.Grant, purpose string,
 		// Quiet: claim this read now, in the reader's call.
 		c.recent[k] = time.Now()
 		c.mu.Unlock()
-		c.append(context.Background(), k, &claimBatch{version: info.Version, reads: 1, first: now, last: now})
+		c.append(context.Background(), k, &claimBatch{version: info.Version, reads: 1, first: now, last: now, pos: pos})
 		return
 	}
 	b := c.pending[k]
 	if b == nil {
-		c.mu.Unlock()
-		pos := c.s.position() // the ledger's lock, not under the claimer's
-		c.mu.Lock()
-		if b = c.pending[k]; b == nil {
-			b = &claimBatch{version: info.Version, first: now, pos: pos}
-			c.pending[k] = b
-		}
+		b = &claimBatch{version: info.Version, first: now, pos: pos}
+		c.pending[k] = b
 	}
 	b.reads++
 	b.last = now

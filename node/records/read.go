@@ -119,6 +119,12 @@ func (s *Service) OpenFor(ctx context.Context, id cid.Cid, version int, purpose 
 	if err != nil {
 		return info, nil, key, nil, err
 	}
+	// Where the grant was live: the claim goes there if a revoke
+	// overtakes it while the manifest is fetched.
+	var pos *ledger.Position
+	if g != nil {
+		pos = s.position()
+	}
 	// A read keeps no copy of what it fetches (p2p.NoKeep): the nodes that
 	// hold a record are the owner and the replicas placed on the ledger.
 	fctx, cancel := context.WithTimeout(p2p.NoKeep(ctx), s.cfg.FetchTimeout)
@@ -141,7 +147,7 @@ func (s *Service) OpenFor(ctx context.Context, id cid.Cid, version int, purpose 
 	// peers allowed to read the record (it refuses blocks of no known
 	// record).
 	s.AddBlocks(ctx, info.ID, m.Blocks(info.ID))
-	s.claim(ctx, info, purpose, g)
+	s.claim(ctx, info, purpose, g, pos)
 	return info, m, key, g, nil
 }
 
@@ -232,14 +238,14 @@ func (b *blockStream) Next(ctx context.Context) (blocks.Block, error) {
 // claimer batches it with the node's other reads of the record under the
 // grant and purpose. The nodes that served the read attest it too; the
 // owner's audit shows where the two disagree.
-func (s *Service) claim(_ context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant) {
+func (s *Service) claim(_ context.Context, info ledger.RecordInfo, purpose string, g *ledger.Grant, pos *ledger.Position) {
 	if info.Owner == s.self || g == nil {
 		return
 	}
 	if purpose == "" {
 		purpose = g.Purpose
 	}
-	s.claims.count(info, g, purpose, s.cfg.Now())
+	s.claims.count(info, g, purpose, s.cfg.Now(), pos)
 }
 
 // ReadDone counts a completed read of an opened record (the claim was

@@ -506,6 +506,33 @@ func TestClaimAfterRevoke(t *testing.T) {
 	}
 }
 
+// TestQuietClaimAfterRevoke: a read resolves its grant, the revoke
+// arrives while it fetches the manifest, then the read is claimed (a quiet
+// read's claim goes out at once): the claim goes in where the read
+// resolved its grant, so the owner's ledger has it.
+func TestQuietClaimAfterRevoke(t *testing.T) {
+	ctx := context.Background()
+	tn := newNet(t, 2)
+	a, b := tn.nodes[0], tn.nodes[1]
+	res := a.add(t, "x", randomBytes(1000))
+	grant(t, a, res.ID, b, api.GrantRequest{})
+	info, _ := b.led.Record(res.ID)
+	var g ledger.Grant
+	for _, gr := range b.led.Grants(res.ID) {
+		if gr.Grantee == b.id {
+			g = gr
+		}
+	}
+	resolved := b.led.Position() // the read resolves its grant
+	if _, err := a.svc.Revoke(ctx, res.ID, b.id); err != nil {
+		t.Fatal(err)
+	}
+	b.svc.CountRead(info, &g, resolved) // the manifest came: claimed
+	if got := a.led.Access(res.ID); len(got) != 1 || got[0].Reader != b.id || got[0].Reads != 1 {
+		t.Fatalf("the owner's ledger has the claims %+v, want b's one read", got)
+	}
+}
+
 // TestReadEndsWhenErased: a read waiting for blocks that no node serves
 // any more ends with "erased" (not found) as soon as its record's erasure
 // is known, not with "could not be found on the network" when the fetch
