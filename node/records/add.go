@@ -214,12 +214,19 @@ func (st *Stream) Finish(ctx context.Context, meta []byte) (res *AddResult, err 
 	s.m.bytesAdded.Add(float64(rr.Size))
 	chunks := len(rr.Blocks) - 1
 	// The manifest and block list are announced before we return, so a peer
-	// can find the record at once; the chunks follow in the background.
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := s.net.Provide(pctx, []cid.Cid{rr.ID, blCID}); err != nil {
-		s.log.Warn("provide record", "record", rr.ID, "err", err)
+	// can find the record at once; the chunks follow in the background. A
+	// hidden record is read by its owner only and placed holders fetch it
+	// from the owner, so it is announced in the background too: an audit
+	// head, which waits for its segment's add, does not wait for the DHT.
+	if req.Hidden {
+		s.ProvideLater([]cid.Cid{rr.ID, blCID})
+	} else {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := s.net.Provide(pctx, []cid.Cid{rr.ID, blCID}); err != nil {
+			s.log.Warn("provide record", "record", rr.ID, "err", err)
+		}
+		cancel()
 	}
-	cancel()
 	s.ProvideLater(rr.Blocks[:chunks])
 	s.log.Info("record added", "record", rr.ID.String(), "bytes", rr.Size, "chunks", chunks,
 		"seal_store", sealed.Sub(start).Round(time.Millisecond), "sync", synced.Sub(sealed).Round(time.Millisecond),
