@@ -464,8 +464,15 @@ func TestClaimsBatched(t *testing.T) {
 		t.Fatalf("%d claims of %d reads: %+v", len(claims), n, claims)
 	}
 	a.svc.Close()
-	audit, err := a.svc.Audit(res.ID)
-	if err != nil || len(audit) != 1 || audit[0].Count != 5 || audit[0].ReportedCount != 5 || audit[0].Review {
+	wantAuditedExactly(t, a, res.ID, 5)
+}
+
+// wantAuditedExactly checks that the owner's audit of id is one line of n
+// reads, all attested and all reported, none flagged.
+func wantAuditedExactly(t *testing.T, owner *node, id cid.Cid, n int) {
+	t.Helper()
+	audit, err := owner.svc.Audit(id)
+	if err != nil || len(audit) != 1 || audit[0].Count != n || audit[0].ReportedCount != n || audit[0].Review {
 		t.Fatalf("audit: %+v %v", audit, err)
 	}
 }
@@ -500,10 +507,7 @@ func TestClaimAfterRevoke(t *testing.T) {
 		t.Fatalf("the owner's ledger has claims of %d reads, want 5: %+v", n, a.led.Access(res.ID))
 	}
 	a.svc.Close()
-	audit, err := a.svc.Audit(res.ID)
-	if err != nil || len(audit) != 1 || audit[0].Count != 5 || audit[0].ReportedCount != 5 || audit[0].Review {
-		t.Fatalf("audit: %+v %v", audit, err)
-	}
+	wantAuditedExactly(t, a, res.ID, 5)
 }
 
 // TestQuietClaimAfterRevoke: a read resolves its grant, the revoke
