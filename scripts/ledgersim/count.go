@@ -24,8 +24,9 @@ type countingStore struct {
 }
 
 type entryInfo struct {
-	typ  string
-	size int
+	typ   string
+	size  int
+	scope string // wire scope: "" for the global scope
 }
 
 func newCountingStore(s ledger.Store) *countingStore {
@@ -39,7 +40,7 @@ func (s *countingStore) PutEntries(ctx context.Context, es []*ledger.Entry) erro
 	}
 	s.mu.Lock()
 	for _, e := range es {
-		s.entries[e.CID()] = entryInfo{typ: e.Type, size: len(e.Bytes())}
+		s.entries[e.CID()] = entryInfo{typ: e.Type, size: len(e.Bytes()), scope: e.Scope}
 	}
 	s.mu.Unlock()
 	return nil

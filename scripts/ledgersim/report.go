@@ -40,11 +40,20 @@ type Report struct {
 	// history, while the global ones grow with its membership.
 	StoredScoped Dist `json:"stored_scoped_share"`
 	StoredGlobal Dist `json:"stored_global_share"` // of the global entries: all, on every node, in both designs
-	StoredBytes  Dist `json:"stored_bytes"`        // the entries' bytes
-	StateBytes   Dist `json:"state_bytes"`         // keys and values of state and indexes
-	Sent         Dist `json:"sent_bytes"`          // from the workload's start to the end of settling
-	Received     Dist `json:"received_bytes"`
-	SyncSent     Dist `json:"sync_sent_bytes"` // of Sent, the sync protocol's
+	// StoredWhy splits each node's stored entries, as shares of all
+	// entries, by why the node has them: "global" (the global scope),
+	// "own" (its own owner and audit scopes), "group" (scopes of owners
+	// whose replica group it is in at the end) and "other" (scopes it
+	// follows as a grantee, or as a holder or escrow outside the group;
+	// and groups it was in before a membership change). MedianWhy is the
+	// same split for the node whose share is the median.
+	StoredWhy   map[string]Dist    `json:"stored_why,omitempty"`
+	MedianWhy   map[string]float64 `json:"median_node_why,omitempty"`
+	StoredBytes Dist               `json:"stored_bytes"` // the entries' bytes
+	StateBytes  Dist               `json:"state_bytes"`  // keys and values of state and indexes
+	Sent        Dist               `json:"sent_bytes"`   // from the workload's start to the end of settling
+	Received    Dist               `json:"received_bytes"`
+	SyncSent    Dist               `json:"sync_sent_bytes"` // of Sent, the sync protocol's
 
 	PropGlobal Lat `json:"propagation_global"` // publish -> applied, every (entry, other node) pair
 	// PropGlobalByType splits PropGlobal by entry type (a joiner's key
@@ -198,6 +207,8 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		rep.EntriesByType[e.typ]++
 	}
 	var ents, share, scopedShare, globalShare, byts, state, sent, recv, syncSent []float64
+	why := map[string][]float64{}
+	var whyOf []map[string]float64 // per measured node, in ents' order
 	for i, n := range nodes {
 		if !n.alive.Load() {
 			continue
@@ -205,12 +216,33 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		rep.NodesEnd++
 		var b int64
 		sc := 0
+		rel := map[string]string{} // owner -> relation, cached
+		counts := map[string]int{}
 		for _, e := range stored[i] {
 			b += int64(e.size)
 			if !GlobalType(e.typ) {
 				sc++
 			}
+			r := "global"
+			if _, o, err := ledger.ParseScope(e.scope); err == nil && o != "" {
+				r2, ok := rel[string(o)]
+				if !ok {
+					r2 = s.relation(i, o.String())
+					rel[string(o)] = r2
+				}
+				r = map[string]string{"owner": "own", "group": "group"}[r2]
+				if r == "" {
+					r = "other"
+				}
+			}
+			counts[r]++
 		}
+		w := map[string]float64{}
+		for _, r := range []string{"global", "own", "group", "other"} {
+			w[r] = float64(counts[r]) / float64(max(rep.Entries, 1))
+			why[r] = append(why[r], w[r])
+		}
+		whyOf = append(whyOf, w)
 		scopedShare = append(scopedShare, float64(sc)/float64(max(scopedTotal, 1)))
 		globalShare = append(globalShare, float64(len(stored[i])-sc)/float64(max(rep.Entries-scopedTotal, 1)))
 		ents = append(ents, float64(len(stored[i])))
@@ -232,6 +264,19 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		}
 	}
 	rep.NodesMeasure = len(ents)
+	if len(share) > 0 {
+		// The node at the median share (before dist below sorts share).
+		idx := make([]int, len(share))
+		for i := range idx {
+			idx[i] = i
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return share[idx[a]] < share[idx[b]] })
+		rep.MedianWhy = whyOf[idx[len(idx)/2]]
+	}
+	rep.StoredWhy = map[string]Dist{}
+	for r, xs := range why {
+		rep.StoredWhy[r] = dist(xs)
+	}
 	rep.StoredEntries, rep.StoredShare, rep.StoredBytes, rep.StateBytes = dist(ents), dist(share), dist(byts), dist(state)
 	rep.StoredScoped, rep.StoredGlobal = dist(scopedShare), dist(globalShare)
 	rep.Sent, rep.Received, rep.SyncSent = dist(sent), dist(recv), dist(syncSent)
@@ -410,6 +455,20 @@ func PrintTable(out io.Writer, reps []*Report) {
 		return fmt.Sprintf("%s / %s", pct(r.StoredScoped.Median), pct(r.StoredScoped.Max))
 	})
 	row("… of the global entries (membership, keys): min", func(r *Report) string { return pct(r.StoredGlobal.Min) })
+	row("… the median node's share by why it has them: global / own scopes / group's / other (grants, holdings)", func(r *Report) string {
+		if r.MedianWhy == nil {
+			return "–"
+		}
+		w := r.MedianWhy
+		return fmt.Sprintf("%s / %s / %s / %s", pct(w["global"]), pct(w["own"]), pct(w["group"]), pct(w["other"]))
+	})
+	row("… \"other\" (as grantee or holder outside the group), per node: median / mean / max", func(r *Report) string {
+		d, ok := r.StoredWhy["other"]
+		if !ok {
+			return "–"
+		}
+		return fmt.Sprintf("%s / %s / %s", pct(d.Median), pct(d.Mean), pct(d.Max))
+	})
 	row("entry bytes stored per node: median / max", func(r *Report) string {
 		return fmt.Sprintf("%s / %s", mib(r.StoredBytes.Median), mib(r.StoredBytes.Max))
 	})
