@@ -55,7 +55,8 @@ type instanceJob struct {
 // against the record manifest, then writes manifest.csv. Every study read
 // is audited on the ledger with purpose research. With req.Job set, its
 // progress can be read with FetchProgress while it runs and for a minute
-// after. onProgress, if set, is called after each instance.
+// after. onProgress, if set, is called after each instance, one call at a
+// time, each with a snapshot at least as far along as the one before.
 func (s *Service) FetchDataset(ctx context.Context, req api.DatasetFetchRequest, onProgress func(api.DatasetProgress)) (*api.DatasetFetchResult, error) {
 	if !filepath.IsAbs(req.Dir) {
 		return nil, fault.Invalidf("the CLI sends absolute paths", "output folder %q is not absolute", req.Dir)
@@ -184,6 +185,10 @@ type fetchRun struct {
 	state      *fetchState
 	cnt        *fetchCounters
 	onProgress func(api.DatasetProgress)
+	// progressMu serializes onProgress: the instances are fetched in
+	// parallel, and a caller's callback need not be safe for concurrent
+	// calls nor see an older snapshot after a newer one.
+	progressMu sync.Mutex
 }
 
 // plan lists the instances of the opened studies, one job each, and counts
@@ -256,7 +261,9 @@ func (r *fetchRun) done(ctx context.Context, fs *fetchStudy) {
 		r.s.rec.ReadDone(context.WithoutCancel(ctx), fs.o.Info, ledger.PurposeResearch, fs.o.Grant)
 	}
 	if r.onProgress != nil {
+		r.progressMu.Lock()
 		r.onProgress(r.cnt.snapshot())
+		r.progressMu.Unlock()
 	}
 }
 
