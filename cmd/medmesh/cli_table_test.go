@@ -683,6 +683,17 @@ func cliRows() []cliRow {
 			}
 		}},
 		{cmd: "ledger stat", node: on("lab"), args: argv("ledger", "stat", "extra"), code: exitInvalid},
+		{cmd: "ledger stat", node: on("lab"), args: argv("ledger", "stat", "--by-scope"), check: func(t *testing.T, e *tableEnv, out string) {
+			st := decode[api.LedgerStat](t, out)
+			var sum int64
+			for _, x := range st.ByScope {
+				sum += x.Entries
+			}
+			if len(st.ByScope) < 3 || st.ByScope[0].Scope != "global" || st.ByScope[0].Why != "global" || sum < 10 {
+				t.Errorf("stat --by-scope: %+v", st)
+			}
+		}},
+		{cmd: "ledger stat", node: on("lab"), args: argv("ledger", "stat", "--by-scope=maybe"), code: exitInvalid},
 		{cmd: "ledger verify", node: on("lab"), args: argv("ledger", "verify"), check: func(t *testing.T, e *tableEnv, out string) {
 			if v := decode[api.VerifyResult](t, out); !v.OK || v.Entries < 10 {
 				t.Errorf("verify: %+v", v)

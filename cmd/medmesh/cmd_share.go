@@ -358,6 +358,7 @@ scope's entries and is the same on every node that follows the scope.`,
 		},
 	}
 	heads.Flags().StringVar(&scope, "scope", ledger.ScopeGlobal, "the scope: global, owner/<peer ID> or audit/<peer ID>")
+	var byScope bool
 	stat := &cobra.Command{
 		Use:   "stat",
 		Short: "Print how many ledger entries this node stores, the scopes it follows, and whether it is caught up",
@@ -376,11 +377,32 @@ scope's entries and is the same on every node that follows the scope.`,
            connected: the last sync with its owner). A node alone in its
            network is synced; one with no peer reachable is not.
   behind   (--json) the followed scopes not caught up yet: [] when synced
-It reads counters: it costs the same with ten entries or ten million.`,
+It reads counters: it costs the same with ten entries or ten million.
+
+--by-scope adds, for each scope this node follows or stores entries of,
+its entries and bytes and why this node has them (--json: by_scope, a list
+of {scope, followed, why, entry_count, size}):
+  global   the global scope, which every node follows
+  own      this node's own records (owner/) and the reads of them (audit/)
+  group    the owner's replica group has this node: it keeps the owner's
+           records and audit trail alive if the owner's disk fails
+  grantee  the owner granted this node one of its records: it follows the
+           owner's scope while a grant is live
+  holder   this node holds one of the owner's records outside its group
+  escrow   one of the owner's records is escrowed to this node (emergency)
+  leaving  followed, but none of the above any more: this node leaves it
+           within the hour (what it stored stays)
+  reads    not followed: this node's own claims of its reads of the owner's
+           records, written to the owner's audit scope
+  left     not followed any more; what this node stored of it stays
+The global scope comes first, then the scopes with the most entries. Why
+costs what this node was granted or holds, not the ledger's size.`,
 		Example: `  medmesh ledger stat
   medmesh ledger stat --json | jq .entry_count
   medmesh ledger stat --json | jq -r '.behind[]'
-  until medmesh ledger stat --json | jq -e .synced >/dev/null; do sleep 1; done`,
+  until medmesh ledger stat --json | jq -e .synced >/dev/null; do sleep 1; done
+  medmesh ledger stat --by-scope
+  medmesh ledger stat --by-scope --json | jq -r '.by_scope[] | select(.why=="grantee") | .scope'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := client()
@@ -388,8 +410,15 @@ It reads counters: it costs the same with ten entries or ten million.`,
 				return err
 			}
 			var st api.LedgerStat
-			if err := c.Do(ctxOf(cmd), "GET", api.Prefix+"/ledger/stat", nil, &st); err != nil {
+			path := api.Prefix + "/ledger/stat"
+			if byScope {
+				path += "?by_scope=1"
+			}
+			if err := c.Do(ctxOf(cmd), "GET", path, nil, &st); err != nil {
 				return err
+			}
+			if byScope && st.ByScope == nil {
+				st.ByScope = []api.LedgerScope{}
 			}
 			if st.Scopes == nil {
 				st.Scopes = []string{}
@@ -406,9 +435,23 @@ It reads counters: it costs the same with ten entries or ten million.`,
 				} else {
 					say("synced   no: catching up with %s (from the peers that follow it, or none reachable)", strings.Join(st.Behind, ", "))
 				}
+				if byScope {
+					say("")
+					tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "SCOPE\tWHY\tFOLLOWED\tENTRIES\tBYTES")
+					for _, x := range st.ByScope {
+						followed := "no"
+						if x.Followed {
+							followed = "yes"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", x.Scope, x.Why, followed, x.Entries, humanSize(x.Size))
+					}
+					tw.Flush()
+				}
 			})
 		},
 	}
+	stat.Flags().BoolVar(&byScope, "by-scope", false, "also split the entries by scope, with why this node stores each")
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Re-check every signature, hash link and authority from genesis",

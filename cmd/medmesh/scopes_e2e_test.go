@@ -221,4 +221,60 @@ func TestScopesCLI(t *testing.T) {
 			}
 		}
 	}
+
+	// `ledger stat --by-scope` says what each node stores of which scope,
+	// and why: its rows add up to the node's entries, the owner stores its
+	// own scopes as "own", its group members as "group", and the outsider
+	// stores nothing of them.
+	byScope := func(c *cli) api.LedgerStat {
+		t.Helper()
+		var st api.LedgerStat
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if err := json.Unmarshal([]byte(c.must("ledger", "stat", "--by-scope", "--json")), &st); err != nil {
+				t.Fatal(err)
+			}
+			var sum, size int64
+			for _, x := range st.ByScope {
+				sum += x.Entries
+				size += x.Size
+			}
+			if sum == st.Entries && size == st.Size {
+				break
+			}
+			if time.Now().After(deadline) { // entries may arrive between the two counts, not for 30 s
+				t.Fatalf("by scope: %d entries (%d bytes), in all %d (%d): %+v", sum, size, st.Entries, st.Size, st)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if len(st.ByScope) == 0 || st.ByScope[0].Scope != "global" || st.ByScope[0].Why != "global" || !st.ByScope[0].Followed {
+			t.Fatalf("by scope does not start with the global scope: %+v", st.ByScope)
+		}
+		return st
+	}
+	why := func(st api.LedgerStat, scope string) (api.LedgerScope, bool) {
+		for _, x := range st.ByScope {
+			if x.Scope == scope {
+				return x, true
+			}
+		}
+		return api.LedgerScope{}, false
+	}
+	if x, ok := why(byScope(owner), ownerScope); !ok || x.Why != "own" || !x.Followed || x.Entries < records*3 {
+		t.Fatalf("the owner's own scope by scope: %+v", x)
+	}
+	for _, f := range followers {
+		if x, ok := why(byScope(f), ownerScope); !ok || x.Why != "group" || !x.Followed || x.Entries < records {
+			t.Fatalf("a group member's row for the owner's scope: %+v (%v)", x, ok)
+		}
+	}
+	if x, ok := why(byScope(outsider), ownerScope); ok {
+		t.Fatalf("the outsider stores the owner's scope: %+v", x)
+	}
+	text := owner.must("ledger", "stat", "--by-scope")
+	for _, want := range []string{"SCOPE", "WHY", "ENTRIES", ownerScope, "own", "global"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("ledger stat --by-scope text lacks %q:\n%s", want, text)
+		}
+	}
 }

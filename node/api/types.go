@@ -314,6 +314,26 @@ type LedgerStat struct {
 	Synced bool `json:"synced"`
 	// Behind: the followed scopes not caught up yet ([] when synced).
 	Behind []string `json:"behind"`
+	// ByScope (only when asked: `ledger stat --by-scope`) splits Entries
+	// and Size by scope, with why this node stores each: the global scope
+	// first, then the most entries first.
+	ByScope []LedgerScope `json:"by_scope,omitempty"`
+}
+
+// LedgerScope is what a node stores of one ledger scope, and why.
+type LedgerScope struct {
+	Scope    string `json:"scope"`
+	Followed bool   `json:"followed"`
+	// Why: global (every node), own (this node's records and their
+	// reads), group (the owner's replica group has this node), grantee (a
+	// live grant to this node), holder (a record it holds outside the
+	// group), escrow (a record escrowed to it), leaving (followed, none of
+	// those any more: left within the hour), reads (not followed: this
+	// node's claims of its reads of the owner's records), left (not
+	// followed any more: what it stored stays).
+	Why     string `json:"why"`
+	Entries int64  `json:"entry_count"`
+	Size    int64  `json:"size"`
 }
 
 // VerifyResult is the outcome of `ledger verify`.

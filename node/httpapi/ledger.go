@@ -31,6 +31,7 @@ type LedgerReader interface {
 	TypeNames() []string
 	CheckTypeName(t string) error
 	Stat(ctx context.Context) ledger.Stat
+	StoredByScope(ctx context.Context) ([]ledger.ScopeStored, error)
 }
 
 // Ledger serves `medmesh ledger log|heads|stat|verify`.
@@ -119,6 +120,17 @@ func (a Ledger) stat(w http.ResponseWriter, r *http.Request) {
 	}
 	if out.Behind == nil {
 		out.Behind = []string{}
+	}
+	if r.URL.Query().Get("by_scope") == "1" {
+		by, err := a.L.StoredByScope(r.Context())
+		if err != nil {
+			api.Fail(w, err)
+			return
+		}
+		out.ByScope = make([]api.LedgerScope, 0, len(by))
+		for _, s := range by {
+			out.ByScope = append(out.ByScope, api.LedgerScope{Scope: s.Scope, Followed: s.Followed, Why: s.Why, Entries: s.Entries, Size: s.Bytes})
+		}
 	}
 	api.JSON(w, http.StatusOK, out)
 }

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -215,7 +214,7 @@ func (l *Ledger) pruneScope(ctx context.Context, scope string) (ScopePruneStats,
 		if len(drop) == 0 {
 			continue
 		}
-		if err := l.dropEntries(ctx, del, drop, rows, size); err != nil {
+		if err := l.dropEntries(ctx, del, ws, drop, rows, size); err != nil {
 			return st, err
 		}
 		st.Pruned += len(drop)
@@ -264,7 +263,7 @@ func (l *Ledger) pruneAfter(scope string) {
 // dropEntries deletes entries' log rows and bodies, and takes them off the
 // stored counters (ledger stat), under the core's lock: the counters are
 // written with each batch of applied entries.
-func (l *Ledger) dropEntries(ctx context.Context, del entryDeleter, drop []cid.Cid, rows []string, size int64) error {
+func (l *Ledger) dropEntries(ctx context.Context, del entryDeleter, ws string, drop []cid.Cid, rows []string, size int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.core
@@ -278,16 +277,19 @@ func (l *Ledger) dropEntries(ctx context.Context, del entryDeleter, drop []cid.C
 		}
 	}
 	after := Stored{Entries: max(c.stored.Entries-int64(len(drop)), 0), Bytes: max(c.stored.Bytes-size, 0)}
-	var sb [16]byte
-	binary.BigEndian.PutUint64(sb[:], uint64(after.Entries))
-	binary.BigEndian.PutUint64(sb[8:], uint64(after.Bytes))
-	if err := b.Put(storedKey, sb[:]); err != nil {
+	if err := b.Put(storedKey, encStored(after)); err != nil {
+		return err
+	}
+	sc := c.scopeStored[ws]
+	sc = Stored{Entries: max(sc.Entries-int64(len(drop)), 0), Bytes: max(sc.Bytes-size, 0)}
+	if err := b.Put(storedScopeKey(ws), encStored(sc)); err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
 	c.stored = after
+	c.scopeStored[ws] = sc
 	// The bodies go after the rows: an entry listed in the log can always
 	// be read back.
 	return del.DeleteEntries(ctx, drop)

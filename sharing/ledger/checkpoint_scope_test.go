@@ -414,6 +414,7 @@ func TestScopeCheckpointPrune(t *testing.T) {
 	if byScope[os].Pruned == 0 || byScope[as].Pruned != 0 || byScope[as].Kept == 0 || st.Checkpoint.Defined() {
 		t.Fatalf("prune on a group member: %+v", st)
 	}
+	checkStoredByScope(t, n) // the pruned entries are off their scope's counters
 	for _, s := range []string{os, as} {
 		d, _, err := n.ScopeDigest(ctx, s)
 		if err != nil {

@@ -370,6 +370,7 @@ func TestPruneKeepsOwnerHistory(t *testing.T) {
 	if got := a.Stat(ctx).Stored; got.Entries != stat0.Entries-int64(st.Pruned) || got.Bytes != stat0.Bytes-st.Size {
 		t.Fatalf("stored after prune %+v, before %+v, pruned %+v", got, stat0.Stored, st)
 	}
+	checkStoredByScope(t, a)
 	for _, e := range others {
 		if _, err := a.Entry(ctx, e.cid); err == nil {
 			t.Fatalf("claim on another owner's record %s kept", e.cid)

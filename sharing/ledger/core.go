@@ -41,8 +41,12 @@ type Core struct {
 	// stored counts the applied entries and their bytes (Stored); like the
 	// heads, apply advances it and a storage failure reloads it.
 	stored Stored
-	d      *dag
-	pend   *pending
+	// scopeStored splits stored by wire scope ("" global), and scopeDirty
+	// names the scopes a batch changed, written with it (stageHeads).
+	scopeStored map[string]Stored
+	scopeDirty  map[string]bool
+	d           *dag
+	pend        *pending
 
 	// stale is set when a storage failure left the heads unknown: every
 	// operation reloads them first, and fails while it cannot.
@@ -93,7 +97,7 @@ func NewCore(ctx context.Context, c CoreConfig) (*Core, error) {
 	if types, err = types.only(declared); err != nil {
 		return nil, fmt.Errorf("%w (network %s)", err, g.cid)
 	}
-	co := &Core{store: c.Store, net: g.cid, types: types, scoped: scoped, cfg: c, heads: map[cid.Cid]HLC{}, hscope: map[cid.Cid]string{}, pend: newPending(c.MaxPending),
+	co := &Core{store: c.Store, net: g.cid, types: types, scoped: scoped, cfg: c, heads: map[cid.Cid]HLC{}, scopeStored: map[string]Stored{}, scopeDirty: map[string]bool{}, hscope: map[cid.Cid]string{}, pend: newPending(c.MaxPending),
 		d: &dag{cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}, sc: newStateCache()}}
 	co.d.t = co.d.newTxn(co.store, 0)
 	if err := co.load(ctx); err != nil {
@@ -190,6 +194,19 @@ type Stored struct {
 // Stored returns the applied entries the core stores and their bytes.
 func (c *Core) Stored() Stored { return c.stored }
 
+// StoredByScope returns Stored per scope name ("global", owner/<peer>,
+// audit/<peer>): every scope this node stores entries of, followed or not
+// (a reader's claims on an owner's audit scope; a scope it left).
+func (c *Core) StoredByScope() map[string]Stored {
+	out := make(map[string]Stored, len(c.scopeStored))
+	for s, st := range c.scopeStored {
+		if st.Entries > 0 {
+			out[scopeName(s)] = st
+		}
+	}
+	return out
+}
+
 // PendingLen returns the number of entries waiting for missing parents.
 func (c *Core) PendingLen() int { return c.pend.len() }
 
@@ -256,13 +273,44 @@ func (c *Core) load(ctx context.Context) error {
 }
 
 // storedKey holds Stored: entries then bytes, 8 bytes each, big-endian. It
-// is written with the heads, once per batch.
-const storedKey = "/c/stored"
+// is written with the heads, once per batch. pScopeStored+<wire scope>
+// holds the same per scope (storedScopeKey), written with it for the
+// scopes the batch changed.
+const (
+	storedKey    = "/c/stored"
+	pScopeStored = "/c/ss/"
+)
+
+// storedScopeKey is the key of wire scope ws's counters ("g" for the
+// global scope, whose wire name is empty).
+func storedScopeKey(ws string) string {
+	if ws == "" {
+		return pScopeStored + "g"
+	}
+	return pScopeStored + ws
+}
+
+func encStored(st Stored) []byte {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:], uint64(st.Entries))
+	binary.BigEndian.PutUint64(b[8:], uint64(st.Bytes))
+	return b[:]
+}
+
+func decStored(v []byte) (Stored, bool) {
+	if len(v) != 16 {
+		return Stored{}, false
+	}
+	return Stored{int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))}, true
+}
 
 // loadStored reads the stored-entry counters, counting the log once if a
-// ledger written before they existed has none.
+// ledger written before they existed (or before they were kept per
+// scope) has none.
 func (c *Core) loadStored(ctx context.Context) error {
 	c.stored = Stored{}
+	c.scopeStored = map[string]Stored{}
+	c.scopeDirty = map[string]bool{}
 	if len(c.heads) == 0 {
 		return nil // empty store: the genesis is the first entry counted
 	}
@@ -270,10 +318,28 @@ func (c *Core) loadStored(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if ok && len(v) == 16 {
-		c.stored = Stored{int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))}
+	total, totalOK := decStored(v)
+	perScope := false
+	err = c.store.Scan(ctx, pScopeStored, false, func(k string, v []byte) bool {
+		ws := k[len(pScopeStored):]
+		if ws == "g" {
+			ws = ""
+		}
+		if st, ok := decStored(v); ok {
+			c.scopeStored[ws] = st
+			perScope = true
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if ok && totalOK && perScope {
+		c.stored = total
 		return nil
 	}
+	// Count the log once; the next batch writes what it counted.
+	c.scopeStored = map[string]Stored{}
 	all, err := logCIDs(ctx, c.store)
 	if err != nil {
 		return err
@@ -283,10 +349,36 @@ func (c *Core) loadStored(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ledger: count stored entries: %w", err)
 		}
-		c.stored.Entries++
-		c.stored.Bytes += int64(len(raw))
+		ws := ""
+		if c.scoped {
+			v, ok, err := c.store.Get(ctx, pMeta+e.String())
+			if err != nil {
+				return fmt.Errorf("ledger: count stored entries: %w", err)
+			}
+			var m meta
+			if ok {
+				if err := decMode.Unmarshal(v, &m); err != nil {
+					return corrupt(pMeta+e.String(), err)
+				}
+			}
+			ws = m.Scope
+		}
+		c.countStored(ws, 1, int64(len(raw)))
 	}
 	return nil
+}
+
+// countStored adds n entries of size bytes of wire scope ws to the
+// counters (negative to remove them), marking the scope for the next
+// batch.
+func (c *Core) countStored(ws string, n, size int64) {
+	c.stored.Entries = max(c.stored.Entries+n, 0)
+	c.stored.Bytes = max(c.stored.Bytes+size, 0)
+	st := c.scopeStored[ws]
+	st.Entries = max(st.Entries+n, 0)
+	st.Bytes = max(st.Bytes+size, 0)
+	c.scopeStored[ws] = st
+	c.scopeDirty[ws] = true
 }
 
 // nextClock returns a clock past now, the local clock and after.
@@ -583,10 +675,11 @@ func (c *Core) stageHeads(t *txn) {
 	binary.BigEndian.PutUint64(cb[:], c.clock.Wall)
 	binary.BigEndian.PutUint32(cb[8:], c.clock.Counter)
 	t.put("/c/clock", cb[:])
-	var sb [16]byte
-	binary.BigEndian.PutUint64(sb[:], uint64(c.stored.Entries))
-	binary.BigEndian.PutUint64(sb[8:], uint64(c.stored.Bytes))
-	t.put(storedKey, sb[:])
+	t.put(storedKey, encStored(c.stored))
+	for ws := range c.scopeDirty {
+		t.put(storedScopeKey(ws), encStored(c.scopeStored[ws]))
+	}
+	clear(c.scopeDirty)
 	t.put(indexKey, []byte{indexVersion})
 }
 
@@ -825,8 +918,7 @@ func (c *Core) apply(ctx context.Context, t *txn, e *Entry, spec *TypeSpec, pl a
 	if c.clock.Less(e.Clock) {
 		c.clock = e.Clock
 	}
-	c.stored.Entries++
-	c.stored.Bytes += int64(len(e.raw))
+	c.countStored(e.Scope, 1, int64(len(e.raw)))
 	// /h/, /c/clock and /c/stored are written once per batch (stageHeads).
 	return nil
 }

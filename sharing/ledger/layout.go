@@ -23,6 +23,8 @@ import (
 //	/s/...                      the materialized view; Digest hashes exactly this prefix
 //	/c/clock                    the local clock high-water mark
 //	/c/stored                   entries stored and their bytes (ledger stat)
+//	/c/ss/<scope>               the same per wire scope ("g": the global scope), for
+//	                            ledger stat --by-scope; written with the heads
 //	/c/index                    the version of the /i/ indexes this store has (indexVersion)
 const (
 	pMeta  = "/e/"

@@ -1,8 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
+	"sort"
 	"time"
+
+	"github.com/medmesh/medmesh/sharing/replication"
 )
 
 // Stat is what `medmesh ledger stat` reports about this node's ledger.
@@ -129,4 +133,92 @@ func (l *Ledger) scopeCaughtUp(n *transport, s string) bool {
 	}
 	_, owner, err := ParseScope(s)
 	return err == nil && owner == l.self
+}
+
+// Why this node stores a scope's entries (ScopeStored.Why).
+const (
+	WhyGlobal  = "global"  // the global scope: every node follows it
+	WhyOwn     = "own"     // this node's own owner or audit scope
+	WhyGroup   = "group"   // the owner's replica group has this node
+	WhyGrantee = "grantee" // a live grant to this node on one of the owner's records
+	WhyHolder  = "holder"  // this node holds one of the owner's records outside its group
+	WhyEscrow  = "escrow"  // one of the owner's records is escrowed to this node
+	// WhyLeaving: followed, but none of the above any more: this node
+	// leaves the scope at its next look (within unfollowEvery, once it has
+	// followed it for unfollowGrace).
+	WhyLeaving = "leaving"
+	// WhyReads: not followed; the entries are this node's own claims of
+	// its reads of the owner's records (an audit scope).
+	WhyReads = "reads"
+	// WhyLeft: not followed any more; what this node stored of it stays.
+	WhyLeft = "left"
+)
+
+// ScopeStored is what this node stores of one scope, and why.
+type ScopeStored struct {
+	Scope    string
+	Followed bool
+	Why      string
+	Stored
+}
+
+// StoredByScope returns, for every scope this node follows or stores
+// entries of, the entries it stores of it and why (the Why constants):
+// the global scope first, then by entries stored, most first. The counts
+// are counters; the reasons cost this node's grants and holdings, and an
+// owner's records for a followed scope where neither answers (an escrow,
+// or a scope about to be left).
+func (l *Ledger) StoredByScope(ctx context.Context) ([]ScopeStored, error) {
+	l.mu.Lock()
+	by := l.core.StoredByScope()
+	l.mu.Unlock()
+	followed := map[string]bool{}
+	for _, s := range l.Followed() {
+		followed[s] = true
+		if _, ok := by[s]; !ok {
+			by[s] = Stored{}
+		}
+	}
+	var rms []replication.Member
+	for _, m := range l.Members() {
+		rms = append(rms, replication.Member{Peer: m.Peer, Org: m.Org})
+	}
+	now := l.now()
+	out := make([]ScopeStored, 0, len(by))
+	for s, st := range by {
+		ss := ScopeStored{Scope: s, Followed: followed[s], Stored: st}
+		kind, owner, err := ParseScope(s)
+		switch {
+		case err != nil:
+			return nil, err
+		case kind == KindGlobal:
+			ss.Why = WhyGlobal
+		case owner == l.self:
+			ss.Why = WhyOwn
+		case !ss.Followed && kind == KindAudit:
+			ss.Why = WhyReads
+		case !ss.Followed:
+			ss.Why = WhyLeft
+		case replication.InGroup(owner, l.self, rms):
+			ss.Why = WhyGroup
+		default:
+			why, err := l.involvement(ctx, owner, now)
+			if err != nil {
+				return nil, err
+			}
+			ss.Why = cmp.Or(why, WhyLeaving)
+		}
+		out = append(out, ss)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.Why == WhyGlobal) != (b.Why == WhyGlobal) {
+			return a.Why == WhyGlobal
+		}
+		if a.Entries != b.Entries {
+			return a.Entries > b.Entries
+		}
+		return a.Scope < b.Scope
+	})
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -28,6 +29,39 @@ func logStored(t *testing.T, l *Ledger) Stored {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// checkStoredByScope fails unless the core's per-scope counters are the
+// log's, counted the slow way per scope.
+func checkStoredByScope(t *testing.T, l *Ledger) map[string]Stored {
+	t.Helper()
+	ctx := context.Background()
+	want := map[string]Stored{}
+	all, err := logCIDs(ctx, l.store) // the log's rows: a pruned entry has none
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all {
+		raw, err := l.store.GetEntry(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := DecodeEntry(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := want[scopeName(e.Scope)]
+		st.Entries++
+		st.Bytes += int64(len(raw))
+		want[scopeName(e.Scope)] = st
+	}
+	l.mu.Lock()
+	got := l.core.StoredByScope()
+	l.mu.Unlock()
+	if !maps.Equal(got, want) {
+		t.Fatalf("stored by scope %v, the log holds %v", got, want)
+	}
+	return got
 }
 
 // TestStatCountsStoredEntries: Stat's entries and bytes are those of the
@@ -58,25 +92,43 @@ func TestStatCountsStoredEntries(t *testing.T) {
 	if got := l.Stat(ctx).Stored; got != want {
 		t.Fatalf("after a restart: %+v, want %+v", got, want)
 	}
-	// A ledger written before the counters: counted once, at open.
-	b, err := l.store.Batch(ctx)
-	if err != nil {
-		t.Fatal(err)
+	checkStoredByScope(t, l)
+	// A ledger written before the counters (or before they were kept
+	// per scope): counted once, at open.
+	for _, keys := range [][]string{{storedKey, storedScopeKey("")}, {storedScopeKey("")}} {
+		b, err := l.store.Batch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			b.Delete(k)
+		}
+		if err := b.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		st.Close()
+		l, st = openAt(t, dir, w.admin, w.genesis)
+		if got := l.Stat(ctx).Stored; got != want {
+			t.Fatalf("counted at open without %v: %+v, want %+v", keys, got, want)
+		}
+		if got := checkStoredByScope(t, l); got[ScopeGlobal] != want {
+			t.Fatalf("by scope, counted at open without %v: %+v, want %+v", keys, got, want)
+		}
 	}
-	b.Delete(storedKey)
-	if err := b.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	st.Close()
-	l, st = openAt(t, dir, w.admin, w.genesis)
 	defer func() { l.Close(); st.Close() }()
-	if got := l.Stat(ctx).Stored; got != want {
-		t.Fatalf("counted at open: %+v, want %+v", got, want)
-	}
 	as(t, l, w.members[1], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
 	if got, want := l.Stat(ctx).Stored, logStored(t, l); got != want {
 		t.Fatalf("after an ingest: %+v, want %+v", got, want)
+	}
+	checkStoredByScope(t, l)
+	// Written with that batch: a restart reads them back, not the log.
+	l.Close()
+	st.Close()
+	l, st = openAt(t, dir, w.admin, w.genesis)
+	checkStoredByScope(t, l)
+	if v, ok, err := l.store.Get(ctx, storedScopeKey("")); err != nil || !ok || len(v) != 16 {
+		t.Fatalf("the global scope's counters are not stored: %v %v", ok, err)
 	}
 }
 
@@ -100,6 +152,7 @@ func TestStatAfterFailedCommit(t *testing.T) {
 	if got := l.Stat(ctx).Stored; got != before {
 		t.Fatalf("a failed commit counted: %+v, before %+v", got, before)
 	}
+	checkStoredByScope(t, l)
 	fs.set(nil, nil)
 	if err := l.Ingest(ctx, e.Bytes()); err != nil {
 		t.Fatal(err)
@@ -107,6 +160,7 @@ func TestStatAfterFailedCommit(t *testing.T) {
 	if got := l.Stat(ctx).Stored; got.Entries != before.Entries+1 || got.Bytes != before.Bytes+int64(len(e.Bytes())) {
 		t.Fatalf("after the retry: %+v, before %+v", got, before)
 	}
+	checkStoredByScope(t, l)
 }
 
 // TestSynced: nodes that caught up with every connected peer say synced;

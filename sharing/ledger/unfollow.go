@@ -48,48 +48,58 @@ func followedAt(t time.Time) []byte {
 // of one to it. Its cost is the records this node was granted or holds,
 // and owner's records only when neither answers (about to leave).
 func (l *Ledger) stillInvolved(ctx context.Context, owner peer.ID, now time.Time) (bool, error) {
+	why, err := l.involvement(ctx, owner, now)
+	return why != "", err
+}
+
+// involvement is stillInvolved's answer with its reason: WhyGrantee,
+// WhyHolder or WhyEscrow, or "" when this node has no part in owner's
+// scope any more.
+func (l *Ledger) involvement(ctx context.Context, owner peer.ID, now time.Time) (string, error) {
 	st := l.State()
 	granted, err := st.GrantedIDs(ctx, l.self)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, id := range granted {
 		info, ok, err := st.Record(ctx, id)
 		if err != nil {
-			return false, err
+			return "", err
 		}
 		if !ok || info.Owner != owner {
 			continue
 		}
-		if live, err := liveGrantTo(ctx, st, id, l.self, now); err != nil || live {
-			return live, err
+		if live, err := liveGrantTo(ctx, st, id, l.self, now); err != nil {
+			return "", err
+		} else if live {
+			return WhyGrantee, nil
 		}
 	}
 	held, err := st.HeldIDs(ctx, l.self)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, id := range held {
 		if info, ok, err := st.Record(ctx, id); err != nil {
-			return false, err
+			return "", err
 		} else if ok && info.Owner == owner {
-			return true, nil
+			return WhyHolder, nil
 		}
 	}
 	owned, err := st.OwnedIDs(ctx, owner)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	for _, id := range owned {
 		info, ok, err := st.Record(ctx, id)
 		if err != nil {
-			return false, err
+			return "", err
 		}
 		if _, esc := info.EscrowFor(l.self); ok && esc {
-			return true, nil
+			return WhyEscrow, nil
 		}
 	}
-	return false, nil
+	return "", nil
 }
 
 // leaveScopes stops following the owner scopes this node followed because

@@ -46,6 +46,25 @@ func TestLeaveScopes(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// why says why the outsider stores the owner's scope, and checks its
+	// counters against its log.
+	why := func() string {
+		t.Helper()
+		checkStoredByScope(t, outsider.l)
+		by, err := outsider.l.StoredByScope(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ss := range by {
+			if ss.Scope == scope {
+				if ss.Followed != outsider.l.Follows(scope) {
+					t.Fatalf("%s followed %v, Follows %v", scope, ss.Followed, outsider.l.Follows(scope))
+				}
+				return ss.Why
+			}
+		}
+		return ""
+	}
 	leave := func() []string {
 		t.Helper()
 		deadline := time.Now().Add(time.Minute)
@@ -74,7 +93,39 @@ func TestLeaveScopes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if w := why(); w != "" {
+		t.Fatalf("the outsider stores the owner's scope (%s) before any grant", w)
+	}
 	grant()
+	if w := why(); w != WhyGrantee {
+		t.Fatalf("the grantee stores the owner's scope as %q", w)
+	}
+	by, err := owner.l.StoredByScope(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by[0].Why != WhyGlobal || by[0].Scope != ScopeGlobal {
+		t.Fatalf("the owner's scopes do not start with the global scope: %+v", by)
+	}
+	for _, ss := range by {
+		if _, o, _ := ParseScope(ss.Scope); o == owner.who.id && ss.Why != WhyOwn {
+			t.Fatalf("the owner stores its own scope %s as %q", ss.Scope, ss.Why)
+		}
+	}
+	for _, nd := range nodes {
+		if nd == owner || nd == outsider || !nd.l.Follows(scope) {
+			continue
+		}
+		by, err := nd.l.StoredByScope(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ss := range by {
+			if ss.Scope == scope && ss.Why != WhyGroup {
+				t.Fatalf("a group member stores %s as %q", scope, ss.Why)
+			}
+		}
+	}
 	if left := leave(); len(left) != 0 {
 		t.Fatalf("left %v within the grace", left)
 	}
@@ -92,8 +143,14 @@ func TestLeaveScopes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if w := why(); w != WhyLeaving {
+		t.Fatalf("after the revoke the outsider stores the owner's scope as %q", w)
+	}
 	if left := leave(); !slices.Equal(left, []string{scope}) || outsider.l.Follows(scope) {
 		t.Fatalf("after the revoke: left %v, follows %v", left, outsider.l.Followed())
+	}
+	if w := why(); w != WhyLeft {
+		t.Fatalf("after leaving the outsider stores the owner's scope as %q", w)
 	}
 	// No peer sends it back: the owner's sync answer names no scope.
 	if hint := owner.l.serveFrom(ctx, &syncReq{Network: owner.l.net.Bytes(), Op: opDiff, Max: 1}, outsider.who.id); len(hint.Follow) != 0 {
