@@ -338,7 +338,7 @@ func (c *Core) loadStored(ctx context.Context) error {
 		c.stored = total
 		return nil
 	}
-	// Count the log once; the next batch writes what it counted.
+	// Count the log once.
 	c.scopeStored = map[string]Stored{}
 	all, err := logCIDs(ctx, c.store)
 	if err != nil {
@@ -364,6 +364,17 @@ func (c *Core) loadStored(ctx context.Context) error {
 			ws = m.Scope
 		}
 		c.countStored(ws, 1, int64(len(raw)))
+	}
+	// Kept at once, so the next start reads them (best effort: the next
+	// batch writes them anyway).
+	if b, err := c.store.Batch(ctx); err == nil {
+		b.Put(storedKey, encStored(c.stored))
+		for ws := range c.scopeDirty {
+			b.Put(storedScopeKey(ws), encStored(c.scopeStored[ws]))
+		}
+		if b.Commit(ctx) == nil {
+			clear(c.scopeDirty)
+		}
 	}
 	return nil
 }

@@ -115,6 +115,12 @@ func TestStatCountsStoredEntries(t *testing.T) {
 		if got := checkStoredByScope(t, l); got[ScopeGlobal] != want {
 			t.Fatalf("by scope, counted at open without %v: %+v, want %+v", keys, got, want)
 		}
+		// Counted once: kept at once, not counted again at the next start.
+		for _, k := range []string{storedKey, storedScopeKey("")} {
+			if v, ok, err := l.store.Get(ctx, k); err != nil || !ok || len(v) != 16 {
+				t.Fatalf("%s not kept after counting at open: %v %v", k, ok, err)
+			}
+		}
 	}
 	defer func() { l.Close(); st.Close() }()
 	as(t, l, w.members[1], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
