@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -154,7 +155,10 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// `medmesh watch --json` on the lab while the browsers work.
 	watch := lab.cmd("watch", "--json")
-	var watchOut, watchErr bytes.Buffer
+	// Read while the command writes to it (exec copies its output on a
+	// goroutine of its own): a locked buffer, not a bytes.Buffer (the race
+	// detector's e2e run, scripts/race-e2e.sh, caught the poll below).
+	var watchOut, watchErr lockedBuffer
 	watch.Stdout, watch.Stderr = &watchOut, &watchErr
 	if err := watch.Start(); err != nil {
 		t.Fatal(err)
@@ -230,7 +234,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("watch after SIGINT: %v\n%s", werr, watchErr.String())
 	}
 	var types []string
-	sc := bufio.NewScanner(&watchOut)
+	sc := bufio.NewScanner(strings.NewReader(watchOut.String())) // the command has exited
 	for sc.Scan() {
 		var ev api.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
@@ -250,4 +254,22 @@ func TestConsoleInBrowser(t *testing.T) {
 	if fmt.Sprint(types) != "[shared revoked]" {
 		t.Errorf("watch printed %v for the record, want [shared revoked]:\n%s", types, watchOut.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a command writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
