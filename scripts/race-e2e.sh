@@ -4,7 +4,7 @@
 # too, and write any race report to a file of their own (GORACE log_path),
 # which this script prints. internal/racesmoke covers the other packages
 # under `go test ./...`; this one takes far longer (the e2e package is
-# 5 minutes without the detector; 45-60 with it on two cores).
+# 5 minutes without the detector; 29 with it on two cores, session 15).
 #
 #   scripts/race-e2e.sh [TEST_REGEX]     e.g. scripts/race-e2e.sh 'TestScopesCLI|TestTrustCLI'
 #

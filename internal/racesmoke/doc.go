@@ -9,7 +9,10 @@
 // runs them under the detector) and the fuzz and race smokes. It fails on
 // a race report or a panic; a test that only fails because the detector
 // makes it slower (a deadline) is logged, not failed: the ordinary run of
-// the suite judges it. `go test -short` skips it; so does a toolchain
-// without the race detector, saying so. MEDMESH_RACE_PKGS="./a ./b"
+// the suite judges it. It runs one package at a time and needs about a
+// quarter of an hour: a test binary with less than 25 minutes before its
+// deadline skips it, saying so (go test's default -timeout is 10m; the
+// README's and CI's command gives 45m). `go test -short` skips it; so does
+// a toolchain without the race detector. MEDMESH_RACE_PKGS="./a ./b"
 // runs those packages only.
 package racesmoke
