@@ -80,7 +80,7 @@ func TestNoDataRaces(t *testing.T) {
 	err = cmd.Run()
 	text := buf.String()
 	if strings.Contains(text, "-race requires cgo") || strings.Contains(text, "race detector not supported") {
-		t.Skipf("this toolchain has no race detector: %s", firstLine(text))
+		t.Skipf("no race detector here (it needs cgo and a C compiler: .ci/run installs gcc): %s", firstLine(text))
 	}
 	races := strings.Count(text, "WARNING: DATA RACE")
 	switch {
