@@ -120,11 +120,11 @@ func failures(s string) string {
 // excerpt keeps go test's output whole up to 256 KiB, else its first
 // race reports and the failures.
 func excerpt(s string) string {
-	const max = 256 << 10
-	if len(s) <= max {
+	const limit = 256 << 10
+	if len(s) <= limit {
 		return s
 	}
-	return s[:max] + "\n[...]\n" + failures(s[max:])
+	return s[:limit] + "\n[...]\n" + failures(s[limit:])
 }
 
 // env is this process's environment without GORACE: the nested go test

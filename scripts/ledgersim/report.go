@@ -216,7 +216,7 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 		rep.NodesEnd++
 		var b int64
 		sc := 0
-		rel := map[string]string{} // owner -> relation, cached
+		rel := map[string]string{} // owner -> why, cached
 		counts := map[string]int{}
 		for _, e := range stored[i] {
 			b += int64(e.size)
@@ -225,14 +225,17 @@ func (s *sim) measure(ctx context.Context, rep *Report, before []trafficSnap) {
 			}
 			r := "global"
 			if _, o, err := ledger.ParseScope(e.scope); err == nil && o != "" {
-				r2, ok := rel[string(o)]
-				if !ok {
-					r2 = s.relation(i, o.String())
-					rel[string(o)] = r2
-				}
-				r = map[string]string{"owner": "own", "group": "group"}[r2]
-				if r == "" {
-					r = "other"
+				var ok bool
+				if r, ok = rel[string(o)]; !ok {
+					switch s.relation(i, o.String()) {
+					case "owner":
+						r = "own"
+					case "group":
+						r = "group"
+					default:
+						r = "other"
+					}
+					rel[string(o)] = r
 				}
 			}
 			counts[r]++
