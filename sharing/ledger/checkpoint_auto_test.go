@@ -24,7 +24,11 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 		t.Skip("networked")
 	}
 	ctx := context.Background()
-	w, _, nodes := newScopedMesh(t, 6)
+	// Followers ask for a scope's newer checkpoints every second, not
+	// every ten: adoption takes seconds (it took 20 s a checkpoint, and
+	// the one-minute waits below were once missed under load).
+	const askEvery = time.Second
+	w, _, nodes := newScopedMeshOpts(t, 6, func(_ int, o *Options) { o.checkpointAskEvery = askEvery })
 	owner := nodes[1]
 	scope := OwnerScope(owner.who.id)
 	group := slices.Sorted(slices.Values(owner.l.groupOf(owner.who.id)))
@@ -275,7 +279,7 @@ func TestAutoScopeCheckpoint(t *testing.T) {
 	announce(60, 80)
 	ck2 := proposeNow()
 	adopted(followers[:len(followers)-1], ck2)
-	time.Sleep(scopeCkptEvery) // the keepers adopted it within one: the grantee would have too
+	time.Sleep(3 * askEvery) // the keepers adopted it within one: the grantee would have too
 	if cks, err := outsider.l.CheckpointChain(ctx, scope); err != nil || len(cks) != 1 || cks[0].cid != ck.cid {
 		t.Fatalf("the grantee's checkpoints of the scope: %v, %v; want only the one it loaded, %s", cks, err, ck.cid)
 	}

@@ -303,7 +303,7 @@ func (l *Ledger) scopeCheckpointFrom(ctx context.Context, ask func(*syncReq) (*s
 	l.scopeCkptMu.Lock()
 	at, ok := l.scopeCkptAsked[name]
 	l.scopeCkptMu.Unlock()
-	if ok && l.now().Sub(at) < scopeCkptEvery {
+	if ok && l.now().Sub(at) < l.o.checkpointAskEvery {
 		return false, nil
 	}
 	// Only an answer this node could use counts: after a failure (a peer

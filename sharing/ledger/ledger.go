@@ -73,6 +73,11 @@ type Options struct {
 	// (ckpt_blocks.go). Nodes set it; Open moves there the blocks an
 	// older version kept in the store.
 	CheckpointDir string
+
+	// checkpointAskEvery is how often a node asks a peer for a followed
+	// scope's newer checkpoints (default scopeCkptEvery); tests shorten
+	// it so that adoption takes seconds, not tens of them.
+	checkpointAskEvery time.Duration
 }
 
 // Ledger is one node's replica of the network's ledger: a Core over the
@@ -251,6 +256,9 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 10 * time.Second
+	}
+	if o.checkpointAskEvery <= 0 {
+		o.checkpointAskEvery = scopeCkptEvery
 	}
 	if o.GossipRepairAfter == 0 {
 		o.GossipRepairAfter = time.Minute

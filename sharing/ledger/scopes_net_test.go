@@ -22,8 +22,15 @@ import (
 // announced (global entries only).
 func newScopedMesh(t *testing.T, n int) (*world, mocknet.Mocknet, []*meshNode) {
 	t.Helper()
+	return newScopedMeshOpts(t, n, nil)
+}
+
+// newScopedMeshOpts is newScopedMesh with node i's ledger options changed
+// by ledgerOpts(i, &o) (ledgerOpts may be nil).
+func newScopedMeshOpts(t *testing.T, n int, ledgerOpts func(int, *Options)) (*world, mocknet.Mocknet, []*meshNode) {
+	t.Helper()
 	w := newWorld(t, n, WithScopes())
-	mn, nodes := startMesh(t, w, n, 11000, 3*time.Minute, func(l *Ledger) {
+	mn, nodes := startMeshOpts(t, w, n, 11000, 3*time.Minute, 500*time.Millisecond, func(l *Ledger) {
 		for i, m := range w.members {
 			if i > 0 {
 				as(t, l, w.admin, TypeMemberAdd, MemberAddPayload{Peer: m.id, Org: fmt.Sprintf("clinic %d", i)})
@@ -32,7 +39,7 @@ func newScopedMesh(t *testing.T, n int) (*world, mocknet.Mocknet, []*meshNode) {
 		for _, m := range w.members {
 			as(t, l, m, TypeKeyAnnounce, KeyAnnouncePayload{Public: m.kem.Public()})
 		}
-	})
+	}, nil, ledgerOpts)
 	return w, mn, nodes
 }
 
