@@ -94,7 +94,9 @@ func line(t *testing.T, mn mocknet.Mocknet, w *world, a, b, c *meshNode) {
 	for !slices.Contains(b.ps.ListPeers(topic), a.h.ID()) || !slices.Contains(b.ps.ListPeers(topic), c.h.ID()) ||
 		!slices.Contains(c.ps.ListPeers(topic), b.h.ID()) || slices.Contains(c.ps.ListPeers(topic), a.h.ID()) {
 		if time.Now().After(deadline) {
-			t.Fatal("the topic's peers did not form")
+			t.Fatalf("the topic's peers did not form in a minute: B lists A %v, C %v; C lists B %v, A %v (want true, true, true, false)",
+				slices.Contains(b.ps.ListPeers(topic), a.h.ID()), slices.Contains(b.ps.ListPeers(topic), c.h.ID()),
+				slices.Contains(c.ps.ListPeers(topic), b.h.ID()), slices.Contains(c.ps.ListPeers(topic), a.h.ID()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
