@@ -43,9 +43,9 @@ func (m *Manager) kick() {
 // records short of replicas; and in a slow sweep (started every
 // SweepInterval, SweepBatch records an Interval) the involved records in
 // case anything was missed. Every record it knows is planned once, at
-// start, and again when the ledger loads a scope's state from a
-// checkpoint (ledger.TypeStateLoaded: records that arrived without
-// entries). Nothing else: with no change, a node does no per-record work,
+// start and when the ledger loads the global scope's state from a
+// checkpoint (ledger.TypeStateLoaded: joining); an owner scope's load
+// plans that owner's records (they arrived without entries). Nothing else: with no change, a node does no per-record work,
 // however many records the network holds.
 func (m *Manager) loop() {
 	defer m.wg.Done()
@@ -64,28 +64,9 @@ func (m *Manager) loop() {
 			if !ok {
 				return
 			}
-			switch e.Type {
-			case ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeMemberOrg:
-				if p, ok := ledger.MemberOf(e); ok {
-					m.changed[p] = true
-				} else {
-					m.dirtyAll = true
-				}
-			case ledger.TypeAccess, ledger.TypeServed:
-				continue // reads move no replica
-			case ledger.TypeStateLoaded:
-				// Records, receipts and members loaded from a checkpoint,
-				// not applied one by one: plan every record known.
-				m.dirtyAll = true
-			default:
-				if rec, ok := ledger.RecordOf(e); ok {
-					m.dirty[rec] = true
-				} else {
-					continue
-				}
+			if m.onEntry(e) {
+				m.kick() // a burst of entries coalesces into one pass
 			}
-			// Coalesce a burst of entries into one pass.
-			m.kick()
 		case <-m.wake:
 			m.pass()
 		case <-tick.C:
@@ -97,6 +78,43 @@ func (m *Manager) loop() {
 			m.startSweep()
 		}
 	}
+}
+
+// onEntry marks for planning what an applied entry (or a ledger
+// notification) may move, and reports whether it marked anything: the
+// record an entry is about; members that joined, left or changed org
+// (followChanges); after a scope's state was loaded from a checkpoint
+// rather than applied entry by entry, the records of that scope's owner
+// (an owner scope), none (an audit scope: reads move no replica), or every
+// record (the global scope: the membership itself was loaded).
+func (m *Manager) onEntry(e *ledger.Entry) bool {
+	switch e.Type {
+	case ledger.TypeMemberAdd, ledger.TypeMemberRemove, ledger.TypeMemberOrg:
+		if p, ok := ledger.MemberOf(e); ok {
+			m.changed[p] = true
+		} else {
+			m.dirtyAll = true
+		}
+	case ledger.TypeAccess, ledger.TypeServed:
+		return false // reads move no replica
+	case ledger.TypeStateLoaded:
+		kind, owner, err := ledger.ParseScope(e.Scope)
+		switch {
+		case err != nil || kind == ledger.KindGlobal:
+			m.dirtyAll = true
+		case kind == ledger.KindOwner:
+			m.loaded[owner] = true
+		default:
+			return false
+		}
+	default:
+		rec, ok := ledger.RecordOf(e)
+		if !ok {
+			return false
+		}
+		m.dirty[rec] = true
+	}
+	return true
 }
 
 // tick is the loop's work every Interval (besides liveness): it plans the
@@ -228,8 +246,13 @@ func (m *Manager) pass() {
 		m.dirtyAll = false
 		clear(m.dirty)
 		clear(m.changed)
+		clear(m.loaded)
 		clear(m.involved)
 	} else {
+		if !m.followLoaded() {
+			m.kick() // planned in full at the next pass
+			return
+		}
 		m.followChanges()
 		for rec := range m.dirty {
 			ids = append(ids, rec)
@@ -246,6 +269,25 @@ func (m *Manager) pass() {
 			m.evaluate(info, &room)
 		}
 	}
+}
+
+// followLoaded marks for planning the records of the owners whose scope
+// was loaded from a checkpoint (m.loaded). If their list cannot be read it
+// plans every record instead (dirtyAll) and reports false.
+func (m *Manager) followLoaded() bool {
+	for owner := range m.loaded {
+		ids, err := m.ledger.OwnedIDs(m.ctx, owner)
+		if err != nil {
+			m.log.Warn("list the records of an owner whose scope was loaded; planning every record", "owner", owner, "err", err)
+			m.dirtyAll = true
+			return false
+		}
+		for _, rec := range ids {
+			m.dirty[rec] = true
+		}
+	}
+	clear(m.loaded)
+	return true
 }
 
 // followChanges marks for planning what a change of members (m.changed:

@@ -31,6 +31,8 @@ type Ledger interface {
 	RecordIDs(ctx context.Context) ([]cid.Cid, error)
 	// HeldIDs lists the records p holds (the ledger's holder index).
 	HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
+	// OwnedIDs lists the records p owns (the ledger's owner index).
+	OwnedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error)
 	Receipts(rec cid.Cid) []ledger.Receipt
 	GrantHistory(rec cid.Cid) []ledger.Grant
 	HoldAuthority(info ledger.RecordInfo) rules.Authority
@@ -164,6 +166,9 @@ type Manager struct {
 	// changed are members that joined, left, changed org or whose
 	// liveness changed since the last pass (followChanges).
 	changed map[peer.ID]bool
+	// loaded are owners whose scope the ledger loaded from a checkpoint
+	// since the last pass (followLoaded).
+	loaded map[peer.ID]bool
 	// involved are the records this node may have to act on: it owns,
 	// pins, fetches or declined them, or may hold them (placement's
 	// window). Liveness changes and the periodic sweep re-plan only these,
@@ -211,7 +216,7 @@ func New(cfg Config) (*Manager, error) {
 		live: rules.NewLiveness(o.Grace, cfg.Now()), m: newMetrics(cfg.Metrics),
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.FetchConcurrency),
 		fetching: map[cid.Cid]bool{}, lost: map[cid.Cid]bool{}, upSet: map[peer.ID]bool{}, dialing: map[peer.ID]bool{}, failing: map[cid.Cid]bool{},
-		short: map[cid.Cid]time.Time{}, dirty: map[cid.Cid]bool{}, dirtyAll: true, involved: map[cid.Cid]bool{}, changed: map[peer.ID]bool{},
+		short: map[cid.Cid]time.Time{}, dirty: map[cid.Cid]bool{}, dirtyAll: true, involved: map[cid.Cid]bool{}, changed: map[peer.ID]bool{}, loaded: map[peer.ID]bool{},
 	}
 	m.m.pinned.Set(float64(m.pins.Len()))
 	return m, nil

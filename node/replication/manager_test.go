@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/test"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	mh "github.com/multiformats/go-multihash"
 
@@ -90,6 +91,17 @@ func (l *fakeLedger) HeldIDs(_ context.Context, p peer.ID) ([]cid.Cid, error) {
 			if rc.Holder == p && rc.Status == rules.StatusHeld {
 				out = append(out, rec)
 			}
+		}
+	}
+	return out, nil
+}
+func (l *fakeLedger) OwnedIDs(_ context.Context, p peer.ID) ([]cid.Cid, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []cid.Cid
+	for id, r := range l.recs {
+		if r.Owner == p {
+			out = append(out, id)
 		}
 	}
 	return out, nil
@@ -338,6 +350,35 @@ func TestWorkFollowsInvolvement(t *testing.T) {
 	f.m.pass()
 	if f.ledger.lookups != inv+len(held) {
 		t.Fatalf("a change of one member planned %d records, want its %d holdings and the %d involved", f.ledger.lookups, len(held), inv)
+	}
+
+	// The ledger loaded a scope's state from a checkpoint (this node
+	// started following it): an owner scope's load plans that owner's
+	// records, an audit scope's nothing, the global scope's (joining)
+	// every record. It planned every record for any of them before.
+	owner := test.RandPeerIDFatal(t)
+	for i := range 5 {
+		rec := testCid(t, fmt.Sprint("loaded ", i))
+		f.ledger.recs[rec] = ledger.RecordInfo{ID: rec, Owner: owner, Replicas: 2}
+	}
+	for _, c := range []struct {
+		name  string
+		scope string
+		want  int
+	}{
+		{"an owner scope", ledger.OwnerScope(owner), 5},
+		{"an audit scope", ledger.AuditScope(owner), 0},
+		{"the global scope", "", len(f.ledger.recs)},
+	} {
+		f.ledger.lookups = 0
+		marked := f.m.onEntry(&ledger.Entry{Type: ledger.TypeStateLoaded, Scope: c.scope})
+		if marked != (c.want > 0) {
+			t.Fatalf("%s loaded: onEntry says %v", c.name, marked)
+		}
+		f.m.pass()
+		if f.ledger.lookups != c.want {
+			t.Fatalf("%s loaded: planned %d records, want %d", c.name, f.ledger.lookups, c.want)
+		}
 	}
 }
 

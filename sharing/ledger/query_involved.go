@@ -51,6 +51,11 @@ func (st State) OwnedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error) {
 	return st.scanIDs(ctx, pIdx+"own/"+p.String()+"/")
 }
 
+// OwnedIDs returns the IDs of the records p owns (State.OwnedIDs).
+func (l *Ledger) OwnedIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error) {
+	return l.State().OwnedIDs(ctx, p)
+}
+
 // HeldIDs returns the IDs of the records whose latest receipt by p is
 // "held", sorted by ID string.
 func (st State) HeldIDs(ctx context.Context, p peer.ID) ([]cid.Cid, error) {
