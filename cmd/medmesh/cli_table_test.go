@@ -786,7 +786,7 @@ func cliRows() []cliRow {
 		{cmd: "health", node: on("clinic"), args: argv("health"), retry: 30 * time.Second, check: func(t *testing.T, e *tableEnv, out string) {
 			h := decode[api.Health](t, out)
 			if !h.Healthy || !h.Member || h.MemberCount < 2 || h.ConnectedCount < 2 || h.OwnedCount < 1 || h.UnderReplicatedCount != 0 ||
-				!h.Ledger.InSync || h.Ledger.ComparedCount < 2 || h.Peer != e.ids["clinic"] || h.Ledger.NoGossip == nil || !strings.Contains(out, `"gossip_repairs":`) {
+				!h.Ledger.InSync || h.Ledger.ComparedCount < 2 || h.Peer != e.ids["clinic"] || h.Ledger.NoGossip == nil || !strings.Contains(out, `"gossip_repairs":`) || h.Ledger.ClockAhead == nil {
 				t.Errorf("health: %+v", h)
 			}
 		}},

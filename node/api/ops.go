@@ -46,6 +46,12 @@ type HealthLedger struct {
 	// given one up while the connection stayed): each also in
 	// medmesh_ledger_gossip_repairs_total and a warning in the log.
 	GossipRepairs int64 `json:"gossip_repairs"`
+	// ClockAhead lists the members whose entries this node held back in
+	// the last hour because their clocks were more than
+	// ledger.MaxClockAhead ahead of its own (a problem: those entries wait
+	// until this node's clock catches up; most members listed means this
+	// node's clock is behind).
+	ClockAhead []string `json:"clock_ahead"`
 }
 
 // VersionInfo is `medmesh version --json`.

@@ -44,6 +44,9 @@ type Ledger interface {
 	GossipPeers() []peer.ID
 	// GossipRepairs counts the ledger's repairs of GossipSub's streams.
 	GossipRepairs() int64
+	// ClockAhead lists the authors of entries held back in the last hour
+	// for clocks too far ahead of this node's (ledger.MaxClockAhead).
+	ClockAhead() []peer.ID
 }
 
 // Config holds a Checker's dependencies.
@@ -151,7 +154,7 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 	h := api.Health{
 		Peer: k.self.String(), Member: k.c.Ledger.IsMember(k.self),
 		Problems: []string{}, Warnings: []string{}, Disconnected: []string{}, UnderReplicatedIDs: []string{},
-		Ledger: api.HealthLedger{Ahead: []string{}, NoGossip: []string{}},
+		Ledger: api.HealthLedger{Ahead: []string{}, NoGossip: []string{}, ClockAhead: []string{}},
 	}
 	if !h.Member {
 		h.Problems = append(h.Problems, "this node is not a member of its network yet: the admin runs `medmesh network invite --peer "+k.self.String()+"`, then this node `medmesh network join TOKEN`")
@@ -195,6 +198,9 @@ func (k *Checker) Check(ctx context.Context) api.Health {
 	if n := len(h.Ledger.NoGossip); n > 0 {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("%d connected members exchange no gossip with this node (ledger.no_gossip lists them): GossipSub lost their subscriptions while the connection stayed up, so entries between them and this node travel by the ledger's sync only (slower than gossip, nothing is lost); the ledger repairs this within about two minutes (medmesh_ledger_gossip_repairs_total counts repairs); if it stays, restart this daemon", n))
 	}
+	if n := len(h.Ledger.ClockAhead); n > 0 {
+		h.Problems = append(h.Problems, fmt.Sprintf("entries of %d of the %d other members were held back in the last hour because their clocks are more than %s ahead of this node's (ledger.clock_ahead lists the authors; the daemon's log says by how much): they apply once this node's clock catches up. If that is most members, this node's clock is behind: check its time synchronisation (NTP); if it is one member, that member's clock is ahead", n, h.MemberCount, ledger.MaxClockAhead))
+	}
 	if h.Ledger.PendingCount > 0 {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("%d ledger entries wait for their parents, which are being fetched from peers", h.Ledger.PendingCount))
 	}
@@ -227,6 +233,9 @@ func (k *Checker) checkLedger(ctx context.Context, connected []peer.ID, out *api
 	}
 	sort.Strings(out.NoGossip)
 	out.GossipRepairs = l.GossipRepairs()
+	for _, p := range l.ClockAhead() {
+		out.ClockAhead = append(out.ClockAhead, p.String())
+	}
 	mine := l.Heads()
 	out.HeadCount = len(mine)
 	rand.Shuffle(len(connected), func(i, j int) { connected[i], connected[j] = connected[j], connected[i] })

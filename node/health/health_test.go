@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ type fakeLedger struct {
 	synced     int
 	gossip     []peer.ID
 	repairs    int64
+	ahead      []peer.ID
 }
 
 func (f *fakeLedger) IsMember(p peer.ID) bool { return p == f.self || p == f.other }
@@ -64,6 +66,7 @@ func (f *fakeLedger) PeerHeads(context.Context, host.Host, peer.ID) ([]cid.Cid, 
 }
 func (f *fakeLedger) GossipPeers() []peer.ID { return f.gossip }
 func (f *fakeLedger) GossipRepairs() int64   { return f.repairs }
+func (f *fakeLedger) ClockAhead() []peer.ID  { return f.ahead }
 func (f *fakeLedger) SyncWith(context.Context, host.Host, peer.ID) error {
 	f.synced++
 	if f.syncLearns {
@@ -179,7 +182,23 @@ func TestCheckNoGossip(t *testing.T) {
 	}
 	f.gossip = []peer.ID{b.ID()}
 	f.repairs = 2
-	if h = k.Check(ctx); !h.Healthy || len(h.Ledger.NoGossip) != 0 || len(h.Warnings) != 0 || h.Ledger.GossipRepairs != 2 {
+	if h = k.Check(ctx); !h.Healthy || len(h.Ledger.NoGossip) != 0 || len(h.Warnings) != 0 || h.Ledger.GossipRepairs != 2 || h.Ledger.ClockAhead == nil {
 		t.Fatalf("listed, after two repairs: %+v", h)
+	}
+}
+
+// TestCheckClockAhead: a member whose entries the ledger held back for a
+// clock too far ahead is named in clock_ahead, and that is a problem (its
+// entries are not applied) whose message says what to check.
+func TestCheckClockAhead(t *testing.T) {
+	a, b := newHost(t), newHost(t)
+	h1 := testCid(t, "h1")
+	f := &fakeLedger{self: a.ID(), other: b.ID(), heads: []cid.Cid{h1}, known: map[cid.Cid]bool{h1: true}, peerHeads: []cid.Cid{h1}, ahead: []peer.ID{b.ID()}}
+	h := New(Config{Ledger: f, Host: a, DataDir: t.TempDir()}).Check(context.Background())
+	if h.Healthy || len(h.Ledger.ClockAhead) != 1 || h.Ledger.ClockAhead[0] != b.ID().String() ||
+		!slices.ContainsFunc(h.Problems, func(p string) bool {
+			return strings.Contains(p, "clocks are more than 10m0s ahead") && strings.Contains(p, "NTP")
+		}) {
+		t.Fatalf("a member whose entries were held back: %+v", h)
 	}
 }

@@ -18,8 +18,14 @@
 //
 // An entry's clock must be strictly greater than each parent's, so ordering
 // by (clock, CID) is a topological order of the DAG. The clock's wall time is
-// not checked against local time: that check would depend on when an entry
-// arrives and make nodes disagree.
+// not checked against local time by the rules: that check would depend on
+// when an entry arrives and make nodes disagree. But a node does not apply
+// an entry whose clock is more than MaxClockAhead ahead of its own: it holds
+// it back, neither applied nor rejected, until its clock catches up (a later
+// sync offers it again). Otherwise one entry signed a century ahead would
+// carry every later entry's clock with it, and the lifetimes the rules judge
+// against the clock (grant expiries, the 24 hours of an emergency grant)
+// with it (ahead.go).
 //
 // # Validity: the causal past
 //

@@ -153,6 +153,9 @@ type Ledger struct {
 	tr atomic.Pointer[transport] // set by Start
 	// gossipRepairs counts gossipLoop's repairs (GossipRepairs).
 	gossipRepairs atomic.Int64
+	// ahead remembers the authors of entries held back for their clocks
+	// (ahead.go).
+	ahead aheadLog
 	// scopeDrafts counts scope checkpoint drafts (ScopeDrafts).
 	scopeDrafts atomic.Int64
 	closed      chan struct{}
@@ -392,10 +395,28 @@ func (l *Ledger) Ingest(ctx context.Context, raw []byte) error {
 }
 
 // ingest runs the core on decoded entries and settles the outcome.
+// Entries whose clock is too far ahead of this node's are held back
+// (ahead.go): their Result is Pending with ErrAhead.
 func (l *Ledger) ingest(ctx context.Context, es []*Entry) (Outcome, error) {
+	kept, held := l.holdBackAhead(es)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out, err := l.core.Ingest(ctx, es)
+	var out Outcome
+	var err error
+	if len(kept) > 0 {
+		out, err = l.core.Ingest(ctx, kept)
+	}
+	if held != nil {
+		// Back to one Result per input, in input order.
+		k := 0
+		for i := range held {
+			if held[i].Status == 0 && k < len(out.Results) {
+				held[i] = out.Results[k]
+				k++
+			}
+		}
+		out.Results = held
+	}
 	return out, errors.Join(err, l.settle(ctx, out))
 }
 

@@ -28,6 +28,8 @@ type metrics struct {
 	gossipRepairs prometheus.Counter
 	// scopeDrafts counts scope checkpoint drafts (scopeDraftAt).
 	scopeDrafts prometheus.Counter
+	// ahead counts entries held back for a clock too far ahead (ahead.go).
+	ahead prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,6 +60,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Connected members this node's GossipSub had given up (no stream to them) and was asked to open a stream to again."}),
 		scopeDrafts: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_scope_drafts_total",
 			Help: "Scope checkpoint drafts: replays of a scope from its previous checkpoint, to propose, co-sign or adopt a checkpoint (or for an operator)."}),
+		ahead: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_entries_ahead_total",
+			Help: "Entries held back (not applied, not rejected) because their clock was more than ledger.MaxClockAhead ahead of this node's; a later sync offers them again."}),
 	}
 	if reg == nil {
 		return m
@@ -84,5 +88,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.forwardedLate = reg1(m.forwardedLate).(prometheus.Counter)
 	m.gossipRepairs = reg1(m.gossipRepairs).(prometheus.Counter)
 	m.scopeDrafts = reg1(m.scopeDrafts).(prometheus.Counter)
+	m.ahead = reg1(m.ahead).(prometheus.Counter)
 	return m
 }

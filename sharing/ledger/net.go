@@ -331,6 +331,9 @@ func (l *Ledger) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 		l.log.Error("apply gossiped entry", "entry", e.cid.String(), "err", err)
 		return pubsub.ValidationIgnore
 	}
+	if out.Results[0].Err == ErrAhead {
+		return pubsub.ValidationIgnore // held back, not forwarded (ahead.go)
+	}
 	switch out.Results[0].Status {
 	case Applied:
 		return pubsub.ValidationAccept
