@@ -137,7 +137,7 @@ func TestDIMSE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := &pacs.Settings{Listen: "127.0.0.1:0", AETitle: "MEDMESH", Allowed: callers, Destinations: dests, StoreDelay: 300 * time.Millisecond}
+	set := &pacs.Settings{Listen: "127.0.0.1:0", AETitle: "MEDMESH", Allowed: callers, Destinations: dests, StoreDelay: 2 * time.Second} // the default: two storescu runs in a row under load are further apart than 300 ms
 	n, err := devnet.Start(ctx, filepath.Join(dir, "net"), []string{"radiology", "hospital"}, devnet.Options{Daemon: daemon.Options{DICOM: set}})
 	if err != nil {
 		t.Fatal(err)
