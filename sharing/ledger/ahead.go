@@ -50,6 +50,31 @@ const aheadLogEvery = time.Minute
 // entry held back.
 const aheadWindow = time.Hour
 
+// reportLate counts and logs entries judged far behind the heads
+// (Core.TakeLate), per author at most once every aheadLogEvery.
+func (l *Ledger) reportLate(late []LateEntry) {
+	now := l.now()
+	for _, w := range late {
+		l.met.late.Inc()
+		l.lateLog.mu.Lock()
+		if l.lateLog.authors == nil {
+			l.lateLog.authors = map[peer.ID]aheadNote{}
+		}
+		n := l.lateLog.authors[w.Author]
+		log := now.Sub(n.logged) >= aheadLogEvery
+		if log {
+			n.logged = now
+		}
+		n.at = now
+		l.lateLog.authors[w.Author] = n
+		l.lateLog.mu.Unlock()
+		if log {
+			l.log.Warn("entry judged far behind the heads", "entry", w.Entry.String(), "author", w.Author.String(), "type", w.Type, "behind", w.Behind,
+				"hint", "its parents were that many entries behind this node's heads, and judging it walked them: its author appended without having caught up (back from a long absence), or is making every node walk the history on purpose; if one member's entries keep doing this, the admin can remove it")
+		}
+	}
+}
+
 // aheadLog remembers, per author, when an entry of it was last held back,
 // by how much, and when that was last logged.
 type aheadLog struct {

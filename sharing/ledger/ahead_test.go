@@ -9,6 +9,8 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+
+	"github.com/ipfs/go-cid"
 )
 
 // TestClockAheadHeldBack: an entry a member signed with a clock a century
@@ -89,5 +91,36 @@ func TestClockAheadHeldBack(t *testing.T) {
 	set(clock().Add(2 * aheadWindow))
 	if got := l.ClockAhead(); len(got) != 0 {
 		t.Fatalf("authors held back more than an hour ago are still listed: %v", got)
+	}
+}
+
+// TestLateEntryReported: an entry whose parents are far behind the heads
+// (here more than a lowered LateBehind) is applied, counted
+// (medmesh_ledger_late_entries_total) and reported once with its author;
+// an entry on the heads is not.
+func TestLateEntryReported(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3)
+	l := openNode(t, w.admin, w.genesis)
+	setup := w.setup(t, l)
+	l.mu.Lock()
+	l.core.lateBehind = 5
+	l.mu.Unlock()
+	for range 8 {
+		as(t, l, w.members[1], TypeKeyAnnounce, KeyAnnouncePayload{Public: newIdent(t).kem.Public()})
+	}
+	if got := counterValue(l.met.late); got != 0 {
+		t.Fatalf("entries on the heads counted late: %v", got)
+	}
+	rogue := w.members[2]
+	late := forge(t, l, rogue, TypeKeyAnnounce, KeyAnnouncePayload{Public: rogue.kem.Public()}, []cid.Cid{setup[len(setup)-1].CID()})
+	if err := l.Ingest(ctx, late.raw); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(l.met.late); got != 1 {
+		t.Fatalf("medmesh_ledger_late_entries_total %v after an entry 8 behind, want 1", got)
+	}
+	if got := l.core.TakeLate(); len(got) != 0 {
+		t.Fatalf("late entries left after the ledger took them: %v", got)
 	}
 }

@@ -55,6 +55,36 @@ type Core struct {
 	// slowPathOnly makes every validation walk the causal view, even for
 	// entries on the current heads (tests compare both paths).
 	slowPathOnly bool
+
+	// late are the entries judged since TakeLate whose causal view left
+	// out more than lateBehind applied entries (viewAt; LateBehind unless
+	// a test lowers it).
+	late       []LateEntry
+	lateBehind int
+}
+
+// LateBehind is how many applied entries an entry's causal view may leave
+// out (entries it has not seen) before the core reports it (TakeLate):
+// judging it walked the history that far back.
+const LateBehind = 10000
+
+// LateEntry is an entry whose causal view left out Behind applied entries:
+// its parents were that far behind the heads. Judging it cost a walk of
+// them, on every node: a node that appends before catching up does this
+// once; a member doing it on purpose makes every node walk the history
+// each time.
+type LateEntry struct {
+	Entry  cid.Cid
+	Author peer.ID
+	Type   string
+	Behind int
+}
+
+// TakeLate returns the late entries judged since the last call.
+func (c *Core) TakeLate() []LateEntry {
+	out := c.late
+	c.late = nil
+	return out
 }
 
 // CoreConfig configures a Core.
@@ -97,7 +127,7 @@ func NewCore(ctx context.Context, c CoreConfig) (*Core, error) {
 	if types, err = types.only(declared); err != nil {
 		return nil, fmt.Errorf("%w (network %s)", err, g.cid)
 	}
-	co := &Core{store: c.Store, net: g.cid, types: types, scoped: scoped, cfg: c, heads: map[cid.Cid]HLC{}, scopeStored: map[string]Stored{}, scopeDirty: map[string]bool{}, hscope: map[cid.Cid]string{}, pend: newPending(c.MaxPending),
+	co := &Core{store: c.Store, net: g.cid, types: types, scoped: scoped, cfg: c, heads: map[cid.Cid]HLC{}, scopeStored: map[string]Stored{}, scopeDirty: map[string]bool{}, hscope: map[cid.Cid]string{}, pend: newPending(c.MaxPending), lateBehind: LateBehind,
 		d: &dag{cache: map[cid.Cid]*node{}, anc: map[[2]cid.Cid]bool{}, sc: newStateCache()}}
 	co.d.t = co.d.newTxn(co.store, 0)
 	if err := co.load(ctx); err != nil {
@@ -889,6 +919,9 @@ func (c *Core) viewAt(ctx context.Context, t *txn, e *Entry) (*causalView, error
 	v.excluded = make(map[cid.Cid]bool, len(diff))
 	for _, d := range diff {
 		v.excluded[d] = true
+	}
+	if len(diff) > c.lateBehind && len(c.late) < 1000 {
+		c.late = append(c.late, LateEntry{Entry: e.cid, Author: e.Author, Type: e.Type, Behind: len(diff)})
 	}
 	return v, nil
 }

@@ -153,9 +153,9 @@ type Ledger struct {
 	tr atomic.Pointer[transport] // set by Start
 	// gossipRepairs counts gossipLoop's repairs (GossipRepairs).
 	gossipRepairs atomic.Int64
-	// ahead remembers the authors of entries held back for their clocks
-	// (ahead.go).
-	ahead aheadLog
+	// ahead remembers the authors of entries held back for their clocks,
+	// lateLog those of entries judged far behind the heads (ahead.go).
+	ahead, lateLog aheadLog
 	// scopeDrafts counts scope checkpoint drafts (ScopeDrafts).
 	scopeDrafts atomic.Int64
 	closed      chan struct{}
@@ -423,6 +423,7 @@ func (l *Ledger) ingest(ctx context.Context, es []*Entry) (Outcome, error) {
 // settle does what a node does with an Outcome, l.mu held: count and log
 // it, refresh the member table and digest, tell subscribers.
 func (l *Ledger) settle(ctx context.Context, out Outcome) error {
+	l.reportLate(l.core.TakeLate())
 	for _, r := range out.Rejected {
 		l.met.rejected.WithLabelValues(r.Reason).Inc()
 		l.log.Warn("entry rejected", "entry", r.Entry.String(), "reason", r.Reason, "err", r.Err)

@@ -30,6 +30,8 @@ type metrics struct {
 	scopeDrafts prometheus.Counter
 	// ahead counts entries held back for a clock too far ahead (ahead.go).
 	ahead prometheus.Counter
+	// late counts entries judged far behind the heads (Core.TakeLate).
+	late prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -62,6 +64,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Scope checkpoint drafts: replays of a scope from its previous checkpoint, to propose, co-sign or adopt a checkpoint (or for an operator)."}),
 		ahead: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_entries_ahead_total",
 			Help: "Entries held back (not applied, not rejected) because their clock was more than ledger.MaxClockAhead ahead of this node's; a later sync offers them again."}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{Name: "medmesh_ledger_late_entries_total",
+			Help: "Entries whose parents were more than ledger.LateBehind entries behind this node's heads: judging each walked that much history (its author appended without having caught up, or on purpose)."}),
 	}
 	if reg == nil {
 		return m
@@ -89,5 +93,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.gossipRepairs = reg1(m.gossipRepairs).(prometheus.Counter)
 	m.scopeDrafts = reg1(m.scopeDrafts).(prometheus.Counter)
 	m.ahead = reg1(m.ahead).(prometheus.Counter)
+	m.late = reg1(m.late).(prometheus.Counter)
 	return m
 }
