@@ -263,13 +263,35 @@ func (d *dag) differenceAfter(ctx context.Context, from, exclude []cid.Cid, limi
 	// shortcut settles each entry in only by asking whether it is an
 	// ancestor of an entry of exclude, until none is left to settle.
 	settled := 0
+	// newestEx is the newest applied entry of exclude: an entry ordered
+	// after it is in no exclude entry's past, and the walk pops it before
+	// reaching the exclude side below it, so the shortcut leaves it alone.
+	var newestEx *walkItem
+	for _, x := range exclude {
+		n, err := d.get(ctx, x)
+		if err != nil {
+			return nil, err
+		}
+		if n != nil && (newestEx == nil || before(newestEx.clock, newestEx.c, n.clock, x)) {
+			newestEx = &walkItem{x, n.clock}
+		}
+	}
 	shortcut := func() error {
-		for len(only) > 0 && len(exclude) > 0 && settled+len(only) <= shortcutMost {
-			settled += len(only)
+		for newestEx != nil {
 			var next []cid.Cid
 			for c := range only {
-				next = append(next, c)
+				n, err := d.get(ctx, c)
+				if err != nil {
+					return err
+				}
+				if n != nil && before(n.clock, c, newestEx.clock, newestEx.c) {
+					next = append(next, c)
+				}
 			}
+			if len(next) == 0 || settled+len(next) > shortcutMost {
+				return nil
+			}
+			settled += len(next)
 			for _, c := range next {
 				in := false
 				for _, x := range exclude {
