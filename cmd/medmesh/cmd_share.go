@@ -396,7 +396,10 @@ of {scope, followed, why, entry_count, size}):
            records, written to the owner's audit scope
   left     not followed any more; what this node stored of it stays
 The global scope comes first, then the scopes with the most entries. Why
-costs what this node was granted or holds, not the ledger's size.`,
+costs what this node was granted or holds, not the ledger's size. The
+table sums the reads scopes (and the left ones) in one row each when there
+are more than three (a node that read from a hundred owners); --json lists
+every scope.`,
 		Example: `  medmesh ledger stat
   medmesh ledger stat --json | jq .entry_count
   medmesh ledger stat --json | jq -r '.behind[]'
@@ -439,7 +442,7 @@ costs what this node was granted or holds, not the ledger's size.`,
 					say("")
 					tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "SCOPE\tWHY\tFOLLOWED\tENTRIES\tBYTES")
-					for _, x := range st.ByScope {
+					for _, x := range foldScopes(st.ByScope, foldScopesOver) {
 						followed := "no"
 						if x.Followed {
 							followed = "yes"
@@ -480,4 +483,39 @@ Exits 8 if they differ (see ` + "`medmesh help exit-codes`" + `).`,
 	cmd.AddCommand(logCmd, heads, stat, verify)
 	cmd.AddCommand(newCheckpointCmds()...)
 	return cmd
+}
+
+// foldScopesOver is how many reads (or left) scopes `ledger stat
+// --by-scope` lists one by one in its table before it sums them in a row.
+const foldScopesOver = 3
+
+// foldScopes returns rows with the reads scopes, and the left ones, summed
+// in one row each ("N scopes") at the end when there are more than over of
+// them; the other rows keep their order.
+func foldScopes(rows []api.LedgerScope, over int) []api.LedgerScope {
+	count := map[string]int{}
+	for _, x := range rows {
+		count[x.Why]++
+	}
+	out := make([]api.LedgerScope, 0, len(rows))
+	var sums []api.LedgerScope
+	for _, why := range []string{"reads", "left"} {
+		if count[why] > over {
+			sums = append(sums, api.LedgerScope{Scope: fmt.Sprintf("(%d scopes)", count[why]), Why: why})
+		}
+	}
+	for _, x := range rows {
+		folded := false
+		for i := range sums {
+			if sums[i].Why == x.Why {
+				sums[i].Entries += x.Entries
+				sums[i].Size += x.Size
+				folded = true
+			}
+		}
+		if !folded {
+			out = append(out, x)
+		}
+	}
+	return append(out, sums...)
 }
