@@ -32,6 +32,11 @@ import (
 // (medmesh_ledger_entries_ahead_total), and `medmesh health` names the
 // authors held back in the last hour: when that is most members, it is
 // this node's clock that is behind.
+//
+// Entries from the past are applied as they come (their parents vouch for
+// their clocks), but one whose parents are far behind the heads costs every
+// node a walk of the history since them; reportLate counts and logs those
+// (Core.TakeLate) the same way.
 
 // MaxClockAhead is how far ahead of a node's clock an entry's clock may be
 // for the node to apply it now (see ahead.go).
@@ -56,59 +61,43 @@ func (l *Ledger) reportLate(late []LateEntry) {
 	now := l.now()
 	for _, w := range late {
 		l.met.late.Inc()
-		l.lateLog.mu.Lock()
-		if l.lateLog.authors == nil {
-			l.lateLog.authors = map[peer.ID]aheadNote{}
-		}
-		n := l.lateLog.authors[w.Author]
-		log := now.Sub(n.logged) >= aheadLogEvery
-		if log {
-			n.logged = now
-		}
-		n.at = now
-		l.lateLog.authors[w.Author] = n
-		l.lateLog.mu.Unlock()
-		if log {
+		if l.lateLog.seen(w.Author, now) {
 			l.log.Warn("entry judged far behind the heads", "entry", w.Entry.String(), "author", w.Author.String(), "type", w.Type, "behind", w.Behind,
 				"hint", "its parents were that many entries behind this node's heads, and judging it walked them: its author appended without having caught up (back from a long absence), or is making every node walk the history on purpose; if one member's entries keep doing this, the admin can remove it")
 		}
 	}
 }
 
-// aheadLog remembers, per author, when an entry of it was last held back,
-// by how much, and when that was last logged.
+// aheadLog remembers, per author, when an entry of it was last noted (held
+// back for its clock, or judged far behind) and when that was last logged.
 type aheadLog struct {
 	mu      sync.Mutex
 	authors map[peer.ID]aheadNote
 }
 
-type aheadNote struct {
-	at, logged time.Time
-	by         time.Duration
-}
+type aheadNote struct{ at, logged time.Time }
 
-// isAhead reports whether e's clock is more than MaxClockAhead after now.
-func isAhead(e *Entry, now time.Time) bool {
-	return int64(e.Clock.Wall) > now.Add(MaxClockAhead).UnixMilli()
-}
-
-// heldAhead records that e was held back at now and reports whether to
-// log it (the first from its author, then once every aheadLogEvery).
-func (a *aheadLog) heldAhead(e *Entry, now time.Time) (time.Duration, bool) {
-	by := time.UnixMilli(int64(e.Clock.Wall)).Sub(now)
+// seen notes an entry of author at now and reports whether to log it: the
+// first from its author, then at most once every aheadLogEvery.
+func (a *aheadLog) seen(author peer.ID, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.authors == nil {
 		a.authors = map[peer.ID]aheadNote{}
 	}
-	n := a.authors[e.Author]
+	n := a.authors[author]
 	log := now.Sub(n.logged) >= aheadLogEvery
-	n.at, n.by = now, by
+	n.at = now
 	if log {
 		n.logged = now
 	}
-	a.authors[e.Author] = n
-	return by, log
+	a.authors[author] = n
+	return log
+}
+
+// isAhead reports whether e's clock is more than MaxClockAhead after now.
+func isAhead(e *Entry, now time.Time) bool {
+	return int64(e.Clock.Wall) > now.Add(MaxClockAhead).UnixMilli()
 }
 
 // ClockAhead lists the authors of entries this node held back in the last
@@ -150,7 +139,8 @@ func (l *Ledger) holdBackAhead(es []*Entry) ([]*Entry, []Result) {
 		}
 		results[i] = Result{Status: Pending, Err: ErrAhead}
 		l.met.ahead.Inc()
-		if by, log := l.ahead.heldAhead(e, now); log {
+		if l.ahead.seen(e.Author, now) {
+			by := time.UnixMilli(int64(e.Clock.Wall)).Sub(now)
 			l.log.Warn("entry held back: its clock is ahead of this node's", "entry", e.cid.String(), "author", e.Author.String(),
 				"type", e.Type, "ahead", by.Round(time.Second).String(), "max", MaxClockAhead.String(),
 				"hint", "it applies once this node's clock is within the max of it; if entries of most members are held back, this node's clock is behind: check its time synchronisation (NTP)")
