@@ -45,8 +45,9 @@ func (m *Manager) kick() {
 // case anything was missed. Every record it knows is planned once, at
 // start and when the ledger loads the global scope's state from a
 // checkpoint (ledger.TypeStateLoaded: joining); an owner scope's load
-// plans that owner's records (they arrived without entries). Nothing else: with no change, a node does no per-record work,
-// however many records the network holds.
+// plans that owner's records (they arrived without entries). Nothing
+// else: with no change, a node does no per-record work, however many
+// records the network holds.
 func (m *Manager) loop() {
 	defer m.wg.Done()
 	ch, cancel := m.ledger.Subscribe()
