@@ -225,7 +225,7 @@ func (s *Service) run(ctx context.Context) {
 		if err := s.add(ctx, batch); err != nil && ctx.Err() == nil {
 			s.lg.Error("audit log: append failed; the next start catches up", "err", err)
 		}
-		if slices.ContainsFunc(batch, func(e *ledger.Entry) bool { return e.Type == ledger.TypeStateLoaded }) {
+		if slices.ContainsFunc(batch, s.mayBringOwnAudit) {
 			// Audit entries that arrived in a checkpoint's state, not
 			// applied one by one.
 			if err := s.catchUp(ctx); err != nil && ctx.Err() == nil {
@@ -233,6 +233,16 @@ func (s *Service) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// mayBringOwnAudit reports whether e says the ledger loaded, from a
+// checkpoint, state that may hold audit entries of this node's records:
+// its own audit scope's, or the global scope's (in a network without
+// scopes, the whole state). Another owner's scope, loaded when this node
+// starts following it (a grant, a replica group), holds none, and the
+// catch-up reads every claim and attestation of this node's records.
+func (s *Service) mayBringOwnAudit(e *ledger.Entry) bool {
+	return e.Type == ledger.TypeStateLoaded && (e.Scope == "" || e.Scope == ledger.AuditScope(s.cfg.Self))
 }
 
 // mine reports whether e is an audit entry about a record this node owns.

@@ -32,6 +32,7 @@ type fakeLedger struct {
 	entries map[cid.Cid]*ledger.Entry
 	served  map[cid.Cid][]ledger.Served
 	ch      chan *ledger.Entry
+	owned   int // OwnedRecords calls: a catch-up each
 }
 
 func (f *fakeLedger) Subscribe() (<-chan *ledger.Entry, func()) { return f.ch, func() {} }
@@ -45,6 +46,7 @@ func (f *fakeLedger) Versions(id cid.Cid) []ledger.RecordInfo { return nil }
 func (f *fakeLedger) OwnedRecords(_ context.Context, p peer.ID) ([]ledger.RecordInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.owned++
 	var out []ledger.RecordInfo
 	for id, o := range f.owner {
 		if o == p {
@@ -386,5 +388,48 @@ func TestRestoreFromSegments(t *testing.T) {
 	}
 	if last := segs.refs[len(segs.refs)-1]; len(segs.refs) != 3 || last.From != 5 || last.To != 6 {
 		t.Fatalf("segments after the restore: %+v", segs.refs)
+	}
+}
+
+// TestCatchUpOnOwnLoadsOnly: the ledger loading another owner's scope from
+// a checkpoint (this node starting to follow it) does not make the log
+// read every claim and attestation of this node's records again; loading
+// its own audit scope, or the global scope, does.
+func TestCatchUpOnOwnLoadsOnly(t *testing.T) {
+	ctx := context.Background()
+	key, self := newKey(t)
+	_, other := newKey(t)
+	fl := &fakeLedger{owner: map[cid.Cid]peer.ID{}, entries: map[cid.Cid]*ledger.Entry{},
+		served: map[cid.Cid][]ledger.Served{}, ch: make(chan *ledger.Entry, 16)}
+	s, err := New(ctx, Config{Self: self, Key: key, Ledger: fl, DS: dssync.MutexWrap(datastore.NewMapDatastore())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer s.Close()
+	<-s.caught
+	catchUps := func() int {
+		fl.mu.Lock()
+		defer fl.mu.Unlock()
+		return fl.owned
+	}
+	base := catchUps()
+	loaded := func(scope string) *ledger.Entry { return &ledger.Entry{Type: ledger.TypeStateLoaded, Scope: scope} }
+	fl.ch <- loaded(ledger.OwnerScope(other))
+	fl.ch <- loaded(ledger.AuditScope(other))
+	fl.ch <- loaded(ledger.OwnerScope(self))
+	time.Sleep(200 * time.Millisecond)
+	if n := catchUps() - base; n != 0 {
+		t.Fatalf("loading other scopes caught up %d times", n)
+	}
+	for i, scope := range []string{ledger.AuditScope(self), ""} {
+		fl.ch <- loaded(scope)
+		deadline := time.Now().Add(5 * time.Second)
+		for catchUps()-base != i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("loading scope %q: %d catch-ups, want %d", scope, catchUps()-base, i+1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
