@@ -45,6 +45,9 @@ type Options struct {
 	// Roles gives nodes, by name, extra roles when they are admitted
 	// (e.g. "emergency").
 	Roles map[string][]string
+	// Clocks gives nodes, by name, clocks of their own (tests of clock
+	// skew); the others use Daemon.Now.
+	Clocks map[string]func() time.Time
 }
 
 // Start creates len(names) nodes under dir; the first creates the network
@@ -68,6 +71,9 @@ func Start(ctx context.Context, dir string, names []string, o Options) (*Net, er
 	}()
 	for i, name := range names {
 		nd := &Node{Name: name, Dir: filepath.Join(dir, name), opts: o.Daemon}
+		if c := o.Clocks[name]; c != nil {
+			nd.opts.Now = c
+		}
 		r, err := repo.Init(nd.Dir, repo.InitOptions{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, API: "127.0.0.1:0", Org: name})
 		if err != nil {
 			return nil, err
