@@ -36,8 +36,14 @@
 // minus the entries reachable from its heads but not from the entry's
 // parents", found by a painted walk in decreasing (clock, CID) order that
 // stops when only entries common to both sides are queued; its cost is the
-// size of the concurrent region, not the log. Entries whose parents are
-// missing wait in a bounded buffer while the sync protocol fetches them.
+// size of the concurrent region, not the log. An entry whose parents are far
+// behind the heads makes that region the history since them: judging it
+// walks that far (counted and logged with its author: Core.TakeLate), and
+// the entries signed without having seen it find, after a short walk,
+// whether its old parents are in their past from cached ancestry facts
+// (dag.go, shortcutAfter) rather than walking down to them each. Entries
+// whose parents are missing wait in a bounded buffer while the sync
+// protocol fetches them.
 //
 // A consequence, accepted by design: an entry a removed member wrote
 // concurrently with its removal (not having seen it) is valid. Its entries
